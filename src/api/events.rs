@@ -1,0 +1,231 @@
+//! `POST /api/v1/events` (ingest) and `GET /api/v1/events/{id}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::deliveries::delivery_summary;
+use super::{AdminKey, AnyKey, blocking, parse_json};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::event::{Event, EventType, check_data};
+use crate::domain::ids::{DeliveryId, EventId};
+use crate::domain::time::{now_ms, parse_rfc3339, to_rfc3339};
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::store::{IngestOutcome, NewEvent};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/events")
+            .route(web::post().to(ingest))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/events/{id}")
+            .route(web::get().to(get_event))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestRequest {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    occurred_at: Option<String>,
+}
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+async fn ingest(
+    AnyKey(key): AnyKey,
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_limited(&req, &mut payload, state.config.limits.max_event_bytes).await?;
+    let input: IngestRequest = parse_json(&body)?;
+    let event_type = EventType::parse(&input.event_type)
+        .map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+    let data: Map<String, Value> = match input.data {
+        None => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "data must be a JSON object, not {}",
+                json_kind(&other)
+            )));
+        }
+    };
+    check_data(&data).map_err(ApiError::validation)?;
+    let idempotency_key = idempotency_key(&req, input.idempotency_key)?;
+    let received_at = now_ms();
+    let occurred_at = match input.occurred_at.as_deref() {
+        None => received_at,
+        Some(s) => parse_rfc3339(s).ok_or_else(|| {
+            ApiError::validation(format!(
+                "occurred_at {s:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
+            ))
+        })?,
+    };
+    let event = Event {
+        id: EventId::generate(received_at),
+        workspace_id: key.workspace_id.clone(),
+        event_type,
+        occurred_at,
+        received_at,
+        data,
+        test: false,
+    };
+    let rules = state
+        .store
+        .matching_rules(&key.workspace_id, &event.event_type);
+    let deliveries: Vec<Delivery> = rules
+        .iter()
+        .map(|rule| Delivery {
+            id: DeliveryId::generate(received_at),
+            event_id: event.id.clone(),
+            rule_id: rule.id.clone(),
+            workspace_id: event.workspace_id.clone(),
+            event_type: event.event_type.clone(),
+            status: DeliveryStatus::Pending,
+            test: false,
+            created_at: received_at,
+            updated_at: received_at,
+            attempts: 0,
+            attempts_left: state.retry.max_attempts,
+            next_attempt_at: Some(received_at),
+        })
+        .collect();
+    let id = event.id.clone();
+    let count = deliveries.len();
+    let outcome = state
+        .store
+        .ingest(NewEvent {
+            event,
+            deliveries: deliveries.clone(),
+            idempotency_key,
+        })
+        .await?;
+    match outcome {
+        IngestOutcome::Created => {
+            state.dispatcher.enqueue_deliveries(&deliveries);
+            Ok(HttpResponse::Accepted().json(json!({"id": id, "deliveries": count})))
+        }
+        IngestOutcome::Duplicate(original) => Ok(HttpResponse::Ok().json(json!({
+            "id": original, "deliveries": 0, "duplicate": true
+        }))),
+    }
+}
+
+/// Reads the whole body, refusing it (413) as soon as it passes `limit` bytes, so an oversized
+/// post costs neither memory nor a full upload.
+async fn read_limited(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the event is larger than limits.max_event_bytes ({limit} bytes)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// From the body or the `Idempotency-Key` header; both may be sent only if they agree.
+fn idempotency_key(
+    req: &HttpRequest,
+    from_body: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let header = match req.headers().get("Idempotency-Key") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::validation("the Idempotency-Key header must be printable ASCII")
+                })?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let key = match (from_body, header) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::validation(
+                "idempotency_key in the body and the Idempotency-Key header differ; send one, or the same in both",
+            ));
+        }
+        (a, b) => a.or(b),
+    };
+    if let Some(k) = &key
+        && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(ApiError::validation(format!(
+            "idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
+        )));
+    }
+    Ok(key)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+async fn get_event(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = EventId::parse(&raw).ok_or_else(|| ApiError::not_found("event", &raw))?;
+    let store = state.store.clone();
+    let (event, deliveries) = blocking(move || {
+        let event = store.event(&key.workspace_id, &id)?;
+        let deliveries = store.event_deliveries(&id)?;
+        Ok::<_, crate::store::StoreError>((event, deliveries))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "id": event.id,
+        "type": event.event_type,
+        "occurred_at": to_rfc3339(event.occurred_at),
+        "received_at": to_rfc3339(event.received_at),
+        "data": event.data,
+        "deliveries": deliveries.iter().map(delivery_summary).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,119 @@
+//! API keys: list, create (the key is shown once), delete.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AdminKey, JsonBody, blocking, list_response};
+use crate::domain::access::{ApiKey, Role};
+use crate::domain::ids::{ApiKeyId, WorkspaceId};
+use crate::domain::time::{now_ms, to_rfc3339};
+use crate::error::ApiError;
+use crate::security::crypto::{Secret, api_key_hash, new_api_key};
+use crate::server::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api-keys")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api-keys/{id}")
+            .route(web::delete().to(delete))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// A new key record and the key itself, which exists only in the caller's hands afterwards.
+pub fn mint(workspace: &WorkspaceId, name: &str, role: Role) -> (ApiKey, Secret) {
+    let secret = new_api_key();
+    let now = now_ms();
+    let key = ApiKey {
+        id: ApiKeyId::generate(now),
+        workspace_id: workspace.clone(),
+        name: name.to_owned(),
+        role,
+        hash: api_key_hash(secret.expose()),
+        prefix: secret.expose().chars().take(8).collect(),
+        created_at: now,
+    };
+    (key, secret)
+}
+
+/// Checks a key name and role given by an admin (API or CLI).
+pub fn validate_new_key(name: &str, role: &str) -> Result<Role, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err("name is required (1-100 characters)".into());
+    }
+    Role::parse(role).ok_or_else(|| format!("role must be \"admin\" or \"ingest\", not {role:?}"))
+}
+
+fn key_json(k: &ApiKey) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "role": k.role,
+        "prefix": k.prefix,
+        "created_at": to_rfc3339(k.created_at),
+    })
+}
+
+async fn list(
+    AdminKey(key): AdminKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let mut keys = blocking(move || store.api_keys(&key.workspace_id)).await?;
+    keys.sort_by(|a, b| b.id.cmp(&a.id));
+    Ok(list_response(
+        &keys.iter().map(key_json).collect::<Vec<_>>(),
+        None,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: Option<String>,
+    role: Option<String>,
+}
+
+async fn create(
+    AdminKey(caller): AdminKey,
+    JsonBody(body): JsonBody<CreateKey>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let name = body.name.unwrap_or_default();
+    let role = validate_new_key(&name, body.role.as_deref().unwrap_or(""))
+        .map_err(ApiError::validation)?;
+    let (key, secret) = mint(&caller.workspace_id, name.trim(), role);
+    state.store.insert_api_key_async(key.clone()).await?;
+    tracing::info!(api_key = %key.id, by = %caller.id, "API key created");
+    let mut v = key_json(&key);
+    v["key"] = Value::String(secret.expose().to_owned());
+    Ok(HttpResponse::Created().json(v))
+}
+
+async fn delete(
+    AdminKey(caller): AdminKey,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = ApiKeyId::parse(&raw).ok_or_else(|| ApiError::not_found("API key", &raw))?;
+    if id == caller.id {
+        // Deleting the key in use could leave the workspace with no admin key at all.
+        return Err(ApiError::conflict(
+            "an API key cannot delete itself; delete it with another admin key",
+        ));
+    }
+    state
+        .store
+        .delete_api_key(caller.workspace_id, id.clone())
+        .await?;
+    tracing::info!(api_key = %id, by = %caller.id, "API key deleted");
+    Ok(HttpResponse::NoContent().finish())
+}

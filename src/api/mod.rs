@@ -1,0 +1,234 @@
+//! The JSON API (SPEC §7). Each resource module registers its own routes; authentication is
+//! an extractor in each handler's signature, so a handler states the role it needs.
+
+pub mod deliveries;
+pub mod events;
+pub mod health;
+pub mod keys;
+pub mod rules;
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::domain::access::{ApiKey, Role};
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// Registers every `/api/v1` route.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config())
+        .app_data(web::PayloadConfig::new(MAX_JSON_BODY))
+        .app_data(query_config())
+        .service(
+            web::scope("/api/v1")
+                .configure(events::routes)
+                .configure(rules::routes)
+                .configure(deliveries::routes)
+                .configure(keys::routes)
+                .default_service(web::to(not_found)),
+        );
+}
+
+/// The caller, authenticated by `Authorization: Bearer <api key>`; any role.
+pub struct AnyKey(pub ApiKey);
+
+/// The caller, with the admin role.
+pub struct AdminKey(pub ApiKey);
+
+fn authenticate(req: &HttpRequest) -> Result<ApiKey, ApiError> {
+    let unauthorized = |msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))?;
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            unauthorized("missing Authorization header; send Authorization: Bearer <api key>")
+        })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("the Authorization header must be: Bearer <api key>"))?;
+    state
+        .store
+        .api_key_for_token(token)
+        .ok_or_else(|| unauthorized("this API key is not valid (unknown or deleted)"))
+}
+
+impl FromRequest for AnyKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).map(AnyKey))
+    }
+}
+
+impl FromRequest for AdminKey {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|key| match key.role {
+            Role::Admin => Ok(AdminKey(key)),
+            Role::Ingest => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this API key has the ingest role, which may only post events; use an admin key",
+            )),
+        }))
+    }
+}
+
+/// A JSON request body parsed into `T`, with errors in the API's shape: 415 for a non-JSON
+/// content type, 413 when too large, 400 naming the field at fault.
+pub struct JsonBody<T>(pub T);
+
+/// Largest JSON body for the management API (events have their own configurable limit).
+const MAX_JSON_BODY: usize = 1024 * 1024;
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json_type = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .is_none_or(|ct| {
+                let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+                ct.starts_with("application/json") || ct.contains("+json")
+            });
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json_type {
+                return Err(json_error(&JsonPayloadError::ContentType));
+            }
+            let body = body
+                .await
+                .map_err(|e| match e.as_response_error().status_code() {
+                    StatusCode::PAYLOAD_TOO_LARGE => json_error(&JsonPayloadError::Overflow {
+                        limit: MAX_JSON_BODY,
+                    }),
+                    _ => ApiError::bad_request(
+                        "invalid_body",
+                        format!("the request body could not be read: {e}"),
+                    ),
+                })?;
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(1024 * 1024)
+        .error_handler(|err, _| json_error(&err).into())
+}
+
+/// Turns actix's JSON extractor errors into the API's error shape.
+pub fn json_error(err: &JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::Deserialize(e) => invalid_json(e),
+        JsonPayloadError::Serialize(e) => ApiError::internal(anyhow::anyhow!("serialising: {e}")),
+        other => ApiError::bad_request(
+            "invalid_json",
+            format!("the request body could not be read: {other}"),
+        ),
+    }
+}
+
+pub fn invalid_json(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        "invalid_json",
+        format!("the request body is not valid: {e}"),
+    )
+}
+
+/// Parses a JSON body; the error names the field at fault (`webhook.timeout_ms: invalid type…`).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| path_error(&e))?;
+    de.end().map_err(|e| invalid_json(&e))?;
+    Ok(value)
+}
+
+/// The same for a JSON value already parsed (a merged PATCH).
+pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| path_error(&e))
+}
+
+fn path_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let message = if path == "." || path.is_empty() {
+        format!("the request body is not valid: {}", e.inner())
+    } else {
+        format!("{path}: {}", e.inner())
+    };
+    ApiError::bad_request("invalid_json", message)
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _| {
+        let message = match &err {
+            QueryPayloadError::Deserialize(e) => format!("invalid query parameters: {e}"),
+            other => format!("invalid query parameters: {other}"),
+        };
+        ApiError::bad_request("invalid_query", message).into()
+    })
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no API route {} {}", req.method(), req.path()),
+    ))
+}
+
+/// For resources: a known path with a method it does not have.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    ))
+}
+
+/// `{"data": [...], "next_cursor": ...}`, the shape of every list.
+pub fn list_response(data: &[Value], next_cursor: Option<&str>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"data": data, "next_cursor": next_cursor}))
+}
+
+/// Runs blocking store work off the async threads.
+pub async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    web::block(f).await?.map_err(Into::into)
+}

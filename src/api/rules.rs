@@ -1,0 +1,460 @@
+//! Rules: CRUD, signing secret view and rotation, test event and preview.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::deliveries::delivery_json;
+use super::{AdminKey, JsonBody, blocking, from_value, list_response, parse_json};
+use crate::delivery::attempt::{perform, prepare};
+use crate::delivery::dispatcher::next_state;
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::event::{Event, EventType, check_data};
+use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::rule::{
+    FieldError, MASK, Rule, RuleInput, RuleSpec, SecretValue, SigningSecret, Webhook,
+};
+use crate::domain::samples::sample_data;
+use crate::domain::time::{now_ms, to_rfc3339};
+use crate::error::ApiError;
+use crate::security::crypto::{MasterKey, new_signing_secret};
+use crate::security::ssrf::AddressPolicy;
+use crate::server::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let resource =
+        |path: &str| web::resource(path).default_service(web::to(super::method_not_allowed));
+    cfg.service(
+        resource("/rules")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/rules/{id}")
+            .route(web::get().to(get_one))
+            .route(web::put().to(replace))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource("/rules/{id}/secret").route(web::get().to(secret)))
+    .service(resource("/rules/{id}/secret/rotate").route(web::post().to(rotate)))
+    .service(resource("/rules/{id}/test").route(web::post().to(test)))
+    .service(resource("/rules/{id}/preview").route(web::post().to(preview)));
+}
+
+fn field_error(e: &FieldError) -> ApiError {
+    ApiError::validation(e.to_string())
+}
+
+fn parse_id(raw: &str) -> Result<RuleId, ApiError> {
+    RuleId::parse(raw).ok_or_else(|| ApiError::not_found("rule", raw))
+}
+
+/// The API form of a rule: every field of SPEC §2 plus the read-only ones.
+pub fn rule_json(rule: &Rule, policy: &AddressPolicy) -> Value {
+    let mut v = editable_json(rule);
+    let extra = json!({
+        "id": rule.id,
+        "workspace_id": rule.workspace_id,
+        "status": rule.status(policy),
+        "status_reason": rule.status_reason.clone().or_else(|| rule.url_problem(policy).map(|p| p.to_string())),
+        "created_at": to_rfc3339(rule.created_at),
+        "updated_at": to_rfc3339(rule.updated_at),
+        "secret_hint": rule.secret_hint(),
+    });
+    if let (Value::Object(out), Value::Object(extra)) = (&mut v, extra) {
+        out.extend(extra);
+    }
+    v
+}
+
+/// The fields an admin sets, as `RuleInput` reads them back (secret values masked).
+fn editable_json(rule: &Rule) -> Value {
+    let w = &rule.webhook;
+    let secret_headers: Map<String, Value> = w
+        .secret_headers
+        .keys()
+        .map(|k| (k.clone(), Value::String(MASK.into())))
+        .collect();
+    json!({
+        "name": rule.name,
+        "description": rule.description,
+        "active": rule.active,
+        "max_concurrency": rule.max_concurrency,
+        "trigger": rule.trigger,
+        "condition": rule.condition,
+        "webhook": {
+            "url": w.url,
+            "method": w.method,
+            "content_type": w.content_type,
+            "headers": w.headers,
+            "secret_headers": secret_headers,
+            "signing": w.signing,
+            "payload_format": w.payload_format,
+            "body_template": w.body_template,
+            "tls_verify": w.tls_verify,
+            "timeout_ms": w.timeout_ms,
+        },
+    })
+}
+
+/// Applies a validated spec onto a new or existing rule, sealing new secret header values.
+fn build_rule(
+    spec: RuleSpec,
+    existing: Option<Rule>,
+    workspace: &WorkspaceId,
+    key: &MasterKey,
+) -> Rule {
+    let now = now_ms();
+    let old_secret_headers = existing
+        .as_ref()
+        .map(|r| r.webhook.secret_headers.clone())
+        .unwrap_or_default();
+    let secret_headers = spec
+        .secret_headers
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let sealed = match value {
+                SecretValue::Keep => old_secret_headers.get(&name)?.clone(),
+                SecretValue::New(plain) => key.seal(&plain),
+            };
+            Some((name, sealed))
+        })
+        .collect();
+    let webhook = Webhook {
+        url: spec.url,
+        method: spec.method,
+        content_type: spec.content_type,
+        headers: spec.headers,
+        secret_headers,
+        signing: spec.signing,
+        payload_format: spec.payload_format,
+        body_template: spec.body_template,
+        tls_verify: spec.tls_verify,
+        timeout_ms: spec.timeout_ms,
+    };
+    let (id, created_at, signing_secrets, status_reason) = match existing {
+        Some(r) => {
+            // Re-activating a rule clears the reason tidings turned it off.
+            let reason = if spec.active { None } else { r.status_reason };
+            (r.id, r.created_at, r.signing_secrets, reason)
+        }
+        None => (
+            RuleId::generate(now),
+            now,
+            vec![fresh_secret(key, now)],
+            None,
+        ),
+    };
+    Rule {
+        id,
+        workspace_id: workspace.clone(),
+        name: spec.name,
+        description: spec.description,
+        active: spec.active,
+        max_concurrency: spec.max_concurrency,
+        trigger: spec.trigger,
+        condition: spec.condition,
+        webhook,
+        signing_secrets,
+        created_at,
+        updated_at: now,
+        status_reason,
+    }
+}
+
+fn fresh_secret(key: &MasterKey, now: i64) -> SigningSecret {
+    let secret = new_signing_secret();
+    let plain = secret.expose();
+    SigningSecret {
+        sealed: key.seal(plain),
+        hint: plain[plain.len() - 4..].to_owned(),
+        created_at: now,
+        expires_at: None,
+    }
+}
+
+async fn list(
+    AdminKey(key): AdminKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let mut rules = blocking(move || store.rules(&key.workspace_id)).await?;
+    rules.sort_by(|a, b| b.id.cmp(&a.id));
+    let data: Vec<Value> = rules.iter().map(|r| rule_json(r, &state.policy)).collect();
+    Ok(list_response(&data, None))
+}
+
+async fn create(
+    AdminKey(key): AdminKey,
+    JsonBody(input): JsonBody<RuleInput>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let spec = input
+        .validate(&state.policy, None)
+        .map_err(|e| field_error(&e))?;
+    let rule = build_rule(spec, None, &key.workspace_id, &state.master_key);
+    let rule = state.store.save_rule(rule, false).await?;
+    Ok(HttpResponse::Created().json(rule_json(&rule, &state.policy)))
+}
+
+async fn load(
+    state: &web::Data<AppState>,
+    workspace: WorkspaceId,
+    id: RuleId,
+) -> Result<Rule, ApiError> {
+    let store = state.store.clone();
+    blocking(move || store.rule(&workspace, &id)).await
+}
+
+async fn get_one(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rule = load(&state, key.workspace_id, parse_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy)))
+}
+
+async fn save_edit(
+    state: &web::Data<AppState>,
+    workspace: &WorkspaceId,
+    existing: Rule,
+    input: RuleInput,
+) -> Result<HttpResponse, ApiError> {
+    let spec = input
+        .validate(&state.policy, Some(&existing))
+        .map_err(|e| field_error(&e))?;
+    let rule = build_rule(spec, Some(existing), workspace, &state.master_key);
+    let rule = state.store.save_rule(rule, true).await?;
+    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy)))
+}
+
+async fn replace(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    JsonBody(input): JsonBody<RuleInput>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    let existing = load(&state, key.workspace_id.clone(), id).await?;
+    save_edit(&state, &key.workspace_id, existing, input).await
+}
+
+/// JSON merge patch (RFC 7396) over the rule's editable fields, then the same validation.
+async fn patch(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    JsonBody(changes): JsonBody<Value>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    if !changes.is_object() {
+        return Err(ApiError::validation(
+            "a PATCH body must be a JSON object of the fields to change",
+        ));
+    }
+    let existing = load(&state, key.workspace_id.clone(), id).await?;
+    let mut merged = editable_json(&existing);
+    json_patch::merge(&mut merged, &changes);
+    let input: RuleInput = from_value(merged)?;
+    save_edit(&state, &key.workspace_id, existing, input).await
+}
+
+async fn delete(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .store
+        .delete_rule(key.workspace_id, parse_id(&path)?)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn secret(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rule = load(&state, key.workspace_id, parse_id(&path)?).await?;
+    let current = rule.signing_secrets.first().ok_or_else(|| {
+        ApiError::internal(anyhow::anyhow!("rule {} has no signing secret", rule.id))
+    })?;
+    let plain = state
+        .master_key
+        .open(&current.sealed)
+        .map_err(ApiError::internal)?;
+    tracing::info!(rule = %rule.id, api_key = %key.id, "signing secret viewed");
+    Ok(HttpResponse::Ok().json(json!({"secret": plain.expose()})))
+}
+
+async fn rotate(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let mut rule = load(&state, key.workspace_id, parse_id(&path)?).await?;
+    let now = now_ms();
+    let overlap =
+        i64::try_from(state.config.signing.rotation_overlap.as_millis()).unwrap_or(i64::MAX / 2);
+    for old in &mut rule.signing_secrets {
+        old.expires_at.get_or_insert(now + overlap);
+    }
+    rule.signing_secrets
+        .retain(|s| s.expires_at.is_none_or(|at| at > now));
+    let fresh = fresh_secret(&state.master_key, now);
+    let plain = state
+        .master_key
+        .open(&fresh.sealed)
+        .map_err(ApiError::internal)?;
+    rule.signing_secrets.insert(0, fresh);
+    rule.updated_at = now;
+    state.store.save_rule(rule.clone(), true).await?;
+    tracing::info!(rule = %rule.id, api_key = %key.id, "signing secret rotated");
+    Ok(HttpResponse::Ok().json(json!({"secret": plain.expose()})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SampleRequest {
+    event_type: Option<String>,
+    data: Option<Value>,
+}
+
+/// The event a test or preview uses: the given one, or the sample for the rule's first exact
+/// event type (`ping` if it has none).
+fn sample_event(rule: &Rule, body: &[u8]) -> Result<Event, ApiError> {
+    let req: SampleRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SampleRequest::default()
+    } else {
+        parse_json(body)?
+    };
+    let crate::domain::rule::Trigger::Event { events } = &rule.trigger;
+    let type_name = req
+        .event_type
+        .or_else(|| events.iter().find_map(|p| p.exact().map(str::to_owned)))
+        .unwrap_or_else(|| "ping".to_owned());
+    let event_type =
+        EventType::parse(&type_name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+    let data = match req.data {
+        None => sample_data(event_type.as_str()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::validation("data must be a JSON object")),
+    };
+    check_data(&data).map_err(ApiError::validation)?;
+    let now = now_ms();
+    Ok(Event {
+        id: EventId::generate(now),
+        workspace_id: rule.workspace_id.clone(),
+        event_type,
+        occurred_at: now,
+        received_at: now,
+        data,
+        test: true,
+    })
+}
+
+/// Sends one request now (no retries) and logs it as a test delivery.
+async fn test(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
+    let event = sample_event(&rule, &body)?;
+    let now = event.received_at;
+    let mut delivery = Delivery {
+        id: DeliveryId::generate(now),
+        event_id: event.id.clone(),
+        rule_id: rule.id.clone(),
+        workspace_id: key.workspace_id.clone(),
+        event_type: event.event_type.clone(),
+        status: DeliveryStatus::Pending,
+        test: true,
+        created_at: now,
+        updated_at: now,
+        attempts: 0,
+        attempts_left: 1,
+        next_attempt_at: None,
+    };
+    let store = state.store.clone();
+    let workspace_id = key.workspace_id.clone();
+    let workspace = blocking(move || store.workspace(&workspace_id)).await?;
+    let request = prepare(
+        &rule,
+        &event,
+        &workspace.name,
+        delivery.id.as_str(),
+        &state.master_key,
+        now,
+    )
+    .map_err(ApiError::internal)?;
+    let (client, policy, store_bodies) = (
+        state.client.clone(),
+        state.policy.clone(),
+        state.config.logs.store_bodies,
+    );
+    let rule_for_send = rule.clone();
+    let result =
+        web::block(move || perform(&client, &rule_for_send, &request, 1, &policy, store_bodies))
+            .await?;
+    let outcome = next_state(&state.retry, &delivery, &result.attempt, None);
+    delivery.status = outcome.status;
+    delivery.attempts = 1;
+    delivery.attempts_left = 0;
+    delivery.updated_at = now_ms();
+    let attempt = result.attempt;
+    state
+        .store
+        .insert_test_delivery(event, delivery.clone(), attempt.clone())
+        .await?;
+    Ok(HttpResponse::Ok().json(delivery_json(&delivery, &[attempt])))
+}
+
+/// Renders what a delivery would send now, signature included, without sending it.
+async fn preview(
+    AdminKey(key): AdminKey,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
+    let event = sample_event(&rule, &body)?;
+    let store = state.store.clone();
+    let workspace = blocking(move || store.workspace(&key.workspace_id)).await?;
+    let delivery_id = DeliveryId::generate(event.received_at);
+    let request = prepare(
+        &rule,
+        &event,
+        &workspace.name,
+        delivery_id.as_str(),
+        &state.master_key,
+        now_ms(),
+    )
+    .map_err(ApiError::internal)?;
+    let headers: Map<String, Value> = request
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            let secret = request
+                .secret_names
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(k));
+            (
+                k.clone(),
+                Value::String(if secret { MASK.into() } else { v.clone() }),
+            )
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "url": request.url,
+        "method": request.method,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&request.body),
+        "event_type": event.event_type,
+        "status": rule.status(&state.policy),
+    })))
+}

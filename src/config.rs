@@ -1,0 +1,408 @@
+//! The one documented configuration: embedded defaults ← TOML file ← `TIDINGS_*` env ← flags.
+//!
+//! The defaults are `packaging/tidings.toml`, compiled in, so the commented example file and the
+//! real defaults cannot drift apart. Every layer is merged as TOML before one typed parse, which
+//! lets an unknown key be reported with its full dotted name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The commented example config, which doubles as the built-in defaults.
+pub const DEFAULTS_TOML: &str = include_str!("../packaging/tidings.toml");
+
+/// Where `serve` looks for a config file when `--config` is not given.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/tidings/tidings.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Production,
+    Development,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub mode: Mode,
+    pub retry: RetryConfig,
+    pub network: NetworkConfig,
+    pub limits: LimitsConfig,
+    pub logs: LogsConfig,
+    pub signing: SigningConfig,
+    pub alerts: AlertsConfig,
+    pub tls: TlsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    #[serde(deserialize_with = "duration")]
+    pub base_delay: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub max_delay: Duration,
+    pub jitter: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_event_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    pub retention_days: u32,
+    pub store_bodies: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    #[serde(deserialize_with = "duration")]
+    pub rotation_overlap: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    #[serde(deserialize_with = "duration")]
+    pub disable_after: Duration,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    // The key path is not secret, but keep Debug output uniform with other secret-bearing types.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// Command-line values, which win over every other layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub development: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(origin: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            origin: origin.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Embedded defaults only; what tests and `serve` without a file start from.
+    pub fn defaults() -> Self {
+        Self::load(None, std::iter::empty(), &Overrides::default())
+            .expect("embedded defaults are valid")
+    }
+
+    /// Builds the effective config from every layer; `env` is usually `std::env::vars()`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut merged: toml::Table = DEFAULTS_TOML
+            .parse()
+            .map_err(|e| ConfigError::invalid("embedded defaults", format!("{e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let origin = path.display().to_string();
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::invalid(&origin, e.message()))?;
+            merge(&mut merged, table, "", &origin)?;
+        }
+        apply_env(&mut merged, env)?;
+        if let Some(listen) = &overrides.listen {
+            merged.insert("listen".into(), toml::Value::String(listen.clone()));
+        }
+        if let Some(dir) = &overrides.data_dir {
+            merged.insert(
+                "data_dir".into(),
+                toml::Value::String(dir.to_string_lossy().into_owned()),
+            );
+        }
+        if overrides.development {
+            merged.insert("mode".into(), toml::Value::String("development".into()));
+        }
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::invalid("config", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::invalid(key, why));
+        if self.retry.max_attempts == 0 {
+            return bad("retry.max_attempts", "must be at least 1");
+        }
+        if self.retry.base_delay.is_zero() {
+            return bad("retry.base_delay", "must be greater than zero");
+        }
+        if self.retry.max_delay < self.retry.base_delay {
+            return bad(
+                "retry.max_delay",
+                "must not be shorter than retry.base_delay",
+            );
+        }
+        if self.limits.max_event_bytes < 1024 {
+            return bad("limits.max_event_bytes", "must be at least 1024");
+        }
+        if self.logs.retention_days == 0 {
+            return bad("logs.retention_days", "must be at least 1");
+        }
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            return bad("tls", "set both tls.cert and tls.key, or neither");
+        }
+        Ok(())
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.mode == Mode::Development
+    }
+
+    /// The database file inside the data dir.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("tidings.redb")
+    }
+
+    /// Effective settings as TOML, for `check-config` and the settings page.
+    pub fn to_toml(&self) -> String {
+        let allow: Vec<String> = self.network.allow.iter().map(ToString::to_string).collect();
+        let value = toml::toml! {
+            listen = (self.listen.to_string())
+            data_dir = (self.data_dir.to_string_lossy().into_owned())
+            mode = (if self.is_development() { "development" } else { "production" })
+            [retry]
+            max_attempts = (i64::from(self.retry.max_attempts))
+            base_delay = (humantime::format_duration(self.retry.base_delay).to_string())
+            max_delay = (humantime::format_duration(self.retry.max_delay).to_string())
+            jitter = (self.retry.jitter)
+            [network]
+            allow = (allow)
+            [limits]
+            max_event_bytes = (i64::try_from(self.limits.max_event_bytes).unwrap_or(i64::MAX))
+            [logs]
+            retention_days = (i64::from(self.logs.retention_days))
+            store_bodies = (self.logs.store_bodies)
+            [signing]
+            rotation_overlap = (humantime::format_duration(self.signing.rotation_overlap).to_string())
+            [alerts]
+            disable_after = (humantime::format_duration(self.alerts.disable_after).to_string())
+            [tls]
+            cert = (self.tls.cert.clone())
+            key = (self.tls.key.clone())
+        };
+        toml::to_string(&value).unwrap_or_default()
+    }
+}
+
+/// Overlays `from` onto `into`, refusing keys the defaults do not have, named in full.
+fn merge(
+    into: &mut toml::Table,
+    from: toml::Table,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    for (key, value) in from {
+        let dotted = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (into.get_mut(&key), value) {
+            (None, _) => {
+                return Err(ConfigError::invalid(
+                    origin,
+                    format!("unknown key `{dotted}`"),
+                ));
+            }
+            (Some(toml::Value::Table(section)), toml::Value::Table(inner)) => {
+                merge(section, inner, &dotted, origin)?;
+            }
+            (Some(toml::Value::Table(_)), _) => {
+                return Err(ConfigError::invalid(
+                    origin,
+                    format!("`{dotted}` must be a section ([{dotted}])"),
+                ));
+            }
+            (Some(slot), value) => *slot = value,
+        }
+    }
+    Ok(())
+}
+
+/// `TIDINGS_<SECTION>_<KEY>` for every key the defaults have; other variables are ignored so
+/// unrelated `TIDINGS_*` settings (such as `TIDINGS_MASTER_KEY`) can live beside them.
+fn apply_env(
+    merged: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let env: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("TIDINGS_"))
+        .collect();
+    if env.is_empty() {
+        return Ok(());
+    }
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    for (key, slot) in merged.iter_mut() {
+        if let toml::Value::Table(section) = slot {
+            for (inner, value) in section.iter_mut() {
+                let name = format!("TIDINGS_{key}_{inner}").to_uppercase();
+                if let Some(raw) = lookup(&name) {
+                    *value = env_value(&name, value, &raw)?;
+                }
+            }
+        } else {
+            let name = format!("TIDINGS_{key}").to_uppercase();
+            if let Some(raw) = lookup(&name) {
+                *slot = env_value(&name, slot, &raw)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads an env string as the same TOML type as the default it replaces.
+fn env_value(name: &str, default: &toml::Value, raw: &str) -> Result<toml::Value, ConfigError> {
+    let bad = |what: &str| ConfigError::invalid(name, format!("expected {what}, got {raw:?}"));
+    Ok(match default {
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| bad("a whole number"))?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(raw.trim().parse().map_err(|_| bad("true or false"))?)
+        }
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} ({e}); write it like \"500ms\", \"10s\", \"24h\""
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("tidings-cfg-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.toml");
+        std::fs::write(&path, toml).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        let result = Config::load(Some(&path), env, &Overrides::default());
+        std::fs::remove_dir_all(dir).ok();
+        result
+    }
+
+    #[test]
+    fn embedded_defaults_match_the_spec() {
+        let c = Config::defaults();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.mode, Mode::Production);
+        assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.retry.base_delay, Duration::from_secs(10));
+        assert_eq!(c.retry.max_delay, Duration::from_secs(3600));
+        assert!(c.retry.jitter);
+        assert_eq!(c.limits.max_event_bytes, 1_048_576);
+        assert_eq!(c.signing.rotation_overlap, Duration::from_secs(86_400));
+        assert_eq!(c.alerts.disable_after, Duration::from_secs(5 * 86_400));
+        assert_eq!(c.logs.retention_days, 30);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load_str("[retry]\nmax_atempts = 3\n", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown key `retry.max_atempts`"),
+            "{err}"
+        );
+        let err = load_str("colour = 1\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("unknown key `colour`"), "{err}");
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let c = load_str(
+            "mode = \"development\"\n[retry]\nbase_delay = \"50ms\"\nmax_attempts = 3\n",
+            &[
+                ("TIDINGS_RETRY_MAX_ATTEMPTS", "7"),
+                ("TIDINGS_NETWORK_ALLOW", "10.0.0.0/8, 192.168.1.0/24"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.retry.base_delay, Duration::from_millis(50));
+        assert_eq!(c.retry.max_attempts, 7);
+        assert_eq!(c.network.allow.len(), 2);
+        assert!(c.is_development());
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let err = load_str("[retry]\nbase_delay = \"soon\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("invalid duration"), "{err}");
+        let err = load_str("", &[("TIDINGS_RETRY_JITTER", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_RETRY_JITTER"), "{err}");
+        let err = load_str("[tls]\ncert = \"a.pem\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("tls.key"), "{err}");
+        let err = load_str("[network]\nallow = [\"10.0.0.0/33\"]\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("config"), "{err}");
+    }
+}

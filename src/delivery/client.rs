@@ -1,0 +1,170 @@
+//! Outbound HTTP with ureq: redirects off, no environment proxy (it would bypass the address
+//! check), every name resolved and vetted by `VettingResolver`, per-request timeouts, and a
+//! plain classification of what went wrong.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ureq::Agent;
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::unversioned::transport::DefaultConnector;
+
+use crate::domain::delivery::ErrorKind;
+use crate::security::ssrf::{AddressPolicy, VettingResolver, blocked_by_policy};
+
+/// Response bodies are logged up to this many bytes.
+pub const RESPONSE_LOG_LIMIT: usize = 16 * 1024;
+
+pub fn user_agent() -> String {
+    format!("tidings/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Two agents, because certificate checking is an agent-wide setting in ureq and a rule may
+/// turn it off. Each keeps its own keep-alive pool.
+#[derive(Clone)]
+pub struct HttpClient {
+    verified: Agent,
+    unverified: Agent,
+}
+
+pub struct OutgoingRequest<'a> {
+    pub url: &'a str,
+    pub method: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    pub timeout: Duration,
+    pub tls_verify: bool,
+}
+
+#[derive(Debug)]
+pub struct Received {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub truncated: bool,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl HttpClient {
+    pub fn new(policy: &Arc<AddressPolicy>) -> Self {
+        Self {
+            verified: agent(policy, true),
+            unverified: agent(policy, false),
+        }
+    }
+
+    /// Sends one request; the outcome and how long it took.
+    pub fn send(&self, req: &OutgoingRequest<'_>) -> (Result<Received, Failure>, Duration) {
+        let started = Instant::now();
+        let agent = if req.tls_verify {
+            &self.verified
+        } else {
+            &self.unverified
+        };
+        let result = send_with(agent, req);
+        (result, started.elapsed())
+    }
+}
+
+fn agent(policy: &Arc<AddressPolicy>, verify: bool) -> Agent {
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::PlatformVerifier)
+        .disable_verification(!verify)
+        .build();
+    let config = Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .proxy(None)
+        .user_agent(user_agent())
+        .tls_config(tls)
+        .max_idle_connections(256)
+        .max_idle_connections_per_host(64)
+        .build();
+    Agent::with_parts(
+        config,
+        DefaultConnector::default(),
+        VettingResolver::new(Arc::clone(policy)),
+    )
+}
+
+fn send_with(agent: &Agent, req: &OutgoingRequest<'_>) -> Result<Received, Failure> {
+    let mut builder = match req.method {
+        "PUT" => agent.put(req.url),
+        "PATCH" => agent.patch(req.url),
+        _ => agent.post(req.url),
+    };
+    for (name, value) in req.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let mut response = builder
+        .config()
+        .timeout_global(Some(req.timeout))
+        .build()
+        .send(req.body)
+        .map_err(|e| classify(&e))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // Read one byte past the limit to know whether the body was cut.
+    let mut body = Vec::new();
+    let limit = u64::try_from(RESPONSE_LOG_LIMIT).unwrap_or(u64::MAX) + 1;
+    let read = response
+        .body_mut()
+        .as_reader()
+        .take(limit)
+        .read_to_end(&mut body);
+    if let Err(e) = read {
+        // The status already arrived; a body cut off mid-way is logged, not a failure.
+        tracing::debug!(error = %e, "response body could not be read in full");
+    }
+    let truncated = body.len() > RESPONSE_LOG_LIMIT;
+    body.truncate(RESPONSE_LOG_LIMIT);
+    Ok(Received {
+        status,
+        headers,
+        body,
+        truncated,
+    })
+}
+
+/// Maps ureq's errors onto the attempt error kinds admins see.
+fn classify(err: &ureq::Error) -> Failure {
+    if let Some(blocked) = blocked_by_policy(err) {
+        return Failure {
+            kind: ErrorKind::SsrfBlocked,
+            message: blocked.to_string(),
+        };
+    }
+    let kind = match err {
+        ureq::Error::Timeout(_) => ErrorKind::Timeout,
+        ureq::Error::HostNotFound => ErrorKind::Dns,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => ErrorKind::Tls,
+        ureq::Error::Io(io) if looks_like_tls(io) => ErrorKind::Tls,
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Connect,
+    };
+    Failure {
+        kind,
+        message: err.to_string(),
+    }
+}
+
+/// rustls reports handshake failures (bad certificate, unknown CA) as `InvalidData` I/O errors.
+fn looks_like_tls(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::InvalidData
+        || io.to_string().to_ascii_lowercase().contains("certificate")
+}

@@ -1,0 +1,396 @@
+//! The dispatcher: an in-memory due-queue mirrored from the durable one, worker threads that
+//! take due deliveries (respecting each rule's `max_concurrency`), and the bookkeeping after
+//! each attempt. A retry is queued only once its attempt is on disk, so a crash can repeat an
+//! attempt (at-least-once) but never lose a delivery.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::delivery::attempt::{perform, prepare};
+use crate::delivery::client::HttpClient;
+use crate::delivery::retry::RetryPolicy;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind, LoggedRequest};
+use crate::domain::ids::{DeliveryId, RuleId};
+use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
+use crate::domain::time::now_ms;
+use crate::security::crypto::MasterKey;
+use crate::security::ssrf::AddressPolicy;
+use crate::store::{AttemptOutcome, DueDelivery, Store};
+
+/// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
+pub const WORKERS: usize = 32;
+/// The longest a waiting worker sleeps without re-checking, so shutdown and health stay prompt.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+/// A due delivery older than this while no attempt finishes means the dispatcher is stuck.
+const STUCK_AFTER_MS: i64 = 60_000;
+
+/// What the dispatcher needs besides the store.
+#[derive(Clone)]
+pub struct Settings {
+    pub retry: RetryPolicy,
+    pub policy: Arc<AddressPolicy>,
+    pub master_key: MasterKey,
+    pub store_bodies: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// (due ms, insertion order, delivery, rule), earliest first.
+    due: BinaryHeap<Reverse<(i64, u64, DeliveryId, RuleId)>>,
+    /// Deliveries in `due` or parked, so one is never queued twice.
+    queued: HashSet<DeliveryId>,
+    in_flight: HashMap<RuleId, u32>,
+    /// Due deliveries waiting for a free slot under their rule's `max_concurrency`.
+    parked: HashMap<RuleId, VecDeque<DeliveryId>>,
+    seq: u64,
+    shutdown: bool,
+    last_progress_ms: i64,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    store: Store,
+    settings: Settings,
+}
+
+/// Handle to the running dispatcher; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Dispatcher {
+    /// Loads every open delivery from the store and starts the workers.
+    pub fn start(store: Store, settings: Settings) -> Result<Self, crate::store::StoreError> {
+        let open = store.open_deliveries()?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                last_progress_ms: now_ms(),
+                ..Queue::default()
+            }),
+            wake: Condvar::new(),
+            store,
+            settings,
+        });
+        if !open.is_empty() {
+            tracing::info!(count = open.len(), "resuming open deliveries");
+        }
+        let dispatcher = Self {
+            shared,
+            threads: Arc::default(),
+        };
+        dispatcher.enqueue(open);
+        let mut threads = Vec::with_capacity(WORKERS);
+        for i in 0..WORKERS {
+            let shared = Arc::clone(&dispatcher.shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("deliver-{i}"))
+                .spawn(move || worker(&shared))
+                .expect("spawn delivery worker");
+            threads.push(handle);
+        }
+        *dispatcher.threads.lock().expect("threads lock") = threads;
+        Ok(dispatcher)
+    }
+
+    /// Hands deliveries (already durable) to the workers.
+    pub fn enqueue(&self, deliveries: impl IntoIterator<Item = DueDelivery>) {
+        self.shared.enqueue(deliveries);
+    }
+
+    /// Convenience for freshly created or re-opened deliveries.
+    pub fn enqueue_deliveries<'a>(&self, deliveries: impl IntoIterator<Item = &'a Delivery>) {
+        self.enqueue(
+            deliveries
+                .into_iter()
+                .filter(|d| d.status.is_open())
+                .map(|d| DueDelivery {
+                    id: d.id.clone(),
+                    rule_id: d.rule_id.clone(),
+                    due_at: d.next_attempt_at.unwrap_or(0),
+                }),
+        );
+    }
+
+    /// Whether workers are alive and keeping up: false after shutdown, or when a due delivery
+    /// has waited over a minute while no attempt finished.
+    pub fn is_healthy(&self) -> bool {
+        let q = self.shared.lock();
+        if q.shutdown {
+            return false;
+        }
+        let now = now_ms();
+        let oldest_due = q.due.peek().map(|Reverse((due, ..))| *due);
+        let overdue = oldest_due.is_some_and(|due| now - due > STUCK_AFTER_MS);
+        !(overdue && now - q.last_progress_ms > STUCK_AFTER_MS)
+    }
+
+    /// Deliveries waiting in memory (due or parked), for metrics.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().queued.len()
+    }
+
+    /// Stops the workers after their current attempt and waits for them.
+    pub fn shutdown(&self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A worker that panicked while holding the lock leaves the queue usable.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn enqueue(&self, deliveries: impl IntoIterator<Item = DueDelivery>) {
+        let mut q = self.lock();
+        let mut added = 0;
+        for d in deliveries {
+            if q.queued.insert(d.id.clone()) {
+                q.seq += 1;
+                let seq = q.seq;
+                q.due.push(Reverse((d.due_at, seq, d.id, d.rule_id)));
+                added += 1;
+            }
+        }
+        drop(q);
+        match added {
+            0 => {}
+            1 => self.wake.notify_one(),
+            _ => self.wake.notify_all(),
+        }
+    }
+
+    fn limit_for(&self, rule: &RuleId) -> u32 {
+        self.store
+            .cached_rule(rule)
+            .map_or(DEFAULT_MAX_CONCURRENCY, |r| r.max_concurrency)
+    }
+
+    /// Blocks until a delivery is due and its rule has a free slot; None on shutdown.
+    fn next_job(&self) -> Option<(DeliveryId, RuleId)> {
+        let mut q = self.lock();
+        loop {
+            if q.shutdown {
+                return None;
+            }
+            let now = now_ms();
+            while let Some(Reverse((due, ..))) = q.due.peek() {
+                if *due > now {
+                    break;
+                }
+                let Reverse((_, _, id, rule)) = q.due.pop().expect("peeked");
+                let running = q.in_flight.get(&rule).copied().unwrap_or(0);
+                if running < self.limit_for(&rule) {
+                    *q.in_flight.entry(rule.clone()).or_default() += 1;
+                    q.queued.remove(&id);
+                    return Some((id, rule));
+                }
+                q.parked.entry(rule).or_default().push_back(id);
+            }
+            let wait = q.due.peek().map_or(MAX_WAIT, |Reverse((due, ..))| {
+                Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(MAX_WAIT)
+            });
+            q = self
+                .wake
+                .wait_timeout(q, wait)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Frees the rule's slot and lets the next parked delivery of that rule go.
+    fn finish(&self, rule: &RuleId) {
+        let mut q = self.lock();
+        q.last_progress_ms = now_ms();
+        if let Some(n) = q.in_flight.get_mut(rule) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                q.in_flight.remove(rule);
+            }
+        }
+        let next = q.parked.get_mut(rule).and_then(VecDeque::pop_front);
+        if q.parked.get(rule).is_some_and(VecDeque::is_empty) {
+            q.parked.remove(rule);
+        }
+        if let Some(id) = next {
+            q.seq += 1;
+            let seq = q.seq;
+            q.due.push(Reverse((0, seq, id, rule.clone())));
+            drop(q);
+            self.wake.notify_one();
+        }
+    }
+}
+
+fn worker(shared: &Arc<Shared>) {
+    let client = HttpClient::new(&shared.settings.policy);
+    let mut workspace_names: HashMap<String, String> = HashMap::new();
+    while let Some((id, rule_id)) = shared.next_job() {
+        if let Err(e) = deliver(shared, &client, &mut workspace_names, &id, &rule_id) {
+            // The delivery stays in the durable queue and is retried after a restart.
+            tracing::error!(delivery = %id, error = %e, "delivery attempt could not be processed");
+        }
+        shared.finish(&rule_id);
+    }
+}
+
+fn deliver(
+    shared: &Arc<Shared>,
+    client: &HttpClient,
+    workspace_names: &mut HashMap<String, String>,
+    id: &DeliveryId,
+    rule_id: &RuleId,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = &shared.store;
+    let settings = &shared.settings;
+    let Some(delivery) = store.delivery_by_id(id)? else {
+        return Ok(());
+    };
+    if !delivery.status.is_open() {
+        return Ok(());
+    }
+    let rule = match store.cached_rule(rule_id) {
+        Some(rule) if rule.active => rule,
+        // Deleted or deactivated rules deliver nothing more.
+        _ => {
+            store.close_delivery(id, DeliveryStatus::Failed)?;
+            return Ok(());
+        }
+    };
+    let event = store.event_by_id(&delivery.event_id)?;
+    let workspace_name = if let Some(name) = workspace_names.get(event.workspace_id.as_str()) {
+        name.clone()
+    } else {
+        let name = store.workspace(&event.workspace_id)?.name;
+        workspace_names.insert(event.workspace_id.to_string(), name.clone());
+        name
+    };
+    let number = delivery.attempts + 1;
+    let result = match prepare(
+        &rule,
+        &event,
+        &workspace_name,
+        id.as_str(),
+        &settings.master_key,
+        now_ms(),
+    ) {
+        Ok(request) => perform(
+            client,
+            &rule,
+            &request,
+            number,
+            &settings.policy,
+            settings.store_bodies,
+        ),
+        Err(e) => {
+            // A secret that does not decrypt cannot sign; retrying will not change that.
+            return Err(Box::new(e));
+        }
+    };
+    let outcome = next_state(
+        &settings.retry,
+        &delivery,
+        &result.attempt,
+        result.retry_after,
+    );
+    if result.attempt.status_code == Some(410) {
+        deactivate_gone(store, &rule, &delivery, &result.attempt);
+    }
+    let retry = outcome.next_attempt_at.map(|due| DueDelivery {
+        id: id.clone(),
+        rule_id: rule_id.clone(),
+        due_at: due,
+    });
+    let shared_after = Arc::clone(shared);
+    let delivery_id = id.clone();
+    store.record_attempt(id, &result.attempt, outcome, move |r| match r {
+        Ok(()) => shared_after.enqueue(retry),
+        Err(e) => {
+            tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");
+        }
+    });
+    Ok(())
+}
+
+/// The delivery's state after an attempt: done, failed for good, or retrying at a time.
+pub fn next_state(
+    retry: &RetryPolicy,
+    delivery: &Delivery,
+    attempt: &Attempt,
+    retry_after: Option<Duration>,
+) -> AttemptOutcome {
+    let left = delivery.attempts_left.saturating_sub(1);
+    let done = |status| AttemptOutcome {
+        status,
+        next_attempt_at: None,
+        attempts_left: 0,
+    };
+    if attempt.succeeded() {
+        return done(DeliveryStatus::Succeeded);
+    }
+    match attempt.error_kind {
+        Some(ErrorKind::WebhookUrlBlocked | ErrorKind::SsrfBlocked) => {
+            return done(DeliveryStatus::Blocked);
+        }
+        Some(kind) if !kind.is_retryable() => return done(DeliveryStatus::Failed),
+        _ => {}
+    }
+    // 410 Gone: the receiver says it is gone for good; retrying would only repeat that.
+    if attempt.status_code == Some(410) || left == 0 {
+        return done(DeliveryStatus::Failed);
+    }
+    // Position in the automatic schedule: 1 after the first attempt, and so on.
+    let nth = retry.max_attempts.saturating_sub(left);
+    let delay = retry.delay_after(nth, rand::random::<f64>(), retry_after);
+    AttemptOutcome {
+        status: DeliveryStatus::Retrying,
+        next_attempt_at: Some(
+            attempt.started_at + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+        ),
+        attempts_left: left,
+    }
+}
+
+fn deactivate_gone(store: &Store, rule: &Rule, delivery: &Delivery, attempt: &Attempt) {
+    let reason = format!(
+        "deactivated after the receiver answered 410 Gone to delivery {} at {}",
+        delivery.id,
+        crate::domain::time::to_rfc3339(attempt.started_at)
+    );
+    tracing::warn!(rule = %rule.id, "{reason}");
+    if let Err(e) = store.deactivate_rule(&rule.id, reason) {
+        tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule after 410");
+    }
+}
+
+/// An attempt that was never sent, for logging why (used by test sends of blocked rules).
+pub fn unsent_attempt(
+    number: u32,
+    kind: ErrorKind,
+    message: String,
+    request: LoggedRequest,
+) -> Attempt {
+    Attempt {
+        number,
+        started_at: now_ms(),
+        duration_ms: 0,
+        status_code: None,
+        error_kind: Some(kind),
+        error: Some(message),
+        request,
+        response: None,
+    }
+}

@@ -1,0 +1,667 @@
+//! Event rules: the stored form, and the admin's input with the validation that turns one into
+//! the other. The same validation serves the API (create, replace, patch) and, later, the UI.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::EventType;
+use super::ids::{RuleId, WorkspaceId};
+use super::pattern::Pattern;
+use crate::security::crypto::Sealed;
+use crate::security::ssrf::{AddressPolicy, UrlProblem};
+
+/// What the API shows instead of a write-only value; sending it back keeps the stored value.
+pub const MASK: &str = "********";
+
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 8;
+pub const MAX_MAX_CONCURRENCY: u32 = 256;
+pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+pub const MAX_TIMEOUT_MS: u32 = 30_000;
+const MAX_HEADERS: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signing {
+    HmacSha256,
+    StandardWebhooks,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    Flat,
+    Envelope,
+    Template,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Trigger {
+    Event { events: Vec<Pattern> },
+}
+
+impl Trigger {
+    pub fn matches(&self, event_type: &EventType) -> bool {
+        match self {
+            Self::Event { events } => events.iter().any(|p| p.matches(event_type)),
+        }
+    }
+}
+
+/// One signing secret; during a rotation overlap a rule has two.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SigningSecret {
+    pub sealed: Sealed,
+    /// Last 4 characters, shown so admins can tell secrets apart.
+    pub hint: String,
+    pub created_at: i64,
+    /// Set on the previous secret when a new one replaces it.
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Webhook {
+    pub url: String,
+    pub method: HttpMethod,
+    pub content_type: String,
+    pub headers: BTreeMap<String, String>,
+    /// Values sealed with the master key; never shown again.
+    pub secret_headers: BTreeMap<String, Sealed>,
+    pub signing: Signing,
+    pub payload_format: PayloadFormat,
+    pub body_template: Option<String>,
+    pub tls_verify: bool,
+    pub timeout_ms: u32,
+}
+
+/// A stored rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rule {
+    pub id: RuleId,
+    pub workspace_id: WorkspaceId,
+    pub name: String,
+    pub description: String,
+    pub active: bool,
+    pub max_concurrency: u32,
+    pub trigger: Trigger,
+    pub condition: Option<String>,
+    pub webhook: Webhook,
+    /// Newest first.
+    pub signing_secrets: Vec<SigningSecret>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Why tidings deactivated the rule itself (a 410 answer, long failure), if it did.
+    pub status_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleStatus {
+    Active,
+    Inactive,
+    WebhookUrlBlocked,
+}
+
+impl Rule {
+    /// Computed, not stored: a rule made in development with an http:// URL shows as blocked
+    /// as soon as the appliance runs in production, and clears once the URL is fixed.
+    pub fn status(&self, policy: &AddressPolicy) -> RuleStatus {
+        if !self.active {
+            RuleStatus::Inactive
+        } else if self.url_problem(policy).is_some() {
+            RuleStatus::WebhookUrlBlocked
+        } else {
+            RuleStatus::Active
+        }
+    }
+
+    /// Why the stored URL may not be used under the current policy, if it may not.
+    pub fn url_problem(&self, policy: &AddressPolicy) -> Option<UrlProblem> {
+        match url::Url::parse(&self.webhook.url) {
+            Ok(url) => policy.check_url(&url).err(),
+            Err(_) => Some(UrlProblem::MissingHost),
+        }
+    }
+
+    /// Secrets that sign now: the current one and any previous one still inside its overlap.
+    pub fn live_secrets(&self, now_ms: i64) -> impl Iterator<Item = &SigningSecret> {
+        self.signing_secrets
+            .iter()
+            .filter(move |s| s.expires_at.is_none_or(|at| at > now_ms))
+    }
+
+    pub fn secret_hint(&self) -> &str {
+        self.signing_secrets.first().map_or("", |s| s.hint.as_str())
+    }
+}
+
+/// A validation failure tied to the field it concerns (`webhook.url`), so forms can show it in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// A rule as an admin writes it (create, full replace, or the result of a merge patch).
+/// Read-only fields are accepted and ignored so a fetched rule can be edited and sent back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub active: Option<bool>,
+    pub max_concurrency: Option<u32>,
+    pub trigger: Option<TriggerInput>,
+    pub condition: Option<String>,
+    pub webhook: Option<WebhookInput>,
+    #[serde(default, skip_serializing)]
+    pub id: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub workspace_id: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub status: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub status_reason: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub created_at: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub updated_at: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub secret_hint: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerInput {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookInput {
+    pub url: Option<String>,
+    pub method: Option<String>,
+    pub content_type: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub secret_headers: Option<BTreeMap<String, String>>,
+    pub signing: Option<String>,
+    pub payload_format: Option<String>,
+    pub body_template: Option<String>,
+    pub tls_verify: Option<bool>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// A secret header value after validation: a new plain value to seal, or "keep what is stored".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretValue {
+    Keep,
+    New(String),
+}
+
+/// Write-only header values by name, as validated.
+pub type SecretHeaders = BTreeMap<String, SecretValue>;
+
+/// Everything an admin sets on a rule, validated; secrets not yet sealed.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub name: String,
+    pub description: String,
+    pub active: bool,
+    pub max_concurrency: u32,
+    pub trigger: Trigger,
+    pub condition: Option<String>,
+    pub url: String,
+    pub method: HttpMethod,
+    pub content_type: String,
+    pub headers: BTreeMap<String, String>,
+    pub secret_headers: BTreeMap<String, SecretValue>,
+    pub signing: Signing,
+    pub payload_format: PayloadFormat,
+    pub body_template: Option<String>,
+    pub tls_verify: bool,
+    pub timeout_ms: u32,
+}
+
+impl RuleInput {
+    /// Checks every field; `existing` lets masked secret header values mean "keep".
+    // One flat list of field checks, in the order the API documents them, reads best whole.
+    #[allow(clippy::too_many_lines)]
+    pub fn validate(
+        self,
+        policy: &AddressPolicy,
+        existing: Option<&Rule>,
+    ) -> Result<RuleSpec, FieldError> {
+        let name = self.name.unwrap_or_default().trim().to_owned();
+        if name.is_empty() {
+            return Err(FieldError::new("name", "is required"));
+        }
+        if name.chars().count() > 200 {
+            return Err(FieldError::new("name", "must be at most 200 characters"));
+        }
+        let description = self.description.unwrap_or_default();
+        if description.chars().count() > 2000 {
+            return Err(FieldError::new(
+                "description",
+                "must be at most 2000 characters",
+            ));
+        }
+        let max_concurrency = self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
+        if !(1..=MAX_MAX_CONCURRENCY).contains(&max_concurrency) {
+            return Err(FieldError::new(
+                "max_concurrency",
+                format!("must be between 1 and {MAX_MAX_CONCURRENCY}"),
+            ));
+        }
+        let trigger = validate_trigger(self.trigger)?;
+        if let Some(condition) = self.condition.as_deref().filter(|c| !c.trim().is_empty()) {
+            // Conditions (CEL) arrive with the rule-power work; refusing them is honest, whereas
+            // storing one and ignoring it would deliver events the admin meant to filter out.
+            return Err(FieldError::new(
+                "condition",
+                format!(
+                    "conditions are not supported by this version of tidings yet (got {condition:?})"
+                ),
+            ));
+        }
+        let webhook = self
+            .webhook
+            .ok_or_else(|| FieldError::new("webhook", "is required (at least webhook.url)"))?;
+        let url = validate_url(webhook.url, policy)?;
+        let method = match webhook
+            .method
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("POST") => HttpMethod::Post,
+            Some("PUT") => HttpMethod::Put,
+            Some("PATCH") => HttpMethod::Patch,
+            Some(other) => {
+                return Err(FieldError::new(
+                    "webhook.method",
+                    format!("must be POST, PUT or PATCH, not {other:?}"),
+                ));
+            }
+        };
+        let content_type = webhook
+            .content_type
+            .unwrap_or_else(|| "application/json".to_owned());
+        if content_type.trim().is_empty() || !is_header_value(&content_type) {
+            return Err(FieldError::new(
+                "webhook.content_type",
+                "must be a media type such as application/json",
+            ));
+        }
+        let (headers, secret_headers) =
+            validate_headers(webhook.headers, webhook.secret_headers, existing)?;
+        let signing = match webhook.signing.as_deref() {
+            None | Some("hmac-sha256") => Signing::HmacSha256,
+            Some("standard-webhooks") => Signing::StandardWebhooks,
+            Some("none") => Signing::None,
+            Some(other) => {
+                return Err(FieldError::new(
+                    "webhook.signing",
+                    format!("must be hmac-sha256, standard-webhooks or none, not {other:?}"),
+                ));
+            }
+        };
+        let payload_format = match webhook.payload_format.as_deref() {
+            None | Some("flat") => PayloadFormat::Flat,
+            Some("envelope") => PayloadFormat::Envelope,
+            Some("template") => {
+                return Err(FieldError::new(
+                    "webhook.payload_format",
+                    "body templates are not supported by this version of tidings yet; use flat or envelope",
+                ));
+            }
+            Some(other) => {
+                return Err(FieldError::new(
+                    "webhook.payload_format",
+                    format!("must be flat, envelope or template, not {other:?}"),
+                ));
+            }
+        };
+        if webhook
+            .body_template
+            .as_deref()
+            .is_some_and(|t| !t.is_empty())
+        {
+            return Err(FieldError::new(
+                "webhook.body_template",
+                "is only used with payload_format \"template\"",
+            ));
+        }
+        let timeout_ms = webhook.timeout_ms.unwrap_or(u64::from(DEFAULT_TIMEOUT_MS));
+        if !(1..=u64::from(MAX_TIMEOUT_MS)).contains(&timeout_ms) {
+            return Err(FieldError::new(
+                "webhook.timeout_ms",
+                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+            ));
+        }
+        Ok(RuleSpec {
+            name,
+            description,
+            active: self.active.unwrap_or(true),
+            max_concurrency,
+            trigger,
+            condition: None,
+            url,
+            method,
+            content_type,
+            headers,
+            secret_headers,
+            signing,
+            payload_format,
+            body_template: None,
+            tls_verify: webhook.tls_verify.unwrap_or(true),
+            timeout_ms: u32::try_from(timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS),
+        })
+    }
+}
+
+/// Plain and write-only headers: valid names and values, none tidings sets itself, no name in
+/// both, and masked secret values only where a stored value exists to keep.
+fn validate_headers(
+    headers: Option<BTreeMap<String, String>>,
+    secret_headers: Option<BTreeMap<String, String>>,
+    existing: Option<&Rule>,
+) -> Result<(BTreeMap<String, String>, SecretHeaders), FieldError> {
+    let headers = headers.unwrap_or_default();
+    check_headers("webhook.headers", &headers)?;
+    let secret_input = secret_headers.unwrap_or_default();
+    check_headers("webhook.secret_headers", &secret_input)?;
+    if headers.len() + secret_input.len() > MAX_HEADERS {
+        return Err(FieldError::new(
+            "webhook.headers",
+            format!("at most {MAX_HEADERS} headers in all"),
+        ));
+    }
+    if let Some(name) = headers
+        .keys()
+        .find(|h| secret_input.keys().any(|s| s.eq_ignore_ascii_case(h)))
+    {
+        return Err(FieldError::new(
+            "webhook.secret_headers",
+            format!("{name:?} is set in both headers and secret_headers; keep it in one"),
+        ));
+    }
+    let mut secret_headers = BTreeMap::new();
+    for (name, value) in secret_input {
+        let value = if value == MASK {
+            let kept = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(&name));
+            if !kept {
+                return Err(FieldError::new(
+                    "webhook.secret_headers",
+                    format!(
+                        "{name:?} has the masked value {MASK:?} but no stored value to keep; send the real value"
+                    ),
+                ));
+            }
+            SecretValue::Keep
+        } else {
+            SecretValue::New(value)
+        };
+        secret_headers.insert(name, value);
+    }
+    Ok((headers, secret_headers))
+}
+
+fn validate_trigger(input: Option<TriggerInput>) -> Result<Trigger, FieldError> {
+    let input = input.ok_or_else(|| {
+        FieldError::new(
+            "trigger",
+            r#"is required, e.g. {"type":"event","events":["member:*"]}"#,
+        )
+    })?;
+    match input.kind.as_deref() {
+        Some("event") => {
+            if input.cron.is_some() || input.timezone.is_some() {
+                return Err(FieldError::new(
+                    "trigger",
+                    "cron and timezone belong to schedule triggers, not event triggers",
+                ));
+            }
+            let events = input.events.unwrap_or_default();
+            if events.is_empty() {
+                return Err(FieldError::new(
+                    "trigger.events",
+                    "needs at least one pattern",
+                ));
+            }
+            if events.len() > 100 {
+                return Err(FieldError::new("trigger.events", "at most 100 patterns"));
+            }
+            let events = events
+                .iter()
+                .map(|p| Pattern::parse(p).map_err(|e| FieldError::new("trigger.events", e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Trigger::Event { events })
+        }
+        Some("schedule") => Err(FieldError::new(
+            "trigger.type",
+            "schedule triggers (routines) are not supported by this version of tidings yet",
+        )),
+        Some(other) => Err(FieldError::new(
+            "trigger.type",
+            format!("must be \"event\" or \"schedule\", not {other:?}"),
+        )),
+        None => Err(FieldError::new("trigger.type", "is required (\"event\")")),
+    }
+}
+
+fn validate_url(url: Option<String>, policy: &AddressPolicy) -> Result<String, FieldError> {
+    let raw = url.unwrap_or_default();
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(FieldError::new("webhook.url", "is required"));
+    }
+    if raw.len() > 2048 {
+        return Err(FieldError::new(
+            "webhook.url",
+            "must be at most 2048 characters",
+        ));
+    }
+    let parsed = url::Url::parse(raw)
+        .map_err(|e| FieldError::new("webhook.url", format!("is not a valid URL ({e})")))?;
+    if parsed.fragment().is_some() {
+        return Err(FieldError::new(
+            "webhook.url",
+            "must not contain a #fragment",
+        ));
+    }
+    policy
+        .check_url(&parsed)
+        .map_err(|p| FieldError::new("webhook.url", p.to_string()))?;
+    Ok(parsed.to_string())
+}
+
+/// Headers tidings sets itself, or that would break HTTP framing if an admin set them.
+const RESERVED_HEADERS: [&str; 16] = [
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+    "user-agent",
+    "x-webhook-id",
+    "x-webhook-event",
+    "x-webhook-signature",
+    "webhook-id",
+    "webhook-timestamp",
+];
+
+fn check_headers(field: &str, headers: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    for (name, value) in headers {
+        let token = !name.is_empty()
+            && name.len() <= 256
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(FieldError::new(
+                field,
+                format!("{name:?} is not a valid header name"),
+            ));
+        }
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower == "webhook-signature"
+            || lower.starts_with("proxy-")
+        {
+            return Err(FieldError::new(
+                field,
+                format!("{name:?} is set by tidings itself and cannot be overridden"),
+            ));
+        }
+        if value.len() > 8192 || !is_header_value(value) {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "the value of {name:?} must be printable text without line breaks (at most 8 KiB)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_header_value(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: &str) -> RuleInput {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn prod() -> AddressPolicy {
+        AddressPolicy::new(false, vec![])
+    }
+
+    const OK: &str = r#"{"name":"CRM","trigger":{"type":"event","events":["member:*"]},
+        "webhook":{"url":"https://example.com/hook"}}"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let spec = input(OK).validate(&prod(), None).unwrap();
+        assert!(spec.active);
+        assert_eq!(spec.max_concurrency, 8);
+        assert_eq!(spec.method, HttpMethod::Post);
+        assert_eq!(spec.content_type, "application/json");
+        assert_eq!(spec.signing, Signing::HmacSha256);
+        assert_eq!(spec.payload_format, PayloadFormat::Flat);
+        assert!(spec.tls_verify);
+        assert_eq!(spec.timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                r#"{"trigger":{"type":"event","events":["x"]},"webhook":{"url":"https://e.com"}}"#,
+                "name",
+            ),
+            (
+                r#"{"name":"a","webhook":{"url":"https://e.com"}}"#,
+                "trigger",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":[]},"webhook":{"url":"https://e.com"}}"#,
+                "trigger.events",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":["Bad"]},"webhook":{"url":"https://e.com"}}"#,
+                "trigger.events",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":["x"]},"webhook":{"url":"http://e.com"}}"#,
+                "webhook.url",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":["x"]},"webhook":{"url":"https://e.com","method":"GET"}}"#,
+                "webhook.method",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":["x"]},"webhook":{"url":"https://e.com","timeout_ms":30001}}"#,
+                "webhook.timeout_ms",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":["x"]},"webhook":{"url":"https://e.com","headers":{"Host":"x"}}}"#,
+                "webhook.headers",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":["x"]},"webhook":{"url":"https://e.com","headers":{"X-A":"a\nb"}}}"#,
+                "webhook.headers",
+            ),
+            (
+                r#"{"name":"a","trigger":{"type":"event","events":["x"]},"webhook":{"url":"https://e.com","secret_headers":{"X-K":"********"}}}"#,
+                "webhook.secret_headers",
+            ),
+            (
+                r#"{"name":"a","max_concurrency":0,"trigger":{"type":"event","events":["x"]},"webhook":{"url":"https://e.com"}}"#,
+                "max_concurrency",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = input(json).validate(&prod(), None).unwrap_err();
+            assert_eq!(err.field, field, "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<RuleInput>(r#"{"name":"a","colour":1}"#).is_err());
+        assert!(serde_json::from_str::<RuleInput>(r#"{"webhook":{"urll":"x"}}"#).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! Encryption at rest: the master key (a 0600 file in the data dir, or `TIDINGS_MASTER_KEY`),
+//! XChaCha20-Poly1305 sealing with a random 24-byte nonce stored beside the ciphertext, and a
+//! `Secret` string type that never reaches Debug output or logs.
+
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+const KEY_FILE: &str = "master.key";
+const SEALED_PREFIX: &str = "xc1:";
+
+/// A string that must not be printed: signing secrets, secret header values, API keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Self(Zeroizing::new(s))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Ciphertext as stored: `xc1:` + base64(nonce ‖ ciphertext ‖ tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sealed(String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("TIDINGS_MASTER_KEY must be 32 bytes written as base64 (44 characters) or hex (64)")]
+    BadEnvKey,
+    #[error("master key file {path} is damaged: it must hold 32 bytes as base64")]
+    BadKeyFile { path: String },
+    #[error("cannot read or create the master key in {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("a stored secret could not be decrypted: wrong master key or damaged data")]
+    Open,
+}
+
+/// The key every secret at rest is sealed with.
+#[derive(Clone)]
+pub struct MasterKey {
+    cipher: XChaCha20Poly1305,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self {
+            cipher: XChaCha20Poly1305::new(bytes.into()),
+        }
+    }
+
+    /// `TIDINGS_MASTER_KEY` if given, else `master.key` in the data dir, created on first start.
+    pub fn load_or_create(data_dir: &Path, env_key: Option<&str>) -> Result<Self, CryptoError> {
+        if let Some(text) = env_key {
+            let bytes = decode_key(text).ok_or(CryptoError::BadEnvKey)?;
+            return Ok(Self::from_bytes(&bytes));
+        }
+        let path = data_dir.join(KEY_FILE);
+        let io = |source| CryptoError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let bytes = decode_key(&text).ok_or_else(|| CryptoError::BadKeyFile {
+                    path: path.display().to_string(),
+                })?;
+                Ok(Self::from_bytes(&bytes))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
+                write_private(&path, &B64.encode(*bytes)).map_err(io)?;
+                Ok(Self::from_bytes(&bytes))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn seal(&self, plain: &str) -> Sealed {
+        let nonce_bytes = rand::random::<[u8; 24]>();
+        let nonce = XNonce::from_slice(&nonce_bytes);
+        let ct = self
+            .cipher
+            .encrypt(nonce, plain.as_bytes())
+            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory data");
+        let mut out = Vec::with_capacity(24 + ct.len());
+        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(&ct);
+        Sealed(format!("{SEALED_PREFIX}{}", B64.encode(out)))
+    }
+
+    pub fn open(&self, sealed: &Sealed) -> Result<Secret, CryptoError> {
+        let raw = sealed
+            .0
+            .strip_prefix(SEALED_PREFIX)
+            .and_then(|b| B64.decode(b).ok())
+            .filter(|raw| raw.len() > 24)
+            .ok_or(CryptoError::Open)?;
+        let (nonce, ct) = raw.split_at(24);
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), ct)
+            .map_err(|_| CryptoError::Open)?;
+        String::from_utf8(plain)
+            .map(Secret::new)
+            .map_err(|_| CryptoError::Open)
+    }
+}
+
+fn decode_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let bytes = if text.len() == 64 {
+        hex::decode(text).ok()?
+    } else {
+        B64.decode(text).ok()?
+    };
+    bytes.try_into().ok()
+}
+
+/// Creates a file only its owner can read, before any secret is written into it.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// A new signing secret: `whsec_` + standard padded base64 of 32 random bytes. The same string
+/// is the HMAC key for `hmac-sha256` (as Stripe does) and decodes to the key for
+/// `standard-webhooks`.
+pub fn new_signing_secret() -> Secret {
+    Secret::new(format!("whsec_{}", B64.encode(rand::random::<[u8; 32]>())))
+}
+
+/// A new API key: `tdk_` + 32 random bytes as unpadded URL-safe base64.
+pub fn new_api_key() -> Secret {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    Secret::new(format!("tdk_{}", engine.encode(rand::random::<[u8; 32]>())))
+}
+
+/// API keys carry 256 bits of randomness, so a plain SHA-256 is a sound way to store them
+/// (a slow password hash would only slow every request down).
+pub fn api_key_hash(key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trip_and_tamper() {
+        let key = MasterKey::from_bytes(&[7; 32]);
+        let sealed = key.seal("whsec_abc");
+        assert!(!sealed.0.contains("whsec"));
+        assert_eq!(key.open(&sealed).unwrap().expose(), "whsec_abc");
+        assert_ne!(key.seal("x"), key.seal("x"), "nonces must differ");
+        let other = MasterKey::from_bytes(&[8; 32]);
+        assert!(other.open(&sealed).is_err());
+        let mut bad = sealed.0.clone();
+        bad.pop();
+        bad.push('A');
+        assert!(key.open(&Sealed(bad)).is_err());
+    }
+
+    #[test]
+    fn key_file_is_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tidings-key-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = MasterKey::load_or_create(&dir, None).unwrap();
+        let mode = std::fs::metadata(dir.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = MasterKey::load_or_create(&dir, None).unwrap();
+        assert_eq!(b.open(&a.seal("s")).unwrap().expose(), "s");
+        std::fs::remove_dir_all(dir).ok();
+        assert!(MasterKey::load_or_create(Path::new("/nonexistent"), Some("short")).is_err());
+        let env = B64.encode([1u8; 32]);
+        assert!(MasterKey::load_or_create(Path::new("/nonexistent"), Some(&env)).is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = new_signing_secret();
+        assert!(s.expose().starts_with("whsec_"));
+        assert_eq!(s.expose().len(), 6 + 44);
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+}

@@ -1,0 +1,4 @@
+//! Security pieces with one job each: network safety, encryption at rest, signing secrets.
+
+pub mod crypto;
+pub mod ssrf;

@@ -1,0 +1,954 @@
+//! Network safety (SSRF defence): owns which destinations tidings may deliver webhooks to.
+//!
+//! Checked when a rule's URL is saved ([`AddressPolicy::check_url`]) and again at every
+//! connection through ureq's resolver ([`VettingResolver`]), which is the check that counts.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, mpsc};
+use std::thread;
+
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{ArrayVec, DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::NextTimeout;
+
+/// Why an address is not a public unicast destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    Loopback,
+    Private,
+    SharedCgnat,
+    LinkLocal,
+    Unspecified,
+    ThisNetwork,
+    IetfProtocol,
+    Multicast,
+    Broadcast,
+    Reserved,
+    Documentation,
+    Benchmarking,
+    UniqueLocal,
+    SiteLocal,
+    Teredo,
+}
+
+impl AddressClass {
+    /// Noun phrase used in error messages ("10.0.0.5 is <describe>").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Loopback => "a loopback address",
+            Self::Private => "a private (RFC 1918) address",
+            Self::SharedCgnat => "a shared carrier-grade NAT (RFC 6598, 100.64.0.0/10) address",
+            Self::LinkLocal => "a link-local address",
+            Self::Unspecified => "the unspecified address",
+            Self::ThisNetwork => "a \"this network\" (0.0.0.0/8) address",
+            Self::IetfProtocol => "an IETF protocol assignment (192.0.0.0/24) address",
+            Self::Multicast => "a multicast address",
+            Self::Broadcast => "the broadcast address",
+            Self::Reserved => "a reserved address",
+            Self::Documentation => "a documentation-only address",
+            Self::Benchmarking => "a benchmarking-only address",
+            Self::UniqueLocal => "an IPv6 unique local (fc00::/7) address",
+            Self::SiteLocal => "a deprecated IPv6 site-local (fec0::/10) address",
+            Self::Teredo => "a Teredo tunnel (2001::/32) address",
+        }
+    }
+
+    /// The classes development mode allows: what a developer's machine, a docker host or a
+    /// LAN test server uses. The rest are never real webhook receivers in any mode.
+    pub fn is_local(self) -> bool {
+        matches!(
+            self,
+            Self::Loopback
+                | Self::Private
+                | Self::SharedCgnat
+                | Self::LinkLocal
+                | Self::UniqueLocal
+        )
+    }
+}
+
+/// Why an address is not a public unicast destination, or None if it is global.
+pub fn classify(ip: IpAddr) -> Option<AddressClass> {
+    classify_detail(ip).map(|(class, _)| class)
+}
+
+/// Like [`classify`], but also names the IPv4 address embedded in an IPv6 one when that is
+/// what got it blocked, so messages and the allow list can refer to the address that matters.
+fn classify_detail(ip: IpAddr) -> Option<(AddressClass, Option<Ipv4Addr>)> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4).map(|class| (class, None)),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
+    use AddressClass as C;
+    let [a, b, c, _] = ip.octets();
+    // Order matters where ranges nest: 0.0.0.0 inside 0/8, 255.255.255.255 inside 240/4.
+    let class = match (a, b, c) {
+        _ if ip.is_unspecified() => C::Unspecified,
+        (0, _, _) => C::ThisNetwork,
+        (127, _, _) => C::Loopback,
+        (10, _, _) | (172, 16..=31, _) | (192, 168, _) => C::Private,
+        (100, 64..=127, _) => C::SharedCgnat,
+        (169, 254, _) => C::LinkLocal,
+        (192, 0, 0) => C::IetfProtocol,
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => C::Documentation,
+        (198, 18..=19, _) => C::Benchmarking,
+        (224..=239, _, _) => C::Multicast,
+        _ if ip.is_broadcast() => C::Broadcast,
+        (240..=255, _, _) => C::Reserved,
+        _ => return None,
+    };
+    Some(class)
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<(AddressClass, Option<Ipv4Addr>)> {
+    use AddressClass as C;
+    let bits = ip.to_bits();
+    let seg = ip.segments();
+    let o = ip.octets();
+    // The low 32 bits, where most IPv4-in-IPv6 forms put the IPv4 address.
+    let low32 = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    // An IPv4 address smuggled inside IPv6 reaches that IPv4 host, so it gets the IPv4 rules.
+    let embedded = |v4: Ipv4Addr| classify_v4(v4).map(|class| (class, Some(v4)));
+    let plain = |class: AddressClass| Some((class, None));
+
+    if bits == 0 {
+        return plain(C::Unspecified);
+    }
+    if bits == 1 {
+        return plain(C::Loopback);
+    }
+    // IPv4-mapped ::ffff:a.b.c.d and deprecated IPv4-compatible ::a.b.c.d.
+    if bits >> 32 == 0xffff || bits >> 32 == 0 {
+        return embedded(low32);
+    }
+    // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052).
+    if bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+        return embedded(low32);
+    }
+    // Local-use NAT64 64:ff9b:1::/48 (RFC 8215). The operator chooses where the IPv4 sits;
+    // only the /96 layout (bits 48..96 zero) is unambiguous, so anything else is refused
+    // rather than guessed, since a wrong guess would let a private IPv4 through.
+    if bits >> 80 == 0x0064_ff9b_0001 {
+        return if seg[3] == 0 && seg[4] == 0 && seg[5] == 0 {
+            embedded(low32)
+        } else {
+            plain(C::Reserved)
+        };
+    }
+    // The rest of ::/8 is IETF-reserved; it includes SIIT's ::ffff:0:a.b.c.d, which a
+    // translator would turn into IPv4, so refuse it all.
+    if seg[0] < 0x0100 {
+        return plain(C::Reserved);
+    }
+    // Discard-only 100::/64 (RFC 6666).
+    if bits >> 64 == 0x0100_0000_0000_0000 {
+        return plain(C::Reserved);
+    }
+    // Teredo hides an obfuscated IPv4 and a relay; blocking it outright is simpler and safer.
+    if seg[0] == 0x2001 && seg[1] == 0 {
+        return plain(C::Teredo);
+    }
+    // IPv6 benchmarking 2001:2::/48 (RFC 5180).
+    if seg[0] == 0x2001 && seg[1] == 0x0002 && seg[2] == 0 {
+        return plain(C::Benchmarking);
+    }
+    // Documentation 2001:db8::/32 (RFC 3849) and 3fff::/20 (RFC 9637).
+    if (seg[0] == 0x2001 && seg[1] == 0x0db8) || (seg[0] == 0x3fff && seg[1] < 0x1000) {
+        return plain(C::Documentation);
+    }
+    if seg[0] & 0xfe00 == 0xfc00 {
+        return plain(C::UniqueLocal);
+    }
+    if seg[0] & 0xffc0 == 0xfe80 {
+        return plain(C::LinkLocal);
+    }
+    if seg[0] & 0xffc0 == 0xfec0 {
+        return plain(C::SiteLocal);
+    }
+    if seg[0] & 0xff00 == 0xff00 {
+        return plain(C::Multicast);
+    }
+    // 6to4 2002:AABB:CCDD::/48 routes to IPv4 AA.BB.CC.DD through a relay.
+    if seg[0] == 0x2002 {
+        let v4 = Ipv4Addr::new(o[2], o[3], o[4], o[5]);
+        if let Some(found) = embedded(v4) {
+            return Some(found);
+        }
+    }
+    // ISATAP interface ids ::0:5efe:a.b.c.d / ::200:5efe:a.b.c.d can sit under any prefix,
+    // including a 6to4 one, so this is checked after (and in addition to) the prefix.
+    if (seg[4] == 0 || seg[4] == 0x0200) && seg[5] == 0x5efe {
+        return embedded(low32);
+    }
+    None
+}
+
+/// What tidings may connect to: global addresses, plus local ones in development mode,
+/// plus whatever the admin listed in `network.allow`.
+#[derive(Debug, Clone)]
+pub struct AddressPolicy {
+    development: bool,
+    allow: Vec<ipnet::IpNet>,
+}
+
+impl AddressPolicy {
+    pub fn new(development: bool, allow: Vec<ipnet::IpNet>) -> Self {
+        Self { development, allow }
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.development
+    }
+
+    /// Ok if tidings may connect to this address under the policy.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), BlockedAddress> {
+        let Some((class, embedded)) = classify_detail(ip) else {
+            return Ok(());
+        };
+        if self.development && class.is_local() {
+            return Ok(());
+        }
+        // An allow entry matches the address itself or the IPv4 it embeds: an admin who
+        // allowed 10.20.0.0/24 meant that host however it is spelled.
+        let allowed = self.allow.iter().any(|net| {
+            net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&IpAddr::V4(v4)))
+        });
+        if allowed {
+            return Ok(());
+        }
+        Err(BlockedAddress { ip, class })
+    }
+
+    /// The create/update-time check of a parsed URL. Does not resolve DNS: names are vetted
+    /// again at every connection by [`VettingResolver`], which is what actually protects.
+    pub fn check_url(&self, url: &url::Url) -> Result<(), UrlProblem> {
+        match url.scheme() {
+            "https" => {}
+            "http" if self.development => {}
+            "http" => return Err(UrlProblem::InsecureScheme),
+            other => return Err(UrlProblem::UnsupportedScheme(other.to_owned())),
+        }
+        let host = match url.host() {
+            None | Some(url::Host::Domain("")) => return Err(UrlProblem::MissingHost),
+            Some(host) => host,
+        };
+        // Credentials in URLs end up in logs and rule listings; secret_headers are encrypted.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(UrlProblem::Credentials);
+        }
+        match host {
+            url::Host::Domain(name) => {
+                if !self.development && is_localhost_name(name) {
+                    return Err(UrlProblem::LocalName(name.to_owned()));
+                }
+                Ok(())
+            }
+            url::Host::Ipv4(v4) => self
+                .check_ip(IpAddr::V4(v4))
+                .map_err(UrlProblem::BlockedAddress),
+            url::Host::Ipv6(v6) => self
+                .check_ip(IpAddr::V6(v6))
+                .map_err(UrlProblem::BlockedAddress),
+        }
+    }
+}
+
+/// `localhost` and `*.localhost` always mean this machine (RFC 6761), whatever DNS says.
+fn is_localhost_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+/// An address the policy refuses, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedAddress {
+    pub ip: IpAddr,
+    pub class: AddressClass,
+}
+
+impl fmt::Display for BlockedAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let embedded = classify_detail(self.ip).and_then(|(_, v4)| v4);
+        write!(f, "{} is {}", self.ip, self.class.describe())?;
+        if let Some(v4) = embedded {
+            write!(f, " (it carries the IPv4 address {v4})")?;
+        }
+        if self.class.is_local() {
+            // Name the exact setting and a ready-to-paste value: a bare "blocked" sends admins
+            // hunting (the complaint Svix users had).
+            write!(
+                f,
+                "; in production tidings only delivers to public addresses. To allow an \
+                 on-premises destination add its network to network.allow in the config, \
+                 e.g. network.allow = [\"{}\"]",
+                suggested_network(embedded.map_or(self.ip, IpAddr::V4))
+            )
+        } else {
+            write!(
+                f,
+                ", which is not a usable webhook destination; tidings only delivers to public \
+                 unicast addresses (networks listed in network.allow in the config are exempt)"
+            )
+        }
+    }
+}
+
+impl std::error::Error for BlockedAddress {}
+
+/// The network around `ip` an admin would typically allow: its /24 (IPv4) or /64 (IPv6).
+fn suggested_network(ip: IpAddr) -> ipnet::IpNet {
+    let prefix = if ip.is_ipv4() { 24 } else { 64 };
+    // Both prefix lengths are valid for their family, so this never falls back.
+    ipnet::IpNet::new(ip, prefix).map_or(ipnet::IpNet::from(ip), |net| net.trunc())
+}
+
+/// Why a rule's URL was refused at create/update time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlProblem {
+    UnsupportedScheme(String),
+    InsecureScheme,
+    MissingHost,
+    Credentials,
+    LocalName(String),
+    BlockedAddress(BlockedAddress),
+}
+
+impl fmt::Display for UrlProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnsupportedScheme(scheme) => write!(
+                f,
+                "unsupported URL scheme \"{scheme}\": webhook URLs must use https:// \
+                 (http:// is allowed only in development mode)"
+            ),
+            Self::InsecureScheme => f.write_str(
+                "http:// URLs are not allowed in production: PHI must be encrypted in transit \
+                 (HIPAA 45 CFR 164.312(e)(2)(ii)), so use https://. http:// is only allowed in \
+                 development mode (mode = \"development\" in the config)",
+            ),
+            Self::MissingHost => f.write_str(
+                "the URL has no host; webhook URLs need one, e.g. https://ehr.example.com/hooks",
+            ),
+            Self::Credentials => f.write_str(
+                "the URL contains a username or password; URLs are logged and shown in rule \
+                 listings, so put credentials in secret_headers instead, such as an \
+                 Authorization header",
+            ),
+            Self::LocalName(name) => write!(
+                f,
+                "\"{name}\" always means this machine; in production tidings only delivers to \
+                 public addresses. Use development mode (mode = \"development\" in the config) \
+                 for local testing, or for an on-premises destination use its IP address and \
+                 add its network to network.allow in the config"
+            ),
+            Self::BlockedAddress(blocked) => blocked.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for UrlProblem {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::BlockedAddress(blocked) => Some(blocked),
+            _ => None,
+        }
+    }
+}
+
+/// ureq resolver that resolves once, vets every address and returns only vetted ones, so ureq
+/// connects to exactly the checked address (no second lookup, DNS rebinding cannot slip through).
+///
+/// ureq calls it for every connection, redirects included. It does not see the target when an
+/// HTTP(S)/SOCKS5 proxy is configured (the proxy resolves it), so agents using it must be built
+/// with `proxy(None)`; ureq otherwise picks a proxy up from the environment.
+#[derive(Debug, Clone)]
+pub struct VettingResolver {
+    policy: Arc<AddressPolicy>,
+}
+
+impl VettingResolver {
+    pub fn new(policy: Arc<AddressPolicy>) -> Self {
+        Self { policy }
+    }
+}
+
+impl Resolver for VettingResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(ureq::Error::BadUri(format!(
+                "{uri} is missing scheme or host"
+            )));
+        };
+        // Reuse ureq's helper so default ports (http, https, proxies) match DefaultResolver.
+        let Some(host_port) = DefaultResolver::host_and_port(scheme, authority) else {
+            return Err(ureq::Error::BadUri(format!("unknown scheme: {scheme}")));
+        };
+
+        // A literal IP (e.g. in a rule saved before the policy changed) skips DNS but not the
+        // check below.
+        let candidates = match host_port.parse::<SocketAddr>() {
+            Ok(addr) => vec![addr],
+            Err(_) => lookup(host_port, timeout)?,
+        };
+
+        let mut vetted = self.empty();
+        let capacity = capacity_of(&vetted);
+        let mut first_blocked = None;
+        for addr in config.ip_family().keep_wanted(candidates.into_iter()) {
+            match self.policy.check_ip(addr.ip()) {
+                // ArrayVec::push panics when full; ureq also keeps only the first few.
+                Ok(()) if vetted.len() < capacity => vetted.push(addr),
+                Ok(()) => {}
+                Err(blocked) => {
+                    first_blocked.get_or_insert(blocked);
+                }
+            }
+        }
+
+        if !vetted.is_empty() {
+            return Ok(vetted);
+        }
+        // ureq passes a resolver error through to RequestBuilder::send unchanged, so the
+        // BlockedAddress inside stays reachable for blocked_by_policy.
+        Err(first_blocked.map_or(ureq::Error::HostNotFound, |blocked| {
+            ureq::Error::Io(io::Error::other(blocked))
+        }))
+    }
+}
+
+fn capacity_of<T, const N: usize>(_: &ArrayVec<T, N>) -> usize {
+    N
+}
+
+/// DNS lookup honouring ureq's timeout the way `DefaultResolver` does: a blocking lookup when
+/// there is no deadline, otherwise one on a helper thread abandoned when time runs out
+/// (getaddrinfo cannot be cancelled).
+fn lookup(host_port: String, timeout: NextTimeout) -> Result<Vec<SocketAddr>, ureq::Error> {
+    let answer = if timeout.after.is_not_happening() {
+        host_port.to_socket_addrs()
+    } else {
+        let (tx, rx) = mpsc::sync_channel(1);
+        thread::Builder::new()
+            .name("tidings-dns".into())
+            .spawn(move || tx.send(host_port.to_socket_addrs()).ok())
+            .map_err(ureq::Error::Io)?;
+        match rx.recv_timeout(*timeout.after) {
+            Ok(answer) => answer,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(ureq::Error::Timeout(timeout.reason));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(ureq::Error::Io(io::Error::other(
+                    "DNS lookup thread stopped without an answer",
+                )));
+            }
+        }
+    };
+    // A failed lookup and an empty answer both mean the name does not resolve; reporting
+    // them alike keeps "no such host" distinct from "blocked by policy".
+    match answer {
+        Ok(addrs) => Ok(addrs.collect()),
+        Err(_) => Err(ureq::Error::HostNotFound),
+    }
+}
+
+/// If a ureq error came from [`VettingResolver`] blocking every address, the blocked address.
+pub fn blocked_by_policy(err: &ureq::Error) -> Option<&BlockedAddress> {
+    match err {
+        ureq::Error::Io(io_err) => io_err.get_ref()?.downcast_ref::<BlockedAddress>(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use AddressClass as C;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn net(s: &str) -> ipnet::IpNet {
+        s.parse().unwrap()
+    }
+
+    fn production() -> AddressPolicy {
+        AddressPolicy::new(false, Vec::new())
+    }
+
+    fn development() -> AddressPolicy {
+        AddressPolicy::new(true, Vec::new())
+    }
+
+    #[test]
+    fn classifies_every_blocked_ipv4_range() {
+        let cases = [
+            ("127.0.0.1", C::Loopback),
+            ("127.255.255.254", C::Loopback),
+            ("10.0.0.1", C::Private),
+            ("10.255.255.255", C::Private),
+            ("172.16.0.1", C::Private),
+            ("172.31.255.255", C::Private),
+            ("192.168.1.1", C::Private),
+            ("100.64.0.1", C::SharedCgnat),
+            ("100.127.255.255", C::SharedCgnat),
+            ("169.254.169.254", C::LinkLocal),
+            ("0.0.0.0", C::Unspecified),
+            ("0.1.2.3", C::ThisNetwork),
+            ("192.0.0.8", C::IetfProtocol),
+            ("224.0.0.1", C::Multicast),
+            ("239.255.255.250", C::Multicast),
+            ("255.255.255.255", C::Broadcast),
+            ("240.0.0.1", C::Reserved),
+            ("255.255.255.254", C::Reserved),
+            ("192.0.2.1", C::Documentation),
+            ("198.51.100.7", C::Documentation),
+            ("203.0.113.9", C::Documentation),
+            ("198.18.0.1", C::Benchmarking),
+            ("198.19.255.255", C::Benchmarking),
+        ];
+        for (addr, class) in cases {
+            assert_eq!(classify(ip(addr)), Some(class), "{addr}");
+            assert_eq!(
+                production().check_ip(ip(addr)),
+                Err(BlockedAddress {
+                    ip: ip(addr),
+                    class
+                }),
+                "{addr}"
+            );
+        }
+    }
+
+    #[test]
+    fn range_edges_are_public() {
+        for addr in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.15.255.255",
+            "172.32.0.0",
+            "100.63.255.255",
+            "100.128.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "192.0.1.255",
+            "223.255.255.255",
+            "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+        ] {
+            assert_eq!(classify(ip(addr)), None, "{addr}");
+            assert_eq!(production().check_ip(ip(addr)), Ok(()), "{addr}");
+        }
+    }
+
+    #[test]
+    fn classifies_every_blocked_ipv6_range() {
+        let cases = [
+            ("::1", C::Loopback),
+            ("::", C::Unspecified),
+            ("fc00::1", C::UniqueLocal),
+            ("fd12:3456::1", C::UniqueLocal),
+            ("fe80::1", C::LinkLocal),
+            ("febf::1", C::LinkLocal),
+            ("fec0::1", C::SiteLocal),
+            ("ff02::1", C::Multicast),
+            ("ff0e::1", C::Multicast),
+            ("2001:db8::1", C::Documentation),
+            ("3fff::1", C::Documentation),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", C::Teredo),
+            ("2001:2::1", C::Benchmarking),
+            ("100::1", C::Reserved),
+            ("::ffff:0:808:808", C::Reserved),
+            ("64:ff9b::1:0:0:808:808", C::Reserved),
+        ];
+        for (addr, class) in cases {
+            assert_eq!(classify(ip(addr)), Some(class), "{addr}");
+            assert!(production().check_ip(ip(addr)).is_err(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_gets_the_ipv4_rules() {
+        // Each form with a blocked and a public embedded address.
+        let cases = [
+            // IPv4-mapped
+            ("::ffff:127.0.0.1", Some(C::Loopback)),
+            ("::ffff:10.0.0.1", Some(C::Private)),
+            ("::ffff:8.8.8.8", None),
+            // IPv4-compatible
+            ("::127.0.0.1", Some(C::Loopback)),
+            ("::169.254.169.254", Some(C::LinkLocal)),
+            ("::8.8.8.8", None),
+            // NAT64 well-known and local-use (/96 layout)
+            ("64:ff9b::10.0.0.1", Some(C::Private)),
+            ("64:ff9b::8.8.8.8", None),
+            ("64:ff9b:1::192.168.0.1", Some(C::Private)),
+            ("64:ff9b:1::8.8.8.8", None),
+            ("64:ff9b:1:abcd::8.8.8.8", Some(C::Reserved)),
+            // 6to4: embedded address in bits 16..48
+            ("2002:7f00:1::", Some(C::Loopback)),
+            ("2002:a9fe:a9fe::1", Some(C::LinkLocal)),
+            ("2002:808:808::1", None),
+            // ISATAP, both interface-id variants, under a public prefix
+            ("2606:4700::5efe:10.1.2.3", Some(C::Private)),
+            ("2606:4700::200:5efe:127.0.0.1", Some(C::Loopback)),
+            ("2606:4700::5efe:8.8.8.8", None),
+            ("2606:4700::200:5efe:1.1.1.1", None),
+            // ISATAP under 6to4: both embedded addresses are checked
+            ("2002:808:808::200:5efe:10.0.0.1", Some(C::Private)),
+            ("2002:a00:1::200:5efe:8.8.8.8", Some(C::Private)),
+        ];
+        for (addr, class) in cases {
+            assert_eq!(classify(ip(addr)), class, "{addr}");
+            assert_eq!(
+                production().check_ip(ip(addr)).is_ok(),
+                class.is_none(),
+                "{addr}"
+            );
+        }
+    }
+
+    #[test]
+    fn allow_list_admits_only_listed_networks() {
+        let policy = AddressPolicy::new(false, vec![net("10.20.0.0/24")]);
+        assert_eq!(policy.check_ip(ip("10.20.0.5")), Ok(()));
+        assert_eq!(policy.check_ip(ip("::ffff:10.20.0.5")), Ok(()));
+        assert_eq!(
+            policy.check_ip(ip("10.20.1.5")),
+            Err(BlockedAddress {
+                ip: ip("10.20.1.5"),
+                class: C::Private
+            })
+        );
+        assert!(policy.check_ip(ip("127.0.0.1")).is_err());
+    }
+
+    #[test]
+    fn development_allows_only_local_classes() {
+        let dev = development();
+        assert!(dev.is_development());
+        assert!(!production().is_development());
+        for addr in [
+            "127.0.0.1",
+            "::1",
+            "192.168.1.1",
+            "10.0.0.1",
+            "100.64.0.1",
+            "169.254.1.1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert_eq!(dev.check_ip(ip(addr)), Ok(()), "{addr}");
+        }
+        for addr in [
+            "0.0.0.0",
+            "224.0.0.1",
+            "192.0.2.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "198.18.0.1",
+            "::",
+            "ff02::1",
+            "fec0::1",
+            "2001::1",
+        ] {
+            assert!(dev.check_ip(ip(addr)).is_err(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn check_url_cases() {
+        let prod = production();
+        let dev = development();
+        let allowing = AddressPolicy::new(false, vec![net("10.20.0.0/24")]);
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        let blocked = |s: &str, class| {
+            Err(UrlProblem::BlockedAddress(BlockedAddress {
+                ip: ip(s),
+                class,
+            }))
+        };
+        let cases: [(&AddressPolicy, &str, Result<(), UrlProblem>); 15] = [
+            (
+                &prod,
+                "http://example.com/hook",
+                Err(UrlProblem::InsecureScheme),
+            ),
+            (&dev, "http://example.com/hook", Ok(())),
+            (&dev, "http://localhost:8080/hook", Ok(())),
+            (&dev, "http://host.docker.internal/hook", Ok(())),
+            (
+                &prod,
+                "ftp://example.com/",
+                Err(UrlProblem::UnsupportedScheme("ftp".into())),
+            ),
+            (
+                &dev,
+                "ftp://example.com/",
+                Err(UrlProblem::UnsupportedScheme("ftp".into())),
+            ),
+            (
+                &prod,
+                "https://user:pw@example.com/",
+                Err(UrlProblem::Credentials),
+            ),
+            (
+                &prod,
+                "https://127.0.0.1/",
+                blocked("127.0.0.1", C::Loopback),
+            ),
+            (&prod, "https://[::1]/", blocked("::1", C::Loopback)),
+            (
+                &prod,
+                "https://LOCALHOST./",
+                Err(UrlProblem::LocalName("localhost.".into())),
+            ),
+            (
+                &prod,
+                "https://api.localhost/",
+                Err(UrlProblem::LocalName("api.localhost".into())),
+            ),
+            (&allowing, "https://10.20.0.5/fhir", Ok(())),
+            (
+                &allowing,
+                "https://10.20.1.5/fhir",
+                blocked("10.20.1.5", C::Private),
+            ),
+            (&prod, "https://8.8.8.8/", Ok(())),
+            (&prod, "https://example.com/", Ok(())),
+        ];
+        for (policy, input, expected) in cases {
+            assert_eq!(policy.check_url(&url(input)), expected, "{input}");
+        }
+        // Plain usernames count too, and dev mode still refuses non-local literals.
+        assert_eq!(
+            prod.check_url(&url("https://token@example.com/")),
+            Err(UrlProblem::Credentials)
+        );
+        assert_eq!(
+            dev.check_url(&url("http://0.0.0.0/")),
+            blocked("0.0.0.0", C::Unspecified)
+        );
+        assert_eq!(
+            prod.check_url(&url("mailto:ops@example.com")),
+            Err(UrlProblem::UnsupportedScheme("mailto".into()))
+        );
+    }
+
+    #[test]
+    fn messages_name_the_address_and_the_setting() {
+        let blocked = BlockedAddress {
+            ip: ip("10.0.0.5"),
+            class: C::Private,
+        };
+        assert_eq!(
+            blocked.to_string(),
+            "10.0.0.5 is a private (RFC 1918) address; in production tidings only delivers to \
+             public addresses. To allow an on-premises destination add its network to \
+             network.allow in the config, e.g. network.allow = [\"10.0.0.0/24\"]"
+        );
+        let mapped = BlockedAddress {
+            ip: ip("::ffff:192.168.7.9"),
+            class: C::Private,
+        };
+        assert!(mapped.to_string().contains("IPv4 address 192.168.7.9"));
+        assert!(mapped.to_string().contains("[\"192.168.7.0/24\"]"));
+        let v6 = BlockedAddress {
+            ip: ip("fd00:1:2:3::9"),
+            class: C::UniqueLocal,
+        };
+        assert!(v6.to_string().contains("[\"fd00:1:2:3::/64\"]"));
+        let multicast = BlockedAddress {
+            ip: ip("224.0.0.1"),
+            class: C::Multicast,
+        };
+        assert!(
+            multicast
+                .to_string()
+                .starts_with("224.0.0.1 is a multicast address, which")
+        );
+
+        let insecure = UrlProblem::InsecureScheme.to_string();
+        assert!(
+            insecure.contains("45 CFR 164.312(e)(2)(ii)") && insecure.contains("development mode")
+        );
+        assert!(
+            UrlProblem::Credentials
+                .to_string()
+                .contains("secret_headers")
+        );
+        let wrapped = UrlProblem::BlockedAddress(blocked.clone());
+        assert_eq!(wrapped.to_string(), blocked.to_string());
+        assert!(std::error::Error::source(&wrapped).is_some());
+    }
+
+    fn resolve(
+        policy: AddressPolicy,
+        uri: &str,
+        config: &Config,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        VettingResolver::new(Arc::new(policy)).resolve(
+            &uri.parse().unwrap(),
+            config,
+            NextTimeout::default(),
+        )
+    }
+
+    #[test]
+    fn resolver_vets_literal_hosts() {
+        let config = Config::default();
+        let ok = resolve(production(), "https://8.8.8.8/", &config).unwrap();
+        assert_eq!(&ok[..], &["8.8.8.8:443".parse::<SocketAddr>().unwrap()]);
+        let ok = resolve(
+            production(),
+            "https://[2606:4700:4700::1111]:8443/",
+            &config,
+        )
+        .unwrap();
+        assert_eq!(ok[0].port(), 8443);
+
+        let err = resolve(production(), "http://10.0.0.5/", &config).unwrap_err();
+        assert_eq!(
+            blocked_by_policy(&err),
+            Some(&BlockedAddress {
+                ip: ip("10.0.0.5"),
+                class: C::Private
+            })
+        );
+        let err = resolve(production(), "https://[::ffff:127.0.0.1]/", &config).unwrap_err();
+        assert_eq!(blocked_by_policy(&err).map(|b| b.class), Some(C::Loopback));
+
+        // Filtered out by the configured IP family: nothing to connect to, not "blocked".
+        let v6_only = Config::builder()
+            .ip_family(ureq::config::IpFamily::Ipv6Only)
+            .build();
+        let err = resolve(production(), "https://8.8.8.8/", &v6_only).unwrap_err();
+        assert!(matches!(err, ureq::Error::HostNotFound), "{err:?}");
+        assert!(blocked_by_policy(&err).is_none());
+    }
+
+    #[test]
+    fn resolver_reports_unknown_names_as_not_found() {
+        // .invalid never resolves (RFC 6761). The deadline bounds a machine with unreachable
+        // DNS servers, and exercises the timed lookup path.
+        let timeout = NextTimeout {
+            after: ureq::unversioned::transport::time::Duration::from_secs(20),
+            reason: ureq::Timeout::Resolve,
+            ..NextTimeout::default()
+        };
+        let err = VettingResolver::new(Arc::new(production()))
+            .resolve(
+                &"https://no-such-host.invalid/".parse().unwrap(),
+                &Config::default(),
+                timeout,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ureq::Error::HostNotFound | ureq::Error::Timeout(ureq::Timeout::Resolve)
+            ),
+            "{err:?}"
+        );
+        assert!(blocked_by_policy(&err).is_none());
+    }
+
+    #[test]
+    fn resolver_drops_blocked_addresses_and_keeps_vetted_ones() {
+        // Allowing only IPv4 loopback: whatever localhost resolves to, only 127/8 survives.
+        let policy = AddressPolicy::new(false, vec![net("127.0.0.0/8")]);
+        let addrs = resolve(policy, "http://localhost:8080/", &Config::default()).unwrap();
+        assert!(!addrs.is_empty());
+        for addr in &addrs {
+            assert!(
+                matches!(addr.ip(), IpAddr::V4(v4) if v4.is_loopback()),
+                "{addr}"
+            );
+            assert_eq!(addr.port(), 8080);
+        }
+    }
+
+    /// Answers one HTTP request on `listener`, giving up after a deadline so a test that never
+    /// connects cannot hang.
+    fn serve_once(listener: TcpListener) -> thread::JoinHandle<bool> {
+        listener.set_nonblocking(true).unwrap();
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut stream = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                    {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => return false,
+                }
+            };
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .is_ok()
+        })
+    }
+
+    fn agent(policy: AddressPolicy) -> ureq::Agent {
+        let config = ureq::Agent::config_builder()
+            // An inherited HTTP(S)_PROXY would bypass the resolver for the target.
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build();
+        ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            VettingResolver::new(Arc::new(policy)),
+        )
+    }
+
+    #[test]
+    fn agent_connects_only_to_vetted_addresses() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = serve_once(listener);
+        let url = format!("http://localhost:{port}/");
+
+        // The error must come out of send() unchanged for blocked_by_policy to see it.
+        let err = agent(production()).get(&url).call().unwrap_err();
+        let blocked =
+            blocked_by_policy(&err).unwrap_or_else(|| panic!("not a policy block: {err:?}"));
+        assert!(blocked.ip.is_loopback(), "{blocked:?}");
+        assert_eq!(blocked.class, C::Loopback);
+
+        let response = agent(development()).get(&url).call().unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(server.join().unwrap(), "server did not answer the request");
+    }
+}

@@ -1,0 +1,157 @@
+//! App assembly: opens the store, starts the dispatcher, and serves the API on the given
+//! listener in a thread of its own, so tests and `serve` start exactly the same thing.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::delivery::client::HttpClient;
+use crate::delivery::dispatcher::{Dispatcher, Settings};
+use crate::delivery::retry::RetryPolicy;
+use crate::security::crypto::MasterKey;
+use crate::security::ssrf::AddressPolicy;
+use crate::store::Store;
+
+/// Everything a request handler may use.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub dispatcher: Dispatcher,
+    pub policy: Arc<AddressPolicy>,
+    pub master_key: MasterKey,
+    pub retry: RetryPolicy,
+    /// For test sends from the API; the dispatcher's workers have their own.
+    pub client: HttpClient,
+}
+
+/// A running appliance.
+pub struct AppHandle {
+    port: u16,
+    server: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+    dispatcher: Dispatcher,
+    store: Store,
+}
+
+impl AppHandle {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The running app's store, for provisioning (such as a first API key) in-process.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Blocks until the server stops (on SIGINT/SIGTERM), then stops the dispatcher.
+    pub fn wait(mut self) -> std::io::Result<()> {
+        let result = self.join_server();
+        self.dispatcher.shutdown();
+        result
+    }
+
+    /// Graceful stop: no new requests, in-flight ones finish, workers finish their attempt.
+    pub fn stop(mut self) {
+        let server = self.server.clone();
+        actix_web::rt::System::new().block_on(server.stop(true));
+        let _ = self.join_server();
+        self.dispatcher.shutdown();
+    }
+
+    fn join_server(&mut self) -> std::io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts tidings on `listener` with `config`. The master key comes from
+/// `TIDINGS_MASTER_KEY` when given, else from the data dir.
+pub fn run(config: Config, listener: TcpListener) -> anyhow::Result<AppHandle> {
+    let env_key = std::env::var("TIDINGS_MASTER_KEY").ok();
+    run_with_key(config, listener, env_key.as_deref())
+}
+
+pub fn run_with_key(
+    config: Config,
+    listener: TcpListener,
+    env_key: Option<&str>,
+) -> anyhow::Result<AppHandle> {
+    let store = Store::open(&config.data_dir).context("opening the database")?;
+    let master_key =
+        MasterKey::load_or_create(&config.data_dir, env_key).context("loading the master key")?;
+    let policy = Arc::new(AddressPolicy::new(
+        config.is_development(),
+        config.network.allow.clone(),
+    ));
+    let retry = RetryPolicy::from(&config.retry);
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        Settings {
+            retry: retry.clone(),
+            policy: Arc::clone(&policy),
+            master_key: master_key.clone(),
+            store_bodies: config.logs.store_bodies,
+        },
+    )
+    .context("starting the dispatcher")?;
+    let port = listener.local_addr()?.port();
+    log_start(&config, &listener);
+    let state = web::Data::new(AppState {
+        client: HttpClient::new(&policy),
+        config: Arc::new(config),
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        policy,
+        master_key,
+        retry,
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(state.clone())
+                        .configure(crate::api::health::routes)
+                        .configure(crate::api::routes)
+                })
+                .listen(listener)?
+                .run();
+                let _ = tx.send(server.handle());
+                server.await
+            })
+        })?;
+    let server = rx.recv().context("the HTTP server did not start")?;
+    Ok(AppHandle {
+        port,
+        server,
+        thread: Some(thread),
+        dispatcher,
+        store,
+    })
+}
+
+fn log_start(config: &Config, listener: &TcpListener) {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    if config.is_development() {
+        tracing::warn!(listen = %addr, "tidings starting in DEVELOPMENT mode: http:// and local destinations are allowed; do not use with real patient data");
+    } else {
+        tracing::info!(listen = %addr, "tidings starting in production mode");
+    }
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    if !config.is_development() && !loopback && config.tls.cert.is_empty() {
+        tracing::warn!(listen = %addr, "listening on a non-loopback address without TLS: API keys and event data cross the network unencrypted; set tls.cert and tls.key or put a TLS proxy in front");
+    }
+}

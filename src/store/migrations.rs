@@ -1,0 +1,68 @@
+//! Numbered, idempotent schema steps, recorded in the meta table so each runs once.
+
+use redb::{Database, ReadableTable};
+
+use super::tables::{
+    API_KEY_HASHES, API_KEYS, ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
+    EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, RULES, WORKSPACES,
+};
+use super::{StoreError, codec};
+use crate::domain::access::Workspace;
+use crate::domain::ids::WorkspaceId;
+use crate::domain::time::now_ms;
+
+pub const SCHEMA_VERSION: u32 = 1;
+pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
+
+/// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
+pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
+    let txn = db.begin_write()?;
+    let version: u32 = {
+        let meta = txn.open_table(META)?;
+        let v = meta.get("schema_version")?.map(|v| v.value().to_owned());
+        v.and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {version}, newer than this tidings understands ({SCHEMA_VERSION}); run a newer tidings"
+        )));
+    }
+    if version < 1 {
+        // Version 1: every table exists and a Default workspace is recorded.
+        txn.open_table(WORKSPACES)?;
+        txn.open_table(API_KEYS)?;
+        txn.open_table(API_KEY_HASHES)?;
+        txn.open_table(RULES)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(DELIVERIES)?;
+        txn.open_table(DELIVERIES_BY_RULE)?;
+        txn.open_table(DELIVERIES_BY_EVENT)?;
+        txn.open_table(ATTEMPTS)?;
+        txn.open_table(OPEN_DELIVERIES)?;
+        let mut meta = txn.open_table(META)?;
+        if meta.get(DEFAULT_WORKSPACE_KEY)?.is_none() {
+            let now = now_ms();
+            let workspace = Workspace {
+                id: WorkspaceId::generate(now),
+                name: "Default".into(),
+                created_at: now,
+            };
+            txn.open_table(WORKSPACES)?
+                .insert(workspace.id.as_str(), codec::encode(&workspace).as_slice())?;
+            meta.insert(DEFAULT_WORKSPACE_KEY, workspace.id.as_str())?;
+        }
+        meta.insert("schema_version", "1")?;
+    }
+    let id = {
+        let meta = txn.open_table(META)?;
+        let id = meta
+            .get(DEFAULT_WORKSPACE_KEY)?
+            .map(|v| v.value().to_owned())
+            .ok_or_else(|| StoreError::Corrupt("no default workspace recorded".into()))?;
+        WorkspaceId::parse(&id)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad default workspace id {id:?}")))?
+    };
+    txn.commit()?;
+    Ok(id)
+}

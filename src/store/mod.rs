@@ -1,0 +1,783 @@
+//! The only code that touches redb. `Store` offers typed reads (concurrent, from any thread)
+//! and writes that go through the group-commit writer. It knows nothing about HTTP.
+
+mod codec;
+mod migrations;
+mod tables;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    WriteTransaction,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::access::{ApiKey, Workspace};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::{Event, EventType};
+use crate::domain::ids::{ApiKeyId, DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::rule::Rule;
+use crate::domain::time::now_ms;
+use crate::security::crypto::api_key_hash;
+use tables::{
+    API_KEY_HASHES, API_KEYS, ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
+    EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, RULES, WORKSPACES,
+};
+use writer::Writer;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("no {what} with id {id:?}")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(
+        "the database {0} is in use by another tidings process (is `tidings serve` running?); stop it, or use the API or admin UI instead"
+    )]
+    InUse(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+macro_rules! storage_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_error!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError
+);
+
+fn not_found(what: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        what,
+        id: id.to_owned(),
+    }
+}
+
+/// How long a producer's idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// Most rows one delivery-list page may examine, so a filter that matches little cannot turn
+/// one request into a scan of the whole log; the cursor then resumes where the scan stopped.
+const MAX_SCAN: usize = 20_000;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct IdempotencyRecord {
+    event_id: EventId,
+    expires_at: i64,
+}
+
+/// An accepted event and the deliveries it owes, written together.
+#[derive(Debug)]
+pub struct NewEvent {
+    pub event: Event,
+    pub deliveries: Vec<Delivery>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Created,
+    Duplicate(EventId),
+}
+
+/// The new state of a delivery after an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptOutcome {
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<i64>,
+    pub attempts_left: u32,
+}
+
+/// A delivery the dispatcher owes a request, as loaded at start-up or after a re-send.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: DeliveryId,
+    pub rule_id: RuleId,
+    pub due_at: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub rule_id: Option<RuleId>,
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<EventType>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Exclusive upper bound: the last id of the previous page.
+    pub before: Option<DeliveryId>,
+    pub limit: usize,
+}
+
+/// Active rules, in memory: matched on every ingest and read on every attempt.
+#[derive(Debug, Default)]
+struct RuleCache {
+    by_id: HashMap<RuleId, Arc<Rule>>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: Writer,
+    rules: Arc<RwLock<Arc<RuleCache>>>,
+    /// API keys by hash: every request authenticates without touching the disk.
+    keys: Arc<RwLock<HashMap<String, ApiKey>>>,
+    default_workspace: WorkspaceId,
+}
+
+impl Store {
+    /// Opens (creating if needed) `tidings.redb` in `data_dir` and brings its schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Storage(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let path = data_dir.join("tidings.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::InUse(path.display().to_string())
+            }
+            other => StoreError::Storage(format!("cannot open {}: {other}", path.display())),
+        })?;
+        let default_workspace = migrations::migrate(&db)?;
+        let db = Arc::new(db);
+        // The writer thread ends by itself once the last Store clone (its last sender) is gone.
+        let writer = Writer::start(Arc::clone(&db));
+        let store = Self {
+            db,
+            writer,
+            rules: Arc::default(),
+            keys: Arc::default(),
+            default_workspace,
+        };
+        store.refresh_rules()?;
+        store.refresh_keys()?;
+        Ok(store)
+    }
+
+    pub fn default_workspace(&self) -> &WorkspaceId {
+        &self.default_workspace
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// A cheap read that proves the database answers; for readiness checks.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let txn = self.read()?;
+        txn.open_table(WORKSPACES)?;
+        Ok(())
+    }
+
+    // ---- workspaces and API keys ----
+
+    pub fn workspace(&self, id: &WorkspaceId) -> Result<Workspace, StoreError> {
+        get(&self.read()?, WORKSPACES, id.as_str())?
+            .ok_or_else(|| not_found("workspace", id.as_str()))
+    }
+
+    /// The key a bearer token names, if any.
+    pub fn api_key_for_token(&self, token: &str) -> Option<ApiKey> {
+        let hash = api_key_hash(token);
+        self.keys.read().ok()?.get(&hash).cloned()
+    }
+
+    fn refresh_keys(&self) -> Result<(), StoreError> {
+        let keys: Vec<ApiKey> = scan(&self.read()?, API_KEYS)?;
+        if let Ok(mut slot) = self.keys.write() {
+            *slot = keys.into_iter().map(|k| (k.hash.clone(), k)).collect();
+        }
+        Ok(())
+    }
+
+    pub fn api_keys(&self, workspace: &WorkspaceId) -> Result<Vec<ApiKey>, StoreError> {
+        let keys: Vec<ApiKey> = scan(&self.read()?, API_KEYS)?;
+        Ok(keys
+            .into_iter()
+            .filter(|k| &k.workspace_id == workspace)
+            .collect())
+    }
+
+    pub fn insert_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
+        self.writer.write(move |txn| insert_api_key(txn, &key))?;
+        self.refresh_keys()
+    }
+
+    pub async fn insert_api_key_async(&self, key: ApiKey) -> Result<(), StoreError> {
+        self.writer
+            .write_async(move |txn| insert_api_key(txn, &key))
+            .await?;
+        self.refresh_keys()
+    }
+
+    pub async fn delete_api_key(
+        &self,
+        workspace: WorkspaceId,
+        id: ApiKeyId,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write_async(move |txn| {
+                let key: ApiKey = get_w(txn, API_KEYS, id.as_str())?
+                    .filter(|k: &ApiKey| k.workspace_id == workspace)
+                    .ok_or_else(|| not_found("API key", id.as_str()))?;
+                txn.open_table(API_KEYS)?.remove(id.as_str())?;
+                txn.open_table(API_KEY_HASHES)?.remove(key.hash.as_str())?;
+                Ok(())
+            })
+            .await?;
+        self.refresh_keys()
+    }
+
+    // ---- rules ----
+
+    /// A rule from the in-memory cache (kept equal to the table after every rule write).
+    pub fn cached_rule(&self, id: &RuleId) -> Option<Arc<Rule>> {
+        self.rules.read().ok()?.by_id.get(id).cloned()
+    }
+
+    /// Active rules of a workspace whose trigger matches the event type.
+    pub fn matching_rules(
+        &self,
+        workspace: &WorkspaceId,
+        event_type: &EventType,
+    ) -> Vec<Arc<Rule>> {
+        let Ok(cache) = self.rules.read() else {
+            return Vec::new();
+        };
+        let mut rules: Vec<Arc<Rule>> = cache
+            .by_id
+            .values()
+            .filter(|r| r.active && &r.workspace_id == workspace && r.trigger.matches(event_type))
+            .cloned()
+            .collect();
+        rules.sort_by(|a, b| a.id.cmp(&b.id));
+        rules
+    }
+
+    pub fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError> {
+        get::<Rule>(&self.read()?, RULES, id.as_str())?
+            .filter(|r| &r.workspace_id == workspace)
+            .ok_or_else(|| not_found("rule", id.as_str()))
+    }
+
+    pub fn rules(&self, workspace: &WorkspaceId) -> Result<Vec<Rule>, StoreError> {
+        let rules: Vec<Rule> = scan(&self.read()?, RULES)?;
+        Ok(rules
+            .into_iter()
+            .filter(|r| &r.workspace_id == workspace)
+            .collect())
+    }
+
+    /// Inserts a new rule or replaces one; `expect_existing` guards updates against a
+    /// concurrent delete.
+    pub async fn save_rule(&self, rule: Rule, expect_existing: bool) -> Result<Rule, StoreError> {
+        let saved = self
+            .writer
+            .write_async(move |txn| {
+                let existing: Option<Rule> = get_w(txn, RULES, rule.id.as_str())?;
+                match (&existing, expect_existing) {
+                    (None, true) => return Err(not_found("rule", rule.id.as_str())),
+                    (Some(_), false) => {
+                        return Err(StoreError::Conflict(format!(
+                            "rule {} already exists",
+                            rule.id
+                        )));
+                    }
+                    _ => {}
+                }
+                put(txn, RULES, rule.id.as_str(), &rule)?;
+                Ok(rule)
+            })
+            .await?;
+        self.refresh_rules()?;
+        Ok(saved)
+    }
+
+    pub async fn delete_rule(
+        &self,
+        workspace: WorkspaceId,
+        id: RuleId,
+    ) -> Result<Rule, StoreError> {
+        let removed = self
+            .writer
+            .write_async(move |txn| {
+                let rule: Rule = get_w::<Rule>(txn, RULES, id.as_str())?
+                    .filter(|r| r.workspace_id == workspace)
+                    .ok_or_else(|| not_found("rule", id.as_str()))?;
+                txn.open_table(RULES)?.remove(id.as_str())?;
+                Ok(rule)
+            })
+            .await?;
+        self.refresh_rules()?;
+        Ok(removed)
+    }
+
+    /// Turns a rule off on tidings' own account (a 410 answer), recording why.
+    pub fn deactivate_rule(&self, id: &RuleId, reason: String) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.writer.write(move |txn| {
+            if let Some(mut rule) = get_w::<Rule>(txn, RULES, id.as_str())? {
+                rule.active = false;
+                rule.status_reason = Some(reason);
+                rule.updated_at = now_ms();
+                put(txn, RULES, id.as_str(), &rule)?;
+            }
+            Ok(())
+        })?;
+        self.refresh_rules()
+    }
+
+    fn refresh_rules(&self) -> Result<(), StoreError> {
+        let rules: Vec<Rule> = scan(&self.read()?, RULES)?;
+        let by_id = rules
+            .into_iter()
+            .map(|r| (r.id.clone(), Arc::new(r)))
+            .collect();
+        if let Ok(mut slot) = self.rules.write() {
+            *slot = Arc::new(RuleCache { by_id });
+        }
+        Ok(())
+    }
+
+    // ---- events ----
+
+    /// Stores an event with its deliveries and queue entries in one durable step, unless its
+    /// idempotency key was seen in the last 24 hours.
+    pub async fn ingest(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
+        self.writer.write_async(move |txn| ingest(txn, &new)).await
+    }
+
+    /// Writes a finished test delivery (event, delivery and its one attempt) for the log.
+    pub async fn insert_test_delivery(
+        &self,
+        event: Event,
+        delivery: Delivery,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .write_async(move |txn| {
+                put(txn, EVENTS, event.id.as_str(), &event)?;
+                insert_delivery(txn, &delivery)?;
+                txn.open_table(ATTEMPTS)?.insert(
+                    (delivery.id.as_str(), attempt.number),
+                    codec::encode(&attempt).as_slice(),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub fn event(&self, workspace: &WorkspaceId, id: &EventId) -> Result<Event, StoreError> {
+        get::<Event>(&self.read()?, EVENTS, id.as_str())?
+            .filter(|e| &e.workspace_id == workspace)
+            .ok_or_else(|| not_found("event", id.as_str()))
+    }
+
+    pub fn event_by_id(&self, id: &EventId) -> Result<Event, StoreError> {
+        get(&self.read()?, EVENTS, id.as_str())?.ok_or_else(|| not_found("event", id.as_str()))
+    }
+
+    pub fn event_deliveries(&self, id: &EventId) -> Result<Vec<Delivery>, StoreError> {
+        let txn = self.read()?;
+        let index = txn.open_table(DELIVERIES_BY_EVENT)?;
+        let mut out = Vec::new();
+        for entry in index.range((id.as_str(), "")..)? {
+            let (key, ()) = entry.map(|(k, v)| (k, v.value()))?;
+            let (event, delivery) = key.value();
+            if event != id.as_str() {
+                break;
+            }
+            if let Some(d) = get(&txn, DELIVERIES, delivery)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- deliveries ----
+
+    pub fn delivery(
+        &self,
+        workspace: &WorkspaceId,
+        id: &DeliveryId,
+    ) -> Result<Delivery, StoreError> {
+        get::<Delivery>(&self.read()?, DELIVERIES, id.as_str())?
+            .filter(|d| &d.workspace_id == workspace)
+            .ok_or_else(|| not_found("delivery", id.as_str()))
+    }
+
+    pub fn delivery_by_id(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        get(&self.read()?, DELIVERIES, id.as_str())
+    }
+
+    pub fn attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        for entry in table.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
+            let (_, v) = entry?;
+            out.push(codec::decode("attempts", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Newest first. Returns the page and, if more may follow, the cursor (last id examined).
+    pub fn list_deliveries(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &DeliveryFilter,
+    ) -> Result<(Vec<Delivery>, Option<DeliveryId>), StoreError> {
+        let txn = self.read()?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        // Ids start with their creation time, so the time window is a key range.
+        let lower = filter
+            .since
+            .map_or_else(|| DeliveryId::PREFIX.to_owned(), id_at);
+        let mut upper = filter
+            .until
+            .map_or_else(|| format!("{}~", DeliveryId::PREFIX), |ms| id_at(ms + 1));
+        if let Some(before) = &filter.before
+            && before.as_str() < upper.as_str()
+        {
+            before.as_str().clone_into(&mut upper);
+        }
+        let keep = |d: &Delivery| {
+            &d.workspace_id == workspace
+                && filter.status.is_none_or(|s| d.status == s)
+                && filter
+                    .event_type
+                    .as_ref()
+                    .is_none_or(|t| &d.event_type == t)
+        };
+        let mut page = Vec::with_capacity(filter.limit);
+        let mut scanned = 0;
+        let mut last_seen: Option<String> = None;
+        let mut exhausted = true;
+        if let Some(rule) = &filter.rule_id {
+            let index = txn.open_table(DELIVERIES_BY_RULE)?;
+            let range =
+                index.range((rule.as_str(), lower.as_str())..(rule.as_str(), upper.as_str()))?;
+            for entry in range.rev() {
+                let (key, ()) = entry.map(|(k, v)| (k, v.value()))?;
+                let id = key.value().1.to_owned();
+                scanned += 1;
+                if let Some(d) = get_from::<Delivery>(&deliveries, "deliveries", &id)?
+                    && keep(&d)
+                {
+                    page.push(d);
+                }
+                last_seen = Some(id);
+                if page.len() >= filter.limit || scanned >= MAX_SCAN {
+                    exhausted = false;
+                    break;
+                }
+            }
+        } else {
+            for entry in deliveries.range(lower.as_str()..upper.as_str())?.rev() {
+                let (key, value) = entry?;
+                scanned += 1;
+                let d: Delivery = codec::decode("deliveries", value.value())?;
+                last_seen = Some(key.value().to_owned());
+                if keep(&d) {
+                    page.push(d);
+                }
+                if page.len() >= filter.limit || scanned >= MAX_SCAN {
+                    exhausted = false;
+                    break;
+                }
+            }
+        }
+        let cursor = if exhausted {
+            None
+        } else {
+            last_seen.and_then(|id| DeliveryId::parse(&id))
+        };
+        Ok((page, cursor))
+    }
+
+    /// Every open delivery, for the dispatcher to pick up at start.
+    pub fn open_deliveries(&self) -> Result<Vec<DueDelivery>, StoreError> {
+        let txn = self.read()?;
+        let open = txn.open_table(OPEN_DELIVERIES)?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let mut out = Vec::new();
+        for entry in open.iter()? {
+            let (key, due) = entry?;
+            if let Some(d) = get_from::<Delivery>(&deliveries, "deliveries", key.value())? {
+                out.push(DueDelivery {
+                    id: d.id,
+                    rule_id: d.rule_id,
+                    due_at: due.value(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many deliveries are waiting for an attempt.
+    pub fn open_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        Ok(self.read()?.open_table(OPEN_DELIVERIES)?.len()?)
+    }
+
+    /// Logs an attempt and moves the delivery on; `done` runs once both are durable.
+    pub fn record_attempt(
+        &self,
+        id: &DeliveryId,
+        attempt: &Attempt,
+        outcome: AttemptOutcome,
+        done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
+    ) {
+        let id = id.clone();
+        // Encoded here, off the writer thread, which is the one serial point of every write.
+        let encoded = codec::encode(attempt);
+        let number = attempt.number;
+        let AttemptOutcome {
+            status,
+            next_attempt_at,
+            attempts_left,
+        } = outcome;
+        self.writer.submit(
+            move |txn| {
+                let mut delivery: Delivery = get_w(txn, DELIVERIES, id.as_str())?
+                    .ok_or_else(|| not_found("delivery", id.as_str()))?;
+                delivery.attempts = delivery.attempts.max(number);
+                delivery.status = status;
+                delivery.attempts_left = attempts_left;
+                delivery.next_attempt_at = next_attempt_at;
+                delivery.updated_at = now_ms();
+                txn.open_table(ATTEMPTS)?
+                    .insert((id.as_str(), number), encoded.as_slice())?;
+                put(txn, DELIVERIES, id.as_str(), &delivery)?;
+                set_open(txn, &delivery)?;
+                Ok(())
+            },
+            done,
+        );
+    }
+
+    /// Closes an open delivery without an attempt (its rule was deleted).
+    pub fn close_delivery(
+        &self,
+        id: &DeliveryId,
+        status: DeliveryStatus,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.writer.write(move |txn| {
+            if let Some(mut d) = get_w::<Delivery>(txn, DELIVERIES, id.as_str())? {
+                d.status = status;
+                d.next_attempt_at = None;
+                d.attempts_left = 0;
+                d.updated_at = now_ms();
+                put(txn, DELIVERIES, id.as_str(), &d)?;
+                set_open(txn, &d)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Queues one more attempt for a finished delivery (a manual re-send).
+    pub async fn redeliver(
+        &self,
+        workspace: WorkspaceId,
+        id: DeliveryId,
+    ) -> Result<Delivery, StoreError> {
+        self.writer
+            .write_async(move |txn| {
+                let d: Delivery = get_w::<Delivery>(txn, DELIVERIES, id.as_str())?
+                    .filter(|d| d.workspace_id == workspace)
+                    .ok_or_else(|| not_found("delivery", id.as_str()))?;
+                if d.status.is_open() {
+                    return Err(StoreError::Conflict(format!(
+                        "delivery {id} is still {} and will be attempted again; re-send it once it has succeeded or failed",
+                        serde_json::to_value(d.status).unwrap_or_default().as_str().unwrap_or("open")
+                    )));
+                }
+                reopen(txn, d)
+            })
+            .await
+    }
+
+    /// Re-sends every failed delivery of a rule created in `[since, until]`.
+    pub async fn redeliver_failed(
+        &self,
+        workspace: WorkspaceId,
+        rule_id: RuleId,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.writer
+            .write_async(move |txn| {
+                let rule: Option<Rule> = get_w(txn, RULES, rule_id.as_str())?;
+                if rule.is_none_or(|r| r.workspace_id != workspace) {
+                    return Err(not_found("rule", rule_id.as_str()));
+                }
+                let failed: Vec<Delivery> = {
+                    let index = txn.open_table(DELIVERIES_BY_RULE)?;
+                    let deliveries = txn.open_table(DELIVERIES)?;
+                    let (lo, hi) = (id_at(since), id_at(until.saturating_add(1)));
+                    let mut out = Vec::new();
+                    for entry in index
+                        .range((rule_id.as_str(), lo.as_str())..(rule_id.as_str(), hi.as_str()))?
+                    {
+                        let (key, ()) = entry.map(|(k, v)| (k, v.value()))?;
+                        if let Some(d) =
+                            get_from::<Delivery>(&deliveries, "deliveries", key.value().1)?
+                            && d.status == DeliveryStatus::Failed
+                            && !d.test
+                        {
+                            out.push(d);
+                        }
+                    }
+                    out
+                };
+                failed.into_iter().map(|d| reopen(txn, d)).collect()
+            })
+            .await
+    }
+}
+
+/// The smallest id a delivery created at `ms` can have.
+fn id_at(ms: i64) -> String {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!("{}{ms:012x}", DeliveryId::PREFIX)
+}
+
+fn reopen(txn: &WriteTransaction, mut d: Delivery) -> Result<Delivery, StoreError> {
+    let now = now_ms();
+    d.status = DeliveryStatus::Pending;
+    d.attempts_left = 1;
+    d.next_attempt_at = Some(now);
+    d.updated_at = now;
+    put(txn, DELIVERIES, d.id.as_str(), &d)?;
+    set_open(txn, &d)?;
+    Ok(d)
+}
+
+fn ingest(txn: &WriteTransaction, new: &NewEvent) -> Result<IngestOutcome, StoreError> {
+    let event = &new.event;
+    if let Some(key) = &new.idempotency_key {
+        let mut table = txn.open_table(IDEMPOTENCY)?;
+        let seen = table
+            .get((event.workspace_id.as_str(), key.as_str()))?
+            .map(|v| codec::decode::<IdempotencyRecord>("idempotency", v.value()))
+            .transpose()?;
+        if let Some(seen) = seen.filter(|s| s.expires_at > event.received_at) {
+            return Ok(IngestOutcome::Duplicate(seen.event_id));
+        }
+        let record = IdempotencyRecord {
+            event_id: event.id.clone(),
+            expires_at: event.received_at + IDEMPOTENCY_TTL_MS,
+        };
+        table.insert(
+            (event.workspace_id.as_str(), key.as_str()),
+            codec::encode(&record).as_slice(),
+        )?;
+    }
+    put(txn, EVENTS, event.id.as_str(), event)?;
+    for d in &new.deliveries {
+        insert_delivery(txn, d)?;
+    }
+    Ok(IngestOutcome::Created)
+}
+
+fn insert_delivery(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
+    put(txn, DELIVERIES, d.id.as_str(), d)?;
+    txn.open_table(DELIVERIES_BY_RULE)?
+        .insert((d.rule_id.as_str(), d.id.as_str()), ())?;
+    txn.open_table(DELIVERIES_BY_EVENT)?
+        .insert((d.event_id.as_str(), d.id.as_str()), ())?;
+    set_open(txn, d)
+}
+
+/// Keeps the durable queue equal to "open deliveries and when they are due".
+fn set_open(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
+    let mut open = txn.open_table(OPEN_DELIVERIES)?;
+    match (d.status.is_open(), d.next_attempt_at) {
+        (true, Some(due)) => {
+            open.insert(d.id.as_str(), due)?;
+        }
+        _ => {
+            open.remove(d.id.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_api_key(txn: &WriteTransaction, key: &ApiKey) -> Result<(), StoreError> {
+    put(txn, API_KEYS, key.id.as_str(), key)?;
+    txn.open_table(API_KEY_HASHES)?
+        .insert(key.hash.as_str(), key.id.as_str())?;
+    Ok(())
+}
+
+fn put<T: Serialize>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    txn.open_table(table)?
+        .insert(key, codec::encode(value).as_slice())?;
+    Ok(())
+}
+
+fn get_w<T: serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    let t = txn.open_table(table)?;
+    get_from(&t, table.name(), key)
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    let t = txn.open_table(table)?;
+    get_from(&t, table.name(), key)
+}
+
+fn get_from<T: serde::de::DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    table
+        .get(key)?
+        .map(|v| codec::decode(name, v.value()))
+        .transpose()
+}
+
+fn scan<T: serde::de::DeserializeOwned>(
+    txn: &ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, StoreError> {
+    let t = txn.open_table(table)?;
+    let mut out = Vec::new();
+    for entry in t.iter()? {
+        let (_, v) = entry?;
+        out.push(codec::decode(table.name(), v.value())?);
+    }
+    Ok(out)
+}

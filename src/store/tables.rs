@@ -1,0 +1,44 @@
+//! Every redb table, with its key and value. Values are JSON (see codec.rs); names carry a
+//! version so a changed layout gets a new table and a migration, never a silent reinterpretation.
+
+use redb::TableDefinition;
+
+/// Key: setting name. Value: setting (schema version, default workspace id).
+pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta-v1");
+
+/// Key: workspace id. Value: `Workspace`.
+pub const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspaces-v1");
+
+/// Key: API key id. Value: `ApiKey` (hash only).
+pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api-keys-v1");
+
+/// Key: SHA-256 hex of an API key. Value: API key id.
+pub const API_KEY_HASHES: TableDefinition<&str, &str> = TableDefinition::new("api-key-hashes-v1");
+
+/// Key: rule id. Value: `Rule` (secrets sealed).
+pub const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules-v1");
+
+/// Key: event id. Value: `Event`.
+pub const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events-v1");
+
+/// Key: (workspace id, idempotency key). Value: `IdempotencyRecord`.
+pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("idempotency-v1");
+
+/// Key: delivery id (time-sortable). Value: `Delivery`.
+pub const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries-v1");
+
+/// Key: (rule id, delivery id). Value: nothing. Index for a rule's delivery history.
+pub const DELIVERIES_BY_RULE: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("deliveries-by-rule-v1");
+
+/// Key: (event id, delivery id). Value: nothing. Index for an event's deliveries.
+pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("deliveries-by-event-v1");
+
+/// Key: (delivery id, attempt number). Value: `Attempt`.
+pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts-v1");
+
+/// Key: delivery id. Value: Unix ms the next attempt is due. The durable queue: every open
+/// delivery is here until it succeeds or fails for good, so a restart picks all of them up.
+pub const OPEN_DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("open-deliveries-v1");

@@ -1,0 +1,695 @@
+//! The real `tidings` binary as an operator runs it (SPEC §7, §9): `--help`, `key create`,
+//! `check-config`, `serve` modes, flag/env/file precedence and the master key. Also home of
+//! [`Served`], the subprocess harness the durability tests share.
+
+use std::fs::{File, OpenOptions};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::app::{Resp, client, temp_dir, wait_until};
+
+/// The binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_tidings");
+
+/// How long a one-shot command (`key create`, `check-config`) may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `serve` may take to answer `/healthz`, including redb crash recovery.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------
+// Harness: scratch folders, one-shot commands, a `serve` child process
+// ---------------------------------------------------------------------------
+
+/// A scratch folder, removed on drop unless the test is failing (kept to inspect).
+pub(crate) struct Scratch(PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(tag: &str) -> Self {
+        Self(temp_dir(tag))
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `text` to `name` inside the folder and returns its path.
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A `tidings` command that inherits no `TIDINGS_*` setting (nor `NO_COLOR`) from the test
+/// environment, so every test states exactly what the binary sees.
+pub(crate) fn tidings() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TIDINGS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("NO_COLOR").stdin(Stdio::null());
+    cmd
+}
+
+/// What a finished one-shot command did.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub(crate) fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+/// Runs `cmd` to completion (killed and failed after [`COMMAND_TIMEOUT`]).
+pub(crate) fn run(mut cmd: Command) -> Ran {
+    let out = Scratch::new("cmd-out");
+    let (stdout_path, stderr_path) = (out.path("stdout"), out.path("stderr"));
+    cmd.stdout(File::create(&stdout_path).unwrap())
+        .stderr(File::create(&stderr_path).unwrap());
+    let mut child = ChildGuard(cmd.spawn().expect("spawn tidings"));
+    let status = wait_until(COMMAND_TIMEOUT, "the tidings command to exit", || {
+        child.0.try_wait().expect("try_wait")
+    });
+    Ran {
+        status,
+        stdout: std::fs::read_to_string(stdout_path).unwrap(),
+        stderr: std::fs::read_to_string(stderr_path).unwrap(),
+    }
+}
+
+/// Kills (SIGKILL) and reaps a child that is still running when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, read, released; another process could take it first,
+/// which only makes a test fail loudly, never pass wrongly).
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `tidings key create --data-dir DIR --role ROLE --name NAME`; returns the printed key.
+pub(crate) fn create_key(data_dir: &Path, role: &str) -> String {
+    let mut cmd = tidings();
+    cmd.arg("key")
+        .arg("create")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--role", role, "--name", &format!("cli {role}")]);
+    let ran = run(cmd);
+    assert!(ran.success(), "key create failed: {ran:?}");
+    ran.stdout.trim().to_owned()
+}
+
+/// A config file body with fast retries (and `max_attempts` attempts in all).
+pub(crate) fn fast_retry_config(max_attempts: u32) -> String {
+    format!(
+        "[retry]\nbase_delay = \"50ms\"\nmax_delay = \"1s\"\njitter = false\nmax_attempts = {max_attempts}\n"
+    )
+}
+
+/// Sends one request; `key` as a bearer token, `body` as JSON.
+pub(crate) fn request(method: &str, url: &str, key: Option<&str>, body: Option<&Value>) -> Resp {
+    request_with_headers(method, url, key, body, &[])
+}
+
+/// [`request`] with extra headers.
+pub(crate) fn request_with_headers(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Resp {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(k) = key {
+        req = req.header("Authorization", format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let agent = client();
+    let resp = match body {
+        Some(b) => agent.run(
+            req.header("Content-Type", "application/json")
+                .body(serde_json::to_vec(b).unwrap())
+                .unwrap(),
+        ),
+        None => agent.run(req.body(()).unwrap()),
+    }
+    .unwrap_or_else(|e| panic!("{method} {url} did not get an answer: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp { status, body, text }
+}
+
+/// Whether anything accepts a TCP connection on 127.0.0.1:`port`.
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+        .is_ok()
+}
+
+/// `tidings serve` as a child process; its stdout and stderr go to one log file. Dropping it
+/// kills (SIGKILL) and reaps the process.
+pub(crate) struct Served {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Served {
+    /// Spawns `serve --data-dir DIR --listen 127.0.0.1:PORT` plus `args`, with `env` added;
+    /// does not wait for it to answer.
+    pub(crate) fn spawn(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut cmd = tidings();
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args);
+        Self::spawn_command(cmd, port, data_dir, env)
+    }
+
+    /// Spawns exactly `serve ARGS` (no `--listen`/`--data-dir` added); `port` is where it is
+    /// expected to answer.
+    pub(crate) fn spawn_raw(
+        args: &[&str],
+        port: u16,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = tidings();
+        cmd.arg("serve").args(args);
+        Self::spawn_command(cmd, port, data_dir, env)
+    }
+
+    fn spawn_command(mut cmd: Command, port: u16, data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log = data_dir.with_file_name(format!(
+            "{}-serve-{port}.log",
+            data_dir.file_name().unwrap().to_string_lossy()
+        ));
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        cmd.envs(env.iter().copied())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        Self {
+            child: cmd.spawn().expect("spawn tidings serve"),
+            port,
+            log,
+        }
+    }
+
+    /// Spawns like [`Served::spawn`] and waits until `/healthz` answers 200.
+    pub(crate) fn start(data_dir: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    pub(crate) fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut served = Self::spawn(data_dir, args, env);
+        served.wait_healthy();
+        served
+    }
+
+    /// Waits for `/healthz` → 200; panics with the log if the process exits first.
+    pub(crate) fn wait_healthy(&mut self) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .new_agent();
+        let url = self.url("/healthz");
+        wait_until(START_TIMEOUT, "tidings serve to answer /healthz", || {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "tidings serve exited ({status}) before answering:\n{}",
+                    self.log()
+                );
+            }
+            agent
+                .get(&url)
+                .call()
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        });
+    }
+
+    /// Waits for the process to exit on its own; panics (with the log) if it keeps running.
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
+        let status = wait_until(START_TIMEOUT, "tidings serve to exit", || {
+            self.child.try_wait().expect("try_wait")
+        });
+        status
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Everything the process wrote to stdout and stderr so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9` (std's `Child::kill` sends SIGKILL) and reap, so the data dir is free again.
+    pub(crate) fn kill9(mut self) {
+        self.kill_and_reap();
+    }
+
+    fn kill_and_reap(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// --help and key create
+// ---------------------------------------------------------------------------
+
+#[test]
+fn help_lists_serve_key_and_check_config() {
+    let mut cmd = tidings();
+    cmd.arg("--help");
+    let ran = run(cmd);
+    assert!(ran.success(), "{ran:?}");
+    for command in ["serve", "key", "check-config"] {
+        assert!(
+            ran.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(command)),
+            "--help does not list `{command}`:\n{}",
+            ran.stdout
+        );
+    }
+}
+
+#[test]
+fn key_create_prints_only_the_key_and_admin_and_ingest_keys_work_against_serve() {
+    let scratch = Scratch::new("cli-keys");
+    let data = scratch.path("data");
+    let mut cmd = tidings();
+    cmd.arg("key")
+        .arg("create")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--role", "admin", "--name", "ops laptop"]);
+    let ran = run(cmd);
+    assert!(ran.success(), "{ran:?}");
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must hold the key alone: {:?}",
+        ran.stdout
+    );
+    let admin = lines[0];
+    assert!(
+        admin.starts_with("tdk_"),
+        "unexpected key format: {admin:?}"
+    );
+    assert_eq!(admin, admin.trim(), "no stray whitespace around the key");
+    assert!(
+        admin.len() >= 40,
+        "a key must carry enough randomness: {admin:?}"
+    );
+    let ingest = create_key(&data, "ingest");
+    assert!(ingest.starts_with("tdk_") && ingest != admin);
+
+    let served = Served::start(&data, &["--dev"]);
+    let rules = request("GET", &served.url("/api/v1/rules"), Some(admin), None);
+    assert_eq!(rules.status, 200, "{}", rules.text);
+    assert!(rules.body["data"].is_array(), "{}", rules.text);
+
+    let denied = request("GET", &served.url("/api/v1/rules"), Some(&ingest), None);
+    denied.assert_error(403);
+    let accepted = request(
+        "POST",
+        &served.url("/api/v1/events"),
+        Some(&ingest),
+        Some(&json!({"type": "ping", "data": {}})),
+    );
+    assert_eq!(accepted.status, 202, "{}", accepted.text);
+    assert!(
+        accepted.body["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("evt_")),
+        "{}",
+        accepted.text
+    );
+
+    let wrong = request(
+        "GET",
+        &served.url("/api/v1/rules"),
+        Some("tdk_not-a-real-key"),
+        None,
+    );
+    wrong.assert_error(401);
+}
+
+#[test]
+fn key_create_with_a_bad_role_fails_clearly_and_creates_nothing() {
+    let scratch = Scratch::new("cli-badrole");
+    let data = scratch.path("data");
+    let mut cmd = tidings();
+    cmd.arg("key")
+        .arg("create")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--role", "superuser", "--name", "x"]);
+    let ran = run(cmd);
+    assert!(!ran.success(), "{ran:?}");
+    assert!(
+        ran.stdout.trim().is_empty(),
+        "no key may be printed: {ran:?}"
+    );
+    assert!(
+        ran.stderr.contains("admin")
+            && ran.stderr.contains("ingest")
+            && ran.stderr.contains("superuser"),
+        "the message should name the bad role and the valid ones: {}",
+        ran.stderr
+    );
+    assert!(
+        !data.exists(),
+        "a refused command must not create the data dir"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// check-config
+// ---------------------------------------------------------------------------
+
+fn check_config(file: &Path, env: &[(&str, &str)]) -> Ran {
+    let mut cmd = tidings();
+    cmd.arg("check-config").arg(file).envs(env.iter().copied());
+    run(cmd)
+}
+
+#[test]
+fn check_config_accepts_a_valid_file_and_prints_the_effective_settings() {
+    let scratch = Scratch::new("cli-check-ok");
+    let file = scratch.write(
+        "tidings.toml",
+        "mode = \"development\"\n[retry]\nmax_attempts = 3\nbase_delay = \"250ms\"\n",
+    );
+    let ran = check_config(&file, &[]);
+    assert!(ran.success(), "{ran:?}");
+    let out = &ran.stdout;
+    assert!(out.contains("valid"), "{out}");
+    // From the file.
+    assert!(out.contains("max_attempts = 3"), "{out}");
+    assert!(out.contains("base_delay = \"250ms\""), "{out}");
+    assert!(out.contains("mode = \"development\""), "{out}");
+    // Defaults filled in.
+    assert!(out.contains("max_event_bytes = 1048576"), "{out}");
+    assert!(out.contains("listen = \"127.0.0.1:8080\""), "{out}");
+}
+
+#[test]
+fn check_config_output_is_itself_a_valid_config_with_the_same_settings() {
+    let scratch = Scratch::new("cli-check-roundtrip");
+    let file = scratch.write(
+        "tidings.toml",
+        "[retry]\nmax_delay = \"90m\"\n[alerts]\ndisable_after = \"3d\"\n[network]\nallow = [\"10.20.0.0/24\"]\n",
+    );
+    let first = check_config(&file, &[]);
+    assert!(first.success(), "{first:?}");
+    let effective = scratch.write("effective.toml", &first.stdout);
+    let second = check_config(&effective, &[]);
+    assert!(
+        second.success(),
+        "the printed settings do not load again: {second:?}"
+    );
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&first.stdout), strip(&second.stdout));
+}
+
+#[test]
+fn check_config_names_an_unknown_key_in_full() {
+    let scratch = Scratch::new("cli-check-unknown");
+    let file = scratch.write("tidings.toml", "[retry]\nmax_atempts = 3\n");
+    let ran = check_config(&file, &[]);
+    assert!(!ran.success(), "{ran:?}");
+    assert!(ran.stderr.contains("retry.max_atempts"), "{}", ran.stderr);
+    assert!(
+        ran.stdout.trim().is_empty(),
+        "nothing is 'valid': {}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn check_config_explains_a_bad_duration() {
+    let scratch = Scratch::new("cli-check-duration");
+    let file = scratch.write("tidings.toml", "[retry]\nbase_delay = \"soon\"\n");
+    let ran = check_config(&file, &[]);
+    assert!(!ran.success(), "{ran:?}");
+    assert!(
+        ran.stderr.contains("\"soon\""),
+        "the bad value should be quoted: {}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("10s"),
+        "an example of the format should be given: {}",
+        ran.stderr
+    );
+}
+
+#[test]
+#[ignore = "bug: a bad duration's message does not say which key holds it (src/config.rs Config::load \
+            maps the typed parse error with toml's `e.message()`, dropping the \"in `retry.base_delay`\" \
+            that its Display adds; prints `config: invalid duration \"soon\" …`)"]
+fn check_config_names_the_key_of_a_bad_duration() {
+    let scratch = Scratch::new("cli-check-duration-key");
+    let file = scratch.write("tidings.toml", "[retry]\nbase_delay = \"soon\"\n");
+    let ran = check_config(&file, &[]);
+    assert!(!ran.success(), "{ran:?}");
+    assert!(ran.stderr.contains("retry.base_delay"), "{}", ran.stderr);
+}
+
+#[test]
+fn check_config_names_a_bad_environment_variable() {
+    let scratch = Scratch::new("cli-check-env");
+    let file = scratch.write("tidings.toml", "[retry]\nmax_attempts = 3\n");
+    let ran = check_config(&file, &[("TIDINGS_RETRY_MAX_ATTEMPTS", "abc")]);
+    assert!(!ran.success(), "{ran:?}");
+    assert!(
+        ran.stderr.contains("TIDINGS_RETRY_MAX_ATTEMPTS"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("abc"), "{}", ran.stderr);
+
+    // A good value from the environment beats the file.
+    let ran = check_config(&file, &[("TIDINGS_RETRY_MAX_ATTEMPTS", "8")]);
+    assert!(ran.success(), "{ran:?}");
+    assert!(ran.stdout.contains("max_attempts = 8"), "{}", ran.stdout);
+}
+
+// ---------------------------------------------------------------------------
+// serve: modes, precedence, master key
+// ---------------------------------------------------------------------------
+
+/// Waits until the serve log contains `needle` (case-insensitive) and returns the log.
+fn wait_for_log(served: &Served, needle: &str) -> String {
+    let needle = needle.to_lowercase();
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{needle:?} in the serve log"),
+        || {
+            let log = served.log();
+            log.to_lowercase().contains(&needle).then_some(log)
+        },
+    )
+}
+
+#[test]
+fn serve_with_dev_logs_that_it_runs_in_development_mode() {
+    let scratch = Scratch::new("cli-dev");
+    let served = Served::start(&scratch.path("data"), &["--dev"]);
+    let log = wait_for_log(&served, "development");
+    assert!(!log.to_lowercase().contains("production mode"), "{log}");
+}
+
+#[test]
+fn serve_without_dev_logs_that_it_runs_in_production_mode() {
+    let scratch = Scratch::new("cli-prod");
+    let served = Served::start(&scratch.path("data"), &[]);
+    let log = wait_for_log(&served, "production mode");
+    assert!(!log.to_lowercase().contains("development mode"), "{log}");
+}
+
+#[test]
+#[ignore = "bug: serve writes ANSI colour escapes into its logs when stdout is not a terminal (journald, \
+            files): src/main.rs init_logging never calls .with_ansi(std::io::stdout().is_terminal())"]
+fn serve_logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
+    let scratch = Scratch::new("cli-ansi");
+    let served = Served::start(&scratch.path("data"), &["--dev"]);
+    let log = wait_for_log(&served, "development");
+    assert!(
+        !log.contains('\u{1b}'),
+        "escape codes in a non-terminal log: {log:?}"
+    );
+}
+
+#[test]
+fn serve_flags_win_over_environment_and_environment_over_file() {
+    let scratch = Scratch::new("cli-precedence");
+    let (file_port, env_port, flag_port) = (free_port(), free_port(), free_port());
+    let data = scratch.path("data");
+    let config = scratch.write(
+        "tidings.toml",
+        &format!("listen = \"127.0.0.1:{file_port}\"\nmode = \"production\"\ndata_dir = \"/nonexistent/never\"\n"),
+    );
+    let config = config.to_str().unwrap();
+    let data_arg = data.to_str().unwrap();
+    let env_listen = format!("127.0.0.1:{env_port}");
+    let flag_listen = format!("127.0.0.1:{flag_port}");
+
+    // File < env < flag: the flag's port answers, --dev beats the file's mode, --data-dir its dir.
+    let mut served = Served::spawn_raw(
+        &[
+            "--config",
+            config,
+            "--data-dir",
+            data_arg,
+            "--listen",
+            &flag_listen,
+            "--dev",
+        ],
+        flag_port,
+        &data,
+        &[("TIDINGS_LISTEN", &env_listen)],
+    );
+    served.wait_healthy();
+    wait_for_log(&served, "development");
+    assert!(!answers(file_port), "the file's port must not be used");
+    assert!(
+        !answers(env_port),
+        "the environment's port must not be used"
+    );
+    assert!(
+        data.join("tidings.redb").exists(),
+        "--data-dir must beat the file's data_dir"
+    );
+    served.kill9();
+
+    // File < env: without the flag, the environment's port answers.
+    let mut served = Served::spawn_raw(
+        &["--config", config, "--data-dir", data_arg],
+        env_port,
+        &data,
+        &[("TIDINGS_LISTEN", &env_listen)],
+    );
+    served.wait_healthy();
+    wait_for_log(&served, "production mode");
+    assert!(!answers(file_port), "the file's port must not be used");
+}
+
+#[test]
+fn serve_refuses_a_bad_master_key_naming_tidings_master_key() {
+    let scratch = Scratch::new("cli-badmaster");
+    let data = scratch.path("data");
+    let mut served = Served::spawn(&data, &["--dev"], &[("TIDINGS_MASTER_KEY", "not-a-key")]);
+    let status = served.wait_exit();
+    assert!(!status.success(), "serve must refuse to start");
+    let log = served.log();
+    assert!(log.contains("TIDINGS_MASTER_KEY"), "{log}");
+    assert!(
+        !log.contains("not-a-key"),
+        "the bad key itself must not be echoed: {log}"
+    );
+    assert!(
+        !data.join("master.key").exists(),
+        "no key file may be generated instead"
+    );
+}
+
+#[test]
+fn serve_generates_a_master_key_file_with_mode_0600() {
+    let scratch = Scratch::new("cli-master");
+    let data = scratch.path("data");
+    let served = Served::start(&data, &["--dev"]);
+    let key = data.join("master.key");
+    assert!(key.is_file(), "no master.key in {}", data.display());
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "master.key has mode {mode:o}");
+    let first = std::fs::read(&key).unwrap();
+    served.kill9();
+
+    // A restart keeps (does not replace) the key.
+    let _served = Served::start(&data, &["--dev"]);
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        first,
+        "master.key changed on restart"
+    );
+}
+
+#[test]
+fn serve_with_a_good_master_key_in_the_environment_writes_no_key_file() {
+    use base64::Engine;
+    let scratch = Scratch::new("cli-envmaster");
+    let data = scratch.path("data");
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let served = Served::start_with_env(&data, &["--dev"], &[("TIDINGS_MASTER_KEY", &key)]);
+    assert!(
+        !data.join("master.key").exists(),
+        "the key came from the environment"
+    );
+    let log = served.log();
+    assert!(!log.contains(&key), "the master key must never be logged");
+}

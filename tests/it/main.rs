@@ -1,0 +1,14 @@
+//! Integration tests: the real server on 127.0.0.1 with a real redb file, real HTTP to real
+//! local receivers. One binary, a file per area.
+
+// Test code favours long, explicit scenarios and plain names over these pedantic lints.
+#![allow(clippy::too_many_lines, clippy::similar_names, clippy::needless_pass_by_value)]
+
+mod support;
+
+mod api_errors;
+mod cli;
+mod delivery;
+mod durability;
+mod network;
+mod signatures;

@@ -1,0 +1,271 @@
+//! Starts the real appliance for a test: port 0 on 127.0.0.1, a fresh data dir, fast retries,
+//! and an admin and an ingest key. Also a small JSON client and deadline-loop waits.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tidings::config::{Config, Mode};
+use tidings::domain::access::Role;
+
+pub struct TestApp {
+    handle: Option<tidings::AppHandle>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub admin_key: String,
+    pub ingest_key: String,
+    http: ureq::Agent,
+}
+
+/// A unique empty folder under the system temp dir, removed when the test process ends only
+/// if the test passes (left behind on failure to inspect).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tidings-it-{tag}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Development mode (loopback receivers allowed), retries 5 × 50 ms doubling, no jitter.
+pub fn test_config(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::defaults();
+    data_dir.clone_into(&mut config.data_dir);
+    config.mode = Mode::Development;
+    config.retry.base_delay = Duration::from_millis(50);
+    config.retry.max_delay = Duration::from_secs(2);
+    config.retry.jitter = false;
+    config
+}
+
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {})
+}
+
+pub fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = temp_dir("app");
+    let mut config = test_config(&data_dir);
+    adjust(&mut config);
+    start(config)
+}
+
+/// Starts on an existing config (its data dir may already hold a database).
+pub fn start(config: Config) -> TestApp {
+    let data_dir = config.data_dir.clone();
+    // A just-stopped app on the same data dir releases the database file a moment after
+    // `stop` returns (its last threads wind down), so a restart waits for the lock briefly.
+    let handle = wait_until(Duration::from_secs(10), "the database to be free", || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        match tidings::run_with_key(config.clone(), listener, None) {
+            Ok(h) => Some(h),
+            Err(e) if format!("{e:#}").contains("in use") => None,
+            Err(e) => panic!("app did not start: {e:#}"),
+        }
+    });
+    let port = handle.port();
+    let workspace = handle.store().default_workspace().clone();
+    let (admin, admin_key) = tidings::api::keys::mint(&workspace, "test admin", Role::Admin);
+    let (ingest, ingest_key) = tidings::api::keys::mint(&workspace, "test ingest", Role::Ingest);
+    handle.store().insert_api_key(admin).unwrap();
+    handle.store().insert_api_key(ingest).unwrap();
+    TestApp {
+        handle: Some(handle),
+        port,
+        data_dir,
+        admin_key: admin_key.expose().to_owned(),
+        ingest_key: ingest_key.expose().to_owned(),
+        http: client(),
+    }
+}
+
+pub fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+/// A response: status and parsed JSON body (Null when empty or not JSON).
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// The `error.code` of an error response.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+
+    /// Asserts an error response of this status, in the API's error shape.
+    pub fn assert_error(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert!(!self.code().is_empty(), "no error.code in {}", self.text);
+        assert!(
+            !self.message().is_empty(),
+            "no error.message in {}",
+            self.text
+        );
+        self
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Sends a request with an optional key and raw body.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(path));
+        if let Some(k) = key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("Content-Type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = match body {
+            Some(b) => self.http.run(req.body(b.to_vec()).unwrap()),
+            None => self.http.run(req.body(()).unwrap()),
+        }
+        .expect("request reaches the app");
+        let status = resp.status().as_u16();
+        let text = resp.into_body().read_to_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, text }
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.raw("GET", path, Some(&self.admin_key.clone()), None, &[])
+    }
+
+    pub fn send(&self, method: &str, path: &str, body: &Value) -> Resp {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.raw(
+            method,
+            path,
+            Some(&self.admin_key.clone()),
+            Some(&bytes),
+            &[],
+        )
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send("POST", path, body)
+    }
+
+    /// Creates a rule sending `events` to `url`; returns the rule JSON.
+    pub fn create_rule(&self, url: &str, events: &[&str]) -> Value {
+        self.create_rule_with(serde_json::json!({
+            "name": "test rule",
+            "trigger": {"type": "event", "events": events},
+            "webhook": {"url": url},
+        }))
+    }
+
+    pub fn create_rule_with(&self, rule: Value) -> Value {
+        let resp = self.post("/api/v1/rules", &rule);
+        assert_eq!(resp.status, 201, "{}", resp.text);
+        resp.body
+    }
+
+    /// Posts an event with the ingest key; returns the response.
+    pub fn ingest(&self, event: &Value) -> Resp {
+        let bytes = serde_json::to_vec(event).unwrap();
+        self.raw(
+            "POST",
+            "/api/v1/events",
+            Some(&self.ingest_key.clone()),
+            Some(&bytes),
+            &[],
+        )
+    }
+
+    pub fn secret(&self, rule_id: &str) -> String {
+        let resp = self.get(&format!("/api/v1/rules/{rule_id}/secret"));
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        resp.body["secret"].as_str().unwrap().to_owned()
+    }
+
+    /// The event's deliveries once every one has left the open states.
+    pub fn wait_settled(&self, event_id: &str, timeout: Duration) -> Vec<Value> {
+        wait_until(
+            timeout,
+            &format!("deliveries of {event_id} to settle"),
+            || {
+                let resp = self.get(&format!("/api/v1/events/{event_id}"));
+                let deliveries = resp.body["deliveries"].as_array()?.clone();
+                deliveries
+                    .iter()
+                    .all(|d| !matches!(d["status"].as_str(), Some("pending" | "retrying")))
+                    .then_some(deliveries)
+            },
+        )
+    }
+
+    /// One delivery with its attempts.
+    pub fn delivery(&self, id: &str) -> Value {
+        let resp = self.get(&format!("/api/v1/deliveries/{id}"));
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        resp.body
+    }
+
+    /// Stops the server gracefully and hands back its data dir.
+    pub fn stop(mut self) -> PathBuf {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
+        self.data_dir.clone()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `timeout` naming what it waited for.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
