@@ -99,6 +99,7 @@ pub fn run_with_key(
             policy: Arc::clone(&policy),
             master_key: master_key.clone(),
             store_bodies: config.logs.store_bodies,
+            disable_after: config.alerts.disable_after,
         },
     )
     .context("starting the dispatcher")?;

@@ -299,6 +299,9 @@ async fn rotate(
     let now = now_ms();
     let overlap =
         i64::try_from(state.config.signing.rotation_overlap.as_millis()).unwrap_or(i64::MAX / 2);
+    // Only the secret being replaced keeps signing through the overlap; any older one from an
+    // earlier rotation stops now, so receivers never have to track more than two.
+    rule.signing_secrets.truncate(1);
     for old in &mut rule.signing_secrets {
         old.expires_at.get_or_insert(now + overlap);
     }

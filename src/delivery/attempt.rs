@@ -11,7 +11,7 @@ use crate::domain::payload::{self, Context};
 use crate::domain::rule::{MASK, Rule};
 use crate::domain::time::now_ms;
 use crate::security::crypto::{CryptoError, MasterKey, Secret};
-use crate::security::ssrf::AddressPolicy;
+use crate::security::ssrf::{AddressPolicy, UrlProblem};
 
 /// A request ready to send: every header in clear, as it goes on the wire.
 #[derive(Debug, Clone)]
@@ -130,7 +130,7 @@ pub fn perform(
             attempt: attempt(
                 0,
                 None,
-                Some((ErrorKind::WebhookUrlBlocked, problem.to_string())),
+                Some((blocked_kind(&problem), problem.to_string())),
                 None,
             ),
             retry_after: None,
@@ -179,6 +179,15 @@ pub fn perform(
             ),
             retry_after: None,
         },
+    }
+}
+
+/// A blocked address (literal IP, localhost name) is an SSRF block; a scheme or URL-form
+/// problem (http:// in production) is a blocked webhook URL.
+fn blocked_kind(problem: &UrlProblem) -> ErrorKind {
+    match problem {
+        UrlProblem::BlockedAddress(_) | UrlProblem::LocalName(_) => ErrorKind::SsrfBlocked,
+        _ => ErrorKind::WebhookUrlBlocked,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::delivery::retry::RetryPolicy;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind, LoggedRequest};
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
-use crate::domain::time::now_ms;
+use crate::domain::time::{now_ms, to_rfc3339};
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::{AttemptOutcome, DueDelivery, Store};
@@ -34,6 +34,8 @@ pub struct Settings {
     pub policy: Arc<AddressPolicy>,
     pub master_key: MasterKey,
     pub store_bodies: bool,
+    /// A rule whose attempts have all failed this long is deactivated (`alerts.disable_after`).
+    pub disable_after: Duration,
 }
 
 #[derive(Default)]
@@ -55,6 +57,8 @@ struct Shared {
     wake: Condvar,
     store: Store,
     settings: Settings,
+    /// Mirror of the store's failing-since table, so only changes are written.
+    failing_since: Mutex<HashMap<RuleId, i64>>,
 }
 
 /// Handle to the running dispatcher; cheap to clone.
@@ -68,6 +72,7 @@ impl Dispatcher {
     /// Loads every open delivery from the store and starts the workers.
     pub fn start(store: Store, settings: Settings) -> Result<Self, crate::store::StoreError> {
         let open = store.open_deliveries()?;
+        let failing_since = Mutex::new(store.rules_failing_since()?);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 last_progress_ms: now_ms(),
@@ -76,6 +81,7 @@ impl Dispatcher {
             wake: Condvar::new(),
             store,
             settings,
+            failing_since,
         });
         if !open.is_empty() {
             tracing::info!(count = open.len(), "resuming open deliveries");
@@ -307,7 +313,14 @@ fn deliver(
         result.retry_after,
     );
     if result.attempt.status_code == Some(410) {
-        deactivate_gone(store, &rule, &delivery, &result.attempt);
+        let reason = format!(
+            "deactivated after the receiver answered 410 Gone to delivery {} at {}",
+            delivery.id,
+            to_rfc3339(result.attempt.started_at)
+        );
+        deactivate(store, &rule, reason);
+    } else {
+        track_failing(shared, &rule, &result.attempt);
     }
     let retry = outcome.next_attempt_at.map(|due| DueDelivery {
         id: id.clone(),
@@ -364,33 +377,44 @@ pub fn next_state(
     }
 }
 
-fn deactivate_gone(store: &Store, rule: &Rule, delivery: &Delivery, attempt: &Attempt) {
-    let reason = format!(
-        "deactivated after the receiver answered 410 Gone to delivery {} at {}",
-        delivery.id,
-        crate::domain::time::to_rfc3339(attempt.started_at)
-    );
-    tracing::warn!(rule = %rule.id, "{reason}");
-    if let Err(e) = store.deactivate_rule(&rule.id, reason) {
-        tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule after 410");
+/// Keeps each rule's failing clock: started by a failed attempt, cleared by a success, and a
+/// rule that has failed for `alerts.disable_after` is deactivated so a dead endpoint stops
+/// taking worker time.
+fn track_failing(shared: &Shared, rule: &Rule, attempt: &Attempt) {
+    let mut failing = shared
+        .failing_since
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if attempt.succeeded() {
+        if failing.remove(&rule.id).is_some() {
+            shared.store.set_rule_failing_since(&rule.id, None);
+        }
+        return;
+    }
+    let Some(&since) = failing.get(&rule.id) else {
+        failing.insert(rule.id.clone(), attempt.started_at);
+        shared
+            .store
+            .set_rule_failing_since(&rule.id, Some(attempt.started_at));
+        return;
+    };
+    let limit = i64::try_from(shared.settings.disable_after.as_millis()).unwrap_or(i64::MAX);
+    if attempt.started_at - since >= limit {
+        failing.remove(&rule.id);
+        drop(failing);
+        shared.store.set_rule_failing_since(&rule.id, None);
+        let reason = format!(
+            "deactivated because every attempt has failed since {} (alerts.disable_after = {})",
+            to_rfc3339(since),
+            humantime::format_duration(shared.settings.disable_after)
+        );
+        deactivate(&shared.store, rule, reason);
     }
 }
 
-/// An attempt that was never sent, for logging why (used by test sends of blocked rules).
-pub fn unsent_attempt(
-    number: u32,
-    kind: ErrorKind,
-    message: String,
-    request: LoggedRequest,
-) -> Attempt {
-    Attempt {
-        number,
-        started_at: now_ms(),
-        duration_ms: 0,
-        status_code: None,
-        error_kind: Some(kind),
-        error: Some(message),
-        request,
-        response: None,
+fn deactivate(store: &Store, rule: &Rule, reason: String) {
+    tracing::warn!(rule = %rule.id, "{reason}");
+    if let Err(e) = store.deactivate_rule(&rule.id, reason) {
+        tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule");
     }
 }

@@ -309,7 +309,11 @@ impl RuleInput {
         let webhook = self
             .webhook
             .ok_or_else(|| FieldError::new("webhook", "is required (at least webhook.url)"))?;
-        let url = validate_url(webhook.url, policy)?;
+        let url = validate_url(
+            webhook.url,
+            policy,
+            existing.map(|r| r.webhook.url.as_str()),
+        )?;
         let method = match webhook
             .method
             .as_deref()
@@ -492,7 +496,14 @@ fn validate_trigger(input: Option<TriggerInput>) -> Result<Trigger, FieldError> 
     }
 }
 
-fn validate_url(url: Option<String>, policy: &AddressPolicy) -> Result<String, FieldError> {
+/// `stored` is the rule's current URL: keeping it unchanged skips the address policy, so an
+/// admin can still rename or deactivate a rule whose URL the policy now blocks (its status
+/// keeps saying so).
+fn validate_url(
+    url: Option<String>,
+    policy: &AddressPolicy,
+    stored: Option<&str>,
+) -> Result<String, FieldError> {
     let raw = url.unwrap_or_default();
     let raw = raw.trim();
     if raw.is_empty() {
@@ -512,9 +523,11 @@ fn validate_url(url: Option<String>, policy: &AddressPolicy) -> Result<String, F
             "must not contain a #fragment",
         ));
     }
-    policy
-        .check_url(&parsed)
-        .map_err(|p| FieldError::new("webhook.url", p.to_string()))?;
+    if stored != Some(parsed.as_str()) {
+        policy
+            .check_url(&parsed)
+            .map_err(|p| FieldError::new("webhook.url", p.to_string()))?;
+    }
     Ok(parsed.to_string())
 }
 

@@ -4,7 +4,7 @@ use redb::{Database, ReadableTable};
 
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, RULES, WORKSPACES,
+    EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
 };
 use super::{StoreError, codec};
 use crate::domain::access::Workspace;
@@ -40,6 +40,7 @@ pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
         txn.open_table(DELIVERIES_BY_EVENT)?;
         txn.open_table(ATTEMPTS)?;
         txn.open_table(OPEN_DELIVERIES)?;
+        txn.open_table(RULE_FAILING_SINCE)?;
         let mut meta = txn.open_table(META)?;
         if meta.get(DEFAULT_WORKSPACE_KEY)?.is_none() {
             let now = now_ms();

@@ -25,7 +25,7 @@ use crate::domain::time::now_ms;
 use crate::security::crypto::api_key_hash;
 use tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, RULES, WORKSPACES,
+    EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
 };
 use writer::Writer;
 
@@ -343,6 +343,40 @@ impl Store {
             Ok(())
         })?;
         self.refresh_rules()
+    }
+
+    /// Since when each failing rule has failed (first failed attempt after its last success).
+    pub fn rules_failing_since(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(RULE_FAILING_SINCE)?;
+        let mut out = HashMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            if let Some(id) = RuleId::parse(k.value()) {
+                out.insert(id, v.value());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts (`Some`) or clears (`None`) a rule's failing clock; fire-and-forget.
+    pub fn set_rule_failing_since(&self, id: &RuleId, since: Option<i64>) {
+        let id = id.clone();
+        self.writer.submit(
+            move |txn| {
+                let mut table = txn.open_table(RULE_FAILING_SINCE)?;
+                match since {
+                    Some(at) => table.insert(id.as_str(), at)?,
+                    None => table.remove(id.as_str())?,
+                };
+                Ok(())
+            },
+            |r| {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "could not record rule failure state");
+                }
+            },
+        );
     }
 
     fn refresh_rules(&self) -> Result<(), StoreError> {

@@ -39,6 +39,11 @@ pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str), ()> =
 /// Key: (delivery id, attempt number). Value: `Attempt`.
 pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts-v1");
 
+/// Key: rule id. Value: Unix ms of the first failed attempt since the rule's last success.
+/// Present only while a rule is failing; feeds `alerts.disable_after`.
+pub const RULE_FAILING_SINCE: TableDefinition<&str, i64> =
+    TableDefinition::new("rule-failing-since-v1");
+
 /// Key: delivery id. Value: Unix ms the next attempt is due. The durable queue: every open
 /// delivery is here until it succeeds or fails for good, so a restart picks all of them up.
 pub const OPEN_DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("open-deliveries-v1");

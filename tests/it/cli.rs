@@ -275,10 +275,9 @@ impl Served {
 
     /// Waits for the process to exit on its own; panics (with the log) if it keeps running.
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
-        let status = wait_until(START_TIMEOUT, "tidings serve to exit", || {
+        wait_until(START_TIMEOUT, "tidings serve to exit", || {
             self.child.try_wait().expect("try_wait")
-        });
-        status
+        })
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

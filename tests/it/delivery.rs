@@ -671,3 +671,46 @@ fn a_deleted_rule_delivers_nothing_more() {
     let n = receiver.expect_quiet(Duration::from_millis(800));
     assert!(n <= 2, "at most the attempt already in flight, got {n}");
 }
+
+#[test]
+fn a_rule_failing_for_disable_after_is_deactivated() {
+    let app = spawn_app_with(|c| {
+        c.alerts.disable_after = Duration::from_secs(1);
+        c.retry.max_attempts = 1;
+    });
+    let receiver = TestReceiver::start();
+    receiver.set_default(Reply::status(500));
+    let rule = app.create_rule(&receiver.url("/"), &["ping"]);
+    let path = format!("/api/v1/rules/{}", rule["id"].as_str().unwrap());
+    let first = app.ingest(&json!({"type": "ping"})).body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_settled(&first, WAIT);
+    assert_eq!(
+        app.get(&path).body["status"],
+        "active",
+        "one failure is not enough"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = app.ingest(&json!({"type": "ping"})).body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_settled(&second, WAIT);
+    let rule = wait_until(WAIT, "the rule to be deactivated", || {
+        let r = app.get(&path).body;
+        (r["status"] == "inactive").then_some(r)
+    });
+    assert!(
+        rule["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("alerts.disable_after"),
+        "{rule}"
+    );
+    // Turning it back on clears the reason and the clock.
+    let on = app.send("PATCH", &path, &json!({"active": true}));
+    assert_eq!(on.body["status"], "active");
+    assert_eq!(on.body["status_reason"], Value::Null);
+}

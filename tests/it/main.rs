@@ -2,7 +2,11 @@
 //! local receivers. One binary, a file per area.
 
 // Test code favours long, explicit scenarios and plain names over these pedantic lints.
-#![allow(clippy::too_many_lines, clippy::similar_names, clippy::needless_pass_by_value)]
+#![allow(
+    clippy::too_many_lines,
+    clippy::similar_names,
+    clippy::needless_pass_by_value
+)]
 
 mod support;
 
@@ -11,4 +15,5 @@ mod cli;
 mod delivery;
 mod durability;
 mod network;
+mod readme_verifiers;
 mod signatures;

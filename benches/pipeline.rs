@@ -1,0 +1,313 @@
+//! The README's "Performance" benchmark: ingest throughput, end-to-end and fan-out delivery
+//! throughput, ingest→receipt latency at a paced rate, and peak memory. tidings, the receiver
+//! and the load generator all run in this one process on 127.0.0.1 (release profile):
+//! `cargo bench --bench pipeline`; `BENCH_EVENTS=N` changes the event count.
+#![allow(clippy::cast_precision_loss)]
+
+#[path = "../tests/it/support/receiver.rs"]
+#[allow(dead_code)]
+mod receiver;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use receiver::TestReceiver;
+use serde_json::{Value, json};
+use tidings::config::{Config, Mode};
+use tidings::domain::access::Role;
+
+/// Events per throughput scenario unless `BENCH_EVENTS` says otherwise.
+const DEFAULT_EVENTS: usize = 10_000;
+/// Concurrent clients posting events in the throughput scenarios.
+const CLIENTS: usize = 4;
+/// Rules in the fan-out scenario.
+const FAN_OUT: usize = 10;
+/// Paced rate and duration of the latency scenario.
+const PACED_RATE: usize = 1_000;
+const PACED_SECS: usize = 5;
+/// Clients sharing the paced load (so one slow answer does not hold up the schedule).
+const PACED_CLIENTS: usize = 8;
+/// Upper bound on any wait for deliveries to arrive.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// tidings running in-process on a fresh data dir, with an admin key.
+struct App {
+    handle: Option<tidings::AppHandle>,
+    base: String,
+    key: String,
+    dir: PathBuf,
+}
+
+impl App {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tidings-bench-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let mut config = Config::defaults();
+        config.data_dir.clone_from(&dir);
+        config.mode = Mode::Development;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let handle = tidings::run_with_key(config, listener, None).expect("tidings starts");
+        let workspace = handle.store().default_workspace().clone();
+        let (record, key) = tidings::api::keys::mint(&workspace, "bench", Role::Admin);
+        handle
+            .store()
+            .insert_api_key(record)
+            .expect("store the bench key");
+        Self {
+            base: format!("http://127.0.0.1:{}", handle.port()),
+            key: key.expose().to_owned(),
+            handle: Some(handle),
+            dir,
+        }
+    }
+
+    fn rule(&self, agent: &ureq::Agent, url: &str) {
+        let body = json!({
+            "name": "bench",
+            "trigger": {"type": "event", "events": ["bench:*"]},
+            "webhook": {"url": url},
+        });
+        let (status, text) = post(
+            agent,
+            &format!("{}/api/v1/rules", self.base),
+            &self.key,
+            &body,
+        );
+        assert_eq!(status, 201, "rule not created: {text}");
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A keep-alive HTTP client.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
+}
+
+fn post(agent: &ureq::Agent, url: &str, key: &str, body: &Value) -> (u16, String) {
+    let bytes = serde_json::to_vec(body).expect("serialize");
+    let resp = agent
+        .post(url)
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(&bytes[..])
+        .expect("tidings answers");
+    let status = resp.status().as_u16();
+    let text = resp.into_body().read_to_string().unwrap_or_default();
+    (status, text)
+}
+
+/// A realistic small event (a form submission) carrying its sequence number.
+fn event(seq: usize) -> Value {
+    json!({
+        "type": "bench:created",
+        "data": {
+            "seq": seq,
+            "dataType": {"slug": "contact_form"},
+            "member": {"id": 123, "name": "John Doe", "email": "john@example.org", "labels": ["vip"]},
+            "dataRecord": {"id": 4567, "fields": {"priority": "high", "message": "Please call me back tomorrow morning."}},
+        }
+    })
+}
+
+/// Posts events 0..n from `clients` threads as fast as they are answered; returns the time
+/// taken. Every answer must be 202.
+fn blast(app: &App, n: usize, clients: usize) -> Duration {
+    let url = format!("{}/api/v1/events", app.base);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for c in 0..clients {
+            let (url, key) = (&url, &app.key);
+            s.spawn(move || {
+                let agent = agent();
+                for seq in (c..n).step_by(clients) {
+                    let (status, text) = post(&agent, url, key, &event(seq));
+                    assert_eq!(status, 202, "event {seq}: {text}");
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
+fn per_sec(count: usize, took: Duration) -> f64 {
+    count as f64 / took.as_secs_f64()
+}
+
+fn events_override() -> usize {
+    match std::env::var("BENCH_EVENTS") {
+        Ok(v) => {
+            v.trim().parse().ok().filter(|&n| n > 0).unwrap_or_else(|| {
+                panic!("BENCH_EVENTS must be a positive whole number, not {v:?}")
+            })
+        }
+        Err(_) => DEFAULT_EVENTS,
+    }
+}
+
+/// a. Ingest only: no rules, so each request is auth, validation and a durable write.
+fn ingest_throughput(n: usize) -> f64 {
+    let app = App::start();
+    let took = blast(&app, n, CLIENTS);
+    let rate = per_sec(n, took);
+    println!(
+        "a. ingest, no rules, {CLIENTS} clients: {n} events in {took:.2?} = {rate:.0} events/s"
+    );
+    rate
+}
+
+/// b./c. `rules` rules to one count-only receiver: from the first post until the receiver
+/// has every delivery.
+fn delivery_throughput(label: &str, events: usize, rules: usize) -> f64 {
+    let app = App::start();
+    let receiver = TestReceiver::start_with(false);
+    let setup = agent();
+    for _ in 0..rules {
+        app.rule(&setup, &receiver.url("/hook"));
+    }
+    let expected = events * rules;
+    let started = Instant::now();
+    let ingest = blast(&app, events, CLIENTS);
+    receiver.wait_for(expected, DELIVERY_TIMEOUT);
+    let took = started.elapsed();
+    let rate = per_sec(expected, took);
+    println!(
+        "{label}: {events} events × {rules} rule(s) = {expected} deliveries in {took:.2?} \
+         (ingest done after {ingest:.2?}) = {rate:.0} deliveries/s"
+    );
+    rate
+}
+
+/// d. Ingest→receipt latency at a paced rate, one rule, recording receiver: each body's
+/// `seq` (flat payload, top level) is matched to the instant just before its post.
+fn paced_latency() -> (f64, f64, f64, f64) {
+    let app = App::start();
+    let receiver = TestReceiver::start();
+    app.rule(&agent(), &receiver.url("/hook"));
+    let total = PACED_RATE * PACED_SECS;
+    let interval = Duration::from_secs(1) / u32::try_from(PACED_RATE).expect("rate fits u32");
+    let url = format!("{}/api/v1/events", app.base);
+    let t0 = Instant::now() + Duration::from_millis(50);
+    let mut sent: Vec<Option<Instant>> = vec![None; total];
+    std::thread::scope(|s| {
+        let clients: Vec<_> = (0..PACED_CLIENTS)
+            .map(|c| {
+                let (url, key) = (&url, &app.key);
+                s.spawn(move || {
+                    let agent = agent();
+                    let mut mine = Vec::with_capacity(total / PACED_CLIENTS + 1);
+                    for seq in (c..total).step_by(PACED_CLIENTS) {
+                        let due = t0 + interval * u32::try_from(seq).expect("seq fits u32");
+                        // Pacing, not waiting for a condition: a late client sends at once.
+                        if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(ahead);
+                        }
+                        let at = Instant::now();
+                        let (status, text) = post(&agent, url, key, &event(seq));
+                        assert_eq!(status, 202, "event {seq}: {text}");
+                        mine.push((seq, at));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for c in clients {
+            for (seq, at) in c.join().expect("paced client") {
+                sent[seq] = Some(at);
+            }
+        }
+    });
+    let sending = t0.elapsed();
+    let received = receiver.wait_for(total, DELIVERY_TIMEOUT);
+    let mut latencies: Vec<f64> = Vec::with_capacity(total);
+    let mut seen = vec![false; total];
+    for r in &received {
+        let seq = usize::try_from(r.body_json()["seq"].as_u64().expect("seq in the payload"))
+            .expect("seq fits usize");
+        if std::mem::replace(&mut seen[seq], true) {
+            continue; // a repeat (at-least-once); the first arrival counts
+        }
+        let at = sent[seq].expect("every seq was sent");
+        latencies.push(r.at.saturating_duration_since(at).as_secs_f64() * 1000.0);
+    }
+    assert_eq!(latencies.len(), total, "every event arrives");
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let (p50, p99, max) = (pct(0.50), pct(0.99), latencies[latencies.len() - 1]);
+    let achieved = per_sec(total, sending);
+    println!(
+        "d. latency, 1 rule, paced {PACED_RATE}/s for {PACED_SECS} s (achieved {achieved:.0}/s): \
+         p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms over {total} events"
+    );
+    (p50, p99, max, achieved)
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn main() {
+    let n = events_override();
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    println!(
+        "tidings pipeline benchmark: {n} events per throughput run, {cores} cores, data dir in {}",
+        std::env::temp_dir().display()
+    );
+    let wall = Instant::now();
+
+    let ingest = ingest_throughput(n);
+    let e2e = delivery_throughput("b. end-to-end, 1 rule", n, 1);
+    let fan_out = delivery_throughput(
+        &format!("c. fan-out, {FAN_OUT} rules"),
+        (n / FAN_OUT).max(1),
+        FAN_OUT,
+    );
+    let (p50, p99, max, achieved) = paced_latency();
+    let rss = peak_rss_mib();
+    match rss {
+        Some(mib) => println!(
+            "e. peak RSS (VmHWM) {mib:.0} MiB — one process: tidings plus the receiver and the load generator"
+        ),
+        None => println!("e. peak RSS: /proc/self/status not readable"),
+    }
+    println!("total {:.1?}\n", wall.elapsed());
+
+    println!("| scenario ({cores} cores, loopback, release build, default settings) | result |");
+    println!("| --- | --- |");
+    println!(
+        "| ingest, no rules, {CLIENTS} keep-alive clients, {n} events | {ingest:.0} events/s |"
+    );
+    println!("| end-to-end, 1 rule (max_concurrency 8), {n} events | {e2e:.0} deliveries/s |");
+    println!(
+        "| fan-out, {FAN_OUT} rules, {} events | {fan_out:.0} deliveries/s |",
+        (n / FAN_OUT).max(1)
+    );
+    println!(
+        "| latency ingest→receipt, 1 rule, {achieved:.0} events/s for {PACED_SECS} s | p50 {p50:.1} ms · p99 {p99:.1} ms · max {max:.1} ms |"
+    );
+    if let Some(mib) = rss {
+        println!(
+            "| peak RSS (VmHWM; includes the in-process receiver and load generator) | {mib:.0} MiB |"
+        );
+    }
+}
