@@ -18,7 +18,7 @@ use tidings::config::{Config, Mode};
 use tidings::domain::access::Role;
 
 /// Events per throughput scenario unless `BENCH_EVENTS` says otherwise.
-const DEFAULT_EVENTS: usize = 10_000;
+const DEFAULT_EVENTS: usize = 20_000;
 /// Concurrent clients posting events in the throughput scenarios.
 const CLIENTS: usize = 4;
 /// Rules in the fan-out scenario.
@@ -204,7 +204,7 @@ fn paced_latency() -> (f64, f64, f64, f64) {
     let interval = Duration::from_secs(1) / u32::try_from(PACED_RATE).expect("rate fits u32");
     let url = format!("{}/api/v1/events", app.base);
     let t0 = Instant::now() + Duration::from_millis(50);
-    let mut sent: Vec<Option<Instant>> = vec![None; total];
+    let mut send_times: Vec<Option<Instant>> = vec![None; total];
     std::thread::scope(|s| {
         let clients: Vec<_> = (0..PACED_CLIENTS)
             .map(|c| {
@@ -229,27 +229,28 @@ fn paced_latency() -> (f64, f64, f64, f64) {
             .collect();
         for c in clients {
             for (seq, at) in c.join().expect("paced client") {
-                sent[seq] = Some(at);
+                send_times[seq] = Some(at);
             }
         }
     });
     let sending = t0.elapsed();
-    let received = receiver.wait_for(total, DELIVERY_TIMEOUT);
+    let requests = receiver.wait_for(total, DELIVERY_TIMEOUT);
     let mut latencies: Vec<f64> = Vec::with_capacity(total);
-    let mut seen = vec![false; total];
-    for r in &received {
+    let mut arrived = vec![false; total];
+    for r in &requests {
         let seq = usize::try_from(r.body_json()["seq"].as_u64().expect("seq in the payload"))
             .expect("seq fits usize");
-        if std::mem::replace(&mut seen[seq], true) {
+        if std::mem::replace(&mut arrived[seq], true) {
             continue; // a repeat (at-least-once); the first arrival counts
         }
-        let at = sent[seq].expect("every seq was sent");
+        let at = send_times[seq].expect("every seq was sent");
         latencies.push(r.at.saturating_duration_since(at).as_secs_f64() * 1000.0);
     }
     assert_eq!(latencies.len(), total, "every event arrives");
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-    let (p50, p99, max) = (pct(0.50), pct(0.99), latencies[latencies.len() - 1]);
+    // Nearest rank, rounded down, in thousandths.
+    let pct = |per_mille: usize| latencies[(latencies.len() - 1) * per_mille / 1000];
+    let (p50, p99, max) = (pct(500), pct(990), latencies[latencies.len() - 1]);
     let achieved = per_sec(total, sending);
     println!(
         "d. latency, 1 rule, paced {PACED_RATE}/s for {PACED_SECS} s (achieved {achieved:.0}/s): \
@@ -258,7 +259,7 @@ fn paced_latency() -> (f64, f64, f64, f64) {
     (p50, p99, max, achieved)
 }
 
-/// Peak resident set size of this process (VmHWM), in MiB.
+/// Peak resident set size of this process (`VmHWM`), in MiB.
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

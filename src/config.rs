@@ -169,7 +169,7 @@ impl Config {
         }
         let config: Config = toml::Value::Table(merged)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::invalid("config", e.message()))?;
+            .map_err(|e: toml::de::Error| ConfigError::invalid("config", one_line(&e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -326,6 +326,14 @@ fn env_value(name: &str, default: &toml::Value, raw: &str) -> Result<toml::Value
         ),
         _ => toml::Value::String(raw.to_owned()),
     })
+}
+
+/// toml's full message, which names the key at fault ("… in `retry.base_delay`"), on one line.
+fn one_line(e: &toml::de::Error) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::delivery::attempt::{perform, prepare};
 use crate::delivery::client::HttpClient;
 use crate::delivery::retry::RetryPolicy;
-use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind, LoggedRequest};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
 use crate::domain::time::{now_ms, to_rfc3339};

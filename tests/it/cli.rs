@@ -508,9 +508,6 @@ fn check_config_explains_a_bad_duration() {
 }
 
 #[test]
-#[ignore = "bug: a bad duration's message does not say which key holds it (src/config.rs Config::load \
-            maps the typed parse error with toml's `e.message()`, dropping the \"in `retry.base_delay`\" \
-            that its Display adds; prints `config: invalid duration \"soon\" …`)"]
 fn check_config_names_the_key_of_a_bad_duration() {
     let scratch = Scratch::new("cli-check-duration-key");
     let file = scratch.write("tidings.toml", "[retry]\nbase_delay = \"soon\"\n");
@@ -572,8 +569,6 @@ fn serve_without_dev_logs_that_it_runs_in_production_mode() {
 }
 
 #[test]
-#[ignore = "bug: serve writes ANSI colour escapes into its logs when stdout is not a terminal (journald, \
-            files): src/main.rs init_logging never calls .with_ansi(std::io::stdout().is_terminal())"]
 fn serve_logs_have_no_colour_codes_when_stdout_is_not_a_terminal() {
     let scratch = Scratch::new("cli-ansi");
     let served = Served::start(&scratch.path("data"), &["--dev"]);
