@@ -19,8 +19,10 @@ use tidings::domain::access::Role;
 
 /// Events per throughput scenario unless `BENCH_EVENTS` says otherwise.
 const DEFAULT_EVENTS: usize = 20_000;
-/// Concurrent clients posting events in the throughput scenarios.
-const CLIENTS: usize = 4;
+/// Concurrent clients posting events in the throughput scenarios, unless `BENCH_CLIENTS`
+/// says otherwise. Every accepted event waits for its fsync, so throughput grows with the
+/// number of concurrent posters (group commit puts them in one transaction).
+const DEFAULT_CLIENTS: usize = 16;
 /// Rules in the fan-out scenario.
 const FAN_OUT: usize = 10;
 /// Paced rate and duration of the latency scenario.
@@ -150,6 +152,14 @@ fn per_sec(count: usize, took: Duration) -> f64 {
     count as f64 / took.as_secs_f64()
 }
 
+fn clients() -> usize {
+    std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_CLIENTS)
+}
+
 fn events_override() -> usize {
     match std::env::var("BENCH_EVENTS") {
         Ok(v) => {
@@ -164,10 +174,11 @@ fn events_override() -> usize {
 /// a. Ingest only: no rules, so each request is auth, validation and a durable write.
 fn ingest_throughput(n: usize) -> f64 {
     let app = App::start();
-    let took = blast(&app, n, CLIENTS);
+    let clients = clients();
+    let took = blast(&app, n, clients);
     let rate = per_sec(n, took);
     println!(
-        "a. ingest, no rules, {CLIENTS} clients: {n} events in {took:.2?} = {rate:.0} events/s"
+        "a. ingest, no rules, {clients} clients: {n} events in {took:.2?} = {rate:.0} events/s"
     );
     rate
 }
@@ -183,7 +194,7 @@ fn delivery_throughput(label: &str, events: usize, rules: usize) -> f64 {
     }
     let expected = events * rules;
     let started = Instant::now();
-    let ingest = blast(&app, events, CLIENTS);
+    let ingest = blast(&app, events, clients());
     receiver.wait_for(expected, DELIVERY_TIMEOUT);
     let took = started.elapsed();
     let rate = per_sec(expected, took);
@@ -296,7 +307,8 @@ fn main() {
     println!("| scenario ({cores} cores, loopback, release build, default settings) | result |");
     println!("| --- | --- |");
     println!(
-        "| ingest, no rules, {CLIENTS} keep-alive clients, {n} events | {ingest:.0} events/s |"
+        "| ingest, no rules, {} keep-alive clients, {n} events | {ingest:.0} events/s |",
+        clients()
     );
     println!("| end-to-end, 1 rule (max_concurrency 8), {n} events | {e2e:.0} deliveries/s |");
     println!(

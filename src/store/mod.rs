@@ -362,7 +362,7 @@ impl Store {
     /// Starts (`Some`) or clears (`None`) a rule's failing clock; fire-and-forget.
     pub fn set_rule_failing_since(&self, id: &RuleId, since: Option<i64>) {
         let id = id.clone();
-        self.writer.submit(
+        self.writer.submit_lazy(
             move |txn| {
                 let mut table = txn.open_table(RULE_FAILING_SINCE)?;
                 match since {
@@ -396,7 +396,10 @@ impl Store {
     /// Stores an event with its deliveries and queue entries in one durable step, unless its
     /// idempotency key was seen in the last 24 hours.
     pub async fn ingest(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
-        self.writer.write_async(move |txn| ingest(txn, &new)).await
+        let encoded = EncodedIngest::new(&new);
+        self.writer
+            .write_async(move |txn| ingest(txn, &new, &encoded))
+            .await
     }
 
     /// Writes a finished test delivery (event, delivery and its one attempt) for the log.
@@ -409,7 +412,7 @@ impl Store {
         self.writer
             .write_async(move |txn| {
                 put(txn, EVENTS, event.id.as_str(), &event)?;
-                insert_delivery(txn, &delivery)?;
+                insert_delivery(txn, &delivery, &codec::encode(&delivery))?;
                 txn.open_table(ATTEMPTS)?.insert(
                     (delivery.id.as_str(), attempt.number),
                     codec::encode(&attempt).as_slice(),
@@ -572,7 +575,8 @@ impl Store {
         Ok(self.read()?.open_table(OPEN_DELIVERIES)?.len()?)
     }
 
-    /// Logs an attempt and moves the delivery on; `done` runs once both are durable.
+    /// Logs an attempt and moves the delivery on; `done` runs once both are committed. The
+    /// write is lazy: a crash before the next sync repeats the attempt rather than losing it.
     pub fn record_attempt(
         &self,
         id: &DeliveryId,
@@ -589,7 +593,7 @@ impl Store {
             next_attempt_at,
             attempts_left,
         } = outcome;
-        self.writer.submit(
+        self.writer.submit_lazy(
             move |txn| {
                 let mut delivery: Delivery = get_w(txn, DELIVERIES, id.as_str())?
                     .ok_or_else(|| not_found("delivery", id.as_str()))?;
@@ -706,7 +710,27 @@ fn reopen(txn: &WriteTransaction, mut d: Delivery) -> Result<Delivery, StoreErro
     Ok(d)
 }
 
-fn ingest(txn: &WriteTransaction, new: &NewEvent) -> Result<IngestOutcome, StoreError> {
+/// An ingest's rows, serialised on the caller's thread so the writer thread (the one serial
+/// point of every write) only copies bytes.
+struct EncodedIngest {
+    event: Vec<u8>,
+    deliveries: Vec<Vec<u8>>,
+}
+
+impl EncodedIngest {
+    fn new(new: &NewEvent) -> Self {
+        Self {
+            event: codec::encode(&new.event),
+            deliveries: new.deliveries.iter().map(codec::encode).collect(),
+        }
+    }
+}
+
+fn ingest(
+    txn: &WriteTransaction,
+    new: &NewEvent,
+    encoded: &EncodedIngest,
+) -> Result<IngestOutcome, StoreError> {
     let event = &new.event;
     if let Some(key) = &new.idempotency_key {
         let mut table = txn.open_table(IDEMPOTENCY)?;
@@ -726,15 +750,16 @@ fn ingest(txn: &WriteTransaction, new: &NewEvent) -> Result<IngestOutcome, Store
             codec::encode(&record).as_slice(),
         )?;
     }
-    put(txn, EVENTS, event.id.as_str(), event)?;
-    for d in &new.deliveries {
-        insert_delivery(txn, d)?;
+    txn.open_table(EVENTS)?
+        .insert(event.id.as_str(), encoded.event.as_slice())?;
+    for (d, bytes) in new.deliveries.iter().zip(&encoded.deliveries) {
+        insert_delivery(txn, d, bytes)?;
     }
     Ok(IngestOutcome::Created)
 }
 
-fn insert_delivery(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
-    put(txn, DELIVERIES, d.id.as_str(), d)?;
+fn insert_delivery(txn: &WriteTransaction, d: &Delivery, encoded: &[u8]) -> Result<(), StoreError> {
+    txn.open_table(DELIVERIES)?.insert(d.id.as_str(), encoded)?;
     txn.open_table(DELIVERIES_BY_RULE)?
         .insert((d.rule_id.as_str(), d.id.as_str()), ())?;
     txn.open_table(DELIVERIES_BY_EVENT)?

@@ -1,11 +1,18 @@
 //! Group commit: one writer thread owns every write transaction. Writes queue up while the
 //! previous commit is syncing to disk, and the next transaction takes all of them at once, so
 //! a burst of ingests costs one fsync instead of one each.
+//!
+//! Writes whose loss a crash can only turn into a repeated attempt (attempt logs, delivery
+//! progress) are queued as *lazy*: a batch of only lazy writes commits without an fsync, and
+//! the next durable commit — at the latest `MAX_UNSYNCED` later — makes them durable too. A
+//! crash in between rolls the store back to the last durable commit, whose open deliveries are
+//! simply sent again: at-least-once holds, and the disk is synced far less often.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
 
-use redb::{Database, WriteTransaction};
+use redb::{Database, Durability, WriteTransaction};
 
 use super::StoreError;
 
@@ -13,11 +20,19 @@ use super::StoreError;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Applies one write inside the batch's transaction. A storage failure poisons the batch.
-type Op = Box<dyn FnOnce(&WriteTransaction) -> (Completion, Option<StoreError>) + Send>;
+type Apply = Box<dyn FnOnce(&WriteTransaction) -> (Completion, Option<StoreError>) + Send>;
+
+struct Op {
+    apply: Apply,
+    /// Whether the caller needs this write on disk before it hears back.
+    durable: bool,
+}
 
 /// Most writes one transaction takes; bounds commit latency under a flood.
 const MAX_BATCH: usize = 2048;
 const QUEUE_DEPTH: usize = 8192;
+/// Longest a lazy write may stay unsynced.
+const MAX_UNSYNCED: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub struct Writer {
@@ -40,7 +55,26 @@ impl Writer {
         apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
         done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) {
-        let op: Op = Box::new(move |txn| {
+        self.queue(apply, done, true);
+    }
+
+    /// Like `submit`, but `done` may run before the write is synced (see the module comment):
+    /// only for writes that a crash may lose without losing a delivery.
+    pub fn submit_lazy<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        self.queue(apply, done, false);
+    }
+
+    fn queue<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+        durable: bool,
+    ) {
+        let apply: Apply = Box::new(move |txn| {
             let result = apply(txn);
             let poison = match &result {
                 Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_))) => Some(e.clone()),
@@ -51,6 +85,7 @@ impl Writer {
             });
             (completion, poison)
         });
+        let op = Op { apply, durable };
         // A write that cannot be queued is dropped with its `done`, whose reply channel then
         // closes: waiting callers see `StoreError::Closed`.
         if let Err(TrySendError::Full(op)) = self.tx.try_send(op) {
@@ -85,44 +120,84 @@ impl Writer {
 }
 
 fn run(db: &Database, rx: &Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    loop {
+        let first = if unsynced {
+            match rx.recv_timeout(MAX_UNSYNCED.saturating_sub(last_sync.elapsed())) {
+                Ok(op) => Some(op),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    sync(db);
+                    return;
+                }
+            }
+        } else {
+            match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => return,
+            }
+        };
         let mut batch = Vec::with_capacity(64);
-        batch.push(first);
+        batch.extend(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(op) => batch.push(op),
                 Err(_) => break,
             }
         }
-        let txn = match db.begin_write() {
-            Ok(txn) => txn,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot begin a write transaction");
-                // Dropping the ops drops their reply channels, which callers see as Closed.
-                continue;
-            }
-        };
-        let mut completions = Vec::with_capacity(batch.len());
-        let mut poison = None;
-        for op in batch {
-            let (completion, poisoned) = op(&txn);
-            completions.push(completion);
-            if poison.is_none() {
-                poison = poisoned;
-            }
-        }
-        let outcome = match poison {
-            Some(e) => {
-                tracing::error!(error = %e, "write batch aborted");
-                let _ = txn.abort();
-                Err(e)
-            }
-            None => txn
-                .commit()
-                .map_err(|e| StoreError::Storage(format!("commit failed: {e}"))),
-        };
-        for completion in completions {
-            completion(outcome.clone());
+        let durable = batch.is_empty()
+            || batch.iter().any(|op| op.durable)
+            || last_sync.elapsed() >= MAX_UNSYNCED;
+        if commit_batch(db, batch, durable) && durable {
+            last_sync = Instant::now();
+            unsynced = false;
+        } else if !durable {
+            unsynced = true;
         }
     }
+}
+
+/// Makes every earlier lazy commit durable (an empty durable commit).
+fn sync(db: &Database) {
+    commit_batch(db, Vec::new(), true);
+}
+
+/// Applies and commits one batch, then tells every op how it went; true if it committed.
+fn commit_batch(db: &Database, batch: Vec<Op>, durable: bool) -> bool {
+    let mut txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            // Dropping the ops drops their reply channels, which callers see as Closed.
+            return false;
+        }
+    };
+    if !durable && let Err(e) = txn.set_durability(Durability::None) {
+        tracing::warn!(error = %e, "cannot defer the sync of a lazy batch; syncing it");
+    }
+    let mut completions = Vec::with_capacity(batch.len());
+    let mut poison = None;
+    for op in batch {
+        let (completion, poisoned) = (op.apply)(&txn);
+        completions.push(completion);
+        if poison.is_none() {
+            poison = poisoned;
+        }
+    }
+    let outcome = match poison {
+        Some(e) => {
+            tracing::error!(error = %e, "write batch aborted");
+            let _ = txn.abort();
+            Err(e)
+        }
+        None => txn
+            .commit()
+            .map_err(|e| StoreError::Storage(format!("commit failed: {e}"))),
+    };
+    let committed = outcome.is_ok();
+    for completion in completions {
+        completion(outcome.clone());
+    }
+    committed
 }
