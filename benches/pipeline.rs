@@ -68,11 +68,18 @@ impl App {
     }
 
     fn rule(&self, agent: &ureq::Agent, url: &str) {
-        let body = json!({
+        // BENCH_MAX_CONCURRENCY sets each rule's max_concurrency (default: the rule default, 8).
+        let mut body = json!({
             "name": "bench",
             "trigger": {"type": "event", "events": ["bench:*"]},
             "webhook": {"url": url},
         });
+        if let Some(n) = std::env::var("BENCH_MAX_CONCURRENCY")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            body["max_concurrency"] = json!(n);
+        }
         let (status, text) = post(
             agent,
             &format!("{}/api/v1/rules", self.base),

@@ -369,7 +369,7 @@ async fn test(
     let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
     let event = sample_event(&rule, &body)?;
     let now = event.received_at;
-    let mut delivery = Delivery {
+    let delivery = Delivery {
         id: DeliveryId::generate(now),
         event_id: event.id.clone(),
         rule_id: rule.id.clone(),
@@ -404,11 +404,9 @@ async fn test(
     let result =
         web::block(move || perform(&client, &rule_for_send, &request, 1, &policy, store_bodies))
             .await?;
+    // attempts_left is 1, so the outcome is final: a test is never retried.
     let outcome = next_state(&state.retry, &delivery, &result.attempt, None);
-    delivery.status = outcome.status;
-    delivery.attempts = 1;
-    delivery.attempts_left = 0;
-    delivery.updated_at = now_ms();
+    let delivery = delivery.advanced(1, outcome, now_ms());
     let attempt = result.attempt;
     state
         .store

@@ -12,13 +12,13 @@ use std::time::Duration;
 use crate::delivery::attempt::{perform, prepare};
 use crate::delivery::client::HttpClient;
 use crate::delivery::retry::RetryPolicy;
-use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
+use crate::domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, ErrorKind};
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
 use crate::domain::time::{now_ms, to_rfc3339};
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
-use crate::store::{AttemptOutcome, DueDelivery, Store};
+use crate::store::{DueDelivery, Store};
 
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
 pub const WORKERS: usize = 32;
@@ -262,7 +262,7 @@ fn deliver(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let store = &shared.store;
     let settings = &shared.settings;
-    let Some(delivery) = store.delivery_by_id(id)? else {
+    let Some((delivery, event)) = store.delivery_with_event(id)? else {
         return Ok(());
     };
     if !delivery.status.is_open() {
@@ -276,7 +276,6 @@ fn deliver(
             return Ok(());
         }
     };
-    let event = store.event_by_id(&delivery.event_id)?;
     let workspace_name = if let Some(name) = workspace_names.get(event.workspace_id.as_str()) {
         name.clone()
     } else {
@@ -329,7 +328,8 @@ fn deliver(
     });
     let shared_after = Arc::clone(shared);
     let delivery_id = id.clone();
-    store.record_attempt(id, &result.attempt, outcome, move |r| match r {
+    let updated = delivery.advanced(result.attempt.number, outcome, now_ms());
+    store.record_attempt(&updated, &result.attempt, move |r| match r {
         Ok(()) => shared_after.enqueue(retry),
         Err(e) => {
             tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");

@@ -69,6 +69,28 @@ pub struct Delivery {
     pub next_attempt_at: Option<i64>,
 }
 
+/// The new state of a delivery after an attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptOutcome {
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<i64>,
+    pub attempts_left: u32,
+}
+
+impl Delivery {
+    /// This delivery as it stands after attempt `number` had `outcome`.
+    pub fn advanced(&self, number: u32, outcome: AttemptOutcome, now_ms: i64) -> Self {
+        Self {
+            status: outcome.status,
+            attempts: self.attempts.max(number),
+            attempts_left: outcome.attempts_left,
+            next_attempt_at: outcome.next_attempt_at,
+            updated_at: now_ms,
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoggedRequest {
     pub url: String,

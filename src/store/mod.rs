@@ -96,14 +96,6 @@ pub enum IngestOutcome {
     Duplicate(EventId),
 }
 
-/// The new state of a delivery after an attempt.
-#[derive(Debug, Clone, Copy)]
-pub struct AttemptOutcome {
-    pub status: DeliveryStatus,
-    pub next_attempt_at: Option<i64>,
-    pub attempts_left: u32,
-}
-
 /// A delivery the dispatcher owes a request, as loaded at start-up or after a re-send.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
@@ -428,10 +420,6 @@ impl Store {
             .ok_or_else(|| not_found("event", id.as_str()))
     }
 
-    pub fn event_by_id(&self, id: &EventId) -> Result<Event, StoreError> {
-        get(&self.read()?, EVENTS, id.as_str())?.ok_or_else(|| not_found("event", id.as_str()))
-    }
-
     pub fn event_deliveries(&self, id: &EventId) -> Result<Vec<Delivery>, StoreError> {
         let txn = self.read()?;
         let index = txn.open_table(DELIVERIES_BY_EVENT)?;
@@ -459,10 +447,6 @@ impl Store {
         get::<Delivery>(&self.read()?, DELIVERIES, id.as_str())?
             .filter(|d| &d.workspace_id == workspace)
             .ok_or_else(|| not_found("delivery", id.as_str()))
-    }
-
-    pub fn delivery_by_id(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
-        get(&self.read()?, DELIVERIES, id.as_str())
     }
 
     pub fn attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>, StoreError> {
@@ -575,41 +559,47 @@ impl Store {
         Ok(self.read()?.open_table(OPEN_DELIVERIES)?.len()?)
     }
 
-    /// Logs an attempt and moves the delivery on; `done` runs once both are committed. The
-    /// write is lazy: a crash before the next sync repeats the attempt rather than losing it.
+    /// Logs an attempt and stores the delivery as it stands after it; `done` runs once both
+    /// are committed. The caller owns the open delivery while attempting it (re-sends refuse
+    /// open deliveries), so it passes the updated record rather than the writer re-reading it.
+    /// The write is lazy: a crash before the next sync repeats the attempt rather than
+    /// losing it.
     pub fn record_attempt(
         &self,
-        id: &DeliveryId,
+        delivery: &Delivery,
         attempt: &Attempt,
-        outcome: AttemptOutcome,
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) {
-        let id = id.clone();
         // Encoded here, off the writer thread, which is the one serial point of every write.
-        let encoded = codec::encode(attempt);
+        let encoded_attempt = codec::encode(attempt);
+        let encoded_delivery = codec::encode(delivery);
         let number = attempt.number;
-        let AttemptOutcome {
-            status,
-            next_attempt_at,
-            attempts_left,
-        } = outcome;
+        let delivery = delivery.clone();
         self.writer.submit_lazy(
             move |txn| {
-                let mut delivery: Delivery = get_w(txn, DELIVERIES, id.as_str())?
-                    .ok_or_else(|| not_found("delivery", id.as_str()))?;
-                delivery.attempts = delivery.attempts.max(number);
-                delivery.status = status;
-                delivery.attempts_left = attempts_left;
-                delivery.next_attempt_at = next_attempt_at;
-                delivery.updated_at = now_ms();
+                let id = delivery.id.as_str();
                 txn.open_table(ATTEMPTS)?
-                    .insert((id.as_str(), number), encoded.as_slice())?;
-                put(txn, DELIVERIES, id.as_str(), &delivery)?;
-                set_open(txn, &delivery)?;
-                Ok(())
+                    .insert((id, number), encoded_attempt.as_slice())?;
+                txn.open_table(DELIVERIES)?
+                    .insert(id, encoded_delivery.as_slice())?;
+                set_open(txn, &delivery)
             },
             done,
         );
+    }
+
+    /// A delivery and its event, read together for an attempt.
+    pub fn delivery_with_event(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<(Delivery, Event)>, StoreError> {
+        let txn = self.read()?;
+        let Some(delivery) = get::<Delivery>(&txn, DELIVERIES, id.as_str())? else {
+            return Ok(None);
+        };
+        let event = get::<Event>(&txn, EVENTS, delivery.event_id.as_str())?
+            .ok_or_else(|| not_found("event", delivery.event_id.as_str()))?;
+        Ok(Some((delivery, event)))
     }
 
     /// Closes an open delivery without an attempt (its rule was deleted).
