@@ -79,6 +79,7 @@ pub struct AttemptOutcome {
 
 impl Delivery {
     /// This delivery as it stands after attempt `number` had `outcome`.
+    #[must_use]
     pub fn advanced(&self, number: u32, outcome: AttemptOutcome, now_ms: i64) -> Self {
         Self {
             status: outcome.status,
