@@ -294,6 +294,11 @@ fn main() {
     );
     let wall = Instant::now();
 
+    // BENCH_ONLY=e2e runs just the one-rule end-to-end scenario (for profiling).
+    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "e2e") {
+        delivery_throughput("b. end-to-end, 1 rule", n, 1);
+        return;
+    }
     let ingest = ingest_throughput(n);
     let e2e = delivery_throughput("b. end-to-end, 1 rule", n, 1);
     let fan_out = delivery_throughput(
