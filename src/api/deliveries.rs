@@ -14,26 +14,12 @@ use crate::server::AppState;
 use crate::store::DeliveryFilter;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/deliveries")
-            .route(web::get().to(list))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/deliveries/{id}")
-            .route(web::get().to(get_one))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/deliveries/{id}/redeliver")
-            .route(web::post().to(redeliver))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/rules/{id}/redeliver-failed")
-            .route(web::post().to(redeliver_failed))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    cfg.service(super::resource("/deliveries").route(web::get().to(list)))
+        .service(super::resource("/deliveries/{id}").route(web::get().to(get_one)))
+        .service(super::resource("/deliveries/{id}/redeliver").route(web::post().to(redeliver)))
+        .service(
+            super::resource("/rules/{id}/redeliver-failed").route(web::post().to(redeliver_failed)),
+        );
 }
 
 const DEFAULT_LIMIT: usize = 50;

@@ -17,16 +17,8 @@ use crate::server::AppState;
 use crate::store::{IngestOutcome, NewEvent};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/events")
-            .route(web::post().to(ingest))
-            .default_service(web::to(super::method_not_allowed)),
-    )
-    .service(
-        web::resource("/events/{id}")
-            .route(web::get().to(get_event))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    cfg.service(super::resource("/events").route(web::post().to(ingest)))
+        .service(super::resource("/events/{id}").route(web::get().to(get_event)));
 }
 
 #[derive(Debug, Deserialize)]

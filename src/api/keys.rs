@@ -14,16 +14,11 @@ use crate::server::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/api-keys")
+        super::resource("/api-keys")
             .route(web::get().to(list))
-            .route(web::post().to(create))
-            .default_service(web::to(super::method_not_allowed)),
+            .route(web::post().to(create)),
     )
-    .service(
-        web::resource("/api-keys/{id}")
-            .route(web::delete().to(delete))
-            .default_service(web::to(super::method_not_allowed)),
-    );
+    .service(super::resource("/api-keys/{id}").route(web::delete().to(delete)));
 }
 
 /// A new key record and the key itself, which exists only in the caller's hands afterwards.

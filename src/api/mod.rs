@@ -34,6 +34,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
+/// A route with the API's 405 for methods it lacks.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
 /// The caller, authenticated by `Authorization: Bearer <api key>`; any role.
 pub struct AnyKey(pub ApiKey);
 
@@ -209,7 +214,7 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// For resources: a known path with a method it does not have.
-pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

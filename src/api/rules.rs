@@ -6,13 +6,13 @@ use serde_json::{Map, Value, json};
 
 use super::deliveries::delivery_json;
 use super::{AdminKey, JsonBody, blocking, from_value, list_response, parse_json};
-use crate::delivery::attempt::{perform, prepare};
+use crate::delivery::attempt::{PreparedRequest, perform, prepare};
 use crate::delivery::dispatcher::next_state;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
 use crate::domain::rule::{
-    FieldError, MASK, Rule, RuleInput, RuleSpec, SecretValue, SigningSecret, Webhook,
+    FieldError, MASK, Rule, RuleInput, RuleSpec, SecretValue, SigningSecret,
 };
 use crate::domain::samples::sample_data;
 use crate::domain::time::{now_ms, to_rfc3339};
@@ -22,8 +22,7 @@ use crate::security::ssrf::AddressPolicy;
 use crate::server::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let resource =
-        |path: &str| web::resource(path).default_service(web::to(super::method_not_allowed));
+    use super::resource;
     cfg.service(
         resource("/rules")
             .route(web::get().to(list))
@@ -110,29 +109,10 @@ fn build_rule(
         .as_ref()
         .map(|r| r.webhook.secret_headers.clone())
         .unwrap_or_default();
-    let secret_headers = spec
-        .secret_headers
-        .into_iter()
-        .filter_map(|(name, value)| {
-            let sealed = match value {
-                SecretValue::Keep => old_secret_headers.get(&name)?.clone(),
-                SecretValue::New(plain) => key.seal(&plain),
-            };
-            Some((name, sealed))
-        })
-        .collect();
-    let webhook = Webhook {
-        url: spec.url,
-        method: spec.method,
-        content_type: spec.content_type,
-        headers: spec.headers,
-        secret_headers,
-        signing: spec.signing,
-        payload_format: spec.payload_format,
-        body_template: spec.body_template,
-        tls_verify: spec.tls_verify,
-        timeout_ms: spec.timeout_ms,
-    };
+    let webhook = spec.webhook.map_secrets(|name, value| match value {
+        SecretValue::Keep => old_secret_headers.get(name).cloned(),
+        SecretValue::New(plain) => Some(key.seal(&plain)),
+    });
     let (id, created_at, signing_secrets, status_reason) = match existing {
         Some(r) => {
             // Re-activating a rule clears the reason tidings turned it off.
@@ -359,6 +339,42 @@ fn sample_event(rule: &Rule, body: &[u8]) -> Result<Event, ApiError> {
     })
 }
 
+/// A rule, a sample event for it, and the signed request a delivery of it would send now.
+struct Sample {
+    rule: Rule,
+    event: Event,
+    delivery_id: DeliveryId,
+    request: PreparedRequest,
+}
+
+async fn sample_request(
+    state: &web::Data<AppState>,
+    workspace: WorkspaceId,
+    raw_id: &str,
+    body: &[u8],
+) -> Result<Sample, ApiError> {
+    let rule = load(state, workspace.clone(), parse_id(raw_id)?).await?;
+    let event = sample_event(&rule, body)?;
+    let store = state.store.clone();
+    let workspace = blocking(move || store.workspace(&workspace)).await?;
+    let delivery_id = DeliveryId::generate(event.received_at);
+    let request = prepare(
+        &rule,
+        &event,
+        &workspace.name,
+        delivery_id.as_str(),
+        &state.master_key,
+        now_ms(),
+    )
+    .map_err(ApiError::internal)?;
+    Ok(Sample {
+        rule,
+        event,
+        delivery_id,
+        request,
+    })
+}
+
 /// Sends one request now (no retries) and logs it as a test delivery.
 async fn test(
     AdminKey(key): AdminKey,
@@ -366,11 +382,15 @@ async fn test(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
-    let event = sample_event(&rule, &body)?;
+    let Sample {
+        rule,
+        event,
+        delivery_id,
+        request,
+    } = sample_request(&state, key.workspace_id.clone(), &path, &body).await?;
     let now = event.received_at;
     let delivery = Delivery {
-        id: DeliveryId::generate(now),
+        id: delivery_id,
         event_id: event.id.clone(),
         rule_id: rule.id.clone(),
         workspace_id: key.workspace_id.clone(),
@@ -383,27 +403,13 @@ async fn test(
         attempts_left: 1,
         next_attempt_at: None,
     };
-    let store = state.store.clone();
-    let workspace_id = key.workspace_id.clone();
-    let workspace = blocking(move || store.workspace(&workspace_id)).await?;
-    let request = prepare(
-        &rule,
-        &event,
-        &workspace.name,
-        delivery.id.as_str(),
-        &state.master_key,
-        now,
-    )
-    .map_err(ApiError::internal)?;
     let (client, policy, store_bodies) = (
         state.client.clone(),
         state.policy.clone(),
         state.config.logs.store_bodies,
     );
-    let rule_for_send = rule.clone();
     let result =
-        web::block(move || perform(&client, &rule_for_send, &request, 1, &policy, store_bodies))
-            .await?;
+        web::block(move || perform(&client, &rule, &request, 1, &policy, store_bodies)).await?;
     // attempts_left is 1, so the outcome is final: a test is never retried.
     let outcome = next_state(&state.retry, &delivery, &result.attempt, None);
     let delivery = delivery.advanced(1, outcome, now_ms());
@@ -422,40 +428,20 @@ async fn preview(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
-    let event = sample_event(&rule, &body)?;
-    let store = state.store.clone();
-    let workspace = blocking(move || store.workspace(&key.workspace_id)).await?;
-    let delivery_id = DeliveryId::generate(event.received_at);
-    let request = prepare(
-        &rule,
-        &event,
-        &workspace.name,
-        delivery_id.as_str(),
-        &state.master_key,
-        now_ms(),
-    )
-    .map_err(ApiError::internal)?;
+    let sample = sample_request(&state, key.workspace_id, &path, &body).await?;
+    let request = &sample.request;
+    // Secret header values stay write-only; the signature is shown so it can be checked.
     let headers: Map<String, Value> = request
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            let secret = request
-                .secret_names
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(k));
-            (
-                k.clone(),
-                Value::String(if secret { MASK.into() } else { v.clone() }),
-            )
-        })
+        .redacted_headers(false)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "url": request.url,
         "method": request.method,
         "headers": headers,
         "body": String::from_utf8_lossy(&request.body),
-        "event_type": event.event_type,
-        "status": rule.status(&state.policy),
+        "event_type": sample.event.event_type,
+        "status": sample.rule.status(&state.policy),
     })))
 }

@@ -75,21 +75,24 @@ pub fn prepare(
 }
 
 impl PreparedRequest {
-    /// The request as the delivery log keeps it.
-    pub fn logged(&self, store_bodies: bool) -> LoggedRequest {
-        let headers = self
-            .headers
+    /// The headers with secret header values masked, and signatures too if asked.
+    pub fn redacted_headers(&self, mask_signatures: bool) -> Vec<(String, String)> {
+        self.headers
             .iter()
             .map(|(k, v)| {
-                let secret = is_signature_header(k)
+                let secret = (mask_signatures && is_signature_header(k))
                     || self.secret_names.iter().any(|s| s.eq_ignore_ascii_case(k));
                 (k.clone(), if secret { MASK.to_owned() } else { v.clone() })
             })
-            .collect();
+            .collect()
+    }
+
+    /// The request as the delivery log keeps it.
+    pub fn logged(&self, store_bodies: bool) -> LoggedRequest {
         LoggedRequest {
             url: self.url.clone(),
             method: self.method.to_owned(),
-            headers,
+            headers: self.redacted_headers(true),
             body: store_bodies.then(|| String::from_utf8_lossy(&self.body).into_owned()),
         }
     }

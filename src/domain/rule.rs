@@ -81,19 +81,44 @@ pub struct SigningSecret {
     pub expires_at: Option<i64>,
 }
 
+/// Where and how a rule sends. Stored with secret header values sealed (`Sealed`); as
+/// validated input they are `SecretValue`s, not yet sealed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Webhook {
+pub struct Webhook<S = Sealed> {
     pub url: String,
     pub method: HttpMethod,
     pub content_type: String,
     pub headers: BTreeMap<String, String>,
-    /// Values sealed with the master key; never shown again.
-    pub secret_headers: BTreeMap<String, Sealed>,
+    /// Write-only values: never shown again.
+    pub secret_headers: BTreeMap<String, S>,
     pub signing: Signing,
     pub payload_format: PayloadFormat,
     pub body_template: Option<String>,
     pub tls_verify: bool,
     pub timeout_ms: u32,
+}
+
+impl<S> Webhook<S> {
+    /// The same webhook with each secret header value turned into another form (or dropped).
+    pub fn map_secrets<T>(self, mut f: impl FnMut(&str, S) -> Option<T>) -> Webhook<T> {
+        let secret_headers = self
+            .secret_headers
+            .into_iter()
+            .filter_map(|(name, value)| f(&name, value).map(|v| (name, v)))
+            .collect();
+        Webhook {
+            url: self.url,
+            method: self.method,
+            content_type: self.content_type,
+            headers: self.headers,
+            secret_headers,
+            signing: self.signing,
+            payload_format: self.payload_format,
+            body_template: self.body_template,
+            tls_verify: self.tls_verify,
+            timeout_ms: self.timeout_ms,
+        }
+    }
 }
 
 /// A stored rule.
@@ -253,16 +278,7 @@ pub struct RuleSpec {
     pub max_concurrency: u32,
     pub trigger: Trigger,
     pub condition: Option<String>,
-    pub url: String,
-    pub method: HttpMethod,
-    pub content_type: String,
-    pub headers: BTreeMap<String, String>,
-    pub secret_headers: BTreeMap<String, SecretValue>,
-    pub signing: Signing,
-    pub payload_format: PayloadFormat,
-    pub body_template: Option<String>,
-    pub tls_verify: bool,
-    pub timeout_ms: u32,
+    pub webhook: Webhook<SecretValue>,
 }
 
 impl RuleInput {
@@ -392,16 +408,18 @@ impl RuleInput {
             max_concurrency,
             trigger,
             condition: None,
-            url,
-            method,
-            content_type,
-            headers,
-            secret_headers,
-            signing,
-            payload_format,
-            body_template: None,
-            tls_verify: webhook.tls_verify.unwrap_or(true),
-            timeout_ms: u32::try_from(timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS),
+            webhook: Webhook {
+                url,
+                method,
+                content_type,
+                headers,
+                secret_headers,
+                signing,
+                payload_format,
+                body_template: None,
+                tls_verify: webhook.tls_verify.unwrap_or(true),
+                timeout_ms: u32::try_from(timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS),
+            },
         })
     }
 }
@@ -610,12 +628,12 @@ mod tests {
         let spec = input(OK).validate(&prod(), None).unwrap();
         assert!(spec.active);
         assert_eq!(spec.max_concurrency, 8);
-        assert_eq!(spec.method, HttpMethod::Post);
-        assert_eq!(spec.content_type, "application/json");
-        assert_eq!(spec.signing, Signing::HmacSha256);
-        assert_eq!(spec.payload_format, PayloadFormat::Flat);
-        assert!(spec.tls_verify);
-        assert_eq!(spec.timeout_ms, 10_000);
+        assert_eq!(spec.webhook.method, HttpMethod::Post);
+        assert_eq!(spec.webhook.content_type, "application/json");
+        assert_eq!(spec.webhook.signing, Signing::HmacSha256);
+        assert_eq!(spec.webhook.payload_format, PayloadFormat::Flat);
+        assert!(spec.webhook.tls_verify);
+        assert_eq!(spec.webhook.timeout_ms, 10_000);
     }
 
     #[test]

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cli::{
+use crate::support::app::{Resp, wait_until};
+use crate::support::process::{
     Scratch, Served, create_key, fast_retry_config, request, request_with_headers, run, tidings,
 };
-use crate::support::app::{Resp, wait_until};
 use crate::support::receiver::{Reply, TestReceiver};
 
 /// Generous bound for "eventually" after a restart.

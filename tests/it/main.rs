@@ -17,3 +17,4 @@ mod durability;
 mod network;
 mod readme_verifiers;
 mod signatures;
+mod tls_trust;

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 pub mod app;
 pub mod external;
+pub mod process;
 pub mod receiver;
