@@ -33,21 +33,88 @@ const PACED_CLIENTS: usize = 8;
 /// Upper bound on any wait for deliveries to arrive.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// tidings running in-process on a fresh data dir, with an admin key.
+/// tidings on a fresh data dir with an admin key: in-process, or the release binary as a
+/// child process (to measure its own memory).
 struct App {
     handle: Option<tidings::AppHandle>,
+    child: Option<std::process::Child>,
     base: String,
     key: String,
     dir: PathBuf,
 }
 
+fn bench_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "tidings-bench-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ))
+}
+
 impl App {
+    /// `tidings serve --dev` as a child process, its key made by `tidings key create`.
+    fn spawn() -> Self {
+        let dir = bench_dir();
+        let bin = env!("CARGO_BIN_EXE_tidings");
+        let out = std::process::Command::new(bin)
+            .args([
+                "key",
+                "create",
+                "--role",
+                "admin",
+                "--name",
+                "bench",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("run tidings key create");
+        assert!(out.status.success(), "key create failed: {out:?}");
+        let key = String::from_utf8(out.stdout)
+            .expect("utf-8 key")
+            .trim()
+            .to_owned();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(bin)
+            .args([
+                "serve",
+                "--dev",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn tidings serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let agent = agent();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while agent.get(format!("{base}/healthz")).call().is_err() {
+            assert!(Instant::now() < deadline, "tidings serve did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            handle: None,
+            child: Some(child),
+            base,
+            key,
+            dir,
+        }
+    }
+
+    /// Peak RSS of the child process, in MiB.
+    fn child_peak_rss_mib(&self) -> Option<f64> {
+        let pid = self.child.as_ref()?.id();
+        vm_hwm_mib(&format!("/proc/{pid}/status"))
+    }
+
     fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "tidings-bench-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let dir = bench_dir();
         let mut config = Config::defaults();
         config.data_dir.clone_from(&dir);
         config.mode = Mode::Development;
@@ -63,6 +130,7 @@ impl App {
             base: format!("http://127.0.0.1:{}", handle.port()),
             key: key.expose().to_owned(),
             handle: Some(handle),
+            child: None,
             dir,
         }
     }
@@ -94,6 +162,10 @@ impl Drop for App {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             h.stop();
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -193,7 +265,27 @@ fn ingest_throughput(n: usize) -> f64 {
 /// b./c. `rules` rules to one count-only receiver: from the first post until the receiver
 /// has every delivery.
 fn delivery_throughput(label: &str, events: usize, rules: usize) -> f64 {
-    let app = App::start();
+    run_deliveries(&App::start(), label, events, rules)
+}
+
+/// f. The one-rule run against `tidings serve` as its own process: its throughput without
+/// sharing an address space, and its own peak memory.
+fn separate_process(events: usize) -> (f64, Option<f64>) {
+    let app = App::spawn();
+    let rate = run_deliveries(
+        &app,
+        "f. end-to-end, 1 rule, tidings as its own process",
+        events,
+        1,
+    );
+    let rss = app.child_peak_rss_mib();
+    if let Some(mib) = rss {
+        println!("   tidings serve peak RSS (VmHWM) {mib:.0} MiB");
+    }
+    (rate, rss)
+}
+
+fn run_deliveries(app: &App, label: &str, events: usize, rules: usize) -> f64 {
     let receiver = TestReceiver::start_with(false);
     let setup = agent();
     for _ in 0..rules {
@@ -201,7 +293,7 @@ fn delivery_throughput(label: &str, events: usize, rules: usize) -> f64 {
     }
     let expected = events * rules;
     let started = Instant::now();
-    let ingest = blast(&app, events, clients());
+    let ingest = blast(app, events, clients());
     receiver.wait_for(expected, DELIVERY_TIMEOUT);
     let took = started.elapsed();
     let rate = per_sec(expected, took);
@@ -279,7 +371,11 @@ fn paced_latency() -> (f64, f64, f64, f64) {
 
 /// Peak resident set size of this process (`VmHWM`), in MiB.
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    vm_hwm_mib("/proc/self/status")
+}
+
+fn vm_hwm_mib(path: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(path).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
@@ -307,6 +403,7 @@ fn main() {
         FAN_OUT,
     );
     let (p50, p99, max, achieved) = paced_latency();
+    let (separate, tidings_rss) = separate_process(n);
     let rss = peak_rss_mib();
     match rss {
         Some(mib) => println!(
@@ -334,5 +431,11 @@ fn main() {
         println!(
             "| peak RSS (VmHWM; includes the in-process receiver and load generator) | {mib:.0} MiB |"
         );
+    }
+    println!(
+        "| end-to-end, 1 rule, `tidings serve` as its own process, {n} events | {separate:.0} deliveries/s |"
+    );
+    if let Some(mib) = tidings_rss {
+        println!("| peak RSS of that `tidings serve` process | {mib:.0} MiB |");
     }
 }

@@ -13,6 +13,9 @@ use ureq::unversioned::transport::DefaultConnector;
 use crate::domain::delivery::ErrorKind;
 use crate::security::ssrf::{AddressPolicy, VettingResolver, blocked_by_policy};
 
+/// Per-connection I/O buffer size (each way).
+const BUFFER_SIZE: usize = 32 * 1024;
+
 /// Response bodies are logged up to this many bytes.
 pub const RESPONSE_LOG_LIMIT: usize = 16 * 1024;
 
@@ -85,6 +88,11 @@ fn agent(policy: &Arc<AddressPolicy>, verify: bool) -> Agent {
         .tls_config(tls)
         .max_idle_connections(256)
         .max_idle_connections_per_host(64)
+        // ureq's 128 KiB defaults cost 256 KiB per pooled connection; webhook answers are
+        // small, and a response header block larger than this is refused as malformed.
+        .input_buffer_size(BUFFER_SIZE)
+        .output_buffer_size(BUFFER_SIZE)
+        .max_response_header_size(BUFFER_SIZE)
         .build();
     Agent::with_parts(
         config,

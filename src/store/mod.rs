@@ -70,6 +70,11 @@ fn not_found(what: &'static str, id: &str) -> StoreError {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) would let a years-old delivery log grow the
+/// process to that size on a small clinic server; the hot data (open deliveries, recent
+/// log pages, rules) fits well within this.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// How long a producer's idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// Most rows one delivery-list page may examine, so a filter that matches little cannot turn
@@ -142,12 +147,15 @@ impl Store {
             ))
         })?;
         let path = data_dir.join("tidings.redb");
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                StoreError::InUse(path.display().to_string())
-            }
-            other => StoreError::Storage(format!("cannot open {}: {other}", path.display())),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    StoreError::InUse(path.display().to_string())
+                }
+                other => StoreError::Storage(format!("cannot open {}: {other}", path.display())),
+            })?;
         let default_workspace = migrations::migrate(&db)?;
         let db = Arc::new(db);
         // The writer thread ends by itself once the last Store clone (its last sender) is gone.
