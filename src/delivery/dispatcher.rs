@@ -245,9 +245,17 @@ fn worker(shared: &Arc<Shared>) {
     let client = HttpClient::new(&shared.settings.policy);
     let mut workspace_names: HashMap<String, String> = HashMap::new();
     while let Some((id, rule_id)) = shared.next_job() {
-        if let Err(e) = deliver(shared, &client, &mut workspace_names, &id, &rule_id) {
+        // A panic must not take the worker, or the rule's concurrency slot, with it.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            deliver(shared, &client, &mut workspace_names, &id, &rule_id)
+        }));
+        match outcome {
+            Ok(Ok(())) => {}
             // The delivery stays in the durable queue and is retried after a restart.
-            tracing::error!(delivery = %id, error = %e, "delivery attempt could not be processed");
+            Ok(Err(e)) => {
+                tracing::error!(delivery = %id, error = %e, "delivery attempt could not be processed");
+            }
+            Err(_) => tracing::error!(delivery = %id, "delivery attempt panicked"),
         }
         shared.finish(&rule_id);
     }
