@@ -10,7 +10,7 @@ pub mod rules;
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::error::QueryPayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
@@ -21,8 +21,7 @@ use crate::server::AppState;
 
 /// Registers every `/api/v1` route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(json_config())
-        .app_data(web::PayloadConfig::new(MAX_JSON_BODY))
+    cfg.app_data(web::PayloadConfig::new(MAX_JSON_BODY))
         .app_data(query_config())
         .service(
             web::scope("/api/v1")
@@ -108,60 +107,63 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let json_type = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .is_none_or(|ct| {
-                let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-                ct.starts_with("application/json") || ct.contains("+json")
-            });
-        let body = web::Bytes::from_request(req, payload);
+        let body = json_bytes(req, payload);
+        Box::pin(async move { parse_json(&body.await?).map(JsonBody) })
+    }
+}
+
+/// Like `JsonBody`, but an empty body means `T::default()` (for `POST …/test` with no body).
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T> {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = json_bytes(req, payload);
         Box::pin(async move {
-            if !json_type {
-                return Err(json_error(&JsonPayloadError::ContentType));
+            let body = body.await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJsonBody(T::default()));
             }
-            let body = body
-                .await
-                .map_err(|e| match e.as_response_error().status_code() {
-                    StatusCode::PAYLOAD_TOO_LARGE => json_error(&JsonPayloadError::Overflow {
-                        limit: MAX_JSON_BODY,
-                    }),
-                    _ => ApiError::bad_request(
-                        "invalid_body",
-                        format!("the request body could not be read: {e}"),
-                    ),
-                })?;
-            parse_json(&body).map(JsonBody)
+            parse_json(&body).map(OptionalJsonBody)
         })
     }
 }
 
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(1024 * 1024)
-        .error_handler(|err, _| json_error(&err).into())
-}
-
-/// Turns actix's JSON extractor errors into the API's error shape.
-pub fn json_error(err: &JsonPayloadError) -> ApiError {
-    match err {
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with Content-Type: application/json",
-        ),
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than {limit} bytes"),
-        ),
-        JsonPayloadError::Deserialize(e) => invalid_json(e),
-        JsonPayloadError::Serialize(e) => ApiError::internal(anyhow::anyhow!("serialising: {e}")),
-        other => ApiError::bad_request(
-            "invalid_json",
-            format!("the request body could not be read: {other}"),
-        ),
+/// The raw body of a JSON request: 415 for another content type, 413 past `MAX_JSON_BODY`.
+fn json_bytes(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl std::future::Future<Output = Result<web::Bytes, ApiError>> + 'static {
+    let json_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_none_or(|ct| {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            ct.starts_with("application/json") || ct.contains("+json")
+        });
+    let body = web::Bytes::from_request(req, payload);
+    async move {
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        body.await
+            .map_err(|e| match e.as_response_error().status_code() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the request body is larger than {MAX_JSON_BODY} bytes"),
+                ),
+                _ => ApiError::bad_request(
+                    "invalid_body",
+                    format!("the request body could not be read: {e}"),
+                ),
+            })
     }
 }
 

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::deliveries::delivery_json;
-use super::{AdminKey, JsonBody, blocking, from_value, list_response, parse_json};
+use super::{AdminKey, JsonBody, OptionalJsonBody, blocking, from_value, list_response};
 use crate::delivery::attempt::{PreparedRequest, perform, prepare};
 use crate::delivery::dispatcher::next_state;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
@@ -308,12 +308,7 @@ struct SampleRequest {
 
 /// The event a test or preview uses: the given one, or the sample for the rule's first exact
 /// event type (`ping` if it has none).
-fn sample_event(rule: &Rule, body: &[u8]) -> Result<Event, ApiError> {
-    let req: SampleRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SampleRequest::default()
-    } else {
-        parse_json(body)?
-    };
+fn sample_event(rule: &Rule, req: SampleRequest) -> Result<Event, ApiError> {
     let crate::domain::rule::Trigger::Event { events } = &rule.trigger;
     let type_name = req
         .event_type
@@ -351,10 +346,10 @@ async fn sample_request(
     state: &web::Data<AppState>,
     workspace: WorkspaceId,
     raw_id: &str,
-    body: &[u8],
+    req: SampleRequest,
 ) -> Result<Sample, ApiError> {
     let rule = load(state, workspace.clone(), parse_id(raw_id)?).await?;
-    let event = sample_event(&rule, body)?;
+    let event = sample_event(&rule, req)?;
     let store = state.store.clone();
     let workspace = blocking(move || store.workspace(&workspace)).await?;
     let delivery_id = DeliveryId::generate(event.received_at);
@@ -379,7 +374,7 @@ async fn sample_request(
 async fn test(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
-    body: web::Bytes,
+    OptionalJsonBody(req): OptionalJsonBody<SampleRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let Sample {
@@ -387,7 +382,7 @@ async fn test(
         event,
         delivery_id,
         request,
-    } = sample_request(&state, key.workspace_id.clone(), &path, &body).await?;
+    } = sample_request(&state, key.workspace_id.clone(), &path, req).await?;
     let now = event.received_at;
     let delivery = Delivery {
         id: delivery_id,
@@ -425,10 +420,10 @@ async fn test(
 async fn preview(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
-    body: web::Bytes,
+    OptionalJsonBody(req): OptionalJsonBody<SampleRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sample = sample_request(&state, key.workspace_id, &path, &body).await?;
+    let sample = sample_request(&state, key.workspace_id, &path, req).await?;
     let request = &sample.request;
     // Secret header values stay write-only; the signature is shown so it can be checked.
     let headers: Map<String, Value> = request
