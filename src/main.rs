@@ -46,6 +46,24 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Check a captured webhook request's signature, and say why it fails if it does.
+    Verify {
+        /// The rule's signing secret (whsec_…).
+        #[arg(long)]
+        secret: String,
+        /// A received header, "Name: value"; repeat for each.
+        #[arg(long = "header")]
+        header: Vec<String>,
+        /// A file of received headers, one "Name: value" per line (a raw request head is fine).
+        #[arg(long)]
+        headers: Option<PathBuf>,
+        /// The raw request body exactly as received.
+        #[arg(long)]
+        body: PathBuf,
+        /// Oldest timestamp accepted, e.g. "5m".
+        #[arg(long, default_value = "5m")]
+        tolerance: humantime::Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +105,19 @@ fn main() -> ExitCode {
                 },
         } => create_key(&data_dir, &role, &name),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Verify {
+            secret,
+            header,
+            headers,
+            body,
+            tolerance,
+        } => verify(
+            &secret,
+            &header,
+            headers.as_deref(),
+            &body,
+            tolerance.into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,4 +166,36 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
     println!("# {} is valid. Effective settings:", file.display());
     print!("{}", config.to_toml());
     Ok(())
+}
+
+fn verify(
+    secret: &str,
+    header_args: &[String],
+    headers_file: Option<&Path>,
+    body_file: &Path,
+    tolerance: std::time::Duration,
+) -> anyhow::Result<()> {
+    use tidings::delivery::verify::{parse_header_lines, verify};
+    let mut headers = parse_header_lines(&header_args.join("\n"));
+    if let Some(path) = headers_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        headers.extend(parse_header_lines(&text));
+    }
+    let body =
+        std::fs::read(body_file).with_context(|| format!("cannot read {}", body_file.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    match verify(secret, &headers, &body, now, tolerance) {
+        Ok(v) => {
+            println!(
+                "ok: {} signature verified (timestamp {} s old)",
+                v.scheme, v.age_secs
+            );
+            Ok(())
+        }
+        Err(failure) => Err(anyhow::anyhow!("signature not valid: {failure}")),
+    }
 }

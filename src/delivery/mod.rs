@@ -6,3 +6,4 @@ pub mod client;
 pub mod dispatcher;
 pub mod retry;
 pub mod signing;
+pub mod verify;

@@ -18,3 +18,4 @@ mod network;
 mod readme_verifiers;
 mod signatures;
 mod tls_trust;
+mod verify_cli;
