@@ -10,6 +10,7 @@ pub mod error;
 pub mod security;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use server::{AppHandle, run, run_with_key};

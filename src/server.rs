@@ -15,6 +15,7 @@ use crate::delivery::retry::RetryPolicy;
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 
 /// Everything a request handler may use.
 pub struct AppState {
@@ -26,6 +27,7 @@ pub struct AppState {
     pub retry: RetryPolicy,
     /// For test sends from the API; the dispatcher's workers have their own.
     pub client: HttpClient,
+    pub metrics: Metrics,
 }
 
 /// A running appliance.
@@ -92,6 +94,7 @@ pub fn run_with_key(
         config.network.allow.clone(),
     ));
     let retry = RetryPolicy::from(&config.retry);
+    let metrics = Metrics::default();
     let dispatcher = Dispatcher::start(
         store.clone(),
         Settings {
@@ -100,6 +103,7 @@ pub fn run_with_key(
             master_key: master_key.clone(),
             store_bodies: config.logs.store_bodies,
             disable_after: config.alerts.disable_after,
+            metrics: metrics.clone(),
         },
     )
     .context("starting the dispatcher")?;
@@ -113,6 +117,7 @@ pub fn run_with_key(
         policy,
         master_key,
         retry,
+        metrics,
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()

@@ -108,6 +108,7 @@ async fn ingest(
         .await?;
     match outcome {
         IngestOutcome::Created => {
+            state.metrics.events_ingested.inc();
             state.dispatcher.enqueue_deliveries(&deliveries);
             Ok(HttpResponse::Accepted().json(json!({"id": id, "deliveries": count})))
         }

@@ -4,12 +4,32 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::blocking;
+use crate::domain::time::now_ms;
 use crate::error::ApiError;
 use crate::server::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// Prometheus scrape target; the backlog gauges are read at scrape time.
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let open = blocking(move || store.open_count()).await?;
+    let (queued, oldest_due) = state.dispatcher.backlog();
+    let m = &state.metrics;
+    m.open_deliveries
+        .set(i64::try_from(open).unwrap_or(i64::MAX));
+    m.queued_deliveries
+        .set(i64::try_from(queued).unwrap_or(i64::MAX));
+    #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
+    let overdue = oldest_due.map_or(0.0, |due| (now_ms() - due).max(0) as f64 / 1000.0);
+    m.oldest_due_seconds.set(overdue);
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(m.render()))
 }
 
 async fn healthz() -> HttpResponse {

@@ -19,6 +19,7 @@ use crate::domain::time::{now_ms, to_rfc3339};
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::{DueDelivery, Store};
+use crate::telemetry::Metrics;
 
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
 pub const WORKERS: usize = 32;
@@ -36,6 +37,7 @@ pub struct Settings {
     pub store_bodies: bool,
     /// A rule whose attempts have all failed this long is deactivated (`alerts.disable_after`).
     pub disable_after: Duration,
+    pub metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -136,9 +138,12 @@ impl Dispatcher {
         !(overdue && now - q.last_progress_ms > STUCK_AFTER_MS)
     }
 
-    /// Deliveries waiting in memory (due or parked), for metrics.
-    pub fn queued(&self) -> usize {
-        self.shared.lock().queued.len()
+    /// Deliveries waiting in memory (due or parked), and since when the most overdue one has
+    /// been due (Unix ms), for metrics.
+    pub fn backlog(&self) -> (usize, Option<i64>) {
+        let q = self.shared.lock();
+        let oldest = q.due.peek().map(|Reverse((due, ..))| *due);
+        (q.queued.len(), oldest)
     }
 
     /// Stops the workers after their current attempt and waits for them.
@@ -337,6 +342,11 @@ fn deliver(
     let shared_after = Arc::clone(shared);
     let delivery_id = id.clone();
     let updated = delivery.advanced(result.attempt.number, outcome, now_ms());
+    #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
+    let seconds = result.attempt.duration_ms as f64 / 1000.0;
+    settings
+        .metrics
+        .attempt(updated.status.as_str(), rule_id.as_str(), seconds);
     store.record_attempt(&updated, &result.attempt, move |r| match r {
         Ok(()) => shared_after.enqueue(retry),
         Err(e) => {

@@ -21,6 +21,17 @@ impl DeliveryStatus {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Blocked => "blocked",
+            Self::ConditionError => "condition_error",
+        }
+    }
+
     /// Pending and retrying deliveries still owe the receiver a request.
     pub fn is_open(self) -> bool {
         matches!(self, Self::Pending | Self::Retrying)

@@ -644,7 +644,7 @@ impl Store {
                 if d.status.is_open() {
                     return Err(StoreError::Conflict(format!(
                         "delivery {id} is still {} and will be attempted again; re-send it once it has succeeded or failed",
-                        serde_json::to_value(d.status).unwrap_or_default().as_str().unwrap_or("open")
+                        d.status.as_str()
                     )));
                 }
                 reopen(txn, d)

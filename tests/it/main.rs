@@ -15,6 +15,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod network;
+mod observability;
 mod readme_verifiers;
 mod signatures;
 mod tls_trust;
