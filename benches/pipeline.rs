@@ -122,9 +122,16 @@ impl App {
         let handle = tidings::run_with_key(config, listener, None).expect("tidings starts");
         let workspace = handle.store().default_workspace().clone();
         let (record, key) = tidings::api::keys::mint(&workspace, "bench", Role::Admin);
+        let audit = tidings::domain::audit::AuditEntry::new(
+            &workspace,
+            tidings::domain::audit::Actor::Cli,
+            "api_key.create",
+            "api_key",
+            record.id.as_str(),
+        );
         handle
             .store()
-            .insert_api_key(record)
+            .insert_api_key(record, audit)
             .expect("store the bench key");
         Self {
             base: format!("http://127.0.0.1:{}", handle.port()),

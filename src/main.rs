@@ -156,7 +156,19 @@ fn create_key(data_dir: &Path, role: &str, name: &str) -> anyhow::Result<()> {
     let role = tidings::api::keys::validate_new_key(name, role).map_err(anyhow::Error::msg)?;
     let store = tidings::store::Store::open(data_dir)?;
     let (key, secret) = tidings::api::keys::mint(store.default_workspace(), name.trim(), role);
-    store.insert_api_key(key)?;
+    let audit = tidings::domain::audit::AuditEntry::new(
+        store.default_workspace(),
+        tidings::domain::audit::Actor::Cli,
+        "api_key.create",
+        "api_key",
+        key.id.as_str(),
+    )
+    .detail(format!(
+        "{} key {:?} created with tidings key create",
+        role.as_str(),
+        key.name
+    ));
+    store.insert_api_key(key, audit)?;
     println!("{}", secret.expose());
     Ok(())
 }

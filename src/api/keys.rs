@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::{AdminKey, JsonBody, blocking, list_response};
 use crate::domain::access::{ApiKey, Role};
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::domain::time::{now_ms, to_rfc3339};
 use crate::error::ApiError;
@@ -85,7 +86,15 @@ async fn create(
     let role = validate_new_key(&name, body.role.as_deref().unwrap_or(""))
         .map_err(ApiError::validation)?;
     let (key, secret) = mint(&caller.workspace_id, name.trim(), role);
-    state.store.insert_api_key_async(key.clone()).await?;
+    let audit = AuditEntry::new(
+        &caller.workspace_id,
+        Actor::key(&caller),
+        "api_key.create",
+        "api_key",
+        key.id.as_str(),
+    )
+    .after(key_json(&key));
+    state.store.insert_api_key_async(key.clone(), audit).await?;
     tracing::info!(api_key = %key.id, by = %caller.id, "API key created");
     let mut v = key_json(&key);
     v["key"] = Value::String(secret.expose().to_owned());
@@ -105,9 +114,16 @@ async fn delete(
             "an API key cannot delete itself; delete it with another admin key",
         ));
     }
+    let audit = AuditEntry::new(
+        &caller.workspace_id,
+        Actor::key(&caller),
+        "api_key.delete",
+        "api_key",
+        id.as_str(),
+    );
     state
         .store
-        .delete_api_key(caller.workspace_id, id.clone())
+        .delete_api_key(caller.workspace_id, id.clone(), audit)
         .await?;
     tracing::info!(api_key = %id, by = %caller.id, "API key deleted");
     Ok(HttpResponse::NoContent().finish())

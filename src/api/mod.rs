@@ -1,6 +1,7 @@
 //! The JSON API (SPEC §7). Each resource module registers its own routes; authentication is
 //! an extractor in each handler's signature, so a handler states the role it needs.
 
+pub mod audit;
 pub mod deliveries;
 pub mod events;
 pub mod health;
@@ -29,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(rules::routes)
                 .configure(deliveries::routes)
                 .configure(keys::routes)
+                .configure(audit::routes)
                 .default_service(web::to(not_found)),
         );
 }

@@ -8,6 +8,8 @@ use super::deliveries::delivery_json;
 use super::{AdminKey, JsonBody, OptionalJsonBody, blocking, from_value, list_response};
 use crate::delivery::attempt::{PreparedRequest, perform, prepare};
 use crate::delivery::dispatcher::next_state;
+use crate::domain::access::ApiKey;
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
@@ -174,7 +176,15 @@ async fn create(
         .validate(&state.policy, None)
         .map_err(|e| field_error(&e))?;
     let rule = build_rule(spec, None, &key.workspace_id, &state.master_key);
-    let rule = state.store.save_rule(rule, false).await?;
+    let audit = AuditEntry::new(
+        &key.workspace_id,
+        Actor::key(&key),
+        "rule.create",
+        "rule",
+        rule.id.as_str(),
+    )
+    .after(editable_json(&rule));
+    let rule = state.store.save_rule(rule, false, audit).await?;
     Ok(HttpResponse::Created().json(rule_json(&rule, &state.policy)))
 }
 
@@ -198,15 +208,36 @@ async fn get_one(
 
 async fn save_edit(
     state: &web::Data<AppState>,
-    workspace: &WorkspaceId,
+    caller: &ApiKey,
     existing: Rule,
     input: RuleInput,
 ) -> Result<HttpResponse, ApiError> {
     let spec = input
         .validate(&state.policy, Some(&existing))
         .map_err(|e| field_error(&e))?;
-    let rule = build_rule(spec, Some(existing), workspace, &state.master_key);
-    let rule = state.store.save_rule(rule, true).await?;
+    let before = editable_json(&existing);
+    let was_active = existing.active;
+    let rule = build_rule(
+        spec,
+        Some(existing),
+        &caller.workspace_id,
+        &state.master_key,
+    );
+    let action = match (was_active, rule.active) {
+        (false, true) => "rule.activate",
+        (true, false) => "rule.deactivate",
+        _ => "rule.update",
+    };
+    let audit = AuditEntry::new(
+        &caller.workspace_id,
+        Actor::key(caller),
+        action,
+        "rule",
+        rule.id.as_str(),
+    )
+    .before(before)
+    .after(editable_json(&rule));
+    let rule = state.store.save_rule(rule, true, audit).await?;
     Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy)))
 }
 
@@ -218,7 +249,7 @@ async fn replace(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let existing = load(&state, key.workspace_id.clone(), id).await?;
-    save_edit(&state, &key.workspace_id, existing, input).await
+    save_edit(&state, &key, existing, input).await
 }
 
 /// JSON merge patch (RFC 7396) over the rule's editable fields, then the same validation.
@@ -238,7 +269,7 @@ async fn patch(
     let mut merged = editable_json(&existing);
     json_patch::merge(&mut merged, &changes);
     let input: RuleInput = from_value(merged)?;
-    save_edit(&state, &key.workspace_id, existing, input).await
+    save_edit(&state, &key, existing, input).await
 }
 
 async fn delete(
@@ -246,9 +277,18 @@ async fn delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
+    let audit = AuditEntry::new(
+        &key.workspace_id,
+        Actor::key(&key),
+        "rule.delete",
+        "rule",
+        rule.id.as_str(),
+    )
+    .before(editable_json(&rule));
     state
         .store
-        .delete_rule(key.workspace_id, parse_id(&path)?)
+        .delete_rule(key.workspace_id, rule.id, audit)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -258,7 +298,7 @@ async fn secret(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rule = load(&state, key.workspace_id, parse_id(&path)?).await?;
+    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
     let current = rule.signing_secrets.first().ok_or_else(|| {
         ApiError::internal(anyhow::anyhow!("rule {} has no signing secret", rule.id))
     })?;
@@ -266,7 +306,15 @@ async fn secret(
         .master_key
         .open(&current.sealed)
         .map_err(ApiError::internal)?;
-    tracing::info!(rule = %rule.id, api_key = %key.id, "signing secret viewed");
+    // Seeing a secret is recorded before it is shown.
+    let audit = AuditEntry::new(
+        &key.workspace_id,
+        Actor::key(&key),
+        "rule.secret.view",
+        "rule",
+        rule.id.as_str(),
+    );
+    state.store.audit(audit).await?;
     Ok(HttpResponse::Ok().json(json!({"secret": plain.expose()})))
 }
 
@@ -275,7 +323,7 @@ async fn rotate(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut rule = load(&state, key.workspace_id, parse_id(&path)?).await?;
+    let mut rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
     let now = now_ms();
     let overlap =
         i64::try_from(state.config.signing.rotation_overlap.as_millis()).unwrap_or(i64::MAX / 2);
@@ -294,8 +342,20 @@ async fn rotate(
         .map_err(ApiError::internal)?;
     rule.signing_secrets.insert(0, fresh);
     rule.updated_at = now;
-    state.store.save_rule(rule.clone(), true).await?;
-    tracing::info!(rule = %rule.id, api_key = %key.id, "signing secret rotated");
+    let detail = format!(
+        "new secret ends in {}; the previous one signs until {}",
+        rule.secret_hint(),
+        to_rfc3339(now + overlap)
+    );
+    let audit = AuditEntry::new(
+        &key.workspace_id,
+        Actor::key(&key),
+        "rule.secret.rotate",
+        "rule",
+        rule.id.as_str(),
+    )
+    .detail(detail);
+    state.store.save_rule(rule, true, audit).await?;
     Ok(HttpResponse::Ok().json(json!({"secret": plain.expose()})))
 }
 

@@ -28,6 +28,13 @@ impl Role {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Admin => "admin",
+        }
+    }
 }
 
 /// A stored API key: only the SHA-256 of the key itself is kept.

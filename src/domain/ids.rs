@@ -56,6 +56,8 @@ prefixed_id!(/// An ingested event.
     EventId, "evt_");
 prefixed_id!(/// One (event, rule) delivery; stable across its attempts.
     DeliveryId, "dlv_");
+prefixed_id!(/// One audit log entry.
+    AuditId, "aud_");
 
 #[cfg(test)]
 mod tests {

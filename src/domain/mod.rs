@@ -2,6 +2,7 @@
 //! deliveries. Values are parsed once at the edge and trusted from then on.
 
 pub mod access;
+pub mod audit;
 pub mod delivery;
 pub mod event;
 pub mod ids;

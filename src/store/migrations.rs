@@ -3,7 +3,7 @@
 use redb::{Database, ReadableTable};
 
 use super::tables::{
-    API_KEY_HASHES, API_KEYS, ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
+    API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
     EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
 };
 use super::{StoreError, codec};
@@ -41,6 +41,7 @@ pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
         txn.open_table(ATTEMPTS)?;
         txn.open_table(OPEN_DELIVERIES)?;
         txn.open_table(RULE_FAILING_SINCE)?;
+        txn.open_table(AUDIT)?;
         let mut meta = txn.open_table(META)?;
         if meta.get(DEFAULT_WORKSPACE_KEY)?.is_none() {
             let now = now_ms();

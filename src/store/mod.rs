@@ -17,14 +17,15 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::domain::access::{ApiKey, Workspace};
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{ApiKeyId, DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::ids::{ApiKeyId, AuditId, DeliveryId, EventId, RuleId, WorkspaceId};
 use crate::domain::rule::Rule;
 use crate::domain::time::now_ms;
 use crate::security::crypto::api_key_hash;
 use tables::{
-    API_KEY_HASHES, API_KEYS, ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
+    API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
     EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
 };
 use writer::Writer;
@@ -216,14 +217,25 @@ impl Store {
             .collect())
     }
 
-    pub fn insert_api_key(&self, key: ApiKey) -> Result<(), StoreError> {
-        self.writer.write(move |txn| insert_api_key(txn, &key))?;
+    /// Stores a new key and its audit entry together.
+    pub fn insert_api_key(&self, key: ApiKey, audit: AuditEntry) -> Result<(), StoreError> {
+        self.writer.write(move |txn| {
+            insert_api_key(txn, &key)?;
+            append_audit(txn, &audit)
+        })?;
         self.refresh_keys()
     }
 
-    pub async fn insert_api_key_async(&self, key: ApiKey) -> Result<(), StoreError> {
+    pub async fn insert_api_key_async(
+        &self,
+        key: ApiKey,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
         self.writer
-            .write_async(move |txn| insert_api_key(txn, &key))
+            .write_async(move |txn| {
+                insert_api_key(txn, &key)?;
+                append_audit(txn, &audit)
+            })
             .await?;
         self.refresh_keys()
     }
@@ -232,6 +244,7 @@ impl Store {
         &self,
         workspace: WorkspaceId,
         id: ApiKeyId,
+        audit: AuditEntry,
     ) -> Result<(), StoreError> {
         self.writer
             .write_async(move |txn| {
@@ -240,10 +253,48 @@ impl Store {
                     .ok_or_else(|| not_found("API key", id.as_str()))?;
                 txn.open_table(API_KEYS)?.remove(id.as_str())?;
                 txn.open_table(API_KEY_HASHES)?.remove(key.hash.as_str())?;
-                Ok(())
+                append_audit(txn, &audit)
             })
             .await?;
         self.refresh_keys()
+    }
+
+    // ---- audit log ----
+
+    /// Records an action that changes nothing else (such as viewing a secret).
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.writer
+            .write_async(move |txn| append_audit(txn, &entry))
+            .await
+    }
+
+    /// Newest first, before the cursor; returns the page and the next cursor.
+    pub fn audit_log(
+        &self,
+        workspace: &WorkspaceId,
+        before: Option<&AuditId>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<AuditId>), StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(AUDIT)?;
+        let upper = before.map_or_else(|| format!("{}~", AuditId::PREFIX), ToString::to_string);
+        let mut page = Vec::with_capacity(limit);
+        for (scanned, entry) in table
+            .range(AuditId::PREFIX..upper.as_str())?
+            .rev()
+            .enumerate()
+        {
+            let (key, value) = entry?;
+            let e: AuditEntry = codec::decode("audit", value.value())?;
+            if &e.workspace_id == workspace {
+                page.push(e);
+            }
+            if page.len() >= limit || scanned + 1 >= MAX_SCAN {
+                // The cursor is the last id examined; the next page starts below it.
+                return Ok((page, AuditId::parse(key.value())));
+            }
+        }
+        Ok((page, None))
     }
 
     // ---- rules ----
@@ -288,7 +339,12 @@ impl Store {
 
     /// Inserts a new rule or replaces one; `expect_existing` guards updates against a
     /// concurrent delete.
-    pub async fn save_rule(&self, rule: Rule, expect_existing: bool) -> Result<Rule, StoreError> {
+    pub async fn save_rule(
+        &self,
+        rule: Rule,
+        expect_existing: bool,
+        audit: AuditEntry,
+    ) -> Result<Rule, StoreError> {
         let saved = self
             .writer
             .write_async(move |txn| {
@@ -304,6 +360,7 @@ impl Store {
                     _ => {}
                 }
                 put(txn, RULES, rule.id.as_str(), &rule)?;
+                append_audit(txn, &audit)?;
                 Ok(rule)
             })
             .await?;
@@ -315,6 +372,7 @@ impl Store {
         &self,
         workspace: WorkspaceId,
         id: RuleId,
+        audit: AuditEntry,
     ) -> Result<Rule, StoreError> {
         let removed = self
             .writer
@@ -323,6 +381,7 @@ impl Store {
                     .filter(|r| r.workspace_id == workspace)
                     .ok_or_else(|| not_found("rule", id.as_str()))?;
                 txn.open_table(RULES)?.remove(id.as_str())?;
+                append_audit(txn, &audit)?;
                 Ok(rule)
             })
             .await?;
@@ -335,10 +394,19 @@ impl Store {
         let id = id.clone();
         self.writer.write(move |txn| {
             if let Some(mut rule) = get_w::<Rule>(txn, RULES, id.as_str())? {
+                let audit = AuditEntry::new(
+                    &rule.workspace_id,
+                    Actor::System,
+                    "rule.deactivate",
+                    "rule",
+                    id.as_str(),
+                )
+                .detail(reason.clone());
                 rule.active = false;
                 rule.status_reason = Some(reason);
                 rule.updated_at = now_ms();
                 put(txn, RULES, id.as_str(), &rule)?;
+                append_audit(txn, &audit)?;
             }
             Ok(())
         })?;
@@ -777,6 +845,10 @@ fn set_open(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+fn append_audit(txn: &WriteTransaction, entry: &AuditEntry) -> Result<(), StoreError> {
+    put(txn, AUDIT, entry.id.as_str(), entry)
 }
 
 fn insert_api_key(txn: &WriteTransaction, key: &ApiKey) -> Result<(), StoreError> {

@@ -39,6 +39,9 @@ pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str), ()> =
 /// Key: (delivery id, attempt number). Value: `Attempt`.
 pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts-v1");
 
+/// Key: audit entry id (time-sortable). Value: `AuditEntry`. Append-only.
+pub const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit-v1");
+
 /// Key: rule id. Value: Unix ms of the first failed attempt since the rule's last success.
 /// Present only while a rule is failing; feeds `alerts.disable_after`.
 pub const RULE_FAILING_SINCE: TableDefinition<&str, i64> =

@@ -11,6 +11,7 @@
 mod support;
 
 mod api_errors;
+mod audit;
 mod cli;
 mod delivery;
 mod durability;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tidings::config::{Config, Mode};
 use tidings::domain::access::Role;
+use tidings::domain::audit::{Actor, AuditEntry};
 
 pub struct TestApp {
     handle: Option<tidings::AppHandle>,
@@ -69,8 +70,16 @@ pub fn start(config: Config) -> TestApp {
     let workspace = handle.store().default_workspace().clone();
     let (admin, admin_key) = tidings::api::keys::mint(&workspace, "test admin", Role::Admin);
     let (ingest, ingest_key) = tidings::api::keys::mint(&workspace, "test ingest", Role::Ingest);
-    handle.store().insert_api_key(admin).unwrap();
-    handle.store().insert_api_key(ingest).unwrap();
+    for key in [admin, ingest] {
+        let audit = AuditEntry::new(
+            &workspace,
+            Actor::Cli,
+            "api_key.create",
+            "api_key",
+            key.id.as_str(),
+        );
+        handle.store().insert_api_key(key, audit).unwrap();
+    }
     TestApp {
         handle: Some(handle),
         port,
