@@ -37,6 +37,7 @@ pub struct AppHandle {
     thread: Option<JoinHandle<std::io::Result<()>>>,
     dispatcher: Dispatcher,
     store: Store,
+    retention: Retention,
 }
 
 impl AppHandle {
@@ -53,6 +54,7 @@ impl AppHandle {
     pub fn wait(mut self) -> std::io::Result<()> {
         let result = self.join_server();
         self.dispatcher.shutdown();
+        self.retention.stop();
         result
     }
 
@@ -62,6 +64,7 @@ impl AppHandle {
         actix_web::rt::System::new().block_on(server.stop(true));
         let _ = self.join_server();
         self.dispatcher.shutdown();
+        self.retention.stop();
     }
 
     fn join_server(&mut self) -> std::io::Result<()> {
@@ -108,6 +111,7 @@ pub fn run_with_key(
     )
     .context("starting the dispatcher")?;
     let port = listener.local_addr()?.port();
+    let retention_days = config.logs.retention_days;
     log_start(&config, &listener);
     let state = web::Data::new(AppState {
         client: HttpClient::new(&policy),
@@ -137,12 +141,14 @@ pub fn run_with_key(
             })
         })?;
     let server = rx.recv().context("the HTTP server did not start")?;
+    let retention = Retention::start(store.clone(), retention_days);
     Ok(AppHandle {
         port,
         server,
         thread: Some(thread),
         dispatcher,
         store,
+        retention,
     })
 }
 
@@ -159,5 +165,53 @@ fn log_start(config: &Config, listener: &TcpListener) {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     if !config.is_development() && !loopback && config.tls.cert.is_empty() {
         tracing::warn!(listen = %addr, "listening on a non-loopback address without TLS: API keys and event data cross the network unencrypted; set tls.cert and tls.key or put a TLS proxy in front");
+    }
+}
+
+/// How often the delivery log is pruned (and once at start).
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The background thread that prunes delivery logs older than `logs.retention_days`.
+struct Retention {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Retention {
+    fn start(store: Store, days: u32) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("retention".into())
+            .spawn(move || {
+                loop {
+                    let cutoff = crate::domain::time::now_ms() - i64::from(days) * 86_400_000;
+                    match store.prune_before(cutoff) {
+                        Ok((0, 0)) => {}
+                        Ok((deliveries, events)) => {
+                            tracing::info!(deliveries, events, days, "pruned the delivery log");
+                        }
+                        Err(e) => tracing::error!(error = %e, "pruning the delivery log failed"),
+                    }
+                    // A message or a dropped sender both mean: stop.
+                    if !matches!(
+                        stopped.recv_timeout(PRUNE_EVERY),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    ) {
+                        return;
+                    }
+                }
+            })
+            .ok();
+        Self {
+            stop: Some(stop),
+            thread,
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

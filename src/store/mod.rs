@@ -629,6 +629,115 @@ impl Store {
         Ok(out)
     }
 
+    /// Deletes finished deliveries (with their attempts and index entries) and events created
+    /// before `cutoff_ms`, and expired idempotency keys, in small transactions so delivery
+    /// never waits long behind it. Open deliveries, and the events they need, are kept.
+    /// Returns (deliveries, events) removed.
+    pub fn prune_before(&self, cutoff_ms: i64) -> Result<(usize, usize), StoreError> {
+        const CHUNK: usize = 500;
+        let upper_delivery = id_at(cutoff_ms);
+        let upper_event = format!(
+            "{}{}",
+            EventId::PREFIX,
+            &upper_delivery[DeliveryId::PREFIX.len()..]
+        );
+        let mut removed = (0, 0);
+        // Deliveries, oldest first; a resume point skips the open ones already passed over.
+        let mut from = DeliveryId::PREFIX.to_owned();
+        loop {
+            let (batch, next) = {
+                let txn = self.read()?;
+                let table = txn.open_table(DELIVERIES)?;
+                let mut batch = Vec::new();
+                let mut next = None;
+                for entry in table.range(from.as_str()..upper_delivery.as_str())? {
+                    let (key, value) = entry?;
+                    let d: Delivery = codec::decode("deliveries", value.value())?;
+                    next = Some(format!("{}~", key.value()));
+                    if !d.status.is_open() {
+                        batch.push(d);
+                    }
+                    if batch.len() >= CHUNK {
+                        break;
+                    }
+                }
+                (batch, next)
+            };
+            if !batch.is_empty() {
+                removed.0 += batch.len();
+                self.writer.write(move |txn| {
+                    let mut deliveries = txn.open_table(DELIVERIES)?;
+                    let mut attempts = txn.open_table(ATTEMPTS)?;
+                    let mut by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
+                    let mut by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+                    for d in &batch {
+                        let id = d.id.as_str();
+                        deliveries.remove(id)?;
+                        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+                        by_rule.remove((d.rule_id.as_str(), id))?;
+                        by_event.remove((d.event_id.as_str(), id))?;
+                    }
+                    Ok(())
+                })?;
+            }
+            match next {
+                Some(n) if n != from => from = n,
+                _ => break,
+            }
+        }
+        // Events with no delivery left.
+        let mut from = EventId::PREFIX.to_owned();
+        loop {
+            let (batch, next) = {
+                let txn = self.read()?;
+                let events = txn.open_table(EVENTS)?;
+                let by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+                let mut batch = Vec::new();
+                let mut next = None;
+                for entry in events.range(from.as_str()..upper_event.as_str())? {
+                    let (key, _) = entry?;
+                    let id = key.value().to_owned();
+                    next = Some(format!("{id}~"));
+                    if by_event
+                        .range((id.as_str(), "")..)?
+                        .next()
+                        .transpose()?
+                        .is_none_or(|(k, _)| k.value().0 != id)
+                    {
+                        batch.push(id);
+                    }
+                    if batch.len() >= CHUNK {
+                        break;
+                    }
+                }
+                (batch, next)
+            };
+            if !batch.is_empty() {
+                removed.1 += batch.len();
+                self.writer.write(move |txn| {
+                    let mut events = txn.open_table(EVENTS)?;
+                    for id in &batch {
+                        events.remove(id.as_str())?;
+                    }
+                    Ok(())
+                })?;
+            }
+            match next {
+                Some(n) if n != from => from = n,
+                _ => break,
+            }
+        }
+        let now = now_ms();
+        self.writer.write(move |txn| {
+            txn.open_table(IDEMPOTENCY)?.retain(|_, v| {
+                codec::decode::<IdempotencyRecord>("idempotency", v)
+                    .is_ok_and(|r| r.expires_at > now)
+            })?;
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
     /// How many deliveries are waiting for an attempt.
     pub fn open_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;

@@ -18,6 +18,7 @@ mod durability;
 mod network;
 mod observability;
 mod readme_verifiers;
+mod retention;
 mod signatures;
 mod tls_trust;
 mod verify_cli;

@@ -132,6 +132,11 @@ impl Resp {
 }
 
 impl TestApp {
+    /// The running app's store, for checks that have no API (such as pruning by a cutoff).
+    pub fn store(&self) -> &tidings::store::Store {
+        self.handle.as_ref().expect("app running").store()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
