@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
@@ -130,6 +131,11 @@ pub fn run_with_key(
             actix_web::rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || {
                     App::new()
+                        .wrap_fn(|req, srv| {
+                            let log = RequestLog::start(&req);
+                            let response = srv.call(req);
+                            async move { log.finish(response.await) }
+                        })
                         .app_data(state.clone())
                         .configure(crate::api::health::routes)
                         .configure(crate::api::routes)
@@ -213,5 +219,58 @@ impl Retention {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// One request's log line: every request gets an id (the caller's `X-Request-Id` if it sent a
+/// sane one), returned as `X-Request-Id`, and one line with method, path, status and duration
+/// — never bodies or query strings, which may carry PHI.
+struct RequestLog {
+    id: String,
+    method: String,
+    path: String,
+    started: std::time::Instant,
+}
+
+impl RequestLog {
+    fn start(req: &actix_web::dev::ServiceRequest) -> Self {
+        let given = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .map(str::to_owned);
+        Self {
+            id: given.unwrap_or_else(|| format!("req_{:016x}", rand::random::<u64>())),
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(
+        self,
+        res: Result<actix_web::dev::ServiceResponse, actix_web::Error>,
+    ) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
+        use actix_web::http::header::{HeaderName, HeaderValue};
+        let mut res = res?;
+        tracing::info!(
+            request_id = %self.id,
+            method = %self.method,
+            path = %self.path,
+            status = res.status().as_u16(),
+            ms = self.started.elapsed().as_millis(),
+            "request"
+        );
+        if let Ok(value) = HeaderValue::from_str(&self.id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), value);
+        }
+        Ok(res)
     }
 }

@@ -79,3 +79,25 @@ fn metrics_count_ingest_attempts_and_failures() {
         "{text}"
     );
 }
+
+#[test]
+fn every_response_carries_a_request_id() {
+    let app = crate::support::app::spawn_app();
+    let agent = crate::support::app::client();
+    let resp = agent.get(app.url("/healthz")).call().unwrap();
+    let id = resp.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    assert!(id.starts_with("req_"), "{id}");
+    let resp = agent
+        .get(app.url("/api/v1/rules"))
+        .header("X-Request-Id", "trace-42")
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers().get("x-request-id").unwrap(), "trace-42");
+    let resp = agent
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "bad id with spaces")
+        .call()
+        .unwrap();
+    assert_ne!(resp.headers().get("x-request-id").unwrap(), "bad id with spaces");
+}
