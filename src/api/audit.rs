@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AdminKey, blocking, list_response};
+use super::{AdminKey, blocking, list_response, page_cursor, page_limit};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::AuditId;
 use crate::domain::time::to_rfc3339;
@@ -15,9 +15,6 @@ use crate::server::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/audit").route(web::get().to(list)));
 }
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 250;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,27 +41,8 @@ async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
-    let bad = |m: String| ApiError::bad_request("invalid_query", m);
-    let limit = match query.limit {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                bad(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}, not {l:?}"
-                ))
-            })?,
-    };
-    let before = query
-        .cursor
-        .map(|c| {
-            AuditId::parse(&c)
-                .ok_or_else(|| bad(format!("cursor {c:?} is not one this API gave out")))
-        })
-        .transpose()?;
+    let limit = page_limit(query.limit.as_deref())?;
+    let before = page_cursor(query.cursor.as_deref(), AuditId::parse)?;
     let store = state.store.clone();
     let (page, cursor) =
         blocking(move || store.audit_log(&key.workspace_id, before.as_ref(), limit)).await?;

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{AdminKey, JsonBody, blocking, list_response};
+use super::{AdminKey, JsonBody, blocking, list_response, page_cursor, page_limit};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, RuleId};
@@ -21,9 +21,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             super::resource("/rules/{id}/redeliver-failed").route(web::post().to(redeliver_failed)),
         );
 }
-
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 250;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,25 +78,8 @@ impl ListQuery {
         {
             return Err(bad("since must not be later than until".into()));
         }
-        let limit = match self.limit {
-            None => DEFAULT_LIMIT,
-            Some(l) => l
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "limit must be a whole number from 1 to {MAX_LIMIT}, not {l:?}"
-                    ))
-                })?,
-        };
-        let before = self
-            .cursor
-            .map(|c| {
-                DeliveryId::parse(&c)
-                    .ok_or_else(|| bad(format!("cursor {c:?} is not one this API gave out")))
-            })
-            .transpose()?;
+        let limit = page_limit(self.limit.as_deref())?;
+        let before = page_cursor(self.cursor.as_deref(), DeliveryId::parse)?;
         Ok(DeliveryFilter {
             rule_id,
             status,

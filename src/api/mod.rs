@@ -226,6 +226,42 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
     ))
 }
 
+/// Page size of a list: 50 unless `limit` says 1–250.
+pub fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    const DEFAULT: usize = 50;
+    const MAX: usize = 250;
+    match limit {
+        None => Ok(DEFAULT),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("limit must be a whole number from 1 to {MAX}, not {l:?}"),
+                )
+            }),
+    }
+}
+
+/// A list cursor, which is the id the previous page ended on.
+pub fn page_cursor<T>(
+    cursor: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    cursor
+        .map(|c| {
+            parse(c).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("cursor {c:?} is not one this API gave out"),
+                )
+            })
+        })
+        .transpose()
+}
+
 /// `{"data": [...], "next_cursor": ...}`, the shape of every list.
 pub fn list_response(data: &[Value], next_cursor: Option<&str>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"data": data, "next_cursor": next_cursor}))

@@ -85,7 +85,13 @@ fn every_response_carries_a_request_id() {
     let app = crate::support::app::spawn_app();
     let agent = crate::support::app::client();
     let resp = agent.get(app.url("/healthz")).call().unwrap();
-    let id = resp.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(id.starts_with("req_"), "{id}");
     let resp = agent
         .get(app.url("/api/v1/rules"))
@@ -99,5 +105,8 @@ fn every_response_carries_a_request_id() {
         .header("X-Request-Id", "bad id with spaces")
         .call()
         .unwrap();
-    assert_ne!(resp.headers().get("x-request-id").unwrap(), "bad id with spaces");
+    assert_ne!(
+        resp.headers().get("x-request-id").unwrap(),
+        "bad id with spaces"
+    );
 }
