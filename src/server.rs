@@ -90,6 +90,10 @@ pub fn run_with_key(
     listener: TcpListener,
     env_key: Option<&str>,
 ) -> anyhow::Result<AppHandle> {
+    // TLS first: a bad certificate must fail start-up before anything else is running.
+    let tls = (!config.tls.cert.is_empty())
+        .then(|| load_tls(&config.tls.cert, &config.tls.key))
+        .transpose()?;
     let store = Store::open(&config.data_dir).context("opening the database")?;
     let master_key =
         MasterKey::load_or_create(&config.data_dir, env_key).context("loading the master key")?;
@@ -139,8 +143,11 @@ pub fn run_with_key(
                         .app_data(state.clone())
                         .configure(crate::api::health::routes)
                         .configure(crate::api::routes)
-                })
-                .listen(listener)?
+                });
+                let server = match tls {
+                    Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+                    None => server.listen(listener)?,
+                }
                 .run();
                 let _ = tx.send(server.handle());
                 server.await
@@ -273,4 +280,22 @@ impl RequestLog {
         }
         Ok(res)
     }
+}
+
+/// The rustls server config for `tls.cert` (PEM chain) and `tls.key` (PEM private key).
+fn load_tls(cert: &str, key: &str) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("tls.cert: cannot read a PEM certificate chain from {cert}"))?;
+    anyhow::ensure!(!certs.is_empty(), "tls.cert: {cert} holds no certificate");
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("tls.key: cannot read a PEM private key from {key}"))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("tls.cert and tls.key do not form a usable pair")
 }

@@ -95,3 +95,52 @@ fn a_private_ca_in_the_trust_store_is_trusted_with_verification_on() {
         "no request without trust"
     );
 }
+
+#[test]
+fn the_api_is_served_over_https_when_tls_cert_and_key_are_set() {
+    let scratch = Scratch::new("tls-serve");
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_pems();
+    let cert_path = scratch.write("cert.pem", &cert);
+    let key_path = scratch.write("key.pem", &key);
+    let app = crate::support::app::spawn_app_with(|c| {
+        c.tls.cert = cert_path.to_string_lossy().into_owned();
+        c.tls.key = key_path.to_string_lossy().into_owned();
+    });
+    let root = ureq::tls::Certificate::from_der(&ca.ca_der()).to_owned();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    root,
+                ])))
+                .build(),
+        )
+        .build()
+        .new_agent();
+    let resp = agent
+        .get(format!("https://127.0.0.1:{}/healthz", app.port))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let plain = crate::support::app::client()
+        .get(app.url("/healthz"))
+        .call();
+    assert!(
+        plain.is_err() || plain.unwrap().status() != 200,
+        "plain HTTP must not be served"
+    );
+
+    // A key that does not load is a start-up error naming the setting.
+    let bad = scratch.write("bad.pem", "not a key");
+    let mut config = crate::support::app::test_config(&scratch.path("bad-data"));
+    config.tls.cert = cert_path.to_string_lossy().into_owned();
+    config.tls.key = bad.to_string_lossy().into_owned();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = tidings::run_with_key(config, listener, None)
+        .err()
+        .expect("bad key refused");
+    assert!(format!("{err:#}").contains("tls.key"), "{err:#}");
+}

@@ -45,6 +45,8 @@ pub struct TestCa {
     ca_der: CertificateDer<'static>,
     server_cert: CertificateDer<'static>,
     server_key: PrivatePkcs8KeyDer<'static>,
+    server_cert_pem: String,
+    server_key_pem: String,
 }
 
 impl Default for TestCa {
@@ -88,6 +90,8 @@ impl TestCa {
             ca_der: ca_cert.der().clone(),
             server_cert: leaf_cert.der().clone(),
             server_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
+            server_cert_pem: leaf_cert.pem(),
+            server_key_pem: leaf_key.serialize_pem(),
         }
     }
 
@@ -99,6 +103,11 @@ impl TestCa {
     /// The CA certificate, DER encoded.
     pub fn ca_der(&self) -> Vec<u8> {
         self.ca_der.to_vec()
+    }
+
+    /// The server certificate and its private key, PEM encoded (for a server under test).
+    pub fn server_pems(&self) -> (String, String) {
+        (self.server_cert_pem.clone(), self.server_key_pem.clone())
     }
 
     /// Writes the CA certificate as PEM to `path`.
