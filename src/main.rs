@@ -46,6 +46,28 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Write a consistent snapshot of the database to a file, while tidings runs or not.
+    Backup {
+        /// Where to write the snapshot (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// When a server holds the database: its base URL.
+        #[arg(long, env = "TIDINGS_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// When a server holds the database: an admin API key.
+        #[arg(long, env = "TIDINGS_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
+    /// Restore a snapshot made by `tidings backup` into an empty data dir.
+    Restore {
+        /// The snapshot file.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Check a captured webhook request's signature, and say why it fails if it does.
     Verify {
         /// The rule's signing secret (whsec_…).
@@ -105,6 +127,13 @@ fn main() -> ExitCode {
                 },
         } => create_key(&data_dir, &role, &name),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Backup {
+            out,
+            data_dir,
+            url,
+            key,
+        } => backup(&out, &data_dir, &url, key.as_deref()),
+        Command::Restore { from, data_dir } => restore(&from, &data_dir),
         Command::Verify {
             secret,
             header,
@@ -210,4 +239,64 @@ fn verify(
         }
         Err(failure) => Err(anyhow::anyhow!("signature not valid: {failure}")),
     }
+}
+
+/// Snapshots directly when no server holds the database, else asks the server (same host) to
+/// write one into its data dir and copies it out.
+fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !out.exists(),
+        "{} already exists; choose a new file",
+        out.display()
+    );
+    match tidings::store::Store::open(data_dir) {
+        Ok(store) => {
+            let rows = store.backup_to(out)?;
+            println!("{} rows written to {}", rows, out.display());
+            Ok(())
+        }
+        Err(tidings::store::StoreError::InUse(_)) => {
+            let key = key.context(
+                "a running server holds the database: pass --key (an admin API key) and --url so it can take the snapshot",
+            )?;
+            let mut response = ureq::post(format!("{}/api/v1/backup", url.trim_end_matches('/')))
+                .header("Authorization", format!("Bearer {key}"))
+                .send_empty()
+                .with_context(|| format!("asking the server at {url} for a backup"))?;
+            let body: serde_json::Value =
+                serde_json::from_str(&response.body_mut().read_to_string()?)?;
+            let made = body["path"]
+                .as_str()
+                .context("the server's answer has no backup path")?;
+            std::fs::copy(made, out).with_context(|| {
+                format!("copying {made} (run this on the server's host, as its user)")
+            })?;
+            std::fs::remove_file(made).ok();
+            println!("{} rows written to {}", body["rows"], out.display());
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    let target = data_dir.join("tidings.redb");
+    anyhow::ensure!(
+        !target.exists(),
+        "{} already holds a database; restore into an empty data dir",
+        data_dir.display()
+    );
+    tidings::store::backup::check_backup(from)?;
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::copy(from, &target)
+        .with_context(|| format!("copying {} to {}", from.display(), target.display()))?;
+    println!("restored {} into {}", from.display(), data_dir.display());
+    if !data_dir.join("master.key").exists() {
+        eprintln!(
+            "note: put the original master.key in {} (or set TIDINGS_MASTER_KEY) before starting: \
+             signing secrets and secret headers cannot be read without it",
+            data_dir.display()
+        );
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! an extractor in each handler's signature, so a handler states the role it needs.
 
 pub mod audit;
+pub mod backup;
 pub mod deliveries;
 pub mod events;
 pub mod health;
@@ -31,6 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(deliveries::routes)
                 .configure(keys::routes)
                 .configure(audit::routes)
+                .configure(backup::routes)
                 .default_service(web::to(not_found)),
         );
 }

@@ -1,6 +1,7 @@
 //! The only code that touches redb. `Store` offers typed reads (concurrent, from any thread)
 //! and writes that go through the group-commit writer. It knows nothing about HTTP.
 
+pub mod backup;
 mod codec;
 mod migrations;
 mod tables;

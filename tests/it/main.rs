@@ -12,6 +12,7 @@ mod support;
 
 mod api_errors;
 mod audit;
+mod backup;
 mod cli;
 mod delivery;
 mod durability;

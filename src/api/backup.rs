@@ -1,0 +1,59 @@
+//! `POST /api/v1/backup`: an online, consistent snapshot written next to the database, in
+//! `DATA_DIR/backups/`, for `tidings backup` (or the operator) to copy away.
+
+use std::os::unix::fs::PermissionsExt;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use super::{AdminKey, blocking};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::time::{now_ms, to_rfc3339};
+use crate::error::ApiError;
+use crate::server::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/backup").route(web::post().to(create)));
+}
+
+async fn create(
+    AdminKey(key): AdminKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = now_ms();
+    let dir = state.config.data_dir.join("backups");
+    let stamp = to_rfc3339(now).replace([':', '-'], "").replace('.', "_");
+    let path = dir.join(format!(
+        "tidings-{stamp}-{:04x}.redb",
+        rand::random::<u16>()
+    ));
+    let store = state.store.clone();
+    let target = path.clone();
+    let rows = blocking(move || {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("creating {}: {e}", dir.display())))?;
+        let rows = store.backup_to(&target)?;
+        // The snapshot holds PHI and sealed secrets: owner-only, like the database.
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            ApiError::internal(anyhow::anyhow!("protecting {}: {e}", target.display()))
+        })?;
+        Ok::<_, ApiError>(rows)
+    })
+    .await?;
+    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let audit = AuditEntry::new(
+        &key.workspace_id,
+        Actor::key(&key),
+        "backup.create",
+        "backup",
+        &path.display().to_string(),
+    )
+    .detail(format!("{rows} rows, {bytes} bytes"));
+    state.store.audit(audit).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "path": path,
+        "rows": rows,
+        "bytes": bytes,
+        "created_at": to_rfc3339(now),
+    })))
+}
