@@ -230,7 +230,7 @@ impl Retention {
 }
 
 /// One request's log line: every request gets an id (the caller's `X-Request-Id` if it sent a
-/// sane one), returned as `X-Request-Id`, and one line with method, path, status and duration
+/// sane one), returned as `X-Request-Id`, and one log line with method, path, status and duration
 /// — never bodies or query strings, which may carry PHI.
 struct RequestLog {
     id: String,
@@ -266,14 +266,18 @@ impl RequestLog {
     ) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
         use actix_web::http::header::{HeaderName, HeaderValue};
         let mut res = res?;
-        tracing::info!(
-            request_id = %self.id,
-            method = %self.method,
-            path = %self.path,
-            status = res.status().as_u16(),
-            ms = self.started.elapsed().as_millis(),
-            "request"
-        );
+        let status = res.status().as_u16();
+        let ms = self.started.elapsed().as_millis();
+        let (id, method, path) = (&self.id, &self.method, &self.path);
+        // Successes at debug (TIDINGS_LOG=debug): at thousands of events a second they would
+        // flood journald; refusals and failures are what an operator needs to see.
+        match status {
+            500.. => tracing::warn!(request_id = %id, %method, %path, status, ms, "request failed"),
+            400..=499 => {
+                tracing::info!(request_id = %id, %method, %path, status, ms, "request refused");
+            }
+            _ => tracing::debug!(request_id = %id, %method, %path, status, ms, "request"),
+        }
         if let Ok(value) = HeaderValue::from_str(&self.id) {
             res.headers_mut()
                 .insert(HeaderName::from_static("x-request-id"), value);
