@@ -11,6 +11,7 @@ pub mod security;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 pub use config::Config;
 pub use server::{AppHandle, run, run_with_key};

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Manage admin UI users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Check a config file and print the effective settings.
     CheckConfig {
         /// The TOML file to check.
@@ -102,6 +107,23 @@ enum KeyCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an admin UI user. The password is read from TIDINGS_PASSWORD, else from the first
+    /// line of standard input (so it stays out of the shell history and `ps`).
+    Add {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        username: String,
+        /// admin, editor or viewer.
+        #[arg(long)]
+        role: String,
+        #[arg(long, env = "TIDINGS_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -126,6 +148,15 @@ fn main() -> ExitCode {
                     name,
                 },
         } => create_key(&data_dir, &role, &name),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    data_dir,
+                    username,
+                    role,
+                    password,
+                },
+        } => add_user(&data_dir, &username, &role, password),
         Command::CheckConfig { file } => check_config(&file),
         Command::Backup {
             out,
@@ -199,6 +230,44 @@ fn create_key(data_dir: &Path, role: &str, name: &str) -> anyhow::Result<()> {
     ));
     store.insert_api_key(key, audit)?;
     println!("{}", secret.expose());
+    Ok(())
+}
+
+fn add_user(
+    data_dir: &Path,
+    username: &str,
+    role: &str,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    use tidings::domain::user::UserRole;
+    let role = UserRole::parse(role)
+        .with_context(|| format!("role must be admin, editor or viewer, not {role:?}"))?;
+    let password = match password {
+        Some(p) => p,
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("Password for {username} (input is shown; end with Enter):");
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    // A running server holds the database; the message says to stop it or use the UI.
+    let store = tidings::store::Store::open(data_dir)?;
+    let user = tidings::web::auth::new_user(
+        &store,
+        store.default_workspace(),
+        username,
+        role,
+        &password,
+        None,
+        false,
+    )
+    .map_err(anyhow::Error::msg)?;
+    println!("{} user {} added", role.as_str(), user.username);
     Ok(())
 }
 

@@ -39,6 +39,7 @@ pub struct AppHandle {
     dispatcher: Dispatcher,
     store: Store,
     retention: Retention,
+    ui: web::Data<crate::web::UiState>,
 }
 
 impl AppHandle {
@@ -49,6 +50,11 @@ impl AppHandle {
     /// The running app's store, for provisioning (such as a first API key) in-process.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The first-run setup token while no admin UI user exists (the log prints its URL).
+    pub fn setup_token(&self) -> Option<String> {
+        self.ui.setup_token()
     }
 
     /// Blocks until the server stops (on SIGINT/SIGTERM), then stops the dispatcher.
@@ -118,6 +124,12 @@ pub fn run_with_key(
     let port = listener.local_addr()?.port();
     let retention_days = config.logs.retention_days;
     log_start(&config, &listener);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let ui = web::Data::new(
+        crate::web::UiState::start(&store, &format!("{scheme}://{}", listener.local_addr()?))
+            .context("reading admin UI users")?,
+    );
+    let ui_data = ui.clone();
     let state = web::Data::new(AppState {
         client: HttpClient::new(&policy),
         config: Arc::new(config),
@@ -141,8 +153,10 @@ pub fn run_with_key(
                             async move { log.finish(response.await) }
                         })
                         .app_data(state.clone())
+                        .app_data(ui_data.clone())
                         .configure(crate::api::health::routes)
                         .configure(crate::api::routes)
+                        .configure(crate::web::routes)
                 });
                 let server = match tls {
                     Some(tls) => server.listen_rustls_0_23(listener, tls)?,
@@ -162,6 +176,7 @@ pub fn run_with_key(
         dispatcher,
         store,
         retention,
+        ui,
     })
 }
 

@@ -8,7 +8,6 @@ use super::deliveries::delivery_json;
 use super::{AdminKey, JsonBody, OptionalJsonBody, blocking, from_value, list_response};
 use crate::delivery::attempt::{PreparedRequest, perform, prepare};
 use crate::delivery::dispatcher::next_state;
-use crate::domain::access::ApiKey;
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType, check_data};
@@ -70,7 +69,7 @@ pub fn rule_json(rule: &Rule, policy: &AddressPolicy) -> Value {
 }
 
 /// The fields an admin sets, as `RuleInput` reads them back (secret values masked).
-fn editable_json(rule: &Rule) -> Value {
+pub fn editable_json(rule: &Rule) -> Value {
     let w = &rule.webhook;
     let secret_headers: Map<String, Value> = w
         .secret_headers
@@ -175,24 +174,25 @@ async fn create(
     let spec = input
         .validate(&state.policy, None)
         .map_err(|e| field_error(&e))?;
-    let rule = build_rule(spec, None, &key.workspace_id, &state.master_key);
-    let audit = AuditEntry::new(
-        &key.workspace_id,
-        Actor::key(&key),
-        "rule.create",
-        "rule",
-        rule.id.as_str(),
-    )
-    .after(editable_json(&rule));
-    let rule = state.store.save_rule(rule, false, audit).await?;
+    let rule = create_rule(&state, &key.workspace_id, Actor::key(&key), spec).await?;
     Ok(HttpResponse::Created().json(rule_json(&rule, &state.policy)))
 }
 
-async fn load(
-    state: &web::Data<AppState>,
-    workspace: WorkspaceId,
-    id: RuleId,
+/// Stores a new rule from a validated spec, with its audit entry. The API and the admin UI
+/// both create rules through here, after the same `RuleInput::validate`.
+pub async fn create_rule(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    spec: RuleSpec,
 ) -> Result<Rule, ApiError> {
+    let rule = build_rule(spec, None, workspace, &state.master_key);
+    let audit = AuditEntry::new(workspace, actor, "rule.create", "rule", rule.id.as_str())
+        .after(editable_json(&rule));
+    Ok(state.store.save_rule(rule, false, audit).await?)
+}
+
+pub async fn load(state: &AppState, workspace: WorkspaceId, id: RuleId) -> Result<Rule, ApiError> {
     let store = state.store.clone();
     blocking(move || store.rule(&workspace, &id)).await
 }
@@ -208,37 +208,45 @@ async fn get_one(
 
 async fn save_edit(
     state: &web::Data<AppState>,
-    caller: &ApiKey,
+    caller: &crate::domain::access::ApiKey,
     existing: Rule,
     input: RuleInput,
 ) -> Result<HttpResponse, ApiError> {
     let spec = input
         .validate(&state.policy, Some(&existing))
         .map_err(|e| field_error(&e))?;
+    let rule = update_rule(
+        state,
+        &caller.workspace_id,
+        Actor::key(caller),
+        existing,
+        spec,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy)))
+}
+
+/// Applies a validated spec to a stored rule, audited as an update, activation or
+/// deactivation. Shared by the API (PUT, PATCH) and the admin UI.
+pub async fn update_rule(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    existing: Rule,
+    spec: RuleSpec,
+) -> Result<Rule, ApiError> {
     let before = editable_json(&existing);
     let was_active = existing.active;
-    let rule = build_rule(
-        spec,
-        Some(existing),
-        &caller.workspace_id,
-        &state.master_key,
-    );
+    let rule = build_rule(spec, Some(existing), workspace, &state.master_key);
     let action = match (was_active, rule.active) {
         (false, true) => "rule.activate",
         (true, false) => "rule.deactivate",
         _ => "rule.update",
     };
-    let audit = AuditEntry::new(
-        &caller.workspace_id,
-        Actor::key(caller),
-        action,
-        "rule",
-        rule.id.as_str(),
-    )
-    .before(before)
-    .after(editable_json(&rule));
-    let rule = state.store.save_rule(rule, true, audit).await?;
-    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy)))
+    let audit = AuditEntry::new(workspace, actor, action, "rule", rule.id.as_str())
+        .before(before)
+        .after(editable_json(&rule));
+    Ok(state.store.save_rule(rule, true, audit).await?)
 }
 
 async fn replace(
@@ -277,20 +285,31 @@ async fn delete(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
-    let audit = AuditEntry::new(
+    delete_rule(
+        &state,
         &key.workspace_id,
         Actor::key(&key),
-        "rule.delete",
-        "rule",
-        rule.id.as_str(),
+        parse_id(&path)?,
     )
-    .before(editable_json(&rule));
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Deletes a rule (its delivery history stays), audited with what it was.
+pub async fn delete_rule(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    id: RuleId,
+) -> Result<(), ApiError> {
+    let rule = load(state, workspace.clone(), id).await?;
+    let audit = AuditEntry::new(workspace, actor, "rule.delete", "rule", rule.id.as_str())
+        .before(editable_json(&rule));
     state
         .store
-        .delete_rule(key.workspace_id, rule.id, audit)
+        .delete_rule(workspace.clone(), rule.id, audit)
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 async fn secret(
@@ -298,7 +317,24 @@ async fn secret(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
+    let plain = reveal_secret(
+        &state,
+        &key.workspace_id,
+        Actor::key(&key),
+        parse_id(&path)?,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"secret": plain})))
+}
+
+/// The current signing secret, in plain text; the viewing is audited before it is returned.
+pub async fn reveal_secret(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    id: RuleId,
+) -> Result<String, ApiError> {
+    let rule = load(state, workspace.clone(), id).await?;
     let current = rule.signing_secrets.first().ok_or_else(|| {
         ApiError::internal(anyhow::anyhow!("rule {} has no signing secret", rule.id))
     })?;
@@ -308,14 +344,14 @@ async fn secret(
         .map_err(ApiError::internal)?;
     // Seeing a secret is recorded before it is shown.
     let audit = AuditEntry::new(
-        &key.workspace_id,
-        Actor::key(&key),
+        workspace,
+        actor,
         "rule.secret.view",
         "rule",
         rule.id.as_str(),
     );
     state.store.audit(audit).await?;
-    Ok(HttpResponse::Ok().json(json!({"secret": plain.expose()})))
+    Ok(plain.expose().to_owned())
 }
 
 async fn rotate(
@@ -323,7 +359,25 @@ async fn rotate(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut rule = load(&state, key.workspace_id.clone(), parse_id(&path)?).await?;
+    let plain = rotate_secret(
+        &state,
+        &key.workspace_id,
+        Actor::key(&key),
+        parse_id(&path)?,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"secret": plain})))
+}
+
+/// Replaces the signing secret; the old one keeps signing through `signing.rotation_overlap`.
+/// Returns the new secret, in plain text.
+pub async fn rotate_secret(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    id: RuleId,
+) -> Result<String, ApiError> {
+    let mut rule = load(state, workspace.clone(), id).await?;
     let now = now_ms();
     let overlap =
         i64::try_from(state.config.signing.rotation_overlap.as_millis()).unwrap_or(i64::MAX / 2);
@@ -348,22 +402,23 @@ async fn rotate(
         to_rfc3339(now + overlap)
     );
     let audit = AuditEntry::new(
-        &key.workspace_id,
-        Actor::key(&key),
+        workspace,
+        actor,
         "rule.secret.rotate",
         "rule",
         rule.id.as_str(),
     )
     .detail(detail);
     state.store.save_rule(rule, true, audit).await?;
-    Ok(HttpResponse::Ok().json(json!({"secret": plain.expose()})))
+    Ok(plain.expose().to_owned())
 }
 
+/// What a test or preview sends: a given event type and data, or the rule's sample.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SampleRequest {
-    event_type: Option<String>,
-    data: Option<Value>,
+pub struct SampleRequest {
+    pub event_type: Option<String>,
+    pub data: Option<Value>,
 }
 
 /// The event a test or preview uses: the given one, or the sample for the rule's first exact
@@ -403,7 +458,7 @@ struct Sample {
 }
 
 async fn sample_request(
-    state: &web::Data<AppState>,
+    state: &AppState,
     workspace: WorkspaceId,
     raw_id: &str,
     req: SampleRequest,
@@ -437,18 +492,30 @@ async fn test(
     OptionalJsonBody(req): OptionalJsonBody<SampleRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let (delivery, attempt) = send_test(&state, &key.workspace_id, &path, req).await?;
+    Ok(HttpResponse::Ok().json(delivery_json(&delivery, &[attempt])))
+}
+
+/// Sends one test request now (no retries) and logs it as a test delivery; shared by the
+/// API and the admin UI's "send test event".
+pub async fn send_test(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    raw_id: &str,
+    req: SampleRequest,
+) -> Result<(Delivery, crate::domain::delivery::Attempt), ApiError> {
     let Sample {
         rule,
         event,
         delivery_id,
         request,
-    } = sample_request(&state, key.workspace_id.clone(), &path, req).await?;
+    } = sample_request(state, workspace.clone(), raw_id, req).await?;
     let now = event.received_at;
     let delivery = Delivery {
         id: delivery_id,
         event_id: event.id.clone(),
         rule_id: rule.id.clone(),
-        workspace_id: key.workspace_id.clone(),
+        workspace_id: workspace.clone(),
         event_type: event.event_type.clone(),
         status: DeliveryStatus::Pending,
         test: true,
@@ -473,7 +540,7 @@ async fn test(
         .store
         .insert_test_delivery(event, delivery.clone(), attempt.clone())
         .await?;
-    Ok(HttpResponse::Ok().json(delivery_json(&delivery, &[attempt])))
+    Ok((delivery, attempt))
 }
 
 /// Renders what a delivery would send now, signature included, without sending it.
@@ -483,7 +550,18 @@ async fn preview(
     OptionalJsonBody(req): OptionalJsonBody<SampleRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let sample = sample_request(&state, key.workspace_id, &path, req).await?;
+    Ok(HttpResponse::Ok().json(preview_json(&state, &key.workspace_id, &path, req).await?))
+}
+
+/// What a delivery would send now, signature included: `{url, method, headers, body,
+/// event_type, status}`. Shared by the API and the admin UI's preview.
+pub async fn preview_json(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    raw_id: &str,
+    req: SampleRequest,
+) -> Result<Value, ApiError> {
+    let sample = sample_request(state, workspace.clone(), raw_id, req).await?;
     let request = &sample.request;
     // Secret header values stay write-only; the signature is shown so it can be checked.
     let headers: Map<String, Value> = request
@@ -491,12 +569,12 @@ async fn preview(
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "url": request.url,
         "method": request.method,
         "headers": headers,
         "body": String::from_utf8_lossy(&request.body),
         "event_type": sample.event.event_type,
         "status": sample.rule.status(&state.policy),
-    })))
+    }))
 }

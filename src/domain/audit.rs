@@ -7,12 +7,21 @@ use serde_json::Value;
 use super::access::ApiKey;
 use super::ids::{AuditId, WorkspaceId};
 use super::time::now_ms;
+use super::user::User;
 
 /// Who acted: an API key, the command line, or tidings itself (a 410, `alerts.disable_after`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Actor {
-    ApiKey { id: String, name: String },
+    ApiKey {
+        id: String,
+        name: String,
+    },
+    /// A person signed in to the admin UI.
+    User {
+        id: String,
+        name: String,
+    },
     Cli,
     System,
 }
@@ -22,6 +31,13 @@ impl Actor {
         Self::ApiKey {
             id: key.id.to_string(),
             name: key.name.clone(),
+        }
+    }
+
+    pub fn user(user: &User) -> Self {
+        Self::User {
+            id: user.id.to_string(),
+            name: user.username.clone(),
         }
     }
 }

@@ -58,6 +58,8 @@ prefixed_id!(/// One (event, rule) delivery; stable across its attempts.
     DeliveryId, "dlv_");
 prefixed_id!(/// One audit log entry.
     AuditId, "aud_");
+prefixed_id!(/// A person who signs in to the admin UI.
+    UserId, "usr_");
 
 #[cfg(test)]
 mod tests {

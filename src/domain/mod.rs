@@ -11,3 +11,4 @@ pub mod payload;
 pub mod rule;
 pub mod samples;
 pub mod time;
+pub mod user;

@@ -9,7 +9,8 @@ use redb::{
 
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
+    EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES,
+    SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use super::{Store, StoreError};
 
@@ -44,7 +45,11 @@ fn copy_all(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, StoreE
         + copy_table(from, to, ATTEMPTS)?
         + copy_table(from, to, AUDIT)?
         + copy_table(from, to, RULE_FAILING_SINCE)?
-        + copy_table(from, to, OPEN_DELIVERIES)?)
+        + copy_table(from, to, OPEN_DELIVERIES)?
+        + copy_table(from, to, USERS)?
+        + copy_table(from, to, USERS_BY_NAME)?
+        + copy_table(from, to, SESSIONS)?
+        + copy_table(from, to, HOURLY_OUTCOMES)?)
 }
 
 impl Store {

@@ -4,7 +4,9 @@
 pub mod backup;
 mod codec;
 mod migrations;
+mod stats;
 mod tables;
+mod users;
 mod writer;
 
 use std::collections::HashMap;
@@ -768,6 +770,7 @@ impl Store {
                     .insert((id, number), encoded_attempt.as_slice())?;
                 txn.open_table(DELIVERIES)?
                     .insert(id, encoded_delivery.as_slice())?;
+                stats::count_finished(txn, &delivery)?;
                 set_open(txn, &delivery)
             },
             done,

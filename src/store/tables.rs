@@ -50,3 +50,18 @@ pub const RULE_FAILING_SINCE: TableDefinition<&str, i64> =
 /// Key: delivery id. Value: Unix ms the next attempt is due. The durable queue: every open
 /// delivery is here until it succeeds or fails for good, so a restart picks all of them up.
 pub const OPEN_DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("open-deliveries-v1");
+
+/// Key: user id. Value: `User` (Argon2id hash only).
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
+
+/// Key: username (lower-case). Value: user id. Sign-in looks a person up by name.
+pub const USERS_BY_NAME: TableDefinition<&str, &str> = TableDefinition::new("users-by-name-v1");
+
+/// Key: SHA-256 hex of a session cookie value. Value: `Session`.
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions-v1");
+
+/// Key: (workspace id, Unix hour). Value: (succeeded, failed) deliveries that finished in
+/// that hour. Kept by the attempt log as deliveries finish, so the dashboard chart reads at
+/// most 168 rows instead of scanning a week of the delivery log.
+pub const HOURLY_OUTCOMES: TableDefinition<(&str, i64), (u64, u64)> =
+    TableDefinition::new("hourly-outcomes-v1");

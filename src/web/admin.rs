@@ -1,0 +1,406 @@
+//! Admin pages: API keys (a new key is shown once), users, the effective settings (read
+//! only) and the audit log.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::auth::{CsrfForm, new_user};
+use super::{AdminUser, Layout, WebError, fmt_time, ok, render, see_other};
+use crate::api::blocking;
+use crate::api::keys::{mint, validate_new_key};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::ids::{ApiKeyId, AuditId, UserId};
+use crate::domain::user::UserRole;
+use crate::server::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/keys")
+            .route(web::get().to(keys))
+            .route(web::post().to(create_key)),
+    )
+    .service(web::resource("/keys/{id}/delete").route(web::post().to(delete_key)))
+    .service(
+        web::resource("/users")
+            .route(web::get().to(users))
+            .route(web::post().to(create_user)),
+    )
+    .service(web::resource("/users/{id}/delete").route(web::post().to(delete_user)))
+    .service(web::resource("/settings").route(web::get().to(settings)))
+    .service(web::resource("/audit").route(web::get().to(audit)));
+}
+
+struct KeyRow {
+    id: String,
+    name: String,
+    role: &'static str,
+    prefix: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/keys.html")]
+struct KeysPage {
+    l: Layout,
+    rows: Vec<KeyRow>,
+    /// The key just made: shown this once.
+    new_key: Option<String>,
+    name: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+async fn keys_page(
+    state: &AppState,
+    me: &super::CurrentUser,
+    new_key: Option<String>,
+    name: String,
+    error: Option<String>,
+    flash: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let mut keys = blocking(move || store.api_keys(&ws)).await?;
+    keys.sort_by(|a, b| b.id.cmp(&a.id));
+    let rows = keys
+        .iter()
+        .map(|k| KeyRow {
+            id: k.id.to_string(),
+            name: k.name.clone(),
+            role: k.role.as_str(),
+            prefix: k.prefix.clone(),
+            created: fmt_time(k.created_at),
+        })
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &KeysPage {
+            l: Layout::new(state, Some(me), "keys", "API keys").flash(flash),
+            rows,
+            new_key,
+            name,
+            error,
+        },
+    )
+}
+
+async fn keys(
+    AdminUser(me): AdminUser,
+    query: web::Query<DoneQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let flash = (query.done.as_deref() == Some("deleted"))
+        .then(|| "API key deleted: systems using it are refused from now on.".to_owned());
+    keys_page(&state, &me, None, String::new(), None, flash).await
+}
+
+async fn create_key(
+    AdminUser(me): AdminUser,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let name = fields.get("name").trim().to_owned();
+    let role = match validate_new_key(&name, fields.get("role")) {
+        Ok(r) => r,
+        Err(e) => return keys_page(&state, &me, None, name, Some(e), None).await,
+    };
+    let (key, secret) = mint(me.workspace(), &name, role);
+    let audit = AuditEntry::new(
+        me.workspace(),
+        me.actor(),
+        "api_key.create",
+        "api_key",
+        key.id.as_str(),
+    )
+    .after(serde_json::json!({"name": key.name, "role": key.role, "prefix": key.prefix}));
+    state.store.insert_api_key_async(key, audit).await?;
+    let flash = Some("API key created. Copy it now: it is shown only this once.".to_owned());
+    keys_page(
+        &state,
+        &me,
+        Some(secret.expose().to_owned()),
+        String::new(),
+        None,
+        flash,
+    )
+    .await
+}
+
+async fn delete_key(
+    AdminUser(me): AdminUser,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = ApiKeyId::parse(&path).ok_or_else(|| {
+        WebError::status(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such API key.",
+        )
+    })?;
+    let audit = AuditEntry::new(
+        me.workspace(),
+        me.actor(),
+        "api_key.delete",
+        "api_key",
+        id.as_str(),
+    );
+    state
+        .store
+        .delete_api_key(me.workspace().clone(), id, audit)
+        .await?;
+    Ok(see_other("/keys?done=deleted"))
+}
+
+struct UserRow {
+    id: String,
+    username: String,
+    role: &'static str,
+    created: String,
+    me: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/users.html")]
+struct UsersPage {
+    l: Layout,
+    rows: Vec<UserRow>,
+    username: String,
+    role: String,
+    error: Option<String>,
+}
+
+async fn users_page(
+    state: &AppState,
+    me: &super::CurrentUser,
+    username: String,
+    role: String,
+    error: Option<String>,
+    flash: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let mut users = blocking(move || store.users(&ws)).await?;
+    users.sort_by(|a, b| a.username.cmp(&b.username));
+    let rows = users
+        .iter()
+        .map(|u| UserRow {
+            id: u.id.to_string(),
+            username: u.username.clone(),
+            role: u.role.as_str(),
+            created: fmt_time(u.created_at),
+            me: u.id == me.user.id,
+        })
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &UsersPage {
+            l: Layout::new(state, Some(me), "users", "Users").flash(flash),
+            rows,
+            username,
+            role,
+            error,
+        },
+    )
+}
+
+async fn users(
+    AdminUser(me): AdminUser,
+    query: web::Query<DoneQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let flash = match query.done.as_deref() {
+        Some("created") => {
+            Some("User added. Give them their password in person or by phone.".to_owned())
+        }
+        Some("deleted") => Some("User removed and signed out everywhere.".to_owned()),
+        _ => None,
+    };
+    users_page(&state, &me, String::new(), "viewer".into(), None, flash).await
+}
+
+async fn create_user(
+    AdminUser(me): AdminUser,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let username = fields.get("username").to_owned();
+    let role_raw = fields.get("role").to_owned();
+    let password = fields.get("password").to_owned();
+    let Some(role) = UserRole::parse(&role_raw) else {
+        let e = "Choose a role: viewer, editor or admin.".to_owned();
+        return users_page(&state, &me, username, role_raw, Some(e), None).await;
+    };
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let actor = me.actor();
+    let name = username.clone();
+    let made =
+        web::block(move || new_user(&store, &ws, &name, role, &password, Some(actor), false))
+            .await?;
+    match made {
+        Ok(_) => Ok(see_other("/users?done=created")),
+        Err(e) => users_page(&state, &me, username, role_raw, Some(e), None).await,
+    }
+}
+
+async fn delete_user(
+    AdminUser(me): AdminUser,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = UserId::parse(&path).ok_or_else(|| {
+        WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
+    })?;
+    if id == me.user.id {
+        return Err(WebError::status(
+            StatusCode::CONFLICT,
+            "Not possible",
+            "You cannot remove your own account; ask another admin.",
+        ));
+    }
+    let audit = AuditEntry::new(
+        me.workspace(),
+        me.actor(),
+        "user.delete",
+        "user",
+        id.as_str(),
+    );
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    blocking(move || store.delete_user(ws, id, audit)).await?;
+    Ok(see_other("/users?done=deleted"))
+}
+
+#[derive(Template)]
+#[template(path = "pages/settings.html")]
+struct SettingsPage {
+    l: Layout,
+    toml: String,
+    version: &'static str,
+    tls: bool,
+}
+
+/// The effective config as `check-config` prints it, with anything secret masked. (Secrets
+/// proper — the master key, signing secrets — are not in the config at all.)
+fn masked_toml(toml: &str) -> String {
+    let mut section = String::new();
+    toml.lines()
+        .map(|line| {
+            if line.starts_with('[') {
+                line.trim_matches(['[', ']']).clone_into(&mut section);
+            }
+            if section == "tls" && line.starts_with("key =") && line != "key = \"\"" {
+                "key = \"********\"".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn settings(
+    AdminUser(me): AdminUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    ok(&SettingsPage {
+        l: Layout::new(&state, Some(&me), "settings", "Settings"),
+        toml: masked_toml(&state.config.to_toml()),
+        version: env!("CARGO_PKG_VERSION"),
+        tls: !state.config.tls.cert.is_empty(),
+    })
+}
+
+struct AuditRow {
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/audit.html")]
+struct AuditPage {
+    l: Layout,
+    rows: Vec<AuditRow>,
+    older: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CursorQuery {
+    cursor: Option<String>,
+}
+
+fn actor_label(a: &Actor) -> String {
+    match a {
+        Actor::ApiKey { name, .. } => format!("API key {name:?}"),
+        Actor::User { name, .. } => name.clone(),
+        Actor::Cli => "command line".into(),
+        Actor::System => "tidings".into(),
+    }
+}
+
+async fn audit(
+    AdminUser(me): AdminUser,
+    query: web::Query<CursorQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let before = match query.cursor.as_deref() {
+        Some(c) => Some(
+            AuditId::parse(c)
+                .ok_or_else(|| WebError::bad_request("That page link is not valid."))?,
+        ),
+        None => None,
+    };
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let (page, cursor) = blocking(move || store.audit_log(&ws, before.as_ref(), 50)).await?;
+    let rows = page
+        .iter()
+        .map(|e| AuditRow {
+            at: fmt_time(e.at),
+            actor: actor_label(&e.actor),
+            action: e.action.clone(),
+            target: format!("{} {}", e.target_type, e.target_id),
+            detail: e.detail.clone().unwrap_or_default(),
+        })
+        .collect();
+    ok(&AuditPage {
+        l: Layout::new(&state, Some(&me), "audit", "Audit log"),
+        rows,
+        older: cursor.map(|c| format!("/audit?cursor={c}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn settings_mask_the_tls_key_path_only() {
+        let t = "listen = \"x\"\nkey = \"a\"\n[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"";
+        let m = super::masked_toml(t);
+        assert!(m.contains("cert = \"/c.pem\""));
+        assert!(m.contains("key = \"********\""));
+        assert!(m.contains("key = \"a\""), "only under [tls]");
+        assert!(!m.contains("/k.pem"));
+    }
+}

@@ -1,0 +1,706 @@
+//! Who is signed in: first-run setup, sign-in with rate limiting, sessions (stored in redb,
+//! `HttpOnly` + `SameSite=Strict` cookies, Secure under TLS), CSRF tokens on every form, and the
+//! role extractors (`AnyUser`, `EditorUser`, `AdminUser`) that every page handler states.
+
+use std::collections::HashMap;
+use std::future::{Ready, ready};
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use askama::Template;
+use subtle::ConstantTimeEq;
+
+use super::{Fields, Layout, WebError, render};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::time::now_ms;
+use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
+use crate::security::passwords::{hash_password, verify_against_dummy, verify_password};
+use crate::server::AppState;
+use crate::store::{Store, StoreError};
+
+/// How long a sign-in lasts. A working day: staff sign in once in the morning.
+pub const SESSION_MS: i64 = 12 * 3600 * 1000;
+/// Failed sign-ins allowed per (username, address) in `LIMIT_WINDOW_MS`.
+pub const MAX_FAILURES: u32 = 5;
+pub const LIMIT_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Most (username, address) pairs remembered; bounds the limiter's memory under a flood.
+const LIMIT_ENTRIES: usize = 10_000;
+
+const SESSION_COOKIE: &str = "tidings_session";
+/// With TLS the `__Host-` prefix makes browsers insist on Secure, Path=/ and no Domain.
+const SESSION_COOKIE_TLS: &str = "__Host-tidings_session";
+/// Double-submit token for the forms shown before a session exists (sign-in, setup).
+const FORM_COOKIE: &str = "tidings_form";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/login")
+            .route(web::get().to(login_page))
+            .route(web::post().to(login)),
+    )
+    .service(web::resource("/logout").route(web::post().to(logout)))
+    .service(
+        web::resource("/setup")
+            .route(web::get().to(setup_page))
+            .route(web::post().to(setup)),
+    );
+}
+
+/// UI state that is not the store's: the first-run token and the sign-in limiter.
+pub struct UiState {
+    setup_token: Mutex<Option<String>>,
+    limiter: LoginLimiter,
+}
+
+impl UiState {
+    /// When no user exists yet, makes the one-time setup token and logs the URL to open.
+    pub fn start(store: &Store, base_url: &str) -> Result<Self, StoreError> {
+        let token = if store.user_count()? == 0 {
+            let token = random_token();
+            tracing::warn!(
+                url = %format!("{base_url}/setup?token={token}"),
+                "no admin UI user exists yet: open this one-time setup link to create the first admin (or run `tidings user add` with the server stopped)"
+            );
+            Some(token)
+        } else {
+            None
+        };
+        Ok(Self {
+            setup_token: Mutex::new(token),
+            limiter: LoginLimiter::default(),
+        })
+    }
+
+    /// The live setup token, if setup has not been done (tests open the link with it).
+    pub fn setup_token(&self) -> Option<String> {
+        self.setup_token.lock().ok()?.clone()
+    }
+
+    fn setup_token_matches(&self, given: &str) -> bool {
+        self.setup_token().is_some_and(|t| {
+            t.len() == given.len() && bool::from(t.as_bytes().ct_eq(given.as_bytes()))
+        })
+    }
+}
+
+/// 32 random bytes as URL-safe base64: session ids, CSRF and setup tokens.
+fn random_token() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// Failed sign-ins per (username, client address), in fixed windows. Keyed on both so one
+/// attacker cannot lock a user out from everywhere, and one address cannot try a username
+/// indefinitely; memory is bounded by evicting the oldest window when full.
+/// (username, client address) → (failures, window start in Unix ms).
+type Windows = HashMap<(String, Option<IpAddr>), (u32, i64)>;
+
+#[derive(Default)]
+pub struct LoginLimiter {
+    windows: Mutex<Windows>,
+}
+
+impl LoginLimiter {
+    /// `Err(seconds to wait)` when this pair has used up its failures.
+    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Result<(), i64> {
+        let Ok(map) = self.windows.lock() else {
+            return Ok(());
+        };
+        match map.get(&(username.to_owned(), ip)) {
+            Some(&(failures, start))
+                if failures >= MAX_FAILURES && now - start < LIMIT_WINDOW_MS =>
+            {
+                Err((start + LIMIT_WINDOW_MS - now).div_euclid(1000) + 1)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn failed(&self, username: &str, ip: Option<IpAddr>, now: i64) {
+        let Ok(mut map) = self.windows.lock() else {
+            return;
+        };
+        if map.len() >= LIMIT_ENTRIES {
+            map.retain(|_, (_, start)| now - *start < LIMIT_WINDOW_MS);
+            if map.len() >= LIMIT_ENTRIES
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, s))| *s)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        let entry = map.entry((username.to_owned(), ip)).or_insert((0, now));
+        if now - entry.1 >= LIMIT_WINDOW_MS {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    pub fn succeeded(&self, username: &str, ip: Option<IpAddr>) {
+        if let Ok(mut map) = self.windows.lock() {
+            map.remove(&(username.to_owned(), ip));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.windows.lock().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, WebError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| WebError::Internal(anyhow::anyhow!("app state missing")))
+}
+
+fn uses_tls(state: &AppState) -> bool {
+    !state.config.tls.cert.is_empty()
+}
+
+fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn session_cookie_name(state: &AppState) -> &'static str {
+    if uses_tls(state) {
+        SESSION_COOKIE_TLS
+    } else {
+        SESSION_COOKIE
+    }
+}
+
+/// A `Set-Cookie` value: `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page
+/// can make the browser send it), Secure when tidings serves HTTPS.
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age_s: i64) -> String {
+    let secure = if uses_tls(state) { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
+}
+
+/// The signed-in person of this request, with their session.
+pub struct CurrentUser {
+    pub user: User,
+    pub session: Session,
+    cookie: String,
+}
+
+impl CurrentUser {
+    pub fn actor(&self) -> Actor {
+        Actor::user(&self.user)
+    }
+
+    pub fn workspace(&self) -> &WorkspaceId {
+        &self.user.workspace_id
+    }
+}
+
+/// Where an unsigned request goes: sign-in, coming back to the page it asked for.
+fn to_login(req: &HttpRequest) -> WebError {
+    if req.method() == actix_web::http::Method::GET {
+        let next = req
+            .uri()
+            .path_and_query()
+            .map_or("/", actix_web::http::uri::PathAndQuery::as_str);
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish();
+        WebError::Redirect(format!("/login?{query}"))
+    } else {
+        WebError::Redirect("/login".into())
+    }
+}
+
+fn current_user(req: &HttpRequest, needs: UserRole) -> Result<CurrentUser, WebError> {
+    let state = app_state(req)?;
+    let cookie = cookie_value(req, session_cookie_name(&state)).ok_or_else(|| to_login(req))?;
+    let session = state.store.session(&cookie)?.ok_or_else(|| to_login(req))?;
+    // The role is read from the user, not the session, so a change applies at once.
+    let user = state
+        .store
+        .user(&session.user_id)?
+        .ok_or_else(|| to_login(req))?;
+    if user.role < needs {
+        return Err(WebError::forbidden(format!(
+            "Your account ({}) has the {} role; this needs {}. Ask an admin if you need it.",
+            user.username,
+            user.role.as_str(),
+            match needs {
+                UserRole::Admin => "an admin",
+                UserRole::Editor => "an editor or admin",
+                UserRole::Viewer => "any role",
+            }
+        )));
+    }
+    Ok(CurrentUser {
+        user,
+        session,
+        cookie,
+    })
+}
+
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub CurrentUser);
+
+        impl FromRequest for $name {
+            type Error = WebError;
+            type Future = Ready<Result<Self, WebError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(current_user(req, $role).map($name))
+            }
+        }
+    };
+}
+
+role_extractor!(/// Anyone signed in: viewers see every page but change nothing.
+    AnyUser, UserRole::Viewer);
+role_extractor!(/// An editor or admin: manages rules, tests and re-sends.
+    EditorUser, UserRole::Editor);
+role_extractor!(/// An admin: users, API keys, settings, audit log.
+    AdminUser, UserRole::Admin);
+
+/// A posted form whose `csrf` field matches the poster's session. Use after a role
+/// extractor, which has already refused anyone without the role (403 before the token is
+/// even looked at, so a viewer learns nothing from it).
+pub struct CsrfForm(pub Fields);
+
+impl FromRequest for CsrfForm {
+    type Error = WebError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, WebError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let session = app_state(req).and_then(|state| {
+            let cookie =
+                cookie_value(req, session_cookie_name(&state)).ok_or_else(|| to_login(req))?;
+            state.store.session(&cookie)?.ok_or_else(|| to_login(req))
+        });
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let session = session?;
+            let body = body
+                .await
+                .map_err(|e| WebError::bad_request(format!("The form could not be read: {e}")))?;
+            let fields = Fields::parse(&body);
+            let given = fields.get("csrf");
+            if given.len() != session.csrf.len()
+                || !bool::from(given.as_bytes().ct_eq(session.csrf.as_bytes()))
+            {
+                return Err(expired_form());
+            }
+            Ok(CsrfForm(fields))
+        })
+    }
+}
+
+fn expired_form() -> WebError {
+    WebError::forbidden(
+        "This form has expired or did not come from tidings, so nothing was changed. Go back, reload the page and try again.",
+    )
+}
+
+/// The pre-session form token: the cookie set with the form must come back in the form.
+fn check_form_token(req: &HttpRequest, fields: &Fields) -> Result<(), WebError> {
+    let cookie = cookie_value(req, FORM_COOKIE).unwrap_or_default();
+    let given = fields.get("form_token");
+    if cookie.is_empty()
+        || given.len() != cookie.len()
+        || !bool::from(given.as_bytes().ct_eq(cookie.as_bytes()))
+    {
+        return Err(expired_form());
+    }
+    Ok(())
+}
+
+/// A local path to return to after sign-in; anything else (another site) becomes `/`.
+fn safe_next(next: &str) -> String {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.chars().any(char::is_control);
+    if local { next.to_owned() } else { "/".into() }
+}
+
+#[derive(Template)]
+#[template(path = "pages/login.html")]
+struct LoginPage {
+    l: Layout,
+    form_token: String,
+    username: String,
+    next: String,
+    error: Option<String>,
+    no_users: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn with_form_cookie(
+    state: &AppState,
+    status: StatusCode,
+    token: &str,
+    page: &impl Template,
+) -> Result<HttpResponse, WebError> {
+    let mut resp = render(status, page)?;
+    if let Ok(v) = header::HeaderValue::from_str(&set_cookie(state, FORM_COOKIE, token, 3600)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn login_page(
+    state: web::Data<AppState>,
+    query: web::Query<NextQuery>,
+) -> Result<HttpResponse, WebError> {
+    let no_users = state.store.user_count()? == 0;
+    let token = random_token();
+    let page = LoginPage {
+        l: Layout::new(&state, None, "", "Sign in"),
+        form_token: token.clone(),
+        username: String::new(),
+        next: safe_next(query.next.as_deref().unwrap_or("/")),
+        error: None,
+        no_users,
+    };
+    with_form_cookie(&state, StatusCode::OK, &token, &page)
+}
+
+async fn login(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    ui: web::Data<UiState>,
+) -> Result<HttpResponse, WebError> {
+    let fields = Fields::parse(&body);
+    check_form_token(&req, &fields)?;
+    let username = fields.get("username").trim().to_lowercase();
+    let password = fields.get("password").to_owned();
+    let next = safe_next(fields.get("next"));
+    let ip = req.peer_addr().map(|a| a.ip());
+    let now = now_ms();
+    let retry = |status: StatusCode, error: String| {
+        let token = random_token();
+        let page = LoginPage {
+            l: Layout::new(&state, None, "", "Sign in"),
+            form_token: token.clone(),
+            username: username.clone(),
+            next: next.clone(),
+            error: Some(error),
+            no_users: false,
+        };
+        with_form_cookie(&state, status, &token, &page)
+    };
+    if let Err(wait) = ui.limiter.check(&username, ip, now) {
+        return retry(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many failed sign-ins for this account from here. Wait {} minute(s) and try again.",
+                wait.div_euclid(60) + 1
+            ),
+        );
+    }
+    let store = state.store.clone();
+    let lookup = username.clone();
+    // Argon2 takes tens of milliseconds of CPU: off the async threads.
+    let user = web::block(move || -> Result<Option<User>, StoreError> {
+        let user = store.user_by_name(&lookup)?;
+        match user {
+            Some(u) if verify_password(&password, &u.password_hash) => Ok(Some(u)),
+            Some(_) => Ok(None),
+            None => {
+                verify_against_dummy(&password);
+                Ok(None)
+            }
+        }
+    })
+    .await??;
+    let Some(user) = user else {
+        ui.limiter.failed(&username, ip, now);
+        let audit = AuditEntry::new(
+            state.store.default_workspace(),
+            Actor::System,
+            "user.login_failed",
+            "user",
+            &username,
+        )
+        .detail(format!(
+            "wrong username or password for {username:?} from {}",
+            ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
+        ));
+        state.store.audit(audit).await?;
+        return retry(
+            StatusCode::UNAUTHORIZED,
+            "That username and password do not match an account.".into(),
+        );
+    };
+    ui.limiter.succeeded(&username, ip);
+    start_session(&state, &user, "user.login", &next).await
+}
+
+/// Creates a session for `user` and sends the browser to `next` with its cookie.
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    action: &str,
+    next: &str,
+) -> Result<HttpResponse, WebError> {
+    let cookie = random_token();
+    let now = now_ms();
+    let session = Session {
+        user_id: user.id.clone(),
+        csrf: random_token(),
+        created_at: now,
+        expires_at: now + SESSION_MS,
+    };
+    let audit = AuditEntry::new(
+        &user.workspace_id,
+        Actor::user(user),
+        action,
+        "user",
+        user.id.as_str(),
+    );
+    let store = state.store.clone();
+    let value = cookie.clone();
+    web::block(move || store.create_session(&value, session, audit)).await??;
+    let name = session_cookie_name(state);
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, next))
+        .append_header((
+            header::SET_COOKIE,
+            set_cookie(state, name, &cookie, SESSION_MS / 1000),
+        ))
+        .append_header((header::SET_COOKIE, set_cookie(state, FORM_COOKIE, "", 0)))
+        .finish())
+}
+
+async fn logout(
+    AnyUser(me): AnyUser,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let audit = AuditEntry::new(
+        me.workspace(),
+        me.actor(),
+        "user.logout",
+        "user",
+        me.user.id.as_str(),
+    );
+    let store = state.store.clone();
+    let cookie = me.cookie.clone();
+    web::block(move || store.delete_session(&cookie, Some(audit))).await??;
+    let name = session_cookie_name(&state);
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/login?signed_out=1"))
+        .append_header((header::SET_COOKIE, set_cookie(&state, name, "", 0)))
+        .finish())
+}
+
+#[derive(Template)]
+#[template(path = "pages/setup.html")]
+struct SetupPage {
+    l: Layout,
+    form_token: String,
+    token: String,
+    username: String,
+    error_field: &'static str,
+    error: String,
+}
+
+#[derive(serde::Deserialize)]
+struct SetupQuery {
+    token: Option<String>,
+}
+
+/// The setup link is only good while no user exists and with the token from the log.
+fn check_setup(state: &AppState, ui: &UiState, token: &str) -> Result<(), WebError> {
+    if state.store.user_count()? > 0 {
+        return Err(WebError::status(
+            StatusCode::GONE,
+            "Setup is already done",
+            "An admin account exists, so this setup link no longer works. Sign in instead.",
+        ));
+    }
+    if !ui.setup_token_matches(token) {
+        return Err(WebError::forbidden(
+            "This setup link is not valid. Use the link tidings printed in its log when it started (journalctl -u tidings); a restart prints a new one.",
+        ));
+    }
+    Ok(())
+}
+
+async fn setup_page(
+    state: web::Data<AppState>,
+    ui: web::Data<UiState>,
+    query: web::Query<SetupQuery>,
+) -> Result<HttpResponse, WebError> {
+    let token = query.token.clone().unwrap_or_default();
+    check_setup(&state, &ui, &token)?;
+    let form_token = random_token();
+    let page = SetupPage {
+        l: Layout::new(&state, None, "", "Set up tidings"),
+        form_token: form_token.clone(),
+        token,
+        username: String::new(),
+        error_field: "",
+        error: String::new(),
+    };
+    with_form_cookie(&state, StatusCode::OK, &form_token, &page)
+}
+
+async fn setup(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    ui: web::Data<UiState>,
+) -> Result<HttpResponse, WebError> {
+    let fields = Fields::parse(&body);
+    check_form_token(&req, &fields)?;
+    let token = fields.get("token").to_owned();
+    check_setup(&state, &ui, &token)?;
+    let raw_name = fields.get("username").to_owned();
+    let again = |field: &'static str, error: String| {
+        let form_token = random_token();
+        let page = SetupPage {
+            l: Layout::new(&state, None, "", "Set up tidings"),
+            form_token: form_token.clone(),
+            token: token.clone(),
+            username: raw_name.clone(),
+            error_field: field,
+            error,
+        };
+        with_form_cookie(&state, StatusCode::BAD_REQUEST, &form_token, &page)
+    };
+    let username = match normalize_username(&raw_name) {
+        Ok(u) => u,
+        Err(e) => return again("username", format!("Username: {e}.")),
+    };
+    let password = fields.get("password").to_owned();
+    if let Err(e) = check_password(&password) {
+        return again("password", format!("Password {e}."));
+    }
+    if fields.get("confirm") != password {
+        return again("confirm", "The two passwords are not the same.".into());
+    }
+    let workspace = state.store.default_workspace().clone();
+    let store = state.store.clone();
+    let user = web::block(move || {
+        new_user(
+            &store,
+            &workspace,
+            &username,
+            UserRole::Admin,
+            &password,
+            None,
+            true,
+        )
+    })
+    .await?
+    .map_err(WebError::bad_request)?;
+    if let Ok(mut slot) = ui.setup_token.lock() {
+        slot.take();
+    }
+    tracing::info!(user = %user.username, "first admin created with the setup link");
+    start_session(&state, &user, "user.login", "/").await
+}
+
+/// Creates a user (UI, setup link or CLI): checks the name and password, hashes it, stores
+/// it with its audit entry. `by` is who made it (`None`: the setup link or the CLI).
+pub fn new_user(
+    store: &Store,
+    workspace: &WorkspaceId,
+    username: &str,
+    role: UserRole,
+    password: &str,
+    by: Option<Actor>,
+    first_admin: bool,
+) -> Result<User, String> {
+    let username = normalize_username(username).map_err(|e| format!("username: {e}"))?;
+    check_password(password).map_err(|e| format!("password {e}"))?;
+    let now = now_ms();
+    let user = User {
+        id: UserId::generate(now),
+        workspace_id: workspace.clone(),
+        username,
+        role,
+        password_hash: hash_password(password)?,
+        created_at: now,
+    };
+    let detail = match (&by, first_admin) {
+        (_, true) => "first admin, created with the one-time setup link".to_owned(),
+        (None, false) => format!("{} user created with tidings user add", role.as_str()),
+        (Some(_), false) => format!("{} user created in the admin UI", role.as_str()),
+    };
+    let actor = by.unwrap_or(if first_admin {
+        Actor::System
+    } else {
+        Actor::Cli
+    });
+    let audit = AuditEntry::new(workspace, actor, "user.create", "user", user.id.as_str())
+        .after(serde_json::json!({"username": user.username, "role": role}))
+        .detail(detail);
+    store
+        .insert_user(user, first_admin, audit)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_blocks_after_the_failures_and_forgets_after_the_window() {
+        let l = LoginLimiter::default();
+        let ip = Some(IpAddr::from([127, 0, 0, 1]));
+        for _ in 0..MAX_FAILURES {
+            assert!(l.check("anna", ip, 0).is_ok());
+            l.failed("anna", ip, 0);
+        }
+        assert!(l.check("anna", ip, 1000).is_err());
+        assert!(l.check("bob", ip, 1000).is_ok(), "per username");
+        assert!(
+            l.check("anna", Some(IpAddr::from([10, 0, 0, 1])), 1000)
+                .is_ok(),
+            "per address"
+        );
+        assert!(l.check("anna", ip, LIMIT_WINDOW_MS + 1).is_ok());
+        l.succeeded("anna", ip);
+        assert!(l.check("anna", ip, 1000).is_ok());
+    }
+
+    #[test]
+    fn limiter_memory_is_bounded() {
+        let l = LoginLimiter::default();
+        for i in 0..(LIMIT_ENTRIES + 50) {
+            l.failed(&format!("user{i}"), None, 0);
+        }
+        assert!(l.len() <= LIMIT_ENTRIES);
+    }
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next("/rules?x=1"), "/rules?x=1");
+        assert_eq!(safe_next("//evil.example"), "/");
+        assert_eq!(safe_next("https://evil.example"), "/");
+        assert_eq!(safe_next("/\\evil.example"), "/");
+    }
+}

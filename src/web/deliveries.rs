@@ -1,0 +1,386 @@
+//! Delivery pages: the log with filters (rule, status, event type, time) and cursor paging,
+//! and one delivery's attempts with request, response and a plain-language hint per error.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::auth::CsrfForm;
+use super::rules::pretty;
+use super::{AnyUser, EditorUser, Layout, WebError, fmt_time, ok, parse_local_time, see_other};
+use crate::api::blocking;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
+use crate::domain::event::EventType;
+use crate::domain::ids::{DeliveryId, RuleId};
+use crate::server::AppState;
+use crate::store::{DeliveryFilter, StoreError};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/deliveries").route(web::get().to(list)))
+        .service(web::resource("/deliveries/{id}").route(web::get().to(detail)))
+        .service(web::resource("/deliveries/{id}/redeliver").route(web::post().to(redeliver)));
+}
+
+pub struct DeliveryRow {
+    pub id: String,
+    pub created: String,
+    pub event_type: String,
+    pub rule_id: String,
+    pub rule_name: String,
+    pub status: String,
+    pub attempts: u32,
+    pub test: bool,
+}
+
+pub fn delivery_rows<S: std::hash::BuildHasher>(
+    page: &[Delivery],
+    names: &HashMap<RuleId, String, S>,
+) -> Vec<DeliveryRow> {
+    page.iter()
+        .map(|d| DeliveryRow {
+            id: d.id.to_string(),
+            created: fmt_time(d.created_at),
+            event_type: d.event_type.to_string(),
+            rule_id: d.rule_id.to_string(),
+            rule_name: names
+                .get(&d.rule_id)
+                .cloned()
+                .unwrap_or_else(|| "(deleted rule)".into()),
+            status: d.status.as_str().to_owned(),
+            attempts: d.attempts,
+            test: d.test,
+        })
+        .collect()
+}
+
+const STATUSES: [&str; 6] = [
+    "pending",
+    "retrying",
+    "succeeded",
+    "failed",
+    "blocked",
+    "condition_error",
+];
+
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    rule_id: Option<String>,
+    status: Option<String>,
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/deliveries.html")]
+struct DeliveriesPage {
+    l: Layout,
+    rules: Vec<(String, String)>,
+    statuses: [&'static str; 6],
+    rule_id: String,
+    status: String,
+    event_type: String,
+    since: String,
+    until: String,
+    error: Option<String>,
+    rows: Vec<DeliveryRow>,
+    /// Link to the next (older) page, filters kept.
+    older: Option<String>,
+    paged: bool,
+}
+
+const PAGE: usize = 50;
+
+fn nonempty(v: Option<&String>) -> Option<&str> {
+    v.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+fn filter_from(q: &ListQuery) -> Result<DeliveryFilter, String> {
+    let rule_id = nonempty(q.rule_id.as_ref())
+        .map(|r| RuleId::parse(r).ok_or_else(|| format!("{r:?} is not a rule id")))
+        .transpose()?;
+    let status = nonempty(q.status.as_ref())
+        .map(|s| DeliveryStatus::parse(s).ok_or_else(|| format!("{s:?} is not a status")))
+        .transpose()?;
+    let event_type = nonempty(q.event_type.as_ref())
+        .map(|t| EventType::parse(t).map_err(|e| format!("Event type: {e}")))
+        .transpose()?;
+    let time = |name: &str, v: Option<&String>| {
+        nonempty(v)
+            .map(|v| {
+                parse_local_time(v).ok_or_else(|| format!("{name} {v:?} is not a date and time"))
+            })
+            .transpose()
+    };
+    let since = time("From", q.since.as_ref())?;
+    // "Until 10:00" includes the whole minute.
+    let until = time("Until", q.until.as_ref())?.map(|u| u + 59_999);
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err("From must be before Until".into());
+    }
+    let before = nonempty(q.cursor.as_ref())
+        .map(|c| DeliveryId::parse(c).ok_or_else(|| "that page link is not valid".to_owned()))
+        .transpose()?;
+    Ok(DeliveryFilter {
+        rule_id,
+        status,
+        event_type,
+        since,
+        until,
+        before,
+        limit: PAGE,
+    })
+}
+
+async fn list(
+    AnyUser(me): AnyUser,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let q = query.into_inner();
+    let filter = filter_from(&q);
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let run = filter.clone().ok();
+    let (rules, page) = blocking(move || {
+        let rules = store.rules(&ws)?;
+        let page = run.map(|f| store.list_deliveries(&ws, &f)).transpose()?;
+        Ok::<_, StoreError>((rules, page))
+    })
+    .await?;
+    let names: HashMap<RuleId, String> = rules
+        .iter()
+        .map(|r| (r.id.clone(), r.name.clone()))
+        .collect();
+    let mut rule_options: Vec<(String, String)> = rules
+        .iter()
+        .map(|r| (r.id.to_string(), r.name.clone()))
+        .collect();
+    rule_options.sort_by_key(|r| r.1.to_lowercase());
+    let (rows, cursor) = page.unwrap_or_default();
+    let keep = |v: &Option<String>| v.clone().unwrap_or_default();
+    let older = cursor.map(|c| {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("rule_id", &q.rule_id),
+            ("status", &q.status),
+            ("event_type", &q.event_type),
+            ("since", &q.since),
+            ("until", &q.until),
+        ] {
+            if let Some(v) = nonempty(v.as_ref()) {
+                s.append_pair(k, v);
+            }
+        }
+        s.append_pair("cursor", c.as_str());
+        format!("/deliveries?{}", s.finish())
+    });
+    let error = filter.err();
+    let page = DeliveriesPage {
+        l: Layout::new(&state, Some(&me), "deliveries", "Deliveries"),
+        rules: rule_options,
+        statuses: STATUSES,
+        rule_id: keep(&q.rule_id),
+        status: keep(&q.status),
+        event_type: keep(&q.event_type),
+        since: keep(&q.since),
+        until: keep(&q.until),
+        rows: delivery_rows(&rows, &names),
+        older,
+        paged: q.cursor.is_some(),
+        error: error.clone(),
+    };
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    super::render(status, &page)
+}
+
+/// What an error kind means and what to do about it, for the person reading the log.
+pub fn hint(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Tls => {
+            "The receiver's HTTPS certificate was not accepted: it may be expired, self-signed, or made out for another name. Fix the certificate on the receiver, or add its authority to this server's trust store. Turning TLS verification off is unsafe."
+        }
+        ErrorKind::Dns => {
+            "The receiver's host name could not be found. Check the URL for typing mistakes, and that the name exists in DNS as this server sees it."
+        }
+        ErrorKind::Timeout => {
+            "The receiver did not answer within the rule's timeout. It may be down or overloaded: ask whoever runs it, or give it longer (timeout, at most 30 seconds)."
+        }
+        ErrorKind::Connect => {
+            "No connection could be made: nothing is listening at that address and port, or a firewall refuses it. Check the URL and that the receiver is running."
+        }
+        ErrorKind::WebhookUrlBlocked => {
+            "This URL is not allowed in production mode (for example http:// instead of https://, or an IP address instead of a name). Edit the rule's URL; this is not retried."
+        }
+        ErrorKind::SsrfBlocked => {
+            "The host name led to a private or local network address, which production mode refuses so webhooks cannot reach internal systems. If the receiver really is on the clinic's network, an admin can allow its range with network.allow."
+        }
+        ErrorKind::HttpStatus => {
+            "The receiver answered, but not with success (2xx). Its response below usually says why: 401 or 403, check the secret headers; 404, check the URL path; 5xx, a problem on the receiver's side; 410 turns the rule off."
+        }
+        ErrorKind::TemplateError => {
+            "The rule's body template could not be made into a request for this event. Fix the template on the rule; this is not retried."
+        }
+    }
+}
+
+struct AttemptView {
+    number: u32,
+    started: String,
+    duration_ms: u64,
+    status_code: Option<u16>,
+    ok: bool,
+    error_kind: Option<String>,
+    error: Option<String>,
+    hint: Option<&'static str>,
+    method: String,
+    url: String,
+    request_headers: Vec<(String, String)>,
+    request_body: Option<String>,
+    response_headers: Vec<(String, String)>,
+    response_body: Option<String>,
+    truncated: bool,
+    has_response: bool,
+}
+
+impl AttemptView {
+    fn new(a: &Attempt) -> Self {
+        let kind = a.error_kind;
+        Self {
+            number: a.number,
+            started: fmt_time(a.started_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            ok: a.succeeded(),
+            error_kind: kind.and_then(|k| {
+                serde_json::to_value(k)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+            }),
+            error: a.error.clone(),
+            hint: kind.map(hint),
+            method: a.request.method.clone(),
+            url: a.request.url.clone(),
+            request_headers: a.request.headers.clone(),
+            request_body: a.request.body.as_deref().map(pretty),
+            response_headers: a
+                .response
+                .as_ref()
+                .map(|r| r.headers.clone())
+                .unwrap_or_default(),
+            response_body: a.response.as_ref().and_then(|r| r.body.clone()),
+            truncated: a.response.as_ref().is_some_and(|r| r.truncated),
+            has_response: a.response.is_some(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/delivery.html")]
+struct DeliveryPage {
+    l: Layout,
+    id: String,
+    event_id: String,
+    event_type: String,
+    rule_id: String,
+    rule_name: String,
+    status: &'static str,
+    test: bool,
+    created: String,
+    next_attempt: Option<String>,
+    open: bool,
+    attempts: Vec<AttemptView>,
+}
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+fn parse_id(raw: &str) -> Result<DeliveryId, WebError> {
+    DeliveryId::parse(raw).ok_or_else(|| {
+        WebError::status(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("There is no delivery {raw:?}."),
+        )
+    })
+}
+
+async fn detail(
+    AnyUser(me): AnyUser,
+    path: web::Path<String>,
+    query: web::Query<DoneQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = parse_id(&path)?;
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let (d, attempts) = blocking(move || {
+        let d = store.delivery(&ws, &id)?;
+        let a = store.attempts(&id)?;
+        Ok::<_, StoreError>((d, a))
+    })
+    .await?;
+    let rule_name = state
+        .store
+        .cached_rule(&d.rule_id)
+        .map_or_else(|| "(deleted rule)".to_owned(), |r| r.name.clone());
+    let flash = match query.done.as_deref() {
+        Some("test") => Some("Test event sent once, without retries. The request and the receiver's answer are below.".to_owned()),
+        Some("redeliver") => Some("Queued to be sent again. Reload in a moment to see the new attempt.".to_owned()),
+        _ => None,
+    };
+    let page = DeliveryPage {
+        l: Layout::new(&state, Some(&me), "deliveries", "Delivery").flash(flash),
+        id: d.id.to_string(),
+        event_id: d.event_id.to_string(),
+        event_type: d.event_type.to_string(),
+        rule_id: d.rule_id.to_string(),
+        rule_name,
+        status: d.status.as_str(),
+        test: d.test,
+        created: fmt_time(d.created_at),
+        next_attempt: d
+            .next_attempt_at
+            .filter(|_| d.status.is_open())
+            .map(fmt_time),
+        open: d.status.is_open(),
+        attempts: attempts.iter().map(AttemptView::new).collect(),
+    };
+    ok(&page)
+}
+
+async fn redeliver(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = parse_id(&path)?;
+    let delivery = state
+        .store
+        .redeliver(me.workspace().clone(), id.clone())
+        .await?;
+    state.dispatcher.enqueue_deliveries([&delivery]);
+    // The re-send is recorded: someone chose to send PHI to a receiver again.
+    let audit = crate::domain::audit::AuditEntry::new(
+        me.workspace(),
+        me.actor(),
+        "delivery.redeliver",
+        "delivery",
+        id.as_str(),
+    );
+    state.store.audit(audit).await?;
+    Ok(see_other(&format!("/deliveries/{id}?done=redeliver")))
+}

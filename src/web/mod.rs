@@ -1,0 +1,323 @@
+//! The admin UI (SPEC §8): server-rendered askama pages for people, beside the JSON API for
+//! programs. Sessions, CSRF and roles live in `auth`; every page goes through the same store
+//! and rule functions as the API, so the UI can never do what the API would refuse.
+
+pub mod admin;
+pub mod assets;
+pub mod auth;
+pub mod dashboard;
+pub mod deliveries;
+pub mod rules;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use askama::Template;
+
+use crate::domain::time::to_rfc3339;
+use crate::domain::user::UserRole;
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::store::StoreError;
+
+pub use auth::{AdminUser, AnyUser, CurrentUser, EditorUser, UiState};
+
+/// Every UI route. Registered after the API, so `/api/…` and `/healthz` keep their own
+/// handlers and 404s; everything else is a page, with the security headers below.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(security_headers())
+            .configure(assets::routes)
+            .configure(auth::routes)
+            .configure(dashboard::routes)
+            .configure(rules::routes)
+            .configure(deliveries::routes)
+            .configure(admin::routes)
+            .default_service(web::to(not_found)),
+    );
+}
+
+/// Strict headers on every UI response. The CSP allows only this origin's own files: no
+/// inline script or style anywhere, so an injected tag cannot run even if escaping failed.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        // Pages show PHI (payloads, responses): never kept in a shared or browser cache.
+        // Static assets set their own Cache-Control, which DefaultHeaders leaves alone.
+        .add((header::CACHE_CONTROL, "no-store"))
+}
+
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, WebError> {
+    Err(WebError::status(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        format!("There is no page at {}.", req.path()),
+    ))
+}
+
+/// What every page's layout needs: who is signed in, their form token, the mode banner.
+pub struct Layout {
+    pub title: String,
+    /// Which nav entry is current.
+    pub nav: &'static str,
+    pub username: Option<String>,
+    pub role: &'static str,
+    pub can_edit: bool,
+    pub is_admin: bool,
+    pub csrf: String,
+    pub dev: bool,
+    pub flash: Option<String>,
+    pub css: String,
+    pub js: String,
+}
+
+impl Layout {
+    pub fn new(
+        state: &AppState,
+        user: Option<&CurrentUser>,
+        nav: &'static str,
+        title: &str,
+    ) -> Self {
+        let role = user.map(|u| u.user.role);
+        Self {
+            title: title.to_owned(),
+            nav,
+            username: user.map(|u| u.user.username.clone()),
+            role: role.map_or("", UserRole::as_str),
+            can_edit: role.is_some_and(|r| r >= UserRole::Editor),
+            is_admin: role == Some(UserRole::Admin),
+            csrf: user.map(|u| u.session.csrf.clone()).unwrap_or_default(),
+            dev: state.config.is_development(),
+            flash: None,
+            css: assets::url("css/app.css"),
+            js: assets::url("js/app.js"),
+        }
+    }
+
+    #[must_use]
+    pub fn flash(mut self, message: Option<String>) -> Self {
+        self.flash = message;
+        self
+    }
+}
+
+/// Renders a page with a status.
+pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, WebError> {
+    let body = page.render().map_err(|e| WebError::Internal(e.into()))?;
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}
+
+pub fn ok(page: &impl Template) -> Result<HttpResponse, WebError> {
+    render(StatusCode::OK, page)
+}
+
+/// 303 See Other: where a form post sends the browser afterwards (post/redirect/get).
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
+}
+
+/// A UI error: an HTML page, or a redirect (to sign in).
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("redirect to {0}")]
+    Redirect(String),
+    #[error("{title}: {message}")]
+    Page {
+        status: StatusCode,
+        title: String,
+        message: String,
+    },
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl WebError {
+    pub fn status(status: StatusCode, title: &str, message: impl Into<String>) -> Self {
+        Self::Page {
+            status,
+            title: title.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::status(StatusCode::FORBIDDEN, "Not allowed", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::status(StatusCode::BAD_REQUEST, "That did not work", message)
+    }
+}
+
+impl From<ApiError> for WebError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Client {
+                status, message, ..
+            } => {
+                let title = match status {
+                    StatusCode::NOT_FOUND => "Not found",
+                    StatusCode::CONFLICT => "Not possible right now",
+                    _ => "That did not work",
+                };
+                Self::status(status, title, message)
+            }
+            ApiError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<actix_web::error::BlockingError> for WebError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        Self::Internal(anyhow::anyhow!("blocking task failed: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/error.html")]
+struct ErrorPage<'a> {
+    l: Layout,
+    status: u16,
+    heading: &'a str,
+    message: &'a str,
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Redirect(_) => StatusCode::SEE_OTHER,
+            Self::Page { status, .. } => *status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, heading, message) = match self {
+            Self::Redirect(to) => return see_other(to),
+            Self::Page {
+                status,
+                title,
+                message,
+            } => (*status, title.as_str(), message.as_str()),
+            Self::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "internal error in the admin UI");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "tidings could not show this page. The server log has the details.",
+                )
+            }
+        };
+        // The error page has no nav (no user at hand here) and no script.
+        let l = Layout {
+            title: heading.to_owned(),
+            nav: "",
+            username: None,
+            role: "",
+            can_edit: false,
+            is_admin: false,
+            csrf: String::new(),
+            dev: false,
+            flash: None,
+            css: assets::url("css/app.css"),
+            js: assets::url("js/app.js"),
+        };
+        let page = ErrorPage {
+            l,
+            status: status.as_u16(),
+            heading,
+            message,
+        };
+        match page.render() {
+            Ok(body) => HttpResponse::build(status)
+                .content_type("text/html; charset=utf-8")
+                .body(body),
+            Err(_) => HttpResponse::build(status)
+                .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("text/plain")))
+                .body(message.to_owned()),
+        }
+    }
+}
+
+/// `2026-11-23 10:00:05 UTC`: readable, and unambiguous about the zone.
+pub fn fmt_time(ms: i64) -> String {
+    let s = to_rfc3339(ms - ms.rem_euclid(1000));
+    s.replacen('T', " ", 1).replace('Z', " UTC")
+}
+
+/// `datetime-local` form value (`2026-11-23T10:00`, read as UTC) to Unix ms.
+pub fn parse_local_time(v: &str) -> Option<i64> {
+    let v = v.trim();
+    let full = match v.len() {
+        16 => format!("{v}:00Z"),
+        19 => format!("{v}Z"),
+        _ => v.to_owned(),
+    };
+    crate::domain::time::parse_rfc3339(&full)
+}
+
+/// Form fields as posted, in order (repeated names kept, for header rows).
+#[derive(Debug, Default, Clone)]
+pub struct Fields(pub Vec<(String, String)>);
+
+impl Fields {
+    pub fn parse(body: &[u8]) -> Self {
+        Self(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The first value of `name`, or "" when absent.
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_fields() {
+        let ms = parse_local_time("2026-11-23T10:00").unwrap();
+        assert_eq!(fmt_time(ms + 123), "2026-11-23 10:00:00 UTC");
+        assert!(parse_local_time("soon").is_none());
+        let f = Fields::parse(b"a=1&h=x&h=y&e=%3Cb%3E");
+        assert_eq!(f.get("a"), "1");
+        assert_eq!(f.all("h"), ["x", "y"]);
+        assert_eq!(f.get("e"), "<b>");
+        assert_eq!(f.get("missing"), "");
+    }
+}

@@ -1,0 +1,826 @@
+//! Rule pages: list with status badges, the create/edit form (every SPEC §2 field, validated
+//! by the same `RuleInput::validate` and saved by the same functions as the API), and the
+//! detail page with secret reveal and rotation, activation, test event and history.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::CsrfForm;
+use super::deliveries::{DeliveryRow, delivery_rows};
+use super::{AnyUser, EditorUser, Fields, Layout, WebError, fmt_time, ok, render, see_other};
+use crate::api::blocking;
+use crate::api::rules::{
+    SampleRequest, create_rule, delete_rule, editable_json, load, preview_json, reveal_secret,
+    rotate_secret, send_test, update_rule,
+};
+use crate::domain::ids::RuleId;
+use crate::domain::rule::{FieldError, MASK, Rule, RuleInput, TriggerInput, WebhookInput};
+use crate::server::AppState;
+use crate::store::DeliveryFilter;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/rules").route(web::get().to(list)))
+        .service(
+            web::resource("/rules/new")
+                .route(web::get().to(new_form))
+                .route(web::post().to(create)),
+        )
+        .service(web::resource("/rules/{id}").route(web::get().to(detail)))
+        .service(
+            web::resource("/rules/{id}/edit")
+                .route(web::get().to(edit_form))
+                .route(web::post().to(update)),
+        )
+        .service(web::resource("/rules/{id}/active").route(web::post().to(set_active)))
+        .service(web::resource("/rules/{id}/delete").route(web::post().to(remove)))
+        .service(web::resource("/rules/{id}/secret").route(web::post().to(reveal)))
+        .service(web::resource("/rules/{id}/rotate").route(web::post().to(rotate)))
+        .service(web::resource("/rules/{id}/preview").route(web::get().to(preview)))
+        .service(web::resource("/rules/{id}/test").route(web::post().to(test)));
+}
+
+fn rule_id(raw: &str) -> Result<RuleId, WebError> {
+    RuleId::parse(raw).ok_or_else(|| {
+        WebError::status(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("There is no rule {raw:?}."),
+        )
+    })
+}
+
+/// A rule's status word for badges: `active`, `inactive` or `webhook_url_blocked`.
+fn status_word(rule: &Rule, state: &AppState) -> String {
+    serde_json::to_value(rule.status(&state.policy))
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// What triggers a rule, in words. Read from the rule's JSON form so every trigger kind
+/// (events, and schedules once routines land) is shown without matching on the enum.
+fn trigger_label(rule: &Rule) -> String {
+    let t = serde_json::to_value(&rule.trigger).unwrap_or(Value::Null);
+    match t["type"].as_str() {
+        Some("event") => {
+            let events: Vec<&str> = t["events"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!("events: {}", events.join(", "))
+        }
+        Some("schedule") => format!(
+            "schedule: {} ({})",
+            t["cron"].as_str().unwrap_or(""),
+            t["timezone"].as_str().unwrap_or("UTC")
+        ),
+        _ => t.to_string(),
+    }
+}
+
+struct RuleRow {
+    id: String,
+    name: String,
+    trigger: String,
+    url: String,
+    status: String,
+    failing_since: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/rules.html")]
+struct RulesPage {
+    l: Layout,
+    rows: Vec<RuleRow>,
+}
+
+async fn list(AnyUser(me): AnyUser, state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let (mut rules, failing) = blocking(move || {
+        Ok::<_, crate::store::StoreError>((store.rules(&ws)?, store.rules_failing_since()?))
+    })
+    .await?;
+    rules.sort_by_key(|r| r.name.to_lowercase());
+    let rows = rules
+        .iter()
+        .map(|r| RuleRow {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            trigger: trigger_label(r),
+            url: r.webhook.url.clone(),
+            status: status_word(r, &state),
+            failing_since: failing.get(&r.id).map(|&at| fmt_time(at)),
+        })
+        .collect();
+    ok(&RulesPage {
+        l: Layout::new(&state, Some(&me), "rules", "Rules"),
+        rows,
+    })
+}
+
+/// The form's fields as typed, so a refused form comes back exactly as it was sent.
+#[derive(Debug, Clone)]
+pub struct RuleForm {
+    name: String,
+    description: String,
+    active: bool,
+    max_concurrency: String,
+    trigger_type: String,
+    events: String,
+    cron: String,
+    timezone: String,
+    condition: String,
+    url: String,
+    method: String,
+    content_type: String,
+    headers: Vec<(String, String)>,
+    /// (name, value typed); an empty value for a stored name keeps the stored value.
+    secret_headers: Vec<(String, String)>,
+    signing: String,
+    payload_format: String,
+    body_template: String,
+    tls_verify: bool,
+    timeout_ms: String,
+}
+
+impl Default for RuleForm {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            description: String::new(),
+            active: true,
+            max_concurrency: "8".into(),
+            trigger_type: "event".into(),
+            events: String::new(),
+            cron: String::new(),
+            timezone: "UTC".into(),
+            condition: String::new(),
+            url: String::new(),
+            method: "POST".into(),
+            content_type: "application/json".into(),
+            headers: Vec::new(),
+            secret_headers: Vec::new(),
+            signing: "hmac-sha256".into(),
+            payload_format: "flat".into(),
+            body_template: String::new(),
+            tls_verify: true,
+            timeout_ms: "10000".into(),
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn pairs(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(v))).collect())
+        .unwrap_or_default()
+}
+
+impl RuleForm {
+    /// A stored rule as the form shows it: from its editable JSON, the same shape the API's
+    /// PATCH starts from, with secret header values left blank (write-only).
+    fn from_rule(rule: &Rule) -> Self {
+        let v = editable_json(rule);
+        let t = &v["trigger"];
+        let w = &v["webhook"];
+        let events: Vec<String> = t["events"]
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default();
+        Self {
+            name: text(&v["name"]),
+            description: text(&v["description"]),
+            active: v["active"].as_bool().unwrap_or(true),
+            max_concurrency: text(&v["max_concurrency"]),
+            trigger_type: t["type"].as_str().unwrap_or("event").to_owned(),
+            events: events.join("\n"),
+            cron: text(&t["cron"]),
+            timezone: t["timezone"].as_str().unwrap_or("UTC").to_owned(),
+            condition: text(&v["condition"]),
+            url: text(&w["url"]),
+            method: text(&w["method"]),
+            content_type: text(&w["content_type"]),
+            headers: pairs(&w["headers"]),
+            secret_headers: pairs(&w["secret_headers"])
+                .into_iter()
+                .map(|(k, _)| (k, String::new()))
+                .collect(),
+            signing: text(&w["signing"]),
+            payload_format: text(&w["payload_format"]),
+            body_template: text(&w["body_template"]),
+            tls_verify: w["tls_verify"].as_bool().unwrap_or(true),
+            timeout_ms: text(&w["timeout_ms"]),
+        }
+    }
+
+    fn from_fields(f: &Fields) -> Self {
+        let rows = |names: &str, values: &str| -> Vec<(String, String)> {
+            let values = f.all(values);
+            f.all(names)
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    (
+                        n.trim().to_owned(),
+                        values.get(i).map(|v| (*v).to_owned()).unwrap_or_default(),
+                    )
+                })
+                .filter(|(n, v)| !n.is_empty() || !v.is_empty())
+                .collect()
+        };
+        Self {
+            name: f.get("name").to_owned(),
+            description: f.get("description").to_owned(),
+            active: f.has("active"),
+            max_concurrency: f.get("max_concurrency").trim().to_owned(),
+            trigger_type: f.get("trigger_type").to_owned(),
+            events: f.get("events").to_owned(),
+            cron: f.get("cron").to_owned(),
+            timezone: f.get("timezone").to_owned(),
+            condition: f.get("condition").to_owned(),
+            url: f.get("url").to_owned(),
+            method: f.get("method").to_owned(),
+            content_type: f.get("content_type").to_owned(),
+            headers: rows("header_name", "header_value"),
+            secret_headers: rows("secret_name", "secret_value"),
+            signing: f.get("signing").to_owned(),
+            payload_format: f.get("payload_format").to_owned(),
+            body_template: f.get("body_template").to_owned(),
+            tls_verify: f.has("tls_verify"),
+            timeout_ms: f.get("timeout_ms").trim().to_owned(),
+        }
+    }
+
+    /// The `RuleInput` the API would get for the same rule. Only what a form cannot say in
+    /// JSON is checked here (numbers, header rows); every rule of SPEC §2 is checked after,
+    /// by `RuleInput::validate`, exactly as for the API.
+    fn to_input(&self, existing: Option<&Rule>) -> Result<RuleInput, FieldError> {
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
+        let max_concurrency = self
+            .max_concurrency
+            .parse::<u32>()
+            .map_err(|_| FieldError::new("max_concurrency", "must be a whole number, such as 8"))?;
+        let timeout_ms = self.timeout_ms.parse::<u64>().map_err(|_| {
+            FieldError::new(
+                "webhook.timeout_ms",
+                "must be a whole number of milliseconds, such as 10000",
+            )
+        })?;
+        let mut headers = BTreeMap::new();
+        for (name, value) in &self.headers {
+            if name.is_empty() {
+                return Err(FieldError::new(
+                    "webhook.headers",
+                    "a header row has a value but no name",
+                ));
+            }
+            headers.insert(name.clone(), value.clone());
+        }
+        let mut secret_headers = BTreeMap::new();
+        for (name, value) in &self.secret_headers {
+            if name.is_empty() {
+                return Err(FieldError::new(
+                    "webhook.secret_headers",
+                    "a secret header row has a value but no name",
+                ));
+            }
+            let stored = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(name));
+            let value = if value.is_empty() {
+                if !stored {
+                    return Err(FieldError::new(
+                        "webhook.secret_headers",
+                        format!("{name:?} needs a value"),
+                    ));
+                }
+                // Left blank: keep the stored value, as the API does for the mask.
+                MASK.to_owned()
+            } else {
+                value.clone()
+            };
+            secret_headers.insert(name.clone(), value);
+        }
+        let trigger = if self.trigger_type == "schedule" {
+            TriggerInput {
+                kind: Some("schedule".into()),
+                events: None,
+                cron: opt(&self.cron),
+                timezone: opt(&self.timezone),
+            }
+        } else {
+            TriggerInput {
+                kind: opt(&self.trigger_type),
+                events: Some(
+                    self.events
+                        .split(['\n', ','])
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                cron: None,
+                timezone: None,
+            }
+        };
+        Ok(RuleInput {
+            name: Some(self.name.clone()),
+            description: Some(self.description.clone()),
+            active: Some(self.active),
+            max_concurrency: Some(max_concurrency),
+            trigger: Some(trigger),
+            condition: opt(&self.condition),
+            webhook: Some(WebhookInput {
+                url: Some(self.url.clone()),
+                method: opt(&self.method),
+                content_type: opt(&self.content_type),
+                headers: Some(headers),
+                secret_headers: Some(secret_headers),
+                signing: opt(&self.signing),
+                payload_format: opt(&self.payload_format),
+                body_template: opt(&self.body_template),
+                tls_verify: Some(self.tls_verify),
+                timeout_ms: Some(timeout_ms),
+            }),
+            ..RuleInput::default()
+        })
+    }
+}
+
+/// Form field names for each validation field, to point at the right input.
+fn field_label(field: &str) -> &'static str {
+    match field {
+        "name" => "Name",
+        "description" => "Description",
+        "max_concurrency" => "Requests at once",
+        "trigger" | "trigger.type" => "Trigger",
+        "trigger.events" => "Event types",
+        "trigger.cron" => "Schedule (cron)",
+        "trigger.timezone" => "Time zone",
+        "condition" => "Condition",
+        "webhook" | "webhook.url" => "URL",
+        "webhook.method" => "Method",
+        "webhook.content_type" => "Content type",
+        "webhook.headers" => "Headers",
+        "webhook.secret_headers" => "Secret headers",
+        "webhook.signing" => "Signing",
+        "webhook.payload_format" => "Payload format",
+        "webhook.body_template" => "Body template",
+        "webhook.tls_verify" => "TLS verification",
+        "webhook.timeout_ms" => "Timeout",
+        _ => "A field",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/rule_form.html")]
+struct RuleFormPage {
+    l: Layout,
+    /// None for a new rule.
+    rule_id: Option<String>,
+    f: RuleForm,
+    error: Option<FieldError>,
+    header_rows: Vec<(String, String)>,
+    /// (name, stored) — stored ones show a masked placeholder and keep their value if blank.
+    secret_rows: Vec<(String, bool)>,
+    error_label: &'static str,
+}
+
+impl RuleFormPage {
+    fn new(
+        l: Layout,
+        rule_id: Option<String>,
+        f: RuleForm,
+        error: Option<FieldError>,
+        existing: Option<&Rule>,
+    ) -> Self {
+        // A few blank rows, so headers can be added without JavaScript.
+        let mut header_rows = f.headers.clone();
+        header_rows.extend((0..2).map(|_| (String::new(), String::new())));
+        let mut secret_rows: Vec<(String, bool)> = f
+            .secret_headers
+            .iter()
+            .map(|(n, _)| {
+                let stored = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(n));
+                (n.clone(), stored)
+            })
+            .collect();
+        secret_rows.extend((0..2).map(|_| (String::new(), false)));
+        let error_label = error.as_ref().map_or("", |e| field_label(&e.field));
+        Self {
+            l,
+            rule_id,
+            f,
+            error,
+            header_rows,
+            secret_rows,
+            error_label,
+        }
+    }
+
+    /// The error for a form field, if validation refused that one. `trigger` and `webhook`
+    /// (a missing whole section) are shown at the trigger type and the URL.
+    fn err(&self, field: &str) -> Option<&str> {
+        let e = self.error.as_ref()?;
+        let hit = e.field == field
+            || (field == "trigger.type" && e.field == "trigger")
+            || (field == "webhook.url" && e.field == "webhook");
+        hit.then_some(e.message.as_str())
+    }
+
+    // askama passes template arguments by reference.
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    fn secret_value(&self, i: &usize) -> &str {
+        self.f
+            .secret_headers
+            .get(*i)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+async fn new_form(
+    EditorUser(me): EditorUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let page = RuleFormPage::new(
+        Layout::new(&state, Some(&me), "rules", "New rule"),
+        None,
+        RuleForm::default(),
+        None,
+        None,
+    );
+    ok(&page)
+}
+
+async fn create(
+    EditorUser(me): EditorUser,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let form = RuleForm::from_fields(&fields);
+    let spec = form
+        .to_input(None)
+        .and_then(|input| input.validate(&state.policy, None));
+    match spec {
+        Ok(spec) => {
+            let rule = create_rule(&state, me.workspace(), me.actor(), spec).await?;
+            Ok(see_other(&format!("/rules/{}?done=created", rule.id)))
+        }
+        Err(e) => render(
+            StatusCode::BAD_REQUEST,
+            &RuleFormPage::new(
+                Layout::new(&state, Some(&me), "rules", "New rule"),
+                None,
+                form,
+                Some(e),
+                None,
+            ),
+        ),
+    }
+}
+
+async fn edit_form(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let rule = load(&state, me.workspace().clone(), rule_id(&path)?).await?;
+    let page = RuleFormPage::new(
+        Layout::new(&state, Some(&me), "rules", &format!("Edit {}", rule.name)),
+        Some(rule.id.to_string()),
+        RuleForm::from_rule(&rule),
+        None,
+        Some(&rule),
+    );
+    ok(&page)
+}
+
+async fn update(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let existing = load(&state, me.workspace().clone(), rule_id(&path)?).await?;
+    let form = RuleForm::from_fields(&fields);
+    let spec = form
+        .to_input(Some(&existing))
+        .and_then(|input| input.validate(&state.policy, Some(&existing)));
+    match spec {
+        Ok(spec) => {
+            let rule = update_rule(&state, me.workspace(), me.actor(), existing, spec).await?;
+            Ok(see_other(&format!("/rules/{}?done=saved", rule.id)))
+        }
+        Err(e) => render(
+            StatusCode::BAD_REQUEST,
+            &RuleFormPage::new(
+                Layout::new(
+                    &state,
+                    Some(&me),
+                    "rules",
+                    &format!("Edit {}", existing.name),
+                ),
+                Some(existing.id.to_string()),
+                form,
+                Some(e),
+                Some(&existing),
+            ),
+        ),
+    }
+}
+
+/// Turns a rule on or off: the stored rule with `active` changed, through the same
+/// validation and update as an API PATCH `{"active": …}`.
+async fn set_active(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let existing = load(&state, me.workspace().clone(), rule_id(&path)?).await?;
+    let active = fields.get("active") == "true";
+    let mut v = editable_json(&existing);
+    v["active"] = Value::Bool(active);
+    let input: RuleInput = serde_json::from_value(v).map_err(|e| WebError::Internal(e.into()))?;
+    let spec = input
+        .validate(&state.policy, Some(&existing))
+        .map_err(|e| WebError::bad_request(e.to_string()))?;
+    let rule = update_rule(&state, me.workspace(), me.actor(), existing, spec).await?;
+    let done = if active { "activated" } else { "deactivated" };
+    Ok(see_other(&format!("/rules/{}?done={done}", rule.id)))
+}
+
+async fn remove(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    delete_rule(&state, me.workspace(), me.actor(), rule_id(&path)?).await?;
+    Ok(see_other("/rules?done=deleted"))
+}
+
+struct RuleView {
+    id: String,
+    name: String,
+    description: String,
+    status: String,
+    status_reason: Option<String>,
+    active: bool,
+    trigger: String,
+    condition: Option<String>,
+    url: String,
+    method: String,
+    content_type: String,
+    headers: Vec<(String, String)>,
+    secret_header_names: Vec<String>,
+    signing: String,
+    payload_format: String,
+    body_template: Option<String>,
+    tls_verify: bool,
+    timeout_ms: u32,
+    max_concurrency: u32,
+    secret_hint: String,
+    created: String,
+    updated: String,
+    failing_since: Option<String>,
+}
+
+impl RuleView {
+    fn new(rule: &Rule, state: &AppState, failing_since: Option<i64>) -> Self {
+        let w = editable_json(rule);
+        Self {
+            id: rule.id.to_string(),
+            name: rule.name.clone(),
+            description: rule.description.clone(),
+            status: status_word(rule, state),
+            status_reason: rule
+                .status_reason
+                .clone()
+                .or_else(|| rule.url_problem(&state.policy).map(|p| p.to_string())),
+            active: rule.active,
+            trigger: trigger_label(rule),
+            condition: rule.condition.clone(),
+            url: rule.webhook.url.clone(),
+            method: rule.webhook.method.as_str().to_owned(),
+            content_type: rule.webhook.content_type.clone(),
+            headers: rule
+                .webhook
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            secret_header_names: rule.webhook.secret_headers.keys().cloned().collect(),
+            signing: text(&w["webhook"]["signing"]),
+            payload_format: text(&w["webhook"]["payload_format"]),
+            body_template: rule.webhook.body_template.clone(),
+            tls_verify: rule.webhook.tls_verify,
+            timeout_ms: rule.webhook.timeout_ms,
+            max_concurrency: rule.max_concurrency,
+            secret_hint: rule.secret_hint().to_owned(),
+            created: fmt_time(rule.created_at),
+            updated: fmt_time(rule.updated_at),
+            failing_since: failing_since.map(fmt_time),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/rule.html")]
+struct RulePage {
+    l: Layout,
+    r: RuleView,
+    /// A secret to show once (after reveal or rotation); the page is never cached.
+    revealed: Option<String>,
+    history: Vec<DeliveryRow>,
+    more_history: bool,
+}
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+fn done_message(done: Option<&str>) -> Option<String> {
+    let m = match done? {
+        "created" => {
+            "Rule created. It has its own signing secret; reveal it below to set up the receiver."
+        }
+        "saved" => "Changes saved.",
+        "activated" => "Rule turned on: matching events are delivered again.",
+        "deactivated" => "Rule turned off: it matches nothing until it is turned on again.",
+        "deleted" => "Rule deleted. Its delivery history is kept.",
+        _ => return None,
+    };
+    Some(m.to_owned())
+}
+
+/// Deliveries shown on a rule's page; the full, filterable log is a link away.
+const HISTORY: usize = 20;
+
+async fn rule_page(
+    state: &AppState,
+    me: &super::CurrentUser,
+    id: RuleId,
+    revealed: Option<String>,
+    flash: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    let rule = load(state, me.workspace().clone(), id.clone()).await?;
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let filter = DeliveryFilter {
+        rule_id: Some(id.clone()),
+        limit: HISTORY,
+        ..DeliveryFilter::default()
+    };
+    let (page, cursor, failing) = blocking(move || {
+        let (page, cursor) = store.list_deliveries(&ws, &filter)?;
+        Ok::<_, crate::store::StoreError>((page, cursor, store.rules_failing_since()?))
+    })
+    .await?;
+    let names: std::collections::HashMap<_, _> =
+        std::iter::once((rule.id.clone(), rule.name.clone())).collect();
+    let page = RulePage {
+        l: Layout::new(state, Some(me), "rules", &rule.name).flash(flash),
+        r: RuleView::new(&rule, state, failing.get(&rule.id).copied()),
+        revealed,
+        history: delivery_rows(&page, &names),
+        more_history: cursor.is_some(),
+    };
+    ok(&page)
+}
+
+async fn detail(
+    AnyUser(me): AnyUser,
+    path: web::Path<String>,
+    query: web::Query<DoneQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    rule_page(
+        &state,
+        &me,
+        rule_id(&path)?,
+        None,
+        done_message(query.done.as_deref()),
+    )
+    .await
+}
+
+async fn reveal(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = rule_id(&path)?;
+    let secret = reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
+    let flash = "This view of the signing secret is recorded in the audit log.".to_owned();
+    rule_page(&state, &me, id, Some(secret), Some(flash)).await
+}
+
+async fn rotate(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = rule_id(&path)?;
+    let secret = rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
+    let overlap = humantime::format_duration(state.config.signing.rotation_overlap);
+    let flash = format!(
+        "New signing secret made. The previous one keeps signing alongside it for {overlap}, so update the receiver within that time."
+    );
+    rule_page(&state, &me, id, Some(secret), Some(flash)).await
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    event_type: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/preview.html")]
+struct PreviewPage {
+    l: Layout,
+    rule_id: String,
+    rule_name: String,
+    event_type: String,
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn sample(event_type: Option<&str>) -> SampleRequest {
+    SampleRequest {
+        event_type: event_type
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned),
+        data: None,
+    }
+}
+
+async fn preview(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    query: web::Query<PreviewQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = rule_id(&path)?;
+    let rule = load(&state, me.workspace().clone(), id.clone()).await?;
+    let p = preview_json(
+        &state,
+        me.workspace(),
+        id.as_str(),
+        sample(query.event_type.as_deref()),
+    )
+    .await?;
+    let page = PreviewPage {
+        l: Layout::new(&state, Some(&me), "rules", "Test event preview"),
+        rule_id: id.to_string(),
+        rule_name: rule.name,
+        event_type: text(&p["event_type"]),
+        method: text(&p["method"]),
+        url: text(&p["url"]),
+        headers: pairs(&p["headers"]),
+        body: pretty(&text(&p["body"])),
+    };
+    ok(&page)
+}
+
+/// JSON bodies indented for reading; anything else as it is.
+pub fn pretty(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| body.to_owned())
+}
+
+async fn test(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = rule_id(&path)?;
+    let (delivery, _) = send_test(
+        &state,
+        me.workspace(),
+        id.as_str(),
+        sample(Some(fields.get("event_type"))),
+    )
+    .await?;
+    Ok(see_other(&format!("/deliveries/{}?done=test", delivery.id)))
+}

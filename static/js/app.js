@@ -1,0 +1,61 @@
+// tidings admin UI: small progressive enhancements. Every page works without this file.
+"use strict";
+document.documentElement.classList.replace("no-js", "js");
+
+document.addEventListener("DOMContentLoaded", () => {
+  // Forms that change something important ask first.
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (e) => {
+      if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+    });
+  }
+
+  // Header rows: add a copy of the last row, or remove one, keeping labels unique.
+  let counter = 1000;
+  const renumber = (row) => {
+    counter += 1;
+    for (const input of row.querySelectorAll("input")) {
+      const label = row.querySelector(`label[for="${input.id}"]`);
+      const id = input.id.replace(/_\d+$/, `_${counter}`);
+      if (label) label.htmlFor = id;
+      input.id = id;
+      input.value = "";
+      input.placeholder = input.type === "password" ? "value" : input.placeholder;
+    }
+  };
+  for (const box of document.querySelectorAll("[data-rows]")) {
+    box.addEventListener("click", (e) => {
+      const target = e.target;
+      if (!(target instanceof HTMLElement)) return;
+      if (target.hasAttribute("data-add-row")) {
+        const rows = box.querySelectorAll(".row");
+        const last = rows[rows.length - 1];
+        if (!last) return;
+        const copy = last.cloneNode(true);
+        renumber(copy);
+        last.after(copy);
+        copy.querySelector("input")?.focus();
+      } else if (target.hasAttribute("data-remove-row")) {
+        const row = target.closest(".row");
+        if (!row) return;
+        if (box.querySelectorAll(".row").length > 1) {
+          row.remove();
+        } else {
+          for (const input of row.querySelectorAll("input")) input.value = "";
+        }
+      }
+    });
+  }
+
+  // Show only the fields that apply (event patterns or cron; the body template).
+  const toggles = document.querySelectorAll("[data-show-when]");
+  const update = () => {
+    for (const el of toggles) {
+      const [name, value] = el.dataset.showWhen.split("=");
+      const field = document.querySelector(`[name="${name}"]:checked`) || document.querySelector(`select[name="${name}"]`);
+      if (field) el.hidden = field.value !== value;
+    }
+  };
+  document.addEventListener("change", update);
+  update();
+});
