@@ -109,7 +109,7 @@ enum KeyCommand {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Add an admin UI user. The password is read from TIDINGS_PASSWORD, else from the first
+    /// Add an admin UI user. The password is read from `TIDINGS_PASSWORD`, else from the first
     /// line of standard input (so it stays out of the shell history and `ps`).
     Add {
         #[arg(long, default_value = "./data")]
@@ -242,18 +242,17 @@ fn add_user(
     use tidings::domain::user::UserRole;
     let role = UserRole::parse(role)
         .with_context(|| format!("role must be admin, editor or viewer, not {role:?}"))?;
-    let password = match password {
-        Some(p) => p,
-        None => {
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                eprintln!("Password for {username} (input is shown; end with Enter):");
-            }
-            let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .context("reading the password from standard input")?;
-            line.trim_end_matches(['\n', '\r']).to_owned()
+    let password = if let Some(p) = password {
+        p
+    } else {
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            eprintln!("Password for {username} (input is shown; end with Enter):");
         }
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
     };
     // A running server holds the database; the message says to stop it or use the UI.
     let store = tidings::store::Store::open(data_dir)?;

@@ -22,4 +22,6 @@ mod readme_verifiers;
 mod retention;
 mod signatures;
 mod tls_trust;
+mod ui;
+mod ui_browser;
 mod verify_cli;

@@ -137,6 +137,11 @@ impl TestApp {
         self.handle.as_ref().expect("app running").store()
     }
 
+    /// The first-run setup token while no admin UI user exists.
+    pub fn setup_token(&self) -> Option<String> {
+        self.handle.as_ref().expect("app running").setup_token()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

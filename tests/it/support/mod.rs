@@ -3,3 +3,5 @@ pub mod app;
 pub mod external;
 pub mod process;
 pub mod receiver;
+pub mod ui;
+pub mod webdriver;
