@@ -41,7 +41,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/rules/{id}/secret").route(web::post().to(reveal)))
         .service(web::resource("/rules/{id}/rotate").route(web::post().to(rotate)))
         .service(web::resource("/rules/{id}/preview").route(web::get().to(preview)))
-        .service(web::resource("/rules/{id}/test").route(web::post().to(test)));
+        .service(web::resource("/rules/{id}/test").route(web::post().to(test)))
+        .service(
+            web::resource("/rules/{id}/redeliver-failed").route(web::post().to(redeliver_failed)),
+        );
 }
 
 fn rule_id(raw: &str) -> Result<RuleId, WebError> {
@@ -823,4 +826,50 @@ async fn test(
     )
     .await?;
     Ok(see_other(&format!("/deliveries/{}?done=test", delivery.id)))
+}
+
+/// Re-sends the rule's failed deliveries created in a time range (SPEC §5's bulk re-send).
+async fn redeliver_failed(
+    EditorUser(me): EditorUser,
+    path: web::Path<String>,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = rule_id(&path)?;
+    let since = super::parse_local_time(fields.get("since")).ok_or_else(|| {
+        WebError::bad_request("Give the date and time to re-send failed deliveries from.")
+    })?;
+    let until = match fields.get("until").trim() {
+        "" => crate::domain::time::now_ms(),
+        raw => super::parse_local_time(raw)
+            .map(|u| u + 59_999)
+            .ok_or_else(|| WebError::bad_request("The Until time is not a date and time."))?,
+    };
+    if since > until {
+        return Err(WebError::bad_request("From must be before Until."));
+    }
+    let reopened = state
+        .store
+        .redeliver_failed(me.workspace().clone(), id.clone(), since, until)
+        .await?;
+    state.dispatcher.enqueue_deliveries(&reopened);
+    let audit = crate::domain::audit::AuditEntry::new(
+        me.workspace(),
+        me.actor(),
+        "rule.redeliver_failed",
+        "rule",
+        id.as_str(),
+    )
+    .detail(format!(
+        "{} failed deliveries from {} to {} queued again",
+        reopened.len(),
+        fmt_time(since),
+        fmt_time(until)
+    ));
+    state.store.audit(audit).await?;
+    let flash = format!(
+        "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
+        reopened.len()
+    );
+    rule_page(&state, &me, id, None, Some(flash)).await
 }

@@ -317,6 +317,10 @@ fn a_viewer_sees_everything_and_can_change_nothing() {
         (format!("/rules/{id}/secret"), vec![]),
         (format!("/rules/{id}/test"), vec![]),
         (format!("/deliveries/{delivery}/redeliver"), vec![]),
+        (
+            format!("/rules/{id}/redeliver-failed"),
+            vec![("since", "2000-01-01T00:00")],
+        ),
         ("/keys".into(), vec![("name", "mine"), ("role", "admin")]),
         (
             "/users".into(),
@@ -794,6 +798,40 @@ fn a_failed_delivery_explains_itself_and_can_be_sent_again() {
     assert!(has_action(&app, "delivery.redeliver"));
     let home = admin.get("/");
     assert_eq!(home.by_id("stat-day-failed").as_deref(), Some("1"));
+    // Bulk: break the URL again, let two deliveries fail, fix it, re-send the failed ones.
+    app.send(
+        "PATCH",
+        &format!("/api/v1/rules/{rid}"),
+        &json!({"webhook": {"url": "http://127.0.0.1:9/hook"}}),
+    );
+    for _ in 0..2 {
+        let e = app.ingest(&json!({"type": "member:updated", "data": {}}));
+        app.wait_settled(e.body["id"].as_str().unwrap(), Duration::from_secs(10));
+    }
+    app.send(
+        "PATCH",
+        &format!("/api/v1/rules/{rid}"),
+        &json!({"webhook": {"url": receiver.url("/hook")}}),
+    );
+    admin.get(&format!("/rules/{rid}"));
+    admin
+        .post(
+            &format!("/rules/{rid}/redeliver-failed"),
+            &[("since", "soon")],
+        )
+        .assert_status(400);
+    let bulk = admin.post(
+        &format!("/rules/{rid}/redeliver-failed"),
+        &[("since", "2000-01-01T00:00"), ("until", "")],
+    );
+    bulk.assert_status(200);
+    assert!(
+        bulk.text.contains("2 failed deliveries queued"),
+        "{}",
+        bulk.text
+    );
+    receiver.wait_for(3, Duration::from_secs(10));
+    assert!(has_action(&app, "rule.redeliver_failed"));
 }
 
 fn spawn_app_with_one_attempt() -> TestApp {
@@ -1010,4 +1048,86 @@ fn user_add_on_the_command_line_makes_a_user_who_can_sign_in() {
         ran.stderr.contains("in use by another tidings process"),
         "{ran:?}"
     );
+}
+
+#[test]
+fn under_tls_the_cookies_are_secure_and_host_prefixed() {
+    use crate::support::process::Scratch;
+    use crate::support::receiver::TestCa;
+    let scratch = Scratch::new("ui-tls");
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_pems();
+    let cert_path = scratch.write("cert.pem", &cert);
+    let key_path = scratch.write("key.pem", &key);
+    let app = crate::support::app::spawn_app_with(|c| {
+        c.tls.cert = cert_path.to_string_lossy().into_owned();
+        c.tls.key = key_path.to_string_lossy().into_owned();
+    });
+    let root = ureq::tls::Certificate::from_der(&ca.ca_der()).to_owned();
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    root,
+                ])))
+                .build(),
+        )
+        .build()
+        .new_agent();
+    let base = format!("https://127.0.0.1:{}", app.port);
+    let token = app.setup_token().unwrap();
+    let form = agent
+        .get(format!("{base}/setup?token={token}"))
+        .call()
+        .unwrap();
+    let form_cookie = form
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(form_cookie.contains("; Secure"), "{form_cookie}");
+    let form_token = form_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("tidings_form=")
+        .to_owned();
+    let done = agent
+        .post(format!("{base}/setup"))
+        .header("Cookie", format!("tidings_form={form_token}"))
+        .send_form([
+            ("form_token", form_token.as_str()),
+            ("token", token.as_str()),
+            ("username", "anna"),
+            ("password", PASSWORD),
+            ("confirm", PASSWORD),
+        ])
+        .unwrap();
+    assert_eq!(done.status().as_u16(), 303);
+    let session = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.contains("tidings_session="))
+        .unwrap();
+    assert!(session.starts_with("__Host-tidings_session="), "{session}");
+    assert!(
+        session.contains("; Secure")
+            && session.contains("HttpOnly")
+            && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    let pair = session.split(';').next().unwrap().to_owned();
+    let home = agent
+        .get(format!("{base}/"))
+        .header("Cookie", pair)
+        .call()
+        .unwrap();
+    assert_eq!(home.status().as_u16(), 200);
 }
