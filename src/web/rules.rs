@@ -102,7 +102,11 @@ struct RulesPage {
     rows: Vec<RuleRow>,
 }
 
-async fn list(AnyUser(me): AnyUser, state: web::Data<AppState>) -> Result<HttpResponse, WebError> {
+async fn list(
+    AnyUser(me): AnyUser,
+    query: web::Query<DoneQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
     let store = state.store.clone();
     let ws = me.workspace().clone();
     let (mut rules, failing) = blocking(move || {
@@ -122,7 +126,8 @@ async fn list(AnyUser(me): AnyUser, state: web::Data<AppState>) -> Result<HttpRe
         })
         .collect();
     ok(&RulesPage {
-        l: Layout::new(&state, Some(&me), "rules", "Rules"),
+        l: Layout::new(&state, Some(&me), "rules", "Rules")
+            .flash(done_message(query.done.as_deref())),
         rows,
     })
 }

@@ -437,6 +437,7 @@ fn a_post_without_the_sessions_csrf_token_is_refused() {
     let done = admin.post(&path, &[]);
     assert_eq!(done.status, 303, "{}", done.text);
     assert_eq!(app.get(&format!("/api/v1/rules/{id}")).status, 404);
+    assert!(admin.get(done.location()).text.contains("Rule deleted"));
 }
 
 fn form_fields<'a>(url: &'a str, name: &'a str) -> Vec<(&'a str, &'a str)> {

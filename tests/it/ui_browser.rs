@@ -66,6 +66,11 @@ fn setup_sign_in_rule_test_event_rotation_and_sign_out_in_chromium() {
         "the URL typed is kept"
     );
     d.screenshot("rule-form-error");
+    // With JavaScript, "Add a header" adds a labelled row (ids renumbered from 1001).
+    d.click("[data-rows=\"header\"] [data-add-row]");
+    d.type_into("#header_name_1001", "X-Extra");
+    d.type_into("#header_value_1001", "yes");
+    assert!(d.exists("label[for=\"header_name_1001\"]"));
     d.type_into("#name", "Notify CRM");
     d.type_into("#header_name_1", "X-Clinic");
     d.type_into("#header_value_1", "north");
@@ -98,6 +103,7 @@ fn setup_sign_in_rule_test_event_rotation_and_sign_out_in_chromium() {
     let got = receiver.wait_for(1, Duration::from_secs(10));
     assert_eq!(got[0].header("authorization"), Some("Bearer s3cret"));
     assert_eq!(got[0].header("x-clinic"), Some("north"));
+    assert_eq!(got[0].header("x-extra"), Some("yes"));
     let delivery_id = d
         .current_url()
         .rsplit('/')
