@@ -40,6 +40,28 @@ fn assert_security_headers(page: &Page, path: &str) {
     );
 }
 
+/// Every visible form control has an id and a `<label for>` naming it.
+fn assert_every_input_is_labelled(page: &Page, path: &str) {
+    for tag in ["<input", "<select", "<textarea"] {
+        for (at, _) in page.text.match_indices(tag) {
+            let end = page.text[at..].find('>').unwrap() + at;
+            let element = &page.text[at..end];
+            if element.contains("type=\"hidden\"") {
+                continue;
+            }
+            let id = element
+                .split("id=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_else(|| panic!("{path}: a control without an id: {element}"));
+            assert!(
+                page.text.contains(&format!("for=\"{id}\"")),
+                "{path}: no label for {element}"
+            );
+        }
+    }
+}
+
 fn rule_via_api(app: &TestApp, url: &str) -> Value {
     app.create_rule_with(json!({
         "name": "CRM",
@@ -164,6 +186,7 @@ fn every_page_renders_for_an_admin_with_security_headers() {
         assert!(!page.text.contains("<script>"), "{path}");
         assert!(!page.text.contains("style=\""), "{path}: inline style");
         assert!(page.text.contains("development mode") || page.text.contains("Development mode"));
+        assert_every_input_is_labelled(&page, path);
     }
     // Secret header values never reach a page; the edit form leaves them blank.
     let edit = admin.get(&format!("/rules/{id}/edit"));
@@ -779,6 +802,19 @@ fn a_failed_delivery_explains_itself_and_can_be_sent_again() {
         page.text
     );
     assert!(page.text.contains("nothing is listening at that address"));
+    // The dashboard lists it as failing (the dispatcher records that as the attempt fails).
+    wait_until(
+        Duration::from_secs(10),
+        "the rule to show as failing",
+        || {
+            admin
+                .get("/")
+                .text
+                .contains("every attempt has failed since")
+                .then_some(())
+        },
+    );
+    assert!(admin.get("/rules").text.contains("badge-failing"));
     // Fix the URL through the API, then re-send from the page.
     let rid = rule["id"].as_str().unwrap();
     app.send(
