@@ -130,6 +130,18 @@ fn setup_sign_in_rule_test_event_rotation_and_sign_out_in_chromium() {
     assert_ne!(shown, before);
     assert_eq!(shown, app.secret(&rule_id));
 
+    // Some real traffic, so the dashboard chart has bars to show.
+    let mut last = String::new();
+    for i in 0..5 {
+        let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": i}}}));
+        e.body["id"].as_str().unwrap().clone_into(&mut last);
+    }
+    app.wait_settled(&last, Duration::from_secs(10));
+    d.goto(&format!("{base}/"));
+    d.wait_for_text("Last 24 hours");
+    assert_eq!(d.text("#stat-day-ok"), "5", "test sends are not counted");
+    assert!(d.exists("svg rect.ok"));
+
     // The other main pages, for the screenshots (and that they render in a browser).
     for (path, name, marker) in [
         ("/", "dashboard", "Last 24 hours"),
