@@ -25,6 +25,7 @@ use crate::store::DeliveryFilter;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/rules").route(web::get().to(list)))
+        .service(web::resource("/routines").route(web::get().to(routines)))
         .service(
             web::resource("/rules/new")
                 .route(web::get().to(new_form))
@@ -457,14 +458,25 @@ impl RuleFormPage {
     }
 }
 
+#[derive(Deserialize)]
+struct NewQuery {
+    trigger: Option<String>,
+}
+
 async fn new_form(
     EditorUser(me): EditorUser,
+    query: web::Query<NewQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
+    let mut form = RuleForm::default();
+    // "New routine" opens the same form with the schedule trigger chosen.
+    if query.trigger.as_deref() == Some("schedule") {
+        form.trigger_type = "schedule".into();
+    }
     let page = RuleFormPage::new(
         Layout::new(&state, Some(&me), "rules", "New rule"),
         None,
-        RuleForm::default(),
+        form,
         None,
         None,
     );
@@ -877,4 +889,48 @@ async fn redeliver_failed(
         reopened.len()
     );
     rule_page(&state, &me, id, None, Some(flash)).await
+}
+
+struct RoutineRow {
+    id: String,
+    name: String,
+    cron: String,
+    timezone: String,
+    status: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/routines.html")]
+struct RoutinesPage {
+    l: Layout,
+    rows: Vec<RoutineRow>,
+}
+
+/// Routines: the rules whose trigger is a schedule (read from the trigger's JSON form, so the
+/// page lists them as soon as schedule triggers are accepted).
+async fn routines(
+    AnyUser(me): AnyUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    let mut rules = blocking(move || store.rules(&ws)).await?;
+    rules.sort_by_key(|r| r.name.to_lowercase());
+    let rows = rules
+        .iter()
+        .filter_map(|r| {
+            let t = serde_json::to_value(&r.trigger).ok()?;
+            (t["type"] == "schedule").then(|| RoutineRow {
+                id: r.id.to_string(),
+                name: r.name.clone(),
+                cron: text(&t["cron"]),
+                timezone: t["timezone"].as_str().unwrap_or("UTC").to_owned(),
+                status: status_word(r, &state),
+            })
+        })
+        .collect();
+    ok(&RoutinesPage {
+        l: Layout::new(&state, Some(&me), "routines", "Routines"),
+        rows,
+    })
 }

@@ -158,6 +158,8 @@ fn every_page_renders_for_an_admin_with_security_headers() {
         ("/", "Last 24 hours"),
         ("/rules", "CRM"),
         ("/rules/new", "Secret headers"),
+        ("/rules/new?trigger=schedule", "value=\"schedule\" checked"),
+        ("/routines", "No routines yet"),
         (&format!("/rules/{id}") as &str, "Recent deliveries"),
         (&format!("/rules/{id}/edit"), "Save changes"),
         (&format!("/rules/{id}/preview"), "X-Webhook-Signature"),
@@ -273,6 +275,7 @@ fn a_viewer_sees_everything_and_can_change_nothing() {
     for path in [
         "/",
         "/rules",
+        "/routines",
         &format!("/rules/{id}"),
         "/deliveries",
         &format!("/deliveries/{delivery}"),
