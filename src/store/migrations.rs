@@ -12,7 +12,7 @@ use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::now_ms;
 
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
 
 /// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
@@ -57,13 +57,15 @@ pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
         }
         meta.insert("schema_version", "1")?;
     }
-    if version < 2 {
-        // Version 2: admin UI users and sessions, and the dashboard's hourly counters.
+    // Version 2 is the event catalog and routines (developed alongside); this step does not
+    // depend on it, so a database may come here from version 1 or 2.
+    if version < 3 {
+        // Version 3: admin UI users and sessions, and the dashboard's hourly counters.
         txn.open_table(USERS)?;
         txn.open_table(USERS_BY_NAME)?;
         txn.open_table(SESSIONS)?;
         txn.open_table(HOURLY_OUTCOMES)?;
-        txn.open_table(META)?.insert("schema_version", "2")?;
+        txn.open_table(META)?.insert("schema_version", "3")?;
     }
     let id = {
         let meta = txn.open_table(META)?;

@@ -20,6 +20,7 @@ use crate::api::rules::{
 };
 use crate::domain::ids::RuleId;
 use crate::domain::rule::{FieldError, MASK, Rule, RuleInput, TriggerInput, WebhookInput};
+use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::DeliveryFilter;
 
@@ -492,21 +493,42 @@ async fn create(
     let spec = form
         .to_input(None)
         .and_then(|input| input.validate(&state.policy, None));
-    match spec {
-        Ok(spec) => {
-            let rule = create_rule(&state, me.workspace(), me.actor(), spec).await?;
-            Ok(see_other(&format!("/rules/{}?done=created", rule.id)))
-        }
-        Err(e) => render(
-            StatusCode::BAD_REQUEST,
-            &RuleFormPage::new(
-                Layout::new(&state, Some(&me), "rules", "New rule"),
-                None,
-                form,
-                Some(e),
-                None,
-            ),
+    let error = match spec {
+        Ok(spec) => match create_rule(&state, me.workspace(), me.actor(), spec).await {
+            Ok(rule) => return Ok(see_other(&format!("/rules/{}?done=created", rule.id))),
+            Err(e) => refused_at_field(e)?,
+        },
+        Err(e) => e,
+    };
+    render(
+        StatusCode::BAD_REQUEST,
+        &RuleFormPage::new(
+            Layout::new(&state, Some(&me), "rules", "New rule"),
+            None,
+            form,
+            Some(error),
+            None,
         ),
+    )
+}
+
+/// A save that the shared rule functions refuse with a 400 (a check made after validation,
+/// such as rendering a body template against samples) comes back in the form like a field
+/// error, at the field its message names (`webhook.body_template: …`); anything else is an
+/// error page.
+fn refused_at_field(e: ApiError) -> Result<FieldError, WebError> {
+    match e {
+        ApiError::Client {
+            status: StatusCode::BAD_REQUEST,
+            message,
+            ..
+        } => Ok(match message.split_once(": ") {
+            Some((field, rest)) if !field.is_empty() && !field.contains(' ') => {
+                FieldError::new(field, rest)
+            }
+            _ => FieldError::new("", message),
+        }),
+        other => Err(other.into()),
     }
 }
 
@@ -537,27 +559,30 @@ async fn update(
     let spec = form
         .to_input(Some(&existing))
         .and_then(|input| input.validate(&state.policy, Some(&existing)));
-    match spec {
+    let error = match spec {
         Ok(spec) => {
-            let rule = update_rule(&state, me.workspace(), me.actor(), existing, spec).await?;
-            Ok(see_other(&format!("/rules/{}?done=saved", rule.id)))
+            match update_rule(&state, me.workspace(), me.actor(), existing.clone(), spec).await {
+                Ok(rule) => return Ok(see_other(&format!("/rules/{}?done=saved", rule.id))),
+                Err(e) => refused_at_field(e)?,
+            }
         }
-        Err(e) => render(
-            StatusCode::BAD_REQUEST,
-            &RuleFormPage::new(
-                Layout::new(
-                    &state,
-                    Some(&me),
-                    "rules",
-                    &format!("Edit {}", existing.name),
-                ),
-                Some(existing.id.to_string()),
-                form,
-                Some(e),
-                Some(&existing),
+        Err(e) => e,
+    };
+    render(
+        StatusCode::BAD_REQUEST,
+        &RuleFormPage::new(
+            Layout::new(
+                &state,
+                Some(&me),
+                "rules",
+                &format!("Edit {}", existing.name),
             ),
+            Some(existing.id.to_string()),
+            form,
+            Some(error),
+            Some(&existing),
         ),
-    }
+    )
 }
 
 /// Turns a rule on or off: the stored rule with `active` changed, through the same
@@ -933,4 +958,49 @@ async fn routines(
         l: Layout::new(&state, Some(&me), "routines", "Routines"),
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_after_validation_is_shown_at_the_field_it_names() {
+        let e = refused_at_field(ApiError::validation(
+            "webhook.body_template: rendering it with the sample ping event failed: x",
+        ))
+        .unwrap();
+        assert_eq!(e.field, "webhook.body_template");
+        assert!(e.message.starts_with("rendering it"));
+        let e = refused_at_field(ApiError::validation("something broad went wrong: x")).unwrap();
+        assert_eq!(e.field, "");
+        assert!(refused_at_field(ApiError::conflict("busy")).is_err());
+    }
+
+    #[test]
+    fn the_form_turns_into_the_api_input() {
+        let f = Fields::parse(
+            b"name=A&trigger_type=event&events=member%3A*%0D%0Aping%2C+x&url=https%3A%2F%2Fe.com&max_concurrency=8&timeout_ms=100&header_name=X-A&header_value=1&header_name=&header_value=&secret_name=K&secret_value=",
+        );
+        let form = RuleForm::from_fields(&f);
+        assert!(
+            !form.active && !form.tls_verify,
+            "unchecked boxes are not sent"
+        );
+        let err = form.to_input(None).unwrap_err();
+        assert_eq!(
+            err.field, "webhook.secret_headers",
+            "a new secret header needs a value"
+        );
+        let f = Fields::parse(
+            b"name=A&trigger_type=event&events=member%3A*%0D%0Aping%2C+x&url=https%3A%2F%2Fe.com&max_concurrency=8&timeout_ms=100&header_name=X-A&header_value=1",
+        );
+        let input = RuleForm::from_fields(&f).to_input(None).unwrap();
+        let t = input.trigger.unwrap();
+        assert_eq!(t.events.unwrap(), ["member:*", "ping", "x"]);
+        assert!(t.cron.is_none());
+        let w = input.webhook.unwrap();
+        assert_eq!(w.headers.unwrap().get("X-A").map(String::as_str), Some("1"));
+        assert_eq!(w.timeout_ms, Some(100));
+    }
 }
