@@ -7,10 +7,11 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod routines;
 pub mod security;
 pub mod server;
 pub mod store;
 pub mod telemetry;
 
 pub use config::Config;
-pub use server::{AppHandle, run, run_with_key};
+pub use server::{AppHandle, run, run_with_clock, run_with_key};

@@ -13,6 +13,8 @@ use crate::config::Config;
 use crate::delivery::client::HttpClient;
 use crate::delivery::dispatcher::{Dispatcher, Settings};
 use crate::delivery::retry::RetryPolicy;
+use crate::domain::time::Clock;
+use crate::routines::Routines;
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::Store;
@@ -29,6 +31,8 @@ pub struct AppState {
     /// For test sends from the API; the dispatcher's workers have their own.
     pub client: HttpClient,
     pub metrics: Metrics,
+    /// The routine scheduler's clock, so the API's `next_runs` agree with it.
+    pub clock: Clock,
 }
 
 /// A running appliance.
@@ -39,6 +43,7 @@ pub struct AppHandle {
     dispatcher: Dispatcher,
     store: Store,
     retention: Retention,
+    routines: Routines,
 }
 
 impl AppHandle {
@@ -54,6 +59,7 @@ impl AppHandle {
     /// Blocks until the server stops (on SIGINT/SIGTERM), then stops the dispatcher.
     pub fn wait(mut self) -> std::io::Result<()> {
         let result = self.join_server();
+        self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
         result
@@ -64,6 +70,7 @@ impl AppHandle {
         let server = self.server.clone();
         actix_web::rt::System::new().block_on(server.stop(true));
         let _ = self.join_server();
+        self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
     }
@@ -89,6 +96,16 @@ pub fn run_with_key(
     config: Config,
     listener: TcpListener,
     env_key: Option<&str>,
+) -> anyhow::Result<AppHandle> {
+    run_with_clock(config, listener, env_key, Clock::system())
+}
+
+/// `run_with_key` with the clock the routine scheduler reads (tests drive it by hand).
+pub fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    env_key: Option<&str>,
+    clock: Clock,
 ) -> anyhow::Result<AppHandle> {
     // TLS first: a bad certificate must fail start-up before anything else is running.
     let tls = (!config.tls.cert.is_empty())
@@ -117,6 +134,7 @@ pub fn run_with_key(
     .context("starting the dispatcher")?;
     let port = listener.local_addr()?.port();
     let retention_days = config.logs.retention_days;
+    let max_attempts = retry.max_attempts;
     log_start(&config, &listener);
     let state = web::Data::new(AppState {
         client: HttpClient::new(&policy),
@@ -127,6 +145,7 @@ pub fn run_with_key(
         master_key,
         retry,
         metrics,
+        clock: clock.clone(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -155,6 +174,8 @@ pub fn run_with_key(
         })?;
     let server = rx.recv().context("the HTTP server did not start")?;
     let retention = Retention::start(store.clone(), retention_days);
+    let routines = Routines::start(store.clone(), dispatcher.clone(), max_attempts, clock)
+        .context("starting the routine scheduler")?;
     Ok(AppHandle {
         port,
         server,
@@ -162,6 +183,7 @@ pub fn run_with_key(
         dispatcher,
         store,
         retention,
+        routines,
     })
 }
 

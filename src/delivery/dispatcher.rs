@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::delivery::attempt::{perform, prepare};
+use crate::delivery::attempt::{PrepareError, perform, prepare, template_failure};
 use crate::delivery::client::HttpClient;
 use crate::delivery::retry::RetryPolicy;
 use crate::domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, ErrorKind};
@@ -313,7 +313,8 @@ fn deliver(
             &settings.policy,
             settings.store_bodies,
         ),
-        Err(e) => {
+        Err(PrepareError::Template(e)) => template_failure(&rule, number, &e),
+        Err(PrepareError::Crypto(e)) => {
             // A secret that does not decrypt cannot sign; retrying will not change that.
             return Err(Box::new(e));
         }

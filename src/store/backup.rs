@@ -9,7 +9,8 @@ use redb::{
 
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
+    EVENT_TYPES, EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
+    RULE_FAILING_SINCE, RULES, WORKSPACES,
 };
 use super::{Store, StoreError};
 
@@ -44,7 +45,9 @@ fn copy_all(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, StoreE
         + copy_table(from, to, ATTEMPTS)?
         + copy_table(from, to, AUDIT)?
         + copy_table(from, to, RULE_FAILING_SINCE)?
-        + copy_table(from, to, OPEN_DELIVERIES)?)
+        + copy_table(from, to, OPEN_DELIVERIES)?
+        + copy_table(from, to, EVENT_TYPES)?
+        + copy_table(from, to, ROUTINE_LAST_FIRED)?)
 }
 
 impl Store {

@@ -4,14 +4,15 @@ use redb::{Database, ReadableTable};
 
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
+    EVENT_TYPES, EVENTS, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
+    RULE_FAILING_SINCE, RULES, WORKSPACES,
 };
 use super::{StoreError, codec};
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::now_ms;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
 
 /// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
@@ -55,6 +56,12 @@ pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
             meta.insert(DEFAULT_WORKSPACE_KEY, workspace.id.as_str())?;
         }
         meta.insert("schema_version", "1")?;
+    }
+    if version < 2 {
+        // Version 2: the event catalog and routines' last fired slots.
+        txn.open_table(EVENT_TYPES)?;
+        txn.open_table(ROUTINE_LAST_FIRED)?;
+        txn.open_table(META)?.insert("schema_version", "2")?;
     }
     let id = {
         let meta = txn.open_table(META)?;

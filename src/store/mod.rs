@@ -2,6 +2,7 @@
 //! and writes that go through the group-commit writer. It knows nothing about HTTP.
 
 pub mod backup;
+mod catalog;
 mod codec;
 mod migrations;
 mod tables;
@@ -27,7 +28,8 @@ use crate::domain::time::now_ms;
 use crate::security::crypto::api_key_hash;
 use tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
+    EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULE_FAILING_SINCE, RULES,
+    WORKSPACES,
 };
 use writer::Writer;
 
@@ -95,6 +97,9 @@ pub struct NewEvent {
     pub event: Event,
     pub deliveries: Vec<Delivery>,
     pub idempotency_key: Option<String>,
+    /// For a routine's firing: the routine and the slot fired, recorded with the event so a
+    /// slot is never fired twice (a repeat of a recorded slot is a duplicate).
+    pub routine_slot: Option<(RuleId, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +142,8 @@ pub struct Store {
     /// API keys by hash: every request authenticates without touching the disk.
     keys: Arc<RwLock<HashMap<String, ApiKey>>>,
     default_workspace: WorkspaceId,
+    /// When each event type's seen sample was last written (see catalog.rs).
+    seen_types: Arc<std::sync::Mutex<HashMap<(WorkspaceId, EventType), i64>>>,
 }
 
 impl Store {
@@ -168,6 +175,7 @@ impl Store {
             rules: Arc::default(),
             keys: Arc::default(),
             default_workspace,
+            seen_types: Arc::default(),
         };
         store.refresh_rules()?;
         store.refresh_keys()?;
@@ -324,6 +332,21 @@ impl Store {
         rules
     }
 
+    /// Active routines (rules with a schedule trigger), from the cache.
+    pub fn routines(&self) -> Vec<Arc<Rule>> {
+        let Ok(cache) = self.rules.read() else {
+            return Vec::new();
+        };
+        cache
+            .by_id
+            .values()
+            .filter(|r| {
+                r.active && matches!(r.trigger, crate::domain::rule::Trigger::Schedule { .. })
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError> {
         get::<Rule>(&self.read()?, RULES, id.as_str())?
             .filter(|r| &r.workspace_id == workspace)
@@ -469,6 +492,12 @@ impl Store {
         self.writer
             .write_async(move |txn| ingest(txn, &new, &encoded))
             .await
+    }
+
+    /// `ingest` for a caller on a plain thread (the routine scheduler).
+    pub fn ingest_blocking(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
+        let encoded = EncodedIngest::new(&new);
+        self.writer.write(move |txn| ingest(txn, &new, &encoded))
     }
 
     /// Writes a finished test delivery (event, delivery and its one attempt) for the log.
@@ -908,6 +937,14 @@ fn ingest(
     encoded: &EncodedIngest,
 ) -> Result<IngestOutcome, StoreError> {
     let event = &new.event;
+    if let Some((routine, slot)) = &new.routine_slot {
+        let mut table = txn.open_table(ROUTINE_LAST_FIRED)?;
+        let last = table.get(routine.as_str())?.map(|v| v.value());
+        if last.is_some_and(|last| last >= *slot) {
+            return Ok(IngestOutcome::Duplicate(event.id.clone()));
+        }
+        table.insert(routine.as_str(), *slot)?;
+    }
     if let Some(key) = &new.idempotency_key {
         let mut table = txn.open_table(IDEMPOTENCY)?;
         let seen = table

@@ -50,3 +50,13 @@ pub const RULE_FAILING_SINCE: TableDefinition<&str, i64> =
 /// Key: delivery id. Value: Unix ms the next attempt is due. The durable queue: every open
 /// delivery is here until it succeeds or fails for good, so a restart picks all of them up.
 pub const OPEN_DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("open-deliveries-v1");
+
+/// Key: (workspace id, event type). Value: `StoredType`: the admin's declaration (description,
+/// sample) and the latest sample seen at ingest. The event catalog.
+pub const EVENT_TYPES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("event-types-v1");
+
+/// Key: routine (rule) id. Value: Unix ms of the last slot it fired for; written in the same
+/// transaction as the firing's event, so a restart never fires a slot twice.
+pub const ROUTINE_LAST_FIRED: TableDefinition<&str, i64> =
+    TableDefinition::new("routine-last-fired-v1");

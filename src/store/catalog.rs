@@ -1,0 +1,149 @@
+//! The event catalog's rows and routines' last fired slots.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, TableHandle};
+use serde_json::{Map, Value};
+
+use super::tables::{EVENT_TYPES, ROUTINE_LAST_FIRED};
+use super::{Store, StoreError, append_audit, codec};
+use crate::domain::audit::AuditEntry;
+use crate::domain::catalog::{Declared, StoredType, structure_only};
+use crate::domain::event::EventType;
+use crate::domain::ids::{RuleId, WorkspaceId};
+
+/// A type's seen sample is rewritten at most this often: "the latest sample" stays fresh
+/// without adding a row write to every ingest.
+const SEEN_REFRESH_MS: i64 = 60_000;
+/// Types remembered as seen in one process; past this a flood of made-up types from a broken
+/// producer stops growing the catalog (and this map).
+const MAX_SEEN_TYPES: usize = 10_000;
+
+impl Store {
+    /// Every stored catalog row of a workspace, by type name.
+    pub fn event_types(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<(EventType, StoredType)>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENT_TYPES)?;
+        let mut out = Vec::new();
+        for entry in table.range((workspace.as_str(), "")..)? {
+            let (key, value) = entry?;
+            let (ws, name) = key.value();
+            if ws != workspace.as_str() {
+                break;
+            }
+            if let Ok(name) = EventType::parse(name) {
+                out.push((name, codec::decode(EVENT_TYPES.name(), value.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn event_type(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+    ) -> Result<Option<StoredType>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENT_TYPES)?;
+        table
+            .get((workspace.as_str(), name.as_str()))?
+            .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
+            .transpose()
+    }
+
+    /// Declares (or re-declares) a type with its description and sample; returns the row.
+    pub async fn declare_event_type(
+        &self,
+        workspace: WorkspaceId,
+        name: EventType,
+        declared: Declared,
+        audit: AuditEntry,
+    ) -> Result<StoredType, StoreError> {
+        self.writer
+            .write_async(move |txn| {
+                let mut table = txn.open_table(EVENT_TYPES)?;
+                let key = (workspace.as_str(), name.as_str());
+                let mut row: StoredType = table
+                    .get(key)?
+                    .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                row.declared = Some(declared);
+                table.insert(key, codec::encode(&row).as_slice())?;
+                drop(table);
+                append_audit(txn, &audit)?;
+                Ok(row)
+            })
+            .await
+    }
+
+    /// Records that an event of this type arrived, keeping its data as the type's latest
+    /// sample (only its key structure when `keep_values` is false). Lazy and throttled: a
+    /// lost or skipped update only leaves an older sample.
+    pub fn note_event_seen(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        data: &Map<String, Value>,
+        keep_values: bool,
+        now: i64,
+    ) {
+        {
+            let mut seen = self
+                .seen_types
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (workspace.clone(), name.clone());
+            match seen.get(&key) {
+                Some(at) if now - at < SEEN_REFRESH_MS => return,
+                None if seen.len() >= MAX_SEEN_TYPES => return,
+                _ => {}
+            }
+            seen.insert(key, now);
+        }
+        let sample = if keep_values {
+            data.clone()
+        } else {
+            structure_only(data)
+        };
+        let (workspace, name) = (workspace.clone(), name.clone());
+        self.writer.submit_lazy(
+            move |txn| {
+                let mut table = txn.open_table(EVENT_TYPES)?;
+                let key = (workspace.as_str(), name.as_str());
+                let mut row: StoredType = table
+                    .get(key)?
+                    .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                row.seen_sample = Some(sample);
+                row.first_seen_at.get_or_insert(now);
+                row.last_seen_at = Some(now);
+                table.insert(key, codec::encode(&row).as_slice())?;
+                Ok(())
+            },
+            |r| {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "could not record an event type in the catalog");
+                }
+            },
+        );
+    }
+
+    /// The last slot each routine fired for.
+    pub fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(ROUTINE_LAST_FIRED)?;
+        let mut out = HashMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            if let Some(id) = RuleId::parse(k.value()) {
+                out.insert(id, v.value());
+            }
+        }
+        Ok(out)
+    }
+}
