@@ -89,15 +89,16 @@ pub fn render(source: &str, context: &Value, content_type: &str) -> Result<Vec<u
     Ok(out.bytes)
 }
 
-/// `MiniJinja`'s message with the template line it points at.
+/// `MiniJinja`'s message, with "line N" in place of its "(in <string>:N)".
 fn describe(e: &minijinja::Error) -> String {
-    let mut message = e.to_string();
-    if let Some(line) = e.line()
-        && !message.contains("line")
-    {
-        message = format!("{message} (line {line})");
+    let message = e.to_string();
+    match e.line() {
+        Some(line) => {
+            let place = format!(" (in <string>:{line})");
+            format!("{} (line {line})", message.replace(&place, ""))
+        }
+        None => message,
     }
-    message
 }
 
 /// Collects output and refuses to grow past `MAX_OUTPUT_BYTES`.
