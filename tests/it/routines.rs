@@ -83,9 +83,17 @@ fn a_routine_lists_its_next_runs_and_fires_a_signed_routine_event() {
     assert_eq!(deliveries[0]["status"], "succeeded");
     assert_eq!(deliveries[0]["attempt_count"], 2);
 
-    // next_runs follows the clock; an inactive routine has none and does not fire.
+    // next_runs follows the clock; a fetched routine can be sent back as it is.
     let after = app.get(&format!("/api/v1/rules/{}", rule["id"].as_str().unwrap()));
     assert_eq!(at(after.body["next_runs"][0].as_str().unwrap()), runs[1]);
+    let put = app.send(
+        "PUT",
+        &format!("/api/v1/rules/{}", rule["id"].as_str().unwrap()),
+        &after.body,
+    );
+    assert_eq!(put.status, 200, "{}", put.text);
+    assert_eq!(put.body["trigger"], after.body["trigger"]);
+    // An inactive routine has no next runs and does not fire.
     let off = app.send(
         "PATCH",
         &format!("/api/v1/rules/{}", rule["id"].as_str().unwrap()),
