@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, TableHandle};
+use redb::{ReadableTable, TableHandle, WriteTransaction};
 use serde_json::{Map, Value};
 
 use super::tables::{EVENT_TYPES, ROUTINE_LAST_FIRED};
@@ -64,16 +64,7 @@ impl Store {
     ) -> Result<StoredType, StoreError> {
         self.writer
             .write_async(move |txn| {
-                let mut table = txn.open_table(EVENT_TYPES)?;
-                let key = (workspace.as_str(), name.as_str());
-                let mut row: StoredType = table
-                    .get(key)?
-                    .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
-                    .transpose()?
-                    .unwrap_or_default();
-                row.declared = Some(declared);
-                table.insert(key, codec::encode(&row).as_slice())?;
-                drop(table);
+                let row = update_row(txn, &workspace, &name, |row| row.declared = Some(declared))?;
                 append_audit(txn, &audit)?;
                 Ok(row)
             })
@@ -112,18 +103,12 @@ impl Store {
         let (workspace, name) = (workspace.clone(), name.clone());
         self.writer.submit_lazy(
             move |txn| {
-                let mut table = txn.open_table(EVENT_TYPES)?;
-                let key = (workspace.as_str(), name.as_str());
-                let mut row: StoredType = table
-                    .get(key)?
-                    .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
-                    .transpose()?
-                    .unwrap_or_default();
-                row.seen_sample = Some(sample);
-                row.first_seen_at.get_or_insert(now);
-                row.last_seen_at = Some(now);
-                table.insert(key, codec::encode(&row).as_slice())?;
-                Ok(())
+                update_row(txn, &workspace, &name, |row| {
+                    row.seen_sample = Some(sample);
+                    row.first_seen_at.get_or_insert(now);
+                    row.last_seen_at = Some(now);
+                })
+                .map(drop)
             },
             |r| {
                 if let Err(e) = r {
@@ -135,15 +120,25 @@ impl Store {
 
     /// The last slot each routine fired for.
     pub fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
-        let txn = self.read()?;
-        let table = txn.open_table(ROUTINE_LAST_FIRED)?;
-        let mut out = HashMap::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            if let Some(id) = RuleId::parse(k.value()) {
-                out.insert(id, v.value());
-            }
-        }
-        Ok(out)
+        self.time_by_rule(ROUTINE_LAST_FIRED)
     }
+}
+
+/// Reads a type's row (or a blank one), changes it and writes it back; returns it.
+fn update_row(
+    txn: &WriteTransaction,
+    workspace: &WorkspaceId,
+    name: &EventType,
+    change: impl FnOnce(&mut StoredType),
+) -> Result<StoredType, StoreError> {
+    let mut table = txn.open_table(EVENT_TYPES)?;
+    let key = (workspace.as_str(), name.as_str());
+    let mut row: StoredType = table
+        .get(key)?
+        .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
+        .transpose()?
+        .unwrap_or_default();
+    change(&mut row);
+    table.insert(key, codec::encode(&row).as_slice())?;
+    Ok(row)
 }

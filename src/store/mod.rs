@@ -439,8 +439,16 @@ impl Store {
 
     /// Since when each failing rule has failed (first failed attempt after its last success).
     pub fn rules_failing_since(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        self.time_by_rule(RULE_FAILING_SINCE)
+    }
+
+    /// A whole (rule id → Unix ms) table.
+    fn time_by_rule(
+        &self,
+        def: TableDefinition<&str, i64>,
+    ) -> Result<HashMap<RuleId, i64>, StoreError> {
         let txn = self.read()?;
-        let table = txn.open_table(RULE_FAILING_SINCE)?;
+        let table = txn.open_table(def)?;
         let mut out = HashMap::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
