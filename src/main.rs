@@ -294,7 +294,7 @@ fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
     if !data_dir.join("master.key").exists() {
         eprintln!(
             "note: put the original master.key in {} (or set TIDINGS_MASTER_KEY) before starting: \
-             signing secrets and secret headers cannot be read without it",
+             signing secrets, secret headers, event payloads and logged bodies cannot be read without it",
             data_dir.display()
         );
     }

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::delivery::client::HttpClient;
 use crate::delivery::dispatcher::{Dispatcher, Settings};
 use crate::delivery::retry::RetryPolicy;
-use crate::security::crypto::MasterKey;
+use crate::security::crypto::{Keyring, MasterKey};
 use crate::security::ssrf::AddressPolicy;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -94,9 +94,12 @@ pub fn run_with_key(
     let tls = (!config.tls.cert.is_empty())
         .then(|| load_tls(&config.tls.cert, &config.tls.key))
         .transpose()?;
-    let store = Store::open(&config.data_dir).context("opening the database")?;
-    let master_key =
-        MasterKey::load_or_create(&config.data_dir, env_key).context("loading the master key")?;
+    // The store seals event payloads and logged bodies itself; it hands back the key that
+    // rule secrets are sealed with too (a new one if it finished an interrupted rotation).
+    let (store, master_key) = Store::open_with_keys(&config.data_dir, || {
+        Keyring::load(&config.data_dir, env_key)
+    })
+    .context("opening the database")?;
     let policy = Arc::new(AddressPolicy::new(
         config.is_development(),
         config.network.allow.clone(),

@@ -16,6 +16,7 @@ mod backup;
 mod cli;
 mod delivery;
 mod durability;
+mod encryption;
 mod network;
 mod observability;
 mod readme_verifiers;
