@@ -358,6 +358,50 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_keeps_a_new_key_left_behind_and_renames_it_at_the_end() {
+        let dir = std::env::temp_dir().join(format!("tidings-ring-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ring = Keyring::load(&dir, None).unwrap();
+        assert!(ring.next.is_none());
+        let old = ring.current.clone();
+        let ring = ring.begin_rotation(None).unwrap();
+        let next = ring.next.clone().unwrap();
+        assert!(!next.same_as(&old));
+        // Interrupted here: loading again picks up the same new key, and so does a retry.
+        let again = Keyring::load(&dir, None).unwrap();
+        assert!(again.next.as_ref().unwrap().same_as(&next));
+        let again = again.begin_rotation(None).unwrap();
+        assert!(again.next.as_ref().unwrap().same_as(&next));
+        assert!(again.finish_rotation().unwrap().same_as(&next));
+        assert!(!dir.join(NEW_KEY_FILE).exists());
+        let after = Keyring::load(&dir, None).unwrap();
+        assert!(after.current.same_as(&next) && after.next.is_none());
+        std::fs::remove_dir_all(dir).ok();
+
+        let env = B64.encode([1u8; 32]);
+        let ring = Keyring::load(Path::new("/nonexistent"), Some(&env)).unwrap();
+        assert!(matches!(
+            ring.clone().begin_rotation(None),
+            Err(CryptoError::NoNewEnvKey)
+        ));
+        assert!(matches!(
+            ring.clone().begin_rotation(Some("x")),
+            Err(CryptoError::BadNewEnvKey)
+        ));
+        assert!(matches!(
+            ring.clone().begin_rotation(Some(&env)),
+            Err(CryptoError::SameKey)
+        ));
+        let new = hex::encode([2u8; 32]);
+        let next = ring
+            .begin_rotation(Some(&new))
+            .unwrap()
+            .finish_rotation()
+            .unwrap();
+        assert!(next.same_as(&MasterKey::from_bytes(&[2; 32])));
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let s = new_signing_secret();
         assert!(s.expose().starts_with("whsec_"));

@@ -26,7 +26,7 @@ use crate::domain::ids::{ApiKeyId, AuditId, DeliveryId, EventId, RuleId, Workspa
 use crate::domain::rule::Rule;
 use crate::domain::time::now_ms;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey, api_key_hash};
-use sealing::RowSeal;
+use sealing::{Rotation, RowSeal};
 use tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
     EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
@@ -154,27 +154,32 @@ impl Store {
         Self::start(db, workspace, RowSeal::new(None))
     }
 
-    /// Opens the store with its master keys, loaded by `keys` once the database is locked (so
-    /// a command refused because a server holds it has changed nothing, not even a key file).
+    /// Opens the store with its master keys, loaded by `keys` once the database is locked.
     /// Before anyone can read or write, it checks the key against the database, finishes a
-    /// master-key rotation if the key ring holds a new key (`Keyring::begin_rotation`, or one
-    /// an interrupted rotation left), and seals payloads stored by earlier versions. Returns
-    /// the store and the key every value is now sealed with.
+    /// master-key rotation an interrupted `rotate-master-key` left (its `master.key.new`), and
+    /// seals payloads stored by earlier versions. Returns the store and the key every value is
+    /// now sealed with.
     pub fn open_with_keys(
         data_dir: &Path,
         keys: impl FnOnce() -> Result<Keyring, CryptoError>,
     ) -> Result<(Self, MasterKey), StoreError> {
         let (mut db, workspace) = Self::open_db(data_dir)?;
-        let keyring = keys().map_err(|e| StoreError::MasterKey(e.to_string()))?;
-        let (key, rewritten) = sealing::reconcile(&db, keyring)?;
-        if rewritten > 0 {
-            // The rows replaced (plain PHI, or values under a retired key) live on in freed
-            // pages until reused; compaction moves live pages down and cuts the file there.
-            db.compact()
-                .map_err(|e| StoreError::Storage(format!("compacting after re-sealing: {e}")))?;
-        }
+        let key = reconcile(&mut db, keys, Rotation::No)?;
         let store = Self::start(db, workspace, RowSeal::new(Some(key.clone())))?;
         Ok((store, key))
+    }
+
+    /// `tidings rotate-master-key`: with the server stopped, re-seals every sealed value (rule
+    /// signing secrets and secret headers, event payloads, logged bodies) with a new master
+    /// key, crash-safely (see `Keyring`). `new_env_key` is `TIDINGS_NEW_MASTER_KEY`, needed
+    /// when the keys come from the environment. Returns the new key.
+    pub fn rotate_master_key(
+        data_dir: &Path,
+        keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+        new_env_key: Option<&str>,
+    ) -> Result<MasterKey, StoreError> {
+        let (mut db, _) = Self::open_db(data_dir)?;
+        reconcile(&mut db, keys, Rotation::Begin(new_env_key))
     }
 
     /// The database, locked against other processes, with its schema up to date; and the
@@ -931,6 +936,25 @@ impl Store {
             })
             .await
     }
+}
+
+/// Loads the keys (only now that the database is locked, so a command refused because a
+/// server holds it has changed nothing, not even a key file) and brings every sealed value
+/// under one key; see `sealing::reconcile`.
+fn reconcile(
+    db: &mut Database,
+    keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+    rotate: Rotation<'_>,
+) -> Result<MasterKey, StoreError> {
+    let keyring = keys().map_err(|e| StoreError::MasterKey(e.to_string()))?;
+    let (key, rewritten) = sealing::reconcile(db, keyring, rotate)?;
+    if rewritten > 0 {
+        // The rows replaced (plain PHI, or values under a retired key) live on in freed
+        // pages until reused; compaction moves live pages down and cuts the file there.
+        db.compact()
+            .map_err(|e| StoreError::Storage(format!("compacting after re-sealing: {e}")))?;
+    }
+    Ok(key)
 }
 
 /// The smallest id a delivery created at `ms` can have.

@@ -283,27 +283,51 @@ pub(super) fn rotation_pending(db: &Database) -> Result<bool, StoreError> {
     Ok(meta_get(db, ROTATING_TO)?.is_some())
 }
 
+/// Whether an open starts a master-key rotation.
+#[derive(Clone, Copy)]
+pub(super) enum Rotation<'a> {
+    No,
+    /// Start one (`rotate-master-key`), with `TIDINGS_NEW_MASTER_KEY` if it is set.
+    Begin(Option<&'a str>),
+}
+
 /// Run at open, before anyone else may read or write: checks the keys against the database,
-/// finishes a rotation that was started (or interrupted), seals rows written before payload
-/// encryption; returns the key every value is now sealed with and how many rows it rewrote.
-pub(super) fn reconcile(db: &Database, keyring: Keyring) -> Result<(MasterKey, u64), StoreError> {
+/// starts a rotation if `rotate` says so (only once the keys
+/// are known to be right, so a refused rotation leaves no new key behind), finishes a rotation
+/// that was started or interrupted, and seals rows written before payload encryption.
+/// Returns the key every value is now sealed with and how many rows were rewritten.
+pub(super) fn reconcile(
+    db: &Database,
+    keyring: Keyring,
+    rotate: Rotation<'_>,
+) -> Result<(MasterKey, u64), StoreError> {
     let check = meta_get(db, KEY_CHECK)?;
     let rotating_to = meta_get(db, ROTATING_TO)?;
     let current = &keyring.current;
-    let next = keyring.next.as_ref();
-    let check_opens_with_next = next.is_some_and(|n| opens(n, check.as_deref()));
+    let check_opens_with_next = keyring
+        .next
+        .as_ref()
+        .is_some_and(|n| opens(n, check.as_deref()));
     if check.is_some() && !opens(current, check.as_deref()) && !check_opens_with_next {
         return Err(StoreError::MasterKey(
             if opens(current, rotating_to.as_deref()) {
                 "the master key given is the new key of an unfinished master-key rotation; run `tidings rotate-master-key` with the old key as TIDINGS_MASTER_KEY and this one as TIDINGS_NEW_MASTER_KEY to finish it".into()
             } else {
-                "the master key does not open this database: its values were sealed with another key (check TIDINGS_MASTER_KEY, or put back the data dir's original master.key)".into()
+                "the master key does not open this database: its values were sealed with another key (check TIDINGS_MASTER_KEY, or put back the data dir's original master.key; after a rotation with TIDINGS_NEW_MASTER_KEY, that is the key to use now)".into()
             },
         ));
     }
     if check.is_none() {
         check_legacy_rules(db, current)?;
     }
+    let keyring = match rotate {
+        Rotation::Begin(new_env_key) => keyring
+            .begin_rotation(new_env_key)
+            .map_err(|e| StoreError::MasterKey(e.to_string()))?,
+        Rotation::No => keyring,
+    };
+    let current = &keyring.current;
+    let next = keyring.next.as_ref();
     if rotating_to.is_some() {
         match next {
             Some(n) if opens(n, rotating_to.as_deref()) => {}

@@ -21,6 +21,7 @@ mod network;
 mod observability;
 mod readme_verifiers;
 mod retention;
+mod rotation;
 mod signatures;
 mod tls_trust;
 mod verify_cli;
