@@ -114,6 +114,7 @@ pub fn run_with_key(
             master_key: master_key.clone(),
             store_bodies: config.logs.store_bodies,
             disable_after: config.alerts.disable_after,
+            stuck_after: config.alerts.dispatcher_stuck_after,
             metrics: metrics.clone(),
         },
     )

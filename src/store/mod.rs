@@ -234,11 +234,12 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
-    /// A cheap read that proves the database answers; for readiness checks.
+    /// A cheap read that proves the database answers, and that the last write batch
+    /// committed; for readiness checks.
     pub fn ping(&self) -> Result<(), StoreError> {
         let txn = self.read()?;
         txn.open_table(WORKSPACES)?;
-        Ok(())
+        self.writer.failure().map_or(Ok(()), Err)
     }
 
     // ---- workspaces and API keys ----

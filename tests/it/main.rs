@@ -19,6 +19,7 @@ mod durability;
 mod encryption;
 mod network;
 mod observability;
+mod readiness;
 mod readme_verifiers;
 mod retention;
 mod rotation;
