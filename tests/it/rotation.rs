@@ -328,6 +328,29 @@ fn with_keys_in_the_environment_the_new_key_comes_from_tidings_new_master_key() 
         ],
     );
     assert!(!ran.success() && ran.stderr.contains("32 bytes"), "{ran:?}");
+    // A rotation to the new key that died after recording itself: serve with the old key
+    // alone refuses, saying what to run; running it again finishes the job.
+    let new = MasterKey::from_bytes(&[0x22_u8; 32]);
+    {
+        let db = open_raw(&data_dir);
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(
+                "master_key_rotating_to",
+                new.seal("tidings master key check").as_str(),
+            )
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let mut interrupted = Served::spawn(&data_dir, &["--dev"], &[("TIDINGS_MASTER_KEY", &old_key)]);
+    assert!(!interrupted.wait_exit().success());
+    assert!(
+        interrupted.log().contains("interrupted")
+            && interrupted.log().contains("rotate-master-key"),
+        "{}",
+        interrupted.log()
+    );
     let ran = rotate(
         &data_dir,
         &[
