@@ -207,6 +207,11 @@ impl Keyring {
         })
     }
 
+    /// Whether the keys are files in the data dir (not `TIDINGS_MASTER_KEY`).
+    pub fn uses_files(&self) -> bool {
+        self.files.is_some()
+    }
+
     /// Starts a rotation: with key files, a new random `master.key.new` is written and synced
     /// (or the one an interrupted rotation left is kept, since values may already be sealed
     /// with it); with `TIDINGS_MASTER_KEY`, the new key is `new_env_key`.

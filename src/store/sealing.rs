@@ -320,6 +320,12 @@ pub(super) fn reconcile(
     if check.is_none() {
         check_legacy_rules(db, current)?;
     }
+    if rotating_to.is_some() && keyring.next.is_none() && keyring.uses_files() {
+        // Checked before a rotation could write a fresh master.key.new in its place.
+        return Err(StoreError::MasterKey(
+            "a master-key rotation was interrupted and its new key, master.key.new, is missing from the data dir: put it back (some values are sealed with it)".into(),
+        ));
+    }
     let keyring = match rotate {
         Rotation::Begin(new_env_key) => keyring
             .begin_rotation(new_env_key)
@@ -338,7 +344,7 @@ pub(super) fn reconcile(
             }
             None => {
                 return Err(StoreError::MasterKey(
-                    "a master-key rotation was interrupted; run `tidings rotate-master-key` again with the same TIDINGS_MASTER_KEY and TIDINGS_NEW_MASTER_KEY to finish it".into(),
+                    "a master-key rotation was interrupted; run `tidings rotate-master-key` again with the same TIDINGS_MASTER_KEY and TIDINGS_NEW_MASTER_KEY to finish it (some values are already sealed with the new key)".into(),
                 ));
             }
         }

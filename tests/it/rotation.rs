@@ -263,6 +263,20 @@ fn an_interrupted_rotation_is_finished_at_the_next_start() {
         "{ran:?}"
     );
 
+    // Without master.key.new the open refuses, and does not write another one in its place.
+    let aside = scratch.path("master.key.new");
+    std::fs::rename(data_dir.join("master.key.new"), &aside).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = tidings::run_with_key(test_config(&data_dir), listener, None)
+        .err()
+        .expect("an interrupted rotation without its new key must not start");
+    assert!(
+        format!("{err:#}").contains("master.key.new, is missing"),
+        "{err:#}"
+    );
+    assert!(!data_dir.join("master.key.new").exists());
+    std::fs::rename(&aside, data_dir.join("master.key.new")).unwrap();
+
     let app = start(test_config(&data_dir));
     assert!(!data_dir.join("master.key.new").exists(), "rename done");
     assert_eq!(
