@@ -292,10 +292,10 @@ pub(super) enum Rotation<'a> {
 }
 
 /// Run at open, before anyone else may read or write: checks the keys against the database,
-/// starts a rotation if `rotate` says so (only once the keys
-/// are known to be right, so a refused rotation leaves no new key behind), finishes a rotation
-/// that was started or interrupted, and seals rows written before payload encryption.
-/// Returns the key every value is now sealed with and how many rows were rewritten.
+/// starts a rotation if `rotate` says so (only once the keys are known to be right, so a
+/// refused rotation leaves no new key behind), finishes a rotation that was started or
+/// interrupted, and seals rows written before payload encryption. Returns the key every
+/// value is now sealed with and how many rows were rewritten.
 pub(super) fn reconcile(
     db: &Database,
     keyring: Keyring,
