@@ -426,6 +426,39 @@ mod tests {
     }
 
     #[test]
+    fn rows_round_trip_sealed_and_need_the_key() {
+        let event: Event = serde_json::from_value(json!({
+            "id": "evt_1", "workspace_id": "wsp_1", "type": "patient:admitted",
+            "occurred_at": 1, "received_at": 2, "data": {"name": "Jane"},
+        }))
+        .unwrap();
+        let seal = RowSeal::new(Some(key(1)));
+        let bytes = seal.event(&event).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("Jane"));
+        assert_eq!(seal.open_event(&bytes).unwrap().data["name"], "Jane");
+        let plain = serde_json::to_vec(&event).unwrap();
+        assert_eq!(
+            seal.open_event(&plain).unwrap().data["name"],
+            "Jane",
+            "old rows read"
+        );
+        let keyless = RowSeal::new(None);
+        assert!(matches!(
+            keyless.event(&event),
+            Err(StoreError::MasterKey(_))
+        ));
+        assert!(matches!(
+            keyless.open_event(&bytes),
+            Err(StoreError::MasterKey(_))
+        ));
+        let wrong = RowSeal::new(Some(key(9)));
+        assert!(matches!(
+            wrong.open_event(&bytes),
+            Err(StoreError::MasterKey(_))
+        ));
+    }
+
+    #[test]
     fn plain_rows_are_sealed_once_and_rotated_by_the_walk() {
         let (old, new) = (key(1), key(2));
         let event = serde_json::to_vec(&json!({"id": "evt_1", "data": {"name": "Jane"}})).unwrap();
