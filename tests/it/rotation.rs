@@ -389,3 +389,44 @@ fn with_keys_in_the_environment_the_new_key_comes_from_tidings_new_master_key() 
     assert_eq!(got.status, 200, "{}", got.text);
     assert_eq!(got.body["secret"], secret);
 }
+
+#[test]
+fn rotation_refuses_bad_input_and_changes_nothing() {
+    let scratch = Scratch::new("rotation-bad");
+    let missing = scratch.path("nothing-here");
+    let ran = rotate(&missing, &[]);
+    assert!(
+        !ran.success() && ran.stderr.contains("holds no tidings database"),
+        "{ran:?}"
+    );
+    assert!(!missing.exists(), "no data dir created");
+
+    let app = spawn_app();
+    let data_dir = app.stop();
+    drop(open_raw(&data_dir));
+    let key_before = std::fs::read(data_dir.join("master.key")).unwrap();
+    let ran = rotate(
+        &data_dir,
+        &[("TIDINGS_NEW_MASTER_KEY", &B64.encode([3_u8; 32]))],
+    );
+    assert!(
+        !ran.success()
+            && ran
+                .stderr
+                .contains("only for keys given as TIDINGS_MASTER_KEY"),
+        "{ran:?}"
+    );
+    let ran = rotate(
+        &data_dir,
+        &[("TIDINGS_MASTER_KEY", &B64.encode([4_u8; 32]))],
+    );
+    assert!(
+        !ran.success() && ran.stderr.contains("does not open"),
+        "{ran:?}"
+    );
+    assert_eq!(
+        std::fs::read(data_dir.join("master.key")).unwrap(),
+        key_before
+    );
+    assert!(!data_dir.join("master.key.new").exists());
+}
