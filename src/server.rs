@@ -15,7 +15,7 @@ use crate::delivery::dispatcher::{Dispatcher, Settings};
 use crate::delivery::retry::RetryPolicy;
 use crate::domain::time::Clock;
 use crate::routines::Routines;
-use crate::security::crypto::MasterKey;
+use crate::security::crypto::{Keyring, MasterKey};
 use crate::security::ssrf::AddressPolicy;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -111,9 +111,12 @@ pub fn run_with_clock(
     let tls = (!config.tls.cert.is_empty())
         .then(|| load_tls(&config.tls.cert, &config.tls.key))
         .transpose()?;
-    let store = Store::open(&config.data_dir).context("opening the database")?;
-    let master_key =
-        MasterKey::load_or_create(&config.data_dir, env_key).context("loading the master key")?;
+    // The store seals event payloads and logged bodies itself; it hands back the key that
+    // rule secrets are sealed with too (a new one if it finished an interrupted rotation).
+    let (store, master_key) = Store::open_with_keys(&config.data_dir, || {
+        Keyring::load(&config.data_dir, env_key)
+    })
+    .context("opening the database")?;
     let policy = Arc::new(AddressPolicy::new(
         config.is_development(),
         config.network.allow.clone(),
@@ -128,6 +131,7 @@ pub fn run_with_clock(
             master_key: master_key.clone(),
             store_bodies: config.logs.store_bodies,
             disable_after: config.alerts.disable_after,
+            stuck_after: config.alerts.dispatcher_stuck_after,
             metrics: metrics.clone(),
         },
     )

@@ -61,6 +61,12 @@ impl Store {
                 path.display()
             )));
         }
+        if super::sealing::rotation_pending(&self.db)? {
+            // Values are sealed partly with each key: a copy would need both to be read.
+            return Err(StoreError::Conflict(
+                "a master-key rotation is unfinished; finish it first (start `tidings serve`, or run `tidings rotate-master-key` again)".into(),
+            ));
+        }
         let snapshot = self.db.begin_read()?;
         let target = Database::create(path)
             .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", path.display())))?;

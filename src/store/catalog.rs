@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, TableHandle, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use serde_json::{Map, Value};
 
+use super::sealing::RowSeal;
 use super::tables::{EVENT_TYPES, ROUTINE_LAST_FIRED};
-use super::{Store, StoreError, append_audit, codec};
+use super::{Store, StoreError, append_audit};
 use crate::domain::audit::AuditEntry;
 use crate::domain::catalog::{Declared, StoredType, structure_only};
 use crate::domain::event::EventType;
@@ -35,7 +36,7 @@ impl Store {
                 break;
             }
             if let Ok(name) = EventType::parse(name) {
-                out.push((name, codec::decode(EVENT_TYPES.name(), value.value())?));
+                out.push((name, self.seal.open_event_type(value.value())?));
             }
         }
         Ok(out)
@@ -50,7 +51,7 @@ impl Store {
         let table = txn.open_table(EVENT_TYPES)?;
         table
             .get((workspace.as_str(), name.as_str()))?
-            .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
+            .map(|v| self.seal.open_event_type(v.value()))
             .transpose()
     }
 
@@ -62,9 +63,12 @@ impl Store {
         declared: Declared,
         audit: AuditEntry,
     ) -> Result<StoredType, StoreError> {
+        let seal = self.seal.clone();
         self.writer
             .write_async(move |txn| {
-                let row = update_row(txn, &workspace, &name, |row| row.declared = Some(declared))?;
+                let row = update_row(txn, &seal, &workspace, &name, |row| {
+                    row.declared = Some(declared);
+                })?;
                 append_audit(txn, &audit)?;
                 Ok(row)
             })
@@ -100,10 +104,11 @@ impl Store {
         } else {
             structure_only(data)
         };
-        let (workspace, name) = (workspace.clone(), name.clone());
+        let (workspace, name, seal) = (workspace.clone(), name.clone(), self.seal.clone());
+        // Sealing here, on the writer thread, is fine: it happens at most once a minute per type.
         self.writer.submit_lazy(
             move |txn| {
-                update_row(txn, &workspace, &name, |row| {
+                update_row(txn, &seal, &workspace, &name, |row| {
                     row.seen_sample = Some(sample);
                     row.first_seen_at.get_or_insert(now);
                     row.last_seen_at = Some(now);
@@ -127,6 +132,7 @@ impl Store {
 /// Reads a type's row (or a blank one), changes it and writes it back; returns it.
 fn update_row(
     txn: &WriteTransaction,
+    seal: &RowSeal,
     workspace: &WorkspaceId,
     name: &EventType,
     change: impl FnOnce(&mut StoredType),
@@ -135,10 +141,10 @@ fn update_row(
     let key = (workspace.as_str(), name.as_str());
     let mut row: StoredType = table
         .get(key)?
-        .map(|v| codec::decode(EVENT_TYPES.name(), v.value()))
+        .map(|v| seal.open_event_type(v.value()))
         .transpose()?
         .unwrap_or_default();
     change(&mut row);
-    table.insert(key, codec::encode(&row).as_slice())?;
+    table.insert(key, seal.event_type(&row)?.as_slice())?;
     Ok(row)
 }

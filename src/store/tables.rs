@@ -3,7 +3,8 @@
 
 use redb::TableDefinition;
 
-/// Key: setting name. Value: setting (schema version, default workspace id).
+/// Key: setting name. Value: setting (schema version, default workspace id, master-key check
+/// and rotation state).
 pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta-v1");
 
 /// Key: workspace id. Value: `Workspace`.
@@ -18,7 +19,7 @@ pub const API_KEY_HASHES: TableDefinition<&str, &str> = TableDefinition::new("ap
 /// Key: rule id. Value: `Rule` (secrets sealed).
 pub const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules-v1");
 
-/// Key: event id. Value: `Event`.
+/// Key: event id. Value: `Event`, its `data` sealed (see sealing.rs).
 pub const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events-v1");
 
 /// Key: (workspace id, idempotency key). Value: `IdempotencyRecord`.
@@ -36,7 +37,8 @@ pub const DELIVERIES_BY_RULE: TableDefinition<(&str, &str), ()> =
 pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("deliveries-by-event-v1");
 
-/// Key: (delivery id, attempt number). Value: `Attempt`.
+/// Key: (delivery id, attempt number). Value: `Attempt`, its request and response bodies
+/// sealed (see sealing.rs).
 pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts-v1");
 
 /// Key: audit entry id (time-sortable). Value: `AuditEntry`. Append-only.
