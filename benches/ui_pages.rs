@@ -108,6 +108,7 @@ fn main() {
                     attempts: 1,
                     attempts_left: 0,
                     next_attempt_at: None,
+                    condition_error: None,
                 };
                 some_delivery = Some(delivery.id.clone());
                 let store = store.clone();
@@ -117,6 +118,7 @@ fn main() {
                             event,
                             deliveries: vec![delivery],
                             idempotency_key: None,
+                            routine_slot: None,
                         })
                         .await
                         .unwrap();

@@ -80,6 +80,9 @@ pub struct SigningConfig {
 pub struct AlertsConfig {
     #[serde(deserialize_with = "duration")]
     pub disable_after: Duration,
+    /// `/readyz` fails once a due delivery has waited this long while no attempt finished.
+    #[serde(deserialize_with = "duration")]
+    pub dispatcher_stuck_after: Duration,
 }
 
 #[derive(Clone, Deserialize)]
@@ -194,6 +197,9 @@ impl Config {
         if self.logs.retention_days == 0 {
             return bad("logs.retention_days", "must be at least 1");
         }
+        if self.alerts.dispatcher_stuck_after.is_zero() {
+            return bad("alerts.dispatcher_stuck_after", "must be greater than zero");
+        }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             return bad("tls", "set both tls.cert and tls.key, or neither");
         }
@@ -232,6 +238,7 @@ impl Config {
             rotation_overlap = (humantime::format_duration(self.signing.rotation_overlap).to_string())
             [alerts]
             disable_after = (humantime::format_duration(self.alerts.disable_after).to_string())
+            dispatcher_stuck_after = (humantime::format_duration(self.alerts.dispatcher_stuck_after).to_string())
             [tls]
             cert = (self.tls.cert.clone())
             key = (self.tls.key.clone())
@@ -372,6 +379,7 @@ mod tests {
         assert_eq!(c.limits.max_event_bytes, 1_048_576);
         assert_eq!(c.signing.rotation_overlap, Duration::from_secs(86_400));
         assert_eq!(c.alerts.disable_after, Duration::from_secs(5 * 86_400));
+        assert_eq!(c.alerts.dispatcher_stuck_after, Duration::from_secs(60));
         assert_eq!(c.logs.retention_days, 30);
     }
 

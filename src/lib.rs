@@ -7,6 +7,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod routines;
 pub mod security;
 pub mod server;
 pub mod store;
@@ -14,4 +15,4 @@ pub mod telemetry;
 pub mod web;
 
 pub use config::Config;
-pub use server::{AppHandle, run, run_with_key};
+pub use server::{AppHandle, run, run_with_clock, run_with_key};

@@ -73,6 +73,15 @@ enum Command {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Re-encrypt everything sealed (signing secrets, secret headers, event payloads, logged
+    /// bodies) with a new master key. Stop the server first.
+    #[command(
+        after_help = "With key files, a new master.key is generated in the data dir. With TIDINGS_MASTER_KEY, give the new key as TIDINGS_NEW_MASTER_KEY (32 bytes, base64 or hex) and switch the server to it afterwards."
+    )]
+    RotateMasterKey {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
     /// Check a captured webhook request's signature, and say why it fails if it does.
     Verify {
         /// The rule's signing secret (whsec_…).
@@ -165,6 +174,7 @@ fn main() -> ExitCode {
             key,
         } => backup(&out, &data_dir, &url, key.as_deref()),
         Command::Restore { from, data_dir } => restore(&from, &data_dir),
+        Command::RotateMasterKey { data_dir } => rotate_master_key(&data_dir),
         Command::Verify {
             secret,
             header,
@@ -347,6 +357,53 @@ fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::
     }
 }
 
+fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {
+    use tidings::security::crypto::Keyring;
+    use tidings::store::{Store, StoreError};
+    let env_key = std::env::var("TIDINGS_MASTER_KEY").ok();
+    let new_env_key = std::env::var("TIDINGS_NEW_MASTER_KEY").ok();
+    anyhow::ensure!(
+        data_dir.join("tidings.redb").exists(),
+        "{} holds no tidings database: nothing to rotate",
+        data_dir.display()
+    );
+    if env_key.is_none() {
+        anyhow::ensure!(
+            new_env_key.is_none(),
+            "TIDINGS_NEW_MASTER_KEY is only for keys given as TIDINGS_MASTER_KEY; with key files the new key is generated into {}",
+            data_dir.join("master.key").display()
+        );
+        // Without it, loading would create a fresh key that opens nothing.
+        anyhow::ensure!(
+            data_dir.join("master.key").exists(),
+            "{} has no master.key: put back the key this database was sealed with (or set TIDINGS_MASTER_KEY)",
+            data_dir.display()
+        );
+    }
+    let keys = || Keyring::load(data_dir, env_key.as_deref());
+    match Store::rotate_master_key(data_dir, keys, new_env_key.as_deref()) {
+        Ok(_) => {}
+        Err(StoreError::InUse(path)) => anyhow::bail!(
+            "{path} is in use by a running tidings server: stop it first (e.g. `systemctl stop tidings`); the master key can only be rotated while the server is stopped"
+        ),
+        Err(e) => return Err(e.into()),
+    }
+    println!(
+        "master key rotated: every signing secret, secret header, event payload and logged body is now sealed with the new key"
+    );
+    if env_key.is_some() {
+        println!(
+            "now give the server the new key: set TIDINGS_MASTER_KEY to the value of TIDINGS_NEW_MASTER_KEY; the old key no longer opens this data"
+        );
+    } else {
+        println!(
+            "the new key is {}; back it up. The old key no longer opens this data, but backups taken before now still need it",
+            data_dir.join("master.key").display()
+        );
+    }
+    Ok(())
+}
+
 fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
     let target = data_dir.join("tidings.redb");
     anyhow::ensure!(
@@ -362,7 +419,7 @@ fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
     if !data_dir.join("master.key").exists() {
         eprintln!(
             "note: put the original master.key in {} (or set TIDINGS_MASTER_KEY) before starting: \
-             signing secrets and secret headers cannot be read without it",
+             signing secrets, secret headers, event payloads and logged bodies cannot be read without it",
             data_dir.display()
         );
     }

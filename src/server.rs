@@ -13,7 +13,9 @@ use crate::config::Config;
 use crate::delivery::client::HttpClient;
 use crate::delivery::dispatcher::{Dispatcher, Settings};
 use crate::delivery::retry::RetryPolicy;
-use crate::security::crypto::MasterKey;
+use crate::domain::time::Clock;
+use crate::routines::Routines;
+use crate::security::crypto::{Keyring, MasterKey};
 use crate::security::ssrf::AddressPolicy;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -29,6 +31,8 @@ pub struct AppState {
     /// For test sends from the API; the dispatcher's workers have their own.
     pub client: HttpClient,
     pub metrics: Metrics,
+    /// The routine scheduler's clock, so the API's `next_runs` agree with it.
+    pub clock: Clock,
 }
 
 /// A running appliance.
@@ -39,6 +43,7 @@ pub struct AppHandle {
     dispatcher: Dispatcher,
     store: Store,
     retention: Retention,
+    routines: Routines,
     ui: web::Data<crate::web::UiState>,
 }
 
@@ -60,6 +65,7 @@ impl AppHandle {
     /// Blocks until the server stops (on SIGINT/SIGTERM), then stops the dispatcher.
     pub fn wait(mut self) -> std::io::Result<()> {
         let result = self.join_server();
+        self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
         result
@@ -70,6 +76,7 @@ impl AppHandle {
         let server = self.server.clone();
         actix_web::rt::System::new().block_on(server.stop(true));
         let _ = self.join_server();
+        self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
     }
@@ -96,13 +103,26 @@ pub fn run_with_key(
     listener: TcpListener,
     env_key: Option<&str>,
 ) -> anyhow::Result<AppHandle> {
+    run_with_clock(config, listener, env_key, Clock::system())
+}
+
+/// `run_with_key` with the clock the routine scheduler reads (tests drive it by hand).
+pub fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    env_key: Option<&str>,
+    clock: Clock,
+) -> anyhow::Result<AppHandle> {
     // TLS first: a bad certificate must fail start-up before anything else is running.
     let tls = (!config.tls.cert.is_empty())
         .then(|| load_tls(&config.tls.cert, &config.tls.key))
         .transpose()?;
-    let store = Store::open(&config.data_dir).context("opening the database")?;
-    let master_key =
-        MasterKey::load_or_create(&config.data_dir, env_key).context("loading the master key")?;
+    // The store seals event payloads and logged bodies itself; it hands back the key that
+    // rule secrets are sealed with too (a new one if it finished an interrupted rotation).
+    let (store, master_key) = Store::open_with_keys(&config.data_dir, || {
+        Keyring::load(&config.data_dir, env_key)
+    })
+    .context("opening the database")?;
     let policy = Arc::new(AddressPolicy::new(
         config.is_development(),
         config.network.allow.clone(),
@@ -117,12 +137,14 @@ pub fn run_with_key(
             master_key: master_key.clone(),
             store_bodies: config.logs.store_bodies,
             disable_after: config.alerts.disable_after,
+            stuck_after: config.alerts.dispatcher_stuck_after,
             metrics: metrics.clone(),
         },
     )
     .context("starting the dispatcher")?;
     let port = listener.local_addr()?.port();
     let retention_days = config.logs.retention_days;
+    let max_attempts = retry.max_attempts;
     log_start(&config, &listener);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let ui = web::Data::new(
@@ -139,6 +161,7 @@ pub fn run_with_key(
         master_key,
         retry,
         metrics,
+        clock: clock.clone(),
     });
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -169,6 +192,8 @@ pub fn run_with_key(
         })?;
     let server = rx.recv().context("the HTTP server did not start")?;
     let retention = Retention::start(store.clone(), retention_days);
+    let routines = Routines::start(store.clone(), dispatcher.clone(), max_attempts, clock)
+        .context("starting the routine scheduler")?;
     Ok(AppHandle {
         port,
         server,
@@ -176,6 +201,7 @@ pub fn run_with_key(
         dispatcher,
         store,
         retention,
+        routines,
         ui,
     })
 }

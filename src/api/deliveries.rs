@@ -183,6 +183,7 @@ pub fn delivery_summary(d: &Delivery) -> Value {
         "created_at": to_rfc3339(d.created_at),
         "updated_at": to_rfc3339(d.updated_at),
         "attempt_count": d.attempts,
+        "condition_error": d.condition_error,
         "next_attempt_at": d.next_attempt_at.filter(|_| d.status.is_open()).map(to_rfc3339),
     })
 }

@@ -8,9 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::deliveries::delivery_summary;
 use super::{AdminKey, AnyKey, blocking, parse_json};
-use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType, check_data};
-use crate::domain::ids::{DeliveryId, EventId};
+use crate::domain::ids::EventId;
+use crate::domain::intake::deliveries_for;
 use crate::domain::time::{now_ms, parse_rfc3339, to_rfc3339};
 use crate::error::ApiError;
 use crate::server::AppState;
@@ -79,23 +79,20 @@ async fn ingest(
     let rules = state
         .store
         .matching_rules(&key.workspace_id, &event.event_type);
-    let deliveries: Vec<Delivery> = rules
-        .iter()
-        .map(|rule| Delivery {
-            id: DeliveryId::generate(received_at),
-            event_id: event.id.clone(),
-            rule_id: rule.id.clone(),
-            workspace_id: event.workspace_id.clone(),
-            event_type: event.event_type.clone(),
-            status: DeliveryStatus::Pending,
-            test: false,
-            created_at: received_at,
-            updated_at: received_at,
-            attempts: 0,
-            attempts_left: state.retry.max_attempts,
-            next_attempt_at: Some(received_at),
-        })
-        .collect();
+    // Conditions may read the workspace's name; most rules have none, so skip the read then.
+    let workspace_name = if rules.iter().any(|r| r.condition.is_some()) {
+        state.store.workspace(&event.workspace_id)?.name
+    } else {
+        String::new()
+    };
+    let deliveries = deliveries_for(&event, &rules, &workspace_name, state.retry.max_attempts);
+    state.store.note_event_seen(
+        &event.workspace_id,
+        &event.event_type,
+        &event.data,
+        state.config.logs.store_bodies,
+        received_at,
+    );
     let id = event.id.clone();
     let count = deliveries.len();
     let outcome = state
@@ -104,6 +101,7 @@ async fn ingest(
             event,
             deliveries: deliveries.clone(),
             idempotency_key,
+            routine_slot: None,
         })
         .await?;
     match outcome {

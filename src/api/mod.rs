@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backup;
 pub mod deliveries;
+pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod keys;
@@ -28,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/api/v1")
                 .configure(events::routes)
+                .configure(event_types::routes)
                 .configure(rules::routes)
                 .configure(deliveries::routes)
                 .configure(keys::routes)

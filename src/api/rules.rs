@@ -5,17 +5,22 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::deliveries::delivery_json;
+use super::event_types::entry as catalog_entry;
 use super::{AdminKey, JsonBody, OptionalJsonBody, blocking, from_value, list_response};
-use crate::delivery::attempt::{PreparedRequest, perform, prepare};
+use crate::delivery::attempt::{PrepareError, PreparedRequest, perform, prepare, template_failure};
 use crate::delivery::dispatcher::next_state;
 use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::catalog::{Entry, types_to_check};
+use crate::domain::condition::Subject;
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::payload::{self, Context};
 use crate::domain::rule::{
-    FieldError, MASK, Rule, RuleInput, RuleSpec, SecretValue, SigningSecret,
+    FieldError, MASK, PayloadFormat, ROUTINE_FIRED, Rule, RuleInput, RuleSpec, SecretValue,
+    SigningSecret, Trigger,
 };
-use crate::domain::samples::sample_data;
+use crate::domain::template::TemplateError;
 use crate::domain::time::{now_ms, to_rfc3339};
 use crate::error::ApiError;
 use crate::security::crypto::{MasterKey, new_signing_secret};
@@ -51,7 +56,7 @@ fn parse_id(raw: &str) -> Result<RuleId, ApiError> {
 }
 
 /// The API form of a rule: every field of SPEC §2 plus the read-only ones.
-pub fn rule_json(rule: &Rule, policy: &AddressPolicy) -> Value {
+pub fn rule_json(rule: &Rule, policy: &AddressPolicy, now_ms: i64) -> Value {
     let mut v = editable_json(rule);
     let extra = json!({
         "id": rule.id,
@@ -61,6 +66,7 @@ pub fn rule_json(rule: &Rule, policy: &AddressPolicy) -> Value {
         "created_at": to_rfc3339(rule.created_at),
         "updated_at": to_rfc3339(rule.updated_at),
         "secret_hint": rule.secret_hint(),
+        "next_runs": rule.next_runs(now_ms, 5).into_iter().map(to_rfc3339).collect::<Vec<_>>(),
     });
     if let (Value::Object(out), Value::Object(extra)) = (&mut v, extra) {
         out.extend(extra);
@@ -162,7 +168,10 @@ async fn list(
     let store = state.store.clone();
     let mut rules = blocking(move || store.rules(&key.workspace_id)).await?;
     rules.sort_by(|a, b| b.id.cmp(&a.id));
-    let data: Vec<Value> = rules.iter().map(|r| rule_json(r, &state.policy)).collect();
+    let data: Vec<Value> = rules
+        .iter()
+        .map(|r| rule_json(r, &state.policy, state.clock.now_ms()))
+        .collect();
     Ok(list_response(&data, None))
 }
 
@@ -175,7 +184,7 @@ async fn create(
         .validate(&state.policy, None)
         .map_err(|e| field_error(&e))?;
     let rule = create_rule(&state, &key.workspace_id, Actor::key(&key), spec).await?;
-    Ok(HttpResponse::Created().json(rule_json(&rule, &state.policy)))
+    Ok(HttpResponse::Created().json(rule_json(&rule, &state.policy, state.clock.now_ms())))
 }
 
 /// Stores a new rule from a validated spec, with its audit entry. The API and the admin UI
@@ -187,6 +196,7 @@ pub async fn create_rule(
     spec: RuleSpec,
 ) -> Result<Rule, ApiError> {
     let rule = build_rule(spec, None, workspace, &state.master_key);
+    check_template_with_samples(state, &rule).await?;
     let audit = AuditEntry::new(workspace, actor, "rule.create", "rule", rule.id.as_str())
         .after(editable_json(&rule));
     Ok(state.store.save_rule(rule, false, audit).await?)
@@ -203,7 +213,7 @@ async fn get_one(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let rule = load(&state, key.workspace_id, parse_id(&path)?).await?;
-    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy)))
+    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy, state.clock.now_ms())))
 }
 
 async fn save_edit(
@@ -223,7 +233,7 @@ async fn save_edit(
         spec,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy)))
+    Ok(HttpResponse::Ok().json(rule_json(&rule, &state.policy, state.clock.now_ms())))
 }
 
 /// Applies a validated spec to a stored rule, audited as an update, activation or
@@ -238,6 +248,7 @@ pub async fn update_rule(
     let before = editable_json(&existing);
     let was_active = existing.active;
     let rule = build_rule(spec, Some(existing), workspace, &state.master_key);
+    check_template_with_samples(state, &rule).await?;
     let action = match (was_active, rule.active) {
         (false, true) => "rule.activate",
         (true, false) => "rule.deactivate",
@@ -413,6 +424,44 @@ pub async fn rotate_secret(
     Ok(plain.expose().to_owned())
 }
 
+/// On save, a body template is rendered against the catalog sample of every event type the
+/// rule can see (see `types_to_check`), so a template that cannot render, or renders invalid
+/// JSON for a JSON content type, is refused before any real event meets it.
+pub async fn check_template_with_samples(state: &AppState, rule: &Rule) -> Result<(), ApiError> {
+    if rule.webhook.payload_format != PayloadFormat::Template {
+        return Ok(());
+    }
+    let store = state.store.clone();
+    let (workspace, trigger) = (rule.workspace_id.clone(), rule.trigger.clone());
+    let (workspace_name, samples) = blocking(move || {
+        let known: Vec<EventType> = store
+            .event_types(&workspace)?
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        let samples = types_to_check(&trigger, &known)
+            .into_iter()
+            .map(|t| catalog_entry(&store, &workspace, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, crate::store::StoreError>((store.workspace(&workspace)?.name, samples))
+    })
+    .await?;
+    for entry in samples {
+        let event = test_event(rule, entry.name.clone(), sample_for(rule, &entry));
+        let ctx = Context {
+            rule,
+            workspace_name: &workspace_name,
+        };
+        payload::body(&event, &ctx).map_err(|e| {
+            ApiError::validation(format!(
+                "webhook.body_template: rendering it with the sample {} event failed: {e}",
+                entry.name
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// What a test or preview sends: a given event type and data, or the rule's sample.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -421,24 +470,23 @@ pub struct SampleRequest {
     pub data: Option<Value>,
 }
 
-/// The event a test or preview uses: the given one, or the sample for the rule's first exact
-/// event type (`ping` if it has none).
-fn sample_event(rule: &Rule, req: SampleRequest) -> Result<Event, ApiError> {
-    let crate::domain::rule::Trigger::Event { events } = &rule.trigger;
-    let type_name = req
-        .event_type
-        .or_else(|| events.iter().find_map(|p| p.exact().map(str::to_owned)))
-        .unwrap_or_else(|| "ping".to_owned());
-    let event_type =
-        EventType::parse(&type_name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
-    let data = match req.data {
-        None => sample_data(event_type.as_str()),
-        Some(Value::Object(map)) => map,
-        Some(_) => return Err(ApiError::validation("data must be a JSON object")),
-    };
-    check_data(&data).map_err(ApiError::validation)?;
+/// A routine's sample is its own next firing; other types use the catalog's sample.
+fn sample_for(rule: &Rule, entry: &Entry) -> Map<String, Value> {
+    if entry.name.as_str() == ROUTINE_FIRED && matches!(rule.trigger, Trigger::Schedule { .. }) {
+        let slot = rule
+            .trigger
+            .schedule()
+            .and_then(|s| s.next_after(now_ms()))
+            .unwrap_or_else(now_ms);
+        rule.firing_data(slot)
+    } else {
+        entry.sample.clone()
+    }
+}
+
+fn test_event(rule: &Rule, event_type: EventType, data: Map<String, Value>) -> Event {
     let now = now_ms();
-    Ok(Event {
+    Event {
         id: EventId::generate(now),
         workspace_id: rule.workspace_id.clone(),
         event_type,
@@ -446,17 +494,21 @@ fn sample_event(rule: &Rule, req: SampleRequest) -> Result<Event, ApiError> {
         received_at: now,
         data,
         test: true,
-    })
+    }
 }
 
-/// A rule, a sample event for it, and the signed request a delivery of it would send now.
+/// A rule, a sample event for it, and the signed request a delivery of it would send now
+/// (or why its body template failed for that event).
 struct Sample {
     rule: Rule,
     event: Event,
+    workspace_name: String,
     delivery_id: DeliveryId,
-    request: PreparedRequest,
+    request: Result<PreparedRequest, TemplateError>,
 }
 
+/// The event a test or preview uses: the given one, or the catalog sample for the rule's
+/// first exact event type (`ping` if it has none).
 async fn sample_request(
     state: &AppState,
     workspace: WorkspaceId,
@@ -464,22 +516,43 @@ async fn sample_request(
     req: SampleRequest,
 ) -> Result<Sample, ApiError> {
     let rule = load(state, workspace.clone(), parse_id(raw_id)?).await?;
-    let event = sample_event(&rule, req)?;
+    let type_name = req
+        .event_type
+        .or_else(|| rule.trigger.exact_types().first().map(|t| (*t).to_owned()))
+        .unwrap_or_else(|| "ping".to_owned());
+    let event_type =
+        EventType::parse(&type_name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+    let given = match req.data {
+        None => None,
+        Some(Value::Object(map)) => Some(map),
+        Some(_) => return Err(ApiError::validation("data must be a JSON object")),
+    };
     let store = state.store.clone();
-    let workspace = blocking(move || store.workspace(&workspace)).await?;
+    let (workspace_name, entry) = blocking(move || {
+        let entry = catalog_entry(&store, &workspace, event_type)?;
+        Ok::<_, crate::store::StoreError>((store.workspace(&workspace)?.name, entry))
+    })
+    .await?;
+    let data = given.unwrap_or_else(|| sample_for(&rule, &entry));
+    check_data(&data).map_err(ApiError::validation)?;
+    let event = test_event(&rule, entry.name, data);
     let delivery_id = DeliveryId::generate(event.received_at);
-    let request = prepare(
+    let request = match prepare(
         &rule,
         &event,
-        &workspace.name,
+        &workspace_name,
         delivery_id.as_str(),
         &state.master_key,
         now_ms(),
-    )
-    .map_err(ApiError::internal)?;
+    ) {
+        Ok(request) => Ok(request),
+        Err(PrepareError::Template(e)) => Err(e),
+        Err(PrepareError::Crypto(e)) => return Err(ApiError::internal(e)),
+    };
     Ok(Sample {
         rule,
         event,
+        workspace_name,
         delivery_id,
         request,
     })
@@ -509,6 +582,7 @@ pub async fn send_test(
         event,
         delivery_id,
         request,
+        ..
     } = sample_request(state, workspace.clone(), raw_id, req).await?;
     let now = event.received_at;
     let delivery = Delivery {
@@ -524,14 +598,21 @@ pub async fn send_test(
         attempts: 0,
         attempts_left: 1,
         next_attempt_at: None,
+        condition_error: None,
     };
     let (client, policy, store_bodies) = (
         state.client.clone(),
         state.policy.clone(),
         state.config.logs.store_bodies,
     );
-    let result =
-        web::block(move || perform(&client, &rule, &request, 1, &policy, store_bodies)).await?;
+    // A test is sent whatever the rule's condition says (the preview shows its verdict): it
+    // checks the receiver, not the filter.
+    let result = match request {
+        Ok(request) => {
+            web::block(move || perform(&client, &rule, &request, 1, &policy, store_bodies)).await?
+        }
+        Err(e) => template_failure(&rule, 1, &e),
+    };
     // attempts_left is 1, so the outcome is final: a test is never retried.
     let outcome = next_state(&state.retry, &delivery, &result.attempt, None);
     let delivery = delivery.advanced(1, outcome, now_ms());
@@ -543,7 +624,8 @@ pub async fn send_test(
     Ok((delivery, attempt))
 }
 
-/// Renders what a delivery would send now, signature included, without sending it.
+/// Renders what a delivery would send now, signature included, without sending it; with
+/// the condition's verdict for the sample event.
 async fn preview(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -553,8 +635,9 @@ async fn preview(
     Ok(HttpResponse::Ok().json(preview_json(&state, &key.workspace_id, &path, req).await?))
 }
 
-/// What a delivery would send now, signature included: `{url, method, headers, body,
-/// event_type, status}`. Shared by the API and the admin UI's preview.
+/// What a delivery would send now, signature included, with the condition's verdict for
+/// the sample event: `{url, method, event_type, data, condition, status, headers, body,
+/// template_error}`. Shared by the API and the admin UI's preview.
 pub async fn preview_json(
     state: &AppState,
     workspace: &WorkspaceId,
@@ -562,19 +645,47 @@ pub async fn preview_json(
     req: SampleRequest,
 ) -> Result<Value, ApiError> {
     let sample = sample_request(state, workspace.clone(), raw_id, req).await?;
-    let request = &sample.request;
-    // Secret header values stay write-only; the signature is shown so it can be checked.
-    let headers: Map<String, Value> = request
-        .redacted_headers(false)
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    Ok(json!({
-        "url": request.url,
-        "method": request.method,
-        "headers": headers,
-        "body": String::from_utf8_lossy(&request.body),
+    let condition = sample.rule.condition.as_ref().map(|c| {
+        let occurred_at = to_rfc3339(sample.event.occurred_at);
+        let verdict = c.evaluate(&Subject {
+            event_type: sample.event.event_type.as_str(),
+            event_id: sample.event.id.as_str(),
+            occurred_at: &occurred_at,
+            data: &sample.event.data,
+            workspace_id: sample.rule.workspace_id.as_str(),
+            workspace_name: &sample.workspace_name,
+        });
+        match verdict {
+            Ok(result) => json!({"expression": c.source(), "result": result, "error": null}),
+            Err(e) => json!({"expression": c.source(), "result": null, "error": e}),
+        }
+    });
+    let rule = &sample.rule;
+    let mut out = json!({
+        "url": rule.webhook.url,
+        "method": rule.webhook.method.as_str(),
         "event_type": sample.event.event_type,
-        "status": sample.rule.status(&state.policy),
-    }))
+        "data": sample.event.data,
+        "condition": condition,
+        "status": rule.status(&state.policy),
+    });
+    match &sample.request {
+        Ok(request) => {
+            // Secret header values stay write-only; the signature is shown so it can be checked.
+            let headers: Map<String, Value> = request
+                .redacted_headers(false)
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            out["headers"] = Value::Object(headers);
+            out["body"] = Value::String(String::from_utf8_lossy(&request.body).into_owned());
+            out["template_error"] = Value::Null;
+        }
+        Err(e) => {
+            out["headers"] = json!({});
+            out["body"] = Value::Null;
+            out["template_error"] = Value::String(e.to_string());
+        }
+    }
+    Ok(out)
 }

@@ -9,6 +9,7 @@ use crate::domain::delivery::{Attempt, ErrorKind, LoggedRequest, LoggedResponse}
 use crate::domain::event::Event;
 use crate::domain::payload::{self, Context};
 use crate::domain::rule::{MASK, Rule};
+use crate::domain::template::TemplateError;
 use crate::domain::time::now_ms;
 use crate::security::crypto::{CryptoError, MasterKey, Secret};
 use crate::security::ssrf::{AddressPolicy, UrlProblem};
@@ -24,6 +25,17 @@ pub struct PreparedRequest {
     pub body: Vec<u8>,
 }
 
+/// Why no request could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The body template failed for this event: an attempt error, not retried.
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+    /// A stored secret did not decrypt: the delivery cannot be signed at all.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
 /// Builds the body and headers and signs them with every live secret at `now_ms`.
 pub fn prepare(
     rule: &Rule,
@@ -32,14 +44,14 @@ pub fn prepare(
     delivery_id: &str,
     key: &MasterKey,
     now_ms: i64,
-) -> Result<PreparedRequest, CryptoError> {
+) -> Result<PreparedRequest, PrepareError> {
     let body = payload::body(
         event,
         &Context {
             rule,
             workspace_name,
         },
-    );
+    )?;
     let webhook = &rule.webhook;
     let mut headers = vec![
         ("Content-Type".to_owned(), webhook.content_type.clone()),
@@ -182,6 +194,28 @@ pub fn perform(
             ),
             retry_after: None,
         },
+    }
+}
+
+/// The logged attempt for a body template that failed to render: no request was sent.
+pub fn template_failure(rule: &Rule, number: u32, error: &TemplateError) -> AttemptResult {
+    AttemptResult {
+        attempt: Attempt {
+            number,
+            started_at: now_ms(),
+            duration_ms: 0,
+            status_code: None,
+            error_kind: Some(ErrorKind::TemplateError),
+            error: Some(format!("the body template failed: {error}")),
+            request: LoggedRequest {
+                url: rule.webhook.url.clone(),
+                method: rule.webhook.method.as_str().to_owned(),
+                headers: Vec::new(),
+                body: None,
+            },
+            response: None,
+        },
+        retry_after: None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::delivery::attempt::{perform, prepare};
+use crate::delivery::attempt::{PrepareError, perform, prepare, template_failure};
 use crate::delivery::client::HttpClient;
 use crate::delivery::retry::RetryPolicy;
 use crate::domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, ErrorKind};
@@ -25,8 +25,6 @@ use crate::telemetry::Metrics;
 pub const WORKERS: usize = 32;
 /// The longest a waiting worker sleeps without re-checking, so shutdown and health stay prompt.
 const MAX_WAIT: Duration = Duration::from_secs(1);
-/// A due delivery older than this while no attempt finishes means the dispatcher is stuck.
-const STUCK_AFTER_MS: i64 = 60_000;
 
 /// What the dispatcher needs besides the store.
 #[derive(Clone)]
@@ -37,6 +35,9 @@ pub struct Settings {
     pub store_bodies: bool,
     /// A rule whose attempts have all failed this long is deactivated (`alerts.disable_after`).
     pub disable_after: Duration,
+    /// A due delivery this overdue while no attempt finishes means the dispatcher is stuck
+    /// (`alerts.dispatcher_stuck_after`).
+    pub stuck_after: Duration,
     pub metrics: Metrics,
 }
 
@@ -126,16 +127,18 @@ impl Dispatcher {
     }
 
     /// Whether workers are alive and keeping up: false after shutdown, or when a due delivery
-    /// has waited over a minute while no attempt finished.
+    /// has waited over `stuck_after` while no attempt finished.
     pub fn is_healthy(&self) -> bool {
+        let stuck_after =
+            i64::try_from(self.shared.settings.stuck_after.as_millis()).unwrap_or(i64::MAX);
         let q = self.shared.lock();
         if q.shutdown {
             return false;
         }
         let now = now_ms();
         let oldest_due = q.due.peek().map(|Reverse((due, ..))| *due);
-        let overdue = oldest_due.is_some_and(|due| now - due > STUCK_AFTER_MS);
-        !(overdue && now - q.last_progress_ms > STUCK_AFTER_MS)
+        let overdue = oldest_due.is_some_and(|due| now - due > stuck_after);
+        !(overdue && now - q.last_progress_ms > stuck_after)
     }
 
     /// Deliveries waiting in memory (due or parked), and since when the most overdue one has
@@ -313,7 +316,8 @@ fn deliver(
             &settings.policy,
             settings.store_bodies,
         ),
-        Err(e) => {
+        Err(PrepareError::Template(e)) => template_failure(&rule, number, &e),
+        Err(PrepareError::Crypto(e)) => {
             // A secret that does not decrypt cannot sign; retrying will not change that.
             return Err(Box::new(e));
         }

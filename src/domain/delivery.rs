@@ -78,6 +78,10 @@ pub struct Delivery {
     pub attempts_left: u32,
     /// When the next attempt is due, while the delivery is open.
     pub next_attempt_at: Option<i64>,
+    /// Why the rule's condition could not be evaluated, for a delivery created as
+    /// `condition_error` (kept if an admin re-sends it anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_error: Option<String>,
 }
 
 /// The new state of a delivery after an attempt.

@@ -1,14 +1,20 @@
-//! Pure types of the product, with no I/O: ids, times, events, patterns, rules, payloads,
-//! deliveries. Values are parsed once at the edge and trusted from then on.
+//! Pure types of the product, with no I/O: ids, times, events, patterns, rules, conditions,
+//! schedules, templates, payloads, deliveries. Values are parsed once at the edge and trusted
+//! from then on.
 
 pub mod access;
 pub mod audit;
+pub mod catalog;
+pub mod condition;
 pub mod delivery;
 pub mod event;
 pub mod ids;
+pub mod intake;
 pub mod pattern;
 pub mod payload;
 pub mod rule;
 pub mod samples;
+pub mod schedule;
+pub mod template;
 pub mod time;
 pub mod user;

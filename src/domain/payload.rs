@@ -4,6 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::event::Event;
 use super::rule::{PayloadFormat, Rule};
+use super::template::{self, TemplateError};
 use super::time::to_rfc3339;
 
 /// The names the flat payload's `eventRule` and `workspace` objects carry.
@@ -12,21 +13,28 @@ pub struct Context<'a> {
     pub workspace_name: &'a str,
 }
 
-/// `flat`: the event's data at top level plus the reserved keys; `envelope`: id, event, payload.
-pub fn body(event: &Event, ctx: &Context<'_>) -> Vec<u8> {
-    let value = match ctx.rule.webhook.payload_format {
+/// `flat`: the event's data at top level plus the reserved keys; `envelope`: id, event,
+/// payload; `template`: the rule's body template rendered over the flat payload.
+pub fn body(event: &Event, ctx: &Context<'_>) -> Result<Vec<u8>, TemplateError> {
+    let webhook = &ctx.rule.webhook;
+    let value = match webhook.payload_format {
         PayloadFormat::Envelope => json!({
             "id": event.id,
             "event": event.event_type,
             "payload": event.data,
         }),
-        // Templates are refused at validation until they are supported, so flat is the fallback.
-        PayloadFormat::Flat | PayloadFormat::Template => Value::Object(flat(event, ctx)),
+        PayloadFormat::Flat => Value::Object(flat(event, ctx)),
+        PayloadFormat::Template => {
+            let source = webhook.body_template.as_deref().unwrap_or_default();
+            let context = Value::Object(flat(event, ctx));
+            return template::render(source, &context, &webhook.content_type);
+        }
     };
-    serde_json::to_vec(&value).expect("JSON values always serialise")
+    Ok(serde_json::to_vec(&value).expect("JSON values always serialise"))
 }
 
-fn flat(event: &Event, ctx: &Context<'_>) -> Map<String, Value> {
+/// The flat payload (SPEC §3): also the context a body template sees.
+pub fn flat(event: &Event, ctx: &Context<'_>) -> Map<String, Value> {
     let mut out = Map::with_capacity(event.data.len() + 5);
     out.insert("event".into(), json!(event.event_type));
     out.insert("id".into(), json!(event.id));

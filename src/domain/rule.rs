@@ -7,9 +7,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::condition::Condition;
 use super::event::EventType;
 use super::ids::{RuleId, WorkspaceId};
 use super::pattern::Pattern;
+use super::schedule::{Schedule, ScheduleError};
+use super::template;
 use crate::security::crypto::Sealed;
 use crate::security::ssrf::{AddressPolicy, UrlProblem};
 
@@ -56,16 +59,46 @@ pub enum PayloadFormat {
     Template,
 }
 
+/// The event type of every routine firing.
+pub const ROUTINE_FIRED: &str = "routine:fired";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Trigger {
-    Event { events: Vec<Pattern> },
+    Event {
+        events: Vec<Pattern>,
+    },
+    /// A routine: fires on a cron schedule in a time zone (validated on save).
+    Schedule {
+        cron: String,
+        timezone: String,
+    },
 }
 
 impl Trigger {
+    /// Whether an ingested event of this type is for this rule. Routines take no ingested
+    /// events: their own firings are addressed to them alone.
     pub fn matches(&self, event_type: &EventType) -> bool {
         match self {
             Self::Event { events } => events.iter().any(|p| p.matches(event_type)),
+            Self::Schedule { .. } => false,
+        }
+    }
+
+    /// The parsed schedule of a routine (None for event rules or a stored schedule that no
+    /// longer parses, which cannot happen for rules saved through validation).
+    pub fn schedule(&self) -> Option<Schedule> {
+        match self {
+            Self::Schedule { cron, timezone } => Schedule::parse(cron, timezone).ok(),
+            Self::Event { .. } => None,
+        }
+    }
+
+    /// Exact event types a rule can see, in order: what its samples are looked up by.
+    pub fn exact_types(&self) -> Vec<&str> {
+        match self {
+            Self::Event { events } => events.iter().filter_map(Pattern::exact).collect(),
+            Self::Schedule { .. } => vec![ROUTINE_FIRED],
         }
     }
 }
@@ -131,7 +164,7 @@ pub struct Rule {
     pub active: bool,
     pub max_concurrency: u32,
     pub trigger: Trigger,
-    pub condition: Option<String>,
+    pub condition: Option<Condition>,
     pub webhook: Webhook,
     /// Newest first.
     pub signing_secrets: Vec<SigningSecret>,
@@ -179,6 +212,29 @@ impl Rule {
 
     pub fn secret_hint(&self) -> &str {
         self.signing_secrets.first().map_or("", |s| s.hint.as_str())
+    }
+
+    /// The data of this routine's `routine:fired` event for the slot at `slot_ms`.
+    pub fn firing_data(&self, slot_ms: i64) -> serde_json::Map<String, Value> {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "routine".into(),
+            serde_json::json!({"id": self.id, "name": self.name}),
+        );
+        data.insert(
+            "scheduledAt".into(),
+            Value::String(super::time::to_rfc3339(slot_ms)),
+        );
+        data
+    }
+
+    /// The next `n` times this routine fires after `now_ms` (none for an inactive rule or an
+    /// event rule).
+    pub fn next_runs(&self, now_ms: i64, n: usize) -> Vec<i64> {
+        match self.trigger.schedule() {
+            Some(schedule) if self.active => schedule.upcoming(now_ms, n),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -232,6 +288,8 @@ pub struct RuleInput {
     pub updated_at: Option<Value>,
     #[serde(default, skip_serializing)]
     pub secret_hint: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub next_runs: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -277,7 +335,7 @@ pub struct RuleSpec {
     pub active: bool,
     pub max_concurrency: u32,
     pub trigger: Trigger,
-    pub condition: Option<String>,
+    pub condition: Option<Condition>,
     pub webhook: Webhook<SecretValue>,
 }
 
@@ -312,16 +370,14 @@ impl RuleInput {
             ));
         }
         let trigger = validate_trigger(self.trigger)?;
-        if let Some(condition) = self.condition.as_deref().filter(|c| !c.trim().is_empty()) {
-            // Conditions (CEL) arrive with the rule-power work; refusing them is honest, whereas
-            // storing one and ignoring it would deliver events the admin meant to filter out.
-            return Err(FieldError::new(
-                "condition",
-                format!(
-                    "conditions are not supported by this version of tidings yet (got {condition:?})"
-                ),
-            ));
-        }
+        // An empty condition means "no condition", so a form's blank field clears it.
+        let condition = self
+            .condition
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|c| Condition::parse(c).map_err(|e| FieldError::new("condition", e)))
+            .transpose()?;
         let webhook = self
             .webhook
             .ok_or_else(|| FieldError::new("webhook", "is required (at least webhook.url)"))?;
@@ -371,12 +427,7 @@ impl RuleInput {
         let payload_format = match webhook.payload_format.as_deref() {
             None | Some("flat") => PayloadFormat::Flat,
             Some("envelope") => PayloadFormat::Envelope,
-            Some("template") => {
-                return Err(FieldError::new(
-                    "webhook.payload_format",
-                    "body templates are not supported by this version of tidings yet; use flat or envelope",
-                ));
-            }
+            Some("template") => PayloadFormat::Template,
             Some(other) => {
                 return Err(FieldError::new(
                     "webhook.payload_format",
@@ -384,15 +435,25 @@ impl RuleInput {
                 ));
             }
         };
-        if webhook
-            .body_template
-            .as_deref()
-            .is_some_and(|t| !t.is_empty())
-        {
-            return Err(FieldError::new(
-                "webhook.body_template",
-                "is only used with payload_format \"template\"",
-            ));
+        let body_template = webhook.body_template.filter(|t| !t.trim().is_empty());
+        match (payload_format, &body_template) {
+            (PayloadFormat::Template, None) => {
+                return Err(FieldError::new(
+                    "webhook.body_template",
+                    "is required with payload_format \"template\" (a MiniJinja template over the flat payload)",
+                ));
+            }
+            (PayloadFormat::Template, Some(source)) => {
+                template::check_syntax(source)
+                    .map_err(|e| FieldError::new("webhook.body_template", e.to_string()))?;
+            }
+            (_, Some(_)) => {
+                return Err(FieldError::new(
+                    "webhook.body_template",
+                    "is only used with payload_format \"template\"",
+                ));
+            }
+            (_, None) => {}
         }
         let timeout_ms = webhook.timeout_ms.unwrap_or(u64::from(DEFAULT_TIMEOUT_MS));
         if !(1..=u64::from(MAX_TIMEOUT_MS)).contains(&timeout_ms) {
@@ -407,7 +468,7 @@ impl RuleInput {
             active: self.active.unwrap_or(true),
             max_concurrency,
             trigger,
-            condition: None,
+            condition,
             webhook: Webhook {
                 url,
                 method,
@@ -416,7 +477,7 @@ impl RuleInput {
                 secret_headers,
                 signing,
                 payload_format,
-                body_template: None,
+                body_template,
                 tls_verify: webhook.tls_verify.unwrap_or(true),
                 timeout_ms: u32::try_from(timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS),
             },
@@ -502,15 +563,39 @@ fn validate_trigger(input: Option<TriggerInput>) -> Result<Trigger, FieldError> 
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Trigger::Event { events })
         }
-        Some("schedule") => Err(FieldError::new(
-            "trigger.type",
-            "schedule triggers (routines) are not supported by this version of tidings yet",
-        )),
+        Some("schedule") => {
+            if input.events.is_some() {
+                return Err(FieldError::new(
+                    "trigger",
+                    "events belong to event triggers; a schedule trigger has cron and timezone",
+                ));
+            }
+            let cron = input.cron.unwrap_or_default().trim().to_owned();
+            if cron.is_empty() {
+                return Err(FieldError::new(
+                    "trigger.cron",
+                    "is required for a schedule, e.g. \"0 9 * * MON-FRI\" (09:00 on weekdays)",
+                ));
+            }
+            let timezone = input
+                .timezone
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "UTC".to_owned());
+            Schedule::parse(&cron, &timezone).map_err(|e| match e {
+                ScheduleError::Cron(m) => FieldError::new("trigger.cron", m),
+                ScheduleError::Timezone(m) => FieldError::new("trigger.timezone", m),
+            })?;
+            Ok(Trigger::Schedule { cron, timezone })
+        }
         Some(other) => Err(FieldError::new(
             "trigger.type",
             format!("must be \"event\" or \"schedule\", not {other:?}"),
         )),
-        None => Err(FieldError::new("trigger.type", "is required (\"event\")")),
+        None => Err(FieldError::new(
+            "trigger.type",
+            "is required (\"event\" or \"schedule\")",
+        )),
     }
 }
 

@@ -7,6 +7,35 @@ pub fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// Where the routine scheduler reads the time: the system clock, or a manual one that tests
+/// set and advance, so a DST night or a missed slot is driven instead of waited for.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<std::sync::Arc<std::sync::atomic::AtomicI64>>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(None)
+    }
+
+    /// A clock that stands at `at_ms` until set or advanced.
+    pub fn manual(at_ms: i64) -> Self {
+        Self(Some(std::sync::Arc::new(at_ms.into())))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.0
+            .as_ref()
+            .map_or_else(now_ms, |t| t.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Moves a manual clock to `at_ms`; a system clock ignores it.
+    pub fn set(&self, at_ms: i64) {
+        if let Some(t) = &self.0 {
+            t.store(at_ms, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 /// `2026-11-23T10:00:00.123Z`; whole seconds are written without a fraction.
 pub fn to_rfc3339(ms: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -1,10 +1,11 @@
 //! Encryption at rest: the master key (a 0600 file in the data dir, or `TIDINGS_MASTER_KEY`),
-//! XChaCha20-Poly1305 sealing with a random 24-byte nonce stored beside the ciphertext, and a
-//! `Secret` string type that never reaches Debug output or logs.
+//! the key ring a master-key rotation moves through, XChaCha20-Poly1305 sealing with a random
+//! 24-byte nonce stored beside the ciphertext, and a `Secret` string type that never reaches
+//! Debug output or logs.
 
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 const KEY_FILE: &str = "master.key";
+/// The key a rotation moves to, on disk (0600, synced) before anything is sealed with it.
+const NEW_KEY_FILE: &str = "master.key.new";
 const SEALED_PREFIX: &str = "xc1:";
 
 /// A string that must not be printed: signing secrets, secret header values, API keys.
@@ -41,6 +44,21 @@ impl fmt::Debug for Secret {
 #[serde(transparent)]
 pub struct Sealed(String);
 
+impl Sealed {
+    /// A stored string in the sealed format (whether it opens is for `MasterKey::open`).
+    pub fn parse(s: &str) -> Option<Self> {
+        s.starts_with(SEALED_PREFIX).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     #[error("TIDINGS_MASTER_KEY must be 32 bytes written as base64 (44 characters) or hex (64)")]
@@ -54,12 +72,24 @@ pub enum CryptoError {
     },
     #[error("a stored secret could not be decrypted: wrong master key or damaged data")]
     Open,
+    #[error(
+        "TIDINGS_MASTER_KEY is set, so the new key must be given too: set TIDINGS_NEW_MASTER_KEY (32 bytes as base64 or hex, e.g. from `openssl rand -base64 32`)"
+    )]
+    NoNewEnvKey,
+    #[error(
+        "TIDINGS_NEW_MASTER_KEY must be 32 bytes written as base64 (44 characters) or hex (64)"
+    )]
+    BadNewEnvKey,
+    #[error("TIDINGS_NEW_MASTER_KEY is the same key as TIDINGS_MASTER_KEY; give a new one")]
+    SameKey,
 }
 
 /// The key every secret at rest is sealed with.
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
+    /// SHA-256 of the key bytes, only to tell two keys apart (never stored or shown).
+    id: [u8; 32],
 }
 
 impl fmt::Debug for MasterKey {
@@ -70,9 +100,16 @@ impl fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        use sha2::Digest;
         Self {
             cipher: XChaCha20Poly1305::new(bytes.into()),
+            id: sha2::Sha256::digest(bytes).into(),
         }
+    }
+
+    /// Whether both are the same key.
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.id == other.id
     }
 
     /// `TIDINGS_MASTER_KEY` if given, else `master.key` in the data dir, created on first start.
@@ -131,6 +168,117 @@ impl MasterKey {
             .map(Secret::new)
             .map_err(|_| CryptoError::Open)
     }
+}
+
+/// The master key in use and, while a rotation is unfinished, the key it is moving to.
+///
+/// A rotation never seals anything under a key that is not stored first: with key files,
+/// `master.key.new` is written (0600, fsynced, and the folder fsynced) before any value is
+/// re-sealed, values are re-sealed while both files exist, and only then does
+/// `master.key.new` replace `master.key` by an atomic rename. A crash at any point leaves
+/// both keys on disk, and the next open finishes the job (see `Store::open_with_keys`).
+/// With `TIDINGS_MASTER_KEY` the operator holds both keys, and the new one is given as
+/// `TIDINGS_NEW_MASTER_KEY`.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    pub current: MasterKey,
+    pub next: Option<MasterKey>,
+    /// The data dir when the keys are files there; None when they come from the environment.
+    files: Option<PathBuf>,
+}
+
+impl Keyring {
+    /// The keys of a data dir: `TIDINGS_MASTER_KEY` if given, else `master.key` (created on
+    /// first start) and, left by an interrupted rotation, `master.key.new`.
+    pub fn load(data_dir: &Path, env_key: Option<&str>) -> Result<Self, CryptoError> {
+        let current = MasterKey::load_or_create(data_dir, env_key)?;
+        if env_key.is_some() {
+            return Ok(Self {
+                current,
+                next: None,
+                files: None,
+            });
+        }
+        let next = read_key_file(&data_dir.join(NEW_KEY_FILE))?;
+        Ok(Self {
+            current,
+            next,
+            files: Some(data_dir.to_owned()),
+        })
+    }
+
+    /// Whether the keys are files in the data dir (not `TIDINGS_MASTER_KEY`).
+    pub fn uses_files(&self) -> bool {
+        self.files.is_some()
+    }
+
+    /// Starts a rotation: with key files, a new random `master.key.new` is written and synced
+    /// (or the one an interrupted rotation left is kept, since values may already be sealed
+    /// with it); with `TIDINGS_MASTER_KEY`, the new key is `new_env_key`.
+    pub fn begin_rotation(mut self, new_env_key: Option<&str>) -> Result<Self, CryptoError> {
+        let Some(dir) = &self.files else {
+            let text = new_env_key.ok_or(CryptoError::NoNewEnvKey)?;
+            let bytes = decode_key(text).ok_or(CryptoError::BadNewEnvKey)?;
+            let next = MasterKey::from_bytes(&bytes);
+            if next.same_as(&self.current) {
+                return Err(CryptoError::SameKey);
+            }
+            self.next = Some(next);
+            return Ok(self);
+        };
+        if self.next.is_none() {
+            let path = dir.join(NEW_KEY_FILE);
+            let io = |source| CryptoError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
+            write_private(&path, &B64.encode(*bytes)).map_err(io)?;
+            sync_dir(dir).map_err(io)?;
+            self.next = Some(MasterKey::from_bytes(&bytes));
+        }
+        Ok(self)
+    }
+
+    /// Ends a rotation once every value is sealed with the new key: with key files,
+    /// `master.key.new` atomically replaces `master.key` (then the old key is gone from
+    /// disk). Returns the key now in use.
+    pub fn finish_rotation(self) -> Result<MasterKey, CryptoError> {
+        let Some(next) = self.next else {
+            return Ok(self.current);
+        };
+        if let Some(dir) = &self.files {
+            let path = dir.join(KEY_FILE);
+            let io = |source| CryptoError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            std::fs::rename(dir.join(NEW_KEY_FILE), &path).map_err(io)?;
+            sync_dir(dir).map_err(io)?;
+        }
+        Ok(next)
+    }
+}
+
+/// A key file if it exists.
+fn read_key_file(path: &Path) -> Result<Option<MasterKey>, CryptoError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_key(&text)
+            .map(|bytes| Some(MasterKey::from_bytes(&bytes)))
+            .ok_or_else(|| CryptoError::BadKeyFile {
+                path: path.display().to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CryptoError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Makes a file's creation or rename in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn decode_key(text: &str) -> Option<[u8; 32]> {
@@ -212,6 +360,50 @@ mod tests {
         assert!(MasterKey::load_or_create(Path::new("/nonexistent"), Some("short")).is_err());
         let env = B64.encode([1u8; 32]);
         assert!(MasterKey::load_or_create(Path::new("/nonexistent"), Some(&env)).is_ok());
+    }
+
+    #[test]
+    fn a_rotation_keeps_a_new_key_left_behind_and_renames_it_at_the_end() {
+        let dir = std::env::temp_dir().join(format!("tidings-ring-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ring = Keyring::load(&dir, None).unwrap();
+        assert!(ring.next.is_none());
+        let old = ring.current.clone();
+        let ring = ring.begin_rotation(None).unwrap();
+        let next = ring.next.clone().unwrap();
+        assert!(!next.same_as(&old));
+        // Interrupted here: loading again picks up the same new key, and so does a retry.
+        let again = Keyring::load(&dir, None).unwrap();
+        assert!(again.next.as_ref().unwrap().same_as(&next));
+        let again = again.begin_rotation(None).unwrap();
+        assert!(again.next.as_ref().unwrap().same_as(&next));
+        assert!(again.finish_rotation().unwrap().same_as(&next));
+        assert!(!dir.join(NEW_KEY_FILE).exists());
+        let after = Keyring::load(&dir, None).unwrap();
+        assert!(after.current.same_as(&next) && after.next.is_none());
+        std::fs::remove_dir_all(dir).ok();
+
+        let env = B64.encode([1u8; 32]);
+        let ring = Keyring::load(Path::new("/nonexistent"), Some(&env)).unwrap();
+        assert!(matches!(
+            ring.clone().begin_rotation(None),
+            Err(CryptoError::NoNewEnvKey)
+        ));
+        assert!(matches!(
+            ring.clone().begin_rotation(Some("x")),
+            Err(CryptoError::BadNewEnvKey)
+        ));
+        assert!(matches!(
+            ring.clone().begin_rotation(Some(&env)),
+            Err(CryptoError::SameKey)
+        ));
+        let new = hex::encode([2u8; 32]);
+        let next = ring
+            .begin_rotation(Some(&new))
+            .unwrap()
+            .finish_rotation()
+            .unwrap();
+        assert!(next.same_as(&MasterKey::from_bytes(&[2; 32])));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use redb::{
 
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES,
-    SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
+    EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
+    RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use super::{Store, StoreError};
 
@@ -46,6 +46,8 @@ fn copy_all(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, StoreE
         + copy_table(from, to, AUDIT)?
         + copy_table(from, to, RULE_FAILING_SINCE)?
         + copy_table(from, to, OPEN_DELIVERIES)?
+        + copy_table(from, to, EVENT_TYPES)?
+        + copy_table(from, to, ROUTINE_LAST_FIRED)?
         + copy_table(from, to, USERS)?
         + copy_table(from, to, USERS_BY_NAME)?
         + copy_table(from, to, SESSIONS)?
@@ -62,6 +64,12 @@ impl Store {
                 "{} already exists",
                 path.display()
             )));
+        }
+        if super::sealing::rotation_pending(&self.db)? {
+            // Values are sealed partly with each key: a copy would need both to be read.
+            return Err(StoreError::Conflict(
+                "a master-key rotation is unfinished; finish it first (start `tidings serve`, or run `tidings rotate-master-key` again)".into(),
+            ));
         }
         let snapshot = self.db.begin_read()?;
         let target = Database::create(path)

@@ -4,8 +4,8 @@ use redb::{Database, ReadableTable};
 
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES,
-    SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
+    EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
+    RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use super::{StoreError, codec};
 use crate::domain::access::Workspace;
@@ -57,8 +57,12 @@ pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
         }
         meta.insert("schema_version", "1")?;
     }
-    // Version 2 is the event catalog and routines (developed alongside); this step does not
-    // depend on it, so a database may come here from version 1 or 2.
+    if version < 2 {
+        // Version 2: the event catalog and routines' last fired slots.
+        txn.open_table(EVENT_TYPES)?;
+        txn.open_table(ROUTINE_LAST_FIRED)?;
+        txn.open_table(META)?.insert("schema_version", "2")?;
+    }
     if version < 3 {
         // Version 3: admin UI users and sessions, and the dashboard's hourly counters.
         txn.open_table(USERS)?;

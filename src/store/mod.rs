@@ -2,8 +2,10 @@
 //! and writes that go through the group-commit writer. It knows nothing about HTTP.
 
 pub mod backup;
+mod catalog;
 mod codec;
 mod migrations;
+mod sealing;
 mod stats;
 mod tables;
 mod users;
@@ -26,10 +28,12 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ApiKeyId, AuditId, DeliveryId, EventId, RuleId, WorkspaceId};
 use crate::domain::rule::Rule;
 use crate::domain::time::now_ms;
-use crate::security::crypto::api_key_hash;
+use crate::security::crypto::{CryptoError, Keyring, MasterKey, api_key_hash};
+use sealing::{Rotation, RowSeal};
 use tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, RULE_FAILING_SINCE, RULES, WORKSPACES,
+    EVENTS, IDEMPOTENCY, OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULE_FAILING_SINCE, RULES,
+    WORKSPACES,
 };
 use writer::Writer;
 
@@ -47,6 +51,8 @@ pub enum StoreError {
     Storage(String),
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error("master key: {0}")]
+    MasterKey(String),
     #[error("the store is shut down")]
     Closed,
 }
@@ -97,6 +103,9 @@ pub struct NewEvent {
     pub event: Event,
     pub deliveries: Vec<Delivery>,
     pub idempotency_key: Option<String>,
+    /// For a routine's firing: the routine and the slot fired, recorded with the event so a
+    /// slot is never fired twice (a repeat of a recorded slot is a duplicate).
+    pub routine_slot: Option<(RuleId, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,11 +148,52 @@ pub struct Store {
     /// API keys by hash: every request authenticates without touching the disk.
     keys: Arc<RwLock<HashMap<String, ApiKey>>>,
     default_workspace: WorkspaceId,
+    /// When each event type's seen sample was last written (see catalog.rs).
+    seen_types: Arc<std::sync::Mutex<HashMap<(WorkspaceId, EventType), i64>>>,
+    /// Seals event payloads and logged bodies as rows are encoded, opens them when decoded.
+    seal: RowSeal,
 }
 
 impl Store {
-    /// Opens (creating if needed) `tidings.redb` in `data_dir` and brings its schema up to date.
+    /// Opens (creating if needed) `tidings.redb` in `data_dir` and brings its schema up to
+    /// date, without the master key: for commands that never touch event payloads or logged
+    /// bodies (`key create`, an offline backup), which are refused on such a store.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let (db, workspace) = Self::open_db(data_dir)?;
+        Self::start(db, workspace, RowSeal::new(None))
+    }
+
+    /// Opens the store with its master keys, loaded by `keys` once the database is locked.
+    /// Before anyone can read or write, it checks the key against the database, finishes a
+    /// master-key rotation an interrupted `rotate-master-key` left (its `master.key.new`), and
+    /// seals payloads stored by earlier versions. Returns the store and the key every value is
+    /// now sealed with.
+    pub fn open_with_keys(
+        data_dir: &Path,
+        keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+    ) -> Result<(Self, MasterKey), StoreError> {
+        let (mut db, workspace) = Self::open_db(data_dir)?;
+        let key = reconcile(&mut db, keys, Rotation::No)?;
+        let store = Self::start(db, workspace, RowSeal::new(Some(key.clone())))?;
+        Ok((store, key))
+    }
+
+    /// `tidings rotate-master-key`: with the server stopped, re-seals every sealed value (rule
+    /// signing secrets and secret headers, event payloads, logged bodies) with a new master
+    /// key, crash-safely (see `Keyring`). `new_env_key` is `TIDINGS_NEW_MASTER_KEY`, needed
+    /// when the keys come from the environment. Returns the new key.
+    pub fn rotate_master_key(
+        data_dir: &Path,
+        keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+        new_env_key: Option<&str>,
+    ) -> Result<MasterKey, StoreError> {
+        let (mut db, _) = Self::open_db(data_dir)?;
+        reconcile(&mut db, keys, Rotation::Begin(new_env_key))
+    }
+
+    /// The database, locked against other processes, with its schema up to date; and the
+    /// Default workspace's id.
+    fn open_db(data_dir: &Path) -> Result<(Database, WorkspaceId), StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Storage(format!(
                 "cannot create data dir {}: {e}",
@@ -160,7 +210,15 @@ impl Store {
                 }
                 other => StoreError::Storage(format!("cannot open {}: {other}", path.display())),
             })?;
-        let default_workspace = migrations::migrate(&db)?;
+        let workspace = migrations::migrate(&db)?;
+        Ok((db, workspace))
+    }
+
+    fn start(
+        db: Database,
+        default_workspace: WorkspaceId,
+        seal: RowSeal,
+    ) -> Result<Self, StoreError> {
         let db = Arc::new(db);
         // The writer thread ends by itself once the last Store clone (its last sender) is gone.
         let writer = Writer::start(Arc::clone(&db));
@@ -170,6 +228,8 @@ impl Store {
             rules: Arc::default(),
             keys: Arc::default(),
             default_workspace,
+            seen_types: Arc::default(),
+            seal,
         };
         store.refresh_rules()?;
         store.refresh_keys()?;
@@ -184,11 +244,12 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
-    /// A cheap read that proves the database answers; for readiness checks.
+    /// A cheap read that proves the database answers, and that the last write batch
+    /// committed; for readiness checks.
     pub fn ping(&self) -> Result<(), StoreError> {
         let txn = self.read()?;
         txn.open_table(WORKSPACES)?;
-        Ok(())
+        self.writer.failure().map_or(Ok(()), Err)
     }
 
     // ---- workspaces and API keys ----
@@ -326,6 +387,21 @@ impl Store {
         rules
     }
 
+    /// Active routines (rules with a schedule trigger), from the cache.
+    pub fn routines(&self) -> Vec<Arc<Rule>> {
+        let Ok(cache) = self.rules.read() else {
+            return Vec::new();
+        };
+        cache
+            .by_id
+            .values()
+            .filter(|r| {
+                r.active && matches!(r.trigger, crate::domain::rule::Trigger::Schedule { .. })
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError> {
         get::<Rule>(&self.read()?, RULES, id.as_str())?
             .filter(|r| &r.workspace_id == workspace)
@@ -418,8 +494,16 @@ impl Store {
 
     /// Since when each failing rule has failed (first failed attempt after its last success).
     pub fn rules_failing_since(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        self.time_by_rule(RULE_FAILING_SINCE)
+    }
+
+    /// A whole (rule id → Unix ms) table.
+    fn time_by_rule(
+        &self,
+        def: TableDefinition<&str, i64>,
+    ) -> Result<HashMap<RuleId, i64>, StoreError> {
         let txn = self.read()?;
-        let table = txn.open_table(RULE_FAILING_SINCE)?;
+        let table = txn.open_table(def)?;
         let mut out = HashMap::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
@@ -467,10 +551,16 @@ impl Store {
     /// Stores an event with its deliveries and queue entries in one durable step, unless its
     /// idempotency key was seen in the last 24 hours.
     pub async fn ingest(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
-        let encoded = EncodedIngest::new(&new);
+        let encoded = EncodedIngest::new(&new, &self.seal)?;
         self.writer
             .write_async(move |txn| ingest(txn, &new, &encoded))
             .await
+    }
+
+    /// `ingest` for a caller on a plain thread (the routine scheduler).
+    pub fn ingest_blocking(&self, new: NewEvent) -> Result<IngestOutcome, StoreError> {
+        let encoded = EncodedIngest::new(&new, &self.seal)?;
+        self.writer.write(move |txn| ingest(txn, &new, &encoded))
     }
 
     /// Writes a finished test delivery (event, delivery and its one attempt) for the log.
@@ -480,13 +570,17 @@ impl Store {
         delivery: Delivery,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
+        // Sealed here, off the writer thread.
+        let encoded_event = self.seal.event(&event)?;
+        let encoded_attempt = self.seal.attempt(&attempt)?;
         self.writer
             .write_async(move |txn| {
-                put(txn, EVENTS, event.id.as_str(), &event)?;
+                txn.open_table(EVENTS)?
+                    .insert(event.id.as_str(), encoded_event.as_slice())?;
                 insert_delivery(txn, &delivery, &codec::encode(&delivery))?;
                 txn.open_table(ATTEMPTS)?.insert(
                     (delivery.id.as_str(), attempt.number),
-                    codec::encode(&attempt).as_slice(),
+                    encoded_attempt.as_slice(),
                 )?;
                 Ok(())
             })
@@ -494,9 +588,17 @@ impl Store {
     }
 
     pub fn event(&self, workspace: &WorkspaceId, id: &EventId) -> Result<Event, StoreError> {
-        get::<Event>(&self.read()?, EVENTS, id.as_str())?
+        self.get_event(&self.read()?, id)?
             .filter(|e| &e.workspace_id == workspace)
             .ok_or_else(|| not_found("event", id.as_str()))
+    }
+
+    fn get_event(&self, txn: &ReadTransaction, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let table = txn.open_table(EVENTS)?;
+        table
+            .get(id.as_str())?
+            .map(|v| self.seal.open_event(v.value()))
+            .transpose()
     }
 
     pub fn event_deliveries(&self, id: &EventId) -> Result<Vec<Delivery>, StoreError> {
@@ -534,7 +636,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
             let (_, v) = entry?;
-            out.push(codec::decode("attempts", v.value())?);
+            out.push(self.seal.open_attempt(v.value())?);
         }
         Ok(out)
     }
@@ -758,8 +860,12 @@ impl Store {
         attempt: &Attempt,
         done: impl FnOnce(Result<(), StoreError>) + Send + 'static,
     ) {
-        // Encoded here, off the writer thread, which is the one serial point of every write.
-        let encoded_attempt = codec::encode(attempt);
+        // Encoded and sealed here, off the writer thread, which is the one serial point of
+        // every write.
+        let encoded_attempt = match self.seal.attempt(attempt) {
+            Ok(bytes) => bytes,
+            Err(e) => return done(Err(e)),
+        };
         let encoded_delivery = codec::encode(delivery);
         let number = attempt.number;
         let delivery = delivery.clone();
@@ -786,7 +892,8 @@ impl Store {
         let Some(delivery) = get::<Delivery>(&txn, DELIVERIES, id.as_str())? else {
             return Ok(None);
         };
-        let event = get::<Event>(&txn, EVENTS, delivery.event_id.as_str())?
+        let event = self
+            .get_event(&txn, &delivery.event_id)?
             .ok_or_else(|| not_found("event", delivery.event_id.as_str()))?;
         Ok(Some((delivery, event)))
     }
@@ -872,6 +979,25 @@ impl Store {
     }
 }
 
+/// Loads the keys (only now that the database is locked, so a command refused because a
+/// server holds it has changed nothing, not even a key file) and brings every sealed value
+/// under one key; see `sealing::reconcile`.
+fn reconcile(
+    db: &mut Database,
+    keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+    rotate: Rotation<'_>,
+) -> Result<MasterKey, StoreError> {
+    let keyring = keys().map_err(|e| StoreError::MasterKey(e.to_string()))?;
+    let (key, rewritten) = sealing::reconcile(db, keyring, rotate)?;
+    if rewritten > 0 {
+        // The rows replaced (plain PHI, or values under a retired key) live on in freed
+        // pages until reused; compaction moves live pages down and cuts the file there.
+        db.compact()
+            .map_err(|e| StoreError::Storage(format!("compacting after re-sealing: {e}")))?;
+    }
+    Ok(key)
+}
+
 /// The smallest id a delivery created at `ms` can have.
 fn id_at(ms: i64) -> String {
     let ms = u64::try_from(ms.max(0)).unwrap_or(0) & 0xffff_ffff_ffff;
@@ -897,11 +1023,11 @@ struct EncodedIngest {
 }
 
 impl EncodedIngest {
-    fn new(new: &NewEvent) -> Self {
-        Self {
-            event: codec::encode(&new.event),
+    fn new(new: &NewEvent, seal: &RowSeal) -> Result<Self, StoreError> {
+        Ok(Self {
+            event: seal.event(&new.event)?,
             deliveries: new.deliveries.iter().map(codec::encode).collect(),
-        }
+        })
     }
 }
 
@@ -911,6 +1037,14 @@ fn ingest(
     encoded: &EncodedIngest,
 ) -> Result<IngestOutcome, StoreError> {
     let event = &new.event;
+    if let Some((routine, slot)) = &new.routine_slot {
+        let mut table = txn.open_table(ROUTINE_LAST_FIRED)?;
+        let last = table.get(routine.as_str())?.map(|v| v.value());
+        if last.is_some_and(|last| last >= *slot) {
+            return Ok(IngestOutcome::Duplicate(event.id.clone()));
+        }
+        table.insert(routine.as_str(), *slot)?;
+    }
     if let Some(key) = &new.idempotency_key {
         let mut table = txn.open_table(IDEMPOTENCY)?;
         let seen = table

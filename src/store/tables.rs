@@ -3,7 +3,8 @@
 
 use redb::TableDefinition;
 
-/// Key: setting name. Value: setting (schema version, default workspace id).
+/// Key: setting name. Value: setting (schema version, default workspace id, master-key check
+/// and rotation state).
 pub const META: TableDefinition<&str, &str> = TableDefinition::new("meta-v1");
 
 /// Key: workspace id. Value: `Workspace`.
@@ -18,7 +19,7 @@ pub const API_KEY_HASHES: TableDefinition<&str, &str> = TableDefinition::new("ap
 /// Key: rule id. Value: `Rule` (secrets sealed).
 pub const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules-v1");
 
-/// Key: event id. Value: `Event`.
+/// Key: event id. Value: `Event`, its `data` sealed (see sealing.rs).
 pub const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events-v1");
 
 /// Key: (workspace id, idempotency key). Value: `IdempotencyRecord`.
@@ -36,7 +37,8 @@ pub const DELIVERIES_BY_RULE: TableDefinition<(&str, &str), ()> =
 pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("deliveries-by-event-v1");
 
-/// Key: (delivery id, attempt number). Value: `Attempt`.
+/// Key: (delivery id, attempt number). Value: `Attempt`, its request and response bodies
+/// sealed (see sealing.rs).
 pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts-v1");
 
 /// Key: audit entry id (time-sortable). Value: `AuditEntry`. Append-only.
@@ -50,6 +52,16 @@ pub const RULE_FAILING_SINCE: TableDefinition<&str, i64> =
 /// Key: delivery id. Value: Unix ms the next attempt is due. The durable queue: every open
 /// delivery is here until it succeeds or fails for good, so a restart picks all of them up.
 pub const OPEN_DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("open-deliveries-v1");
+
+/// Key: (workspace id, event type). Value: `StoredType`: the admin's declaration (description,
+/// sample) and the latest sample seen at ingest. The event catalog.
+pub const EVENT_TYPES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("event-types-v1");
+
+/// Key: routine (rule) id. Value: Unix ms of the last slot it fired for; written in the same
+/// transaction as the firing's event, so a restart never fires a slot twice.
+pub const ROUTINE_LAST_FIRED: TableDefinition<&str, i64> =
+    TableDefinition::new("routine-last-fired-v1");
 
 /// Key: user id. Value: `User` (Argon2id hash only).
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");

@@ -8,8 +8,8 @@
 //! crash in between rolls the store back to the last durable commit, whose open deliveries are
 //! simply sent again: at-least-once holds, and the disk is synced far less often.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, WriteTransaction};
@@ -37,16 +37,30 @@ const MAX_UNSYNCED: Duration = Duration::from_millis(200);
 #[derive(Clone)]
 pub struct Writer {
     tx: SyncSender<Op>,
+    /// Why the last batch could not be committed, until one commits again. Reads may still
+    /// answer from cache after an I/O error (redb then refuses every write until reopened),
+    /// so readiness asks this too.
+    failure: Arc<Mutex<Option<StoreError>>>,
 }
 
 impl Writer {
     pub fn start(db: Arc<Database>) -> Self {
         let (tx, rx) = sync_channel::<Op>(QUEUE_DEPTH);
+        let failure = Arc::new(Mutex::new(None));
+        let writer_failure = Arc::clone(&failure);
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(&db, &rx))
+            .spawn(move || run(&db, &rx, &writer_failure))
             .expect("spawn store writer");
-        Self { tx }
+        Self { tx, failure }
+    }
+
+    /// The error of the last batch, if it failed to begin or commit (not a write's own refusal).
+    pub fn failure(&self) -> Option<StoreError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Queues `apply`; `done` gets its result once the batch holding it is durable.
@@ -119,7 +133,9 @@ impl Writer {
     }
 }
 
-fn run(db: &Database, rx: &Receiver<Op>) {
+type Failure = Mutex<Option<StoreError>>;
+
+fn run(db: &Database, rx: &Receiver<Op>, failure: &Failure) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     loop {
@@ -128,7 +144,7 @@ fn run(db: &Database, rx: &Receiver<Op>) {
                 Ok(op) => Some(op),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
-                    sync(db);
+                    sync(db, failure);
                     return;
                 }
             }
@@ -149,7 +165,7 @@ fn run(db: &Database, rx: &Receiver<Op>) {
         let durable = batch.is_empty()
             || batch.iter().any(|op| op.durable)
             || last_sync.elapsed() >= MAX_UNSYNCED;
-        if commit_batch(db, batch, durable) && durable {
+        if commit_batch(db, batch, durable, failure) && durable {
             last_sync = Instant::now();
             unsynced = false;
         } else if !durable {
@@ -159,16 +175,24 @@ fn run(db: &Database, rx: &Receiver<Op>) {
 }
 
 /// Makes every earlier lazy commit durable (an empty durable commit).
-fn sync(db: &Database) {
-    commit_batch(db, Vec::new(), true);
+fn sync(db: &Database, failure: &Failure) {
+    commit_batch(db, Vec::new(), true, failure);
 }
 
 /// Applies and commits one batch, then tells every op how it went; true if it committed.
-fn commit_batch(db: &Database, batch: Vec<Op>, durable: bool) -> bool {
+fn commit_batch(db: &Database, batch: Vec<Op>, durable: bool, failure: &Failure) -> bool {
+    let set_failure = |e: Option<StoreError>| {
+        *failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = e;
+    };
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
             tracing::error!(error = %e, "cannot begin a write transaction");
+            set_failure(Some(StoreError::Storage(format!(
+                "cannot begin a write transaction: {e}"
+            ))));
             // Dropping the ops drops their reply channels, which callers see as Closed.
             return false;
         }
@@ -196,6 +220,12 @@ fn commit_batch(db: &Database, batch: Vec<Op>, durable: bool) -> bool {
             .map_err(|e| StoreError::Storage(format!("commit failed: {e}"))),
     };
     let committed = outcome.is_ok();
+    match &outcome {
+        Ok(()) => set_failure(None),
+        Err(e @ StoreError::Storage(_)) => set_failure(Some(e.clone())),
+        // A damaged record poisoned the batch: that says nothing about the disk.
+        Err(_) => {}
+    }
     for completion in completions {
         completion(outcome.clone());
     }

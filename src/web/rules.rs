@@ -656,7 +656,7 @@ impl RuleView {
                 .or_else(|| rule.url_problem(&state.policy).map(|p| p.to_string())),
             active: rule.active,
             trigger: trigger_label(rule),
-            condition: rule.condition.clone(),
+            condition: w["condition"].as_str().map(str::to_owned),
             url: rule.webhook.url.clone(),
             method: rule.webhook.method.as_str().to_owned(),
             content_type: rule.webhook.content_type.clone(),

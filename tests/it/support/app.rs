@@ -9,6 +9,7 @@ use serde_json::Value;
 use tidings::config::{Config, Mode};
 use tidings::domain::access::Role;
 use tidings::domain::audit::{Actor, AuditEntry};
+use tidings::domain::time::Clock;
 
 pub struct TestApp {
     handle: Option<tidings::AppHandle>,
@@ -55,12 +56,17 @@ pub fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts on an existing config (its data dir may already hold a database).
 pub fn start(config: Config) -> TestApp {
+    start_with_clock(config, Clock::system())
+}
+
+/// `start` with the clock the routine scheduler reads.
+pub fn start_with_clock(config: Config, clock: Clock) -> TestApp {
     let data_dir = config.data_dir.clone();
     // A just-stopped app on the same data dir releases the database file a moment after
     // `stop` returns (its last threads wind down), so a restart waits for the lock briefly.
     let handle = wait_until(Duration::from_secs(10), "the database to be free", || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        match tidings::run_with_key(config.clone(), listener, None) {
+        match tidings::run_with_clock(config.clone(), listener, None, clock.clone()) {
             Ok(h) => Some(h),
             Err(e) if format!("{e:#}").contains("in use") => None,
             Err(e) => panic!("app did not start: {e:#}"),

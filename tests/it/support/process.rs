@@ -215,6 +215,39 @@ impl Served {
         Self::spawn_command(cmd, port, data_dir, env)
     }
 
+    /// Like [`Served::spawn`], but through `sh -c` so `prelude` (e.g. `ulimit -f 2048`) sets
+    /// up the process environment first; the shell then `exec`s into tidings, so the child
+    /// is tidings itself.
+    pub(crate) fn spawn_after(
+        prelude: &str,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let port = free_port();
+        let cmd = tidings();
+        let program = cmd.get_program().to_owned();
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(format!(r#"{prelude}; exec "$0" "$@""#))
+            .arg(program)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdin(Stdio::null());
+        // The same clean environment `tidings()` gives.
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => shell.env(k, v),
+                None => shell.env_remove(k),
+            };
+        }
+        Self::spawn_command(shell, port, data_dir, env)
+    }
+
     fn spawn_command(mut cmd: Command, port: u16, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.with_file_name(format!(

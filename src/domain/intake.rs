@@ -1,0 +1,60 @@
+//! What an accepted event owes: one delivery per matching rule whose condition holds, and a
+//! closed `condition_error` delivery (no request) where a condition could not be evaluated,
+//! so the admin sees it instead of the event silently going nowhere.
+
+use std::sync::Arc;
+
+use super::condition::Subject;
+use super::delivery::{Delivery, DeliveryStatus};
+use super::event::Event;
+use super::ids::DeliveryId;
+use super::rule::Rule;
+use super::time::to_rfc3339;
+
+/// The deliveries `event` creates for `rules` (already matched by trigger and active).
+pub fn deliveries_for(
+    event: &Event,
+    rules: &[Arc<Rule>],
+    workspace_name: &str,
+    max_attempts: u32,
+) -> Vec<Delivery> {
+    let occurred_at = to_rfc3339(event.occurred_at);
+    let subject = Subject {
+        event_type: event.event_type.as_str(),
+        event_id: event.id.as_str(),
+        occurred_at: &occurred_at,
+        data: &event.data,
+        workspace_id: event.workspace_id.as_str(),
+        workspace_name,
+    };
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let verdict = rule
+                .condition
+                .as_ref()
+                .map_or(Ok(true), |c| c.evaluate(&subject));
+            let (status, condition_error) = match verdict {
+                Ok(false) => return None,
+                Ok(true) => (DeliveryStatus::Pending, None),
+                Err(message) => (DeliveryStatus::ConditionError, Some(message)),
+            };
+            let open = status.is_open();
+            Some(Delivery {
+                id: DeliveryId::generate(event.received_at),
+                event_id: event.id.clone(),
+                rule_id: rule.id.clone(),
+                workspace_id: event.workspace_id.clone(),
+                event_type: event.event_type.clone(),
+                status,
+                test: event.test,
+                created_at: event.received_at,
+                updated_at: event.received_at,
+                attempts: 0,
+                attempts_left: if open { max_attempts } else { 0 },
+                next_attempt_at: open.then_some(event.received_at),
+                condition_error,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,362 @@
+//! Routine schedules: a cron expression (parsed by the `cron` crate) read in an IANA time zone.
+//!
+//! Two choices the `cron` crate leaves to us:
+//! - Expressions follow standard cron: 5 fields (minute hour day month weekday), or 6/7 with
+//!   seconds first (and a year last). Weekday numbers are standard cron's in every form: 0 or
+//!   7 is Sunday, 1 is Monday (the crate itself counts 1 = Sunday, so numbers are translated
+//!   to names before it sees them).
+//! - Daylight-saving changes are resolved on the wall clock, as JavaScript Temporal's
+//!   `compatible` disambiguation does: a slot that falls in the spring-forward gap fires the
+//!   gap's length later (02:30 → 03:30), and a slot the fall-back hour repeats fires once,
+//!   at its first occurrence.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+
+const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+/// Candidate wall-clock slots examined for one answer: covers a fall-back hour of an
+/// every-second schedule with room to spare, and bounds a schedule that never fires.
+const MAX_CANDIDATES: usize = 10_000;
+
+/// A parsed, valid schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    cron: cron::Schedule,
+    tz: Tz,
+}
+
+impl Schedule {
+    /// `expression` in standard cron syntax, `timezone` an IANA name (`America/New_York`).
+    /// Errors name the part at fault.
+    pub fn parse(expression: &str, timezone: &str) -> Result<Self, ScheduleError> {
+        let tz = Tz::from_str(timezone).map_err(|_| {
+            ScheduleError::Timezone(format!(
+                "{timezone:?} is not an IANA time zone name such as UTC, America/New_York or Europe/Berlin"
+            ))
+        })?;
+        let fields: Vec<&str> = expression.split_whitespace().collect();
+        let (with_seconds, weekday_at) = match fields.len() {
+            5 => (false, 4),
+            6 | 7 => (true, 5),
+            n => {
+                return Err(ScheduleError::Cron(format!(
+                    "needs 5 fields (minute hour day-of-month month day-of-week), or 6-7 with seconds first; got {n}"
+                )));
+            }
+        };
+        let mut fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
+        fields[weekday_at] = standard_weekdays(&fields[weekday_at])?;
+        let mut crate_form = fields.join(" ");
+        if !with_seconds {
+            crate_form = format!("0 {crate_form}");
+        }
+        let cron = cron::Schedule::from_str(&crate_form)
+            .map_err(|e| ScheduleError::Cron(format!("{expression:?} is not valid cron: {e}")))?;
+        let schedule = Self { cron, tz };
+        if schedule.next_after(Utc::now().timestamp_millis()).is_none() {
+            return Err(ScheduleError::Cron(format!(
+                "{expression:?} never fires after today"
+            )));
+        }
+        Ok(schedule)
+    }
+
+    /// The first slot strictly after `after_ms` (Unix ms), if the schedule has one.
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        let wall = self.wall(after_ms)?;
+        self.cron
+            .after(&Utc.from_utc_datetime(&wall))
+            .take(MAX_CANDIDATES)
+            .filter_map(|slot| self.instant(&slot.naive_utc()))
+            .find(|&at| at > after_ms)
+    }
+
+    /// The latest slot at or before `at_ms`, if there is one within the search bound.
+    pub fn latest_at_or_before(&self, at_ms: i64) -> Option<i64> {
+        // Start one second past `at_ms` on the wall clock so a slot exactly at it counts.
+        let wall = self.wall(at_ms)? + chrono::Duration::seconds(1);
+        self.cron
+            .after(&Utc.from_utc_datetime(&wall))
+            .rev()
+            .take(MAX_CANDIDATES)
+            .filter_map(|slot| self.instant(&slot.naive_utc()))
+            .find(|&at| at <= at_ms)
+    }
+
+    /// The next `n` slots after `after_ms`.
+    pub fn upcoming(&self, after_ms: i64, n: usize) -> Vec<i64> {
+        let mut out = Vec::with_capacity(n);
+        let mut from = after_ms;
+        while out.len() < n {
+            match self.next_after(from) {
+                Some(at) => {
+                    out.push(at);
+                    from = at;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// `at_ms` on this zone's wall clock, at whole-second precision.
+    fn wall(&self, at_ms: i64) -> Option<NaiveDateTime> {
+        let utc = DateTime::<Utc>::from_timestamp(at_ms.div_euclid(1000), 0)?;
+        Some(utc.with_timezone(&self.tz).naive_local())
+    }
+
+    /// The instant a wall-clock slot means in this zone (see the module comment for DST).
+    fn instant(&self, wall: &NaiveDateTime) -> Option<i64> {
+        match self.tz.from_local_datetime(wall) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.timestamp_millis()),
+            LocalResult::None => {
+                // In a gap: read the wall time with the offset in force before the gap, which
+                // lands the gap's length later on the new offset.
+                let before = *wall - chrono::Duration::hours(24);
+                let offset = match self.tz.from_local_datetime(&before) {
+                    LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.offset().fix(),
+                    LocalResult::None => return None,
+                };
+                let utc = *wall - chrono::Duration::seconds(i64::from(offset.local_minus_utc()));
+                Some(utc.and_utc().timestamp_millis())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("{0}")]
+    Cron(String),
+    #[error("{0}")]
+    Timezone(String),
+}
+
+/// Rewrites a day-of-week field from standard cron numbers (0/7 = Sunday) to day names,
+/// which the `cron` crate reads unambiguously. Names, `*` and `?` pass through.
+fn standard_weekdays(field: &str) -> Result<String, ScheduleError> {
+    if field == "*" || field == "?" {
+        return Ok(field.to_owned());
+    }
+    let bad = |item: &str| {
+        ScheduleError::Cron(format!(
+            "day-of-week {item:?} is not valid: use 0-7 (0 and 7 are Sunday) or SUN-SAT"
+        ))
+    };
+    let number = |s: &str| -> Result<usize, ScheduleError> {
+        match s.parse::<usize>() {
+            Ok(n) if n <= 7 => Ok(n % 7),
+            _ => Err(bad(s)),
+        }
+    };
+    let mut out = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (
+                r,
+                Some(
+                    s.parse::<usize>()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .ok_or_else(|| bad(item))?,
+                ),
+            ),
+            None => (item, None),
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let days: Vec<usize> = match range.split_once('-') {
+            _ if range == "*" => (0..7).collect(),
+            Some((a, b)) if all_digits(a) && all_digits(b) => {
+                let (a, b) = (
+                    a.parse::<usize>().map_err(|_| bad(item))?,
+                    b.parse::<usize>().map_err(|_| bad(item))?,
+                );
+                if a > 7 || b > 7 || a > b {
+                    return Err(bad(item));
+                }
+                (a..=b).collect()
+            }
+            None if all_digits(range) => {
+                let start = number(range)?;
+                if step.is_some() {
+                    (start..7).collect()
+                } else {
+                    vec![start]
+                }
+            }
+            // Names (MON, MON-FRI) and anything else are the crate's to read and judge.
+            _ => {
+                out.push(item.to_owned());
+                continue;
+            }
+        };
+        let step = step.unwrap_or(1);
+        out.extend(
+            days.into_iter()
+                .step_by(step)
+                .map(|d| DAY_NAMES[d % 7].to_owned()),
+        );
+    }
+    out.dedup();
+    Ok(out.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+    }
+
+    fn iso(ms: i64) -> String {
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
+    }
+
+    #[test]
+    fn five_fields_with_standard_weekdays() {
+        // 2026-11-27 is a Friday.
+        let s = Schedule::parse("0 9 * * 1-5", "UTC").unwrap();
+        let next: Vec<String> = s
+            .upcoming(ms("2026-11-27T10:00:00Z"), 3)
+            .into_iter()
+            .map(iso)
+            .collect();
+        assert_eq!(
+            next,
+            [
+                "2026-11-30T09:00:00+00:00",
+                "2026-12-01T09:00:00+00:00",
+                "2026-12-02T09:00:00+00:00"
+            ]
+        );
+        let sunday = Schedule::parse("0 9 * * 0", "UTC").unwrap();
+        let also_sunday = Schedule::parse("0 9 * * 7", "UTC").unwrap();
+        let named = Schedule::parse("0 9 * * SUN", "UTC").unwrap();
+        let from = ms("2026-11-27T10:00:00Z");
+        assert_eq!(
+            iso(sunday.next_after(from).unwrap()),
+            "2026-11-29T09:00:00+00:00"
+        );
+        assert_eq!(sunday.next_after(from), also_sunday.next_after(from));
+        assert_eq!(sunday.next_after(from), named.next_after(from));
+        let mon_fri = Schedule::parse("0 9 * * MON-FRI", "UTC").unwrap();
+        assert_eq!(mon_fri.upcoming(from, 3), s.upcoming(from, 3));
+        let weekend = Schedule::parse("0 9 * * 6-7", "UTC").unwrap();
+        assert_eq!(
+            iso(weekend.next_after(from).unwrap()),
+            "2026-11-28T09:00:00+00:00"
+        );
+        assert_eq!(
+            iso(weekend.upcoming(from, 2)[1]),
+            "2026-11-29T09:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn seconds_forms() {
+        let s = Schedule::parse("*/15 * * * * *", "UTC").unwrap();
+        assert_eq!(
+            s.next_after(ms("2026-11-27T10:00:07Z")),
+            Some(ms("2026-11-27T10:00:15Z"))
+        );
+        let y = Schedule::parse("0 0 12 1 1 * 2030", "UTC").unwrap();
+        assert_eq!(
+            y.next_after(ms("2026-11-27T10:00:00Z")),
+            Some(ms("2030-01-01T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn bad_input_names_the_part() {
+        assert!(
+            matches!(Schedule::parse("0 9 * *", "UTC"), Err(ScheduleError::Cron(m)) if m.contains("5 fields"))
+        );
+        assert!(matches!(
+            Schedule::parse("0 25 * * *", "UTC"),
+            Err(ScheduleError::Cron(_))
+        ));
+        assert!(
+            matches!(Schedule::parse("0 9 * * 8", "UTC"), Err(ScheduleError::Cron(m)) if m.contains("day-of-week"))
+        );
+        assert!(matches!(
+            Schedule::parse("0 9 * * *", "Mars/Olympus"),
+            Err(ScheduleError::Timezone(_))
+        ));
+        assert!(
+            matches!(Schedule::parse("0 0 0 1 1 * 2001", "UTC"), Err(ScheduleError::Cron(m)) if m.contains("never"))
+        );
+    }
+
+    #[test]
+    fn zones_and_dst() {
+        let ny = Schedule::parse("30 2 * * *", "America/New_York").unwrap();
+        // US DST starts 2027-03-14: 02:30 does not exist that day and fires at 03:30 EDT.
+        let next: Vec<String> = ny
+            .upcoming(ms("2027-03-13T12:00:00Z"), 3)
+            .into_iter()
+            .map(iso)
+            .collect();
+        assert_eq!(
+            next,
+            [
+                "2027-03-14T07:30:00+00:00",
+                "2027-03-15T06:30:00+00:00",
+                "2027-03-16T06:30:00+00:00"
+            ]
+        );
+        // DST ends 2026-11-01: 01:30 happens twice and fires once, at the first (EDT).
+        let ny = Schedule::parse("30 1 * * *", "America/New_York").unwrap();
+        let next: Vec<String> = ny
+            .upcoming(ms("2026-10-31T12:00:00Z"), 3)
+            .into_iter()
+            .map(iso)
+            .collect();
+        assert_eq!(
+            next,
+            [
+                "2026-11-01T05:30:00+00:00",
+                "2026-11-02T06:30:00+00:00",
+                "2026-11-03T06:30:00+00:00"
+            ]
+        );
+        // Hourly through the fall-back night: the repeated 01:00 fires once, like any other slot.
+        let hourly = Schedule::parse("0 * * * *", "America/New_York").unwrap();
+        let next: Vec<String> = hourly
+            .upcoming(ms("2026-11-01T04:30:00Z"), 3)
+            .into_iter()
+            .map(iso)
+            .collect();
+        assert_eq!(
+            next,
+            [
+                "2026-11-01T05:00:00+00:00",
+                "2026-11-01T07:00:00+00:00",
+                "2026-11-01T08:00:00+00:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn latest_slot_for_catching_up() {
+        let s = Schedule::parse("0 * * * *", "UTC").unwrap();
+        assert_eq!(
+            s.latest_at_or_before(ms("2026-11-27T10:59:59Z")),
+            Some(ms("2026-11-27T10:00:00Z"))
+        );
+        assert_eq!(
+            s.latest_at_or_before(ms("2026-11-27T10:00:00Z")),
+            Some(ms("2026-11-27T10:00:00Z"))
+        );
+        let ny = Schedule::parse("30 1 * * *", "America/New_York").unwrap();
+        // During the repeated hour, the slot already fired at its first occurrence.
+        assert_eq!(
+            ny.latest_at_or_before(ms("2026-11-01T06:45:00Z")),
+            Some(ms("2026-11-01T05:30:00Z"))
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The event catalog's rows and routines' last fired slots.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, WriteTransaction};
+use serde_json::{Map, Value};
+
+use super::sealing::RowSeal;
+use super::tables::{EVENT_TYPES, ROUTINE_LAST_FIRED};
+use super::{Store, StoreError, append_audit};
+use crate::domain::audit::AuditEntry;
+use crate::domain::catalog::{Declared, StoredType, structure_only};
+use crate::domain::event::EventType;
+use crate::domain::ids::{RuleId, WorkspaceId};
+
+/// A type's seen sample is rewritten at most this often: "the latest sample" stays fresh
+/// without adding a row write to every ingest.
+const SEEN_REFRESH_MS: i64 = 60_000;
+/// Types remembered as seen in one process; past this a flood of made-up types from a broken
+/// producer stops growing the catalog (and this map).
+const MAX_SEEN_TYPES: usize = 10_000;
+
+impl Store {
+    /// Every stored catalog row of a workspace, by type name.
+    pub fn event_types(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<(EventType, StoredType)>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENT_TYPES)?;
+        let mut out = Vec::new();
+        for entry in table.range((workspace.as_str(), "")..)? {
+            let (key, value) = entry?;
+            let (ws, name) = key.value();
+            if ws != workspace.as_str() {
+                break;
+            }
+            if let Ok(name) = EventType::parse(name) {
+                out.push((name, self.seal.open_event_type(value.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn event_type(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+    ) -> Result<Option<StoredType>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENT_TYPES)?;
+        table
+            .get((workspace.as_str(), name.as_str()))?
+            .map(|v| self.seal.open_event_type(v.value()))
+            .transpose()
+    }
+
+    /// Declares (or re-declares) a type with its description and sample; returns the row.
+    pub async fn declare_event_type(
+        &self,
+        workspace: WorkspaceId,
+        name: EventType,
+        declared: Declared,
+        audit: AuditEntry,
+    ) -> Result<StoredType, StoreError> {
+        let seal = self.seal.clone();
+        self.writer
+            .write_async(move |txn| {
+                let row = update_row(txn, &seal, &workspace, &name, |row| {
+                    row.declared = Some(declared);
+                })?;
+                append_audit(txn, &audit)?;
+                Ok(row)
+            })
+            .await
+    }
+
+    /// Records that an event of this type arrived, keeping its data as the type's latest
+    /// sample (only its key structure when `keep_values` is false). Lazy and throttled: a
+    /// lost or skipped update only leaves an older sample.
+    pub fn note_event_seen(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        data: &Map<String, Value>,
+        keep_values: bool,
+        now: i64,
+    ) {
+        {
+            let mut seen = self
+                .seen_types
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let key = (workspace.clone(), name.clone());
+            match seen.get(&key) {
+                Some(at) if now - at < SEEN_REFRESH_MS => return,
+                None if seen.len() >= MAX_SEEN_TYPES => return,
+                _ => {}
+            }
+            seen.insert(key, now);
+        }
+        let sample = if keep_values {
+            data.clone()
+        } else {
+            structure_only(data)
+        };
+        let (workspace, name, seal) = (workspace.clone(), name.clone(), self.seal.clone());
+        // Sealing here, on the writer thread, is fine: it happens at most once a minute per type.
+        self.writer.submit_lazy(
+            move |txn| {
+                update_row(txn, &seal, &workspace, &name, |row| {
+                    row.seen_sample = Some(sample);
+                    row.first_seen_at.get_or_insert(now);
+                    row.last_seen_at = Some(now);
+                })
+                .map(drop)
+            },
+            |r| {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "could not record an event type in the catalog");
+                }
+            },
+        );
+    }
+
+    /// The last slot each routine fired for.
+    pub fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        self.time_by_rule(ROUTINE_LAST_FIRED)
+    }
+}
+
+/// Reads a type's row (or a blank one), changes it and writes it back; returns it.
+fn update_row(
+    txn: &WriteTransaction,
+    seal: &RowSeal,
+    workspace: &WorkspaceId,
+    name: &EventType,
+    change: impl FnOnce(&mut StoredType),
+) -> Result<StoredType, StoreError> {
+    let mut table = txn.open_table(EVENT_TYPES)?;
+    let key = (workspace.as_str(), name.as_str());
+    let mut row: StoredType = table
+        .get(key)?
+        .map(|v| seal.open_event_type(v.value()))
+        .transpose()?
+        .unwrap_or_default();
+    change(&mut row);
+    table.insert(key, seal.event_type(&row)?.as_slice())?;
+    Ok(row)
+}
