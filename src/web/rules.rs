@@ -805,6 +805,10 @@ struct PreviewPage {
     url: String,
     headers: Vec<(String, String)>,
     body: String,
+    /// The condition and what it says about the sample event, when the rule has one.
+    condition: Option<(String, String)>,
+    /// Why the body could not be made (a body template that fails for this sample).
+    template_error: Option<String>,
 }
 
 fn sample(event_type: Option<&str>) -> SampleRequest {
@@ -841,8 +845,24 @@ async fn preview(
         url: text(&p["url"]),
         headers: pairs(&p["headers"]),
         body: pretty(&text(&p["body"])),
+        condition: condition_verdict(&p["condition"]),
+        template_error: p["template_error"].as_str().map(str::to_owned),
     };
     ok(&page)
+}
+
+/// The preview's `condition` (`{expression, result, error}`) in words, if the rule has one.
+fn condition_verdict(c: &Value) -> Option<(String, String)> {
+    let expression = c["expression"].as_str()?.to_owned();
+    let verdict = match (&c["result"], c["error"].as_str()) {
+        (_, Some(e)) => format!("could not be evaluated for this sample: {e}"),
+        (Value::Bool(true), _) => "holds for this sample: a real event like it is delivered".into(),
+        (Value::Bool(false), _) => {
+            "does not hold for this sample: a real event like it is not delivered (a test is sent anyway)".into()
+        }
+        (other, _) => format!("gave {other}"),
+    };
+    Some((expression, verdict))
 }
 
 /// JSON bodies indented for reading; anything else as it is.
@@ -963,6 +983,17 @@ async fn routines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn condition_verdicts_in_words() {
+        let v = serde_json::json!({"expression": "data.x == 1", "result": false, "error": null});
+        let (e, verdict) = condition_verdict(&v).unwrap();
+        assert_eq!(e, "data.x == 1");
+        assert!(verdict.starts_with("does not hold"));
+        let v = serde_json::json!({"expression": "data.x", "result": null, "error": "no such key"});
+        assert!(condition_verdict(&v).unwrap().1.contains("no such key"));
+        assert!(condition_verdict(&Value::Null).is_none());
+    }
 
     #[test]
     fn a_refusal_after_validation_is_shown_at_the_field_it_names() {
