@@ -31,4 +31,5 @@ mod templates;
 mod tls_trust;
 mod ui;
 mod ui_browser;
+mod ui_rule_power;
 mod verify_cli;
