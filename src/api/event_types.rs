@@ -44,12 +44,9 @@ fn entry_json(e: &Entry) -> Value {
     })
 }
 
-async fn list(
-    AdminKey(key): AdminKey,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let store = state.store.clone();
-    let stored = blocking(move || store.event_types(&key.workspace_id)).await?;
+/// Every type the workspace knows (stored ones and the built-ins), sorted by name.
+pub fn catalog(store: &Store, workspace: &WorkspaceId) -> Result<Vec<Entry>, StoreError> {
+    let stored = store.event_types(workspace)?;
     let mut entries: Vec<Entry> = stored
         .iter()
         .map(|(name, row)| Entry::new(name.clone(), Some(row)))
@@ -60,6 +57,15 @@ async fn list(
         }
     }
     entries.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    Ok(entries)
+}
+
+async fn list(
+    AdminKey(key): AdminKey,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.clone();
+    let entries = blocking(move || catalog(&store, &key.workspace_id)).await?;
     let data: Vec<Value> = entries.iter().map(entry_json).collect();
     Ok(list_response(&data, None))
 }
@@ -74,20 +80,22 @@ struct DeclareRequest {
     sample: Option<Value>,
 }
 
-async fn declare(
-    AdminKey(key): AdminKey,
-    JsonBody(input): JsonBody<DeclareRequest>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let name = EventType::parse(&input.name)
+/// Checks a declaration: a valid type name, a short description, a sample that is a JSON
+/// object of event data (no reserved keys, at most 64 KiB). Shared by the API and the UI.
+pub fn declaration(
+    name: &str,
+    description: Option<String>,
+    sample: Option<Value>,
+) -> Result<(EventType, Declared), ApiError> {
+    let name = EventType::parse(name)
         .map_err(|m| ApiError::bad_request("invalid_event_type", format!("name: {m}")))?;
-    let description = input.description.unwrap_or_default().trim().to_owned();
+    let description = description.unwrap_or_default().trim().to_owned();
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(ApiError::validation(format!(
             "description must be at most {MAX_DESCRIPTION_CHARS} characters"
         )));
     }
-    let sample: Map<String, Value> = match input.sample {
+    let sample: Map<String, Value> = match sample {
         None => Map::new(),
         Some(Value::Object(map)) => map,
         Some(_) => {
@@ -103,22 +111,43 @@ async fn declare(
             MAX_SAMPLE_BYTES / 1024
         )));
     }
-    let audit = AuditEntry::new(
-        &key.workspace_id,
-        Actor::key(&key),
-        "event_type.declare",
-        "event_type",
-        name.as_str(),
-    )
-    .after(json!({"description": description, "sample": sample}));
     let declared = Declared {
         description,
         sample,
         declared_at: now_ms(),
     };
+    Ok((name, declared))
+}
+
+/// Stores a checked declaration, audited; returns the type's catalog entry.
+pub async fn declare_type(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    name: EventType,
+    declared: Declared,
+) -> Result<Entry, ApiError> {
+    let audit = AuditEntry::new(
+        workspace,
+        actor,
+        "event_type.declare",
+        "event_type",
+        name.as_str(),
+    )
+    .after(json!({"description": declared.description, "sample": declared.sample}));
     let row = state
         .store
-        .declare_event_type(key.workspace_id, name.clone(), declared, audit)
+        .declare_event_type(workspace.clone(), name.clone(), declared, audit)
         .await?;
-    Ok(HttpResponse::Created().json(entry_json(&Entry::new(name, Some(&row)))))
+    Ok(Entry::new(name, Some(&row)))
+}
+
+async fn declare(
+    AdminKey(key): AdminKey,
+    JsonBody(input): JsonBody<DeclareRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, declared) = declaration(&input.name, input.description, input.sample)?;
+    let entry = declare_type(&state, &key.workspace_id, Actor::key(&key), name, declared).await?;
+    Ok(HttpResponse::Created().json(entry_json(&entry)))
 }

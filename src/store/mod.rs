@@ -11,6 +11,8 @@ mod tables;
 mod users;
 mod writer;
 
+pub use users::UserChange;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};

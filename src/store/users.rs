@@ -1,6 +1,6 @@
 //! Admin UI users and their sessions.
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::tables::{SESSIONS, USERS, USERS_BY_NAME};
 use super::{Store, StoreError, append_audit, codec, get, get_w, not_found, put, scan};
@@ -86,28 +86,41 @@ impl Store {
                 .filter(|u| u.workspace_id == workspace)
                 .ok_or_else(|| not_found("user", id.as_str()))?;
             if user.role == UserRole::Admin {
-                let admins = {
-                    let users = txn.open_table(USERS)?;
-                    let mut n = 0;
-                    for entry in users.iter()? {
-                        let (_, v) = entry?;
-                        let u: User = codec::decode("users", v.value())?;
-                        n += usize::from(u.role == UserRole::Admin);
-                    }
-                    n
-                };
-                if admins <= 1 {
-                    return Err(StoreError::Conflict(
-                        "this is the only admin; make another admin first".into(),
-                    ));
-                }
+                refuse_last_admin(txn)?;
             }
             txn.open_table(USERS)?.remove(id.as_str())?;
             txn.open_table(USERS_BY_NAME)?
                 .remove(user.username.as_str())?;
-            txn.open_table(SESSIONS)?.retain(|_, v| {
-                codec::decode::<Session>("sessions", v).is_ok_and(|s| s.user_id != user.id)
-            })?;
+            end_sessions(txn, &user.id)?;
+            append_audit(txn, &audit)?;
+            Ok(user)
+        })
+    }
+
+    /// Changes a user's role or password and signs them out everywhere, so the change holds
+    /// from their next sign-in. Refuses to demote the last admin.
+    pub fn update_user(
+        &self,
+        workspace: WorkspaceId,
+        id: UserId,
+        change: UserChange,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.writer.write(move |txn| {
+            let mut user: User = get_w::<User>(txn, USERS, id.as_str())?
+                .filter(|u| u.workspace_id == workspace)
+                .ok_or_else(|| not_found("user", id.as_str()))?;
+            match change {
+                UserChange::Role(role) => {
+                    if user.role == UserRole::Admin && role != UserRole::Admin {
+                        refuse_last_admin(txn)?;
+                    }
+                    user.role = role;
+                }
+                UserChange::PasswordHash(hash) => user.password_hash = hash,
+            }
+            put(txn, USERS, user.id.as_str(), &user)?;
+            end_sessions(txn, &user.id)?;
             append_audit(txn, &audit)?;
             Ok(user)
         })
@@ -159,4 +172,34 @@ impl Store {
     pub fn audit_now(&self, entry: AuditEntry) -> Result<(), StoreError> {
         self.writer.write(move |txn| append_audit(txn, &entry))
     }
+}
+
+/// What an admin may change about a user.
+pub enum UserChange {
+    Role(UserRole),
+    /// An Argon2id hash (hashing is done by the caller, off the writer thread).
+    PasswordHash(String),
+}
+
+/// A conflict unless another admin exists besides the one about to go.
+fn refuse_last_admin(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let users = txn.open_table(USERS)?;
+    let mut admins = 0;
+    for entry in users.iter()? {
+        let (_, v) = entry?;
+        let u: User = codec::decode("users", v.value())?;
+        admins += usize::from(u.role == UserRole::Admin);
+    }
+    if admins <= 1 {
+        return Err(StoreError::Conflict(
+            "this is the only admin; make another admin first".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn end_sessions(txn: &WriteTransaction, user: &UserId) -> Result<(), StoreError> {
+    txn.open_table(SESSIONS)?
+        .retain(|_, v| codec::decode::<Session>("sessions", v).is_ok_and(|s| &s.user_id != user))?;
+    Ok(())
 }

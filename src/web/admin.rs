@@ -12,8 +12,10 @@ use crate::api::blocking;
 use crate::api::keys::{mint, validate_new_key};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, AuditId, UserId};
-use crate::domain::user::UserRole;
+use crate::domain::user::{UserRole, check_password};
+use crate::security::passwords::hash_password;
 use crate::server::AppState;
+use crate::store::UserChange;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -28,6 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create_user)),
     )
     .service(web::resource("/users/{id}/delete").route(web::post().to(delete_user)))
+    .service(web::resource("/users/{id}/role").route(web::post().to(change_role)))
+    .service(web::resource("/users/{id}/password").route(web::post().to(change_password)))
     .service(web::resource("/settings").route(web::get().to(settings)))
     .service(web::resource("/audit").route(web::get().to(audit)));
 }
@@ -231,6 +235,11 @@ async fn users(
             Some("User added. Give them their password in person or by phone.".to_owned())
         }
         Some("deleted") => Some("User removed and signed out everywhere.".to_owned()),
+        Some("role") => Some("Role changed. They were signed out and get it at their next sign-in.".to_owned()),
+        Some("password") => Some(
+            "Password set and every session of that user ended. Give them the new password in person or by phone."
+                .to_owned(),
+        ),
         _ => None,
     };
     users_page(&state, &me, String::new(), "viewer".into(), None, flash).await
@@ -288,6 +297,74 @@ async fn delete_user(
     let ws = me.workspace().clone();
     blocking(move || store.delete_user(ws, id, audit)).await?;
     Ok(see_other("/users?done=deleted"))
+}
+
+fn user_id(raw: &str) -> Result<UserId, WebError> {
+    UserId::parse(raw).ok_or_else(|| {
+        WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
+    })
+}
+
+/// A user's new role; not one's own (an admin demoting themselves by mistake could lock the
+/// workspace out of its admin pages), and never the last admin's (the store refuses).
+async fn change_role(
+    AdminUser(me): AdminUser,
+    path: web::Path<String>,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = user_id(&path)?;
+    if id == me.user.id {
+        return Err(WebError::status(
+            StatusCode::CONFLICT,
+            "Not possible",
+            "You cannot change your own role; ask another admin.",
+        ));
+    }
+    let Some(role) = UserRole::parse(fields.get("role")) else {
+        let e = "Choose a role: viewer, editor or admin.".to_owned();
+        return users_page(&state, &me, String::new(), "viewer".into(), Some(e), None).await;
+    };
+    let audit = AuditEntry::new(me.workspace(), me.actor(), "user.role", "user", id.as_str())
+        .after(serde_json::json!({"role": role}));
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    blocking(move || store.update_user(ws, id, UserChange::Role(role), audit)).await?;
+    Ok(see_other("/users?done=role"))
+}
+
+/// Sets a new password for a user (a forgotten one, or one's own) and ends their sessions.
+async fn change_password(
+    AdminUser(me): AdminUser,
+    path: web::Path<String>,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = user_id(&path)?;
+    let password = fields.get("password").to_owned();
+    if let Err(e) = check_password(&password) {
+        let e = format!("The new password {e}.");
+        return users_page(&state, &me, String::new(), "viewer".into(), Some(e), None).await;
+    }
+    let audit = AuditEntry::new(
+        me.workspace(),
+        me.actor(),
+        "user.password",
+        "user",
+        id.as_str(),
+    )
+    .detail("password set by an admin; the user's sessions were ended");
+    let store = state.store.clone();
+    let ws = me.workspace().clone();
+    // Argon2id takes real CPU time: off the async threads, like the store write.
+    blocking(move || {
+        let hash = hash_password(&password).map_err(crate::error::ApiError::validation)?;
+        store
+            .update_user(ws, id, UserChange::PasswordHash(hash), audit)
+            .map_err(crate::error::ApiError::from)
+    })
+    .await?;
+    Ok(see_other("/users?done=password"))
 }
 
 #[derive(Template)]

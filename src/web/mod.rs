@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod catalog;
 pub mod dashboard;
 pub mod deliveries;
 pub mod rules;
@@ -33,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(auth::routes)
             .configure(dashboard::routes)
             .configure(rules::routes)
+            .configure(catalog::routes)
             .configure(deliveries::routes)
             .configure(admin::routes)
             .default_service(web::to(not_found)),

@@ -19,7 +19,8 @@ use crate::api::rules::{
     rotate_secret, send_test, update_rule,
 };
 use crate::domain::ids::RuleId;
-use crate::domain::rule::{FieldError, MASK, Rule, RuleInput, TriggerInput, WebhookInput};
+use crate::domain::pattern::Pattern;
+use crate::domain::rule::{FieldError, MASK, Rule, RuleInput, Trigger, TriggerInput, WebhookInput};
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::DeliveryFilter;
@@ -67,25 +68,23 @@ fn status_word(rule: &Rule, state: &AppState) -> String {
         .unwrap_or_default()
 }
 
-/// What triggers a rule, in words. Read from the rule's JSON form so every trigger kind
-/// (events, and schedules once routines land) is shown without matching on the enum.
+/// What triggers a rule, in words.
 fn trigger_label(rule: &Rule) -> String {
-    let t = serde_json::to_value(&rule.trigger).unwrap_or(Value::Null);
-    match t["type"].as_str() {
-        Some("event") => {
-            let events: Vec<&str> = t["events"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+    match &rule.trigger {
+        Trigger::Event { events } => {
+            let events: Vec<&str> = events.iter().map(Pattern::as_str).collect();
             format!("events: {}", events.join(", "))
         }
-        Some("schedule") => format!(
-            "schedule: {} ({})",
-            t["cron"].as_str().unwrap_or(""),
-            t["timezone"].as_str().unwrap_or("UTC")
-        ),
-        _ => t.to_string(),
+        Trigger::Schedule { cron, timezone } => format!("schedule: {cron} ({timezone})"),
     }
+}
+
+/// When a routine fires next, readable; empty for event rules and inactive routines.
+fn next_runs(rule: &Rule, state: &AppState, n: usize) -> Vec<String> {
+    rule.next_runs(state.clock.now_ms(), n)
+        .into_iter()
+        .map(fmt_time)
+        .collect()
 }
 
 struct RuleRow {
@@ -640,6 +639,8 @@ struct RuleView {
     created: String,
     updated: String,
     failing_since: Option<String>,
+    /// A routine's next five fire times.
+    next_runs: Vec<String>,
 }
 
 impl RuleView {
@@ -677,6 +678,7 @@ impl RuleView {
             created: fmt_time(rule.created_at),
             updated: fmt_time(rule.updated_at),
             failing_since: failing_since.map(fmt_time),
+            next_runs: next_runs(rule, state, 5),
         }
     }
 }
@@ -942,6 +944,7 @@ struct RoutineRow {
     cron: String,
     timezone: String,
     status: String,
+    next_run: Option<String>,
 }
 
 #[derive(Template)]
@@ -951,8 +954,7 @@ struct RoutinesPage {
     rows: Vec<RoutineRow>,
 }
 
-/// Routines: the rules whose trigger is a schedule (read from the trigger's JSON form, so the
-/// page lists them as soon as schedule triggers are accepted).
+/// Routines: the rules whose trigger is a schedule, with when each fires next.
 async fn routines(
     AnyUser(me): AnyUser,
     state: web::Data<AppState>,
@@ -963,15 +965,16 @@ async fn routines(
     rules.sort_by_key(|r| r.name.to_lowercase());
     let rows = rules
         .iter()
-        .filter_map(|r| {
-            let t = serde_json::to_value(&r.trigger).ok()?;
-            (t["type"] == "schedule").then(|| RoutineRow {
+        .filter_map(|r| match &r.trigger {
+            Trigger::Schedule { cron, timezone } => Some(RoutineRow {
                 id: r.id.to_string(),
                 name: r.name.clone(),
-                cron: text(&t["cron"]),
-                timezone: t["timezone"].as_str().unwrap_or("UTC").to_owned(),
+                cron: cron.clone(),
+                timezone: timezone.clone(),
                 status: status_word(r, &state),
-            })
+                next_run: next_runs(r, &state, 1).pop(),
+            }),
+            Trigger::Event { .. } => None,
         })
         .collect();
     ok(&RoutinesPage {

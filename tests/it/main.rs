@@ -31,5 +31,6 @@ mod templates;
 mod tls_trust;
 mod ui;
 mod ui_browser;
+mod ui_catalog_users;
 mod ui_rule_power;
 mod verify_cli;

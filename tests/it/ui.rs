@@ -160,6 +160,7 @@ fn every_page_renders_for_an_admin_with_security_headers() {
         ("/rules/new", "Secret headers"),
         ("/rules/new?trigger=schedule", "value=\"schedule\" checked"),
         ("/routines", "No routines yet"),
+        ("/event-types", "routine:fired"),
         (&format!("/rules/{id}") as &str, "Recent deliveries"),
         (&format!("/rules/{id}/edit"), "Save changes"),
         (&format!("/rules/{id}/preview"), "X-Webhook-Signature"),

@@ -146,6 +146,8 @@ fn setup_sign_in_rule_test_event_rotation_and_sign_out_in_chromium() {
     for (path, name, marker) in [
         ("/", "dashboard", "Last 24 hours"),
         ("/rules", "rules", "Notify CRM"),
+        ("/routines", "routines", "Routines"),
+        ("/event-types", "event-types", "routine:fired"),
         ("/keys", "keys", "API keys"),
         ("/users", "users", "anna"),
         ("/audit", "audit", "rule.secret.rotate"),
