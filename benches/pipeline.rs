@@ -142,13 +142,24 @@ impl App {
         }
     }
 
-    fn rule(&self, agent: &ureq::Agent, url: &str) {
+    /// A rule for `bench:*` to `url`; with `power`, it also has a CEL condition (which every
+    /// bench event passes) and a JSON body template, to measure what they cost.
+    fn rule(&self, agent: &ureq::Agent, url: &str, power: bool) {
         // BENCH_MAX_CONCURRENCY sets each rule's max_concurrency (default: the rule default, 8).
         let mut body = json!({
             "name": "bench",
             "trigger": {"type": "event", "events": ["bench:*"]},
             "webhook": {"url": url},
         });
+        if power {
+            body["condition"] = json!(
+                r#"data.dataRecord.fields.priority == "high" && "vip" in data.member.labels"#
+            );
+            body["webhook"]["payload_format"] = json!("template");
+            body["webhook"]["body_template"] = json!(
+                r#"{"seq": {{ seq|tojson }}, "text": {{ ("Form from " ~ member.name)|tojson }}, "fields": {{ dataRecord.fields|tojson }}}"#
+            );
+        }
         if let Some(n) = std::env::var("BENCH_MAX_CONCURRENCY")
             .ok()
             .and_then(|v| v.parse::<u32>().ok())
@@ -272,7 +283,18 @@ fn ingest_throughput(n: usize) -> f64 {
 /// b./c. `rules` rules to one count-only receiver: from the first post until the receiver
 /// has every delivery.
 fn delivery_throughput(label: &str, events: usize, rules: usize) -> f64 {
-    run_deliveries(&App::start(), label, events, rules)
+    run_deliveries(&App::start(), label, events, rules, false)
+}
+
+/// g. The one-rule run with a condition and a body template on the rule.
+fn power_throughput(events: usize) -> f64 {
+    run_deliveries(
+        &App::start(),
+        "g. end-to-end, 1 rule with a CEL condition and a body template",
+        events,
+        1,
+        true,
+    )
 }
 
 /// f. The one-rule run against `tidings serve` as its own process: its throughput without
@@ -284,6 +306,7 @@ fn separate_process(events: usize) -> (f64, Option<f64>) {
         "f. end-to-end, 1 rule, tidings as its own process",
         events,
         1,
+        false,
     );
     let rss = app.child_peak_rss_mib();
     if let Some(mib) = rss {
@@ -292,11 +315,11 @@ fn separate_process(events: usize) -> (f64, Option<f64>) {
     (rate, rss)
 }
 
-fn run_deliveries(app: &App, label: &str, events: usize, rules: usize) -> f64 {
+fn run_deliveries(app: &App, label: &str, events: usize, rules: usize, power: bool) -> f64 {
     let receiver = TestReceiver::start_with(false);
     let setup = agent();
     for _ in 0..rules {
-        app.rule(&setup, &receiver.url("/hook"));
+        app.rule(&setup, &receiver.url("/hook"), power);
     }
     let expected = events * rules;
     let started = Instant::now();
@@ -316,7 +339,7 @@ fn run_deliveries(app: &App, label: &str, events: usize, rules: usize) -> f64 {
 fn paced_latency() -> (f64, f64, f64, f64) {
     let app = App::start();
     let receiver = TestReceiver::start();
-    app.rule(&agent(), &receiver.url("/hook"));
+    app.rule(&agent(), &receiver.url("/hook"), false);
     let total = PACED_RATE * PACED_SECS;
     let interval = Duration::from_secs(1) / u32::try_from(PACED_RATE).expect("rate fits u32");
     let url = format!("{}/api/v1/events", app.base);
@@ -397,10 +420,19 @@ fn main() {
     );
     let wall = Instant::now();
 
-    // BENCH_ONLY=e2e runs just the one-rule end-to-end scenario (for profiling).
-    if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "e2e") {
-        delivery_throughput("b. end-to-end, 1 rule", n, 1);
-        return;
+    // BENCH_ONLY=e2e runs just the one-rule end-to-end scenario (for profiling);
+    // BENCH_ONLY=power runs just that scenario and g, the same with a condition and template.
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("e2e") => {
+            delivery_throughput("b. end-to-end, 1 rule", n, 1);
+            return;
+        }
+        Ok("power") => {
+            delivery_throughput("b. end-to-end, 1 rule", n, 1);
+            power_throughput(n);
+            return;
+        }
+        _ => {}
     }
     let ingest = ingest_throughput(n);
     let e2e = delivery_throughput("b. end-to-end, 1 rule", n, 1);
@@ -409,6 +441,7 @@ fn main() {
         (n / FAN_OUT).max(1),
         FAN_OUT,
     );
+    let power = power_throughput(n);
     let (p50, p99, max, achieved) = paced_latency();
     let (separate, tidings_rss) = separate_process(n);
     let rss = peak_rss_mib();
@@ -430,6 +463,9 @@ fn main() {
     println!(
         "| fan-out, {FAN_OUT} rules, {} events | {fan_out:.0} deliveries/s |",
         (n / FAN_OUT).max(1)
+    );
+    println!(
+        "| end-to-end, 1 rule with a CEL condition and a body template, {n} events | {power:.0} deliveries/s |"
     );
     println!(
         "| latency ingest→receipt, 1 rule, {achieved:.0} events/s for {PACED_SECS} s | p50 {p50:.1} ms · p99 {p99:.1} ms · max {max:.1} ms |"

@@ -79,8 +79,8 @@ impl Entry {
 const MAX_CHECKED_TYPES: usize = 20;
 
 /// The event types a rule's body template is checked against when it is saved: its exact
-/// types, plus the known types (built in, declared, seen) its wildcard patterns match, or
-/// `ping` when it names none.
+/// types, plus the known types (built in, declared, seen) its wildcard patterns match. The
+/// caller skips types the catalog knows nothing about: their only sample is a placeholder.
 pub fn types_to_check(trigger: &Trigger, known: &[EventType]) -> Vec<EventType> {
     let mut out: Vec<EventType> = trigger
         .exact_types()
@@ -99,9 +99,6 @@ pub fn types_to_check(trigger: &Trigger, known: &[EventType]) -> Vec<EventType> 
                 out.push(t);
             }
         }
-    }
-    if out.is_empty() {
-        out.extend(EventType::parse("ping"));
     }
     out
 }

@@ -196,3 +196,22 @@ fn a_template_rule_for_a_wildcard_is_checked_against_every_known_matching_type()
     resp.assert_error(400);
     assert!(resp.message().contains("member:merged"), "{}", resp.text);
 }
+
+#[test]
+fn a_template_for_a_type_nobody_declared_is_checked_once_it_is_declared() {
+    let app = spawn_app();
+    let rule = json!({"name": "labs", "trigger": {"type": "event", "events": ["lab:result"]},
+        "webhook": {"url": "http://127.0.0.1:9/x", "content_type": "text/plain",
+                    "payload_format": "template", "body_template": "{{ lab.test }}"}});
+    // Nothing is known of lab:result yet: nothing to check against, so it is accepted.
+    let first = app.post("/api/v1/rules", &rule);
+    assert_eq!(first.status, 201, "{}", first.text);
+    // Declared with a sample that lacks the field, the same template is refused.
+    app.post(
+        "/api/v1/event-types",
+        &json!({"name": "lab:result", "sample": {"result": {"code": "HbA1c"}}}),
+    );
+    let second = app.post("/api/v1/rules", &rule);
+    second.assert_error(400);
+    assert!(second.message().contains("lab:result"), "{}", second.text);
+}
