@@ -79,21 +79,16 @@ fn compile(source: &str) -> Result<cel::Program, String> {
 
 fn run(program: &cel::Program, s: &Subject<'_>) -> Result<bool, String> {
     let mut context = cel::Context::with_env(Arc::clone(&ENV));
-    let bind = |name: &str, value: Value, context: &mut cel::Context<'_, '_>| {
-        let value =
-            cel::to_value(&value).map_err(|e| format!("{name} cannot be used in CEL: {e}"))?;
-        context.add_variable_from_value(name, value);
-        Ok::<_, String>(())
-    };
     bind(
         "event",
-        json!({"type": s.event_type, "id": s.event_id, "occurred_at": s.occurred_at}),
+        &json!({"type": s.event_type, "id": s.event_id, "occurred_at": s.occurred_at}),
         &mut context,
     )?;
-    bind("data", Value::Object(s.data.clone()), &mut context)?;
+    // Serialised straight from the event's map: no copy of the data first.
+    bind("data", s.data, &mut context)?;
     bind(
         "workspace",
-        json!({"id": s.workspace_id, "name": s.workspace_name}),
+        &json!({"id": s.workspace_id, "name": s.workspace_name}),
         &mut context,
     )?;
     match program.execute(&context) {
@@ -104,6 +99,17 @@ fn run(program: &cel::Program, s: &Subject<'_>) -> Result<bool, String> {
         )),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Adds a variable to the context, converted from its serde form.
+fn bind(
+    name: &str,
+    value: &impl serde::Serialize,
+    context: &mut cel::Context<'_, '_>,
+) -> Result<(), String> {
+    let value = cel::to_value(value).map_err(|e| format!("{name} cannot be used in CEL: {e}"))?;
+    context.add_variable_from_value(name, value);
+    Ok(())
 }
 
 fn describe(v: &cel::Value) -> String {
