@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod rules;
 
+use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
@@ -29,6 +30,10 @@ pub use auth::{AdminUser, AnyUser, CurrentUser, EditorUser, UiState};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
+            .wrap_fn(|req, srv| {
+                let response = srv.call(req);
+                async move { Ok(with_mode_banner(response.await?)) }
+            })
             .wrap(security_headers())
             .configure(assets::routes)
             .configure(auth::routes)
@@ -56,6 +61,25 @@ fn security_headers() -> DefaultHeaders {
         // Pages show PHI (payloads, responses): never kept in a shared or browser cache.
         // Static assets set their own Cache-Control, which DefaultHeaders leaves alone.
         .add((header::CACHE_CONTROL, "no-store"))
+}
+
+/// Error pages are rendered where no app state is at hand (`ResponseError`); in development
+/// mode this renders them again with the permanent "development mode" banner.
+fn with_mode_banner(res: ServiceResponse) -> ServiceResponse {
+    let dev = res
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.config.is_development());
+    let page = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<WebError>())
+        .filter(|_| dev)
+        .map(|e| e.page(true));
+    match page {
+        Some(page) => res.into_response(page),
+        None => res,
+    }
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, WebError> {
@@ -213,6 +237,16 @@ impl ResponseError for WebError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(err) = self {
+            tracing::error!(error = format!("{err:#}"), "internal error in the admin UI");
+        }
+        self.page(false)
+    }
+}
+
+impl WebError {
+    /// The error as a page (or redirect); `dev` shows the development-mode banner.
+    fn page(&self, dev: bool) -> HttpResponse {
         let (status, heading, message) = match self {
             Self::Redirect(to) => return see_other(to),
             Self::Page {
@@ -220,14 +254,11 @@ impl ResponseError for WebError {
                 title,
                 message,
             } => (*status, title.as_str(), message.as_str()),
-            Self::Internal(err) => {
-                tracing::error!(error = format!("{err:#}"), "internal error in the admin UI");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "tidings could not show this page. The server log has the details.",
-                )
-            }
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "tidings could not show this page. The server log has the details.",
+            ),
         };
         // The error page has no nav (no user at hand here) and no script.
         let l = Layout {
@@ -238,7 +269,7 @@ impl ResponseError for WebError {
             can_edit: false,
             is_admin: false,
             csrf: String::new(),
-            dev: false,
+            dev,
             flash: None,
             css: assets::url("css/app.css"),
             js: assets::url("js/app.js"),

@@ -1,10 +1,11 @@
-//! Admin UI: the event catalog page and its declaration form, routines' next runs, and an
-//! admin changing another user's role or password — each with the permission that guards it.
+//! Admin UI: the event catalog page and its declaration form, routines' next runs, an admin
+//! changing another user's role or password — each with the permission that guards it — and
+//! the development-mode banner on error pages too.
 
 use serde_json::json;
 use tidings::domain::user::UserRole;
 
-use crate::support::app::spawn_app;
+use crate::support::app::{spawn_app, spawn_app_with};
 use crate::support::ui::{Browser, PASSWORD, setup_admin, user};
 
 #[test]
@@ -186,4 +187,18 @@ fn admins_change_roles_and_passwords_and_the_user_must_sign_in_again() {
         .collect();
     assert!(actions.contains(&"user.role"), "{actions:?}");
     assert!(actions.contains(&"user.password"), "{actions:?}");
+}
+
+#[test]
+fn error_pages_carry_the_development_banner_in_development_mode_only() {
+    let dev = spawn_app();
+    let page = Browser::new(&dev).get("/no-such-page");
+    page.assert_status(404);
+    assert!(page.text.contains("Development mode."), "{}", page.text);
+    assert!(page.header("content-security-policy").is_some());
+
+    let prod = spawn_app_with(|c| c.mode = tidings::config::Mode::Production);
+    let page = Browser::new(&prod).get("/no-such-page");
+    page.assert_status(404);
+    assert!(!page.text.contains("Development mode."));
 }
