@@ -4,7 +4,10 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
+use super::openapi::Op;
+use super::schemas::AuditList;
 use super::{AdminKey, blocking, list_response, page_cursor, page_limit};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::AuditId;
@@ -12,14 +15,17 @@ use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
 use crate::server::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/audit").route(web::get().to(list)));
+pub fn routes() -> Vec<Op> {
+    vec![Op::new(__path_list, list)]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page size, 1-250 (50).
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -36,6 +42,15 @@ fn entry_json(e: &AuditEntry) -> Value {
     })
 }
 
+/// The workspace's audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(ListQuery),
+    responses((status = 200, description = "a page of entries", body = AuditList)),
+    security(("api_key" = ["admin"])),
+)]
 async fn list(
     AdminKey(key): AdminKey,
     query: web::Query<ListQuery>,

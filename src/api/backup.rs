@@ -6,16 +6,26 @@ use std::os::unix::fs::PermissionsExt;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use super::openapi::Op;
+use super::schemas::Backup;
 use super::{AdminKey, blocking};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::time::{now_ms, to_rfc3339};
 use crate::error::ApiError;
 use crate::server::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/backup").route(web::post().to(create)));
+pub fn routes() -> Vec<Op> {
+    vec![Op::new(__path_create, create)]
 }
 
+/// Take an online, consistent snapshot into `DATA_DIR/backups/`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup",
+    tag = "backup",
+    responses((status = 201, description = "the snapshot written", body = Backup)),
+    security(("api_key" = ["admin"])),
+)]
 async fn create(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,

@@ -3,34 +3,45 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::Op;
+use super::schemas::{Delivery as DeliverySchema, DeliveryList, Redelivered};
 use super::{AdminKey, JsonBody, blocking, list_response, page_cursor, page_limit};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::time::{now_ms, parse_rfc3339, to_rfc3339};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::server::AppState;
 use crate::store::DeliveryFilter;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/deliveries").route(web::get().to(list)))
-        .service(super::resource("/deliveries/{id}").route(web::get().to(get_one)))
-        .service(super::resource("/deliveries/{id}/redeliver").route(web::post().to(redeliver)))
-        .service(
-            super::resource("/rules/{id}/redeliver-failed").route(web::post().to(redeliver_failed)),
-        );
+pub fn routes() -> Vec<Op> {
+    vec![
+        Op::new(__path_list, list),
+        Op::new(__path_get_one, get_one),
+        Op::new(__path_redeliver, redeliver),
+        Op::new(__path_redeliver_failed, redeliver_failed),
+    ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this rule's deliveries.
     rule_id: Option<String>,
+    /// `pending`, `retrying`, `succeeded`, `failed`, `blocked` or `condition_error`.
     status: Option<String>,
+    /// Only events of this exact type.
     event_type: Option<String>,
+    /// RFC 3339: created at or after.
     since: Option<String>,
+    /// RFC 3339: created at or before.
     until: Option<String>,
+    /// Page size, 1-250 (50).
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -92,6 +103,15 @@ impl ListQuery {
     }
 }
 
+/// The delivery log, newest first; a sparse filter may give a short page with a cursor.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deliveries",
+    tag = "deliveries",
+    params(ListQuery),
+    responses((status = 200, description = "a page of deliveries", body = DeliveryList)),
+    security(("api_key" = ["admin"])),
+)]
 async fn list(
     AdminKey(key): AdminKey,
     query: web::Query<ListQuery>,
@@ -108,6 +128,15 @@ async fn list(
     ))
 }
 
+/// One delivery with its attempts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deliveries/{id}",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "delivery id")),
+    responses((status = 200, description = "the delivery", body = DeliverySchema)),
+    security(("api_key" = ["admin"])),
+)]
 async fn get_one(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -125,6 +154,18 @@ async fn get_one(
     Ok(HttpResponse::Ok().json(delivery_json(&delivery, &attempts)))
 }
 
+/// Re-send: a new attempt on the same delivery.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deliveries/{id}/redeliver",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "delivery id")),
+    responses(
+        (status = 202, description = "queued", body = DeliverySchema),
+        (status = 409, description = "the delivery is still open (`conflict`)", body = ErrorBody),
+    ),
+    security(("api_key" = ["admin"])),
+)]
 async fn redeliver(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -139,13 +180,27 @@ async fn redeliver(
     Ok(HttpResponse::Accepted().json(delivery_json(&delivery, &attempts)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The window of failed deliveries to re-send, by creation time.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkRequest {
+    /// RFC 3339; required.
+    #[schema(required = true)]
     since: Option<String>,
+    /// RFC 3339; now when absent.
     until: Option<String>,
 }
 
+/// Re-send a rule's failed deliveries created in a window.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/{id}/redeliver-failed",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "rule id")),
+    request_body = BulkRequest,
+    responses((status = 202, description = "the deliveries re-opened", body = Redelivered)),
+    security(("api_key" = ["admin"])),
+)]
 async fn redeliver_failed(
     AdminKey(key): AdminKey,
     path: web::Path<String>,

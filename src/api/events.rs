@@ -5,8 +5,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use super::deliveries::delivery_summary;
+use super::openapi::Op;
+use super::schemas::{Event as EventSchema, Ingested};
 use super::{AdminKey, AnyKey, blocking, parse_json};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
@@ -16,26 +19,48 @@ use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::{IngestOutcome, NewEvent};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/events").route(web::post().to(ingest)))
-        .service(super::resource("/events/{id}").route(web::get().to(get_event)));
+pub fn routes() -> Vec<Op> {
+    vec![
+        Op::new(__path_ingest, ingest),
+        Op::new(__path_get_event, get_event),
+    ]
 }
 
-#[derive(Debug, Deserialize)]
+/// One event, as a source system posts it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IngestRequest {
+    /// Event type, e.g. `appointment.booked`.
     #[serde(rename = "type")]
     event_type: String,
+    /// The event's data: a JSON object (`{}` when absent).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
+    /// Kept 24 h: a repeat answers 200 with the original id and creates nothing. The
+    /// `Idempotency-Key` header may carry it instead.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// RFC 3339; the time of receipt when absent.
     #[serde(default)]
     occurred_at: Option<String>,
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+/// Ingest one event: answered once it and its deliveries are durably stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    tag = "events",
+    request_body = IngestRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the idempotency key, instead of or as well as the body's")),
+    responses(
+        (status = 202, description = "stored; deliveries created", body = Ingested),
+        (status = 200, description = "a repeated idempotency key: nothing created", body = Ingested),
+    ),
+    security(("api_key" = ["admin"]), ("api_key" = ["ingest"])),
+)]
 async fn ingest(
     AnyKey(key): AnyKey,
     req: HttpRequest,
@@ -197,6 +222,15 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// The event and its deliveries.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "event id")),
+    responses((status = 200, description = "the event", body = EventSchema)),
+    security(("api_key" = ["admin"])),
+)]
 async fn get_event(
     AdminKey(key): AdminKey,
     path: web::Path<String>,

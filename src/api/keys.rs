@@ -3,23 +3,25 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use super::openapi::Op;
+use super::schemas::{ApiKeyList, NewApiKey};
 use super::{AdminKey, JsonBody, blocking, list_response};
 use crate::domain::access::{ApiKey, Role};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::domain::time::{now_ms, to_rfc3339};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::security::crypto::{Secret, api_key_hash, new_api_key};
 use crate::server::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        super::resource("/api-keys")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(super::resource("/api-keys/{id}").route(web::delete().to(delete)));
+pub fn routes() -> Vec<Op> {
+    vec![
+        Op::new(__path_list, list),
+        Op::new(__path_create, create),
+        Op::new(__path_delete, delete),
+    ]
 }
 
 /// A new key record and the key itself, which exists only in the caller's hands afterwards.
@@ -57,6 +59,14 @@ fn key_json(k: &ApiKey) -> Value {
     })
 }
 
+/// The workspace's API keys (never the keys themselves).
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    responses((status = 200, description = "every key, newest first; one page", body = ApiKeyList)),
+    security(("api_key" = ["admin"])),
+)]
 async fn list(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
@@ -70,13 +80,26 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
+    /// 1-100 characters.
+    #[schema(required = true)]
     name: Option<String>,
+    /// `admin` or `ingest`.
+    #[schema(required = true)]
     role: Option<String>,
 }
 
+/// Create a key; the answer holds the key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    request_body = CreateKey,
+    responses((status = 201, description = "created", body = NewApiKey)),
+    security(("api_key" = ["admin"])),
+)]
 async fn create(
     AdminKey(caller): AdminKey,
     JsonBody(body): JsonBody<CreateKey>,
@@ -101,6 +124,18 @@ async fn create(
     Ok(HttpResponse::Created().json(v))
 }
 
+/// Delete a key (not the one making the request).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{id}",
+    tag = "api keys",
+    params(("id" = String, Path, description = "API key id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 409, description = "a key cannot delete itself (`conflict`)", body = ErrorBody),
+    ),
+    security(("api_key" = ["admin"])),
+)]
 async fn delete(
     AdminKey(caller): AdminKey,
     path: web::Path<String>,

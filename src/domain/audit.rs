@@ -9,7 +9,7 @@ use super::ids::{AuditId, WorkspaceId};
 use super::time::now_ms;
 
 /// Who acted: an API key, the command line, or tidings itself (a 410, `alerts.disable_after`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Actor {
     ApiKey { id: String, name: String },
