@@ -262,7 +262,8 @@ impl fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 /// A rule as an admin writes it (create, full replace, or the result of a merge patch).
-/// Read-only fields are accepted and ignored so a fetched rule can be edited and sent back.
+/// Read-only fields are accepted and ignored so a fetched rule can be edited and sent back
+/// (never skipped outright, so that the OpenAPI schema lists them as accepted).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleInput {
@@ -273,21 +274,21 @@ pub struct RuleInput {
     pub trigger: Option<TriggerInput>,
     pub condition: Option<String>,
     pub webhook: Option<WebhookInput>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hint: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_runs: Option<Value>,
 }
 

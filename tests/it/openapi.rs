@@ -259,6 +259,7 @@ fn every_documented_operation_is_served_with_the_documented_key_roles() {
 struct Seen {
     method: &'static str,
     path: &'static str,
+    sent: Option<Value>,
     resp: Resp,
 }
 
@@ -280,7 +281,7 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
             let end = start + url[start..].find('}').expect("closing brace");
             url.replace_range(start..=end, id);
         }
-        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let bytes = body.as_ref().map(|b| serde_json::to_vec(b).unwrap());
         let resp = app.raw(&method.to_uppercase(), &url, key, bytes.as_deref(), &[]);
         assert!(
             resp.status < 300,
@@ -288,9 +289,14 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
             resp.status,
             resp.text
         );
-        let body = resp.body.clone();
-        seen.push(Seen { method, path, resp });
-        body
+        let answer = resp.body.clone();
+        seen.push(Seen {
+            method,
+            path,
+            sent: body,
+            resp,
+        });
+        answer
     };
     let admin = Some(app.admin_key.as_str());
     let ingest = Some(app.ingest_key.as_str());
@@ -401,6 +407,22 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
 
     let mut problems = Vec::new();
     for s in &seen {
+        // What was sent is what the document says the route takes.
+        if let Some(sent) = &s.sent {
+            let schema = &doc["paths"][s.path][s.method]["requestBody"]["content"]["application/json"]
+                ["schema"];
+            let mut errors = Vec::new();
+            if schema.is_null() {
+                errors.push("a body was sent but none is documented".to_owned());
+            } else {
+                check(&doc, sent, schema, "body", &mut errors);
+            }
+            problems.extend(
+                errors
+                    .into_iter()
+                    .map(|e| format!("{} {} request: {e}", s.method, s.path)),
+            );
+        }
         let status = s.resp.status.to_string();
         let Some(response) = doc["paths"][s.path][s.method]["responses"].get(&status) else {
             problems.push(format!(
