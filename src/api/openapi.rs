@@ -75,22 +75,34 @@ fn actix_method(method: &HttpMethod) -> actix_web::http::Method {
 }
 
 /// Registers `ops` under a scope mounted at `prefix`: one resource per path (with the API's
-/// 405 for the methods it lacks), in the order given. A path outside `prefix` is a
-/// programming error and stops start-up, before anything is served at the wrong place.
+/// 405 for the methods it lacks), in the order given. A path outside `prefix`, or a path and
+/// method listed twice (actix would serve the first, the document show the last), is a
+/// programming error and stops start-up, before anything is served.
 pub fn register(cfg: &mut web::ServiceConfig, ops: Vec<Op>, prefix: &str) {
-    let mut by_path: Vec<(String, Vec<actix_web::Route>)> = Vec::new();
+    let mut by_path: Vec<(String, Vec<HttpMethod>, Vec<actix_web::Route>)> = Vec::new();
     for op in ops {
         let local = op
             .path
             .strip_prefix(prefix)
             .unwrap_or_else(|| panic!("{} is not under {prefix:?}", op.path))
             .to_owned();
-        match by_path.iter_mut().find(|(p, _)| *p == local) {
-            Some((_, routes)) => routes.push(op.route),
-            None => by_path.push((local, vec![op.route])),
-        }
+        let index = if let Some(i) = by_path.iter().position(|(p, _, _)| *p == local) {
+            i
+        } else {
+            by_path.push((local, Vec::new(), Vec::new()));
+            by_path.len() - 1
+        };
+        let (_, methods, routes) = &mut by_path[index];
+        assert!(
+            !methods.contains(&op.method),
+            "{} {} is registered twice",
+            actix_method(&op.method),
+            op.path
+        );
+        methods.push(op.method);
+        routes.push(op.route);
     }
-    for (path, routes) in by_path {
+    for (path, _, routes) in by_path {
         let resource = routes
             .into_iter()
             .fold(super::resource(&path), actix_web::Resource::route);
@@ -268,4 +280,66 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(body.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[utoipa::path(get, path = "/api/v1/twice", responses((status = 200)))]
+    async fn twice() -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    #[utoipa::path(get, path = "/elsewhere", responses((status = 200)))]
+    async fn elsewhere() -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    fn register_all(ops: Vec<Op>) {
+        let _ = actix_web::App::new()
+            .service(web::scope("/api/v1").configure(|cfg| register(cfg, ops, "/api/v1")));
+    }
+
+    #[test]
+    #[should_panic(expected = "GET /api/v1/twice is registered twice")]
+    fn a_path_and_method_listed_twice_stops_start_up() {
+        register_all(vec![
+            Op::new(__path_twice, twice),
+            Op::new(__path_twice, twice),
+        ]);
+    }
+
+    #[test]
+    #[should_panic(expected = "/elsewhere is not under \"/api/v1\"")]
+    fn a_documented_path_outside_the_scope_stops_start_up() {
+        register_all(vec![Op::new(__path_elsewhere, elsewhere)]);
+    }
+
+    #[test]
+    fn the_document_has_each_route_once_at_its_own_path_and_method() {
+        let table = all_ops();
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut listed = 0;
+        for op in &table {
+            let method = serde_json::to_value(&op.method).unwrap();
+            let method = method.as_str().unwrap();
+            assert!(
+                doc["paths"][&op.path][method].is_object(),
+                "{method} {} missing from the document",
+                op.path
+            );
+            listed += 1;
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(documented, listed);
+        // The tables as the server registers them: no path and method twice, none misplaced.
+        register_all(super::super::routes_table());
+        let _ = actix_web::App::new().configure(super::super::health::routes);
+    }
 }
