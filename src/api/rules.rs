@@ -479,8 +479,6 @@ pub async fn check_template_with_samples(
     Ok(())
 }
 
-/// The event a test or preview uses; by default the catalog sample of the rule's first exact
-/// event type (`ping` if it has none).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SampleRequest {
