@@ -581,7 +581,7 @@ async fn sample_request(
     tag = "rules",
     params(("id" = String, Path, description = "rule id")),
     request_body(content = Option<SampleRequest>, description = "empty, `{}`, or the event to send"),
-    responses((status = 200, description = "the test delivery with its one attempt", body = crate::api::schemas::Delivery)),
+    responses((status = 200, description = "the test delivery with its one attempt", body = crate::api::deliveries::DeliveryDetail)),
     security(("api_key" = ["admin"])),
 )]
 async fn test(

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::deliveries::DeliverySummary;
 use crate::domain::access::Role;
 use crate::domain::audit::Actor;
-use crate::domain::delivery::{DeliveryStatus, ErrorKind};
 use crate::domain::rule::{HttpMethod, PayloadFormat, RuleStatus, Signing, Trigger};
 
 /// `{"data": [...], "next_cursor": ...}`: `next_cursor` is the `cursor` for the next page, or
@@ -72,76 +72,14 @@ pub struct Event {
     pub occurred_at: String,
     pub received_at: String,
     pub data: Map<String, Value>,
-    pub deliveries: Vec<DeliverySummary>,
+    pub deliveries: Vec<DeliverySummary<'static>>,
 }
 
-/// A delivery without its attempts (lists, events).
-#[derive(ToSchema)]
-pub struct DeliverySummary {
-    pub id: String,
-    pub event_id: String,
-    pub rule_id: String,
-    pub event_type: String,
-    pub status: DeliveryStatus,
-    /// Made by `POST /api/v1/rules/{id}/test`.
-    pub test: bool,
-    pub created_at: String,
-    pub updated_at: String,
-    pub attempt_count: u32,
-    /// Why the rule's condition could not be evaluated, for `condition_error` deliveries.
-    #[schema(required = true)]
-    pub condition_error: Option<String>,
-    /// When the next attempt is due, while the delivery is open.
-    #[schema(required = true)]
-    pub next_attempt_at: Option<String>,
-}
-
-/// A delivery with every attempt, oldest first.
-#[derive(ToSchema)]
-pub struct Delivery {
-    #[serde(flatten)]
-    pub summary: DeliverySummary,
-    pub attempts: Vec<Attempt>,
-}
-
-#[derive(ToSchema)]
-pub struct Attempt {
-    pub number: u32,
-    pub started_at: String,
-    pub duration_ms: u64,
-    #[schema(required = true)]
-    pub status_code: Option<u16>,
-    #[schema(required = true)]
-    pub error_kind: Option<ErrorKind>,
-    #[schema(required = true)]
-    pub error: Option<String>,
-    pub request: LoggedRequest,
-    #[schema(required = true)]
-    pub response: Option<LoggedResponse>,
-}
-
-/// What was sent; secret header values masked, the body absent when bodies are not stored.
-#[derive(ToSchema)]
-pub struct LoggedRequest {
-    pub url: String,
-    pub method: String,
-    pub headers: BTreeMap<String, String>,
-    #[schema(required = true)]
-    pub body: Option<String>,
-}
-
-#[derive(ToSchema)]
-pub struct LoggedResponse {
-    pub status: u16,
-    /// Repeated headers are joined with `, `.
-    pub headers: BTreeMap<String, String>,
-    #[schema(required = true)]
-    pub body: Option<String>,
-    /// The body was cut at the logging limit.
-    pub truncated: bool,
-}
-
-list_schema!(DeliveryList, DeliverySummary, "deliveries, newest first");
+list_schema!(
+    DeliveryList,
+    DeliverySummary<'static>,
+    "deliveries, newest first"
+);
 
 /// `POST /api/v1/rules/{id}/redeliver-failed`.
 #[derive(ToSchema)]
