@@ -4,10 +4,10 @@
 use std::os::unix::fs::PermissionsExt;
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::openapi::Op;
-use super::schemas::Backup;
 use super::{AdminKey, blocking};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::time::{now_ms, to_rfc3339};
@@ -60,10 +60,21 @@ async fn create(
     )
     .detail(format!("{rows} rows, {bytes} bytes"));
     state.store.audit(audit).await?;
-    Ok(HttpResponse::Created().json(json!({
-        "path": path,
-        "rows": rows,
-        "bytes": bytes,
-        "created_at": to_rfc3339(now),
-    })))
+    Ok(HttpResponse::Created().json(Backup {
+        path: &path,
+        rows,
+        bytes,
+        created_at: to_rfc3339(now),
+    }))
+}
+
+/// An online snapshot written into `DATA_DIR/backups/`.
+#[derive(Serialize, ToSchema)]
+pub struct Backup<'a> {
+    /// Where the snapshot is, on the server.
+    #[schema(value_type = String)]
+    path: &'a std::path::Path,
+    rows: u64,
+    bytes: u64,
+    created_at: String,
 }

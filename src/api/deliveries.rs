@@ -2,11 +2,11 @@
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::Op;
-use super::schemas::{DeliveryList, Redelivered};
+use super::schemas::DeliveryList;
 use super::{AdminKey, JsonBody, blocking, list_response, page_cursor, page_limit};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
 use crate::domain::event::EventType;
@@ -220,10 +220,17 @@ async fn redeliver_failed(
         .redeliver_failed(key.workspace_id, rule_id, since, until)
         .await?;
     state.dispatcher.enqueue_deliveries(&reopened);
-    Ok(HttpResponse::Accepted().json(json!({
-        "redelivered": reopened.len(),
-        "delivery_ids": reopened.iter().map(|d| d.id.to_string()).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Accepted().json(Redelivered {
+        redelivered: reopened.len(),
+        delivery_ids: reopened.iter().map(|d| d.id.as_str()).collect(),
+    }))
+}
+
+/// What `redeliver-failed` re-opened.
+#[derive(Serialize, ToSchema)]
+pub struct Redelivered<'a> {
+    redelivered: usize,
+    delivery_ids: Vec<&'a str>,
 }
 
 /// A delivery without its attempts, as lists and events show it.

@@ -3,13 +3,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::deliveries::delivery_summary;
 use super::openapi::Op;
-use super::schemas::{Event as EventSchema, Ingested};
 use super::{AdminKey, AnyKey, blocking, parse_json};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
@@ -133,12 +132,43 @@ async fn ingest(
         IngestOutcome::Created => {
             state.metrics.events_ingested.inc();
             state.dispatcher.enqueue_deliveries(&deliveries);
-            Ok(HttpResponse::Accepted().json(json!({"id": id, "deliveries": count})))
+            Ok(HttpResponse::Accepted().json(Ingested {
+                id: id.as_str(),
+                deliveries: count,
+                duplicate: None,
+            }))
         }
-        IngestOutcome::Duplicate(original) => Ok(HttpResponse::Ok().json(json!({
-            "id": original, "deliveries": 0, "duplicate": true
-        }))),
+        IngestOutcome::Duplicate(original) => Ok(HttpResponse::Ok().json(Ingested {
+            id: original.as_str(),
+            deliveries: 0,
+            duplicate: Some(true),
+        })),
     }
+}
+
+/// An ingested event (202), or a repeated `idempotency_key` (200: the original `id`,
+/// `deliveries: 0`, `duplicate: true`).
+#[derive(Serialize, ToSchema)]
+struct Ingested<'a> {
+    id: &'a str,
+    /// Deliveries created, `condition_error` ones included.
+    deliveries: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+}
+
+/// An event with its deliveries (without their attempts).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Event)]
+struct EventJson<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    occurred_at: String,
+    received_at: String,
+    data: &'a Map<String, Value>,
+    #[schema(value_type = Vec<super::deliveries::DeliverySummary>)]
+    deliveries: Vec<Value>,
 }
 
 /// Reads the whole body, refusing it (413) as soon as it passes `limit` bytes, so an oversized
@@ -228,7 +258,7 @@ fn json_kind(v: &Value) -> &'static str {
     path = "/api/v1/events/{id}",
     tag = "events",
     params(("id" = String, Path, description = "event id")),
-    responses((status = 200, description = "the event", body = EventSchema)),
+    responses((status = 200, description = "the event", body = EventJson)),
     security(("api_key" = ["admin"])),
 )]
 async fn get_event(
@@ -245,12 +275,12 @@ async fn get_event(
         Ok::<_, crate::store::StoreError>((event, deliveries))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "id": event.id,
-        "type": event.event_type,
-        "occurred_at": to_rfc3339(event.occurred_at),
-        "received_at": to_rfc3339(event.received_at),
-        "data": event.data,
-        "deliveries": deliveries.iter().map(delivery_summary).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(EventJson {
+        id: event.id.as_str(),
+        event_type: event.event_type.as_str(),
+        occurred_at: to_rfc3339(event.occurred_at),
+        received_at: to_rfc3339(event.received_at),
+        data: &event.data,
+        deliveries: deliveries.iter().map(delivery_summary).collect(),
+    }))
 }

@@ -1,11 +1,11 @@
 //! Liveness and readiness probes; no API key needed.
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::blocking;
 use super::openapi::{Op, register};
-use super::schemas::{Health, Readiness};
 use crate::domain::time::now_ms;
 use crate::error::ApiError;
 use crate::server::AppState;
@@ -60,7 +60,31 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     responses((status = 200, description = "alive", body = Health)),
 )]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// `GET /readyz`, ready or not.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    checks: Checks,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = ReadinessChecks)]
+struct Checks {
+    /// The store answers and its last write committed.
+    store: bool,
+    /// The dispatcher keeps up.
+    dispatcher: bool,
 }
 
 /// Ready when the store answers and the dispatcher is keeping up.
@@ -77,10 +101,17 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
     let store_ok = blocking(move || store.ping()).await.is_ok();
     let dispatcher_ok = state.dispatcher.is_healthy();
-    let body = json!({
-        "status": if store_ok && dispatcher_ok { "ready" } else { "not_ready" },
-        "checks": {"store": store_ok, "dispatcher": dispatcher_ok},
-    });
+    let body = Readiness {
+        status: if store_ok && dispatcher_ok {
+            "ready"
+        } else {
+            "not_ready"
+        },
+        checks: Checks {
+            store: store_ok,
+            dispatcher: dispatcher_ok,
+        },
+    };
     Ok(if store_ok && dispatcher_ok {
         HttpResponse::Ok().json(body)
     } else {

@@ -1,12 +1,12 @@
 //! API keys: list, create (the key is shown once), delete.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::openapi::Op;
-use super::schemas::{ApiKeyList, NewApiKey};
+use super::schemas::ApiKeyList;
 use super::{AdminKey, JsonBody, blocking, list_response};
 use crate::domain::access::{ApiKey, Role};
 use crate::domain::audit::{Actor, AuditEntry};
@@ -49,14 +49,38 @@ pub fn validate_new_key(name: &str, role: &str) -> Result<Role, String> {
     Role::parse(role).ok_or_else(|| format!("role must be \"admin\" or \"ingest\", not {role:?}"))
 }
 
+/// An API key as listed: never the key itself.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
+pub struct KeyJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    role: Role,
+    /// The key's first 8 characters, to tell keys apart.
+    prefix: &'a str,
+    created_at: String,
+}
+
+/// A new API key: `key` is shown this once and stored only hashed.
+#[derive(Serialize, ToSchema)]
+pub struct NewApiKey<'a> {
+    #[serde(flatten)]
+    listed: KeyJson<'a>,
+    key: &'a str,
+}
+
+fn key_view(k: &ApiKey) -> KeyJson<'_> {
+    KeyJson {
+        id: k.id.as_str(),
+        name: &k.name,
+        role: k.role,
+        prefix: &k.prefix,
+        created_at: to_rfc3339(k.created_at),
+    }
+}
+
 fn key_json(k: &ApiKey) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "role": k.role,
-        "prefix": k.prefix,
-        "created_at": to_rfc3339(k.created_at),
-    })
+    serde_json::to_value(key_view(k)).expect("string-keyed structs serialize")
 }
 
 /// The workspace's API keys (never the keys themselves).
@@ -119,9 +143,10 @@ async fn create(
     .after(key_json(&key));
     state.store.insert_api_key_async(key.clone(), audit).await?;
     tracing::info!(api_key = %key.id, by = %caller.id, "API key created");
-    let mut v = key_json(&key);
-    v["key"] = Value::String(secret.expose().to_owned());
-    Ok(HttpResponse::Created().json(v))
+    Ok(HttpResponse::Created().json(NewApiKey {
+        listed: key_view(&key),
+        key: secret.expose(),
+    }))
 }
 
 /// Delete a key (not the one making the request).

@@ -140,6 +140,16 @@ fn build() -> OpenApi {
         (op.schemas)(&mut schemas);
     }
     schemas.sort_by(|a, b| a.0.cmp(&b.0));
+    // Paths share schemas, so names repeat; two different schemas under one name would
+    // leave one of them wrongly documented.
+    for pair in schemas.windows(2) {
+        let same = |s: &RefOr<Schema>| serde_json::to_value(s).ok();
+        assert!(
+            pair[0].0 != pair[1].0 || same(&pair[0].1) == same(&pair[1].1),
+            "two different schemas are named {}",
+            pair[0].0
+        );
+    }
     schemas.dedup_by(|a, b| a.0 == b.0);
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
