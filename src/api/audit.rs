@@ -34,6 +34,7 @@ struct ListQuery {
 #[schema(as = AuditEntry)]
 pub struct EntryJson<'a> {
     id: &'a str,
+    #[schema(format = DateTime)]
     at: String,
     actor: &'a Actor,
     /// E.g. `rule.update`, `rule.secret.view`, `api_key.create`.

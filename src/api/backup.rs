@@ -76,5 +76,6 @@ pub struct Backup<'a> {
     path: &'a std::path::Path,
     rows: u64,
     bytes: u64,
+    #[schema(format = DateTime)]
     created_at: String,
 }

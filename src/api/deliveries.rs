@@ -185,9 +185,10 @@ async fn redeliver(
 #[serde(deny_unknown_fields)]
 struct BulkRequest {
     /// RFC 3339; required.
-    #[schema(required = true)]
+    #[schema(required = true, format = DateTime)]
     since: Option<String>,
     /// RFC 3339; now when absent.
+    #[schema(format = DateTime)]
     until: Option<String>,
 }
 
@@ -244,14 +245,16 @@ pub struct DeliverySummary<'a> {
     /// Made by `POST /api/v1/rules/{id}/test`.
     test: bool,
     /// RFC 3339, like every time the API shows.
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     attempt_count: u32,
     /// Why the rule's condition could not be evaluated, for `condition_error` deliveries.
     #[schema(required = true)]
     condition_error: Option<&'a str>,
     /// When the next attempt is due, while the delivery is open.
-    #[schema(required = true)]
+    #[schema(required = true, format = DateTime)]
     next_attempt_at: Option<String>,
 }
 
@@ -268,6 +271,7 @@ pub struct DeliveryDetail<'a> {
 #[schema(as = Attempt)]
 pub struct AttemptJson<'a> {
     number: u32,
+    #[schema(format = DateTime)]
     started_at: String,
     duration_ms: u64,
     #[schema(required = true)]

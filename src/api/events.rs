@@ -42,6 +42,7 @@ struct IngestRequest {
     idempotency_key: Option<String>,
     /// RFC 3339; the time of receipt when absent.
     #[serde(default)]
+    #[schema(format = DateTime)]
     occurred_at: Option<String>,
 }
 
@@ -164,7 +165,9 @@ struct EventJson<'a> {
     id: &'a str,
     #[serde(rename = "type")]
     event_type: &'a str,
+    #[schema(format = DateTime)]
     occurred_at: String,
+    #[schema(format = DateTime)]
     received_at: String,
     data: &'a Map<String, Value>,
     #[schema(value_type = Vec<super::deliveries::DeliverySummary>)]

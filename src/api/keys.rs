@@ -58,6 +58,7 @@ pub struct KeyJson<'a> {
     role: Role,
     /// The key's first 8 characters, to tell keys apart.
     prefix: &'a str,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 

@@ -44,7 +44,7 @@ pub struct EventTypeEntry {
     pub sample: Map<String, Value>,
     /// Which of `builtin`, `declared`, `seen` it is.
     pub sources: Vec<String>,
-    #[schema(required = true)]
+    #[schema(required = true, format = DateTime)]
     pub last_seen_at: Option<String>,
 }
 
@@ -68,7 +68,9 @@ pub struct Rule {
     /// Why tidings turned the rule off, or why its URL is blocked.
     #[schema(required = true)]
     pub status_reason: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// The last 4 characters of the current signing secret.
     pub secret_hint: String,

@@ -464,7 +464,8 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
 }
 
 /// Checks `value` against the JSON Schema subset utoipa writes (`$ref`, `allOf`, `oneOf`,
-/// `type` with `null`, `enum`, `properties`, `required`, `items`, `additionalProperties`).
+/// `type` with `null`, `enum`, `format: date-time`, `properties`, `required`, `items`,
+/// `additionalProperties`).
 /// Objects may hold only documented properties, so an undocumented field is caught too.
 fn check(doc: &Value, value: &Value, schema: &Value, at: &str, errors: &mut Vec<String>) {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
@@ -542,6 +543,12 @@ fn check_shallow(doc: &Value, value: &Value, schema: &Value, at: &str, errors: &
             return;
         }
     }
+    if schema["format"] == "date-time"
+        && let Some(text) = value.as_str()
+        && tidings::domain::time::parse_rfc3339(text).is_none()
+    {
+        errors.push(format!("{at}: {text:?} is not an RFC 3339 date-time"));
+    }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
@@ -612,7 +619,7 @@ fn check_properties_known(
 }
 
 #[test]
-fn the_schema_check_catches_a_wrong_type_a_missing_and_an_undocumented_field() {
+fn the_schema_check_catches_a_wrong_type_a_missing_and_an_undocumented_field_and_a_bad_time() {
     let doc = json!({"components": {"schemas": {
         "Thing": {"type": "object", "required": ["id"], "properties": {
             "id": {"type": "string"}, "n": {"type": ["integer", "null"]}}},
@@ -627,6 +634,17 @@ fn the_schema_check_catches_a_wrong_type_a_missing_and_an_undocumented_field() {
         &mut errors,
     );
     assert!(errors.is_empty(), "{errors:?}");
+    let stamped = json!({"type": "string", "format": "date-time"});
+    let mut errors = Vec::new();
+    check(
+        &doc,
+        &json!("2026-12-01T10:00:00Z"),
+        &stamped,
+        "$",
+        &mut errors,
+    );
+    check(&doc, &json!("yesterday"), &stamped, "$", &mut errors);
+    assert_eq!(errors.len(), 1, "{errors:?}");
     for bad in [
         json!({"id": 1}),
         json!({"n": 1}),
