@@ -35,8 +35,8 @@ pub struct Op {
 }
 
 impl Op {
-    /// `doc` is the handler's `#[utoipa::path]` item (`__path_<handler>`); its path and its one
-    /// method decide where the handler is served.
+    /// The first argument is the handler's `#[utoipa::path]` item (`__path_<handler>`): its
+    /// path and one method decide where the handler is served (the value carries nothing).
     pub fn new<P, F, Args>(_doc: P, handler: F) -> Self
     where
         P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
