@@ -3,7 +3,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -97,7 +98,23 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The body of every error response: `{"error": {"code", "message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable and machine-readable, e.g. `not_found`, `validation_failed`, `unauthorized`.
+    pub code: &'a str,
+    /// What was wrong, for a person.
+    pub message: &'a str,
+}
+
 /// The `{"error": {"code", "message"}}` body every error response uses.
 pub fn error_body(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": {"code": code, "message": message}}))
+    HttpResponse::build(status).json(ErrorBody {
+        error: ErrorDetail { code, message },
+    })
 }

@@ -2,40 +2,87 @@
 //! changes it.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::Op;
+use super::schemas::AuditList;
 use super::{AdminKey, blocking, list_response, page_cursor, page_limit};
-use crate::domain::audit::AuditEntry;
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::AuditId;
 use crate::domain::time::to_rfc3339;
 use crate::error::ApiError;
 use crate::server::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/audit").route(web::get().to(list)));
+pub fn routes() -> Vec<Op> {
+    vec![Op::new(__path_list, list)]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Page size, 1-250 (50).
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-fn entry_json(e: &AuditEntry) -> Value {
-    json!({
-        "id": e.id,
-        "at": to_rfc3339(e.at),
-        "actor": e.actor,
-        "action": e.action,
-        "target": {"type": e.target_type, "id": e.target_id},
-        "before": e.before,
-        "after": e.after,
-        "detail": e.detail,
-    })
+/// One audit entry; secret values in `before` and `after` are masked.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+pub struct EntryJson<'a> {
+    id: &'a str,
+    #[schema(format = DateTime)]
+    at: String,
+    actor: &'a Actor,
+    /// E.g. `rule.update`, `rule.secret.view`, `api_key.create`.
+    action: &'a str,
+    target: Target<'a>,
+    #[schema(required = true)]
+    before: Option<&'a Value>,
+    #[schema(required = true)]
+    after: Option<&'a Value>,
+    #[schema(required = true)]
+    detail: Option<&'a str>,
 }
 
+/// What the entry is about: `{"type": "rule", "id": "rul_…"}`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditTarget)]
+pub struct Target<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+}
+
+fn entry_json(e: &AuditEntry) -> Value {
+    serde_json::to_value(EntryJson {
+        id: e.id.as_str(),
+        at: to_rfc3339(e.at),
+        actor: &e.actor,
+        action: &e.action,
+        target: Target {
+            kind: &e.target_type,
+            id: &e.target_id,
+        },
+        before: e.before.as_ref(),
+        after: e.after.as_ref(),
+        detail: e.detail.as_deref(),
+    })
+    .expect("string-keyed structs serialize")
+}
+
+/// The workspace's audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(ListQuery),
+    responses((status = 200, description = "a page of entries", body = AuditList)),
+    security(("api_key" = ["admin"])),
+)]
 async fn list(
     AdminKey(key): AdminKey,
     query: web::Query<ListQuery>,

@@ -4,18 +4,28 @@
 use std::os::unix::fs::PermissionsExt;
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::Op;
 use super::{AdminKey, blocking};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::time::{now_ms, to_rfc3339};
 use crate::error::ApiError;
 use crate::server::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/backup").route(web::post().to(create)));
+pub fn routes() -> Vec<Op> {
+    vec![Op::new(__path_create, create)]
 }
 
+/// Take an online, consistent snapshot into `DATA_DIR/backups/`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup",
+    tag = "backup",
+    responses((status = 201, description = "the snapshot written", body = Backup)),
+    security(("api_key" = ["admin"])),
+)]
 async fn create(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
@@ -50,10 +60,22 @@ async fn create(
     )
     .detail(format!("{rows} rows, {bytes} bytes"));
     state.store.audit(audit).await?;
-    Ok(HttpResponse::Created().json(json!({
-        "path": path,
-        "rows": rows,
-        "bytes": bytes,
-        "created_at": to_rfc3339(now),
-    })))
+    Ok(HttpResponse::Created().json(Backup {
+        path: &path,
+        rows,
+        bytes,
+        created_at: to_rfc3339(now),
+    }))
+}
+
+/// An online snapshot written into `DATA_DIR/backups/`.
+#[derive(Serialize, ToSchema)]
+pub struct Backup<'a> {
+    /// Where the snapshot is, on the server.
+    #[schema(value_type = String)]
+    path: &'a std::path::Path,
+    rows: u64,
+    bytes: u64,
+    #[schema(format = DateTime)]
+    created_at: String,
 }

@@ -4,7 +4,10 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
+use super::openapi::Op;
+use super::schemas::{EventTypeEntry, EventTypeList};
 use super::{AdminKey, JsonBody, blocking, list_response};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::catalog::{Declared, Entry, MAX_DESCRIPTION_CHARS};
@@ -19,12 +22,8 @@ use crate::store::{Store, StoreError};
 /// Largest declared sample, in bytes of JSON.
 const MAX_SAMPLE_BYTES: usize = 64 * 1024;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        super::resource("/event-types")
-            .route(web::get().to(list))
-            .route(web::post().to(declare)),
-    );
+pub fn routes() -> Vec<Op> {
+    vec![Op::new(__path_list, list), Op::new(__path_declare, declare)]
 }
 
 /// The catalog entry for one type of a workspace: its sample is what tests, previews and
@@ -60,6 +59,14 @@ pub fn catalog(store: &Store, workspace: &WorkspaceId) -> Result<Vec<Entry>, Sto
     Ok(entries)
 }
 
+/// The catalog: built-in, declared and seen types, each with its sample.
+#[utoipa::path(
+    get,
+    path = "/api/v1/event-types",
+    tag = "event types",
+    responses((status = 200, description = "every type, by name; one page", body = EventTypeList)),
+    security(("api_key" = ["admin"])),
+)]
 async fn list(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
@@ -70,13 +77,16 @@ async fn list(
     Ok(list_response(&data, None))
 }
 
-#[derive(Debug, Deserialize)]
+/// An event type an admin declares, with the sample tests, previews and template checks use.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeclareRequest {
     name: String,
     #[serde(default)]
     description: Option<String>,
+    /// The data of an example event: a JSON object.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     sample: Option<Value>,
 }
 
@@ -142,6 +152,15 @@ pub async fn declare_type(
     Ok(Entry::new(name, Some(&row)))
 }
 
+/// Declare (or re-declare) an event type.
+#[utoipa::path(
+    post,
+    path = "/api/v1/event-types",
+    tag = "event types",
+    request_body = DeclareRequest,
+    responses((status = 201, description = "declared", body = EventTypeEntry)),
+    security(("api_key" = ["admin"])),
+)]
 async fn declare(
     AdminKey(key): AdminKey,
     JsonBody(input): JsonBody<DeclareRequest>,

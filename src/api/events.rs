@@ -3,10 +3,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::deliveries::delivery_summary;
+use super::openapi::Op;
 use super::{AdminKey, AnyKey, blocking, parse_json};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
@@ -16,26 +18,49 @@ use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::{IngestOutcome, NewEvent};
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource("/events").route(web::post().to(ingest)))
-        .service(super::resource("/events/{id}").route(web::get().to(get_event)));
+pub fn routes() -> Vec<Op> {
+    vec![
+        Op::new(__path_ingest, ingest),
+        Op::new(__path_get_event, get_event),
+    ]
 }
 
-#[derive(Debug, Deserialize)]
+/// One event, as a source system posts it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IngestRequest {
+    /// Event type, e.g. `appointment.booked`.
     #[serde(rename = "type")]
     event_type: String,
+    /// The event's data: a JSON object (`{}` when absent).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     data: Option<Value>,
+    /// Kept 24 h: a repeat answers 200 with the original id and creates nothing. The
+    /// `Idempotency-Key` header may carry it instead.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// RFC 3339; the time of receipt when absent.
     #[serde(default)]
+    #[schema(format = DateTime)]
     occurred_at: Option<String>,
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+/// Ingest one event: answered once it and its deliveries are durably stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    tag = "events",
+    request_body = IngestRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "the idempotency key, instead of or as well as the body's")),
+    responses(
+        (status = 202, description = "stored; deliveries created", body = Ingested),
+        (status = 200, description = "a repeated idempotency key: nothing created", body = Ingested),
+    ),
+    security(("api_key" = ["admin"]), ("api_key" = ["ingest"])),
+)]
 async fn ingest(
     AnyKey(key): AnyKey,
     req: HttpRequest,
@@ -108,12 +133,45 @@ async fn ingest(
         IngestOutcome::Created => {
             state.metrics.events_ingested.inc();
             state.dispatcher.enqueue_deliveries(&deliveries);
-            Ok(HttpResponse::Accepted().json(json!({"id": id, "deliveries": count})))
+            Ok(HttpResponse::Accepted().json(Ingested {
+                id: id.as_str(),
+                deliveries: count,
+                duplicate: None,
+            }))
         }
-        IngestOutcome::Duplicate(original) => Ok(HttpResponse::Ok().json(json!({
-            "id": original, "deliveries": 0, "duplicate": true
-        }))),
+        IngestOutcome::Duplicate(original) => Ok(HttpResponse::Ok().json(Ingested {
+            id: original.as_str(),
+            deliveries: 0,
+            duplicate: Some(true),
+        })),
     }
+}
+
+/// An ingested event (202), or a repeated `idempotency_key` (200: the original `id`,
+/// `deliveries: 0`, `duplicate: true`).
+#[derive(Serialize, ToSchema)]
+struct Ingested<'a> {
+    id: &'a str,
+    /// Deliveries created, `condition_error` ones included.
+    deliveries: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+}
+
+/// An event with its deliveries (without their attempts).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Event)]
+struct EventJson<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[schema(format = DateTime)]
+    occurred_at: String,
+    #[schema(format = DateTime)]
+    received_at: String,
+    data: &'a Map<String, Value>,
+    #[schema(value_type = Vec<super::deliveries::DeliverySummary>)]
+    deliveries: Vec<Value>,
 }
 
 /// Reads the whole body, refusing it (413) as soon as it passes `limit` bytes, so an oversized
@@ -197,6 +255,15 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// The event and its deliveries.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "event id")),
+    responses((status = 200, description = "the event", body = EventJson)),
+    security(("api_key" = ["admin"])),
+)]
 async fn get_event(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -211,12 +278,12 @@ async fn get_event(
         Ok::<_, crate::store::StoreError>((event, deliveries))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "id": event.id,
-        "type": event.event_type,
-        "occurred_at": to_rfc3339(event.occurred_at),
-        "received_at": to_rfc3339(event.received_at),
-        "data": event.data,
-        "deliveries": deliveries.iter().map(delivery_summary).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(EventJson {
+        id: event.id.as_str(),
+        event_type: event.event_type.as_str(),
+        occurred_at: to_rfc3339(event.occurred_at),
+        received_at: to_rfc3339(event.received_at),
+        data: &event.data,
+        deliveries: deliveries.iter().map(delivery_summary).collect(),
+    }))
 }

@@ -1,20 +1,40 @@
 //! Liveness and readiness probes; no API key needed.
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::blocking;
+use super::openapi::{Op, register};
 use crate::domain::time::now_ms;
 use crate::error::ApiError;
 use crate::server::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+    register(cfg, routes_table(), "");
+}
+
+/// The probes and the scrape target, documented like the API.
+pub fn routes_table() -> Vec<Op> {
+    vec![
+        Op::new(__path_healthz, healthz),
+        Op::new(__path_readyz, readyz),
+        Op::new(__path_metrics, metrics),
+    ]
 }
 
 /// Prometheus scrape target; the backlog gauges are read at scrape time.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((
+        status = 200,
+        description = "OpenMetrics text: events ingested, attempts by outcome, attempt latency, backlog",
+        body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )),
+)]
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
     let open = blocking(move || store.open_count()).await?;
@@ -32,19 +52,66 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .body(m.render()))
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "alive", body = Health)),
+)]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// `GET /readyz`, ready or not.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` or `not_ready`.
+    status: &'static str,
+    checks: Checks,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = ReadinessChecks)]
+struct Checks {
+    /// The store answers and its last write committed.
+    store: bool,
+    /// The dispatcher keeps up.
+    dispatcher: bool,
 }
 
 /// Ready when the store answers and the dispatcher is keeping up.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "not ready; `checks` says which part is not", body = Readiness),
+    ),
+)]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.store.clone();
     let store_ok = blocking(move || store.ping()).await.is_ok();
     let dispatcher_ok = state.dispatcher.is_healthy();
-    let body = json!({
-        "status": if store_ok && dispatcher_ok { "ready" } else { "not_ready" },
-        "checks": {"store": store_ok, "dispatcher": dispatcher_ok},
-    });
+    let body = Readiness {
+        status: if store_ok && dispatcher_ok {
+            "ready"
+        } else {
+            "not_ready"
+        },
+        checks: Checks {
+            store: store_ok,
+            dispatcher: dispatcher_ok,
+        },
+    };
     Ok(if store_ok && dispatcher_ok {
         HttpResponse::Ok().json(body)
     } else {

@@ -1,25 +1,27 @@
 //! API keys: list, create (the key is shown once), delete.
 
 use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
+use super::openapi::Op;
+use super::schemas::ApiKeyList;
 use super::{AdminKey, JsonBody, blocking, list_response};
 use crate::domain::access::{ApiKey, Role};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::domain::time::{now_ms, to_rfc3339};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::security::crypto::{Secret, api_key_hash, new_api_key};
 use crate::server::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        super::resource("/api-keys")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(super::resource("/api-keys/{id}").route(web::delete().to(delete)));
+pub fn routes() -> Vec<Op> {
+    vec![
+        Op::new(__path_list, list),
+        Op::new(__path_create, create),
+        Op::new(__path_delete, delete),
+    ]
 }
 
 /// A new key record and the key itself, which exists only in the caller's hands afterwards.
@@ -47,16 +49,49 @@ pub fn validate_new_key(name: &str, role: &str) -> Result<Role, String> {
     Role::parse(role).ok_or_else(|| format!("role must be \"admin\" or \"ingest\", not {role:?}"))
 }
 
-fn key_json(k: &ApiKey) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "role": k.role,
-        "prefix": k.prefix,
-        "created_at": to_rfc3339(k.created_at),
-    })
+/// An API key as listed: never the key itself.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
+pub struct KeyJson<'a> {
+    id: &'a str,
+    name: &'a str,
+    role: Role,
+    /// The key's first 8 characters, to tell keys apart.
+    prefix: &'a str,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
+/// A new API key: `key` is shown this once and stored only hashed.
+#[derive(Serialize, ToSchema)]
+pub struct NewApiKey<'a> {
+    #[serde(flatten)]
+    listed: KeyJson<'a>,
+    key: &'a str,
+}
+
+fn key_view(k: &ApiKey) -> KeyJson<'_> {
+    KeyJson {
+        id: k.id.as_str(),
+        name: &k.name,
+        role: k.role,
+        prefix: &k.prefix,
+        created_at: to_rfc3339(k.created_at),
+    }
+}
+
+fn key_json(k: &ApiKey) -> Value {
+    serde_json::to_value(key_view(k)).expect("string-keyed structs serialize")
+}
+
+/// The workspace's API keys (never the keys themselves).
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    responses((status = 200, description = "every key, newest first; one page", body = ApiKeyList)),
+    security(("api_key" = ["admin"])),
+)]
 async fn list(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
@@ -70,13 +105,26 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
+    /// 1-100 characters.
+    #[schema(required = true)]
     name: Option<String>,
+    /// `admin` or `ingest`.
+    #[schema(required = true)]
     role: Option<String>,
 }
 
+/// Create a key; the answer holds the key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    request_body = CreateKey,
+    responses((status = 201, description = "created", body = NewApiKey)),
+    security(("api_key" = ["admin"])),
+)]
 async fn create(
     AdminKey(caller): AdminKey,
     JsonBody(body): JsonBody<CreateKey>,
@@ -96,11 +144,24 @@ async fn create(
     .after(key_json(&key));
     state.store.insert_api_key_async(key.clone(), audit).await?;
     tracing::info!(api_key = %key.id, by = %caller.id, "API key created");
-    let mut v = key_json(&key);
-    v["key"] = Value::String(secret.expose().to_owned());
-    Ok(HttpResponse::Created().json(v))
+    Ok(HttpResponse::Created().json(NewApiKey {
+        listed: key_view(&key),
+        key: secret.expose(),
+    }))
 }
 
+/// Delete a key (not the one making the request).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{id}",
+    tag = "api keys",
+    params(("id" = String, Path, description = "API key id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 409, description = "a key cannot delete itself (`conflict`)", body = ErrorBody),
+    ),
+    security(("api_key" = ["admin"])),
+)]
 async fn delete(
     AdminKey(caller): AdminKey,
     path: web::Path<String>,

@@ -1,5 +1,6 @@
-//! The JSON API (SPEC §7). Each resource module registers its own routes; authentication is
-//! an extractor in each handler's signature, so a handler states the role it needs.
+//! The JSON API (SPEC §7). Each resource module lists its routes as `openapi::Op`s (a handler
+//! with its OpenAPI operation); authentication is an extractor in each handler's signature, so
+//! a handler states the role it needs.
 
 pub mod audit;
 pub mod backup;
@@ -8,7 +9,9 @@ pub mod event_types;
 pub mod events;
 pub mod health;
 pub mod keys;
+pub mod openapi;
 pub mod rules;
+pub mod schemas;
 
 use std::future::{Ready, ready};
 
@@ -22,21 +25,38 @@ use crate::domain::access::{ApiKey, Role};
 use crate::error::ApiError;
 use crate::server::AppState;
 
-/// Registers every `/api/v1` route.
+/// Where the API is mounted; every `/api/v1` operation's documented path starts with it.
+pub const PREFIX: &str = "/api/v1";
+
+/// Registers every `/api/v1` route, from the same table the OpenAPI document is made of.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_JSON_BODY))
         .app_data(query_config())
         .service(
-            web::scope("/api/v1")
-                .configure(events::routes)
-                .configure(event_types::routes)
-                .configure(rules::routes)
-                .configure(deliveries::routes)
-                .configure(keys::routes)
-                .configure(audit::routes)
-                .configure(backup::routes)
+            web::scope(PREFIX)
+                .configure(|scope| openapi::register(scope, routes_table(), PREFIX))
                 .default_service(web::to(not_found)),
         );
+}
+
+/// Every `/api/v1` route, with its documentation.
+pub fn routes_table() -> Vec<openapi::Op> {
+    let mut ops = vec![openapi::Op::new(
+        openapi::__path_openapi_json,
+        openapi::openapi_json,
+    )];
+    for module in [
+        events::routes,
+        event_types::routes,
+        rules::routes,
+        deliveries::routes,
+        keys::routes,
+        audit::routes,
+        backup::routes,
+    ] {
+        ops.extend(module());
+    }
+    ops
 }
 
 /// A route with the API's 405 for methods it lacks.

@@ -27,24 +27,20 @@ use crate::security::crypto::{MasterKey, new_signing_secret};
 use crate::security::ssrf::AddressPolicy;
 use crate::server::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    use super::resource;
-    cfg.service(
-        resource("/rules")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        resource("/rules/{id}")
-            .route(web::get().to(get_one))
-            .route(web::put().to(replace))
-            .route(web::patch().to(patch))
-            .route(web::delete().to(delete)),
-    )
-    .service(resource("/rules/{id}/secret").route(web::get().to(secret)))
-    .service(resource("/rules/{id}/secret/rotate").route(web::post().to(rotate)))
-    .service(resource("/rules/{id}/test").route(web::post().to(test)))
-    .service(resource("/rules/{id}/preview").route(web::post().to(preview)));
+pub fn routes() -> Vec<super::openapi::Op> {
+    use super::openapi::Op;
+    vec![
+        Op::new(__path_list, list),
+        Op::new(__path_create, create),
+        Op::new(__path_get_one, get_one),
+        Op::new(__path_replace, replace),
+        Op::new(__path_patch, patch),
+        Op::new(__path_delete, delete),
+        Op::new(__path_secret, secret),
+        Op::new(__path_rotate, rotate),
+        Op::new(__path_test, test),
+        Op::new(__path_preview, preview),
+    ]
 }
 
 fn field_error(e: &FieldError) -> ApiError {
@@ -161,6 +157,14 @@ fn fresh_secret(key: &MasterKey, now: i64) -> SigningSecret {
     }
 }
 
+/// The workspace's rules, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules",
+    tag = "rules",
+    responses((status = 200, description = "every rule; one page", body = crate::api::schemas::RuleList)),
+    security(("api_key" = ["admin"])),
+)]
 async fn list(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
@@ -175,6 +179,15 @@ async fn list(
     Ok(list_response(&data, None))
 }
 
+/// Create a rule; a body template is checked against the catalog samples.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules",
+    tag = "rules",
+    request_body = crate::domain::rule::RuleInput,
+    responses((status = 201, description = "created", body = crate::api::schemas::Rule)),
+    security(("api_key" = ["admin"])),
+)]
 async fn create(
     AdminKey(key): AdminKey,
     JsonBody(input): JsonBody<RuleInput>,
@@ -207,6 +220,15 @@ pub async fn load(state: &AppState, workspace: WorkspaceId, id: RuleId) -> Resul
     blocking(move || store.rule(&workspace, &id)).await
 }
 
+/// One rule.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules/{id}",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    responses((status = 200, description = "the rule", body = crate::api::schemas::Rule)),
+    security(("api_key" = ["admin"])),
+)]
 async fn get_one(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -260,6 +282,16 @@ pub async fn update_rule(
     Ok(state.store.save_rule(rule, true, audit).await?)
 }
 
+/// Replace a rule's editable fields; read-only fields sent back are ignored.
+#[utoipa::path(
+    put,
+    path = "/api/v1/rules/{id}",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    request_body = crate::domain::rule::RuleInput,
+    responses((status = 200, description = "the rule as saved", body = crate::api::schemas::Rule)),
+    security(("api_key" = ["admin"])),
+)]
 async fn replace(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -272,6 +304,15 @@ async fn replace(
 }
 
 /// JSON merge patch (RFC 7396) over the rule's editable fields, then the same validation.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/rules/{id}",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    request_body(content = crate::domain::rule::RuleInput, description = "a JSON merge patch: only the fields to change; null removes"),
+    responses((status = 200, description = "the rule as saved", body = crate::api::schemas::Rule)),
+    security(("api_key" = ["admin"])),
+)]
 async fn patch(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -291,6 +332,15 @@ async fn patch(
     save_edit(&state, &key, existing, input).await
 }
 
+/// Delete a rule.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/rules/{id}",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    responses((status = 204, description = "deleted")),
+    security(("api_key" = ["admin"])),
+)]
 async fn delete(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -323,6 +373,15 @@ pub async fn delete_rule(
     Ok(())
 }
 
+/// The current signing secret; the view is audited.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rules/{id}/secret",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    responses((status = 200, description = "the secret", body = crate::api::schemas::SigningSecret)),
+    security(("api_key" = ["admin"])),
+)]
 async fn secret(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -365,6 +424,15 @@ pub async fn reveal_secret(
     Ok(plain.expose().to_owned())
 }
 
+/// A new signing secret; the previous one signs too until `signing.rotation_overlap` ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/{id}/secret/rotate",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    responses((status = 200, description = "the new secret", body = crate::api::schemas::SigningSecret)),
+    security(("api_key" = ["admin"])),
+)]
 async fn rotate(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -465,7 +533,7 @@ pub async fn check_template_with_samples(state: &AppState, rule: &Rule) -> Resul
 }
 
 /// What a test or preview sends: a given event type and data, or the rule's sample.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SampleRequest {
     pub event_type: Option<String>,
@@ -561,6 +629,15 @@ async fn sample_request(
 }
 
 /// Sends one request now (no retries) and logs it as a test delivery.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/{id}/test",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    request_body(content = Option<SampleRequest>, description = "empty, `{}`, or the event to send"),
+    responses((status = 200, description = "the test delivery with its one attempt", body = crate::api::deliveries::DeliveryDetail)),
+    security(("api_key" = ["admin"])),
+)]
 async fn test(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
@@ -628,6 +705,15 @@ pub async fn send_test(
 
 /// Renders what a delivery would send now, signature included, without sending it; with
 /// the condition's verdict for the sample event.
+#[utoipa::path(
+    post,
+    path = "/api/v1/rules/{id}/preview",
+    tag = "rules",
+    params(("id" = String, Path, description = "rule id")),
+    request_body(content = Option<SampleRequest>, description = "empty, `{}`, or the event to render"),
+    responses((status = 200, description = "the request it would send", body = crate::api::schemas::Preview)),
+    security(("api_key" = ["admin"])),
+)]
 async fn preview(
     AdminKey(key): AdminKey,
     path: web::Path<String>,

@@ -10,7 +10,7 @@ use super::time::now_ms;
 use super::user::User;
 
 /// Who acted: an API key, the command line, or tidings itself (a 410, `alerts.disable_after`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Actor {
     ApiKey {

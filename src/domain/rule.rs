@@ -25,7 +25,7 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 pub const MAX_TIMEOUT_MS: u32 = 30_000;
 const MAX_HEADERS: usize = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Post,
@@ -43,7 +43,7 @@ impl HttpMethod {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Signing {
     HmacSha256,
@@ -51,7 +51,7 @@ pub enum Signing {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadFormat {
     Flat,
@@ -62,17 +62,16 @@ pub enum PayloadFormat {
 /// The event type of every routine firing.
 pub const ROUTINE_FIRED: &str = "routine:fired";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Trigger {
     Event {
+        /// Event type patterns: exact (`appointment.booked`) or with `*` wildcards.
+        #[schema(value_type = Vec<String>)]
         events: Vec<Pattern>,
     },
     /// A routine: fires on a cron schedule in a time zone (validated on save).
-    Schedule {
-        cron: String,
-        timezone: String,
-    },
+    Schedule { cron: String, timezone: String },
 }
 
 impl Trigger {
@@ -174,7 +173,7 @@ pub struct Rule {
     pub status_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleStatus {
     Active,
@@ -263,8 +262,9 @@ impl fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 /// A rule as an admin writes it (create, full replace, or the result of a merge patch).
-/// Read-only fields are accepted and ignored so a fetched rule can be edited and sent back.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Read-only fields are accepted and ignored so a fetched rule can be edited and sent back
+/// (never skipped outright, so that the OpenAPI schema lists them as accepted).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleInput {
     pub name: Option<String>,
@@ -274,25 +274,25 @@ pub struct RuleInput {
     pub trigger: Option<TriggerInput>,
     pub condition: Option<String>,
     pub webhook: Option<WebhookInput>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_id: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_hint: Option<Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_runs: Option<Value>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerInput {
     #[serde(rename = "type")]
@@ -302,7 +302,7 @@ pub struct TriggerInput {
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
     pub url: Option<String>,

@@ -21,6 +21,7 @@ mod durability;
 mod encryption;
 mod network;
 mod observability;
+mod openapi;
 mod readiness;
 mod readme_verifiers;
 mod retention;

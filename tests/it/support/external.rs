@@ -16,7 +16,7 @@ pub fn require_external() -> bool {
 fn skip(why: &str) {
     assert!(
         !require_external(),
-        "TIDINGS_REQUIRE_EXTERNAL=1 but the external signature check cannot run: {why}"
+        "TIDINGS_REQUIRE_EXTERNAL=1 but an external check cannot run: {why}"
     );
     eprintln!("SKIP: {why}");
 }
@@ -105,6 +105,62 @@ pub fn python_verify(
         _ => panic!(
             "{} failed ({}): stdout: {stdout}\nstderr: {stderr}",
             script.display(),
+            output.status
+        ),
+    }
+}
+
+/// Validates an OpenAPI document with Python's `openapi-spec-validator` (the reference
+/// validator, independent of the crate that wrote the document). `Ok(true)` when valid,
+/// `Err(reason)` when not, `Ok(false)` after `SKIP: <why>` when python3 or the package is
+/// missing, unless [`require_external`], in which case it panics.
+pub fn validate_openapi(document: &str) -> Result<bool, String> {
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    from openapi_spec_validator import validate
+except ImportError as e:
+    print(f"python package openapi-spec-validator is not installed: {e}")
+    sys.exit(3)
+try:
+    validate(json.load(sys.stdin))
+except Exception as e:
+    print(f"{type(e).__name__}: {e}")
+    sys.exit(1)
+"#;
+    let mut child = match Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            skip("python3 not found on PATH");
+            return Ok(false);
+        }
+        Err(e) => panic!("cannot run python3: {e}"),
+    };
+    // The script reads all of stdin before writing anything, so this cannot deadlock.
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(document.as_bytes())
+        .expect("write the document to python3");
+    let output = child.wait_with_output().expect("wait for python3");
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    match output.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Err(stdout),
+        Some(3) => {
+            skip(&stdout);
+            Ok(false)
+        }
+        _ => panic!(
+            "openapi-spec-validator failed ({}): stdout: {stdout}\nstderr: {stderr}",
             output.status
         ),
     }
