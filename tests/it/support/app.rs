@@ -18,10 +18,13 @@ pub struct TestApp {
     pub admin_key: String,
     pub ingest_key: String,
     http: ureq::Agent,
+    /// Set by `stop`, which hands the data dir back for a restart: then the app that runs on
+    /// it last removes it.
+    keep_dir: bool,
 }
 
-/// A unique empty folder under the system temp dir, removed when the test process ends only
-/// if the test passes (left behind on failure to inspect).
+/// A unique empty folder under the system temp dir. A `TestApp` removes its data dir when it
+/// is dropped, unless its test is failing (left behind to inspect) or `stop` handed the dir on.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "tidings-it-{tag}-{}-{:x}",
@@ -93,6 +96,7 @@ pub fn start_with_clock(config: Config, clock: Clock) -> TestApp {
         admin_key: admin_key.expose().to_owned(),
         ingest_key: ingest_key.expose().to_owned(),
         http: client(),
+        keep_dir: false,
     }
 }
 
@@ -268,6 +272,7 @@ impl TestApp {
         if let Some(h) = self.handle.take() {
             h.stop();
         }
+        self.keep_dir = true;
         self.data_dir.clone()
     }
 }
@@ -276,6 +281,9 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
             h.stop();
+        }
+        if !self.keep_dir && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
 }
