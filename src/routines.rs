@@ -130,7 +130,7 @@ impl Scheduler {
             data: rule.firing_data(slot),
             test: false,
         };
-        let workspace_name = self.store.workspace(&rule.workspace_id)?.name;
+        let workspace_name = self.store.workspace_name(&rule.workspace_id)?;
         let deliveries = deliveries_for(
             &event,
             std::slice::from_ref(rule),

@@ -106,7 +106,7 @@ async fn ingest(
         .matching_rules(&key.workspace_id, &event.event_type);
     // Conditions may read the workspace's name; most rules have none, so skip the read then.
     let workspace_name = if rules.iter().any(|r| r.condition.is_some()) {
-        state.store.workspace(&event.workspace_id)?.name
+        state.store.workspace_name(&event.workspace_id)?
     } else {
         String::new()
     };

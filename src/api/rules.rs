@@ -502,16 +502,17 @@ pub async fn check_template_with_samples(state: &AppState, rule: &Rule) -> Resul
     let store = state.store.clone();
     let (workspace, trigger) = (rule.workspace_id.clone(), rule.trigger.clone());
     let (workspace_name, samples) = blocking(move || {
-        let known: Vec<EventType> = store
-            .event_types(&workspace)?
+        // One read of the workspace's catalog serves both the names and the samples.
+        let stored = store.event_types(&workspace)?;
+        let known: Vec<EventType> = stored.iter().map(|(t, _)| t.clone()).collect();
+        let samples: Vec<Entry> = types_to_check(&trigger, &known)
             .into_iter()
-            .map(|(t, _)| t)
+            .map(|t| {
+                let row = stored.iter().find(|(name, _)| *name == t).map(|(_, r)| r);
+                Entry::new(t, row)
+            })
             .collect();
-        let samples = types_to_check(&trigger, &known)
-            .into_iter()
-            .map(|t| catalog_entry(&store, &workspace, t))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok::<_, crate::store::StoreError>((store.workspace(&workspace)?.name, samples))
+        Ok::<_, crate::store::StoreError>((store.workspace_name(&workspace)?, samples))
     })
     .await?;
     // A type with no source has only a placeholder sample: checking against it would refuse
@@ -600,7 +601,7 @@ async fn sample_request(
     let store = state.store.clone();
     let (workspace_name, entry) = blocking(move || {
         let entry = catalog_entry(&store, &workspace, event_type)?;
-        Ok::<_, crate::store::StoreError>((store.workspace(&workspace)?.name, entry))
+        Ok::<_, crate::store::StoreError>((store.workspace_name(&workspace)?, entry))
     })
     .await?;
     let data = given.unwrap_or_else(|| sample_for(&rule, &entry));

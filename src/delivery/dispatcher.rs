@@ -251,11 +251,10 @@ impl Shared {
 
 fn worker(shared: &Arc<Shared>) {
     let client = HttpClient::new(&shared.settings.policy);
-    let mut workspace_names: HashMap<String, String> = HashMap::new();
     while let Some((id, rule_id)) = shared.next_job() {
         // A panic must not take the worker, or the rule's concurrency slot, with it.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            deliver(shared, &client, &mut workspace_names, &id, &rule_id)
+            deliver(shared, &client, &id, &rule_id)
         }));
         match outcome {
             Ok(Ok(())) => {}
@@ -272,7 +271,6 @@ fn worker(shared: &Arc<Shared>) {
 fn deliver(
     shared: &Arc<Shared>,
     client: &HttpClient,
-    workspace_names: &mut HashMap<String, String>,
     id: &DeliveryId,
     rule_id: &RuleId,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -292,13 +290,7 @@ fn deliver(
             return Ok(());
         }
     };
-    let workspace_name = if let Some(name) = workspace_names.get(event.workspace_id.as_str()) {
-        name.clone()
-    } else {
-        let name = store.workspace(&event.workspace_id)?.name;
-        workspace_names.insert(event.workspace_id.to_string(), name.clone());
-        name
-    };
+    let workspace_name = store.workspace_name(&event.workspace_id)?;
     let number = delivery.attempts + 1;
     let result = match prepare(
         &rule,

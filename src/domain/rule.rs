@@ -88,7 +88,7 @@ impl Trigger {
     /// longer parses, which cannot happen for rules saved through validation).
     pub fn schedule(&self) -> Option<Schedule> {
         match self {
-            Self::Schedule { cron, timezone } => Schedule::parse(cron, timezone).ok(),
+            Self::Schedule { cron, timezone } => Schedule::read(cron, timezone).ok(),
             Self::Event { .. } => None,
         }
     }

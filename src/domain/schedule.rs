@@ -28,9 +28,22 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// `expression` in standard cron syntax, `timezone` an IANA name (`America/New_York`).
-    /// Errors name the part at fault.
+    /// `expression` in standard cron syntax, `timezone` an IANA name (`America/New_York`),
+    /// as an admin saves it: also refused if it never fires again. Errors name the part at
+    /// fault.
     pub fn parse(expression: &str, timezone: &str) -> Result<Self, ScheduleError> {
+        let schedule = Self::read(expression, timezone)?;
+        if schedule.next_after(Utc::now().timestamp_millis()).is_none() {
+            return Err(ScheduleError::Cron(format!(
+                "{expression:?} never fires after today"
+            )));
+        }
+        Ok(schedule)
+    }
+
+    /// A stored schedule (checked by `parse` when it was saved): the syntax only, so the
+    /// scheduler's every look at a routine does not also search ahead for a first slot.
+    pub fn read(expression: &str, timezone: &str) -> Result<Self, ScheduleError> {
         let tz = Tz::from_str(timezone).map_err(|_| {
             ScheduleError::Timezone(format!(
                 "{timezone:?} is not an IANA time zone name such as UTC, America/New_York or Europe/Berlin"
@@ -54,13 +67,7 @@ impl Schedule {
         }
         let cron = cron::Schedule::from_str(&crate_form)
             .map_err(|e| ScheduleError::Cron(format!("{expression:?} is not valid cron: {e}")))?;
-        let schedule = Self { cron, tz };
-        if schedule.next_after(Utc::now().timestamp_millis()).is_none() {
-            return Err(ScheduleError::Cron(format!(
-                "{expression:?} never fires after today"
-            )));
-        }
-        Ok(schedule)
+        Ok(Self { cron, tz })
     }
 
     /// The first slot strictly after `after_ms` (Unix ms), if the schedule has one.

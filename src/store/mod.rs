@@ -150,6 +150,9 @@ pub struct Store {
     /// API keys by hash: every request authenticates without touching the disk.
     keys: Arc<RwLock<HashMap<String, ApiKey>>>,
     default_workspace: WorkspaceId,
+    /// Workspace names, read on every delivery and conditioned ingest; workspaces are only
+    /// written by migrations, so a name never goes stale.
+    workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     /// When each event type's seen sample was last written (see catalog.rs).
     seen_types: Arc<std::sync::Mutex<HashMap<(WorkspaceId, EventType), i64>>>,
     /// Seals event payloads and logged bodies as rows are encoded, opens them when decoded.
@@ -230,6 +233,7 @@ impl Store {
             rules: Arc::default(),
             keys: Arc::default(),
             default_workspace,
+            workspace_names: Arc::default(),
             seen_types: Arc::default(),
             seal,
         };
@@ -259,6 +263,23 @@ impl Store {
     pub fn workspace(&self, id: &WorkspaceId) -> Result<Workspace, StoreError> {
         get(&self.read()?, WORKSPACES, id.as_str())?
             .ok_or_else(|| not_found("workspace", id.as_str()))
+    }
+
+    /// A workspace's name (what payloads and conditions show), from memory after first use.
+    pub fn workspace_name(&self, id: &WorkspaceId) -> Result<String, StoreError> {
+        if let Some(name) = self
+            .workspace_names
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+        {
+            return Ok(name);
+        }
+        let name = self.workspace(id)?.name;
+        if let Ok(mut names) = self.workspace_names.write() {
+            names.insert(id.clone(), name.clone());
+        }
+        Ok(name)
     }
 
     /// The key a bearer token names, if any.
