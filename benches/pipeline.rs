@@ -121,7 +121,7 @@ impl App {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let handle = tidings::run_with_key(config, listener, None).expect("tidings starts");
         let workspace = handle.store().default_workspace().clone();
-        let (record, key) = tidings::api::keys::mint(&workspace, "bench", Role::Admin);
+        let (record, key) = tidings::app::keys::mint(&workspace, "bench", Role::Admin);
         let audit = tidings::domain::audit::AuditEntry::new(
             &workspace,
             tidings::domain::audit::Actor::Cli,

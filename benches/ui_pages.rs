@@ -47,7 +47,7 @@ fn main() {
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
     let ws = store.default_workspace().clone();
-    let (key, secret) = tidings::api::keys::mint(&ws, "bench", Role::Admin);
+    let (key, secret) = tidings::app::keys::mint(&ws, "bench", Role::Admin);
     let audit = tidings::domain::audit::AuditEntry::new(
         &ws,
         tidings::domain::audit::Actor::Cli,
@@ -133,7 +133,7 @@ fn main() {
     eprintln!("filled {n} deliveries in {:.0?}", started.elapsed());
 
     // Sign in as an admin, over HTTP like a browser.
-    tidings::web::auth::new_user(&store, &ws, "bench", UserRole::Admin, PASSWORD, None, false)
+    tidings::app::users::new_user(&store, &ws, "bench", UserRole::Admin, PASSWORD, None, false)
         .unwrap();
     let login = http.get(format!("{base}/login")).call().unwrap();
     let form_cookie = login

@@ -3,6 +3,7 @@
 //! `run` starts the whole appliance on a listener; `main.rs` is only the command line.
 
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod delivery;
 pub mod domain;

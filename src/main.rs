@@ -223,9 +223,9 @@ fn serve(config_file: Option<PathBuf>, overrides: &Overrides) -> anyhow::Result<
 }
 
 fn create_key(data_dir: &Path, role: &str, name: &str) -> anyhow::Result<()> {
-    let role = tidings::api::keys::validate_new_key(name, role).map_err(anyhow::Error::msg)?;
+    let role = tidings::app::keys::validate_new_key(name, role).map_err(anyhow::Error::msg)?;
     let store = tidings::store::Store::open(data_dir)?;
-    let (key, secret) = tidings::api::keys::mint(store.default_workspace(), name.trim(), role);
+    let (key, secret) = tidings::app::keys::mint(store.default_workspace(), name.trim(), role);
     let audit = tidings::domain::audit::AuditEntry::new(
         store.default_workspace(),
         tidings::domain::audit::Actor::Cli,
@@ -266,7 +266,7 @@ fn add_user(
     };
     // A running server holds the database; the message says to stop it or use the UI.
     let store = tidings::store::Store::open(data_dir)?;
-    let user = tidings::web::auth::new_user(
+    let user = tidings::app::users::new_user(
         &store,
         store.default_workspace(),
         username,

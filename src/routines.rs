@@ -13,13 +13,12 @@ use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::delivery::dispatcher::Dispatcher;
+use crate::app::intake::{Accepted, Intake, Recipients};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{EventId, RuleId};
-use crate::domain::intake::deliveries_for;
 use crate::domain::rule::{ROUTINE_FIRED, Rule};
 use crate::domain::time::{Clock, now_ms, to_rfc3339};
-use crate::store::{IngestOutcome, NewEvent, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Longest the thread sleeps without looking again, so new or edited routines, a manual
 /// clock's jumps and shutdown are noticed within this.
@@ -32,25 +31,18 @@ pub struct Routines {
 
 struct Scheduler {
     store: Store,
-    dispatcher: Dispatcher,
-    max_attempts: u32,
+    intake: Intake,
     clock: Clock,
     /// Mirror of the durable last-fired table.
     last_fired: HashMap<RuleId, i64>,
 }
 
 impl Routines {
-    pub fn start(
-        store: Store,
-        dispatcher: Dispatcher,
-        max_attempts: u32,
-        clock: Clock,
-    ) -> Result<Self, StoreError> {
+    pub fn start(store: Store, intake: Intake, clock: Clock) -> Result<Self, StoreError> {
         let last_fired = store.routine_last_fired()?;
         let mut scheduler = Scheduler {
             store,
-            dispatcher,
-            max_attempts,
+            intake,
             clock,
             last_fired,
         };
@@ -130,22 +122,14 @@ impl Scheduler {
             data: rule.firing_data(slot),
             test: false,
         };
-        let workspace_name = self.store.workspace_name(&rule.workspace_id)?;
-        let deliveries = deliveries_for(
-            &event,
-            std::slice::from_ref(rule),
-            &workspace_name,
-            self.max_attempts,
-        );
-        let outcome = self.store.ingest_blocking(NewEvent {
-            event,
-            deliveries: deliveries.clone(),
-            idempotency_key: None,
-            routine_slot: Some((rule.id.clone(), slot)),
-        })?;
-        if outcome == IngestOutcome::Created {
-            tracing::info!(rule = %rule.id, slot = %to_rfc3339(slot), deliveries = deliveries.len(), "routine fired");
-            self.dispatcher.enqueue_deliveries(&deliveries);
+        let recipients = Recipients::Routine {
+            rule: Arc::clone(rule),
+            slot,
+        };
+        if let Accepted::Created { deliveries } =
+            self.intake.accept_blocking(event, recipients, None)?
+        {
+            tracing::info!(rule = %rule.id, slot = %to_rfc3339(slot), deliveries, "routine fired");
         }
         Ok(())
     }

@@ -9,31 +9,18 @@ use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::app::AppState;
+use crate::app::intake::Intake;
 use crate::config::Config;
 use crate::delivery::client::HttpClient;
 use crate::delivery::dispatcher::{Dispatcher, Settings};
 use crate::delivery::retry::RetryPolicy;
 use crate::domain::time::Clock;
 use crate::routines::Routines;
-use crate::security::crypto::{Keyring, MasterKey};
+use crate::security::crypto::Keyring;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::Store;
 use crate::telemetry::Metrics;
-
-/// Everything a request handler may use.
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub dispatcher: Dispatcher,
-    pub policy: Arc<AddressPolicy>,
-    pub master_key: MasterKey,
-    pub retry: RetryPolicy,
-    /// For test sends from the API; the dispatcher's workers have their own.
-    pub client: HttpClient,
-    pub metrics: Metrics,
-    /// The routine scheduler's clock, so the API's `next_runs` agree with it.
-    pub clock: Clock,
-}
 
 /// A running appliance.
 pub struct AppHandle {
@@ -152,7 +139,15 @@ pub fn run_with_clock(
             .context("reading admin UI users")?,
     );
     let ui_data = ui.clone();
+    let intake = Intake::new(
+        store.clone(),
+        dispatcher.clone(),
+        metrics.clone(),
+        max_attempts,
+        config.logs.store_bodies,
+    );
     let state = web::Data::new(AppState {
+        intake: intake.clone(),
         client: HttpClient::new(&policy),
         config: Arc::new(config),
         store: store.clone(),
@@ -192,8 +187,8 @@ pub fn run_with_clock(
         })?;
     let server = rx.recv().context("the HTTP server did not start")?;
     let retention = Retention::start(store.clone(), retention_days);
-    let routines = Routines::start(store.clone(), dispatcher.clone(), max_attempts, clock)
-        .context("starting the routine scheduler")?;
+    let routines =
+        Routines::start(store.clone(), intake, clock).context("starting the routine scheduler")?;
     Ok(AppHandle {
         port,
         server,

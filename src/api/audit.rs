@@ -8,12 +8,13 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::openapi::Op;
 use super::schemas::AuditList;
-use super::{AdminKey, blocking, list_response, page_cursor, page_limit};
+use super::{AdminKey, list_response};
+use crate::app::paging::{page_cursor, page_limit};
+use crate::app::{AppState, audit};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::AuditId;
 use crate::domain::time::to_rfc3339;
-use crate::error::ApiError;
-use crate::server::AppState;
+use crate::error::AppError;
 
 pub fn routes() -> Vec<Op> {
     vec![Op::new(__path_list, list)]
@@ -87,12 +88,10 @@ async fn list(
     AdminKey(key): AdminKey,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let limit = page_limit(query.limit.as_deref())?;
     let before = page_cursor(query.cursor.as_deref(), AuditId::parse)?;
-    let store = state.store.clone();
-    let (page, cursor) =
-        blocking(move || store.audit_log(&key.workspace_id, before.as_ref(), limit)).await?;
+    let (page, cursor) = audit::page(&state, key.workspace_id, before, limit).await?;
     let data: Vec<Value> = page.iter().map(entry_json).collect();
     Ok(list_response(&data, cursor.as_ref().map(AuditId::as_str)))
 }

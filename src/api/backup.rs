@@ -7,12 +7,13 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::AdminKey;
 use super::openapi::Op;
-use super::{AdminKey, blocking};
+use crate::app::AppState;
+use crate::app::blocking;
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::time::{now_ms, to_rfc3339};
-use crate::error::ApiError;
-use crate::server::AppState;
+use crate::error::AppError;
 
 pub fn routes() -> Vec<Op> {
     vec![Op::new(__path_create, create)]
@@ -29,7 +30,7 @@ pub fn routes() -> Vec<Op> {
 async fn create(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let now = now_ms();
     let dir = state.config.data_dir.join("backups");
     let stamp = to_rfc3339(now).replace([':', '-'], "").replace('.', "_");
@@ -41,13 +42,13 @@ async fn create(
     let target = path.clone();
     let rows = blocking(move || {
         std::fs::create_dir_all(&dir)
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("creating {}: {e}", dir.display())))?;
+            .map_err(|e| AppError::internal(anyhow::anyhow!("creating {}: {e}", dir.display())))?;
         let rows = store.backup_to(&target)?;
         // The snapshot holds PHI and sealed secrets: owner-only, like the database.
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!("protecting {}: {e}", target.display()))
+            AppError::internal(anyhow::anyhow!("protecting {}: {e}", target.display()))
         })?;
-        Ok::<_, ApiError>(rows)
+        Ok::<_, AppError>(rows)
     })
     .await?;
     let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());

@@ -5,15 +5,18 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorBody;
 use super::openapi::Op;
 use super::schemas::DeliveryList;
-use super::{AdminKey, JsonBody, blocking, list_response, page_cursor, page_limit};
+use super::{AdminKey, JsonBody, list_response};
+use crate::app::AppState;
+use crate::app::deliveries::{self, FilterInput};
+use crate::app::paging::page_limit;
+use crate::domain::audit::Actor;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
-use crate::domain::event::EventType;
 use crate::domain::ids::{DeliveryId, RuleId};
-use crate::domain::time::{now_ms, parse_rfc3339, to_rfc3339};
-use crate::error::{ApiError, ErrorBody};
-use crate::server::AppState;
+use crate::domain::time::{parse_rfc3339, to_rfc3339};
+use crate::error::AppError;
 use crate::store::DeliveryFilter;
 
 pub fn routes() -> Vec<Op> {
@@ -45,61 +48,30 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
     value
         .map(|v| {
             parse_rfc3339(v).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("{name} {v:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"),
-                )
+                AppError::invalid_query(format!(
+                    "{name} {v:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
+                ))
             })
         })
         .transpose()
 }
 
 impl ListQuery {
-    fn filter(self) -> Result<DeliveryFilter, ApiError> {
-        let bad = |m: String| ApiError::bad_request("invalid_query", m);
-        let rule_id = self
-            .rule_id
-            .map(|r| {
-                RuleId::parse(&r)
-                    .ok_or_else(|| bad(format!("rule_id {r:?} is not a rule id (rul_…)")))
-            })
-            .transpose()?;
-        let status = self
-            .status
-            .map(|s| {
-                DeliveryStatus::parse(&s).ok_or_else(|| {
-                    bad(format!(
-                        "status {s:?} is not one of pending, retrying, succeeded, failed, blocked, condition_error"
-                    ))
-                })
-            })
-            .transpose()?;
-        let event_type = self
-            .event_type
-            .map(|t| EventType::parse(&t).map_err(bad))
-            .transpose()?;
-        let since = time_param("since", self.since.as_deref())?;
-        let until = time_param("until", self.until.as_deref())?;
-        if let (Some(s), Some(u)) = (since, until)
-            && s > u
-        {
-            return Err(bad("since must not be later than until".into()));
+    fn filter(&self) -> Result<DeliveryFilter, AppError> {
+        FilterInput {
+            rule_id: self.rule_id.as_deref(),
+            status: self.status.as_deref(),
+            event_type: self.event_type.as_deref(),
+            since: time_param("since", self.since.as_deref())?,
+            until: time_param("until", self.until.as_deref())?,
+            cursor: self.cursor.as_deref(),
+            limit: page_limit(self.limit.as_deref())?,
         }
-        let limit = page_limit(self.limit.as_deref())?;
-        let before = page_cursor(self.cursor.as_deref(), DeliveryId::parse)?;
-        Ok(DeliveryFilter {
-            rule_id,
-            status,
-            event_type,
-            since,
-            until,
-            before,
-            limit,
-        })
+        .parse()
     }
 }
 
@@ -116,11 +88,9 @@ async fn list(
     AdminKey(key): AdminKey,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let filter = query.into_inner().filter()?;
-    let store = state.store.clone();
-    let (page, cursor) =
-        blocking(move || store.list_deliveries(&key.workspace_id, &filter)).await?;
+) -> Result<HttpResponse, AppError> {
+    let filter = query.filter()?;
+    let (page, cursor) = deliveries::list(&state, key.workspace_id, filter).await?;
     let data: Vec<Value> = page.iter().map(delivery_summary).collect();
     Ok(list_response(
         &data,
@@ -141,16 +111,10 @@ async fn get_one(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let raw = path.into_inner();
-    let id = DeliveryId::parse(&raw).ok_or_else(|| ApiError::not_found("delivery", &raw))?;
-    let store = state.store.clone();
-    let (delivery, attempts) = blocking(move || {
-        let d = store.delivery(&key.workspace_id, &id)?;
-        let a = store.attempts(&id)?;
-        Ok::<_, crate::store::StoreError>((d, a))
-    })
-    .await?;
+    let id = DeliveryId::parse(&raw).ok_or_else(|| AppError::not_found("delivery", &raw))?;
+    let (delivery, attempts) = deliveries::get(&state, key.workspace_id, id).await?;
     Ok(HttpResponse::Ok().json(delivery_json(&delivery, &attempts)))
 }
 
@@ -170,13 +134,11 @@ async fn redeliver(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let raw = path.into_inner();
-    let id = DeliveryId::parse(&raw).ok_or_else(|| ApiError::not_found("delivery", &raw))?;
-    let delivery = state.store.redeliver(key.workspace_id, id.clone()).await?;
-    state.dispatcher.enqueue_deliveries([&delivery]);
-    let store = state.store.clone();
-    let attempts = blocking(move || store.attempts(&id)).await?;
+    let id = DeliveryId::parse(&raw).ok_or_else(|| AppError::not_found("delivery", &raw))?;
+    let actor = Actor::key(&key);
+    let (delivery, attempts) = deliveries::redeliver(&state, key.workspace_id, actor, id).await?;
     Ok(HttpResponse::Accepted().json(delivery_json(&delivery, &attempts)))
 }
 
@@ -207,20 +169,16 @@ async fn redeliver_failed(
     path: web::Path<String>,
     JsonBody(body): JsonBody<BulkRequest>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let raw = path.into_inner();
-    let rule_id = RuleId::parse(&raw).ok_or_else(|| ApiError::not_found("rule", &raw))?;
+    let rule_id = RuleId::parse(&raw).ok_or_else(|| AppError::not_found("rule", &raw))?;
     let since = time_param("since", body.since.as_deref())?
-        .ok_or_else(|| ApiError::validation("since is required (RFC 3339 time)"))?;
-    let until = time_param("until", body.until.as_deref())?.unwrap_or_else(now_ms);
-    if since > until {
-        return Err(ApiError::validation("since must not be later than until"));
-    }
-    let reopened = state
-        .store
-        .redeliver_failed(key.workspace_id, rule_id, since, until)
-        .await?;
-    state.dispatcher.enqueue_deliveries(&reopened);
+        .ok_or_else(|| AppError::validation("since is required (RFC 3339 time)"))?;
+    let until = time_param("until", body.until.as_deref())?.unwrap_or_else(|| state.clock.now_ms());
+    let actor = Actor::key(&key);
+    let reopened =
+        deliveries::redeliver_failed(&state, key.workspace_id, actor, rule_id, since, until)
+            .await?;
     Ok(HttpResponse::Accepted().json(Redelivered {
         redelivered: reopened.len(),
         delivery_ids: reopened.iter().map(|d| d.id.as_str()).collect(),
@@ -395,6 +353,7 @@ pub fn attempt_json(a: &Attempt) -> Value {
 mod tests {
     use super::*;
     use crate::domain::delivery::{LoggedRequest, LoggedResponse};
+    use crate::domain::event::EventType;
     use crate::domain::ids::{EventId, WorkspaceId};
 
     /// The typed bodies must render exactly what the `json!` builders they replaced did: the

@@ -1,6 +1,5 @@
 //! `POST /api/v1/events` (ingest) and `GET /api/v1/events/{id}`.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -9,14 +8,13 @@ use utoipa::ToSchema;
 
 use super::deliveries::delivery_summary;
 use super::openapi::Op;
-use super::{AdminKey, AnyKey, blocking, parse_json};
+use super::{AdminKey, AnyKey, parse_json};
+use crate::app::intake::{Accepted, Recipients};
+use crate::app::{AppState, deliveries};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
-use crate::domain::intake::deliveries_for;
-use crate::domain::time::{now_ms, parse_rfc3339, to_rfc3339};
-use crate::error::ApiError;
-use crate::server::AppState;
-use crate::store::{IngestOutcome, NewEvent};
+use crate::domain::time::{parse_rfc3339, to_rfc3339};
+use crate::error::{AppError, Code};
 
 pub fn routes() -> Vec<Op> {
     vec![
@@ -66,34 +64,34 @@ async fn ingest(
     req: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let body = read_limited(&req, &mut payload, state.config.limits.max_event_bytes).await?;
     let input: IngestRequest = parse_json(&body)?;
-    let event_type = EventType::parse(&input.event_type)
-        .map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+    let event_type = EventType::parse(&input.event_type).map_err(AppError::invalid_event_type)?;
     let data: Map<String, Value> = match input.data {
         None => Map::new(),
         Some(Value::Object(map)) => map,
         Some(other) => {
-            return Err(ApiError::validation(format!(
+            return Err(AppError::validation(format!(
                 "data must be a JSON object, not {}",
                 json_kind(&other)
             )));
         }
     };
-    check_data(&data).map_err(ApiError::validation)?;
+    check_data(&data).map_err(AppError::validation)?;
     let idempotency_key = idempotency_key(&req, input.idempotency_key)?;
-    let received_at = now_ms();
+    let received_at = state.clock.now_ms();
     let occurred_at = match input.occurred_at.as_deref() {
         None => received_at,
         Some(s) => parse_rfc3339(s).ok_or_else(|| {
-            ApiError::validation(format!(
+            AppError::validation(format!(
                 "occurred_at {s:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
             ))
         })?,
     };
+    let id = EventId::generate(received_at);
     let event = Event {
-        id: EventId::generate(received_at),
+        id: id.clone(),
         workspace_id: key.workspace_id.clone(),
         event_type,
         occurred_at,
@@ -101,45 +99,17 @@ async fn ingest(
         data,
         test: false,
     };
-    let rules = state
-        .store
-        .matching_rules(&key.workspace_id, &event.event_type);
-    // Conditions may read the workspace's name; most rules have none, so skip the read then.
-    let workspace_name = if rules.iter().any(|r| r.condition.is_some()) {
-        state.store.workspace_name(&event.workspace_id)?
-    } else {
-        String::new()
-    };
-    let deliveries = deliveries_for(&event, &rules, &workspace_name, state.retry.max_attempts);
-    state.store.note_event_seen(
-        &event.workspace_id,
-        &event.event_type,
-        &event.data,
-        state.config.logs.store_bodies,
-        received_at,
-    );
-    let id = event.id.clone();
-    let count = deliveries.len();
     let outcome = state
-        .store
-        .ingest(NewEvent {
-            event,
-            deliveries: deliveries.clone(),
-            idempotency_key,
-            routine_slot: None,
-        })
+        .intake
+        .accept(event, Recipients::Matching, idempotency_key)
         .await?;
     match outcome {
-        IngestOutcome::Created => {
-            state.metrics.events_ingested.inc();
-            state.dispatcher.enqueue_deliveries(&deliveries);
-            Ok(HttpResponse::Accepted().json(Ingested {
-                id: id.as_str(),
-                deliveries: count,
-                duplicate: None,
-            }))
-        }
-        IngestOutcome::Duplicate(original) => Ok(HttpResponse::Ok().json(Ingested {
+        Accepted::Created { deliveries } => Ok(HttpResponse::Accepted().json(Ingested {
+            id: id.as_str(),
+            deliveries,
+            duplicate: None,
+        })),
+        Accepted::Duplicate(original) => Ok(HttpResponse::Ok().json(Ingested {
             id: original.as_str(),
             deliveries: 0,
             duplicate: Some(true),
@@ -180,11 +150,10 @@ async fn read_limited(
     req: &HttpRequest,
     payload: &mut web::Payload,
     limit: usize,
-) -> Result<web::BytesMut, ApiError> {
+) -> Result<web::BytesMut, AppError> {
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+        AppError::new(
+            Code::PayloadTooLarge,
             format!("the event is larger than limits.max_event_bytes ({limit} bytes)"),
         )
     };
@@ -198,8 +167,8 @@ async fn read_limited(
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                "invalid_body",
+            AppError::new(
+                Code::InvalidBody,
                 format!("the request body could not be read: {e}"),
             )
         })?;
@@ -215,12 +184,12 @@ async fn read_limited(
 fn idempotency_key(
     req: &HttpRequest,
     from_body: Option<String>,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, AppError> {
     let header = match req.headers().get("Idempotency-Key") {
         Some(v) => Some(
             v.to_str()
                 .map_err(|_| {
-                    ApiError::validation("the Idempotency-Key header must be printable ASCII")
+                    AppError::validation("the Idempotency-Key header must be printable ASCII")
                 })?
                 .to_owned(),
         ),
@@ -228,7 +197,7 @@ fn idempotency_key(
     };
     let key = match (from_body, header) {
         (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::validation(
+            return Err(AppError::validation(
                 "idempotency_key in the body and the Idempotency-Key header differ; send one, or the same in both",
             ));
         }
@@ -237,7 +206,7 @@ fn idempotency_key(
     if let Some(k) = &key
         && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
     {
-        return Err(ApiError::validation(format!(
+        return Err(AppError::validation(format!(
             "idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
         )));
     }
@@ -268,16 +237,10 @@ async fn get_event(
     AdminKey(key): AdminKey,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let raw = path.into_inner();
-    let id = EventId::parse(&raw).ok_or_else(|| ApiError::not_found("event", &raw))?;
-    let store = state.store.clone();
-    let (event, deliveries) = blocking(move || {
-        let event = store.event(&key.workspace_id, &id)?;
-        let deliveries = store.event_deliveries(&id)?;
-        Ok::<_, crate::store::StoreError>((event, deliveries))
-    })
-    .await?;
+    let id = EventId::parse(&raw).ok_or_else(|| AppError::not_found("event", &raw))?;
+    let (event, deliveries) = deliveries::event(&state, key.workspace_id, id).await?;
     Ok(HttpResponse::Ok().json(EventJson {
         id: event.id.as_str(),
         event_type: event.event_type.as_str(),

@@ -4,11 +4,11 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::blocking;
 use super::openapi::{Op, register};
+use crate::app::AppState;
+use crate::app::blocking;
 use crate::domain::time::now_ms;
-use crate::error::ApiError;
-use crate::server::AppState;
+use crate::error::AppError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     register(cfg, routes_table(), "");
@@ -35,7 +35,7 @@ pub fn routes_table() -> Vec<Op> {
         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
     )),
 )]
-async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let store = state.store.clone();
     let open = blocking(move || store.open_count()).await?;
     let (queued, oldest_due) = state.dispatcher.backlog();
@@ -97,7 +97,7 @@ struct Checks {
         (status = 503, description = "not ready; `checks` says which part is not", body = Readiness),
     ),
 )]
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     let store = state.store.clone();
     let store_ok = blocking(move || store.ping()).await.is_ok();
     let dispatcher_ok = state.dispatcher.is_healthy();

@@ -5,16 +5,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::openapi::Op;
 use super::schemas::ApiKeyList;
-use super::{AdminKey, JsonBody, blocking, list_response};
+use super::{AdminKey, JsonBody, list_response};
+use crate::app::{AppState, keys};
 use crate::domain::access::{ApiKey, Role};
-use crate::domain::audit::{Actor, AuditEntry};
-use crate::domain::ids::{ApiKeyId, WorkspaceId};
-use crate::domain::time::{now_ms, to_rfc3339};
-use crate::error::{ApiError, ErrorBody};
-use crate::security::crypto::{Secret, api_key_hash, new_api_key};
-use crate::server::AppState;
+use crate::domain::audit::Actor;
+use crate::domain::ids::ApiKeyId;
+use crate::domain::time::to_rfc3339;
+use crate::error::AppError;
 
 pub fn routes() -> Vec<Op> {
     vec![
@@ -24,32 +24,6 @@ pub fn routes() -> Vec<Op> {
     ]
 }
 
-/// A new key record and the key itself, which exists only in the caller's hands afterwards.
-pub fn mint(workspace: &WorkspaceId, name: &str, role: Role) -> (ApiKey, Secret) {
-    let secret = new_api_key();
-    let now = now_ms();
-    let key = ApiKey {
-        id: ApiKeyId::generate(now),
-        workspace_id: workspace.clone(),
-        name: name.to_owned(),
-        role,
-        hash: api_key_hash(secret.expose()),
-        prefix: secret.expose().chars().take(8).collect(),
-        created_at: now,
-    };
-    (key, secret)
-}
-
-/// Checks a key name and role given by an admin (API or CLI).
-pub fn validate_new_key(name: &str, role: &str) -> Result<Role, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err("name is required (1-100 characters)".into());
-    }
-    Role::parse(role).ok_or_else(|| format!("role must be \"admin\" or \"ingest\", not {role:?}"))
-}
-
-/// An API key as listed: never the key itself.
 #[derive(Serialize, ToSchema)]
 #[schema(as = ApiKey)]
 pub struct KeyJson<'a> {
@@ -95,10 +69,8 @@ fn key_json(k: &ApiKey) -> Value {
 async fn list(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let store = state.store.clone();
-    let mut keys = blocking(move || store.api_keys(&key.workspace_id)).await?;
-    keys.sort_by(|a, b| b.id.cmp(&a.id));
+) -> Result<HttpResponse, AppError> {
+    let keys = keys::list(&state, key.workspace_id).await?;
     Ok(list_response(
         &keys.iter().map(key_json).collect::<Vec<_>>(),
         None,
@@ -129,21 +101,11 @@ async fn create(
     AdminKey(caller): AdminKey,
     JsonBody(body): JsonBody<CreateKey>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let name = body.name.unwrap_or_default();
-    let role = validate_new_key(&name, body.role.as_deref().unwrap_or(""))
-        .map_err(ApiError::validation)?;
-    let (key, secret) = mint(&caller.workspace_id, name.trim(), role);
-    let audit = AuditEntry::new(
-        &caller.workspace_id,
-        Actor::key(&caller),
-        "api_key.create",
-        "api_key",
-        key.id.as_str(),
-    )
-    .after(key_json(&key));
-    state.store.insert_api_key_async(key.clone(), audit).await?;
-    tracing::info!(api_key = %key.id, by = %caller.id, "API key created");
+    let role = body.role.unwrap_or_default();
+    let actor = Actor::key(&caller);
+    let (key, secret) = keys::create(&state, &caller.workspace_id, actor, &name, &role).await?;
     Ok(HttpResponse::Created().json(NewApiKey {
         listed: key_view(&key),
         key: secret.expose(),
@@ -166,26 +128,10 @@ async fn delete(
     AdminKey(caller): AdminKey,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let raw = path.into_inner();
-    let id = ApiKeyId::parse(&raw).ok_or_else(|| ApiError::not_found("API key", &raw))?;
-    if id == caller.id {
-        // Deleting the key in use could leave the workspace with no admin key at all.
-        return Err(ApiError::conflict(
-            "an API key cannot delete itself; delete it with another admin key",
-        ));
-    }
-    let audit = AuditEntry::new(
-        &caller.workspace_id,
-        Actor::key(&caller),
-        "api_key.delete",
-        "api_key",
-        id.as_str(),
-    );
-    state
-        .store
-        .delete_api_key(caller.workspace_id, id.clone(), audit)
-        .await?;
-    tracing::info!(api_key = %id, by = %caller.id, "API key deleted");
+    let id = ApiKeyId::parse(&raw).ok_or_else(|| AppError::not_found("API key", &raw))?;
+    let actor = Actor::key(&caller);
+    keys::delete(&state, &caller.workspace_id, actor, Some(&caller.id), id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod backup;
 pub mod deliveries;
+pub mod error;
 pub mod event_types;
 pub mod events;
 pub mod health;
@@ -17,13 +18,12 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::error::QueryPayloadError;
-use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
+use crate::app::AppState;
 use crate::domain::access::{ApiKey, Role};
-use crate::error::ApiError;
-use crate::server::AppState;
+use crate::error::{AppError, Code};
 
 /// Where the API is mounted; every `/api/v1` operation's documented path starts with it.
 pub const PREFIX: &str = "/api/v1";
@@ -70,11 +70,11 @@ pub struct AnyKey(pub ApiKey);
 /// The caller, with the admin role.
 pub struct AdminKey(pub ApiKey);
 
-fn authenticate(req: &HttpRequest) -> Result<ApiKey, ApiError> {
-    let unauthorized = |msg: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg);
+fn authenticate(req: &HttpRequest) -> Result<ApiKey, AppError> {
+    let unauthorized = |msg: &str| AppError::new(Code::Unauthorized, msg);
     let state = req
         .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))?;
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("app state missing")))?;
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -97,8 +97,8 @@ fn authenticate(req: &HttpRequest) -> Result<ApiKey, ApiError> {
 }
 
 impl FromRequest for AnyKey {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req).map(AnyKey))
@@ -106,15 +106,14 @@ impl FromRequest for AnyKey {
 }
 
 impl FromRequest for AdminKey {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req).and_then(|key| match key.role {
             Role::Admin => Ok(AdminKey(key)),
-            Role::Ingest => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+            Role::Ingest => Err(AppError::new(
+                Code::Forbidden,
                 "this API key has the ingest role, which may only post events; use an admin key",
             )),
         }))
@@ -129,8 +128,8 @@ pub struct JsonBody<T>(pub T);
 const MAX_JSON_BODY: usize = 1024 * 1024;
 
 impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
-    type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+    type Error = AppError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, AppError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = json_bytes(req, payload);
@@ -142,8 +141,8 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T> {
-    type Error = ApiError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+    type Error = AppError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, AppError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = json_bytes(req, payload);
@@ -161,7 +160,7 @@ impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for Optiona
 fn json_bytes(
     req: &HttpRequest,
     payload: &mut Payload,
-) -> impl std::future::Future<Output = Result<web::Bytes, ApiError>> + 'static {
+) -> impl std::future::Future<Output = Result<web::Bytes, AppError>> + 'static {
     let json_type = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -172,55 +171,39 @@ fn json_bytes(
     let body = web::Bytes::from_request(req, payload);
     async move {
         if !json_type {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+            return Err(AppError::new(
+                Code::UnsupportedMediaType,
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
         body.await
             .map_err(|e| match e.as_response_error().status_code() {
-                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
+                    Code::PayloadTooLarge,
                     format!("the request body is larger than {MAX_JSON_BODY} bytes"),
                 ),
-                _ => ApiError::bad_request(
-                    "invalid_body",
+                _ => AppError::new(
+                    Code::InvalidBody,
                     format!("the request body could not be read: {e}"),
                 ),
             })
     }
 }
 
-pub fn invalid_json(e: &serde_json::Error) -> ApiError {
-    ApiError::bad_request(
-        "invalid_json",
+pub fn invalid_json(e: &serde_json::Error) -> AppError {
+    AppError::new(
+        Code::InvalidJson,
         format!("the request body is not valid: {e}"),
     )
 }
 
 /// Parses a JSON body; the error names the field at fault (`webhook.timeout_ms: invalid type…`).
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| path_error(&e))?;
+    let value =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| AppError::invalid_json_at(&e))?;
     de.end().map_err(|e| invalid_json(&e))?;
     Ok(value)
-}
-
-/// The same for a JSON value already parsed (a merged PATCH).
-pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| path_error(&e))
-}
-
-fn path_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = e.path().to_string();
-    let message = if path == "." || path.is_empty() {
-        format!("the request body is not valid: {}", e.inner())
-    } else {
-        format!("{path}: {}", e.inner())
-    };
-    ApiError::bad_request("invalid_json", message)
 }
 
 fn query_config() -> web::QueryConfig {
@@ -229,75 +212,26 @@ fn query_config() -> web::QueryConfig {
             QueryPayloadError::Deserialize(e) => format!("invalid query parameters: {e}"),
             other => format!("invalid query parameters: {other}"),
         };
-        ApiError::bad_request("invalid_query", message).into()
+        AppError::invalid_query(message).into()
     })
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(
+        Code::NotFound,
         format!("no API route {} {}", req.method(), req.path()),
     ))
 }
 
 /// For resources: a known path with a method it does not have.
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(
+        Code::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     ))
-}
-
-/// Page size of a list: 50 unless `limit` says 1–250.
-pub fn page_limit(limit: Option<&str>) -> Result<usize, ApiError> {
-    const DEFAULT: usize = 50;
-    const MAX: usize = 250;
-    match limit {
-        None => Ok(DEFAULT),
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("limit must be a whole number from 1 to {MAX}, not {l:?}"),
-                )
-            }),
-    }
-}
-
-/// A list cursor, which is the id the previous page ended on.
-pub fn page_cursor<T>(
-    cursor: Option<&str>,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<Option<T>, ApiError> {
-    cursor
-        .map(|c| {
-            parse(c).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("cursor {c:?} is not one this API gave out"),
-                )
-            })
-        })
-        .transpose()
 }
 
 /// `{"data": [...], "next_cursor": ...}`, the shape of every list.
 pub fn list_response(data: &[Value], next_cursor: Option<&str>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"data": data, "next_cursor": next_cursor}))
-}
-
-/// Runs blocking store work off the async threads.
-pub async fn blocking<T, E>(
-    f: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    E: Into<ApiError> + Send + 'static,
-{
-    web::block(f).await?.map_err(Into::into)
 }

@@ -17,7 +17,7 @@ use utoipa::openapi::{
 };
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::error::ErrorBody;
+use super::error::ErrorBody;
 
 /// The security scheme every keyed route names, with the roles it accepts as its scopes.
 pub const SECURITY_SCHEME: &str = "api_key";

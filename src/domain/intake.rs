@@ -39,22 +39,44 @@ pub fn deliveries_for(
                 Ok(true) => (DeliveryStatus::Pending, None),
                 Err(message) => (DeliveryStatus::ConditionError, Some(message)),
             };
-            let open = status.is_open();
-            Some(Delivery {
-                id: DeliveryId::generate(event.received_at),
-                event_id: event.id.clone(),
-                rule_id: rule.id.clone(),
-                workspace_id: event.workspace_id.clone(),
-                event_type: event.event_type.clone(),
+            Some(new_delivery(
+                event,
+                rule,
                 status,
-                test: event.test,
-                created_at: event.received_at,
-                updated_at: event.received_at,
-                attempts: 0,
-                attempts_left: if open { max_attempts } else { 0 },
-                next_attempt_at: open.then_some(event.received_at),
                 condition_error,
-            })
+                max_attempts,
+            ))
         })
         .collect()
+}
+
+/// A test send's delivery: one attempt, never retried, whatever the rule's condition says.
+pub fn test_delivery(event: &Event, rule: &Rule) -> Delivery {
+    new_delivery(event, rule, DeliveryStatus::Pending, None, 1)
+}
+
+/// The one place a delivery is made: open ones are due at once with `max_attempts` to go.
+fn new_delivery(
+    event: &Event,
+    rule: &Rule,
+    status: DeliveryStatus,
+    condition_error: Option<String>,
+    max_attempts: u32,
+) -> Delivery {
+    let open = status.is_open();
+    Delivery {
+        id: DeliveryId::generate(event.received_at),
+        event_id: event.id.clone(),
+        rule_id: rule.id.clone(),
+        workspace_id: event.workspace_id.clone(),
+        event_type: event.event_type.clone(),
+        status,
+        test: event.test,
+        created_at: event.received_at,
+        updated_at: event.received_at,
+        attempts: 0,
+        attempts_left: if open { max_attempts } else { 0 },
+        next_attempt_at: open.then_some(event.received_at),
+        condition_error,
+    }
 }

@@ -6,16 +6,13 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::auth::{CsrfForm, new_user};
+use super::auth::CsrfForm;
 use super::{AdminUser, Layout, WebError, fmt_time, ok, render, see_other};
-use crate::api::blocking;
-use crate::api::keys::{mint, validate_new_key};
-use crate::domain::audit::{Actor, AuditEntry};
+use crate::app::{AppState, audit, keys, users};
+use crate::domain::audit::Actor;
 use crate::domain::ids::{ApiKeyId, AuditId, UserId};
-use crate::domain::user::{UserRole, check_password};
-use crate::security::passwords::hash_password;
-use crate::server::AppState;
-use crate::store::UserChange;
+use crate::domain::user::UserRole;
+use crate::error::{AppError, Code};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -68,10 +65,7 @@ async fn keys_page(
     error: Option<String>,
     flash: Option<String>,
 ) -> Result<HttpResponse, WebError> {
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let mut keys = blocking(move || store.api_keys(&ws)).await?;
-    keys.sort_by(|a, b| b.id.cmp(&a.id));
+    let keys = keys::list(state, me.workspace().clone()).await?;
     let rows = keys
         .iter()
         .map(|k| KeyRow {
@@ -115,20 +109,21 @@ async fn create_key(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let name = fields.get("name").trim().to_owned();
-    let role = match validate_new_key(&name, fields.get("role")) {
-        Ok(r) => r,
-        Err(e) => return keys_page(&state, &me, None, name, Some(e), None).await,
-    };
-    let (key, secret) = mint(me.workspace(), &name, role);
-    let audit = AuditEntry::new(
+    let made = keys::create(
+        &state,
         me.workspace(),
         me.actor(),
-        "api_key.create",
-        "api_key",
-        key.id.as_str(),
+        &name,
+        fields.get("role"),
     )
-    .after(serde_json::json!({"name": key.name, "role": key.role, "prefix": key.prefix}));
-    state.store.insert_api_key_async(key, audit).await?;
+    .await;
+    let secret = match made {
+        Ok((_, secret)) => secret,
+        Err(e) => {
+            let message = refusal(e)?;
+            return keys_page(&state, &me, None, name, Some(message), None).await;
+        }
+    };
     let flash = Some("API key created. Copy it now: it is shown only this once.".to_owned());
     keys_page(
         &state,
@@ -154,17 +149,7 @@ async fn delete_key(
             "There is no such API key.",
         )
     })?;
-    let audit = AuditEntry::new(
-        me.workspace(),
-        me.actor(),
-        "api_key.delete",
-        "api_key",
-        id.as_str(),
-    );
-    state
-        .store
-        .delete_api_key(me.workspace().clone(), id, audit)
-        .await?;
+    keys::delete(&state, me.workspace(), me.actor(), None, id).await?;
     Ok(see_other("/keys?done=deleted"))
 }
 
@@ -194,10 +179,7 @@ async fn users_page(
     error: Option<String>,
     flash: Option<String>,
 ) -> Result<HttpResponse, WebError> {
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let mut users = blocking(move || store.users(&ws)).await?;
-    users.sort_by(|a, b| a.username.cmp(&b.username));
+    let users = users::list(state, me.workspace().clone()).await?;
     let rows = users
         .iter()
         .map(|u| UserRow {
@@ -257,13 +239,9 @@ async fn create_user(
         let e = "Choose a role: viewer, editor or admin.".to_owned();
         return users_page(&state, &me, username, role_raw, Some(e), None).await;
     };
-    let store = state.store.clone();
     let ws = me.workspace().clone();
-    let actor = me.actor();
-    let name = username.clone();
-    let made =
-        web::block(move || new_user(&store, &ws, &name, role, &password, Some(actor), false))
-            .await?;
+    let by = Some(me.actor());
+    let made = users::create(&state, ws, username.clone(), role, password, by, false).await?;
     match made {
         Ok(_) => Ok(see_other("/users?done=created")),
         Err(e) => users_page(&state, &me, username, role_raw, Some(e), None).await,
@@ -279,23 +257,7 @@ async fn delete_user(
     let id = UserId::parse(&path).ok_or_else(|| {
         WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
     })?;
-    if id == me.user.id {
-        return Err(WebError::status(
-            StatusCode::CONFLICT,
-            "Not possible",
-            "You cannot remove your own account; ask another admin.",
-        ));
-    }
-    let audit = AuditEntry::new(
-        me.workspace(),
-        me.actor(),
-        "user.delete",
-        "user",
-        id.as_str(),
-    );
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    blocking(move || store.delete_user(ws, id, audit)).await?;
+    users::delete(&state, me.workspace().clone(), me.actor(), &me.user.id, id).await?;
     Ok(see_other("/users?done=deleted"))
 }
 
@@ -314,22 +276,12 @@ async fn change_role(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let id = user_id(&path)?;
-    if id == me.user.id {
-        return Err(WebError::status(
-            StatusCode::CONFLICT,
-            "Not possible",
-            "You cannot change your own role; ask another admin.",
-        ));
-    }
     let Some(role) = UserRole::parse(fields.get("role")) else {
         let e = "Choose a role: viewer, editor or admin.".to_owned();
         return users_page(&state, &me, String::new(), "viewer".into(), Some(e), None).await;
     };
-    let audit = AuditEntry::new(me.workspace(), me.actor(), "user.role", "user", id.as_str())
-        .after(serde_json::json!({"role": role}));
-    let store = state.store.clone();
     let ws = me.workspace().clone();
-    blocking(move || store.update_user(ws, id, UserChange::Role(role), audit)).await?;
+    users::change_role(&state, ws, me.actor(), &me.user.id, id, role).await?;
     Ok(see_other("/users?done=role"))
 }
 
@@ -342,29 +294,31 @@ async fn change_password(
 ) -> Result<HttpResponse, WebError> {
     let id = user_id(&path)?;
     let password = fields.get("password").to_owned();
-    if let Err(e) = check_password(&password) {
-        let e = format!("The new password {e}.");
-        return users_page(&state, &me, String::new(), "viewer".into(), Some(e), None).await;
-    }
-    let audit = AuditEntry::new(
-        me.workspace(),
-        me.actor(),
-        "user.password",
-        "user",
-        id.as_str(),
-    )
-    .detail("password set by an admin; the user's sessions were ended");
-    let store = state.store.clone();
     let ws = me.workspace().clone();
-    // Argon2id takes real CPU time: off the async threads, like the store write.
-    blocking(move || {
-        let hash = hash_password(&password).map_err(crate::error::ApiError::validation)?;
-        store
-            .update_user(ws, id, UserChange::PasswordHash(hash), audit)
-            .map_err(crate::error::ApiError::from)
-    })
-    .await?;
+    if let Err(e) = users::set_password(&state, ws, me.actor(), id, password).await {
+        let message = refusal(e)?;
+        return users_page(
+            &state,
+            &me,
+            String::new(),
+            "viewer".into(),
+            Some(message),
+            None,
+        )
+        .await;
+    }
     Ok(see_other("/users?done=password"))
+}
+
+/// A refused value's message, to show at the form; anything else is an error page.
+fn refusal(e: AppError) -> Result<String, WebError> {
+    match e {
+        AppError::Refused {
+            code: Code::ValidationFailed,
+            message,
+        } => Ok(message),
+        other => Err(other.into()),
+    }
 }
 
 #[derive(Template)]
@@ -449,9 +403,7 @@ async fn audit(
         ),
         None => None,
     };
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let (page, cursor) = blocking(move || store.audit_log(&ws, before.as_ref(), 50)).await?;
+    let (page, cursor) = audit::page(&state, me.workspace().clone(), before, 50).await?;
     let rows = page
         .iter()
         .map(|e| AuditRow {

@@ -3,7 +3,6 @@
 //! role extractors (`AnyUser`, `EditorUser`, `AdminUser`) that every page handler states.
 
 use std::collections::HashMap;
-use std::future::{Ready, ready};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -15,12 +14,12 @@ use askama::Template;
 use subtle::ConstantTimeEq;
 
 use super::{Fields, Layout, WebError, render};
+use crate::app::{AppState, blocking, users};
 use crate::domain::audit::{Actor, AuditEntry};
-use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::ids::WorkspaceId;
 use crate::domain::time::now_ms;
 use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
-use crate::security::passwords::{hash_password, verify_against_dummy, verify_password};
-use crate::server::AppState;
+use crate::security::passwords::{verify_against_dummy, verify_password};
 use crate::store::{Store, StoreError};
 
 /// How long a sign-in lasts. A working day: staff sign in once in the morning.
@@ -227,15 +226,14 @@ fn to_login(req: &HttpRequest) -> WebError {
     }
 }
 
-fn current_user(req: &HttpRequest, needs: UserRole) -> Result<CurrentUser, WebError> {
-    let state = app_state(req)?;
-    let cookie = cookie_value(req, session_cookie_name(&state)).ok_or_else(|| to_login(req))?;
-    let session = state.store.session(&cookie)?.ok_or_else(|| to_login(req))?;
-    // The role is read from the user, not the session, so a change applies at once.
-    let user = state
-        .store
-        .user(&session.user_id)?
-        .ok_or_else(|| to_login(req))?;
+/// The signed-in user of this request, if they have the role `needs`. The session and user
+/// are read on the blocking pool, never on the thread that answers requests.
+async fn current_user(req: HttpRequest, needs: UserRole) -> Result<CurrentUser, WebError> {
+    let state = app_state(&req)?;
+    let cookie = cookie_value(&req, session_cookie_name(&state)).ok_or_else(|| to_login(&req))?;
+    let (session, user) = users::signed_in(&state, cookie.clone())
+        .await?
+        .ok_or_else(|| to_login(&req))?;
     if user.role < needs {
         return Err(WebError::forbidden(format!(
             "Your account ({}) has the {} role; this needs {}. Ask an admin if you need it.",
@@ -262,10 +260,11 @@ macro_rules! role_extractor {
 
         impl FromRequest for $name {
             type Error = WebError;
-            type Future = Ready<Result<Self, WebError>>;
+            type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, WebError>>>>;
 
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                ready(current_user(req, $role).map($name))
+                let req = req.clone();
+                Box::pin(async move { current_user(req, $role).await.map($name) })
             }
         }
     };
@@ -288,14 +287,15 @@ impl FromRequest for CsrfForm {
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, WebError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let session = app_state(req).and_then(|state| {
-            let cookie =
-                cookie_value(req, session_cookie_name(&state)).ok_or_else(|| to_login(req))?;
-            state.store.session(&cookie)?.ok_or_else(|| to_login(req))
-        });
-        let body = web::Bytes::from_request(req, payload);
+        let req = req.clone();
+        let body = web::Bytes::from_request(&req, payload);
         Box::pin(async move {
-            let session = session?;
+            let state = app_state(&req)?;
+            let cookie =
+                cookie_value(&req, session_cookie_name(&state)).ok_or_else(|| to_login(&req))?;
+            let session = users::session(&state, cookie)
+                .await?
+                .ok_or_else(|| to_login(&req))?;
             let body = body
                 .await
                 .map_err(|e| WebError::bad_request(format!("The form could not be read: {e}")))?;
@@ -372,7 +372,7 @@ async fn login_page(
     state: web::Data<AppState>,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let no_users = state.store.user_count()? == 0;
+    let no_users = user_count(&state).await? == 0;
     let token = random_token();
     let page = LoginPage {
         l: Layout::new(&state, None, "", "Sign in"),
@@ -422,7 +422,7 @@ async fn login(
     let store = state.store.clone();
     let lookup = username.clone();
     // Argon2 takes tens of milliseconds of CPU: off the async threads.
-    let user = web::block(move || -> Result<Option<User>, StoreError> {
+    let user = blocking(move || -> Result<Option<User>, StoreError> {
         let user = store.user_by_name(&lookup)?;
         match user {
             Some(u) if verify_password(&password, &u.password_hash) => Ok(Some(u)),
@@ -433,7 +433,7 @@ async fn login(
             }
         }
     })
-    .await??;
+    .await?;
     let Some(user) = user else {
         ui.limiter.failed(&username, ip, now);
         let audit = AuditEntry::new(
@@ -481,7 +481,7 @@ async fn start_session(
     );
     let store = state.store.clone();
     let value = cookie.clone();
-    web::block(move || store.create_session(&value, session, audit)).await??;
+    blocking(move || store.create_session(&value, session, audit)).await?;
     let name = session_cookie_name(state);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, next))
@@ -507,7 +507,7 @@ async fn logout(
     );
     let store = state.store.clone();
     let cookie = me.cookie.clone();
-    web::block(move || store.delete_session(&cookie, Some(audit))).await??;
+    blocking(move || store.delete_session(&cookie, Some(audit))).await?;
     let name = session_cookie_name(&state);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login?signed_out=1"))
@@ -531,9 +531,15 @@ struct SetupQuery {
     token: Option<String>,
 }
 
+/// How many users exist, read off the async threads.
+async fn user_count(state: &AppState) -> Result<u64, WebError> {
+    let store = state.store.clone();
+    Ok(blocking(move || store.user_count()).await?)
+}
+
 /// The setup link is only good while no user exists and with the token from the log.
-fn check_setup(state: &AppState, ui: &UiState, token: &str) -> Result<(), WebError> {
-    if state.store.user_count()? > 0 {
+async fn check_setup(state: &AppState, ui: &UiState, token: &str) -> Result<(), WebError> {
+    if user_count(state).await? > 0 {
         return Err(WebError::status(
             StatusCode::GONE,
             "Setup is already done",
@@ -554,7 +560,7 @@ async fn setup_page(
     query: web::Query<SetupQuery>,
 ) -> Result<HttpResponse, WebError> {
     let token = query.token.clone().unwrap_or_default();
-    check_setup(&state, &ui, &token)?;
+    check_setup(&state, &ui, &token).await?;
     let form_token = random_token();
     let page = SetupPage {
         l: Layout::new(&state, None, "", "Set up tidings"),
@@ -576,7 +582,7 @@ async fn setup(
     let fields = Fields::parse(&body);
     check_form_token(&req, &fields)?;
     let token = fields.get("token").to_owned();
-    check_setup(&state, &ui, &token)?;
+    check_setup(&state, &ui, &token).await?;
     let raw_name = fields.get("username").to_owned();
     let again = |field: &'static str, error: String| {
         let form_token = random_token();
@@ -602,18 +608,15 @@ async fn setup(
         return again("confirm", "The two passwords are not the same.".into());
     }
     let workspace = state.store.default_workspace().clone();
-    let store = state.store.clone();
-    let user = web::block(move || {
-        new_user(
-            &store,
-            &workspace,
-            &username,
-            UserRole::Admin,
-            &password,
-            None,
-            true,
-        )
-    })
+    let user = users::create(
+        &state,
+        workspace,
+        username,
+        UserRole::Admin,
+        password,
+        None,
+        true,
+    )
     .await?
     .map_err(WebError::bad_request)?;
     if let Ok(mut slot) = ui.setup_token.lock() {
@@ -621,46 +624,6 @@ async fn setup(
     }
     tracing::info!(user = %user.username, "first admin created with the setup link");
     start_session(&state, &user, "user.login", "/").await
-}
-
-/// Creates a user (UI, setup link or CLI): checks the name and password, hashes it, stores
-/// it with its audit entry. `by` is who made it (`None`: the setup link or the CLI).
-pub fn new_user(
-    store: &Store,
-    workspace: &WorkspaceId,
-    username: &str,
-    role: UserRole,
-    password: &str,
-    by: Option<Actor>,
-    first_admin: bool,
-) -> Result<User, String> {
-    let username = normalize_username(username).map_err(|e| format!("username: {e}"))?;
-    check_password(password).map_err(|e| format!("password {e}"))?;
-    let now = now_ms();
-    let user = User {
-        id: UserId::generate(now),
-        workspace_id: workspace.clone(),
-        username,
-        role,
-        password_hash: hash_password(password)?,
-        created_at: now,
-    };
-    let detail = match (&by, first_admin) {
-        (_, true) => "first admin, created with the one-time setup link".to_owned(),
-        (None, false) => format!("{} user created with tidings user add", role.as_str()),
-        (Some(_), false) => format!("{} user created in the admin UI", role.as_str()),
-    };
-    let actor = by.unwrap_or(if first_admin {
-        Actor::System
-    } else {
-        Actor::Cli
-    });
-    let audit = AuditEntry::new(workspace, actor, "user.create", "user", user.id.as_str())
-        .after(serde_json::json!({"username": user.username, "role": role}))
-        .detail(detail);
-    store
-        .insert_user(user, first_admin, audit)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

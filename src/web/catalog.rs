@@ -9,10 +9,8 @@ use serde_json::Value;
 
 use super::auth::CsrfForm;
 use super::{AnyUser, EditorUser, Layout, WebError, fmt_time, render, see_other};
-use crate::api::blocking;
-use crate::api::event_types::{catalog, declaration, declare_type};
-use crate::error::ApiError;
-use crate::server::AppState;
+use crate::app::{AppState, catalog};
+use crate::error::AppError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -54,9 +52,7 @@ async fn show(
     error: Option<String>,
     flash: Option<String>,
 ) -> Result<HttpResponse, WebError> {
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let entries = blocking(move || catalog(&store, &ws)).await?;
+    let entries = catalog::list(state, me.workspace().clone()).await?;
     let rows = entries
         .iter()
         .map(|e| TypeRow {
@@ -115,20 +111,20 @@ async fn declare(
             .map_err(|e| format!("The sample is not valid JSON: {e}"))
     };
     let checked = sample.and_then(|sample| {
-        declaration(&form.0, Some(form.1.clone()), sample).map_err(|e| refusal(&e))
+        catalog::declaration(&state, &form.0, Some(form.1.clone()), sample).map_err(|e| refusal(&e))
     });
     let (name, declared) = match checked {
         Ok(ok) => ok,
         Err(message) => return show(&state, &me, form, Some(message), None).await,
     };
-    declare_type(&state, me.workspace(), me.actor(), name, declared).await?;
+    catalog::declare(&state, me.workspace(), me.actor(), name, declared).await?;
     Ok(see_other("/event-types?done=declared"))
 }
 
 /// The message of a refused declaration, for the form.
-fn refusal(e: &ApiError) -> String {
+fn refusal(e: &AppError) -> String {
     match e {
-        ApiError::Client { message, .. } => message.clone(),
-        ApiError::Internal(_) => "The event type could not be saved.".to_owned(),
+        AppError::Refused { message, .. } => message.clone(),
+        AppError::Internal(_) => "The event type could not be saved.".to_owned(),
     }
 }

@@ -6,10 +6,8 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::{AnyUser, Layout, WebError, fmt_time, ok};
-use crate::api::blocking;
-use crate::domain::time::now_ms;
-use crate::server::AppState;
-use crate::store::StoreError;
+use crate::app::AppState;
+use crate::app::overview::overview;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(dashboard)));
@@ -128,37 +126,25 @@ async fn dashboard(
     AnyUser(me): AnyUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let now = now_ms();
-    let (week, failing, rules, open) = blocking(move || {
-        Ok::<_, StoreError>((
-            store.hourly_outcomes(&ws, now, 168)?,
-            store.rules_failing_since()?,
-            store.rules(&ws)?,
-            store.open_count()?,
-        ))
-    })
-    .await?;
-    let mut failing: Vec<FailingRule> = rules
+    let o = overview(&state, me.workspace().clone()).await?;
+    let failing: Vec<FailingRule> = o
+        .failing
         .iter()
-        .filter_map(|r| {
-            failing.get(&r.id).map(|&since| FailingRule {
-                id: r.id.to_string(),
-                name: r.name.clone(),
-                since: fmt_time(since),
-            })
+        .map(|(r, since)| FailingRule {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            since: fmt_time(*since),
         })
         .collect();
-    failing.sort_by(|a, b| a.since.cmp(&b.since));
+    let week = o.week;
     let day = &week[week.len().saturating_sub(24)..];
     ok(&DashboardPage {
         l: Layout::new(&state, Some(&me), "dashboard", "Dashboard"),
         day: chart("Last 24 hours", day, 3),
         week: chart("Last 7 days", &week, 24),
         failing,
-        open,
-        rule_count: rules.len(),
+        open: o.open,
+        rule_count: o.rule_count,
     })
 }
 

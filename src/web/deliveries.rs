@@ -11,12 +11,12 @@ use serde::Deserialize;
 use super::auth::CsrfForm;
 use super::rules::pretty;
 use super::{AnyUser, EditorUser, Layout, WebError, fmt_time, ok, parse_local_time, see_other};
-use crate::api::blocking;
-use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
-use crate::domain::event::EventType;
+use crate::app::deliveries::{self, FilterInput};
+use crate::app::{AppState, rules};
+use crate::domain::delivery::{Attempt, Delivery, ErrorKind};
 use crate::domain::ids::{DeliveryId, RuleId};
-use crate::server::AppState;
-use crate::store::{DeliveryFilter, StoreError};
+use crate::error::AppError;
+use crate::store::DeliveryFilter;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/deliveries").route(web::get().to(list)))
@@ -99,16 +99,9 @@ fn nonempty(v: Option<&String>) -> Option<&str> {
     v.map(|s| s.trim()).filter(|s| !s.is_empty())
 }
 
+/// The filter the form asks for, or why it cannot be read. Times are the form's
+/// `datetime-local` values, read as UTC; "Until 10:00" includes the whole minute.
 fn filter_from(q: &ListQuery) -> Result<DeliveryFilter, String> {
-    let rule_id = nonempty(q.rule_id.as_ref())
-        .map(|r| RuleId::parse(r).ok_or_else(|| format!("{r:?} is not a rule id")))
-        .transpose()?;
-    let status = nonempty(q.status.as_ref())
-        .map(|s| DeliveryStatus::parse(s).ok_or_else(|| format!("{s:?} is not a status")))
-        .transpose()?;
-    let event_type = nonempty(q.event_type.as_ref())
-        .map(|t| EventType::parse(t).map_err(|e| format!("Event type: {e}")))
-        .transpose()?;
     let time = |name: &str, v: Option<&String>| {
         nonempty(v)
             .map(|v| {
@@ -116,25 +109,19 @@ fn filter_from(q: &ListQuery) -> Result<DeliveryFilter, String> {
             })
             .transpose()
     };
-    let since = time("From", q.since.as_ref())?;
-    // "Until 10:00" includes the whole minute.
-    let until = time("Until", q.until.as_ref())?.map(|u| u + 59_999);
-    if let (Some(s), Some(u)) = (since, until)
-        && s > u
-    {
-        return Err("From must be before Until".into());
-    }
-    let before = nonempty(q.cursor.as_ref())
-        .map(|c| DeliveryId::parse(c).ok_or_else(|| "that page link is not valid".to_owned()))
-        .transpose()?;
-    Ok(DeliveryFilter {
-        rule_id,
-        status,
-        event_type,
-        since,
-        until,
-        before,
+    FilterInput {
+        rule_id: nonempty(q.rule_id.as_ref()),
+        status: nonempty(q.status.as_ref()),
+        event_type: nonempty(q.event_type.as_ref()),
+        since: time("From", q.since.as_ref())?,
+        until: time("Until", q.until.as_ref())?.map(|u| u + 59_999),
+        cursor: nonempty(q.cursor.as_ref()),
         limit: PAGE,
+    }
+    .parse()
+    .map_err(|e| match e {
+        AppError::Refused { message, .. } => message,
+        AppError::Internal(_) => "The filter could not be read.".to_owned(),
     })
 }
 
@@ -145,15 +132,12 @@ async fn list(
 ) -> Result<HttpResponse, WebError> {
     let q = query.into_inner();
     let filter = filter_from(&q);
-    let store = state.store.clone();
     let ws = me.workspace().clone();
-    let run = filter.clone().ok();
-    let (rules, page) = blocking(move || {
-        let rules = store.rules(&ws)?;
-        let page = run.map(|f| store.list_deliveries(&ws, &f)).transpose()?;
-        Ok::<_, StoreError>((rules, page))
-    })
-    .await?;
+    let rules = rules::list(&state, ws.clone()).await?;
+    let page = match filter.clone() {
+        Ok(f) => Some(deliveries::list(&state, ws, f).await?),
+        Err(_) => None,
+    };
     let names: HashMap<RuleId, String> = rules
         .iter()
         .map(|r| (r.id.clone(), r.name.clone()))
@@ -324,14 +308,7 @@ async fn detail(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let id = parse_id(&path)?;
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let (d, attempts) = blocking(move || {
-        let d = store.delivery(&ws, &id)?;
-        let a = store.attempts(&id)?;
-        Ok::<_, StoreError>((d, a))
-    })
-    .await?;
+    let (d, attempts) = deliveries::get(&state, me.workspace().clone(), id).await?;
     let rule_name = state
         .store
         .cached_rule(&d.rule_id)
@@ -368,19 +345,6 @@ async fn redeliver(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let id = parse_id(&path)?;
-    let delivery = state
-        .store
-        .redeliver(me.workspace().clone(), id.clone())
-        .await?;
-    state.dispatcher.enqueue_deliveries([&delivery]);
-    // The re-send is recorded: someone chose to send PHI to a receiver again.
-    let audit = crate::domain::audit::AuditEntry::new(
-        me.workspace(),
-        me.actor(),
-        "delivery.redeliver",
-        "delivery",
-        id.as_str(),
-    );
-    state.store.audit(audit).await?;
+    deliveries::redeliver(&state, me.workspace().clone(), me.actor(), id.clone()).await?;
     Ok(see_other(&format!("/deliveries/{id}?done=redeliver")))
 }

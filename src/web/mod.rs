@@ -17,10 +17,10 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 
+use crate::app::AppState;
 use crate::domain::time::to_rfc3339;
 use crate::domain::user::UserRole;
-use crate::error::ApiError;
-use crate::server::AppState;
+use crate::error::{AppError, Code};
 use crate::store::StoreError;
 
 pub use auth::{AdminUser, AnyUser, CurrentUser, EditorUser, UiState};
@@ -188,33 +188,28 @@ impl WebError {
     }
 }
 
-impl From<ApiError> for WebError {
-    fn from(e: ApiError) -> Self {
+impl From<AppError> for WebError {
+    fn from(e: AppError) -> Self {
         match e {
-            ApiError::Client {
-                status, message, ..
-            } => {
-                let title = match status {
-                    StatusCode::NOT_FOUND => "Not found",
-                    StatusCode::CONFLICT => "Not possible right now",
+            AppError::Refused { code, message } => {
+                let title = match code {
+                    Code::NotFound => "Not found",
+                    Code::Conflict => "Not possible right now",
+                    Code::Overloaded => "Busy",
                     _ => "That did not work",
                 };
+                let status = StatusCode::from_u16(code.status())
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 Self::status(status, title, message)
             }
-            ApiError::Internal(e) => Self::Internal(e),
+            AppError::Internal(e) => Self::Internal(e),
         }
     }
 }
 
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
-        ApiError::from(e).into()
-    }
-}
-
-impl From<actix_web::error::BlockingError> for WebError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        Self::Internal(anyhow::anyhow!("blocking task failed: {e}"))
+        AppError::from(e).into()
     }
 }
 

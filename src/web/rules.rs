@@ -13,16 +13,13 @@ use serde_json::Value;
 use super::auth::CsrfForm;
 use super::deliveries::{DeliveryRow, delivery_rows};
 use super::{AnyUser, EditorUser, Fields, Layout, WebError, fmt_time, ok, render, see_other};
-use crate::api::blocking;
-use crate::api::rules::{
-    SampleRequest, create_rule, delete_rule, editable_json, load, preview_json, reveal_secret,
-    rotate_secret, send_test, update_rule,
-};
+use crate::app::rules::{self as rule_cases, editable_json, load};
+use crate::app::samples::{self, SampleRequest};
+use crate::app::{AppState, deliveries};
 use crate::domain::ids::RuleId;
 use crate::domain::pattern::Pattern;
 use crate::domain::rule::{FieldError, MASK, Rule, RuleInput, Trigger, TriggerInput, WebhookInput};
-use crate::error::ApiError;
-use crate::server::AppState;
+use crate::error::AppError;
 use crate::store::DeliveryFilter;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -108,12 +105,8 @@ async fn list(
     query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let (mut rules, failing) = blocking(move || {
-        Ok::<_, crate::store::StoreError>((store.rules(&ws)?, store.rules_failing_since()?))
-    })
-    .await?;
+    let mut rules = rule_cases::list(&state, me.workspace().clone()).await?;
+    let failing = rule_cases::failing_since(&state).await?;
     rules.sort_by_key(|r| r.name.to_lowercase());
     let rows = rules
         .iter()
@@ -493,7 +486,7 @@ async fn create(
         .to_input(None)
         .and_then(|input| input.validate(&state.policy, None));
     let error = match spec {
-        Ok(spec) => match create_rule(&state, me.workspace(), me.actor(), spec).await {
+        Ok(spec) => match rule_cases::create(&state, me.workspace(), me.actor(), spec).await {
             Ok(rule) => return Ok(see_other(&format!("/rules/{}?done=created", rule.id))),
             Err(e) => refused_at_field(e)?,
         },
@@ -515,18 +508,16 @@ async fn create(
 /// such as rendering a body template against samples) comes back in the form like a field
 /// error, at the field its message names (`webhook.body_template: …`); anything else is an
 /// error page.
-fn refused_at_field(e: ApiError) -> Result<FieldError, WebError> {
+fn refused_at_field(e: AppError) -> Result<FieldError, WebError> {
     match e {
-        ApiError::Client {
-            status: StatusCode::BAD_REQUEST,
-            message,
-            ..
-        } => Ok(match message.split_once(": ") {
-            Some((field, rest)) if !field.is_empty() && !field.contains(' ') => {
-                FieldError::new(field, rest)
-            }
-            _ => FieldError::new("", message),
-        }),
+        AppError::Refused { code, message } if code.status() == 400 => {
+            Ok(match message.split_once(": ") {
+                Some((field, rest)) if !field.is_empty() && !field.contains(' ') => {
+                    FieldError::new(field, rest)
+                }
+                _ => FieldError::new("", message),
+            })
+        }
         other => Err(other.into()),
     }
 }
@@ -560,7 +551,9 @@ async fn update(
         .and_then(|input| input.validate(&state.policy, Some(&existing)));
     let error = match spec {
         Ok(spec) => {
-            match update_rule(&state, me.workspace(), me.actor(), existing.clone(), spec).await {
+            match rule_cases::update(&state, me.workspace(), me.actor(), existing.clone(), spec)
+                .await
+            {
                 Ok(rule) => return Ok(see_other(&format!("/rules/{}?done=saved", rule.id))),
                 Err(e) => refused_at_field(e)?,
             }
@@ -600,7 +593,7 @@ async fn set_active(
     let spec = input
         .validate(&state.policy, Some(&existing))
         .map_err(|e| WebError::bad_request(e.to_string()))?;
-    let rule = update_rule(&state, me.workspace(), me.actor(), existing, spec).await?;
+    let rule = rule_cases::update(&state, me.workspace(), me.actor(), existing, spec).await?;
     let done = if active { "activated" } else { "deactivated" };
     Ok(see_other(&format!("/rules/{}?done={done}", rule.id)))
 }
@@ -611,7 +604,7 @@ async fn remove(
     CsrfForm(_): CsrfForm,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    delete_rule(&state, me.workspace(), me.actor(), rule_id(&path)?).await?;
+    rule_cases::delete(&state, me.workspace(), me.actor(), rule_id(&path)?).await?;
     Ok(see_other("/rules?done=deleted"))
 }
 
@@ -724,18 +717,13 @@ async fn rule_page(
     flash: Option<String>,
 ) -> Result<HttpResponse, WebError> {
     let rule = load(state, me.workspace().clone(), id.clone()).await?;
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
     let filter = DeliveryFilter {
         rule_id: Some(id.clone()),
         limit: HISTORY,
         ..DeliveryFilter::default()
     };
-    let (page, cursor, failing) = blocking(move || {
-        let (page, cursor) = store.list_deliveries(&ws, &filter)?;
-        Ok::<_, crate::store::StoreError>((page, cursor, store.rules_failing_since()?))
-    })
-    .await?;
+    let (page, cursor) = deliveries::list(state, me.workspace().clone(), filter).await?;
+    let failing = rule_cases::failing_since(state).await?;
     let names: std::collections::HashMap<_, _> =
         std::iter::once((rule.id.clone(), rule.name.clone())).collect();
     let page = RulePage {
@@ -771,7 +759,7 @@ async fn reveal(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
-    let secret = reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
+    let secret = rule_cases::reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
     let flash = "This view of the signing secret is recorded in the audit log.".to_owned();
     rule_page(&state, &me, id, Some(secret), Some(flash)).await
 }
@@ -783,7 +771,7 @@ async fn rotate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
-    let secret = rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
+    let secret = rule_cases::rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
     let overlap = humantime::format_duration(state.config.signing.rotation_overlap);
     let flash = format!(
         "New signing secret made. The previous one keeps signing alongside it for {overlap}, so update the receiver within that time."
@@ -831,10 +819,10 @@ async fn preview(
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
     let rule = load(&state, me.workspace().clone(), id.clone()).await?;
-    let p = preview_json(
+    let p = samples::preview(
         &state,
         me.workspace(),
-        id.as_str(),
+        id.clone(),
         sample(query.event_type.as_deref()),
     )
     .await?;
@@ -882,10 +870,10 @@ async fn test(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
-    let (delivery, _) = send_test(
+    let (delivery, _) = samples::send_test(
         &state,
         me.workspace(),
-        id.as_str(),
+        id,
         sample(Some(fields.get("event_type"))),
     )
     .await?;
@@ -904,7 +892,7 @@ async fn redeliver_failed(
         WebError::bad_request("Give the date and time to re-send failed deliveries from.")
     })?;
     let until = match fields.get("until").trim() {
-        "" => crate::domain::time::now_ms(),
+        "" => state.clock.now_ms(),
         raw => super::parse_local_time(raw)
             .map(|u| u + 59_999)
             .ok_or_else(|| WebError::bad_request("The Until time is not a date and time."))?,
@@ -912,25 +900,9 @@ async fn redeliver_failed(
     if since > until {
         return Err(WebError::bad_request("From must be before Until."));
     }
-    let reopened = state
-        .store
-        .redeliver_failed(me.workspace().clone(), id.clone(), since, until)
-        .await?;
-    state.dispatcher.enqueue_deliveries(&reopened);
-    let audit = crate::domain::audit::AuditEntry::new(
-        me.workspace(),
-        me.actor(),
-        "rule.redeliver_failed",
-        "rule",
-        id.as_str(),
-    )
-    .detail(format!(
-        "{} failed deliveries from {} to {} queued again",
-        reopened.len(),
-        fmt_time(since),
-        fmt_time(until)
-    ));
-    state.store.audit(audit).await?;
+    let ws = me.workspace().clone();
+    let reopened =
+        deliveries::redeliver_failed(&state, ws, me.actor(), id.clone(), since, until).await?;
     let flash = format!(
         "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
         reopened.len()
@@ -959,9 +931,7 @@ async fn routines(
     AnyUser(me): AnyUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let store = state.store.clone();
-    let ws = me.workspace().clone();
-    let mut rules = blocking(move || store.rules(&ws)).await?;
+    let mut rules = rule_cases::list(&state, me.workspace().clone()).await?;
     rules.sort_by_key(|r| r.name.to_lowercase());
     let rows = rules
         .iter()
@@ -1000,15 +970,15 @@ mod tests {
 
     #[test]
     fn a_refusal_after_validation_is_shown_at_the_field_it_names() {
-        let e = refused_at_field(ApiError::validation(
+        let e = refused_at_field(AppError::validation(
             "webhook.body_template: rendering it with the sample ping event failed: x",
         ))
         .unwrap();
         assert_eq!(e.field, "webhook.body_template");
         assert!(e.message.starts_with("rendering it"));
-        let e = refused_at_field(ApiError::validation("something broad went wrong: x")).unwrap();
+        let e = refused_at_field(AppError::validation("something broad went wrong: x")).unwrap();
         assert_eq!(e.field, "");
-        assert!(refused_at_field(ApiError::conflict("busy")).is_err());
+        assert!(refused_at_field(AppError::conflict("busy")).is_err());
     }
 
     #[test]

@@ -182,7 +182,7 @@ fn a_viewer_in_chromium_sees_rules_but_cannot_edit_them() {
         "webhook": {"url": "http://127.0.0.1:9/hook"},
     }));
     let id = rule["id"].as_str().unwrap();
-    tidings::web::auth::new_user(
+    tidings::app::users::new_user(
         app.store(),
         app.store().default_workspace(),
         "victor",

@@ -77,8 +77,8 @@ pub fn start_with_clock(config: Config, clock: Clock) -> TestApp {
     });
     let port = handle.port();
     let workspace = handle.store().default_workspace().clone();
-    let (admin, admin_key) = tidings::api::keys::mint(&workspace, "test admin", Role::Admin);
-    let (ingest, ingest_key) = tidings::api::keys::mint(&workspace, "test ingest", Role::Ingest);
+    let (admin, admin_key) = tidings::app::keys::mint(&workspace, "test admin", Role::Admin);
+    let (ingest, ingest_key) = tidings::app::keys::mint(&workspace, "test ingest", Role::Ingest);
     for key in [admin, ingest] {
         let audit = AuditEntry::new(
             &workspace,

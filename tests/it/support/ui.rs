@@ -213,7 +213,7 @@ pub fn setup_admin(app: &TestApp, username: &str) -> Browser {
 
 /// Adds a user directly (as `tidings user add` does) and signs them in.
 pub fn user(app: &TestApp, username: &str, role: UserRole) -> Browser {
-    tidings::web::auth::new_user(
+    tidings::app::users::new_user(
         app.store(),
         app.store().default_workspace(),
         username,

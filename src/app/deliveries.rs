@@ -1,0 +1,167 @@
+//! The delivery log: one filter for the API's query and the UI's form, a delivery with its
+//! attempts, an event with its deliveries, and re-sends (one, or a rule's failed ones).
+
+use super::paging::page_cursor;
+use super::{AppState, blocking};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::{Event, EventType};
+use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::time::to_rfc3339;
+use crate::error::AppError;
+use crate::store::{DeliveryFilter, StoreError};
+
+/// A delivery-log filter as given (text fields as typed, times already read).
+#[derive(Debug, Default)]
+pub struct FilterInput<'a> {
+    pub rule_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub cursor: Option<&'a str>,
+    pub limit: usize,
+}
+
+impl FilterInput<'_> {
+    /// The filter, or `invalid_query` saying which part is wrong.
+    pub fn parse(&self) -> Result<DeliveryFilter, AppError> {
+        let rule_id = self
+            .rule_id
+            .map(|r| {
+                RuleId::parse(r).ok_or_else(|| {
+                    AppError::invalid_query(format!("rule_id {r:?} is not a rule id (rul_…)"))
+                })
+            })
+            .transpose()?;
+        let status = self
+            .status
+            .map(|s| {
+                DeliveryStatus::parse(s).ok_or_else(|| {
+                    AppError::invalid_query(format!(
+                        "status {s:?} is not one of pending, retrying, succeeded, failed, blocked, condition_error"
+                    ))
+                })
+            })
+            .transpose()?;
+        let event_type = self
+            .event_type
+            .map(|t| EventType::parse(t).map_err(AppError::invalid_query))
+            .transpose()?;
+        if let (Some(s), Some(u)) = (self.since, self.until)
+            && s > u
+        {
+            return Err(AppError::invalid_query(
+                "since must not be later than until",
+            ));
+        }
+        Ok(DeliveryFilter {
+            rule_id,
+            status,
+            event_type,
+            since: self.since,
+            until: self.until,
+            before: page_cursor(self.cursor, DeliveryId::parse)?,
+            limit: self.limit,
+        })
+    }
+}
+
+/// One page of the workspace's log, newest first, and the cursor of the next.
+pub async fn list(
+    state: &AppState,
+    workspace: WorkspaceId,
+    filter: DeliveryFilter,
+) -> Result<(Vec<Delivery>, Option<DeliveryId>), AppError> {
+    let store = state.store.clone();
+    blocking(move || store.list_deliveries(&workspace, &filter)).await
+}
+
+/// A delivery with its attempts.
+pub async fn get(
+    state: &AppState,
+    workspace: WorkspaceId,
+    id: DeliveryId,
+) -> Result<(Delivery, Vec<Attempt>), AppError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let d = store.delivery(&workspace, &id)?;
+        let a = store.attempts(&id)?;
+        Ok::<_, StoreError>((d, a))
+    })
+    .await
+}
+
+/// An event with its deliveries.
+pub async fn event(
+    state: &AppState,
+    workspace: WorkspaceId,
+    id: EventId,
+) -> Result<(Event, Vec<Delivery>), AppError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let event = store.event(&workspace, &id)?;
+        let deliveries = store.event_deliveries(&id)?;
+        Ok::<_, StoreError>((event, deliveries))
+    })
+    .await
+}
+
+/// Queues one more attempt for a finished delivery; a still-open one is a conflict.
+/// Returns the re-opened delivery with its attempts so far. Audited: someone chose to send
+/// PHI to a receiver again.
+pub async fn redeliver(
+    state: &AppState,
+    workspace: WorkspaceId,
+    actor: Actor,
+    id: DeliveryId,
+) -> Result<(Delivery, Vec<Attempt>), AppError> {
+    let audit = AuditEntry::new(
+        &workspace,
+        actor,
+        "delivery.redeliver",
+        "delivery",
+        id.as_str(),
+    );
+    let delivery = state.store.redeliver(workspace, id.clone()).await?;
+    state.store.audit(audit).await?;
+    let store = state.store.clone();
+    let attempts = blocking(move || store.attempts(&id)).await?;
+    state.dispatcher.enqueue_deliveries([&delivery]);
+    Ok((delivery, attempts))
+}
+
+/// Re-sends every failed delivery of a rule created in `[since, until]`, audited.
+pub async fn redeliver_failed(
+    state: &AppState,
+    workspace: WorkspaceId,
+    actor: Actor,
+    rule_id: RuleId,
+    since: i64,
+    until: i64,
+) -> Result<Vec<Delivery>, AppError> {
+    if since > until {
+        return Err(AppError::validation("since must not be later than until"));
+    }
+    let reopened = state
+        .store
+        .redeliver_failed(workspace.clone(), rule_id.clone(), since, until)
+        .await?;
+    let detail = format!(
+        "{} failed deliveries from {} to {} queued again",
+        reopened.len(),
+        to_rfc3339(since),
+        to_rfc3339(until)
+    );
+    let audit = AuditEntry::new(
+        &workspace,
+        actor,
+        "rule.redeliver_failed",
+        "rule",
+        rule_id.as_str(),
+    )
+    .detail(detail);
+    state.store.audit(audit).await?;
+    state.dispatcher.enqueue_deliveries(&reopened);
+    Ok(reopened)
+}

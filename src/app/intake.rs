@@ -1,0 +1,147 @@
+//! Intake: the one path by which an event enters tidings, whether a source system posted it or
+//! a routine fired. It finds the rules it goes to, evaluates their conditions, stores the event
+//! with the deliveries it owes in one durable write, and only then hands them to the
+//! dispatcher. (A test send is the one exception: it writes its event, delivery and single
+//! attempt together after sending, through `samples::send_test`.)
+
+use std::sync::Arc;
+
+use crate::delivery::dispatcher::Dispatcher;
+use crate::domain::delivery::Delivery;
+use crate::domain::event::Event;
+use crate::domain::ids::{EventId, RuleId};
+use crate::domain::intake::deliveries_for;
+use crate::domain::rule::Rule;
+use crate::store::{IngestOutcome, NewEvent, Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// Who an event goes to.
+pub enum Recipients {
+    /// Every active rule of its workspace whose trigger matches its type (a posted event).
+    Matching,
+    /// One routine, for its own firing at `slot` (recorded so a slot never fires twice).
+    Routine { rule: Arc<Rule>, slot: i64 },
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored, with this many deliveries (`condition_error` ones included).
+    Created { deliveries: usize },
+    /// Its idempotency key (or routine slot) was seen: nothing was created.
+    Duplicate(EventId),
+}
+
+/// Cheap to clone: the API and the routine scheduler each hold one.
+#[derive(Clone)]
+pub struct Intake {
+    store: Store,
+    dispatcher: Dispatcher,
+    metrics: Metrics,
+    max_attempts: u32,
+    store_bodies: bool,
+}
+
+impl Intake {
+    pub fn new(
+        store: Store,
+        dispatcher: Dispatcher,
+        metrics: Metrics,
+        max_attempts: u32,
+        store_bodies: bool,
+    ) -> Self {
+        Self {
+            store,
+            dispatcher,
+            metrics,
+            max_attempts,
+            store_bodies,
+        }
+    }
+
+    /// Accepts an event for a request handler: answered once it is durable.
+    pub async fn accept(
+        &self,
+        event: Event,
+        recipients: Recipients,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, StoreError> {
+        let posted = matches!(recipients, Recipients::Matching);
+        let new = self.plan(event, recipients, idempotency_key)?;
+        let deliveries = new.deliveries.clone();
+        let outcome = self.store.ingest(new).await?;
+        Ok(self.accepted(outcome, &deliveries, posted))
+    }
+
+    /// `accept` for a caller on a plain thread (the routine scheduler).
+    pub fn accept_blocking(
+        &self,
+        event: Event,
+        recipients: Recipients,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, StoreError> {
+        let posted = matches!(recipients, Recipients::Matching);
+        let new = self.plan(event, recipients, idempotency_key)?;
+        let deliveries = new.deliveries.clone();
+        let outcome = self.store.ingest_blocking(new)?;
+        Ok(self.accepted(outcome, &deliveries, posted))
+    }
+
+    /// The rows an event makes: itself and one delivery per rule it reaches.
+    fn plan(
+        &self,
+        event: Event,
+        recipients: Recipients,
+        idempotency_key: Option<String>,
+    ) -> Result<NewEvent, StoreError> {
+        let (rules, routine_slot) = match recipients {
+            Recipients::Matching => {
+                let rules = self
+                    .store
+                    .matching_rules(&event.workspace_id, &event.event_type);
+                self.store.note_event_seen(
+                    &event.workspace_id,
+                    &event.event_type,
+                    &event.data,
+                    self.store_bodies,
+                    event.received_at,
+                );
+                (rules, None)
+            }
+            Recipients::Routine { rule, slot } => {
+                let id: RuleId = rule.id.clone();
+                (vec![rule], Some((id, slot)))
+            }
+        };
+        // Conditions may read the workspace's name; most rules have none, so skip the read then.
+        let workspace_name = if rules.iter().any(|r| r.condition.is_some()) {
+            self.store.workspace_name(&event.workspace_id)?
+        } else {
+            String::new()
+        };
+        let deliveries = deliveries_for(&event, &rules, &workspace_name, self.max_attempts);
+        Ok(NewEvent {
+            event,
+            deliveries,
+            idempotency_key,
+            routine_slot,
+        })
+    }
+
+    /// Once stored: the deliveries handed to the dispatcher, and a posted event counted
+    /// (`tidings_events_ingested_total` counts what source systems sent).
+    fn accepted(&self, outcome: IngestOutcome, deliveries: &[Delivery], posted: bool) -> Accepted {
+        match outcome {
+            IngestOutcome::Created => {
+                if posted {
+                    self.metrics.events_ingested.inc();
+                }
+                self.dispatcher.enqueue_deliveries(deliveries);
+                Accepted::Created {
+                    deliveries: deliveries.len(),
+                }
+            }
+            IngestOutcome::Duplicate(original) => Accepted::Duplicate(original),
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Rule use cases: list, create, replace, patch, delete, reveal and rotate the signing
+//! secret. Every change is stored with its audit entry in one write; a body template is
+//! checked against the catalog's samples before it is saved.
+
+use serde_json::{Map, Value, json};
+
+use super::{AppState, blocking};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::catalog::{Entry, types_to_check};
+use crate::domain::event::EventType;
+use crate::domain::ids::{RuleId, WorkspaceId};
+use crate::domain::payload::{self, Context};
+use crate::domain::rule::{
+    MASK, PayloadFormat, Rule, RuleInput, RuleSpec, SecretValue, SigningSecret,
+};
+use crate::domain::time::to_rfc3339;
+use crate::error::AppError;
+use crate::security::crypto::{MasterKey, new_signing_secret};
+use crate::store::StoreError;
+
+/// The fields an admin sets, as `RuleInput` reads them back (secret values masked): the
+/// audit log's before/after, the base a PATCH merges into, and the edit form's values.
+pub fn editable_json(rule: &Rule) -> Value {
+    let w = &rule.webhook;
+    let secret_headers: Map<String, Value> = w
+        .secret_headers
+        .keys()
+        .map(|k| (k.clone(), Value::String(MASK.into())))
+        .collect();
+    json!({
+        "name": rule.name,
+        "description": rule.description,
+        "active": rule.active,
+        "max_concurrency": rule.max_concurrency,
+        "trigger": rule.trigger,
+        "condition": rule.condition,
+        "webhook": {
+            "url": w.url,
+            "method": w.method,
+            "content_type": w.content_type,
+            "headers": w.headers,
+            "secret_headers": secret_headers,
+            "signing": w.signing,
+            "payload_format": w.payload_format,
+            "body_template": w.body_template,
+            "tls_verify": w.tls_verify,
+            "timeout_ms": w.timeout_ms,
+        },
+    })
+}
+
+/// The workspace's rules, newest first.
+pub async fn list(state: &AppState, workspace: WorkspaceId) -> Result<Vec<Rule>, AppError> {
+    let store = state.store.clone();
+    let mut rules = blocking(move || store.rules(&workspace)).await?;
+    rules.sort_by(|a, b| b.id.cmp(&a.id));
+    Ok(rules)
+}
+
+/// Since when each failing rule has failed (its first failed attempt after its last success).
+pub async fn failing_since(
+    state: &AppState,
+) -> Result<std::collections::HashMap<RuleId, i64>, AppError> {
+    let store = state.store.clone();
+    blocking(move || store.rules_failing_since()).await
+}
+
+pub async fn load(state: &AppState, workspace: WorkspaceId, id: RuleId) -> Result<Rule, AppError> {
+    let store = state.store.clone();
+    blocking(move || store.rule(&workspace, &id)).await
+}
+
+/// Checks `input` against the network policy (and, for an edit, the rule it replaces).
+pub fn validate(
+    state: &AppState,
+    input: RuleInput,
+    existing: Option<&Rule>,
+) -> Result<RuleSpec, AppError> {
+    input
+        .validate(&state.policy, existing)
+        .map_err(|e| AppError::validation(e.to_string()))
+}
+
+/// Stores a new rule from a validated spec, with its audit entry.
+pub async fn create(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    spec: RuleSpec,
+) -> Result<Rule, AppError> {
+    let rule = build_rule(state, spec, None, workspace);
+    check_template_with_samples(state, &rule).await?;
+    let audit = AuditEntry::new(workspace, actor, "rule.create", "rule", rule.id.as_str())
+        .after(editable_json(&rule));
+    Ok(state.store.save_rule(rule, false, audit).await?)
+}
+
+/// Applies a validated spec to a stored rule, audited as an update, activation or
+/// deactivation.
+pub async fn update(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    existing: Rule,
+    spec: RuleSpec,
+) -> Result<Rule, AppError> {
+    let before = editable_json(&existing);
+    let was_active = existing.active;
+    let rule = build_rule(state, spec, Some(existing), workspace);
+    check_template_with_samples(state, &rule).await?;
+    let action = match (was_active, rule.active) {
+        (false, true) => "rule.activate",
+        (true, false) => "rule.deactivate",
+        _ => "rule.update",
+    };
+    let audit = AuditEntry::new(workspace, actor, action, "rule", rule.id.as_str())
+        .before(before)
+        .after(editable_json(&rule));
+    Ok(state.store.save_rule(rule, true, audit).await?)
+}
+
+/// A JSON merge patch (RFC 7396) over a rule's editable fields, as the input it makes.
+pub fn merged_input(existing: &Rule, changes: &Value) -> Result<RuleInput, AppError> {
+    if !changes.is_object() {
+        return Err(AppError::validation(
+            "a PATCH body must be a JSON object of the fields to change",
+        ));
+    }
+    let mut merged = editable_json(existing);
+    json_patch::merge(&mut merged, changes);
+    serde_path_to_error::deserialize(merged).map_err(|e| AppError::invalid_json_at(&e))
+}
+
+/// Deletes a rule (its delivery history stays), audited with what it was.
+pub async fn delete(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    id: RuleId,
+) -> Result<(), AppError> {
+    let rule = load(state, workspace.clone(), id).await?;
+    let audit = AuditEntry::new(workspace, actor, "rule.delete", "rule", rule.id.as_str())
+        .before(editable_json(&rule));
+    state
+        .store
+        .delete_rule(workspace.clone(), rule.id, audit)
+        .await?;
+    Ok(())
+}
+
+/// The current signing secret, in plain text; the viewing is audited before it is returned.
+pub async fn reveal_secret(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    id: RuleId,
+) -> Result<String, AppError> {
+    let rule = load(state, workspace.clone(), id).await?;
+    let current = rule.signing_secrets.first().ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!("rule {} has no signing secret", rule.id))
+    })?;
+    let plain = state
+        .master_key
+        .open(&current.sealed)
+        .map_err(AppError::internal)?;
+    // Seeing a secret is recorded before it is shown.
+    let audit = AuditEntry::new(
+        workspace,
+        actor,
+        "rule.secret.view",
+        "rule",
+        rule.id.as_str(),
+    );
+    state.store.audit(audit).await?;
+    Ok(plain.expose().to_owned())
+}
+
+/// Replaces the signing secret; the old one keeps signing through `signing.rotation_overlap`.
+/// Returns the new secret, in plain text.
+pub async fn rotate_secret(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    id: RuleId,
+) -> Result<String, AppError> {
+    let mut rule = load(state, workspace.clone(), id).await?;
+    let now = state.clock.now_ms();
+    let overlap =
+        i64::try_from(state.config.signing.rotation_overlap.as_millis()).unwrap_or(i64::MAX / 2);
+    // Only the secret being replaced keeps signing through the overlap; any older one from an
+    // earlier rotation stops now, so receivers never have to track more than two.
+    rule.signing_secrets.truncate(1);
+    for old in &mut rule.signing_secrets {
+        old.expires_at.get_or_insert(now + overlap);
+    }
+    rule.signing_secrets
+        .retain(|s| s.expires_at.is_none_or(|at| at > now));
+    let fresh = fresh_secret(&state.master_key, now);
+    let plain = state
+        .master_key
+        .open(&fresh.sealed)
+        .map_err(AppError::internal)?;
+    rule.signing_secrets.insert(0, fresh);
+    rule.updated_at = now;
+    let detail = format!(
+        "new secret ends in {}; the previous one signs until {}",
+        rule.secret_hint(),
+        to_rfc3339(now + overlap)
+    );
+    let audit = AuditEntry::new(
+        workspace,
+        actor,
+        "rule.secret.rotate",
+        "rule",
+        rule.id.as_str(),
+    )
+    .detail(detail);
+    state.store.save_rule(rule, true, audit).await?;
+    Ok(plain.expose().to_owned())
+}
+
+/// Applies a validated spec onto a new or existing rule, sealing new secret header values.
+fn build_rule(
+    state: &AppState,
+    spec: RuleSpec,
+    existing: Option<Rule>,
+    workspace: &WorkspaceId,
+) -> Rule {
+    let now = state.clock.now_ms();
+    let key = &state.master_key;
+    let old_secret_headers = existing
+        .as_ref()
+        .map(|r| r.webhook.secret_headers.clone())
+        .unwrap_or_default();
+    let webhook = spec.webhook.map_secrets(|name, value| match value {
+        SecretValue::Keep => old_secret_headers.get(name).cloned(),
+        SecretValue::New(plain) => Some(key.seal(&plain)),
+    });
+    let (id, created_at, signing_secrets, status_reason) = match existing {
+        Some(r) => {
+            // Re-activating a rule clears the reason tidings turned it off.
+            let reason = if spec.active { None } else { r.status_reason };
+            (r.id, r.created_at, r.signing_secrets, reason)
+        }
+        None => (
+            RuleId::generate(now),
+            now,
+            vec![fresh_secret(key, now)],
+            None,
+        ),
+    };
+    Rule {
+        id,
+        workspace_id: workspace.clone(),
+        name: spec.name,
+        description: spec.description,
+        active: spec.active,
+        max_concurrency: spec.max_concurrency,
+        trigger: spec.trigger,
+        condition: spec.condition,
+        webhook,
+        signing_secrets,
+        created_at,
+        updated_at: now,
+        status_reason,
+    }
+}
+
+fn fresh_secret(key: &MasterKey, now: i64) -> SigningSecret {
+    let secret = new_signing_secret();
+    let plain = secret.expose();
+    SigningSecret {
+        sealed: key.seal(plain),
+        hint: plain[plain.len() - 4..].to_owned(),
+        created_at: now,
+        expires_at: None,
+    }
+}
+
+/// On save, a body template is rendered against the catalog sample of every event type the
+/// rule can see (see `types_to_check`), so a template that cannot render, or renders invalid
+/// JSON for a JSON content type, is refused before any real event meets it.
+async fn check_template_with_samples(state: &AppState, rule: &Rule) -> Result<(), AppError> {
+    if rule.webhook.payload_format != PayloadFormat::Template {
+        return Ok(());
+    }
+    let store = state.store.clone();
+    let (workspace, trigger) = (rule.workspace_id.clone(), rule.trigger.clone());
+    let (workspace_name, samples) = blocking(move || {
+        // One read of the workspace's catalog serves both the names and the samples.
+        let stored = store.event_types(&workspace)?;
+        let known: Vec<EventType> = stored.iter().map(|(t, _)| t.clone()).collect();
+        let samples: Vec<Entry> = types_to_check(&trigger, &known)
+            .into_iter()
+            .map(|t| {
+                let row = stored.iter().find(|(name, _)| *name == t).map(|(_, r)| r);
+                Entry::new(t, row)
+            })
+            .collect();
+        Ok::<_, StoreError>((store.workspace_name(&workspace)?, samples))
+    })
+    .await?;
+    // A type with no source has only a placeholder sample: checking against it would refuse
+    // every template that reads a field. Such types are checked once declared or seen.
+    for entry in samples.into_iter().filter(|e| !e.sources.is_empty()) {
+        let data = super::samples::sample_data(state, rule, &entry);
+        let event = super::samples::test_event(state, rule, entry.name.clone(), data);
+        let ctx = Context {
+            rule,
+            workspace_name: &workspace_name,
+        };
+        payload::body(&event, &ctx).map_err(|e| {
+            AppError::validation(format!(
+                "webhook.body_template: rendering it with the sample {} event failed: {e}",
+                entry.name
+            ))
+        })?;
+    }
+    Ok(())
+}

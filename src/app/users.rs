@@ -1,0 +1,173 @@
+//! Admin UI users: made (UI, setup link or CLI), listed, removed, given a role or a new
+//! password — each audited — and the signed-in user behind a session cookie.
+
+use super::{AppState, blocking};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::time::now_ms;
+use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
+use crate::error::AppError;
+use crate::security::passwords::hash_password;
+use crate::store::{Store, StoreError, UserChange};
+
+/// Creates a user (UI, setup link or CLI): checks the name and password, hashes it, stores
+/// it with its audit entry. `by` is who made it (`None`: the setup link or the CLI). Blocking:
+/// Argon2id takes real CPU time.
+pub fn new_user(
+    store: &Store,
+    workspace: &WorkspaceId,
+    username: &str,
+    role: UserRole,
+    password: &str,
+    by: Option<Actor>,
+    first_admin: bool,
+) -> Result<User, String> {
+    let username = normalize_username(username).map_err(|e| format!("username: {e}"))?;
+    check_password(password).map_err(|e| format!("password {e}"))?;
+    let now = now_ms();
+    let user = User {
+        id: UserId::generate(now),
+        workspace_id: workspace.clone(),
+        username,
+        role,
+        password_hash: hash_password(password)?,
+        created_at: now,
+    };
+    let detail = match (&by, first_admin) {
+        (_, true) => "first admin, created with the one-time setup link".to_owned(),
+        (None, false) => format!("{} user created with tidings user add", role.as_str()),
+        (Some(_), false) => format!("{} user created in the admin UI", role.as_str()),
+    };
+    let actor = by.unwrap_or(if first_admin {
+        Actor::System
+    } else {
+        Actor::Cli
+    });
+    let audit = AuditEntry::new(workspace, actor, "user.create", "user", user.id.as_str())
+        .after(serde_json::json!({"username": user.username, "role": role}))
+        .detail(detail);
+    store
+        .insert_user(user, first_admin, audit)
+        .map_err(|e| e.to_string())
+}
+
+/// `new_user` for a request handler, off the async threads. The outer error is internal; the
+/// inner one says why the name or password was refused.
+pub async fn create(
+    state: &AppState,
+    workspace: WorkspaceId,
+    username: String,
+    role: UserRole,
+    password: String,
+    by: Option<Actor>,
+    first_admin: bool,
+) -> Result<Result<User, String>, AppError> {
+    let store = state.store.clone();
+    blocking(move || {
+        Ok::<_, AppError>(new_user(
+            &store,
+            &workspace,
+            &username,
+            role,
+            &password,
+            by,
+            first_admin,
+        ))
+    })
+    .await
+}
+
+/// The session a cookie names and its user, if both still exist. The role is read from the
+/// user, not the session, so a change applies at once.
+pub async fn signed_in(
+    state: &AppState,
+    cookie: String,
+) -> Result<Option<(Session, User)>, AppError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let Some(session) = store.session(&cookie)? else {
+            return Ok(None);
+        };
+        Ok::<_, StoreError>(store.user(&session.user_id)?.map(|user| (session, user)))
+    })
+    .await
+}
+
+/// The session a cookie names, if it still exists.
+pub async fn session(state: &AppState, cookie: String) -> Result<Option<Session>, AppError> {
+    let store = state.store.clone();
+    blocking(move || store.session(&cookie)).await
+}
+
+/// The workspace's users, by name.
+pub async fn list(state: &AppState, workspace: WorkspaceId) -> Result<Vec<User>, AppError> {
+    let store = state.store.clone();
+    let mut users = blocking(move || store.users(&workspace)).await?;
+    users.sort_by(|a, b| a.username.cmp(&b.username));
+    Ok(users)
+}
+
+/// Removes a user (and every session of theirs); never oneself.
+pub async fn delete(
+    state: &AppState,
+    workspace: WorkspaceId,
+    actor: Actor,
+    me: &UserId,
+    id: UserId,
+) -> Result<(), AppError> {
+    if &id == me {
+        return Err(AppError::conflict(
+            "You cannot remove your own account; ask another admin.",
+        ));
+    }
+    let audit = AuditEntry::new(&workspace, actor, "user.delete", "user", id.as_str());
+    let store = state.store.clone();
+    blocking(move || store.delete_user(workspace, id, audit)).await?;
+    Ok(())
+}
+
+/// A user's new role; not one's own (an admin demoting themselves by mistake could lock the
+/// workspace out of its admin pages), and never the last admin's (the store refuses).
+pub async fn change_role(
+    state: &AppState,
+    workspace: WorkspaceId,
+    actor: Actor,
+    me: &UserId,
+    id: UserId,
+    role: UserRole,
+) -> Result<(), AppError> {
+    if &id == me {
+        return Err(AppError::conflict(
+            "You cannot change your own role; ask another admin.",
+        ));
+    }
+    let audit = AuditEntry::new(&workspace, actor, "user.role", "user", id.as_str())
+        .after(serde_json::json!({"role": role}));
+    let store = state.store.clone();
+    blocking(move || store.update_user(workspace, id, UserChange::Role(role), audit)).await?;
+    Ok(())
+}
+
+/// Sets a new password for a user (a forgotten one, or one's own) and ends their sessions.
+pub async fn set_password(
+    state: &AppState,
+    workspace: WorkspaceId,
+    actor: Actor,
+    id: UserId,
+    password: String,
+) -> Result<(), AppError> {
+    check_password(&password)
+        .map_err(|e| AppError::validation(format!("The new password {e}.")))?;
+    let audit = AuditEntry::new(&workspace, actor, "user.password", "user", id.as_str())
+        .detail("password set by an admin; the user's sessions were ended");
+    let store = state.store.clone();
+    // Argon2id takes real CPU time: off the async threads, like the store write.
+    blocking(move || {
+        let hash = hash_password(&password).map_err(AppError::validation)?;
+        store
+            .update_user(workspace, id, UserChange::PasswordHash(hash), audit)
+            .map_err(AppError::from)
+    })
+    .await?;
+    Ok(())
+}
