@@ -65,6 +65,14 @@ pub async fn failing_since(
     blocking(move || store.rules_failing_since()).await
 }
 
+/// A rule's name for display, from memory; `(deleted rule)` once it is gone.
+pub fn name(state: &AppState, id: &RuleId) -> String {
+    state
+        .store
+        .cached_rule(id)
+        .map_or_else(|| "(deleted rule)".to_owned(), |r| r.name.clone())
+}
+
 pub async fn load(state: &AppState, workspace: WorkspaceId, id: RuleId) -> Result<Rule, AppError> {
     let store = state.store.clone();
     blocking(move || store.rule(&workspace, &id)).await

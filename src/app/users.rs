@@ -7,7 +7,7 @@ use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::time::now_ms;
 use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
 use crate::error::AppError;
-use crate::security::passwords::hash_password;
+use crate::security::passwords::{hash_password, verify_against_dummy, verify_password};
 use crate::store::{Store, StoreError, UserChange};
 
 /// Creates a user (UI, setup link or CLI): checks the name and password, hashes it, stores
@@ -170,4 +170,95 @@ pub async fn set_password(
     })
     .await?;
     Ok(())
+}
+
+/// How long a sign-in lasts. A working day: staff sign in once in the morning.
+pub const SESSION_MS: i64 = 12 * 3600 * 1000;
+
+/// The user whose name and password these are, or `None`; a failure is audited with the
+/// address it came from. Argon2 takes tens of milliseconds: off the async threads, and a
+/// name that does not exist costs the same as a wrong password.
+pub async fn sign_in(
+    state: &AppState,
+    username: String,
+    password: String,
+    from: Option<std::net::IpAddr>,
+) -> Result<Option<User>, AppError> {
+    let store = state.store.clone();
+    let lookup = username.clone();
+    let user = blocking(move || -> Result<Option<User>, StoreError> {
+        let user = store.user_by_name(&lookup)?;
+        match user {
+            Some(u) if verify_password(&password, &u.password_hash) => Ok(Some(u)),
+            Some(_) => Ok(None),
+            None => {
+                verify_against_dummy(&password);
+                Ok(None)
+            }
+        }
+    })
+    .await?;
+    if user.is_none() {
+        let audit = AuditEntry::new(
+            state.store.default_workspace(),
+            Actor::System,
+            "user.login_failed",
+            "user",
+            &username,
+        )
+        .detail(format!(
+            "wrong username or password for {username:?} from {}",
+            from.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
+        ));
+        state.store.audit(audit).await?;
+    }
+    Ok(user)
+}
+
+/// Stores a new session for `user` under `cookie` (audited as `action`) and returns it.
+pub async fn start_session(
+    state: &AppState,
+    user: &User,
+    action: &str,
+    cookie: String,
+    csrf: String,
+) -> Result<Session, AppError> {
+    let now = state.clock.now_ms();
+    let session = Session {
+        user_id: user.id.clone(),
+        csrf,
+        created_at: now,
+        expires_at: now + SESSION_MS,
+    };
+    let audit = AuditEntry::new(
+        &user.workspace_id,
+        Actor::user(user),
+        action,
+        "user",
+        user.id.as_str(),
+    );
+    let store = state.store.clone();
+    let stored = session.clone();
+    blocking(move || store.create_session(&cookie, stored, audit)).await?;
+    Ok(session)
+}
+
+/// Ends the session behind `cookie` (signing out), audited.
+pub async fn end_session(state: &AppState, user: &User, cookie: String) -> Result<(), AppError> {
+    let audit = AuditEntry::new(
+        &user.workspace_id,
+        Actor::user(user),
+        "user.logout",
+        "user",
+        user.id.as_str(),
+    );
+    let store = state.store.clone();
+    blocking(move || store.delete_session(&cookie, Some(audit))).await?;
+    Ok(())
+}
+
+/// How many users exist; none means the first-run setup link is live.
+pub async fn count(state: &AppState) -> Result<u64, AppError> {
+    let store = state.store.clone();
+    blocking(move || store.user_count()).await
 }

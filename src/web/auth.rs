@@ -14,16 +14,14 @@ use askama::Template;
 use subtle::ConstantTimeEq;
 
 use super::{Fields, Layout, WebError, render};
-use crate::app::{AppState, blocking, users};
-use crate::domain::audit::{Actor, AuditEntry};
+use crate::app::{AppState, users};
+use crate::domain::audit::Actor;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::now_ms;
 use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
-use crate::security::passwords::{verify_against_dummy, verify_password};
 use crate::store::{Store, StoreError};
 
-/// How long a sign-in lasts. A working day: staff sign in once in the morning.
-pub const SESSION_MS: i64 = 12 * 3600 * 1000;
+pub use crate::app::users::SESSION_MS;
 /// Failed sign-ins allowed per (username, address) in `LIMIT_WINDOW_MS`.
 pub const MAX_FAILURES: u32 = 5;
 pub const LIMIT_WINDOW_MS: i64 = 15 * 60 * 1000;
@@ -372,7 +370,7 @@ async fn login_page(
     state: web::Data<AppState>,
     query: web::Query<NextQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let no_users = user_count(&state).await? == 0;
+    let no_users = users::count(&state).await? == 0;
     let token = random_token();
     let page = LoginPage {
         l: Layout::new(&state, None, "", "Sign in"),
@@ -419,35 +417,9 @@ async fn login(
             ),
         );
     }
-    let store = state.store.clone();
-    let lookup = username.clone();
-    // Argon2 takes tens of milliseconds of CPU: off the async threads.
-    let user = blocking(move || -> Result<Option<User>, StoreError> {
-        let user = store.user_by_name(&lookup)?;
-        match user {
-            Some(u) if verify_password(&password, &u.password_hash) => Ok(Some(u)),
-            Some(_) => Ok(None),
-            None => {
-                verify_against_dummy(&password);
-                Ok(None)
-            }
-        }
-    })
-    .await?;
+    let user = users::sign_in(&state, username.clone(), password, ip).await?;
     let Some(user) = user else {
         ui.limiter.failed(&username, ip, now);
-        let audit = AuditEntry::new(
-            state.store.default_workspace(),
-            Actor::System,
-            "user.login_failed",
-            "user",
-            &username,
-        )
-        .detail(format!(
-            "wrong username or password for {username:?} from {}",
-            ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string())
-        ));
-        state.store.audit(audit).await?;
         return retry(
             StatusCode::UNAUTHORIZED,
             "That username and password do not match an account.".into(),
@@ -465,23 +437,7 @@ async fn start_session(
     next: &str,
 ) -> Result<HttpResponse, WebError> {
     let cookie = random_token();
-    let now = now_ms();
-    let session = Session {
-        user_id: user.id.clone(),
-        csrf: random_token(),
-        created_at: now,
-        expires_at: now + SESSION_MS,
-    };
-    let audit = AuditEntry::new(
-        &user.workspace_id,
-        Actor::user(user),
-        action,
-        "user",
-        user.id.as_str(),
-    );
-    let store = state.store.clone();
-    let value = cookie.clone();
-    blocking(move || store.create_session(&value, session, audit)).await?;
+    users::start_session(state, user, action, cookie.clone(), random_token()).await?;
     let name = session_cookie_name(state);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, next))
@@ -498,16 +454,7 @@ async fn logout(
     CsrfForm(_): CsrfForm,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let audit = AuditEntry::new(
-        me.workspace(),
-        me.actor(),
-        "user.logout",
-        "user",
-        me.user.id.as_str(),
-    );
-    let store = state.store.clone();
-    let cookie = me.cookie.clone();
-    blocking(move || store.delete_session(&cookie, Some(audit))).await?;
+    users::end_session(&state, &me.user, me.cookie.clone()).await?;
     let name = session_cookie_name(&state);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login?signed_out=1"))
@@ -531,15 +478,9 @@ struct SetupQuery {
     token: Option<String>,
 }
 
-/// How many users exist, read off the async threads.
-async fn user_count(state: &AppState) -> Result<u64, WebError> {
-    let store = state.store.clone();
-    Ok(blocking(move || store.user_count()).await?)
-}
-
 /// The setup link is only good while no user exists and with the token from the log.
 async fn check_setup(state: &AppState, ui: &UiState, token: &str) -> Result<(), WebError> {
-    if user_count(state).await? > 0 {
+    if users::count(state).await? > 0 {
         return Err(WebError::status(
             StatusCode::GONE,
             "Setup is already done",

@@ -309,10 +309,7 @@ async fn detail(
 ) -> Result<HttpResponse, WebError> {
     let id = parse_id(&path)?;
     let (d, attempts) = deliveries::get(&state, me.workspace().clone(), id).await?;
-    let rule_name = state
-        .store
-        .cached_rule(&d.rule_id)
-        .map_or_else(|| "(deleted rule)".to_owned(), |r| r.name.clone());
+    let rule_name = rules::name(&state, &d.rule_id);
     let flash = match query.done.as_deref() {
         Some("test") => Some("Test event sent once, without retries. The request and the receiver's answer are below.".to_owned()),
         Some("redeliver") => Some("Queued to be sent again. Reload in a moment to see the new attempt.".to_owned()),
