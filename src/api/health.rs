@@ -5,9 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::openapi::{Op, register};
-use crate::app::AppState;
-use crate::app::blocking;
-use crate::domain::time::now_ms;
+use crate::app::{AppState, health};
 use crate::error::AppError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -36,17 +34,8 @@ pub fn routes_table() -> Vec<Op> {
     )),
 )]
 async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let store = state.store.clone();
-    let open = blocking(move || store.open_count()).await?;
-    let (queued, oldest_due) = state.dispatcher.backlog();
+    health::refresh_backlog_gauges(&state).await?;
     let m = &state.metrics;
-    m.open_deliveries
-        .set(i64::try_from(open).unwrap_or(i64::MAX));
-    m.queued_deliveries
-        .set(i64::try_from(queued).unwrap_or(i64::MAX));
-    #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
-    let overdue = oldest_due.map_or(0.0, |due| (now_ms() - due).max(0) as f64 / 1000.0);
-    m.oldest_due_seconds.set(overdue);
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(m.render()))
@@ -98,21 +87,15 @@ struct Checks {
     ),
 )]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let store = state.store.clone();
-    let store_ok = blocking(move || store.ping()).await.is_ok();
-    let dispatcher_ok = state.dispatcher.is_healthy();
+    let r = health::readiness(&state).await;
     let body = Readiness {
-        status: if store_ok && dispatcher_ok {
-            "ready"
-        } else {
-            "not_ready"
-        },
+        status: if r.ready() { "ready" } else { "not_ready" },
         checks: Checks {
-            store: store_ok,
-            dispatcher: dispatcher_ok,
+            store: r.store,
+            dispatcher: r.dispatcher,
         },
     };
-    Ok(if store_ok && dispatcher_ok {
+    Ok(if r.ready() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

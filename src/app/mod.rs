@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod deliveries;
+pub mod health;
 pub mod intake;
 pub mod keys;
 pub mod overview;
