@@ -10,9 +10,10 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::delivery::client::HttpClient;
 use crate::delivery::dispatcher::{Dispatcher, Settings};
+use crate::delivery::http::HttpTransport;
 use crate::delivery::retry::RetryPolicy;
+use crate::delivery::transport::Transport;
 use crate::domain::time::Clock;
 use crate::routines::Routines;
 use crate::security::crypto::{Keyring, MasterKey};
@@ -28,8 +29,8 @@ pub struct AppState {
     pub policy: Arc<AddressPolicy>,
     pub master_key: MasterKey,
     pub retry: RetryPolicy,
-    /// For test sends from the API; the dispatcher's workers have their own.
-    pub client: HttpClient,
+    /// For test sends from the API; the dispatcher's workers have their own copies.
+    pub transport: Arc<dyn Transport>,
     pub metrics: Metrics,
     /// The routine scheduler's clock, so the API's `next_runs` agree with it.
     pub clock: Clock,
@@ -129,6 +130,7 @@ pub fn run_with_clock(
     ));
     let retry = RetryPolicy::from(&config.retry);
     let metrics = Metrics::default();
+    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&policy));
     let dispatcher = Dispatcher::start(
         store.clone(),
         Settings {
@@ -139,6 +141,8 @@ pub fn run_with_clock(
             disable_after: config.alerts.disable_after,
             stuck_after: config.alerts.dispatcher_stuck_after,
             metrics: metrics.clone(),
+            transport: Arc::clone(&transport),
+            clock: clock.clone(),
         },
     )
     .context("starting the dispatcher")?;
@@ -153,7 +157,7 @@ pub fn run_with_clock(
     );
     let ui_data = ui.clone();
     let state = web::Data::new(AppState {
-        client: HttpClient::new(&policy),
+        transport,
         config: Arc::new(config),
         store: store.clone(),
         dispatcher: dispatcher.clone(),

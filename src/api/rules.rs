@@ -7,8 +7,9 @@ use serde_json::{Map, Value, json};
 use super::deliveries::delivery_json;
 use super::event_types::entry as catalog_entry;
 use super::{AdminKey, JsonBody, OptionalJsonBody, blocking, from_value, list_response};
-use crate::delivery::attempt::{PrepareError, PreparedRequest, perform, prepare, template_failure};
-use crate::delivery::dispatcher::next_state;
+use crate::delivery::attempt::{
+    Env, PrepareError, PreparedRequest, perform, prepare, template_failure,
+};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::catalog::{Entry, types_to_check};
 use crate::domain::condition::Subject;
@@ -680,23 +681,34 @@ pub async fn send_test(
         next_attempt_at: None,
         condition_error: None,
     };
-    let (client, policy, store_bodies) = (
-        state.client.clone(),
+    let (transport, policy, retry, clock, store_bodies) = (
+        state.transport.clone(),
         state.policy.clone(),
+        state.retry.clone(),
+        state.clock.clone(),
         state.config.logs.store_bodies,
     );
+    let pending = delivery.clone();
     // A test is sent whatever the rule's condition says (the preview shows its verdict): it
     // checks the receiver, not the filter.
-    let result = match request {
-        Ok(request) => {
-            web::block(move || perform(&client, &rule, &request, 1, &policy, store_bodies)).await?
+    let judged = web::block(move || {
+        let env = Env {
+            transport: &*transport,
+            policy: &policy,
+            retry: &retry,
+            clock: &clock,
+            store_bodies,
+        };
+        match request {
+            Ok(request) => perform(&env, &rule, &request, &pending),
+            Err(e) => template_failure(&env, &rule, &pending, &e),
         }
-        Err(e) => template_failure(&rule, 1, &e),
-    };
-    // attempts_left is 1, so the outcome is final: a test is never retried.
-    let outcome = next_state(&state.retry, &delivery, &result.attempt, None);
-    let delivery = delivery.advanced(1, outcome, now_ms());
-    let attempt = result.attempt;
+    })
+    .await?;
+    // attempts_left is 1, so the verdict is final: a test is never retried (nor is its rule
+    // deactivated by a 410).
+    let delivery = delivery.advanced(1, judged.verdict.next_state(), state.clock.now_ms());
+    let attempt = judged.attempt;
     state
         .store
         .insert_test_delivery(event, delivery.clone(), attempt.clone())
