@@ -18,7 +18,7 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{EventId, RuleId};
 use crate::domain::intake::deliveries_for;
 use crate::domain::rule::{ROUTINE_FIRED, Rule};
-use crate::domain::time::{Clock, now_ms, to_rfc3339};
+use crate::domain::time::{Clock, to_rfc3339};
 use crate::store::{IngestOutcome, NewEvent, Store, StoreError};
 
 /// Longest the thread sleeps without looking again, so new or edited routines, a manual
@@ -120,7 +120,7 @@ impl Scheduler {
     }
 
     fn fire(&self, rule: &Arc<Rule>, slot: i64) -> Result<(), StoreError> {
-        let received_at = now_ms();
+        let received_at = self.clock.now_ms();
         let event = Event {
             id: EventId::generate(received_at),
             workspace_id: rule.workspace_id.clone(),

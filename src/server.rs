@@ -15,6 +15,7 @@ use crate::delivery::http::HttpTransport;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::transport::Transport;
 use crate::domain::time::Clock;
+use crate::retention::Retention;
 use crate::routines::Routines;
 use crate::security::crypto::{Keyring, MasterKey};
 use crate::security::ssrf::AddressPolicy;
@@ -32,7 +33,7 @@ pub struct AppState {
     /// For test sends from the API; the dispatcher's workers have their own copies.
     pub transport: Arc<dyn Transport>,
     pub metrics: Metrics,
-    /// The routine scheduler's clock, so the API's `next_runs` agree with it.
+    /// The clock the dispatcher, routines and retention read, so the API agrees with them.
     pub clock: Clock,
 }
 
@@ -107,7 +108,8 @@ pub fn run_with_key(
     run_with_clock(config, listener, env_key, Clock::system())
 }
 
-/// `run_with_key` with the clock the routine scheduler reads (tests drive it by hand).
+/// `run_with_key` with the clock the dispatcher, routines and retention read (tests drive it
+/// by hand).
 pub fn run_with_clock(
     config: Config,
     listener: TcpListener,
@@ -195,7 +197,7 @@ pub fn run_with_clock(
             })
         })?;
     let server = rx.recv().context("the HTTP server did not start")?;
-    let retention = Retention::start(store.clone(), retention_days);
+    let retention = Retention::start(store.clone(), retention_days, clock.clone());
     let routines = Routines::start(store.clone(), dispatcher.clone(), max_attempts, clock)
         .context("starting the routine scheduler")?;
     Ok(AppHandle {
@@ -223,54 +225,6 @@ fn log_start(config: &Config, listener: &TcpListener) {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     if !config.is_development() && !loopback && config.tls.cert.is_empty() {
         tracing::warn!(listen = %addr, "listening on a non-loopback address without TLS: API keys and event data cross the network unencrypted; set tls.cert and tls.key or put a TLS proxy in front");
-    }
-}
-
-/// How often the delivery log is pruned (and once at start).
-const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// The background thread that prunes delivery logs older than `logs.retention_days`.
-struct Retention {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Retention {
-    fn start(store: Store, days: u32) -> Self {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("retention".into())
-            .spawn(move || {
-                loop {
-                    let cutoff = crate::domain::time::now_ms() - i64::from(days) * 86_400_000;
-                    match store.prune_before(cutoff) {
-                        Ok((0, 0)) => {}
-                        Ok((deliveries, events)) => {
-                            tracing::info!(deliveries, events, days, "pruned the delivery log");
-                        }
-                        Err(e) => tracing::error!(error = %e, "pruning the delivery log failed"),
-                    }
-                    // A message or a dropped sender both mean: stop.
-                    if !matches!(
-                        stopped.recv_timeout(PRUNE_EVERY),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                    ) {
-                        return;
-                    }
-                }
-            })
-            .ok();
-        Self {
-            stop: Some(stop),
-            thread,
-        }
-    }
-
-    fn stop(&mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::{AdminKey, AnyKey, blocking, parse_json};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
 use crate::domain::intake::deliveries_for;
-use crate::domain::time::{now_ms, parse_rfc3339, to_rfc3339};
+use crate::domain::time::{parse_rfc3339, to_rfc3339};
 use crate::error::ApiError;
 use crate::server::AppState;
 use crate::store::{IngestOutcome, NewEvent};
@@ -83,7 +83,7 @@ async fn ingest(
     };
     check_data(&data).map_err(ApiError::validation)?;
     let idempotency_key = idempotency_key(&req, input.idempotency_key)?;
-    let received_at = now_ms();
+    let received_at = state.clock.now_ms();
     let occurred_at = match input.occurred_at.as_deref() {
         None => received_at,
         Some(s) => parse_rfc3339(s).ok_or_else(|| {
