@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod retention;
 pub mod routines;
 pub mod security;
 pub mod server;

@@ -17,7 +17,7 @@ use crate::app::intake::{Accepted, Intake, Recipients};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{EventId, RuleId};
 use crate::domain::rule::{ROUTINE_FIRED, Rule};
-use crate::domain::time::{Clock, now_ms, to_rfc3339};
+use crate::domain::time::{Clock, to_rfc3339};
 use crate::store::{Store, StoreError};
 
 /// Longest the thread sleeps without looking again, so new or edited routines, a manual
@@ -112,7 +112,7 @@ impl Scheduler {
     }
 
     fn fire(&self, rule: &Arc<Rule>, slot: i64) -> Result<(), StoreError> {
-        let received_at = now_ms();
+        let received_at = self.clock.now_ms();
         let event = Event {
             id: EventId::generate(received_at),
             workspace_id: rule.workspace_id.clone(),

@@ -12,10 +12,12 @@ use anyhow::Context;
 use crate::app::AppState;
 use crate::app::intake::Intake;
 use crate::config::Config;
-use crate::delivery::client::HttpClient;
 use crate::delivery::dispatcher::{Dispatcher, Settings};
+use crate::delivery::http::HttpTransport;
 use crate::delivery::retry::RetryPolicy;
+use crate::delivery::transport::Transport;
 use crate::domain::time::Clock;
+use crate::retention::Retention;
 use crate::routines::Routines;
 use crate::security::crypto::Keyring;
 use crate::security::ssrf::AddressPolicy;
@@ -93,7 +95,8 @@ pub fn run_with_key(
     run_with_clock(config, listener, env_key, Clock::system())
 }
 
-/// `run_with_key` with the clock the routine scheduler reads (tests drive it by hand).
+/// `run_with_key` with the clock the dispatcher, routines and retention read (tests drive it
+/// by hand).
 pub fn run_with_clock(
     config: Config,
     listener: TcpListener,
@@ -116,6 +119,7 @@ pub fn run_with_clock(
     ));
     let retry = RetryPolicy::from(&config.retry);
     let metrics = Metrics::default();
+    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&policy));
     let dispatcher = Dispatcher::start(
         store.clone(),
         Settings {
@@ -126,6 +130,8 @@ pub fn run_with_clock(
             disable_after: config.alerts.disable_after,
             stuck_after: config.alerts.dispatcher_stuck_after,
             metrics: metrics.clone(),
+            transport: Arc::clone(&transport),
+            clock: clock.clone(),
         },
     )
     .context("starting the dispatcher")?;
@@ -148,7 +154,7 @@ pub fn run_with_clock(
     );
     let state = web::Data::new(AppState {
         intake: intake.clone(),
-        client: HttpClient::new(&policy),
+        transport,
         config: Arc::new(config),
         store: store.clone(),
         dispatcher: dispatcher.clone(),
@@ -186,7 +192,7 @@ pub fn run_with_clock(
             })
         })?;
     let server = rx.recv().context("the HTTP server did not start")?;
-    let retention = Retention::start(store.clone(), retention_days);
+    let retention = Retention::start(store.clone(), retention_days, clock.clone());
     let routines =
         Routines::start(store.clone(), intake, clock).context("starting the routine scheduler")?;
     Ok(AppHandle {
@@ -214,54 +220,6 @@ fn log_start(config: &Config, listener: &TcpListener) {
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     if !config.is_development() && !loopback && config.tls.cert.is_empty() {
         tracing::warn!(listen = %addr, "listening on a non-loopback address without TLS: API keys and event data cross the network unencrypted; set tls.cert and tls.key or put a TLS proxy in front");
-    }
-}
-
-/// How often the delivery log is pruned (and once at start).
-const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// The background thread that prunes delivery logs older than `logs.retention_days`.
-struct Retention {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Retention {
-    fn start(store: Store, days: u32) -> Self {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("retention".into())
-            .spawn(move || {
-                loop {
-                    let cutoff = crate::domain::time::now_ms() - i64::from(days) * 86_400_000;
-                    match store.prune_before(cutoff) {
-                        Ok((0, 0)) => {}
-                        Ok((deliveries, events)) => {
-                            tracing::info!(deliveries, events, days, "pruned the delivery log");
-                        }
-                        Err(e) => tracing::error!(error = %e, "pruning the delivery log failed"),
-                    }
-                    // A message or a dropped sender both mean: stop.
-                    if !matches!(
-                        stopped.recv_timeout(PRUNE_EVERY),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                    ) {
-                        return;
-                    }
-                }
-            })
-            .ok();
-        Self {
-            stop: Some(stop),
-            thread,
-        }
-    }
-
-    fn stop(&mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -6,8 +6,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{AppState, blocking, catalog};
-use crate::delivery::attempt::{PrepareError, PreparedRequest, perform, prepare, template_failure};
-use crate::delivery::dispatcher::next_state;
+use crate::delivery::attempt::{
+    Env, PrepareError, PreparedRequest, perform, prepare, template_failure,
+};
 use crate::domain::catalog::Entry;
 use crate::domain::condition::Subject;
 use crate::domain::delivery::{Attempt, Delivery};
@@ -138,24 +139,32 @@ pub async fn send_test(
         request,
         ..
     } = sample(state, workspace.clone(), id, req).await?;
-    let (client, policy, store_bodies) = (
-        state.client.clone(),
+    let (transport, policy, retry, clock, store_bodies) = (
+        state.transport.clone(),
         state.policy.clone(),
+        state.retry.clone(),
+        state.clock.clone(),
         state.config.logs.store_bodies,
     );
-    let result = match request {
-        Ok(request) => {
-            blocking(move || {
-                Ok::<_, AppError>(perform(&client, &rule, &request, 1, &policy, store_bodies))
-            })
-            .await?
-        }
-        Err(e) => template_failure(&rule, 1, &e),
-    };
-    // attempts_left is 1, so the outcome is final: a test is never retried.
-    let outcome = next_state(&state.retry, &delivery, &result.attempt, None);
-    let delivery = delivery.advanced(1, outcome, state.clock.now_ms());
-    let attempt = result.attempt;
+    let pending = delivery.clone();
+    let judged = blocking(move || {
+        let env = Env {
+            transport: &*transport,
+            policy: &policy,
+            retry: &retry,
+            clock: &clock,
+            store_bodies,
+        };
+        Ok::<_, AppError>(match request {
+            Ok(request) => perform(&env, &rule, &request, &pending),
+            Err(e) => template_failure(&env, &rule, &pending, &e),
+        })
+    })
+    .await?;
+    // attempts_left is 1, so the verdict is final: a test is never retried (nor is its rule
+    // deactivated by a 410).
+    let delivery = delivery.advanced(1, judged.verdict.next_state(), state.clock.now_ms());
+    let attempt = judged.attempt;
     state
         .store
         .insert_test_delivery(event, delivery.clone(), attempt.clone())

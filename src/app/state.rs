@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use super::intake::Intake;
 use crate::config::Config;
-use crate::delivery::client::HttpClient;
 use crate::delivery::dispatcher::Dispatcher;
 use crate::delivery::retry::RetryPolicy;
+use crate::delivery::transport::Transport;
 use crate::domain::time::Clock;
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
@@ -23,9 +23,9 @@ pub struct AppState {
     pub policy: Arc<AddressPolicy>,
     pub master_key: MasterKey,
     pub retry: RetryPolicy,
-    /// For test sends; the dispatcher's workers have their own.
-    pub client: HttpClient,
+    /// For test sends; the dispatcher's workers have their own copies.
+    pub transport: Arc<dyn Transport>,
     pub metrics: Metrics,
-    /// The one clock: the routine scheduler's, so `next_runs` agree with it.
+    /// The one clock the dispatcher, routines and retention read, so the API agrees with them.
     pub clock: Clock,
 }

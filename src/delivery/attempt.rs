@@ -1,18 +1,26 @@
-//! One attempt: build the signed request for (event, rule), send it, and turn the outcome into
-//! the logged `Attempt` with secret header values and signatures redacted.
+//! One attempt: build the signed request for (event, rule) — transport-neutral — send it
+//! through the `Transport`, and have `outcome` judge it into the logged `Attempt` (secret
+//! header values and signatures redacted) and a verdict.
 
 use std::time::Duration;
 
-use crate::delivery::client::{HttpClient, OutgoingRequest, user_agent};
+use crate::delivery::outcome::{Judged, Record, Round, judge};
+use crate::delivery::retry::RetryPolicy;
 use crate::delivery::signing::{is_signature_header, signature_headers};
-use crate::domain::delivery::{Attempt, ErrorKind, LoggedRequest, LoggedResponse};
+use crate::delivery::transport::{Failure, SendOptions, Sent, Transport};
+use crate::domain::delivery::{Delivery, ErrorKind, LoggedRequest};
 use crate::domain::event::Event;
 use crate::domain::payload::{self, Context};
 use crate::domain::rule::{MASK, Rule};
 use crate::domain::template::TemplateError;
-use crate::domain::time::now_ms;
+use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, MasterKey, Secret};
 use crate::security::ssrf::{AddressPolicy, UrlProblem};
+
+/// The User-Agent every request carries.
+pub fn user_agent() -> String {
+    format!("tidings/{}", env!("CARGO_PKG_VERSION"))
+}
 
 /// A request ready to send: every header in clear, as it goes on the wire.
 #[derive(Debug, Clone)]
@@ -110,113 +118,81 @@ impl PreparedRequest {
     }
 }
 
-/// What an attempt leaves for the retry decision besides the log entry.
-#[derive(Debug)]
-pub struct AttemptResult {
-    pub attempt: Attempt,
-    /// The receiver's Retry-After on a 429 or 503.
-    pub retry_after: Option<Duration>,
+/// What sending an attempt needs from around it: the same for every attempt a dispatcher
+/// worker (or the API's test send) makes.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub transport: &'a dyn Transport,
+    pub policy: &'a AddressPolicy,
+    pub retry: &'a RetryPolicy,
+    pub clock: &'a Clock,
+    /// `logs.store_bodies`.
+    pub store_bodies: bool,
 }
 
-/// Sends a prepared request (unless the rule's URL is not allowed now) and logs the outcome.
+impl Env<'_> {
+    fn round(&self, delivery: &Delivery) -> Round<'_> {
+        Round {
+            retry: self.retry,
+            attempts_left: delivery.attempts_left,
+            jitter: rand::random::<f64>(),
+        }
+    }
+}
+
+/// Makes the next attempt of `delivery`: sends the prepared request through the transport
+/// (unless the rule's URL is not allowed now) and judges the outcome.
 pub fn perform(
-    client: &HttpClient,
+    env: &Env<'_>,
     rule: &Rule,
     request: &PreparedRequest,
-    number: u32,
-    policy: &AddressPolicy,
-    store_bodies: bool,
-) -> AttemptResult {
-    let started_at = now_ms();
-    let logged = request.logged(store_bodies);
-    let attempt =
-        |duration_ms, status_code, error: Option<(ErrorKind, String)>, response| Attempt {
-            number,
-            started_at,
-            duration_ms,
-            status_code,
-            error_kind: error.as_ref().map(|e| e.0),
-            error: error.map(|e| e.1),
-            request: logged.clone(),
-            response,
-        };
-    if let Some(problem) = rule.url_problem(policy) {
-        return AttemptResult {
-            attempt: attempt(
-                0,
-                None,
-                Some((blocked_kind(&problem), problem.to_string())),
-                None,
-            ),
-            retry_after: None,
-        };
-    }
-    let (outcome, elapsed) = client.send(&OutgoingRequest {
-        url: &request.url,
-        method: request.method,
-        headers: &request.headers,
-        body: &request.body,
-        timeout: Duration::from_millis(u64::from(rule.webhook.timeout_ms)),
-        tls_verify: rule.webhook.tls_verify,
-    });
-    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    match outcome {
-        Ok(received) => {
-            let status = received.status;
-            let retry_after = matches!(status, 429 | 503)
-                .then(|| retry_after(&received.headers))
-                .flatten();
-            let error = (!(200..300).contains(&status)).then(|| {
-                let message = if (300..400).contains(&status) {
-                    format!("the receiver answered {status}, a redirect; tidings does not follow redirects, so point the rule at the final URL")
-                } else {
-                    format!("the receiver answered {status}")
-                };
-                (ErrorKind::HttpStatus, message)
-            });
-            let response = LoggedResponse {
-                status,
-                headers: received.headers,
-                body: store_bodies.then(|| String::from_utf8_lossy(&received.body).into_owned()),
-                truncated: received.truncated,
-            };
-            AttemptResult {
-                attempt: attempt(duration_ms, Some(status), error, Some(response)),
-                retry_after,
-            }
-        }
-        Err(failure) => AttemptResult {
-            attempt: attempt(
-                duration_ms,
-                None,
-                Some((failure.kind, failure.message)),
-                None,
-            ),
-            retry_after: None,
+    delivery: &Delivery,
+) -> Judged {
+    let record = Record {
+        number: delivery.attempts + 1,
+        started_at: env.clock.now_ms(),
+        request: request.logged(env.store_bodies),
+        store_bodies: env.store_bodies,
+    };
+    let sent = match rule.url_problem(env.policy) {
+        Some(problem) => Sent {
+            result: Err(Failure {
+                kind: blocked_kind(&problem),
+                message: problem.to_string(),
+            }),
+            elapsed: Duration::ZERO,
         },
-    }
+        None => env.transport.send(request, &SendOptions::of(rule)),
+    };
+    judge(sent, record, &env.round(delivery))
 }
 
-/// The logged attempt for a body template that failed to render: no request was sent.
-pub fn template_failure(rule: &Rule, number: u32, error: &TemplateError) -> AttemptResult {
-    AttemptResult {
-        attempt: Attempt {
-            number,
-            started_at: now_ms(),
-            duration_ms: 0,
-            status_code: None,
-            error_kind: Some(ErrorKind::TemplateError),
-            error: Some(format!("the body template failed: {error}")),
-            request: LoggedRequest {
-                url: rule.webhook.url.clone(),
-                method: rule.webhook.method.as_str().to_owned(),
-                headers: Vec::new(),
-                body: None,
-            },
-            response: None,
+/// The next attempt of `delivery` when its body template failed to render: nothing is sent.
+pub fn template_failure(
+    env: &Env<'_>,
+    rule: &Rule,
+    delivery: &Delivery,
+    error: &TemplateError,
+) -> Judged {
+    let record = Record {
+        number: delivery.attempts + 1,
+        started_at: env.clock.now_ms(),
+        request: LoggedRequest {
+            url: rule.webhook.url.clone(),
+            method: rule.webhook.method.as_str().to_owned(),
+            headers: Vec::new(),
+            body: None,
         },
-        retry_after: None,
-    }
+        store_bodies: env.store_bodies,
+    };
+    let sent = Sent {
+        result: Err(Failure {
+            kind: ErrorKind::TemplateError,
+            message: format!("the body template failed: {error}"),
+        }),
+        elapsed: Duration::ZERO,
+    };
+    judge(sent, record, &env.round(delivery))
 }
 
 /// A blocked address (literal IP, localhost name) is an SSRF block; a scheme or URL-form
@@ -225,39 +201,5 @@ fn blocked_kind(problem: &UrlProblem) -> ErrorKind {
     match problem {
         UrlProblem::BlockedAddress(_) | UrlProblem::LocalName(_) => ErrorKind::SsrfBlocked,
         _ => ErrorKind::WebhookUrlBlocked,
-    }
-}
-
-/// Retry-After as seconds or an HTTP date.
-fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
-    let value = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))?
-        .1
-        .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        let h = |v: &str| vec![("Retry-After".to_owned(), v.to_owned())];
-        assert_eq!(retry_after(&h("120")), Some(Duration::from_secs(120)));
-        assert_eq!(
-            retry_after(&h("Wed, 21 Oct 2015 07:28:00 GMT")),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after(&h("soon")), None);
-        assert_eq!(retry_after(&[]), None);
     }
 }

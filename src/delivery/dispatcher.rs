@@ -9,13 +9,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::delivery::attempt::{PrepareError, perform, prepare, template_failure};
-use crate::delivery::client::HttpClient;
+use crate::delivery::attempt::{Env, PrepareError, perform, prepare, template_failure};
+use crate::delivery::outcome::{Judged, Verdict};
 use crate::delivery::retry::RetryPolicy;
-use crate::domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus, ErrorKind};
+use crate::delivery::transport::Transport;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
-use crate::domain::time::{now_ms, to_rfc3339};
+use crate::domain::time::{Clock, to_rfc3339};
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::{DueDelivery, Store};
@@ -24,6 +25,7 @@ use crate::telemetry::Metrics;
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
 pub const WORKERS: usize = 32;
 /// The longest a waiting worker sleeps without re-checking, so shutdown and health stay prompt.
+/// (A manual clock wakes the workers whenever it moves.)
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// What the dispatcher needs besides the store.
@@ -39,6 +41,10 @@ pub struct Settings {
     /// (`alerts.dispatcher_stuck_after`).
     pub stuck_after: Duration,
     pub metrics: Metrics,
+    /// How attempts reach receivers; each worker sends through its own `for_worker` copy.
+    pub transport: Arc<dyn Transport>,
+    /// Every time the dispatcher stamps or waits for: attempts, retries, health.
+    pub clock: Clock,
 }
 
 #[derive(Default)]
@@ -78,13 +84,22 @@ impl Dispatcher {
         let failing_since = Mutex::new(store.rules_failing_since()?);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
-                last_progress_ms: now_ms(),
+                last_progress_ms: settings.clock.now_ms(),
                 ..Queue::default()
             }),
             wake: Condvar::new(),
             store,
             settings,
             failing_since,
+        });
+        // Waiting workers wake when a manual clock moves, so a delivery it made due goes out
+        // now rather than at their next re-check.
+        let watched = Arc::downgrade(&shared);
+        shared.settings.clock.on_move(move || {
+            watched.upgrade().is_some_and(|shared| {
+                shared.clock_moved();
+                true
+            })
         });
         if !open.is_empty() {
             tracing::info!(count = open.len(), "resuming open deliveries");
@@ -135,7 +150,7 @@ impl Dispatcher {
         if q.shutdown {
             return false;
         }
-        let now = now_ms();
+        let now = self.shared.settings.clock.now_ms();
         let oldest_due = q.due.peek().map(|Reverse((due, ..))| *due);
         let overdue = oldest_due.is_some_and(|due| now - due > stuck_after);
         !(overdue && now - q.last_progress_ms > stuck_after)
@@ -200,7 +215,7 @@ impl Shared {
             if q.shutdown {
                 return None;
             }
-            let now = now_ms();
+            let now = self.settings.clock.now_ms();
             while let Some(Reverse((due, ..))) = q.due.peek() {
                 if *due > now {
                     break;
@@ -225,10 +240,17 @@ impl Shared {
         }
     }
 
+    /// Wakes every waiting worker to look at the time again. Taking the lock first means a
+    /// worker that read the time before the move is already waiting, so it hears this.
+    fn clock_moved(&self) {
+        drop(self.lock());
+        self.wake.notify_all();
+    }
+
     /// Frees the rule's slot and lets the next parked delivery of that rule go.
     fn finish(&self, rule: &RuleId) {
         let mut q = self.lock();
-        q.last_progress_ms = now_ms();
+        q.last_progress_ms = self.settings.clock.now_ms();
         if let Some(n) = q.in_flight.get_mut(rule) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -250,11 +272,11 @@ impl Shared {
 }
 
 fn worker(shared: &Arc<Shared>) {
-    let client = HttpClient::new(&shared.settings.policy);
+    let transport = shared.settings.transport.for_worker();
     while let Some((id, rule_id)) = shared.next_job() {
         // A panic must not take the worker, or the rule's concurrency slot, with it.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            deliver(shared, &client, &id, &rule_id)
+            deliver(shared, &*transport, &id, &rule_id)
         }));
         match outcome {
             Ok(Ok(())) => {}
@@ -270,7 +292,7 @@ fn worker(shared: &Arc<Shared>) {
 
 fn deliver(
     shared: &Arc<Shared>,
-    client: &HttpClient,
+    transport: &dyn Transport,
     id: &DeliveryId,
     rule_id: &RuleId,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -291,45 +313,39 @@ fn deliver(
         }
     };
     let workspace_name = store.workspace_name(&event.workspace_id)?;
-    let number = delivery.attempts + 1;
-    let result = match prepare(
+    let env = Env {
+        transport,
+        policy: &settings.policy,
+        retry: &settings.retry,
+        clock: &settings.clock,
+        store_bodies: settings.store_bodies,
+    };
+    let Judged { attempt, verdict } = match prepare(
         &rule,
         &event,
         &workspace_name,
         id.as_str(),
         &settings.master_key,
-        now_ms(),
+        settings.clock.now_ms(),
     ) {
-        Ok(request) => perform(
-            client,
-            &rule,
-            &request,
-            number,
-            &settings.policy,
-            settings.store_bodies,
-        ),
-        Err(PrepareError::Template(e)) => template_failure(&rule, number, &e),
+        Ok(request) => perform(&env, &rule, &request, &delivery),
+        Err(PrepareError::Template(e)) => template_failure(&env, &rule, &delivery, &e),
         Err(PrepareError::Crypto(e)) => {
             // A secret that does not decrypt cannot sign; retrying will not change that.
             return Err(Box::new(e));
         }
     };
-    let outcome = next_state(
-        &settings.retry,
-        &delivery,
-        &result.attempt,
-        result.retry_after,
-    );
-    if result.attempt.status_code == Some(410) {
+    if verdict == Verdict::Gone {
         let reason = format!(
             "deactivated after the receiver answered 410 Gone to delivery {} at {}",
             delivery.id,
-            to_rfc3339(result.attempt.started_at)
+            to_rfc3339(attempt.started_at)
         );
         deactivate(store, &rule, reason);
     } else {
-        track_failing(shared, &rule, &result.attempt);
+        track_failing(shared, &rule, &attempt);
     }
+    let outcome = verdict.next_state();
     let retry = outcome.next_attempt_at.map(|due| DueDelivery {
         id: id.clone(),
         rule_id: rule_id.clone(),
@@ -337,58 +353,19 @@ fn deliver(
     });
     let shared_after = Arc::clone(shared);
     let delivery_id = id.clone();
-    let updated = delivery.advanced(result.attempt.number, outcome, now_ms());
+    let updated = delivery.advanced(attempt.number, outcome, settings.clock.now_ms());
     #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
-    let seconds = result.attempt.duration_ms as f64 / 1000.0;
+    let seconds = attempt.duration_ms as f64 / 1000.0;
     settings
         .metrics
         .attempt(updated.status.as_str(), rule_id.as_str(), seconds);
-    store.record_attempt(&updated, &result.attempt, move |r| match r {
+    store.record_attempt(&updated, &attempt, move |r| match r {
         Ok(()) => shared_after.enqueue(retry),
         Err(e) => {
             tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");
         }
     });
     Ok(())
-}
-
-/// The delivery's state after an attempt: done, failed for good, or retrying at a time.
-pub fn next_state(
-    retry: &RetryPolicy,
-    delivery: &Delivery,
-    attempt: &Attempt,
-    retry_after: Option<Duration>,
-) -> AttemptOutcome {
-    let left = delivery.attempts_left.saturating_sub(1);
-    let done = |status| AttemptOutcome {
-        status,
-        next_attempt_at: None,
-        attempts_left: 0,
-    };
-    if attempt.succeeded() {
-        return done(DeliveryStatus::Succeeded);
-    }
-    match attempt.error_kind {
-        Some(ErrorKind::WebhookUrlBlocked | ErrorKind::SsrfBlocked) => {
-            return done(DeliveryStatus::Blocked);
-        }
-        Some(kind) if !kind.is_retryable() => return done(DeliveryStatus::Failed),
-        _ => {}
-    }
-    // 410 Gone: the receiver says it is gone for good; retrying would only repeat that.
-    if attempt.status_code == Some(410) || left == 0 {
-        return done(DeliveryStatus::Failed);
-    }
-    // Position in the automatic schedule: 1 after the first attempt, and so on.
-    let nth = retry.max_attempts.saturating_sub(left);
-    let delay = retry.delay_after(nth, rand::random::<f64>(), retry_after);
-    AttemptOutcome {
-        status: DeliveryStatus::Retrying,
-        next_attempt_at: Some(
-            attempt.started_at + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
-        ),
-        attempts_left: left,
-    }
 }
 
 /// Keeps each rule's failing clock: started by a failed attempt, cleared by a success, and a

@@ -1,9 +1,12 @@
-//! Getting webhooks out: the retry policy, signatures, one attempt over HTTP, and the
-//! dispatcher that feeds worker threads from the durable queue.
+//! Getting webhooks out: the retry policy, signatures, building one attempt, the transport
+//! that sends it (HTTP today), the one place that judges what came back, and the dispatcher
+//! that feeds worker threads from the durable queue.
 
 pub mod attempt;
-pub mod client;
 pub mod dispatcher;
+pub mod http;
+pub mod outcome;
 pub mod retry;
 pub mod signing;
+pub mod transport;
 pub mod verify;

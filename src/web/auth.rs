@@ -17,7 +17,6 @@ use super::{Fields, Layout, WebError, render};
 use crate::app::{AppState, users};
 use crate::domain::audit::Actor;
 use crate::domain::ids::WorkspaceId;
-use crate::domain::time::now_ms;
 use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
 use crate::store::{Store, StoreError};
 
@@ -395,7 +394,7 @@ async fn login(
     let password = fields.get("password").to_owned();
     let next = safe_next(fields.get("next"));
     let ip = req.peer_addr().map(|a| a.ip());
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let retry = |status: StatusCode, error: String| {
         let token = random_token();
         let page = LoginPage {

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::app::{spawn_app, spawn_app_with, wait_until};
+use tidings::domain::time::{Clock, now_ms};
+
+use crate::support::app::{spawn_app, spawn_app_with, spawn_app_with_clock, wait_until};
 use crate::support::receiver::{Reply, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -674,10 +676,14 @@ fn a_deleted_rule_delivers_nothing_more() {
 
 #[test]
 fn a_rule_failing_for_disable_after_is_deactivated() {
-    let app = spawn_app_with(|c| {
-        c.alerts.disable_after = Duration::from_secs(1);
-        c.retry.max_attempts = 1;
-    });
+    let clock = Clock::manual(now_ms());
+    let app = spawn_app_with_clock(
+        |c| {
+            c.alerts.disable_after = Duration::from_secs(1);
+            c.retry.max_attempts = 1;
+        },
+        clock.clone(),
+    );
     let receiver = TestReceiver::start();
     receiver.set_default(Reply::status(500));
     let rule = app.create_rule(&receiver.url("/"), &["ping"]);
@@ -692,7 +698,7 @@ fn a_rule_failing_for_disable_after_is_deactivated() {
         "active",
         "one failure is not enough"
     );
-    std::thread::sleep(Duration::from_millis(1100));
+    clock.advance(1100);
     let second = app.ingest(&json!({"type": "ping"})).body["id"]
         .as_str()
         .unwrap()
@@ -713,4 +719,42 @@ fn a_rule_failing_for_disable_after_is_deactivated() {
     let on = app.send("PATCH", &path, &json!({"active": true}));
     assert_eq!(on.body["status"], "active");
     assert_eq!(on.body["status_reason"], Value::Null);
+}
+
+#[test]
+fn retries_wait_for_the_clock_the_app_runs_on() {
+    let clock = Clock::manual(now_ms());
+    let app = spawn_app_with_clock(
+        |c| {
+            c.retry.base_delay = Duration::from_secs(60);
+            c.retry.max_delay = Duration::from_secs(60);
+        },
+        clock.clone(),
+    );
+    let receiver = TestReceiver::start();
+    receiver.reply_sequence(vec![Reply::status(500)]);
+    app.create_rule(&receiver.url("/"), &["ping"]);
+    let event = app.ingest(&json!({"type": "ping"})).body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    receiver.wait_for(1, WAIT);
+    // Longer than a worker's longest wait: the retry is a minute away on a clock that stands.
+    assert_eq!(receiver.expect_quiet(Duration::from_millis(1500)), 1);
+    clock.advance(59_000);
+    assert_eq!(receiver.expect_quiet(Duration::from_millis(300)), 1);
+    clock.advance(1_000);
+    receiver.wait_for(2, WAIT);
+    let d = app.wait_settled(&event, WAIT).remove(0);
+    assert_eq!(d["status"], "succeeded");
+    let full = app.delivery(d["id"].as_str().unwrap());
+    let started = |i: usize| {
+        tidings::domain::time::parse_rfc3339(full["attempts"][i]["started_at"].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(
+        started(1) - started(0),
+        60_000,
+        "attempts are stamped by the clock"
+    );
 }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tidings::domain::time::now_ms;
+use tidings::domain::time::{Clock, now_ms};
 
-use crate::support::app::spawn_app_with;
+use crate::support::app::{spawn_app_with, spawn_app_with_clock, wait_until};
 use crate::support::receiver::{Reply, TestReceiver};
 
 #[test]
@@ -60,4 +60,24 @@ fn pruning_removes_finished_history_and_keeps_what_is_owed() {
     );
     // Nothing older than the cutoff left to remove.
     assert_eq!(app.store().prune_before(now_ms() + 1).unwrap(), (0, 0));
+}
+
+#[test]
+fn the_retention_thread_prunes_by_the_app_clock() {
+    let clock = Clock::manual(now_ms());
+    let app = spawn_app_with_clock(|c| c.logs.retention_days = 7, clock.clone());
+    let receiver = TestReceiver::start();
+    app.create_rule(&receiver.url("/"), &["ping"]);
+    let event = app.ingest(&json!({"type": "ping"})).body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_settled(&event, Duration::from_secs(20));
+    // Six days on, the event is inside the window; eight days on, the hourly prune drops it.
+    clock.advance(6 * 86_400_000);
+    assert_eq!(app.get(&format!("/api/v1/events/{event}")).status, 200);
+    clock.advance(2 * 86_400_000);
+    wait_until(Duration::from_secs(20), "the event to be pruned", || {
+        (app.get(&format!("/api/v1/events/{event}")).status == 404).then_some(())
+    });
 }

@@ -51,10 +51,15 @@ pub fn spawn_app() -> TestApp {
 }
 
 pub fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_clock(adjust, Clock::system())
+}
+
+/// `spawn_app_with` on a clock the test drives (see `start_with_clock`).
+pub fn spawn_app_with_clock(adjust: impl FnOnce(&mut Config), clock: Clock) -> TestApp {
     let data_dir = temp_dir("app");
     let mut config = test_config(&data_dir);
     adjust(&mut config);
-    start(config)
+    start_with_clock(config, clock)
 }
 
 /// Starts on an existing config (its data dir may already hold a database).
@@ -62,7 +67,9 @@ pub fn start(config: Config) -> TestApp {
     start_with_clock(config, Clock::system())
 }
 
-/// `start` with the clock the routine scheduler reads.
+/// `start` with the clock the app reads: dispatcher (attempt times, retries), ingest,
+/// routines and retention. A manual one stands still until the test moves it, so a retry
+/// waits for the test to advance it past the retry's delay.
 pub fn start_with_clock(config: Config, clock: Clock) -> TestApp {
     let data_dir = config.data_dir.clone();
     // A just-stopped app on the same data dir releases the database file a moment after

@@ -1,77 +1,60 @@
-//! Outbound HTTP with ureq: redirects off, no environment proxy (it would bypass the address
-//! check), every name resolved and vetted by `VettingResolver`, per-request timeouts, and a
-//! plain classification of what went wrong.
+//! The HTTP transport, over ureq: redirects off, no environment proxy (it would bypass the
+//! address check), every name resolved and vetted by `VettingResolver`, per-request timeouts,
+//! and a plain classification of what went wrong.
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ureq::Agent;
 use ureq::tls::{RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 
+use crate::delivery::attempt::{PreparedRequest, user_agent};
+use crate::delivery::transport::{
+    Failure, RESPONSE_LOG_LIMIT, Received, SendOptions, Sent, Transport,
+};
 use crate::domain::delivery::ErrorKind;
 use crate::security::ssrf::{AddressPolicy, VettingResolver, blocked_by_policy};
 
 /// Per-connection I/O buffer size (each way).
 const BUFFER_SIZE: usize = 32 * 1024;
 
-/// Response bodies are logged up to this many bytes.
-pub const RESPONSE_LOG_LIMIT: usize = 16 * 1024;
-
-pub fn user_agent() -> String {
-    format!("tidings/{}", env!("CARGO_PKG_VERSION"))
-}
-
 /// Two agents, because certificate checking is an agent-wide setting in ureq and a rule may
-/// turn it off. Each keeps its own keep-alive pool.
-#[derive(Clone)]
-pub struct HttpClient {
+/// turn it off. Each keeps its own keep-alive pool; `for_worker` makes a new pair.
+pub struct HttpTransport {
+    policy: Arc<AddressPolicy>,
     verified: Agent,
     unverified: Agent,
 }
 
-pub struct OutgoingRequest<'a> {
-    pub url: &'a str,
-    pub method: &'a str,
-    pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
-    pub timeout: Duration,
-    pub tls_verify: bool,
-}
-
-#[derive(Debug)]
-pub struct Received {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub truncated: bool,
-}
-
-#[derive(Debug)]
-pub struct Failure {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-impl HttpClient {
+impl HttpTransport {
     pub fn new(policy: &Arc<AddressPolicy>) -> Self {
         Self {
+            policy: Arc::clone(policy),
             verified: agent(policy, true),
             unverified: agent(policy, false),
         }
     }
+}
 
-    /// Sends one request; the outcome and how long it took.
-    pub fn send(&self, req: &OutgoingRequest<'_>) -> (Result<Received, Failure>, Duration) {
+impl Transport for HttpTransport {
+    fn send(&self, request: &PreparedRequest, options: &SendOptions) -> Sent {
         let started = Instant::now();
-        let agent = if req.tls_verify {
+        let agent = if options.tls_verify {
             &self.verified
         } else {
             &self.unverified
         };
-        let result = send_with(agent, req);
-        (result, started.elapsed())
+        let result = send_with(agent, request, options);
+        Sent {
+            result,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    fn for_worker(&self) -> Box<dyn Transport> {
+        Box::new(Self::new(&self.policy))
     }
 }
 
@@ -101,20 +84,24 @@ fn agent(policy: &Arc<AddressPolicy>, verify: bool) -> Agent {
     )
 }
 
-fn send_with(agent: &Agent, req: &OutgoingRequest<'_>) -> Result<Received, Failure> {
+fn send_with(
+    agent: &Agent,
+    req: &PreparedRequest,
+    options: &SendOptions,
+) -> Result<Received, Failure> {
     let mut builder = match req.method {
-        "PUT" => agent.put(req.url),
-        "PATCH" => agent.patch(req.url),
-        _ => agent.post(req.url),
+        "PUT" => agent.put(req.url.as_str()),
+        "PATCH" => agent.patch(req.url.as_str()),
+        _ => agent.post(req.url.as_str()),
     };
-    for (name, value) in req.headers {
+    for (name, value) in &req.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
     let mut response = builder
         .config()
-        .timeout_global(Some(req.timeout))
+        .timeout_global(Some(options.timeout))
         .build()
-        .send(req.body)
+        .send(&req.body[..])
         .map_err(|e| classify(&e))?;
     let status = response.status().as_u16();
     let headers = response
