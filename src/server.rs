@@ -17,7 +17,7 @@ use crate::domain::time::Clock;
 use crate::routines::Routines;
 use crate::security::crypto::{Keyring, MasterKey};
 use crate::security::ssrf::AddressPolicy;
-use crate::store::Store;
+use crate::store::{RedbStore, Store};
 use crate::telemetry::Metrics;
 
 /// Everything a request handler may use.
@@ -68,6 +68,7 @@ impl AppHandle {
         self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
+        self.store.shutdown();
         result
     }
 
@@ -79,6 +80,7 @@ impl AppHandle {
         self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
+        self.store.shutdown();
     }
 
     fn join_server(&mut self) -> std::io::Result<()> {
@@ -119,9 +121,11 @@ pub fn run_with_clock(
         .transpose()?;
     // The store seals event payloads and logged bodies itself; it hands back the key that
     // rule secrets are sealed with too (a new one if it finished an interrupted rotation).
-    let (store, master_key) = Store::open_with_keys(&config.data_dir, || {
-        Keyring::load(&config.data_dir, env_key)
-    })
+    let (store, master_key) = RedbStore::open_with_keys(
+        &config.data_dir,
+        || Keyring::load(&config.data_dir, env_key),
+        clock.clone(),
+    )
     .context("opening the database")?;
     let policy = Arc::new(AddressPolicy::new(
         config.is_development(),
