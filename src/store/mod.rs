@@ -5,6 +5,8 @@
 //! Callers bring the traits into scope with `use crate::store::prelude::*;`.
 
 pub mod backup;
+#[cfg(test)]
+pub(crate) mod contract;
 mod redb;
 mod traits;
 mod types;

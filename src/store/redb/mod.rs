@@ -15,6 +15,8 @@ mod rules;
 pub(super) mod sealing;
 mod stats;
 pub(super) mod tables;
+#[cfg(test)]
+mod tests;
 mod users;
 mod writer;
 
