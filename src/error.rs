@@ -153,6 +153,10 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::NotFound { what, id } => Self::not_found(what, &id),
             StoreError::Conflict(message) => Self::conflict(message),
+            StoreError::Overloaded => Self::new(
+                Code::Overloaded,
+                "tidings is writing as fast as its disk allows and its queue is full; try again in a moment",
+            ),
             other => Self::internal(other),
         }
     }

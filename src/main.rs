@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tidings::config::{Config, Overrides, SYSTEM_CONFIG_PATH};
+use tidings::domain::time::Clock;
 
 #[derive(Parser)]
 #[command(
@@ -224,7 +225,7 @@ fn serve(config_file: Option<PathBuf>, overrides: &Overrides) -> anyhow::Result<
 
 fn create_key(data_dir: &Path, role: &str, name: &str) -> anyhow::Result<()> {
     let role = tidings::app::keys::validate_new_key(name, role).map_err(anyhow::Error::msg)?;
-    let store = tidings::store::Store::open(data_dir)?;
+    let store = tidings::store::RedbStore::open(data_dir, Clock::system())?;
     let (key, secret) = tidings::app::keys::mint(store.default_workspace(), name.trim(), role);
     let audit = tidings::domain::audit::AuditEntry::new(
         store.default_workspace(),
@@ -265,7 +266,7 @@ fn add_user(
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
     // A running server holds the database; the message says to stop it or use the UI.
-    let store = tidings::store::Store::open(data_dir)?;
+    let store = tidings::store::RedbStore::open(data_dir, Clock::system())?;
     let user = tidings::app::users::new_user(
         &store,
         store.default_workspace(),
@@ -327,7 +328,7 @@ fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::
         "{} already exists; choose a new file",
         out.display()
     );
-    match tidings::store::Store::open(data_dir) {
+    match tidings::store::RedbStore::open(data_dir, Clock::system()) {
         Ok(store) => {
             let rows = store.backup_to(out)?;
             println!("{} rows written to {}", rows, out.display());
@@ -359,7 +360,7 @@ fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::
 
 fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {
     use tidings::security::crypto::Keyring;
-    use tidings::store::{Store, StoreError};
+    use tidings::store::{RedbStore, StoreError};
     let env_key = std::env::var("TIDINGS_MASTER_KEY").ok();
     let new_env_key = std::env::var("TIDINGS_NEW_MASTER_KEY").ok();
     anyhow::ensure!(
@@ -381,7 +382,7 @@ fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {
         );
     }
     let keys = || Keyring::load(data_dir, env_key.as_deref());
-    match Store::rotate_master_key(data_dir, keys, new_env_key.as_deref()) {
+    match RedbStore::rotate_master_key(data_dir, keys, new_env_key.as_deref()) {
         Ok(_) => {}
         Err(StoreError::InUse(path)) => anyhow::bail!(
             "{path} is in use by a running tidings server: stop it first (e.g. `systemctl stop tidings`); the master key can only be rotated while the server is stopped"

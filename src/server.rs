@@ -21,7 +21,7 @@ use crate::retention::Retention;
 use crate::routines::Routines;
 use crate::security::crypto::Keyring;
 use crate::security::ssrf::AddressPolicy;
-use crate::store::Store;
+use crate::store::{RedbStore, Store};
 use crate::telemetry::Metrics;
 
 /// A running appliance.
@@ -57,6 +57,7 @@ impl AppHandle {
         self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
+        self.store.shutdown();
         result
     }
 
@@ -68,6 +69,7 @@ impl AppHandle {
         self.routines.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
+        self.store.shutdown();
     }
 
     fn join_server(&mut self) -> std::io::Result<()> {
@@ -109,9 +111,11 @@ pub fn run_with_clock(
         .transpose()?;
     // The store seals event payloads and logged bodies itself; it hands back the key that
     // rule secrets are sealed with too (a new one if it finished an interrupted rotation).
-    let (store, master_key) = Store::open_with_keys(&config.data_dir, || {
-        Keyring::load(&config.data_dir, env_key)
-    })
+    let (store, master_key) = RedbStore::open_with_keys(
+        &config.data_dir,
+        || Keyring::load(&config.data_dir, env_key),
+        clock.clone(),
+    )
     .context("opening the database")?;
     let policy = Arc::new(AddressPolicy::new(
         config.is_development(),
@@ -144,7 +148,6 @@ pub fn run_with_clock(
         crate::web::UiState::start(&store, &format!("{scheme}://{}", listener.local_addr()?))
             .context("reading admin UI users")?,
     );
-    let ui_data = ui.clone();
     let intake = Intake::new(
         store.clone(),
         dispatcher.clone(),
@@ -164,6 +167,33 @@ pub fn run_with_clock(
         metrics,
         clock: clock.clone(),
     });
+    let (server, thread) = serve_http(listener, tls, state, ui.clone())?;
+    let retention = Retention::start(store.clone(), retention_days, clock.clone());
+    let routines =
+        Routines::start(store.clone(), intake, clock).context("starting the routine scheduler")?;
+    Ok(AppHandle {
+        port,
+        server,
+        thread: Some(thread),
+        dispatcher,
+        store,
+        retention,
+        routines,
+        ui,
+    })
+}
+
+/// Serves the API and the UI on `listener` from a thread of its own (with its own actix
+/// system), and returns once the server is listening.
+fn serve_http(
+    listener: TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    state: web::Data<AppState>,
+    ui_data: web::Data<crate::web::UiState>,
+) -> anyhow::Result<(
+    actix_web::dev::ServerHandle,
+    JoinHandle<std::io::Result<()>>,
+)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("http".into())
@@ -192,19 +222,7 @@ pub fn run_with_clock(
             })
         })?;
     let server = rx.recv().context("the HTTP server did not start")?;
-    let retention = Retention::start(store.clone(), retention_days, clock.clone());
-    let routines =
-        Routines::start(store.clone(), intake, clock).context("starting the routine scheduler")?;
-    Ok(AppHandle {
-        port,
-        server,
-        thread: Some(thread),
-        dispatcher,
-        store,
-        retention,
-        routines,
-        ui,
-    })
+    Ok((server, thread))
 }
 
 fn log_start(config: &Config, listener: &TcpListener) {

@@ -61,3 +61,44 @@ pub fn error_body(code: Code, message: &str) -> HttpResponse {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_full_write_queue_is_a_503_with_retry_after_and_the_error_shape() {
+        let res = AppError::from(StoreError::Overloaded).error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            res.headers()
+                .get(actix_web::http::header::RETRY_AFTER)
+                .unwrap(),
+            "1"
+        );
+        let body = actix_web::body::to_bytes(res.into_body());
+        let body = futures_util::FutureExt::now_or_never(body)
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "overloaded");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("try again")
+        );
+    }
+
+    #[test]
+    fn an_internal_error_says_nothing_of_its_cause() {
+        let res = AppError::internal(anyhow::anyhow!("disk /dev/sda1 on fire")).error_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = actix_web::body::to_bytes(res.into_body());
+        let body = futures_util::FutureExt::now_or_never(body)
+            .unwrap()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("sda1"));
+    }
+}

@@ -359,12 +359,16 @@ fn deliver(
     settings
         .metrics
         .attempt(updated.status.as_str(), rule_id.as_str(), seconds);
-    store.record_attempt(&updated, &attempt, move |r| match r {
-        Ok(()) => shared_after.enqueue(retry),
-        Err(e) => {
-            tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");
-        }
-    });
+    store.record_attempt(
+        &updated,
+        &attempt,
+        Box::new(move |r| match r {
+            Ok(()) => shared_after.enqueue(retry),
+            Err(e) => {
+                tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");
+            }
+        }),
+    );
     Ok(())
 }
 

@@ -176,7 +176,7 @@ impl MasterKey {
 /// `master.key.new` is written (0600, fsynced, and the folder fsynced) before any value is
 /// re-sealed, values are re-sealed while both files exist, and only then does
 /// `master.key.new` replace `master.key` by an atomic rename. A crash at any point leaves
-/// both keys on disk, and the next open finishes the job (see `Store::open_with_keys`).
+/// both keys on disk, and the next open finishes the job (see `RedbStore::open_with_keys`).
 /// With `TIDINGS_MASTER_KEY` the operator holds both keys, and the new one is given as
 /// `TIDINGS_NEW_MASTER_KEY`.
 #[derive(Debug, Clone)]

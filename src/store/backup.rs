@@ -12,7 +12,7 @@ use super::tables::{
     EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
     RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
-use super::{Store, StoreError};
+use super::{RedbStore, StoreError};
 
 fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     from: &ReadTransaction,
@@ -54,7 +54,7 @@ fn copy_all(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, StoreE
         + copy_table(from, to, HOURLY_OUTCOMES)?)
 }
 
-impl Store {
+impl RedbStore {
     /// Writes a consistent snapshot of the whole store to `path` (which must not exist) and
     /// returns the number of rows in it. Delivery continues meanwhile: only a read
     /// transaction is held on the live database.

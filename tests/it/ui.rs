@@ -1226,7 +1226,8 @@ fn user_add_reads_the_password_from_standard_input() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    let store = tidings::store::Store::open(&data).unwrap();
+    let store =
+        tidings::store::RedbStore::open(&data, tidings::domain::time::Clock::system()).unwrap();
     let user = store.user_by_name("frank").unwrap().unwrap();
     assert_eq!(user.role, UserRole::Viewer);
     assert!(tidings::security::passwords::verify_password(

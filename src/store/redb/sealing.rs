@@ -319,7 +319,7 @@ fn opens(key: &MasterKey, sealed: Option<&str>) -> bool {
 }
 
 /// Whether a rotation is unfinished (an offline backup then would need both keys).
-pub(super) fn rotation_pending(db: &Database) -> Result<bool, StoreError> {
+pub(in crate::store) fn rotation_pending(db: &Database) -> Result<bool, StoreError> {
     Ok(meta_get(db, ROTATING_TO)?.is_some())
 }
 

@@ -5,13 +5,16 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 use serde_json::{Map, Value};
 
+use super::RedbStore;
+use super::audit::append_audit;
+use super::rows::time_by_rule;
 use super::sealing::RowSeal;
 use super::tables::{EVENT_TYPES, ROUTINE_LAST_FIRED};
-use super::{Store, StoreError, append_audit};
 use crate::domain::audit::AuditEntry;
 use crate::domain::catalog::{Declared, StoredType, structure_only};
 use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
+use crate::store::{CatalogStore, StoreError, StoreFuture};
 
 /// A type's seen sample is rewritten at most this often: "the latest sample" stays fresh
 /// without adding a row write to every ingest.
@@ -20,9 +23,9 @@ const SEEN_REFRESH_MS: i64 = 60_000;
 /// producer stops growing the catalog (and this map).
 const MAX_SEEN_TYPES: usize = 10_000;
 
-impl Store {
+impl CatalogStore for RedbStore {
     /// Every stored catalog row of a workspace, by type name.
-    pub fn event_types(
+    fn event_types(
         &self,
         workspace: &WorkspaceId,
     ) -> Result<Vec<(EventType, StoredType)>, StoreError> {
@@ -42,7 +45,7 @@ impl Store {
         Ok(out)
     }
 
-    pub fn event_type(
+    fn event_type(
         &self,
         workspace: &WorkspaceId,
         name: &EventType,
@@ -56,29 +59,31 @@ impl Store {
     }
 
     /// Declares (or re-declares) a type with its description and sample; returns the row.
-    pub async fn declare_event_type(
+    fn declare_event_type(
         &self,
         workspace: WorkspaceId,
         name: EventType,
         declared: Declared,
         audit: AuditEntry,
-    ) -> Result<StoredType, StoreError> {
-        let seal = self.seal.clone();
-        self.writer
-            .write_async(move |txn| {
-                let row = update_row(txn, &seal, &workspace, &name, |row| {
-                    row.declared = Some(declared);
-                })?;
-                append_audit(txn, &audit)?;
-                Ok(row)
-            })
-            .await
+    ) -> StoreFuture<StoredType> {
+        let (writer, seal) = (self.writer.clone(), self.seal.clone());
+        Box::pin(async move {
+            writer
+                .write_async(move |txn| {
+                    let row = update_row(txn, &seal, &workspace, &name, |row| {
+                        row.declared = Some(declared);
+                    })?;
+                    append_audit(txn, &audit)?;
+                    Ok(row)
+                })
+                .await
+        })
     }
 
     /// Records that an event of this type arrived, keeping its data as the type's latest
     /// sample (only its key structure when `keep_values` is false). Lazy and throttled: a
     /// lost or skipped update only leaves an older sample.
-    pub fn note_event_seen(
+    fn note_event_seen(
         &self,
         workspace: &WorkspaceId,
         name: &EventType,
@@ -106,7 +111,8 @@ impl Store {
         };
         let (workspace, name, seal) = (workspace.clone(), name.clone(), self.seal.clone());
         // Sealing here, on the writer thread, is fine: it happens at most once a minute per type.
-        self.writer.submit_lazy(
+        // Ingest calls this on a request thread, so a full write queue skips the update.
+        self.writer.try_submit_lazy(
             move |txn| {
                 update_row(txn, &seal, &workspace, &name, |row| {
                     row.seen_sample = Some(sample);
@@ -115,8 +121,12 @@ impl Store {
                 })
                 .map(drop)
             },
-            |r| {
-                if let Err(e) = r {
+            |r| match r {
+                Ok(()) => {}
+                Err(StoreError::Overloaded) => {
+                    tracing::debug!("write queue full: an event type's seen sample was skipped");
+                }
+                Err(e) => {
                     tracing::error!(error = %e, "could not record an event type in the catalog");
                 }
             },
@@ -124,8 +134,8 @@ impl Store {
     }
 
     /// The last slot each routine fired for.
-    pub fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
-        self.time_by_rule(ROUTINE_LAST_FIRED)
+    fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        time_by_rule(&self.read()?, ROUTINE_LAST_FIRED)
     }
 }
 

@@ -1,11 +1,12 @@
 //! The dashboard's per-hour delivery counters (`HOURLY_OUTCOMES`).
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
+use super::RedbStore;
 use super::tables::HOURLY_OUTCOMES;
-use super::{Store, StoreError};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::ids::WorkspaceId;
+use crate::store::{StatsStore, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -29,10 +30,8 @@ pub(super) fn count_finished(txn: &WriteTransaction, d: &Delivery) -> Result<(),
     Ok(())
 }
 
-impl Store {
-    /// (hour start in Unix ms, succeeded, failed) for each of the `hours` hours up to and
-    /// including the one holding `now_ms`, oldest first; hours without traffic are zeros.
-    pub fn hourly_outcomes(
+impl StatsStore for RedbStore {
+    fn hourly_outcomes(
         &self,
         workspace: &WorkspaceId,
         now_ms: i64,
@@ -40,7 +39,7 @@ impl Store {
     ) -> Result<Vec<(i64, u64, u64)>, StoreError> {
         let last = now_ms.div_euclid(HOUR_MS);
         let first = last - hours + 1;
-        let txn = self.db.begin_read()?;
+        let txn = self.read()?;
         let table = txn.open_table(HOURLY_OUTCOMES)?;
         let mut out: Vec<(i64, u64, u64)> = (first..=last).map(|h| (h * HOUR_MS, 0, 0)).collect();
         let ws = workspace.as_str();

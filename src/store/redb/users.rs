@@ -1,26 +1,28 @@
 //! Admin UI users and their sessions.
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+use super::audit::append_audit;
+use super::rows::{get, get_w, put, scan};
 use super::tables::{SESSIONS, USERS, USERS_BY_NAME};
-use super::{Store, StoreError, append_audit, codec, get, get_w, not_found, put, scan};
+use super::{RedbStore, codec};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{UserId, WorkspaceId};
-use crate::domain::time::now_ms;
 use crate::domain::user::{Session, User, UserRole};
+use crate::store::types::not_found;
+use crate::store::{StoreError, UserChange, UserStore};
 
 /// Sessions are looked up by the SHA-256 of the cookie value (see `Session`).
 fn session_key(cookie: &str) -> String {
     crate::security::crypto::api_key_hash(cookie)
 }
 
-impl Store {
-    /// How many users exist; zero means the first-run setup link is live.
-    pub fn user_count(&self) -> Result<u64, StoreError> {
-        Ok(self.db.begin_read()?.open_table(USERS)?.len()?)
+impl UserStore for RedbStore {
+    fn user_count(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.open_table(USERS)?.len()?)
     }
 
-    pub fn users(&self, workspace: &WorkspaceId) -> Result<Vec<User>, StoreError> {
+    fn users(&self, workspace: &WorkspaceId) -> Result<Vec<User>, StoreError> {
         let users: Vec<User> = scan(&self.read()?, USERS)?;
         Ok(users
             .into_iter()
@@ -28,11 +30,11 @@ impl Store {
             .collect())
     }
 
-    pub fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+    fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
         get(&self.read()?, USERS, id.as_str())
     }
 
-    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+    fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         let txn = self.read()?;
         let id = txn
             .open_table(USERS_BY_NAME)?
@@ -46,7 +48,7 @@ impl Store {
 
     /// Adds a user; a taken username is a conflict. With `only_if_none`, refuses unless no
     /// user exists yet, checked in the same transaction (first-run setup cannot run twice).
-    pub fn insert_user(
+    fn insert_user(
         &self,
         user: User,
         only_if_none: bool,
@@ -75,7 +77,7 @@ impl Store {
 
     /// Removes a user and every session they have. Refuses to remove the last admin, so the
     /// UI can never lock everyone out.
-    pub fn delete_user(
+    fn delete_user(
         &self,
         workspace: WorkspaceId,
         id: UserId,
@@ -99,7 +101,7 @@ impl Store {
 
     /// Changes a user's role or password and signs them out everywhere, so the change holds
     /// from their next sign-in. Refuses to demote the last admin.
-    pub fn update_user(
+    fn update_user(
         &self,
         workspace: WorkspaceId,
         id: UserId,
@@ -128,15 +130,15 @@ impl Store {
 
     /// Stores a new session under its cookie value's hash, dropping expired ones on the way
     /// (sign-ins are rare, so this keeps the table small without a sweeper thread).
-    pub fn create_session(
+    fn create_session(
         &self,
         cookie: &str,
         session: Session,
         audit: AuditEntry,
     ) -> Result<(), StoreError> {
-        let key = session_key(cookie);
+        let (key, clock) = (session_key(cookie), self.clock.clone());
         self.writer.write(move |txn| {
-            let now = now_ms();
+            let now = clock.now_ms();
             let mut table = txn.open_table(SESSIONS)?;
             table.retain(|_, v| {
                 codec::decode::<Session>("sessions", v).is_ok_and(|s| s.expires_at > now)
@@ -148,16 +150,12 @@ impl Store {
     }
 
     /// The live session a cookie names, if it has not expired.
-    pub fn session(&self, cookie: &str) -> Result<Option<Session>, StoreError> {
+    fn session(&self, cookie: &str) -> Result<Option<Session>, StoreError> {
         let session: Option<Session> = get(&self.read()?, SESSIONS, &session_key(cookie))?;
-        Ok(session.filter(|s| s.expires_at > now_ms()))
+        Ok(session.filter(|s| s.expires_at > self.clock.now_ms()))
     }
 
-    pub fn delete_session(
-        &self,
-        cookie: &str,
-        audit: Option<AuditEntry>,
-    ) -> Result<(), StoreError> {
+    fn delete_session(&self, cookie: &str, audit: Option<AuditEntry>) -> Result<(), StoreError> {
         let key = session_key(cookie);
         self.writer.write(move |txn| {
             txn.open_table(SESSIONS)?.remove(key.as_str())?;
@@ -167,18 +165,6 @@ impl Store {
             }
         })
     }
-
-    /// Records a sign-in failure or similar event that changes nothing else, synchronously.
-    pub fn audit_now(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.writer.write(move |txn| append_audit(txn, &entry))
-    }
-}
-
-/// What an admin may change about a user.
-pub enum UserChange {
-    Role(UserRole),
-    /// An Argon2id hash (hashing is done by the caller, off the writer thread).
-    PasswordHash(String),
 }
 
 /// A conflict unless another admin exists besides the one about to go.

@@ -10,13 +10,13 @@ use super::tables::{
 use super::{StoreError, codec};
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
-use crate::domain::time::now_ms;
 
 pub const SCHEMA_VERSION: u32 = 3;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
 
 /// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
-pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
+/// `now` (the store's clock) dates a Default workspace created here.
+pub fn migrate(db: &Database, now: i64) -> Result<WorkspaceId, StoreError> {
     let txn = db.begin_write()?;
     let version: u32 = {
         let meta = txn.open_table(META)?;
@@ -45,7 +45,6 @@ pub fn migrate(db: &Database) -> Result<WorkspaceId, StoreError> {
         txn.open_table(AUDIT)?;
         let mut meta = txn.open_table(META)?;
         if meta.get(DEFAULT_WORKSPACE_KEY)?.is_none() {
-            let now = now_ms();
             let workspace = Workspace {
                 id: WorkspaceId::generate(now),
                 name: "Default".into(),

@@ -1,0 +1,276 @@
+//! Contract cases for `CatalogStore`, `StatsStore` and `MaintenanceStore`: the event catalog,
+//! hourly outcomes, pruning, ping, backup and shutdown.
+
+use serde_json::json;
+
+use super::{
+    HOUR, START, assert_conflict, assert_not_found, attempt, audit, block_on, data, event,
+    event_type, eventually, ingest_with, new_event, other_workspace, record, rule,
+};
+use crate::domain::catalog::{Declared, structure_only};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::time::Clock;
+use crate::store::{
+    DeliveryFilter, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent, Store, StoreError,
+};
+
+pub fn catalog_declares_types_and_notes_seen_ones(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let (booked, seen, shaped) = (
+        event_type("appointment.booked"),
+        event_type("patient.admitted"),
+        event_type("lab.result"),
+    );
+    let declared = Declared {
+        description: "An appointment was booked".into(),
+        sample: data(json!({"slot": "09:00"})),
+        declared_at: START,
+    };
+    let row = block_on(store.declare_event_type(
+        ws.clone(),
+        booked.clone(),
+        declared,
+        audit(&ws, "event_type.declare"),
+    ))
+    .unwrap();
+    assert_eq!(
+        row.declared.as_ref().unwrap().description,
+        "An appointment was booked"
+    );
+    let stored = store.event_type(&ws, &booked).unwrap().unwrap();
+    assert_eq!(stored.declared.unwrap().sample["slot"], "09:00");
+    assert!(
+        store
+            .event_type(&other_workspace(), &booked)
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.event_type(&ws, &seen).unwrap().is_none());
+
+    let payload = data(json!({"name": "Jane Doe", "ward": {"bed": 4}}));
+    store.note_event_seen(&ws, &seen, &payload, true, START);
+    store.note_event_seen(&ws, &shaped, &payload, false, START);
+    eventually("both seen samples", || {
+        store.event_types(&ws).unwrap().len() == 3
+    });
+    let row = store.event_type(&ws, &seen).unwrap().unwrap();
+    assert_eq!(row.seen_sample.as_ref(), Some(&payload));
+    assert_eq!(
+        (row.first_seen_at, row.last_seen_at),
+        (Some(START), Some(START))
+    );
+    let row = store.event_type(&ws, &shaped).unwrap().unwrap();
+    assert_eq!(row.seen_sample, Some(structure_only(&payload)));
+    assert_ne!(
+        row.seen_sample,
+        Some(payload.clone()),
+        "values are not kept"
+    );
+
+    // A later sighting moves the sample and last_seen_at, not first_seen_at.
+    let later = data(json!({"name": "John Roe"}));
+    store.note_event_seen(&ws, &seen, &later, true, START + 2 * 60_000);
+    eventually("the newer sample", || {
+        store.event_type(&ws, &seen).unwrap().unwrap().last_seen_at == Some(START + 2 * 60_000)
+    });
+    let row = store.event_type(&ws, &seen).unwrap().unwrap();
+    assert_eq!(
+        (row.first_seen_at, row.seen_sample),
+        (Some(START), Some(later))
+    );
+
+    // Declaring a seen type keeps what was seen.
+    let declared = Declared {
+        description: "Admitted".into(),
+        sample: data(json!({"name": "Sample"})),
+        declared_at: START,
+    };
+    let row =
+        block_on(store.declare_event_type(ws.clone(), seen.clone(), declared, audit(&ws, "d")))
+            .unwrap();
+    assert!(row.declared.is_some() && row.seen_sample.is_some());
+    let names: Vec<String> = store
+        .event_types(&ws)
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "by type name");
+    assert_eq!(
+        names,
+        ["appointment.booked", "lab.result", "patient.admitted"]
+    );
+    assert!(store.event_types(&other_workspace()).unwrap().is_empty());
+}
+
+pub fn hourly_outcomes_count_finished_deliveries(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "r", &["x"]);
+    let finish = |at: i64, status: DeliveryStatus, test: bool| {
+        let mut e = event(&ws, "x", at - 5);
+        e.test = test;
+        let d = ingest_with(store, &e, &[&r], DeliveryStatus::Pending).remove(0);
+        let next_attempt_at = status.is_open().then_some(at + 60_000);
+        let after = Delivery {
+            status,
+            attempts: 1,
+            attempts_left: u32::from(status.is_open()),
+            next_attempt_at,
+            updated_at: at,
+            ..d
+        };
+        record(store, &after, &attempt(1, at - 1, 200)).unwrap();
+    };
+    finish(START + 10, DeliveryStatus::Succeeded, false);
+    finish(START + 20, DeliveryStatus::Blocked, false);
+    finish(START + 30, DeliveryStatus::Succeeded, true);
+    finish(START + 40, DeliveryStatus::Retrying, false);
+    finish(START - 10, DeliveryStatus::Failed, false);
+    assert_eq!(
+        store.hourly_outcomes(&ws, START + 50, 3).unwrap(),
+        [
+            (START - 2 * HOUR, 0, 0),
+            (START - HOUR, 0, 1),
+            (START, 1, 1)
+        ],
+        "blocked counts as failed; test sends and open deliveries not at all"
+    );
+    assert_eq!(
+        store.hourly_outcomes(&other_workspace(), START, 1).unwrap(),
+        [(START, 0, 0)]
+    );
+}
+
+pub fn prune_keeps_open_deliveries_and_their_events(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "r", &["x"]);
+    let old = START - 10 * 24 * HOUR;
+    let finished_event = event(&ws, "x", old);
+    let finished = ingest_with(store, &finished_event, &[&r], DeliveryStatus::Pending).remove(0);
+    let failed = Delivery {
+        status: DeliveryStatus::Failed,
+        attempts: 1,
+        attempts_left: 0,
+        next_attempt_at: None,
+        ..finished.clone()
+    };
+    record(store, &failed, &attempt(1, old, 500)).unwrap();
+    let open_event = event(&ws, "x", old + 1);
+    let open = ingest_with(store, &open_event, &[&r], DeliveryStatus::Retrying).remove(0);
+    let lonely = event(&ws, "x", old + 2);
+    block_on(store.ingest(new_event(lonely.clone(), Vec::new()))).unwrap();
+    let recent_event = event(&ws, "x", START);
+    let recent = ingest_with(store, &recent_event, &[&r], DeliveryStatus::Succeeded).remove(0);
+
+    assert_eq!(store.prune_before(START - 24 * HOUR).unwrap(), (1, 2));
+    assert_not_found(store.delivery(&ws, &finished.id), "delivery");
+    assert!(store.attempts(&finished.id).unwrap().is_empty());
+    assert_not_found(store.event(&ws, &finished_event.id), "event");
+    assert_not_found(store.event(&ws, &lonely.id), "event");
+    assert_eq!(
+        store.delivery(&ws, &open.id).unwrap().status,
+        DeliveryStatus::Retrying
+    );
+    assert!(
+        store.event(&ws, &open_event.id).is_ok(),
+        "an open delivery keeps its event"
+    );
+    assert_eq!(store.open_deliveries().unwrap()[0].id, open.id);
+    assert!(store.delivery(&ws, &recent.id).is_ok());
+    assert!(store.event(&ws, &recent_event.id).is_ok());
+    let filter = DeliveryFilter {
+        limit: 10,
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(store.list_deliveries(&ws, &filter).unwrap().0.len(), 2);
+    assert_eq!(store.prune_before(START - 24 * HOUR).unwrap(), (0, 0));
+}
+
+pub fn prune_forgets_expired_idempotency_keys_by_the_clock(store: &Store, clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let keyed = |at: i64| {
+        let outcome = block_on(store.ingest(NewEvent {
+            idempotency_key: Some("k".into()),
+            ..new_event(event(&ws, "x", at), Vec::new())
+        }));
+        outcome.unwrap()
+    };
+    assert_eq!(keyed(START), IngestOutcome::Created);
+    store.prune_before(0).unwrap();
+    assert!(
+        matches!(keyed(START + 1), IngestOutcome::Duplicate(_)),
+        "not expired yet"
+    );
+    clock.set(START + IDEMPOTENCY_TTL_MS + 1);
+    store.prune_before(0).unwrap();
+    assert_eq!(
+        keyed(START + 2),
+        IngestOutcome::Created,
+        "the expired key was forgotten"
+    );
+}
+
+pub fn ping_open_count_and_backup(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    store.ping().unwrap();
+    assert_eq!(store.open_count().unwrap(), 0);
+    ingest_with(
+        store,
+        &event(&ws, "x", START),
+        &[&rule(&ws, "r", &["x"])],
+        DeliveryStatus::Pending,
+    );
+    assert_eq!(store.open_count().unwrap(), 1);
+
+    let path = std::env::temp_dir().join(format!(
+        "tidings-contract-backup-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let rows = store.backup_to(&path);
+    let exists = path.exists();
+    let again = store.backup_to(&path);
+    std::fs::remove_file(&path).ok();
+    assert!(rows.unwrap() > 0);
+    assert!(exists);
+    assert_conflict(again);
+}
+
+pub fn shutdown_finishes_queued_writes_and_refuses_later_ones(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "r", &["x"]);
+    let d = ingest_with(
+        store,
+        &event(&ws, "x", START),
+        &[&r],
+        DeliveryStatus::Pending,
+    )
+    .remove(0);
+    // Fire-and-forget writes still queued when shutdown is called are finished by it.
+    store.set_rule_failing_since(&r.id, Some(START));
+    store.shutdown();
+    assert_eq!(
+        store.rules_failing_since().unwrap().get(&r.id),
+        Some(&START)
+    );
+    store.shutdown();
+
+    let closed = |result: Result<(), StoreError>| {
+        assert!(matches!(result, Err(StoreError::Closed)), "{result:?}");
+    };
+    closed(store.audit_now(audit(&ws, "late")));
+    closed(block_on(store.audit(audit(&ws, "late"))));
+    closed(block_on(store.save_rule(r.clone(), false, audit(&ws, "late"))).map(drop));
+    closed(
+        store
+            .ingest_blocking(new_event(event(&ws, "x", START), Vec::new()))
+            .map(drop),
+    );
+    closed(record(store, &d, &attempt(1, START, 200)));
+    assert!(store.ping().is_err(), "a shut-down store is not ready");
+    // Reads still answer, and nothing late was written.
+    assert_not_found(store.rule(&ws, &r.id), "rule");
+    assert!(store.attempts(&d.id).unwrap().is_empty());
+}

@@ -1,0 +1,46 @@
+//! The attempt log: each attempt's request and response (bodies sealed), written with the
+//! delivery's new state, its place in the open queue and the hourly counters.
+
+use super::events::set_open;
+use super::tables::{ATTEMPTS, DELIVERIES};
+use super::{RedbStore, codec, stats};
+use crate::domain::delivery::{Attempt, Delivery};
+use crate::domain::ids::DeliveryId;
+use crate::store::{AttemptStore, StoreError, WriteDone};
+
+impl AttemptStore for RedbStore {
+    fn record_attempt(&self, delivery: &Delivery, attempt: &Attempt, done: WriteDone) {
+        // Encoded and sealed here, off the writer thread, which is the one serial point of
+        // every write.
+        let encoded_attempt = match self.seal.attempt(attempt) {
+            Ok(bytes) => bytes,
+            Err(e) => return done(Err(e)),
+        };
+        let encoded_delivery = codec::encode(delivery);
+        let number = attempt.number;
+        let delivery = delivery.clone();
+        self.writer.submit_lazy(
+            move |txn| {
+                let id = delivery.id.as_str();
+                txn.open_table(ATTEMPTS)?
+                    .insert((id, number), encoded_attempt.as_slice())?;
+                txn.open_table(DELIVERIES)?
+                    .insert(id, encoded_delivery.as_slice())?;
+                stats::count_finished(txn, &delivery)?;
+                set_open(txn, &delivery)
+            },
+            done,
+        );
+    }
+
+    fn attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(ATTEMPTS)?;
+        let mut out = Vec::new();
+        for entry in table.range((id.as_str(), 0)..=(id.as_str(), u32::MAX))? {
+            let (_, v) = entry?;
+            out.push(self.seal.open_attempt(v.value())?);
+        }
+        Ok(out)
+    }
+}

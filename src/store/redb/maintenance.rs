@@ -1,0 +1,158 @@
+//! Health, retention, backup and shutdown: readiness's ping, the open-delivery count, the
+//! pruning of old delivery logs, and the end of the writer.
+
+use std::path::Path;
+
+use redb::ReadableTableMetadata;
+
+use super::events::IdempotencyRecord;
+use super::rows::id_at;
+use super::tables::{
+    ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, EVENTS, IDEMPOTENCY,
+    OPEN_DELIVERIES, WORKSPACES,
+};
+use super::{RedbStore, codec};
+use crate::domain::delivery::Delivery;
+use crate::domain::ids::{DeliveryId, EventId};
+use crate::store::{MaintenanceStore, StoreError};
+
+/// Rows one pruning transaction removes, so delivery never waits long behind it.
+const CHUNK: usize = 500;
+
+impl MaintenanceStore for RedbStore {
+    fn ping(&self) -> Result<(), StoreError> {
+        let txn = self.read()?;
+        txn.open_table(WORKSPACES)?;
+        self.writer.failure().map_or(Ok(()), Err)
+    }
+
+    fn open_count(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.open_table(OPEN_DELIVERIES)?.len()?)
+    }
+
+    /// In small transactions, oldest first.
+    fn prune_before(&self, cutoff_ms: i64) -> Result<(usize, usize), StoreError> {
+        let deliveries = self.prune_deliveries(&id_at(cutoff_ms))?;
+        let upper_event = format!(
+            "{}{}",
+            EventId::PREFIX,
+            &id_at(cutoff_ms)[DeliveryId::PREFIX.len()..]
+        );
+        let events = self.prune_events(&upper_event)?;
+        let clock = self.clock.clone();
+        self.writer.write(move |txn| {
+            let now = clock.now_ms();
+            txn.open_table(IDEMPOTENCY)?.retain(|_, v| {
+                codec::decode::<IdempotencyRecord>("idempotency", v)
+                    .is_ok_and(|r| r.expires_at > now)
+            })?;
+            Ok(())
+        })?;
+        Ok((deliveries, events))
+    }
+
+    fn backup_to(&self, path: &Path) -> Result<u64, StoreError> {
+        // The inherent one, in store/backup.rs.
+        RedbStore::backup_to(self, path)
+    }
+
+    fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}
+
+impl RedbStore {
+    /// Finished deliveries below `upper` with their attempts and index entries; returns how
+    /// many. A resume point skips the open ones already passed over.
+    fn prune_deliveries(&self, upper: &str) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let mut from = DeliveryId::PREFIX.to_owned();
+        loop {
+            let (batch, next) = {
+                let txn = self.read()?;
+                let table = txn.open_table(DELIVERIES)?;
+                let mut batch = Vec::new();
+                let mut next = None;
+                for entry in table.range(from.as_str()..upper)? {
+                    let (key, value) = entry?;
+                    let d: Delivery = codec::decode("deliveries", value.value())?;
+                    next = Some(format!("{}~", key.value()));
+                    if !d.status.is_open() {
+                        batch.push(d);
+                    }
+                    if batch.len() >= CHUNK {
+                        break;
+                    }
+                }
+                (batch, next)
+            };
+            if !batch.is_empty() {
+                removed += batch.len();
+                self.writer.write(move |txn| {
+                    let mut deliveries = txn.open_table(DELIVERIES)?;
+                    let mut attempts = txn.open_table(ATTEMPTS)?;
+                    let mut by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
+                    let mut by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+                    for d in &batch {
+                        let id = d.id.as_str();
+                        deliveries.remove(id)?;
+                        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+                        by_rule.remove((d.rule_id.as_str(), id))?;
+                        by_event.remove((d.event_id.as_str(), id))?;
+                    }
+                    Ok(())
+                })?;
+            }
+            match next {
+                Some(n) if n != from => from = n,
+                _ => return Ok(removed),
+            }
+        }
+    }
+
+    /// Events below `upper` with no delivery left; returns how many.
+    fn prune_events(&self, upper: &str) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let mut from = EventId::PREFIX.to_owned();
+        loop {
+            let (batch, next) = {
+                let txn = self.read()?;
+                let events = txn.open_table(EVENTS)?;
+                let by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+                let mut batch = Vec::new();
+                let mut next = None;
+                for entry in events.range(from.as_str()..upper)? {
+                    let (key, _) = entry?;
+                    let id = key.value().to_owned();
+                    next = Some(format!("{id}~"));
+                    if by_event
+                        .range((id.as_str(), "")..)?
+                        .next()
+                        .transpose()?
+                        .is_none_or(|(k, _)| k.value().0 != id)
+                    {
+                        batch.push(id);
+                    }
+                    if batch.len() >= CHUNK {
+                        break;
+                    }
+                }
+                (batch, next)
+            };
+            if !batch.is_empty() {
+                removed += batch.len();
+                self.writer.write(move |txn| {
+                    let mut events = txn.open_table(EVENTS)?;
+                    for id in &batch {
+                        events.remove(id.as_str())?;
+                    }
+                    Ok(())
+                })?;
+            }
+            match next {
+                Some(n) if n != from => from = n,
+                _ => return Ok(removed),
+            }
+        }
+    }
+}

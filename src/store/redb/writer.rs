@@ -1,0 +1,362 @@
+//! Group commit: one writer thread owns every write transaction. Writes queue up while the
+//! previous commit is syncing to disk, and the next transaction takes all of them at once, so
+//! a burst of ingests costs one fsync instead of one each.
+//!
+//! Writes whose loss a crash can only turn into a repeated attempt (attempt logs, delivery
+//! progress) are queued as *lazy*: a batch of only lazy writes commits without an fsync, and
+//! the next durable commit — at the latest `MAX_UNSYNCED` later — makes them durable too. A
+//! crash in between rolls the store back to the last durable commit, whose open deliveries are
+//! simply sent again: at-least-once holds, and the disk is synced far less often.
+//!
+//! The queue is bounded. When it is full, a request handler's write (`write_async`, or a
+//! `try_` submission) is refused at once with `StoreError::Overloaded` rather than holding
+//! an actix thread; writers on plain threads wait for room, which slows them to the disk's
+//! pace. `shutdown` commits what is queued, syncs and joins the thread.
+
+use std::marker::PhantomData;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability, WriteTransaction};
+
+use crate::store::StoreError;
+
+/// Runs after the batch's commit (or abort) with its outcome; on the writer thread, so keep it short.
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One queued write: applied inside the batch's transaction, or refused unapplied.
+trait Job: Send {
+    /// Applies the write; a storage failure poisons the batch.
+    fn apply(self: Box<Self>, txn: &WriteTransaction) -> (Completion, Option<StoreError>);
+    /// Tells the caller the write was never applied, and why.
+    fn refuse(self: Box<Self>, why: StoreError);
+}
+
+struct Write<A, D, T> {
+    apply: A,
+    done: D,
+    result: PhantomData<fn() -> T>,
+}
+
+impl<A, D, T> Job for Write<A, D, T>
+where
+    A: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send,
+    D: FnOnce(Result<T, StoreError>) + Send + 'static,
+    T: Send + 'static,
+{
+    fn apply(self: Box<Self>, txn: &WriteTransaction) -> (Completion, Option<StoreError>) {
+        let Self { apply, done, .. } = *self;
+        let result = apply(txn);
+        let poison = match &result {
+            Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_))) => Some(e.clone()),
+            _ => None,
+        };
+        let completion: Completion = Box::new(move |commit| {
+            done(commit.and(result));
+        });
+        (completion, poison)
+    }
+
+    fn refuse(self: Box<Self>, why: StoreError) {
+        (self.done)(Err(why));
+    }
+}
+
+enum Msg {
+    Write {
+        job: Box<dyn Job>,
+        /// Whether the caller needs this write on disk before it hears back.
+        durable: bool,
+    },
+    /// Commit what is queued, sync, and end the thread.
+    Stop,
+}
+
+/// Whether a full queue makes the caller wait for room or refuses its write at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Full {
+    Wait,
+    Refuse,
+}
+
+/// Most writes one transaction takes; bounds commit latency under a flood.
+const MAX_BATCH: usize = 2048;
+const QUEUE_DEPTH: usize = 8192;
+/// Longest a lazy write may stay unsynced.
+const MAX_UNSYNCED: Duration = Duration::from_millis(200);
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: SyncSender<Msg>,
+    /// Why the last batch could not be committed, until one commits again. Reads may still
+    /// answer from cache after an I/O error (redb then refuses every write until reopened),
+    /// so readiness asks this too. `Closed` once the writer has been shut down.
+    failure: Arc<Mutex<Option<StoreError>>>,
+    /// Taken (and joined) by the first `shutdown`.
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    thread_id: ThreadId,
+}
+
+impl Writer {
+    pub fn start(db: Arc<Database>) -> Self {
+        Self::with_depth(db, QUEUE_DEPTH)
+    }
+
+    /// A writer whose queue holds `depth` writes (tests fill a small one).
+    pub(super) fn with_depth(db: Arc<Database>, depth: usize) -> Self {
+        let (tx, rx) = sync_channel::<Msg>(depth);
+        let failure = Arc::new(Mutex::new(None));
+        let writer_failure = Arc::clone(&failure);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(&db, &rx, &writer_failure))
+            .expect("spawn store writer");
+        Self {
+            tx,
+            failure,
+            thread_id: thread.thread().id(),
+            thread: Arc::new(Mutex::new(Some(thread))),
+        }
+    }
+
+    /// The error of the last batch, if it failed to begin or commit (not a write's own
+    /// refusal); `Closed` after `shutdown`.
+    pub fn failure(&self) -> Option<StoreError> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Commits every write queued so far, syncs, and joins the writer thread. Writes queued
+    /// after it are refused with `Closed`. A second call (or one from the writer thread
+    /// itself, in a completion) only waits for nothing.
+    pub fn shutdown(&self) {
+        let Some(thread) = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        if std::thread::current().id() == self.thread_id {
+            // Joining itself would never return; the thread ends after this batch.
+            let _ = self.tx.try_send(Msg::Stop);
+            return;
+        }
+        // Waits for room if the queue is full: the writer is draining it.
+        let _ = self.tx.send(Msg::Stop);
+        if thread.join().is_err() {
+            tracing::error!("the store writer thread panicked");
+        }
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(StoreError::Closed);
+    }
+
+    /// Queues `apply`; `done` gets its result once the batch holding it is durable.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        self.queue(apply, done, true, Full::Wait);
+    }
+
+    /// Like `submit`, but `done` may run before the write is synced (see the module comment):
+    /// only for writes that a crash may lose without losing a delivery.
+    pub fn submit_lazy<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        self.queue(apply, done, false, Full::Wait);
+    }
+
+    /// `submit_lazy` for a request thread: a full queue refuses the write (`done` gets
+    /// `Overloaded`) instead of waiting.
+    pub fn try_submit_lazy<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        self.queue(apply, done, false, Full::Refuse);
+    }
+
+    fn queue<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+        durable: bool,
+        full: Full,
+    ) {
+        let job: Box<dyn Job> = Box::new(Write {
+            apply,
+            done,
+            result: PhantomData,
+        });
+        let refused = match self.tx.try_send(Msg::Write { job, durable }) {
+            Ok(()) => return,
+            Err(TrySendError::Disconnected(msg)) => (msg, StoreError::Closed),
+            Err(TrySendError::Full(msg)) if full == Full::Refuse => (msg, StoreError::Overloaded),
+            // The queue is full: wait for room, which slows producers to the disk's pace.
+            Err(TrySendError::Full(msg)) => match self.tx.send(msg) {
+                Ok(()) => return,
+                Err(back) => (back.0, StoreError::Closed),
+            },
+        };
+        if let (Msg::Write { job, .. }, why) = refused {
+            job.refuse(why);
+        }
+    }
+
+    /// Blocking write: returns once the change is on disk.
+    pub fn write<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(apply, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Async write for request handlers: awaits durability without holding a thread, and
+    /// fails at once with `Overloaded` when the queue is full.
+    pub async fn write_async<T: Send + 'static>(
+        &self,
+        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue(
+            apply,
+            move |r| {
+                let _ = tx.send(r);
+            },
+            true,
+            Full::Refuse,
+        );
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+type Failure = Mutex<Option<StoreError>>;
+
+fn run(db: &Database, rx: &Receiver<Msg>, failure: &Failure) {
+    let mut last_sync = Instant::now();
+    let mut unsynced = false;
+    let mut stopping = false;
+    loop {
+        let first = if stopping {
+            // Draining after `Stop`: whatever is still queued, then the end.
+            match rx.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(_) => return,
+            }
+        } else if unsynced {
+            match rx.recv_timeout(MAX_UNSYNCED.saturating_sub(last_sync.elapsed())) {
+                Ok(msg) => Some(msg),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    sync(db, failure);
+                    return;
+                }
+            }
+        } else {
+            match rx.recv() {
+                Ok(msg) => Some(msg),
+                Err(_) => return,
+            }
+        };
+        let mut batch = Vec::with_capacity(64);
+        let mut next = first;
+        loop {
+            match next {
+                Some(Msg::Write { job, durable }) => batch.push((job, durable)),
+                Some(Msg::Stop) => stopping = true,
+                None => {}
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(msg) => next = Some(msg),
+                Err(_) => break,
+            }
+        }
+        // Once stopping, every batch is synced, so the last one leaves nothing unsynced.
+        let durable = stopping
+            || batch.is_empty()
+            || batch.iter().any(|(_, durable)| *durable)
+            || last_sync.elapsed() >= MAX_UNSYNCED;
+        if commit_batch(db, batch, durable, failure) && durable {
+            last_sync = Instant::now();
+            unsynced = false;
+        } else if !durable {
+            unsynced = true;
+        }
+    }
+}
+
+/// Makes every earlier lazy commit durable (an empty durable commit).
+fn sync(db: &Database, failure: &Failure) {
+    commit_batch(db, Vec::new(), true, failure);
+}
+
+/// Applies and commits one batch, then tells every op how it went; true if it committed.
+fn commit_batch(
+    db: &Database,
+    batch: Vec<(Box<dyn Job>, bool)>,
+    durable: bool,
+    failure: &Failure,
+) -> bool {
+    let set_failure = |e: Option<StoreError>| {
+        *failure.lock().unwrap_or_else(PoisonError::into_inner) = e;
+    };
+    let mut txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            set_failure(Some(StoreError::Storage(format!(
+                "cannot begin a write transaction: {e}"
+            ))));
+            // Dropping the ops drops their reply channels, which callers see as Closed.
+            return false;
+        }
+    };
+    if !durable && let Err(e) = txn.set_durability(Durability::None) {
+        tracing::warn!(error = %e, "cannot defer the sync of a lazy batch; syncing it");
+    }
+    let mut completions = Vec::with_capacity(batch.len());
+    let mut poison = None;
+    for (job, _) in batch {
+        let (completion, poisoned) = job.apply(&txn);
+        completions.push(completion);
+        if poison.is_none() {
+            poison = poisoned;
+        }
+    }
+    let outcome = match poison {
+        Some(e) => {
+            tracing::error!(error = %e, "write batch aborted");
+            let _ = txn.abort();
+            Err(e)
+        }
+        None => txn
+            .commit()
+            .map_err(|e| StoreError::Storage(format!("commit failed: {e}"))),
+    };
+    let committed = outcome.is_ok();
+    match &outcome {
+        Ok(()) => set_failure(None),
+        Err(e @ StoreError::Storage(_)) => set_failure(Some(e.clone())),
+        // A damaged record poisoned the batch: that says nothing about the disk.
+        Err(_) => {}
+    }
+    for completion in completions {
+        completion(outcome.clone());
+    }
+    committed
+}

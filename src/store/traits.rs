@@ -1,0 +1,342 @@
+//! The storage interface: narrow role traits, one per concern, and `Storage`, the umbrella
+//! the service layer holds as `Store`. Every backend (redb today, Postgres next) implements
+//! them and passes the same contract suite (contract/).
+//!
+//! Reads are synchronous (callers on actix threads run them in `web::block`). Writes that
+//! request handlers make return a `StoreFuture`, so no actix thread waits on a commit; the
+//! others block until durable, for callers on plain threads (dispatcher, scheduler, CLI), or
+//! are fire-and-forget. No type here belongs to a database.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::types::{
+    DeliveryFilter, DueDelivery, IngestOutcome, NewEvent, StoreError, StoreFuture, UserChange,
+    WriteDone,
+};
+use crate::domain::access::{ApiKey, Workspace};
+use crate::domain::audit::AuditEntry;
+use crate::domain::catalog::{Declared, StoredType};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::{Event, EventType};
+use crate::domain::ids::{ApiKeyId, AuditId, DeliveryId, EventId, RuleId, UserId, WorkspaceId};
+use crate::domain::rule::Rule;
+use crate::domain::user::{Session, User};
+
+/// Event rules and routines, with the in-memory view every ingest and attempt reads.
+pub trait RuleStore {
+    /// A rule from the cache, which every rule write on this store refreshes before it returns.
+    fn cached_rule(&self, id: &RuleId) -> Option<Arc<Rule>>;
+
+    /// Active rules of a workspace whose trigger matches the event type, by id.
+    fn matching_rules(&self, workspace: &WorkspaceId, event_type: &EventType) -> Vec<Arc<Rule>>;
+
+    /// Active routines (rules with a schedule trigger), from the cache.
+    fn routines(&self) -> Vec<Arc<Rule>>;
+
+    /// A workspace's rule; another workspace's is `NotFound`.
+    fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError>;
+
+    fn rules(&self, workspace: &WorkspaceId) -> Result<Vec<Rule>, StoreError>;
+
+    /// Inserts a new rule or replaces one, with its audit entry. `expect_existing` guards an
+    /// update against a concurrent delete (`NotFound`); without it an existing id is a
+    /// `Conflict`.
+    fn save_rule(&self, rule: Rule, expect_existing: bool, audit: AuditEntry) -> StoreFuture<Rule>;
+
+    /// Removes a workspace's rule with its audit entry; returns what was removed.
+    fn delete_rule(
+        &self,
+        workspace: WorkspaceId,
+        id: RuleId,
+        audit: AuditEntry,
+    ) -> StoreFuture<Rule>;
+
+    /// Turns a rule off on tidings' own account (a 410 answer), recording why; an unknown
+    /// rule is no error.
+    fn deactivate_rule(&self, id: &RuleId, reason: String) -> Result<(), StoreError>;
+
+    /// Since when each failing rule has failed (first failed attempt after its last success).
+    fn rules_failing_since(&self) -> Result<HashMap<RuleId, i64>, StoreError>;
+
+    /// Starts (`Some`) or clears (`None`) a rule's failing clock; fire-and-forget.
+    fn set_rule_failing_since(&self, id: &RuleId, since: Option<i64>);
+}
+
+/// Events, their deliveries, and the durable queue of open deliveries.
+pub trait EventStore {
+    /// Stores an event with its deliveries and queue entries in one durable step, unless its
+    /// idempotency key was seen within `IDEMPOTENCY_TTL_MS` of its `received_at`, or its
+    /// routine slot is not later than the last one recorded (then `Duplicate`).
+    fn ingest(&self, new: NewEvent) -> StoreFuture<IngestOutcome>;
+
+    /// `ingest` for a caller on a plain thread (the routine scheduler).
+    fn ingest_blocking(&self, new: NewEvent) -> Result<IngestOutcome, StoreError>;
+
+    /// Writes a finished test delivery (event, delivery and its one attempt) for the log.
+    fn insert_test_delivery(
+        &self,
+        event: Event,
+        delivery: Delivery,
+        attempt: Attempt,
+    ) -> StoreFuture<()>;
+
+    /// A workspace's event; another workspace's is `NotFound`.
+    fn event(&self, workspace: &WorkspaceId, id: &EventId) -> Result<Event, StoreError>;
+
+    /// An event's deliveries, by delivery id.
+    fn event_deliveries(&self, id: &EventId) -> Result<Vec<Delivery>, StoreError>;
+
+    /// A workspace's delivery; another workspace's is `NotFound`.
+    fn delivery(&self, workspace: &WorkspaceId, id: &DeliveryId) -> Result<Delivery, StoreError>;
+
+    /// Newest first. Returns the page and, if more may follow, the cursor (last id examined),
+    /// which goes in `filter.before` for the next page.
+    fn list_deliveries(
+        &self,
+        workspace: &WorkspaceId,
+        filter: &DeliveryFilter,
+    ) -> Result<(Vec<Delivery>, Option<DeliveryId>), StoreError>;
+
+    /// Every open delivery and when it is due, for the dispatcher to pick up at start.
+    fn open_deliveries(&self) -> Result<Vec<DueDelivery>, StoreError>;
+
+    /// A delivery and its event, read together for an attempt.
+    fn delivery_with_event(&self, id: &DeliveryId)
+    -> Result<Option<(Delivery, Event)>, StoreError>;
+
+    /// Closes an open delivery without an attempt (its rule was deleted).
+    fn close_delivery(&self, id: &DeliveryId, status: DeliveryStatus) -> Result<(), StoreError>;
+
+    /// Queues one more attempt, due now, for a finished delivery (a manual re-send); an open
+    /// one is a `Conflict`.
+    fn redeliver(&self, workspace: WorkspaceId, id: DeliveryId) -> StoreFuture<Delivery>;
+
+    /// Re-sends every failed (non-test) delivery of a rule created in `[since, until]`.
+    fn redeliver_failed(
+        &self,
+        workspace: WorkspaceId,
+        rule_id: RuleId,
+        since: i64,
+        until: i64,
+    ) -> StoreFuture<Vec<Delivery>>;
+}
+
+/// The attempt log.
+pub trait AttemptStore {
+    /// Logs an attempt and stores the delivery as it stands after it (leaving the open queue
+    /// when it is finished, and counting it in the hourly outcomes); `done` runs once both are
+    /// committed. The caller owns the open delivery while attempting it, so it passes the
+    /// updated record. The write may be lazy: a crash before the next sync repeats the
+    /// attempt rather than losing it.
+    fn record_attempt(&self, delivery: &Delivery, attempt: &Attempt, done: WriteDone);
+
+    /// A delivery's attempts, by number.
+    fn attempts(&self, id: &DeliveryId) -> Result<Vec<Attempt>, StoreError>;
+}
+
+/// Workspaces and API keys.
+pub trait KeyStore {
+    /// The workspace everything belongs to until there are more.
+    fn default_workspace(&self) -> &WorkspaceId;
+
+    fn workspace(&self, id: &WorkspaceId) -> Result<Workspace, StoreError>;
+
+    /// A workspace's name (what payloads and conditions show), from memory after first use.
+    fn workspace_name(&self, id: &WorkspaceId) -> Result<String, StoreError>;
+
+    /// The key a bearer token names, if any; answered from memory.
+    fn api_key_for_token(&self, token: &str) -> Option<ApiKey>;
+
+    fn api_keys(&self, workspace: &WorkspaceId) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Stores a new key and its audit entry together, blocking until durable.
+    fn insert_api_key(&self, key: ApiKey, audit: AuditEntry) -> Result<(), StoreError>;
+
+    fn insert_api_key_async(&self, key: ApiKey, audit: AuditEntry) -> StoreFuture<()>;
+
+    /// Removes a workspace's key (another workspace's is `NotFound`) with its audit entry.
+    fn delete_api_key(
+        &self,
+        workspace: WorkspaceId,
+        id: ApiKeyId,
+        audit: AuditEntry,
+    ) -> StoreFuture<()>;
+}
+
+/// Admin UI users and their sessions.
+pub trait UserStore {
+    /// How many users exist; zero means the first-run setup link is live.
+    fn user_count(&self) -> Result<u64, StoreError>;
+
+    fn users(&self, workspace: &WorkspaceId) -> Result<Vec<User>, StoreError>;
+
+    fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+
+    fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    /// Adds a user; a taken username is a `Conflict`. With `only_if_none`, refuses unless no
+    /// user exists yet, checked in the same transaction (first-run setup cannot run twice).
+    fn insert_user(
+        &self,
+        user: User,
+        only_if_none: bool,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError>;
+
+    /// Removes a user and every session they have; refuses to remove the last admin.
+    fn delete_user(
+        &self,
+        workspace: WorkspaceId,
+        id: UserId,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError>;
+
+    /// Changes a user's role or password and ends their sessions; refuses to demote the
+    /// last admin.
+    fn update_user(
+        &self,
+        workspace: WorkspaceId,
+        id: UserId,
+        change: UserChange,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError>;
+
+    /// Stores a new session under its cookie value's hash, dropping expired ones.
+    fn create_session(
+        &self,
+        cookie: &str,
+        session: Session,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// The live session a cookie names, if it has not expired (by the store's clock).
+    fn session(&self, cookie: &str) -> Result<Option<Session>, StoreError>;
+
+    fn delete_session(&self, cookie: &str, audit: Option<AuditEntry>) -> Result<(), StoreError>;
+}
+
+/// The append-only audit log.
+pub trait AuditStore {
+    /// Records an action that changes nothing else (such as viewing a secret).
+    fn audit(&self, entry: AuditEntry) -> StoreFuture<()>;
+
+    /// `audit`, blocking until durable (a sign-in failure, on a plain thread).
+    fn audit_now(&self, entry: AuditEntry) -> Result<(), StoreError>;
+
+    /// A workspace's entries, newest first, before the cursor; returns the page and the next
+    /// cursor (None once the log is exhausted).
+    fn audit_log(
+        &self,
+        workspace: &WorkspaceId,
+        before: Option<&AuditId>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<AuditId>), StoreError>;
+}
+
+/// The event catalog and routines' last fired slots.
+pub trait CatalogStore {
+    /// Every stored catalog row of a workspace, by type name.
+    fn event_types(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<(EventType, StoredType)>, StoreError>;
+
+    fn event_type(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+    ) -> Result<Option<StoredType>, StoreError>;
+
+    /// Declares (or re-declares) a type with its description and sample; returns the row.
+    fn declare_event_type(
+        &self,
+        workspace: WorkspaceId,
+        name: EventType,
+        declared: Declared,
+        audit: AuditEntry,
+    ) -> StoreFuture<StoredType>;
+
+    /// Records that an event of this type arrived at `now`, keeping its data as the type's
+    /// latest sample (only its key structure when `keep_values` is false). Fire-and-forget
+    /// and throttled: a lost or skipped update only leaves an older sample.
+    fn note_event_seen(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        data: &Map<String, Value>,
+        keep_values: bool,
+        now: i64,
+    );
+
+    /// The last slot each routine fired for (recorded by `ingest`).
+    fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError>;
+}
+
+/// The dashboard's counters.
+pub trait StatsStore {
+    /// (hour start in Unix ms, succeeded, failed) for each of the `hours` hours up to and
+    /// including the one holding `now_ms`, oldest first; hours without traffic are zeros.
+    fn hourly_outcomes(
+        &self,
+        workspace: &WorkspaceId,
+        now_ms: i64,
+        hours: i64,
+    ) -> Result<Vec<(i64, u64, u64)>, StoreError>;
+}
+
+/// Health, retention, backup and the end of the store's life.
+pub trait MaintenanceStore {
+    /// A cheap read that proves the database answers and that the last write committed.
+    fn ping(&self) -> Result<(), StoreError>;
+
+    /// How many deliveries are waiting for an attempt.
+    fn open_count(&self) -> Result<u64, StoreError>;
+
+    /// Deletes finished deliveries (with their attempts) and events created before
+    /// `cutoff_ms`, and expired idempotency keys. Open deliveries, and the events they need,
+    /// are kept. Returns (deliveries, events) removed.
+    fn prune_before(&self, cutoff_ms: i64) -> Result<(usize, usize), StoreError>;
+
+    /// Writes a consistent snapshot of the whole store to `path` (which must not exist) and
+    /// returns the number of rows in it.
+    fn backup_to(&self, path: &Path) -> Result<u64, StoreError>;
+
+    /// Finishes every write already queued, syncs, and stops the writer (joining its
+    /// thread). Harmless twice; later writes get `StoreError::Closed`.
+    fn shutdown(&self);
+}
+
+/// Everything the service layer needs from storage.
+pub trait Storage:
+    RuleStore
+    + EventStore
+    + AttemptStore
+    + KeyStore
+    + UserStore
+    + AuditStore
+    + CatalogStore
+    + StatsStore
+    + MaintenanceStore
+    + Send
+    + Sync
+{
+}
+
+impl<T> Storage for T where
+    T: RuleStore
+        + EventStore
+        + AttemptStore
+        + KeyStore
+        + UserStore
+        + AuditStore
+        + CatalogStore
+        + StatsStore
+        + MaintenanceStore
+        + Send
+        + Sync
+{
+}

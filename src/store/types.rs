@@ -1,0 +1,96 @@
+//! What every storage backend speaks: the store's error, the records that cross the interface
+//! (a new event with its deliveries, an ingest's outcome, a due delivery, a log filter, a user
+//! change) and the future and callback shapes of its writes. Nothing here knows a database.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::event::{Event, EventType};
+use crate::domain::ids::{DeliveryId, EventId, RuleId};
+use crate::domain::user::UserRole;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("no {what} with id {id:?}")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(
+        "the database {0} is in use by another tidings process (is `tidings serve` running?); stop it, or use the API or admin UI instead"
+    )]
+    InUse(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    #[error("master key: {0}")]
+    MasterKey(String),
+    #[error("the store is shut down")]
+    Closed,
+    /// The write queue is full: a request handler is told at once (to answer 503 with
+    /// `Retry-After`) instead of holding its thread until the disk catches up.
+    #[error("too many writes are waiting for the disk; try again shortly")]
+    Overloaded,
+}
+
+pub(crate) fn not_found(what: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        what,
+        id: id.to_owned(),
+    }
+}
+
+/// A write that request handlers await: it holds no thread while the commit syncs, and is
+/// `'static` so a backend can run it wherever its writes run.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
+
+/// Told how a fire-and-forget write ended, once it is committed (or refused).
+pub type WriteDone = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
+
+/// How long a producer's idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// An accepted event and the deliveries it owes, written together.
+#[derive(Debug)]
+pub struct NewEvent {
+    pub event: Event,
+    pub deliveries: Vec<Delivery>,
+    pub idempotency_key: Option<String>,
+    /// For a routine's firing: the routine and the slot fired, recorded with the event so a
+    /// slot is never fired twice (a repeat of a recorded slot is a duplicate).
+    pub routine_slot: Option<(RuleId, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Created,
+    Duplicate(EventId),
+}
+
+/// A delivery the dispatcher owes a request, as loaded at start-up or after a re-send.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: DeliveryId,
+    pub rule_id: RuleId,
+    pub due_at: i64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub rule_id: Option<RuleId>,
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<EventType>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Exclusive upper bound: the last id of the previous page.
+    pub before: Option<DeliveryId>,
+    pub limit: usize,
+}
+
+/// What an admin may change about a user.
+pub enum UserChange {
+    Role(UserRole),
+    /// An Argon2id hash (hashing is done by the caller, off the writer thread).
+    PasswordHash(String),
+}
