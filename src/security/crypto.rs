@@ -128,6 +128,8 @@ impl MasterKey {
                 let bytes = decode_key(&text).ok_or_else(|| CryptoError::BadKeyFile {
                     path: path.display().to_string(),
                 })?;
+                // A key file copied in by hand (a restore) may have come with the umask's 0644.
+                super::files::make_private(&path).map_err(io)?;
                 Ok(Self::from_bytes(&bytes))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -206,6 +206,7 @@ impl Store {
             ))
         })?;
         let path = data_dir.join("tidings.redb");
+        crate::security::files::prepare_private(&path).map_err(StoreError::Storage)?;
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)

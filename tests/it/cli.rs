@@ -389,3 +389,55 @@ fn serve_with_a_good_master_key_in_the_environment_writes_no_key_file() {
     let log = served.log();
     assert!(!log.contains(&key), "the master key must never be logged");
 }
+
+// ---------------------------------------------------------------------------
+// File permissions
+// ---------------------------------------------------------------------------
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn the_database_master_key_and_backups_are_0600_under_a_permissive_umask() {
+    let scratch = Scratch::new("cli-umask");
+
+    // `key create` on a new data dir creates the database.
+    let made_by_key_create = scratch.path("by-key-create");
+    let mut cmd = tidings_after("umask 000");
+    cmd.args(["key", "create", "--data-dir"])
+        .arg(&made_by_key_create)
+        .args(["--role", "admin", "--name", "umask"]);
+    let ran = run(cmd);
+    assert!(ran.success(), "{ran:?}");
+    assert_eq!(mode_of(&made_by_key_create.join("tidings.redb")), 0o600);
+
+    // `serve` on a new data dir creates the database and the master key.
+    let data = scratch.path("data");
+    let mut served = Served::spawn_after("umask 000", &data, &["--dev"], &[]);
+    served.wait_healthy();
+    assert_eq!(mode_of(&data.join("tidings.redb")), 0o600);
+    assert_eq!(mode_of(&data.join("master.key")), 0o600);
+    served.kill9();
+
+    // Files an earlier version (or a hand copy) left readable by others are tightened at open.
+    let admin = create_key(&data, "admin");
+    for name in ["tidings.redb", "master.key"] {
+        std::fs::set_permissions(data.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut served = Served::spawn_after("umask 000", &data, &["--dev"], &[]);
+    served.wait_healthy();
+    assert_eq!(mode_of(&data.join("tidings.redb")), 0o600);
+    assert_eq!(mode_of(&data.join("master.key")), 0o600);
+
+    // An online snapshot, in a backups folder only the owner can enter.
+    let made = request("POST", &served.url("/api/v1/backup"), Some(&admin), None);
+    assert_eq!(made.status, 201, "{}", made.text);
+    let snapshot = Path::new(made.body["path"].as_str().unwrap()).to_owned();
+    assert_eq!(mode_of(&snapshot), 0o600);
+    assert_eq!(mode_of(snapshot.parent().unwrap()), 0o700);
+}
