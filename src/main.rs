@@ -346,7 +346,7 @@ fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::
             let made = body["path"]
                 .as_str()
                 .context("the server's answer has no backup path")?;
-            std::fs::copy(made, out).with_context(|| {
+            copy_out(Path::new(made), out).with_context(|| {
                 format!("copying {made} (run this on the server's host, as its user)")
             })?;
             std::fs::remove_file(made).ok();
@@ -355,6 +355,17 @@ fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Copies `from` to a new owner-only file `to`, under a temporary name until complete.
+fn copy_out(from: &Path, to: &Path) -> anyhow::Result<()> {
+    use tidings::security::files::PartialFile;
+    let mut source = std::fs::File::open(from)?;
+    let (partial, mut file) = PartialFile::create(to)?;
+    std::io::copy(&mut source, &mut file)?;
+    drop(file);
+    partial.finish()?;
+    Ok(())
 }
 
 fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {

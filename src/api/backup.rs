@@ -1,7 +1,7 @@
 //! `POST /api/v1/backup`: an online, consistent snapshot written next to the database, in
 //! `DATA_DIR/backups/`, for `tidings backup` (or the operator) to copy away.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -46,11 +46,9 @@ async fn create(
             .mode(0o700)
             .create(&dir)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("creating {}: {e}", dir.display())))?;
+        // Owner-only from creation, like the database (it holds PHI and sealed secrets), and
+        // under its name only once complete.
         let rows = store.backup_to(&target)?;
-        // The snapshot holds PHI and sealed secrets: owner-only, like the database.
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-            ApiError::internal(anyhow::anyhow!("protecting {}: {e}", target.display()))
-        })?;
         Ok::<_, ApiError>(rows)
     })
     .await?;

@@ -13,6 +13,7 @@ use super::tables::{
     RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use super::{Store, StoreError};
+use crate::security::files::PartialFile;
 
 fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     from: &ReadTransaction,
@@ -58,6 +59,10 @@ impl Store {
     /// Writes a consistent snapshot of the whole store to `path` (which must not exist) and
     /// returns the number of rows in it. Delivery continues meanwhile: only a read
     /// transaction is held on the live database.
+    ///
+    /// The snapshot is written owner-only under a temporary name beside `path` and renamed
+    /// once complete and synced, so an interrupted backup never leaves a partial file at
+    /// `path`; what earlier interrupted ones left in that folder is removed first.
     pub fn backup_to(&self, path: &Path) -> Result<u64, StoreError> {
         if path.exists() {
             return Err(StoreError::Conflict(format!(
@@ -71,12 +76,20 @@ impl Store {
                 "a master-key rotation is unfinished; finish it first (start `tidings serve`, or run `tidings rotate-master-key` again)".into(),
             ));
         }
+        let cannot = |e: &dyn std::fmt::Display| {
+            StoreError::Storage(format!("cannot write {}: {e}", path.display()))
+        };
+        let (partial, file) = PartialFile::create(path).map_err(|e| cannot(&e))?;
+        // redb opens the file itself (and takes its lock); the empty file is its to fill.
+        drop(file);
         let snapshot = self.db.begin_read()?;
-        let target = Database::create(path)
-            .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", path.display())))?;
+        let target = Database::create(partial.path()).map_err(|e| cannot(&e))?;
         let txn = target.begin_write()?;
         let rows = copy_all(&snapshot, &txn)?;
         txn.commit()?;
+        // Closed before the rename: redb writes its last pages when the database is dropped.
+        drop(target);
+        partial.finish().map_err(|e| cannot(&e))?;
         Ok(rows)
     }
 }
