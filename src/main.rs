@@ -416,16 +416,33 @@ fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    use tidings::security::files::PartialFile;
     let target = data_dir.join("tidings.redb");
     anyhow::ensure!(
         !target.exists(),
         "{} already holds a database; restore into an empty data dir",
         data_dir.display()
     );
-    tidings::store::backup::check_backup(from)?;
-    std::fs::create_dir_all(data_dir)?;
-    std::fs::copy(from, &target)
+    // Owner-only, like what it will hold (a data dir that exists keeps its mode).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    // Copied first, then checked: the source is only ever read, so it stays exactly as it
+    // was whatever the check finds (a redb open for writing would rewrite a damaged file).
+    let mut source =
+        std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let (partial, mut copy) = PartialFile::create(&target)
+        .with_context(|| format!("creating a file in {}", data_dir.display()))?;
+    std::io::copy(&mut source, &mut copy)
         .with_context(|| format!("copying {} to {}", from.display(), target.display()))?;
+    drop(copy);
+    tidings::store::backup::check_backup(partial.path(), from)?;
+    partial
+        .finish()
+        .with_context(|| format!("moving the copy to {}", target.display()))?;
     println!("restored {} into {}", from.display(), data_dir.display());
     if !data_dir.join("master.key").exists() {
         eprintln!(

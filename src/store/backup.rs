@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 
 use super::tables::{
@@ -94,24 +95,32 @@ impl Store {
     }
 }
 
-/// Checks that `path` is a tidings database this version can open (for `tidings restore`).
-pub fn check_backup(path: &Path) -> Result<(), StoreError> {
-    let db = Database::open(path).map_err(|e| {
-        StoreError::Corrupt(format!("{} is not a tidings database: {e}", path.display()))
+/// Checks that `file` is a complete tidings database this version can open (for `tidings
+/// restore`, which checks its own copy of the file given: messages name `shown_as`, that
+/// file). Opened read-only: a read-write open would "repair" a damaged file in place,
+/// rewriting it (and keeping what redb could salvage, which may be next to nothing), whereas
+/// a file that needs repair is not a finished backup and is refused.
+pub fn check_backup(file: &Path, shown_as: &Path) -> Result<(), StoreError> {
+    let name = shown_as.display();
+    let not_ours = |e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!("{name} is not a tidings database: {e}"))
+    };
+    let db = ReadOnlyDatabase::open(file).map_err(|e| match e {
+        redb::DatabaseError::RepairAborted => StoreError::Corrupt(format!(
+            "{name} was not closed cleanly (copied while a tidings process was writing it, or cut short), so it is not a complete backup; take one with `tidings backup`"
+        )),
+        e => not_ours(&e),
     })?;
     let txn = db.begin_read()?;
-    let meta = txn.open_table(META).map_err(|e| {
-        StoreError::Corrupt(format!("{} is not a tidings database: {e}", path.display()))
-    })?;
+    let meta = txn.open_table(META).map_err(|e| not_ours(&e))?;
     let version = meta
         .get("schema_version")?
         .map(|v| v.value().to_owned())
-        .ok_or_else(|| StoreError::Corrupt(format!("{} has no schema version", path.display())))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("{name} has no schema version")))?;
     let version: u32 = version.parse().unwrap_or(u32::MAX);
     if version > super::migrations::SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
-            "{} was written by a newer tidings (schema {version}); restore it with that version",
-            path.display()
+            "{name} was written by a newer tidings (schema {version}); restore it with that version"
         )));
     }
     Ok(())
