@@ -375,6 +375,38 @@ fn serve_generates_a_master_key_file_with_mode_0600() {
     );
 }
 
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn serve_refuses_a_database_whose_master_key_file_is_missing_and_writes_no_new_key() {
+    let scratch = Scratch::new("cli-lostkey");
+    let data = scratch.path("data");
+    let served = Served::start(&data, &["--dev"]);
+    served.kill9();
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let before = names_in(&data);
+
+    let mut served = Served::spawn(&data, &["--dev"], &[]);
+    let status = served.wait_exit();
+    assert!(!status.success(), "serve must refuse to start");
+    let log = served.log();
+    let missing = data.join("master.key");
+    assert!(
+        log.contains(&missing.display().to_string()) && log.contains("TIDINGS_MASTER_KEY"),
+        "the message should name the missing file and TIDINGS_MASTER_KEY: {log}"
+    );
+    assert!(!missing.exists(), "a new master.key was written");
+    assert_eq!(names_in(&data), before, "start-up left files behind");
+}
+
 #[test]
 fn serve_with_a_good_master_key_in_the_environment_writes_no_key_file() {
     use base64::Engine;
