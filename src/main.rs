@@ -347,7 +347,7 @@ fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::
             let made = body["path"]
                 .as_str()
                 .context("the server's answer has no backup path")?;
-            std::fs::copy(made, out).with_context(|| {
+            copy_out(Path::new(made), out).with_context(|| {
                 format!("copying {made} (run this on the server's host, as its user)")
             })?;
             std::fs::remove_file(made).ok();
@@ -356,6 +356,17 @@ fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Copies `from` to a new owner-only file `to`, under a temporary name until complete.
+fn copy_out(from: &Path, to: &Path) -> anyhow::Result<()> {
+    use tidings::security::files::PartialFile;
+    let mut source = std::fs::File::open(from)?;
+    let (partial, mut file) = PartialFile::create(to)?;
+    std::io::copy(&mut source, &mut file)?;
+    drop(file);
+    partial.finish()?;
+    Ok(())
 }
 
 fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {
@@ -406,16 +417,33 @@ fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn restore(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    use tidings::security::files::PartialFile;
     let target = data_dir.join("tidings.redb");
     anyhow::ensure!(
         !target.exists(),
         "{} already holds a database; restore into an empty data dir",
         data_dir.display()
     );
-    tidings::store::backup::check_backup(from)?;
-    std::fs::create_dir_all(data_dir)?;
-    std::fs::copy(from, &target)
+    // Owner-only, like what it will hold (a data dir that exists keeps its mode).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    // Copied first, then checked: the source is only ever read, so it stays exactly as it
+    // was whatever the check finds (a redb open for writing would rewrite a damaged file).
+    let mut source =
+        std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+    let (partial, mut copy) = PartialFile::create(&target)
+        .with_context(|| format!("creating a file in {}", data_dir.display()))?;
+    std::io::copy(&mut source, &mut copy)
         .with_context(|| format!("copying {} to {}", from.display(), target.display()))?;
+    drop(copy);
+    tidings::store::backup::check_backup(partial.path(), from)?;
+    partial
+        .finish()
+        .with_context(|| format!("moving the copy to {}", target.display()))?;
     println!("restored {} into {}", from.display(), data_dir.display());
     if !data_dir.join("master.key").exists() {
         eprintln!(

@@ -1,7 +1,7 @@
 //! `POST /api/v1/backup`: an online, consistent snapshot written next to the database, in
 //! `DATA_DIR/backups/`, for `tidings backup` (or the operator) to copy away.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::DirBuilderExt;
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
@@ -41,13 +41,15 @@ async fn create(
     let store = state.store.clone();
     let target = path.clone();
     let rows = blocking(move || {
-        std::fs::create_dir_all(&dir)
+        // Owner-only, like the snapshots in it.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
             .map_err(|e| AppError::internal(anyhow::anyhow!("creating {}: {e}", dir.display())))?;
+        // Owner-only from creation, like the database (it holds PHI and sealed secrets), and
+        // under its name only once complete.
         let rows = store.backup_to(&target)?;
-        // The snapshot holds PHI and sealed secrets: owner-only, like the database.
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-            AppError::internal(anyhow::anyhow!("protecting {}: {e}", target.display()))
-        })?;
         Ok::<_, AppError>(rows)
     })
     .await?;

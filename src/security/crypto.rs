@@ -65,6 +65,10 @@ pub enum CryptoError {
     BadEnvKey,
     #[error("master key file {path} is damaged: it must hold 32 bytes as base64")]
     BadKeyFile { path: String },
+    #[error(
+        "master key file {path} is missing, but this database holds values sealed with a master key: put that file back (from wherever you keep its backup), or give the key as TIDINGS_MASTER_KEY. No new key was written: it would open none of them"
+    )]
+    MissingKeyFile { path: String },
     #[error("cannot read or create the master key in {path}: {source}")]
     Io {
         path: String,
@@ -112,33 +116,6 @@ impl MasterKey {
         self.id == other.id
     }
 
-    /// `TIDINGS_MASTER_KEY` if given, else `master.key` in the data dir, created on first start.
-    pub fn load_or_create(data_dir: &Path, env_key: Option<&str>) -> Result<Self, CryptoError> {
-        if let Some(text) = env_key {
-            let bytes = decode_key(text).ok_or(CryptoError::BadEnvKey)?;
-            return Ok(Self::from_bytes(&bytes));
-        }
-        let path = data_dir.join(KEY_FILE);
-        let io = |source| CryptoError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let bytes = decode_key(&text).ok_or_else(|| CryptoError::BadKeyFile {
-                    path: path.display().to_string(),
-                })?;
-                Ok(Self::from_bytes(&bytes))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
-                write_private(&path, &B64.encode(*bytes)).map_err(io)?;
-                Ok(Self::from_bytes(&bytes))
-            }
-            Err(e) => Err(io(e)),
-        }
-    }
-
     pub fn seal(&self, plain: &str) -> Sealed {
         let nonce_bytes = rand::random::<[u8; 24]>();
         let nonce = XNonce::from_slice(&nonce_bytes);
@@ -179,32 +156,82 @@ impl MasterKey {
 /// both keys on disk, and the next open finishes the job (see `RedbStore::open_with_keys`).
 /// With `TIDINGS_MASTER_KEY` the operator holds both keys, and the new one is given as
 /// `TIDINGS_NEW_MASTER_KEY`.
+///
+/// On a first start there is no `master.key`: [`Keyring::load`] makes a new key but writes it
+/// only when [`Keyring::settle`] learns that the database holds nothing sealed yet, so a lost
+/// key file is reported as lost instead of being replaced by a key that opens nothing.
 #[derive(Debug, Clone)]
 pub struct Keyring {
     pub current: MasterKey,
     pub next: Option<MasterKey>,
     /// The data dir when the keys are files there; None when they come from the environment.
     files: Option<PathBuf>,
+    /// `current` when `load` made it because `master.key` was missing: not on disk yet.
+    unsaved: Option<NewKey>,
+}
+
+/// The bytes of a key made but not yet written; never printed.
+#[derive(Clone)]
+struct NewKey(Zeroizing<[u8; 32]>);
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewKey(***)")
+    }
 }
 
 impl Keyring {
-    /// The keys of a data dir: `TIDINGS_MASTER_KEY` if given, else `master.key` (created on
-    /// first start) and, left by an interrupted rotation, `master.key.new`.
+    /// The keys of a data dir: `TIDINGS_MASTER_KEY` if given, else `master.key` and, left by
+    /// an interrupted rotation, `master.key.new`. Writes nothing: without `master.key`, the
+    /// current key is a new one that [`Keyring::settle`] stores or refuses.
     pub fn load(data_dir: &Path, env_key: Option<&str>) -> Result<Self, CryptoError> {
-        let current = MasterKey::load_or_create(data_dir, env_key)?;
-        if env_key.is_some() {
+        if let Some(text) = env_key {
+            let bytes = decode_key(text).ok_or(CryptoError::BadEnvKey)?;
             return Ok(Self {
-                current,
+                current: MasterKey::from_bytes(&bytes),
                 next: None,
                 files: None,
+                unsaved: None,
             });
         }
+        let (current, unsaved) = if let Some(key) = read_key_file(&data_dir.join(KEY_FILE))? {
+            (key, None)
+        } else {
+            let bytes = Zeroizing::new(rand::random::<[u8; 32]>());
+            (MasterKey::from_bytes(&bytes), Some(NewKey(bytes)))
+        };
         let next = read_key_file(&data_dir.join(NEW_KEY_FILE))?;
         Ok(Self {
             current,
             next,
             files: Some(data_dir.to_owned()),
+            unsaved,
         })
+    }
+
+    /// Called by the store once it knows whether the database already holds values sealed
+    /// with a master key (`database_has_key`: it has a key check value), before anything is
+    /// sealed. A key `load` made for a missing `master.key` is then written (0600, synced, the
+    /// folder synced) if the database holds nothing sealed, as on a first start; if it does,
+    /// the file was lost, and this refuses, naming it, without writing anything.
+    #[must_use = "the key is only on disk once settle has returned Ok"]
+    pub fn settle(mut self, database_has_key: bool) -> Result<Self, CryptoError> {
+        let (Some(new), Some(dir)) = (self.unsaved.take(), &self.files) else {
+            return Ok(self);
+        };
+        let path = dir.join(KEY_FILE);
+        if database_has_key {
+            return Err(CryptoError::MissingKeyFile {
+                path: path.display().to_string(),
+            });
+        }
+        let io = |source| CryptoError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        write_private(&path, &B64.encode(*new.0)).map_err(io)?;
+        sync_dir(dir).map_err(io)?;
+        Ok(self)
     }
 
     /// Whether the keys are files in the data dir (not `TIDINGS_MASTER_KEY`).
@@ -260,19 +287,23 @@ impl Keyring {
     }
 }
 
-/// A key file if it exists.
+/// A key file if it exists, made owner-only if it was not (one copied in by hand for a
+/// restore may have come with the umask's 0644).
 fn read_key_file(path: &Path) -> Result<Option<MasterKey>, CryptoError> {
+    let io = |source| CryptoError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => decode_key(&text)
-            .map(|bytes| Some(MasterKey::from_bytes(&bytes)))
-            .ok_or_else(|| CryptoError::BadKeyFile {
+        Ok(text) => {
+            let bytes = decode_key(&text).ok_or_else(|| CryptoError::BadKeyFile {
                 path: path.display().to_string(),
-            }),
+            })?;
+            super::files::make_private(path).map_err(io)?;
+            Ok(Some(MasterKey::from_bytes(&bytes)))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CryptoError::Io {
-            path: path.display().to_string(),
-            source,
-        }),
+        Err(e) => Err(io(e)),
     }
 }
 
@@ -348,25 +379,53 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("tidings-key-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let a = MasterKey::load_or_create(&dir, None).unwrap();
+        let a = Keyring::load(&dir, None).unwrap().settle(false).unwrap();
         let mode = std::fs::metadata(dir.join(KEY_FILE))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let b = MasterKey::load_or_create(&dir, None).unwrap();
-        assert_eq!(b.open(&a.seal("s")).unwrap().expose(), "s");
+        let b = Keyring::load(&dir, None).unwrap().settle(true).unwrap();
+        let sealed = a.current.seal("s");
+        assert_eq!(b.current.open(&sealed).unwrap().expose(), "s");
         std::fs::remove_dir_all(dir).ok();
-        assert!(MasterKey::load_or_create(Path::new("/nonexistent"), Some("short")).is_err());
+        assert!(Keyring::load(Path::new("/nonexistent"), Some("short")).is_err());
         let env = B64.encode([1u8; 32]);
-        assert!(MasterKey::load_or_create(Path::new("/nonexistent"), Some(&env)).is_ok());
+        let from_env = Keyring::load(Path::new("/nonexistent"), Some(&env)).unwrap();
+        assert!(from_env.settle(true).is_ok(), "an env key is never written");
+    }
+
+    #[test]
+    fn a_missing_key_file_is_written_only_for_a_database_without_sealed_values() {
+        let dir = std::env::temp_dir().join(format!("tidings-lost-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ring = Keyring::load(&dir, None).unwrap();
+        assert!(!dir.join(KEY_FILE).exists(), "load writes nothing");
+        let err = ring.clone().settle(true).unwrap_err();
+        assert!(matches!(err, CryptoError::MissingKeyFile { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&dir.join(KEY_FILE).display().to_string())
+                && message.contains("TIDINGS_MASTER_KEY"),
+            "{message}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        assert!(format!("{ring:?}").contains("NewKey(***)"));
+        let settled = ring.settle(false).unwrap();
+        let again = Keyring::load(&dir, None).unwrap();
+        assert!(again.current.same_as(&settled.current));
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
     fn a_rotation_keeps_a_new_key_left_behind_and_renames_it_at_the_end() {
         let dir = std::env::temp_dir().join(format!("tidings-ring-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
-        let ring = Keyring::load(&dir, None).unwrap();
+        let ring = Keyring::load(&dir, None).unwrap().settle(false).unwrap();
         assert!(ring.next.is_none());
         let old = ring.current.clone();
         let ring = ring.begin_rotation(None).unwrap();

@@ -56,6 +56,13 @@ impl AddressClass {
         }
     }
 
+    /// Whether a `network.allow` entry can admit an address of this class. Not the unspecified
+    /// address: connecting to 0.0.0.0 or :: reaches this machine, so an entry written for a
+    /// network (`0.0.0.0/0`, `::/64`) must not turn it into a way back to loopback.
+    pub fn is_exemptable(self) -> bool {
+        self != Self::Unspecified
+    }
+
     /// The classes development mode allows: what a developer's machine, a docker host or a
     /// LAN test server uses. The rest are never real webhook receivers in any mode.
     pub fn is_local(self) -> bool {
@@ -189,6 +196,15 @@ fn classify_v6(ip: Ipv6Addr) -> Option<(AddressClass, Option<Ipv4Addr>)> {
     None
 }
 
+/// The address a connection to `ip` actually reaches, which allow entries are matched against:
+/// the IPv4 address an IPv4-mapped, -compatible, NAT64, 6to4 or ISATAP address carries (the
+/// one the block list judged it by), else `ip` itself. Matching the IPv6 spelling instead would
+/// let an IPv6 entry such as `::/64` admit `::ffff:127.0.0.1`, which is IPv4 loopback; and an
+/// admin who allowed 10.20.0.0/24 meant those hosts however they are spelled.
+fn reached(ip: IpAddr, embedded: Option<Ipv4Addr>) -> IpAddr {
+    embedded.map_or(ip, IpAddr::V4)
+}
+
 /// What tidings may connect to: global addresses, plus local ones in development mode,
 /// plus whatever the admin listed in `network.allow`.
 #[derive(Debug, Clone)]
@@ -214,15 +230,15 @@ impl AddressPolicy {
         if self.development && class.is_local() {
             return Ok(());
         }
-        // An allow entry matches the address itself or the IPv4 it embeds: an admin who
-        // allowed 10.20.0.0/24 meant that host however it is spelled.
-        let allowed = self.allow.iter().any(|net| {
-            net.contains(&ip) || embedded.is_some_and(|v4| net.contains(&IpAddr::V4(v4)))
-        });
-        if allowed {
+        if class.is_exemptable() && self.allows(reached(ip, embedded)) {
             return Ok(());
         }
         Err(BlockedAddress { ip, class })
+    }
+
+    /// Whether an entry of `network.allow` covers `target`, an address as [`reached`] gives it.
+    fn allows(&self, target: IpAddr) -> bool {
+        self.allow.iter().any(|net| net.contains(&target))
     }
 
     /// The create/update-time check of a parsed URL. Does not resolve DNS: names are vetted
@@ -281,32 +297,33 @@ impl fmt::Display for BlockedAddress {
         }
         if self.class.is_local() {
             // Name the exact setting and a ready-to-paste value: a bare "blocked" sends admins
-            // hunting (the complaint Svix users had).
+            // hunting (the complaint Svix users had). The value admits this one host, as the
+            // allow list matches it (its IPv4 address, if it carries one): a wider guess such
+            // as ::/64 for ::1 would admit more than the admin looked at.
             write!(
                 f,
-                "; in production tidings only delivers to public addresses. To allow an \
-                 on-premises destination add its network to network.allow in the config, \
-                 e.g. network.allow = [\"{}\"]",
-                suggested_network(embedded.map_or(self.ip, IpAddr::V4))
+                "; in production tidings only delivers to public addresses. To allow this \
+                 on-premises destination add it to network.allow in the config, e.g. \
+                 network.allow = [\"{}\"] (a shorter prefix admits its whole network)",
+                ipnet::IpNet::from(reached(self.ip, embedded))
             )
-        } else {
+        } else if self.class.is_exemptable() {
             write!(
                 f,
                 ", which is not a usable webhook destination; tidings only delivers to public \
                  unicast addresses (networks listed in network.allow in the config are exempt)"
+            )
+        } else {
+            write!(
+                f,
+                ", which is not a usable webhook destination: connecting to it reaches this \
+                 machine, so network.allow cannot admit it"
             )
         }
     }
 }
 
 impl std::error::Error for BlockedAddress {}
-
-/// The network around `ip` an admin would typically allow: its /24 (IPv4) or /64 (IPv6).
-fn suggested_network(ip: IpAddr) -> ipnet::IpNet {
-    let prefix = if ip.is_ipv4() { 24 } else { 64 };
-    // Both prefix lengths are valid for their family, so this never falls back.
-    ipnet::IpNet::new(ip, prefix).map_or(ipnet::IpNet::from(ip), |net| net.trunc())
-}
 
 /// Why a rule's URL was refused at create/update time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -370,11 +387,16 @@ impl std::error::Error for UrlProblem {
 #[derive(Debug, Clone)]
 pub struct VettingResolver {
     policy: Arc<AddressPolicy>,
+    /// How names become addresses: [`lookup`], or in tests a fixed answer, so a name that
+    /// resolves to any address can be tried without a DNS server.
+    lookup: Lookup,
 }
+
+type Lookup = fn(String, NextTimeout) -> Result<Vec<SocketAddr>, ureq::Error>;
 
 impl VettingResolver {
     pub fn new(policy: Arc<AddressPolicy>) -> Self {
-        Self { policy }
+        Self { policy, lookup }
     }
 }
 
@@ -399,7 +421,7 @@ impl Resolver for VettingResolver {
         // check below.
         let candidates = match host_port.parse::<SocketAddr>() {
             Ok(addr) => vec![addr],
-            Err(_) => lookup(host_port, timeout)?,
+            Err(_) => (self.lookup)(host_port, timeout)?,
         };
 
         let mut vetted = self.empty();
@@ -640,6 +662,63 @@ mod tests {
     }
 
     #[test]
+    fn allow_entries_match_the_ipv4_address_an_ipv6_one_carries() {
+        // ::/64 is what earlier versions suggested for ::1: it must not reach IPv4 loopback or
+        // the metadata address through any IPv4-in-IPv6 spelling.
+        let v6_loopback_net = AddressPolicy::new(false, vec![net("::/64")]);
+        assert_eq!(v6_loopback_net.check_ip(ip("::1")), Ok(()));
+        let all_v6 = AddressPolicy::new(false, vec![net("::/0")]);
+        assert_eq!(all_v6.check_ip(ip("fd00::1")), Ok(()));
+        for policy in [&v6_loopback_net, &all_v6] {
+            for (addr, class) in [
+                ("::ffff:127.0.0.1", C::Loopback),
+                ("::ffff:169.254.169.254", C::LinkLocal),
+                ("::127.0.0.1", C::Loopback),
+                ("::ffff:10.0.0.1", C::Private),
+            ] {
+                assert_eq!(
+                    policy.check_ip(ip(addr)),
+                    Err(BlockedAddress {
+                        ip: ip(addr),
+                        class
+                    }),
+                    "{addr} under {policy:?}"
+                );
+            }
+        }
+        for addr in [
+            "64:ff9b::127.0.0.1",
+            "2002:7f00:1::",
+            "2606:4700::5efe:127.0.0.1",
+        ] {
+            assert!(all_v6.check_ip(ip(addr)).is_err(), "{addr}");
+        }
+
+        // IPv4 entries admit their hosts however they are spelled, as before.
+        let v4_loopback_net = AddressPolicy::new(false, vec![net("127.0.0.0/8")]);
+        for addr in [
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "2002:7f00:1::",
+        ] {
+            assert_eq!(v4_loopback_net.check_ip(ip(addr)), Ok(()), "{addr}");
+        }
+        assert!(v4_loopback_net.check_ip(ip("::1")).is_err());
+
+        // The unspecified address reaches this machine: no entry admits it.
+        let everything = AddressPolicy::new(false, vec![net("0.0.0.0/0"), net("::/0")]);
+        for addr in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+            assert_eq!(
+                everything.check_ip(ip(addr)).map_err(|b| b.class),
+                Err(C::Unspecified),
+                "{addr}"
+            );
+        }
+        assert_eq!(everything.check_ip(ip("127.0.0.1")), Ok(()));
+    }
+
+    #[test]
     fn development_allows_only_local_classes() {
         let dev = development();
         assert!(dev.is_development());
@@ -685,7 +764,8 @@ mod tests {
                 class,
             }))
         };
-        let cases: [(&AddressPolicy, &str, Result<(), UrlProblem>); 15] = [
+        let v6_loopback_net = AddressPolicy::new(false, vec![net("::/64")]);
+        let cases: [(&AddressPolicy, &str, Result<(), UrlProblem>); 18] = [
             (
                 &prod,
                 "http://example.com/hook",
@@ -733,6 +813,17 @@ mod tests {
             ),
             (&prod, "https://8.8.8.8/", Ok(())),
             (&prod, "https://example.com/", Ok(())),
+            (&v6_loopback_net, "https://[::1]:8443/", Ok(())),
+            (
+                &v6_loopback_net,
+                "https://[::ffff:127.0.0.1]:8443/",
+                blocked("::ffff:127.0.0.1", C::Loopback),
+            ),
+            (
+                &v6_loopback_net,
+                "https://[::ffff:169.254.169.254]/",
+                blocked("::ffff:169.254.169.254", C::LinkLocal),
+            ),
         ];
         for (policy, input, expected) in cases {
             assert_eq!(policy.check_url(&url(input)), expected, "{input}");
@@ -761,20 +852,49 @@ mod tests {
         assert_eq!(
             blocked.to_string(),
             "10.0.0.5 is a private (RFC 1918) address; in production tidings only delivers to \
-             public addresses. To allow an on-premises destination add its network to \
-             network.allow in the config, e.g. network.allow = [\"10.0.0.0/24\"]"
+             public addresses. To allow this on-premises destination add it to network.allow \
+             in the config, e.g. network.allow = [\"10.0.0.5/32\"] (a shorter prefix admits \
+             its whole network)"
         );
+        // The suggestion is the one host, as the allow list matches it, and pasting it in
+        // admits exactly that address.
+        let suggested = |b: &BlockedAddress| -> ipnet::IpNet {
+            let text = b.to_string();
+            let start = text.find("[\"").unwrap() + 2;
+            let end = start + text[start..].find('"').unwrap();
+            text[start..end].parse().unwrap()
+        };
         let mapped = BlockedAddress {
             ip: ip("::ffff:192.168.7.9"),
             class: C::Private,
         };
         assert!(mapped.to_string().contains("IPv4 address 192.168.7.9"));
-        assert!(mapped.to_string().contains("[\"192.168.7.0/24\"]"));
+        assert_eq!(suggested(&mapped), net("192.168.7.9/32"));
         let v6 = BlockedAddress {
             ip: ip("fd00:1:2:3::9"),
             class: C::UniqueLocal,
         };
-        assert!(v6.to_string().contains("[\"fd00:1:2:3::/64\"]"));
+        assert_eq!(suggested(&v6), net("fd00:1:2:3::9/128"));
+        for addr in [
+            "::1",
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "10.20.0.5",
+            "fe80::1",
+        ] {
+            let blocked = production().check_ip(ip(addr)).unwrap_err();
+            let policy = AddressPolicy::new(false, vec![suggested(&blocked)]);
+            assert_eq!(policy.check_ip(ip(addr)), Ok(()), "{addr}");
+        }
+        let suggested_for_v6_loopback = suggested(&production().check_ip(ip("::1")).unwrap_err());
+        assert_eq!(suggested_for_v6_loopback, net("::1/128"));
+        let policy = AddressPolicy::new(false, vec![suggested_for_v6_loopback]);
+        assert!(policy.check_ip(ip("::2")).is_err());
+        let unspecified = production().check_ip(ip("::")).unwrap_err().to_string();
+        assert!(
+            unspecified.contains("reaches this machine") && !unspecified.contains("exempt"),
+            "{unspecified}"
+        );
         let multicast = BlockedAddress {
             ip: ip("224.0.0.1"),
             class: C::Multicast,
@@ -868,6 +988,71 @@ mod tests {
             "{err:?}"
         );
         assert!(blocked_by_policy(&err).is_none());
+    }
+
+    #[test]
+    fn resolver_refuses_a_mapped_loopback_literal_under_an_ipv6_allow_entry() {
+        let policy = || AddressPolicy::new(false, vec![net("::/64")]);
+        let config = Config::default();
+        for uri in [
+            "https://[::ffff:127.0.0.1]:8443/",
+            "https://[::ffff:169.254.169.254]/",
+        ] {
+            let err = resolve(policy(), uri, &config).unwrap_err();
+            assert!(blocked_by_policy(&err).is_some(), "{uri}: {err:?}");
+        }
+        let ok = resolve(policy(), "https://[::1]:8443/", &config).unwrap();
+        assert_eq!(&ok[..], &["[::1]:8443".parse::<SocketAddr>().unwrap()]);
+    }
+
+    /// A DNS answer of `::ffff:127.0.0.1` for any name, on the port asked for.
+    #[allow(clippy::needless_pass_by_value, clippy::unnecessary_wraps)] // a `Lookup`
+    fn resolves_to_mapped_loopback(
+        host_port: String,
+        _: NextTimeout,
+    ) -> Result<Vec<SocketAddr>, ureq::Error> {
+        let port = host_port.rsplit(':').next().unwrap().parse().unwrap();
+        Ok(vec![SocketAddr::new(ip("::ffff:127.0.0.1"), port)])
+    }
+
+    #[test]
+    fn a_name_resolving_to_mapped_loopback_is_not_connected_to_under_an_ipv6_allow_entry() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://mapped.example:{port}/");
+        let agent_resolving = |allow: &str| {
+            let resolver = VettingResolver {
+                policy: Arc::new(AddressPolicy::new(false, vec![net(allow)])),
+                lookup: resolves_to_mapped_loopback,
+            };
+            ureq::Agent::with_parts(
+                ureq::Agent::config_builder()
+                    .proxy(None)
+                    .timeout_global(Some(Duration::from_secs(10)))
+                    .build(),
+                ureq::unversioned::transport::DefaultConnector::default(),
+                resolver,
+            )
+        };
+
+        let err = agent_resolving("::/64").get(&url).call().unwrap_err();
+        let blocked =
+            blocked_by_policy(&err).unwrap_or_else(|| panic!("not a policy block: {err:?}"));
+        assert_eq!(blocked.ip, ip("::ffff:127.0.0.1"));
+        assert_eq!(blocked.class, C::Loopback);
+        // A connection, even one closed at once, would wait in the backlog to be accepted.
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "the loopback listener got a connection"
+        );
+
+        // The same answer under an entry that does cover 127.0.0.1 connects: the test above
+        // would have seen a connection.
+        let server = serve_once(listener);
+        let response = agent_resolving("127.0.0.0/8").get(&url).call().unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(server.join().unwrap(), "server did not answer the request");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 
 use super::tables::{
@@ -13,6 +14,7 @@ use super::tables::{
     RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use super::{RedbStore, StoreError};
+use crate::security::files::PartialFile;
 
 fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     from: &ReadTransaction,
@@ -58,6 +60,10 @@ impl RedbStore {
     /// Writes a consistent snapshot of the whole store to `path` (which must not exist) and
     /// returns the number of rows in it. Delivery continues meanwhile: only a read
     /// transaction is held on the live database.
+    ///
+    /// The snapshot is written owner-only under a temporary name beside `path` and renamed
+    /// once complete and synced, so an interrupted backup never leaves a partial file at
+    /// `path`; what earlier interrupted ones left in that folder is removed first.
     pub fn backup_to(&self, path: &Path) -> Result<u64, StoreError> {
         if path.exists() {
             return Err(StoreError::Conflict(format!(
@@ -71,34 +77,50 @@ impl RedbStore {
                 "a master-key rotation is unfinished; finish it first (start `tidings serve`, or run `tidings rotate-master-key` again)".into(),
             ));
         }
+        let cannot = |e: &dyn std::fmt::Display| {
+            StoreError::Storage(format!("cannot write {}: {e}", path.display()))
+        };
+        let (partial, file) = PartialFile::create(path).map_err(|e| cannot(&e))?;
+        // redb opens the file itself (and takes its lock); the empty file is its to fill.
+        drop(file);
         let snapshot = self.db.begin_read()?;
-        let target = Database::create(path)
-            .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", path.display())))?;
+        let target = Database::create(partial.path()).map_err(|e| cannot(&e))?;
         let txn = target.begin_write()?;
         let rows = copy_all(&snapshot, &txn)?;
         txn.commit()?;
+        // Closed before the rename: redb writes its last pages when the database is dropped.
+        drop(target);
+        partial.finish().map_err(|e| cannot(&e))?;
         Ok(rows)
     }
 }
 
-/// Checks that `path` is a tidings database this version can open (for `tidings restore`).
-pub fn check_backup(path: &Path) -> Result<(), StoreError> {
-    let db = Database::open(path).map_err(|e| {
-        StoreError::Corrupt(format!("{} is not a tidings database: {e}", path.display()))
+/// Checks that `file` is a complete tidings database this version can open (for `tidings
+/// restore`, which checks its own copy of the file given: messages name `shown_as`, that
+/// file). Opened read-only: a read-write open would "repair" a damaged file in place,
+/// rewriting it (and keeping what redb could salvage, which may be next to nothing), whereas
+/// a file that needs repair is not a finished backup and is refused.
+pub fn check_backup(file: &Path, shown_as: &Path) -> Result<(), StoreError> {
+    let name = shown_as.display();
+    let not_ours = |e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!("{name} is not a tidings database: {e}"))
+    };
+    let db = ReadOnlyDatabase::open(file).map_err(|e| match e {
+        redb::DatabaseError::RepairAborted => StoreError::Corrupt(format!(
+            "{name} was not closed cleanly (copied while a tidings process was writing it, or cut short), so it is not a complete backup; take one with `tidings backup`"
+        )),
+        e => not_ours(&e),
     })?;
     let txn = db.begin_read()?;
-    let meta = txn.open_table(META).map_err(|e| {
-        StoreError::Corrupt(format!("{} is not a tidings database: {e}", path.display()))
-    })?;
+    let meta = txn.open_table(META).map_err(|e| not_ours(&e))?;
     let version = meta
         .get("schema_version")?
         .map(|v| v.value().to_owned())
-        .ok_or_else(|| StoreError::Corrupt(format!("{} has no schema version", path.display())))?;
+        .ok_or_else(|| StoreError::Corrupt(format!("{name} has no schema version")))?;
     let version: u32 = version.parse().unwrap_or(u32::MAX);
     if version > super::migrations::SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
-            "{} was written by a newer tidings (schema {version}); restore it with that version",
-            path.display()
+            "{name} was written by a newer tidings (schema {version}); restore it with that version"
         )));
     }
     Ok(())

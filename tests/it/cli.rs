@@ -375,6 +375,38 @@ fn serve_generates_a_master_key_file_with_mode_0600() {
     );
 }
 
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn serve_refuses_a_database_whose_master_key_file_is_missing_and_writes_no_new_key() {
+    let scratch = Scratch::new("cli-lostkey");
+    let data = scratch.path("data");
+    let served = Served::start(&data, &["--dev"]);
+    served.kill9();
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let before = names_in(&data);
+
+    let mut served = Served::spawn(&data, &["--dev"], &[]);
+    let status = served.wait_exit();
+    assert!(!status.success(), "serve must refuse to start");
+    let log = served.log();
+    let missing = data.join("master.key");
+    assert!(
+        log.contains(&missing.display().to_string()) && log.contains("TIDINGS_MASTER_KEY"),
+        "the message should name the missing file and TIDINGS_MASTER_KEY: {log}"
+    );
+    assert!(!missing.exists(), "a new master.key was written");
+    assert_eq!(names_in(&data), before, "start-up left files behind");
+}
+
 #[test]
 fn serve_with_a_good_master_key_in_the_environment_writes_no_key_file() {
     use base64::Engine;
@@ -388,4 +420,56 @@ fn serve_with_a_good_master_key_in_the_environment_writes_no_key_file() {
     );
     let log = served.log();
     assert!(!log.contains(&key), "the master key must never be logged");
+}
+
+// ---------------------------------------------------------------------------
+// File permissions
+// ---------------------------------------------------------------------------
+
+fn mode_of(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn the_database_master_key_and_backups_are_0600_under_a_permissive_umask() {
+    let scratch = Scratch::new("cli-umask");
+
+    // `key create` on a new data dir creates the database.
+    let made_by_key_create = scratch.path("by-key-create");
+    let mut cmd = tidings_after("umask 000");
+    cmd.args(["key", "create", "--data-dir"])
+        .arg(&made_by_key_create)
+        .args(["--role", "admin", "--name", "umask"]);
+    let ran = run(cmd);
+    assert!(ran.success(), "{ran:?}");
+    assert_eq!(mode_of(&made_by_key_create.join("tidings.redb")), 0o600);
+
+    // `serve` on a new data dir creates the database and the master key.
+    let data = scratch.path("data");
+    let mut served = Served::spawn_after("umask 000", &data, &["--dev"], &[]);
+    served.wait_healthy();
+    assert_eq!(mode_of(&data.join("tidings.redb")), 0o600);
+    assert_eq!(mode_of(&data.join("master.key")), 0o600);
+    served.kill9();
+
+    // Files an earlier version (or a hand copy) left readable by others are tightened at open.
+    let admin = create_key(&data, "admin");
+    for name in ["tidings.redb", "master.key"] {
+        std::fs::set_permissions(data.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut served = Served::spawn_after("umask 000", &data, &["--dev"], &[]);
+    served.wait_healthy();
+    assert_eq!(mode_of(&data.join("tidings.redb")), 0o600);
+    assert_eq!(mode_of(&data.join("master.key")), 0o600);
+
+    // An online snapshot, in a backups folder only the owner can enter.
+    let made = request("POST", &served.url("/api/v1/backup"), Some(&admin), None);
+    assert_eq!(made.status, 201, "{}", made.text);
+    let snapshot = Path::new(made.body["path"].as_str().unwrap()).to_owned();
+    assert_eq!(mode_of(&snapshot), 0o600);
+    assert_eq!(mode_of(snapshot.parent().unwrap()), 0o700);
 }

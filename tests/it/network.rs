@@ -455,6 +455,62 @@ fn network_allow_admits_an_on_premises_https_destination() {
     assert!(resp.message().contains("https"), "{}", resp.message());
 }
 
+/// Production with `network.allow = ["::/64"]`, what earlier versions suggested for `::1`.
+fn production_allowing_v6_loopback_net(c: &mut Config) {
+    c.mode = Mode::Production;
+    c.network.allow = vec!["::/64".parse().unwrap()];
+}
+
+#[test]
+fn an_ipv6_allow_entry_does_not_admit_ipv4_loopback_or_metadata_through_mapped_addresses() {
+    let ca = TestCa::new();
+    let receiver = TestReceiver::start_https(&ca);
+    let mapped_loopback = format!("https://[::ffff:127.0.0.1]:{}/hook", receiver.port());
+
+    // Saving: refused, naming the IPv4 address reached and the narrowest entry for it.
+    let app = spawn_app_with(production_allowing_v6_loopback_net);
+    let cases = [
+        (mapped_loopback.as_str(), "127.0.0.1/32"),
+        (
+            "https://[::ffff:169.254.169.254]/latest/meta-data",
+            "169.254.169.254/32",
+        ),
+    ];
+    for (url, suggested) in cases {
+        let resp = app.post("/api/v1/rules", &rule_body(url, &["member:*"]));
+        assert_rejected_400(&resp, url);
+        let message = resp.message();
+        assert!(
+            message.contains("network.allow") && message.contains(suggested),
+            "{url}: the message should suggest {suggested}: {message}"
+        );
+    }
+    assert!(rules(&app).is_empty(), "a refused rule was stored");
+    drop(app);
+
+    // Sending: a rule stored in development is not sent, and nothing reaches the listener.
+    let dev = spawn_app();
+    let created = dev.create_rule_with(json!({
+        "name": "mapped loopback",
+        "trigger": {"type": "event", "events": ["member:*"]},
+        // With tls_verify off a missed check would deliver, and the receiver would see it.
+        "webhook": {"url": mapped_loopback, "tls_verify": false},
+    }));
+    assert_eq!(created["status"], "active", "{created:#}");
+    let data_dir = dev.stop();
+    let app = start(config_for(&data_dir, production_allowing_v6_loopback_net));
+    let delivery = only(ingest_and_settle(&app, "member:created"));
+    assert_eq!(delivery["status"], "blocked", "{delivery:#}");
+    let error = attempts(&delivery)[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("127.0.0.1"), "{error}");
+    assert_eq!(receiver.count(), 0, "a blocked address was contacted");
+    assert_eq!(
+        receiver.connections(),
+        0,
+        "a blocked address was connected to"
+    );
+}
+
 #[test]
 fn a_certificate_from_an_unknown_ca_fails_with_tls_and_is_retried_then_failed() {
     let ca = TestCa::new();

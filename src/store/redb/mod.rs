@@ -118,6 +118,8 @@ impl RedbStore {
             ))
         })?;
         let path = data_dir.join("tidings.redb");
+        crate::security::files::prepare_private(&path).map_err(StoreError::Storage)?;
+        crate::security::files::tidy_data_dir(data_dir);
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)

@@ -342,6 +342,9 @@ pub(super) fn reconcile(
     rotate: Rotation<'_>,
 ) -> Result<(MasterKey, u64), StoreError> {
     let check = meta_get(db, KEY_CHECK)?;
+    let keyring = keyring
+        .settle(check.is_some())
+        .map_err(|e| StoreError::MasterKey(e.to_string()))?;
     let rotating_to = meta_get(db, ROTATING_TO)?;
     let current = &keyring.current;
     let check_opens_with_next = keyring

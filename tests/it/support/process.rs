@@ -65,6 +65,25 @@ pub(crate) fn tidings() -> Command {
     cmd
 }
 
+/// A `tidings` command run through `sh -c` so `prelude` (e.g. `umask 000`) sets up the process
+/// first; the shell then `exec`s into tidings. The environment is cleaned as by [`tidings`].
+pub(crate) fn tidings_after(prelude: &str) -> Command {
+    let clean = tidings();
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!(r#"{prelude}; exec "$0" "$@""#))
+        .arg(clean.get_program())
+        .stdin(Stdio::null());
+    for (k, v) in clean.get_envs() {
+        match v {
+            Some(v) => shell.env(k, v),
+            None => shell.env_remove(k),
+        };
+    }
+    shell
+}
+
 /// What a finished one-shot command did.
 #[derive(Debug)]
 pub(crate) struct Ran {
@@ -225,26 +244,13 @@ impl Served {
         env: &[(&str, &str)],
     ) -> Self {
         let port = free_port();
-        let cmd = tidings();
-        let program = cmd.get_program().to_owned();
-        let mut shell = Command::new("sh");
+        let mut shell = tidings_after(prelude);
         shell
-            .arg("-c")
-            .arg(format!(r#"{prelude}; exec "$0" "$@""#))
-            .arg(program)
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(args)
-            .stdin(Stdio::null());
-        // The same clean environment `tidings()` gives.
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => shell.env(k, v),
-                None => shell.env_remove(k),
-            };
-        }
+            .args(args);
         Self::spawn_command(shell, port, data_dir, env)
     }
 
