@@ -1,9 +1,12 @@
 //! The README's "Performance" benchmark: ingest throughput, end-to-end and fan-out delivery
-//! throughput, ingest→receipt latency at a paced rate, and peak memory. tidings, the receiver
-//! and the load generator all run in this one process on 127.0.0.1 (release profile):
+//! throughput, ingest→receipt latency at a paced rate, and peak memory. Scenarios a–g run
+//! tidings, the receiver and the load generator in this one process on 127.0.0.1 (release
+//! profile); h–k (processes.rs) run them as three separate processes, the way a user sees it.
 //! `cargo bench --bench pipeline`; `BENCH_EVENTS=N` changes the event count.
 #![allow(clippy::cast_precision_loss)]
 
+#[path = "support/processes.rs"]
+mod processes;
 #[path = "../tests/it/support/receiver.rs"]
 #[allow(dead_code)]
 mod receiver;
@@ -105,6 +108,11 @@ impl App {
             key,
             dir,
         }
+    }
+
+    /// The `tidings serve` child's process id.
+    fn child_pid(&self) -> Option<u32> {
+        Some(self.child.as_ref()?.id())
     }
 
     /// Peak RSS of the child process, in MiB.
@@ -412,6 +420,10 @@ fn vm_hwm_mib(path: &str) -> Option<f64> {
 }
 
 fn main() {
+    // The separate-process scenarios start this binary again as their receiver and load.
+    if processes::run_role() {
+        return;
+    }
     let n = events_override();
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     println!(
@@ -432,6 +444,11 @@ fn main() {
             power_throughput(n);
             return;
         }
+        // BENCH_ONLY=processes: just h–k, the separate-process scenarios.
+        Ok("processes") => {
+            processes::all(n);
+            return;
+        }
         _ => {}
     }
     let ingest = ingest_throughput(n);
@@ -444,6 +461,7 @@ fn main() {
     let power = power_throughput(n);
     let (p50, p99, max, achieved) = paced_latency();
     let (separate, tidings_rss) = separate_process(n);
+    processes::all(n);
     let rss = peak_rss_mib();
     match rss {
         Some(mib) => println!(
