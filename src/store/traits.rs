@@ -2,7 +2,7 @@
 //! the service layer holds as `Store`. Every backend (redb today, Postgres next) implements
 //! them and passes the same contract suite (contract/).
 //!
-//! Reads are synchronous (callers on actix threads run them in `web::block`). Writes that
+//! Reads are synchronous (callers on actix threads run them through `app::blocking`). Writes that
 //! request handlers make return a `StoreFuture`, so no actix thread waits on a commit; the
 //! others block until durable, for callers on plain threads (dispatcher, scheduler, CLI), or
 //! are fire-and-forget. No type here belongs to a database.
