@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use super::auth::CsrfForm;
 use super::deliveries::{DeliveryRow, delivery_rows};
-use super::{AnyUser, EditorUser, Fields, Layout, WebError, fmt_time, ok, render, see_other};
+use super::{
+    AnyUser, EditorUser, Fields, Layout, UiState, WebError, fmt_time, ok, render, see_other,
+};
 use crate::app::rules::{self as rule_cases, editable_json, load};
 use crate::app::samples::{self, SampleRequest};
 use crate::app::{AppState, deliveries};
@@ -20,6 +22,7 @@ use crate::domain::ids::RuleId;
 use crate::domain::pattern::Pattern;
 use crate::domain::rule::{FieldError, MASK, Rule, RuleInput, Trigger, TriggerInput, WebhookInput};
 use crate::error::AppError;
+use crate::security::crypto::Secret;
 use crate::store::DeliveryFilter;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -690,6 +693,8 @@ struct RulePage {
 #[derive(Deserialize)]
 struct DoneQuery {
     done: Option<String>,
+    /// How many deliveries a bulk re-send queued.
+    count: Option<usize>,
 }
 
 fn done_message(done: Option<&str>) -> Option<String> {
@@ -736,47 +741,82 @@ async fn rule_page(
     ok(&page)
 }
 
+/// The page a rule's form posts send the browser back to, and the show-once slot's key.
+fn rule_path(id: &RuleId) -> String {
+    format!("/rules/{id}")
+}
+
 async fn detail(
     AnyUser(me): AnyUser,
     path: web::Path<String>,
     query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
-    rule_page(
-        &state,
-        &me,
-        rule_id(&path)?,
-        None,
-        done_message(query.done.as_deref()),
-    )
-    .await
+    let id = rule_id(&path)?;
+    let done = query.done.as_deref();
+    // A secret from the reveal or rotation that redirected here, on this first GET only.
+    let revealed = match done {
+        Some("revealed" | "rotated") => ui
+            .once
+            .take(&me, &rule_path(&id), state.clock.now_ms())
+            .map(|s| s.expose().to_owned()),
+        _ => None,
+    };
+    let overlap = humantime::format_duration(state.config.signing.rotation_overlap).to_string();
+    let flash = match (done, revealed.is_some()) {
+        (Some("revealed"), true) => Some(
+            "This view of the signing secret is recorded in the audit log. It is shown on this visit only.".to_owned(),
+        ),
+        (Some("revealed"), false) => Some(
+            "The signing secret was shown once and is not shown again. Reveal it again if you need it (that view is recorded too).".to_owned(),
+        ),
+        (Some("rotated"), true) => Some(format!(
+            "New signing secret made. The previous one keeps signing alongside it for {overlap}, so update the receiver within that time."
+        )),
+        (Some("rotated"), false) => Some(format!(
+            "The signing secret was rotated. The new one was shown once and is not shown again; reveal it if you need it. The previous one keeps signing for {overlap} after the rotation."
+        )),
+        (Some("redelivered"), _) => Some(format!(
+            "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
+            query.count.unwrap_or(0)
+        )),
+        _ => done_message(done),
+    };
+    rule_page(&state, &me, id, revealed, flash).await
 }
 
+/// Reveals the current secret: audited here, once; shown by the page it redirects to.
 async fn reveal(
     EditorUser(me): EditorUser,
     path: web::Path<String>,
     CsrfForm(_): CsrfForm,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
     let secret = rule_cases::reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
-    let flash = "This view of the signing secret is recorded in the audit log.".to_owned();
-    rule_page(&state, &me, id, Some(secret), Some(flash)).await
+    let page = rule_path(&id);
+    ui.once
+        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+    Ok(see_other(&format!("{page}?done=revealed")))
 }
 
+/// Rotates the secret; the new one is shown once by the page it redirects to, so a reload
+/// there neither rotates again nor shows it again.
 async fn rotate(
     EditorUser(me): EditorUser,
     path: web::Path<String>,
     CsrfForm(_): CsrfForm,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
     let secret = rule_cases::rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
-    let overlap = humantime::format_duration(state.config.signing.rotation_overlap);
-    let flash = format!(
-        "New signing secret made. The previous one keeps signing alongside it for {overlap}, so update the receiver within that time."
-    );
-    rule_page(&state, &me, id, Some(secret), Some(flash)).await
+    let page = rule_path(&id);
+    ui.once
+        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+    Ok(see_other(&format!("{page}?done=rotated")))
 }
 
 #[derive(Deserialize)]
@@ -903,11 +943,11 @@ async fn redeliver_failed(
     let ws = me.workspace().clone();
     let reopened =
         deliveries::redeliver_failed(&state, ws, me.actor(), id.clone(), since, until).await?;
-    let flash = format!(
-        "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
+    Ok(see_other(&format!(
+        "{}?done=redelivered&count={}",
+        rule_path(&id),
         reopened.len()
-    );
-    rule_page(&state, &me, id, None, Some(flash)).await
+    )))
 }
 
 struct RoutineRow {
