@@ -117,7 +117,9 @@ pub fn types_to_check(trigger: &Trigger, known: &[EventType]) -> Vec<EventType> 
 /// their first. Enough to write a template or condition against, with no patient data in
 /// it. Placeholders map to themselves, so scrubbing a scrubbed sample changes nothing.
 pub fn structure_only(data: &Map<String, Value>) -> Map<String, Value> {
-    data.iter().map(|(k, v)| (k.clone(), placeholder(v))).collect()
+    data.iter()
+        .map(|(k, v)| (k.clone(), placeholder(v)))
+        .collect()
 }
 
 /// A value of the same JSON type carrying nothing of `v`: strings become `"string"`, or an
@@ -146,7 +148,10 @@ fn placeholder_text(s: &str) -> &'static str {
         "2026-01-01"
     } else if is_email(s) {
         "name@example.com"
-    } else if s.strip_prefix('+').is_some_and(|n| digits(n) && (8..=15).contains(&n.len())) {
+    } else if s
+        .strip_prefix('+')
+        .is_some_and(|n| digits(n) && (8..=15).contains(&n.len()))
+    {
         // 555-01xx numbers are reserved for fiction.
         "+15555550100"
     } else if is_uuid(s) {
@@ -213,9 +218,11 @@ mod tests {
 
     #[test]
     fn structure_keeps_keys_and_types_and_drops_values() {
-        let data = map(json!({"member": {"name": "Jane Doe", "id": 123, "vip": true,
+        let data = map(
+            json!({"member": {"name": "Jane Doe", "id": 123, "vip": true,
             "labels": ["vip", "new"], "notes": null, "weight": 71.5, "visits": [],
-            "contacts": [{"email": "jane.doe@clinic.org", "phone": "+447700900123"}]}}));
+            "contacts": [{"email": "jane.doe@clinic.org", "phone": "+447700900123"}]}}),
+        );
         assert_eq!(
             Value::Object(structure_only(&data)),
             json!({"member": {"name": "string", "id": 0, "vip": false, "labels": ["string"],
@@ -231,7 +238,10 @@ mod tests {
             ("1984-07-02", "2026-01-01"),
             ("omar.haddad@example.org", "name@example.com"),
             ("+15551234567", "+15555550100"),
-            ("9b2f6a1e-0c4d-4e7a-9f3b-2d1c0a9e8b7f", "00000000-0000-0000-0000-000000000000"),
+            (
+                "9b2f6a1e-0c4d-4e7a-9f3b-2d1c0a9e8b7f",
+                "00000000-0000-0000-0000-000000000000",
+            ),
             ("004512", "0"),
             ("-12", "0"),
             ("6.1", "0.0"),
@@ -246,8 +256,10 @@ mod tests {
 
     #[test]
     fn scrubbing_a_scrubbed_sample_changes_nothing() {
-        let data = map(json!({"a": "Li Wei", "b": ["2025-01-02", 3], "c": {"d": 1.5, "e": "x@y.co"},
-            "f": "+4915112345678", "g": "12", "h": "1.25", "i": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}));
+        let data = map(
+            json!({"a": "Li Wei", "b": ["2025-01-02", 3], "c": {"d": 1.5, "e": "x@y.co"},
+            "f": "+4915112345678", "g": "12", "h": "1.25", "i": "1b4e28ba-2fa1-11d2-883f-0016d3cca427"}),
+        );
         let once = structure_only(&data);
         assert_eq!(structure_only(&once), once);
     }
@@ -297,7 +309,10 @@ mod tests {
             ..seen
         };
         let entry = Entry::new(t, Some(&declared));
-        assert_eq!(entry.sample["member"]["name"], "declared", "a declared sample is as-is");
+        assert_eq!(
+            entry.sample["member"]["name"], "declared",
+            "a declared sample is as-is"
+        );
         assert_eq!(entry.sample_from, "declared");
         assert_eq!(entry.description, "Ours");
         assert_eq!(entry.sources, ["builtin", "declared", "seen"]);

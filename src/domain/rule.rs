@@ -395,17 +395,16 @@ impl RuleInput {
             .transpose()
             .map_err(|e| errors.push(e))
             .ok();
-        let webhook = match self.webhook {
-            Some(w) => validate_webhook(w, policy, existing)
+        let webhook = if let Some(w) = self.webhook {
+            validate_webhook(w, policy, existing)
                 .map_err(|e| errors.extend(e))
-                .ok(),
-            None => {
-                errors.push(FieldError::new(
-                    "webhook",
-                    "is required (at least webhook.url)",
-                ));
-                None
-            }
+                .ok()
+        } else {
+            errors.push(FieldError::new(
+                "webhook",
+                "is required (at least webhook.url)",
+            ));
+            None
         };
         match (trigger, condition, webhook) {
             (Some(trigger), Some(condition), Some(webhook)) if errors.is_empty() => Ok(RuleSpec {
@@ -490,25 +489,8 @@ fn validate_webhook(
         }
     };
     let body_template = webhook.body_template.filter(|t| !t.trim().is_empty());
-    match (payload_format, &body_template) {
-        (Some(PayloadFormat::Template), None) => {
-            errors.push(FieldError::new(
-                "webhook.body_template",
-                "is required with payload_format \"template\" (a MiniJinja template over the flat payload)",
-            ));
-        }
-        (Some(PayloadFormat::Template), Some(source)) => {
-            if let Err(e) = template::check_syntax(source) {
-                errors.push(FieldError::new("webhook.body_template", e.to_string()));
-            }
-        }
-        (Some(_), Some(_)) => {
-            errors.push(FieldError::new(
-                "webhook.body_template",
-                "is only used with payload_format \"template\"",
-            ));
-        }
-        (_, None) | (None, Some(_)) => {}
+    if let Some(format) = payload_format {
+        errors.extend(check_body_template(format, body_template.as_deref()));
     }
     let timeout_ms = webhook.timeout_ms.unwrap_or(u64::from(DEFAULT_TIMEOUT_MS));
     if !(1..=u64::from(MAX_TIMEOUT_MS)).contains(&timeout_ms) {
@@ -518,9 +500,7 @@ fn validate_webhook(
         ));
     }
     match (url, headers, payload_format) {
-        (Some(url), Some((headers, secret_headers)), Some(payload_format))
-            if errors.is_empty() =>
-        {
+        (Some(url), Some((headers, secret_headers)), Some(payload_format)) if errors.is_empty() => {
             Ok(Webhook {
                 url,
                 method,
@@ -535,6 +515,24 @@ fn validate_webhook(
             })
         }
         _ => Err(errors),
+    }
+}
+
+/// A template is required with, and only allowed with, the template format; it must parse.
+fn check_body_template(format: PayloadFormat, template: Option<&str>) -> Option<FieldError> {
+    match (format, template) {
+        (PayloadFormat::Template, None) => Some(FieldError::new(
+            "webhook.body_template",
+            "is required with payload_format \"template\" (a MiniJinja template over the flat payload)",
+        )),
+        (PayloadFormat::Template, Some(source)) => template::check_syntax(source)
+            .err()
+            .map(|e| FieldError::new("webhook.body_template", e.to_string())),
+        (_, Some(_)) => Some(FieldError::new(
+            "webhook.body_template",
+            "is only used with payload_format \"template\"",
+        )),
+        (_, None) => None,
     }
 }
 

@@ -676,14 +676,23 @@ mod tests {
         let once = ShowOnce::default();
         let secret = || Secret::new("whsec_x".into());
         once.put_for("s1".into(), "/rules/a", secret(), 0);
-        assert!(once.take_for("s2", "/rules/a", 1).is_none(), "another session");
+        assert!(
+            once.take_for("s2", "/rules/a", 1).is_none(),
+            "another session"
+        );
         assert!(once.take_for("s1", "/keys", 1).is_none(), "another page");
         let got = once.take_for("s1", "/rules/a", 1).unwrap();
         assert_eq!(got.expose(), "whsec_x");
         assert!(once.take_for("s1", "/rules/a", 2).is_none(), "single use");
         once.put_for("s1".into(), "/keys", secret(), 0);
-        assert!(once.take_for("s1", "/keys", SHOW_ONCE_MS).is_none(), "expired");
-        assert!(once.is_empty(), "an expired value is dropped when looked at");
+        assert!(
+            once.take_for("s1", "/keys", SHOW_ONCE_MS).is_none(),
+            "expired"
+        );
+        assert!(
+            once.is_empty(),
+            "an expired value is dropped when looked at"
+        );
         once.put_for("s1".into(), "/keys", secret(), 0);
         once.put_for("s2".into(), "/keys", secret(), SHOW_ONCE_MS);
         assert_eq!(once.len(), 1, "expired values go when another is kept");

@@ -149,19 +149,17 @@ async fn dashboard(
         .collect();
     for (r, e) in &o.condition_errors {
         let id = r.id.to_string();
-        let at = failing.iter().position(|f| f.id == id);
-        let entry = match at {
-            Some(i) => &mut failing[i],
-            None => {
-                failing.push(FailingRule {
-                    id,
-                    name: r.name.clone(),
-                    since: None,
-                    condition_errors: 0,
-                    condition_latest: None,
-                });
-                failing.last_mut().expect("just pushed")
-            }
+        let entry = if let Some(i) = failing.iter().position(|f| f.id == id) {
+            &mut failing[i]
+        } else {
+            failing.push(FailingRule {
+                id,
+                name: r.name.clone(),
+                since: None,
+                condition_errors: 0,
+                condition_latest: None,
+            });
+            failing.last_mut().expect("just pushed")
         };
         entry.condition_errors = e.count;
         entry.condition_latest = Some(fmt_time(e.latest_at));

@@ -300,41 +300,7 @@ impl RuleForm {
                 ));
             })
             .ok();
-        let mut headers = BTreeMap::new();
-        for (name, value) in &self.headers {
-            if name.is_empty() {
-                errors.push(FieldError::new(
-                    "webhook.headers",
-                    "a header row has a value but no name",
-                ));
-            } else {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-        let mut secret_headers = BTreeMap::new();
-        for (name, value) in &self.secret_headers {
-            if name.is_empty() {
-                errors.push(FieldError::new(
-                    "webhook.secret_headers",
-                    "a secret header row has a value but no name",
-                ));
-                continue;
-            }
-            let stored = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(name));
-            if value.is_empty() {
-                if stored {
-                    // Left blank: keep the stored value, as the API does for the mask.
-                    secret_headers.insert(name.clone(), MASK.to_owned());
-                } else {
-                    errors.push(FieldError::new(
-                        "webhook.secret_headers",
-                        format!("{name:?} needs a value"),
-                    ));
-                }
-            } else {
-                secret_headers.insert(name.clone(), value.clone());
-            }
-        }
+        let (headers, secret_headers) = self.header_maps(existing, &mut errors);
         let trigger = if self.trigger_type == "schedule" {
             TriggerInput {
                 kind: Some("schedule".into()),
@@ -384,6 +350,51 @@ impl RuleForm {
             ..RuleInput::default()
         };
         (input, errors)
+    }
+}
+
+impl RuleForm {
+    /// The header rows as the API's maps; a row with a value but no name, or a new secret
+    /// header without a value, is an error (and left out).
+    fn header_maps(
+        &self,
+        existing: Option<&Rule>,
+        errors: &mut Vec<FieldError>,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let mut headers = BTreeMap::new();
+        for (name, value) in &self.headers {
+            if name.is_empty() {
+                errors.push(FieldError::new(
+                    "webhook.headers",
+                    "a header row has a value but no name",
+                ));
+            } else {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let mut secret_headers = BTreeMap::new();
+        for (name, value) in &self.secret_headers {
+            if name.is_empty() {
+                errors.push(FieldError::new(
+                    "webhook.secret_headers",
+                    "a secret header row has a value but no name",
+                ));
+                continue;
+            }
+            let stored = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(name));
+            if !value.is_empty() {
+                secret_headers.insert(name.clone(), value.clone());
+            } else if stored {
+                // Left blank: keep the stored value, as the API does for the mask.
+                secret_headers.insert(name.clone(), MASK.to_owned());
+            } else {
+                errors.push(FieldError::new(
+                    "webhook.secret_headers",
+                    format!("{name:?} needs a value"),
+                ));
+            }
+        }
+        (headers, secret_headers)
     }
 }
 
@@ -1181,9 +1192,15 @@ mod tests {
         );
         let (input, errors) = RuleForm::from_fields(&f).to_input(None);
         let t = input.trigger.unwrap();
-        assert!(t.cron.is_none() && t.timezone.is_none(), "no cron on an event rule");
+        assert!(
+            t.cron.is_none() && t.timezone.is_none(),
+            "no cron on an event rule"
+        );
         let w = input.webhook.unwrap();
-        assert!(w.body_template.is_none(), "no template with the flat format");
+        assert!(
+            w.body_template.is_none(),
+            "no template with the flat format"
+        );
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -1191,6 +1208,9 @@ mod tests {
         );
         let f = Fields::parse(b"trigger_type=schedule&events=ping&cron=0+9+*+*+*");
         let (input, _) = RuleForm::from_fields(&f).to_input(None);
-        assert!(input.trigger.unwrap().events.is_none(), "no events on a routine");
+        assert!(
+            input.trigger.unwrap().events.is_none(),
+            "no events on a routine"
+        );
     }
 }

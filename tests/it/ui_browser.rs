@@ -243,6 +243,8 @@ fn audit_count(app: &crate::support::app::TestApp, action: &str) -> usize {
 }
 
 const PHONE: (u32, u32) = (390, 844);
+/// A real patient's name, for the test: no sample, placeholder or page text contains it.
+const MARKER: &str = "Perpetua Vandersloot";
 const WAIT: Duration = Duration::from_secs(20);
 
 #[test]
@@ -303,7 +305,6 @@ fn a_learned_sample_in_chromium_shows_no_value_of_the_real_event() {
     let Some(chromedriver) = available() else {
         return;
     };
-    const MARKER: &str = "Perpetua Vandersloot";
     let (app, receiver, d) = admin_in_chromium(&chromedriver);
     let base = app.url("");
     let rule = app.create_rule(&receiver.url("/hook"), &["patient:admitted"]);

@@ -27,7 +27,13 @@ fn audit_count(app: &TestApp, action: &str, actor_type: &str) -> usize {
 }
 
 fn now_s() -> i64 {
-    i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap()
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -46,7 +52,9 @@ fn a_reload_after_rotating_rotates_nothing_and_the_old_secret_keeps_signing() {
     assert!(!posted.location().contains("whsec"), "no secret in the URL");
     let shown = admin.get(posted.location());
     shown.assert_status(200);
-    let new = shown.by_id("revealed-secret").expect("the new secret, once");
+    let new = shown
+        .by_id("revealed-secret")
+        .expect("the new secret, once");
     assert_ne!(new, old);
     // A reload of the page the browser landed on: no secret, no second rotation.
     let reload = admin.get(posted.location());
@@ -84,7 +92,10 @@ fn a_revealed_secret_is_shown_once_to_its_session_and_audited_once() {
     let elsewhere = other.get(posted.location());
     assert!(elsewhere.by_id("revealed-secret").is_none());
     let shown = admin.get(posted.location());
-    assert_eq!(shown.by_id("revealed-secret").as_deref(), Some(secret.as_str()));
+    assert_eq!(
+        shown.by_id("revealed-secret").as_deref(),
+        Some(secret.as_str())
+    );
     assert!(shown.text.contains("recorded in the audit log"));
     let reload = admin.get(posted.location());
     assert!(reload.by_id("revealed-secret").is_none());
@@ -158,7 +169,10 @@ fn a_learned_sample_reaches_no_page_answer_preview_or_test_send_with_a_real_valu
     assert_eq!(e.status, 202, "{}", e.text);
     app.wait_settled(e.body["id"].as_str().unwrap(), WAIT);
     let real = receiver.wait_for(1, WAIT).remove(0);
-    assert!(String::from_utf8_lossy(&real.body).contains(MARKER), "the real delivery");
+    assert!(
+        String::from_utf8_lossy(&real.body).contains(MARKER),
+        "the real delivery"
+    );
 
     let entry = wait_until(WAIT, "patient:admitted seen", || {
         app.get("/api/v1/event-types").body["data"]
@@ -187,13 +201,22 @@ fn a_learned_sample_reaches_no_page_answer_preview_or_test_send_with_a_real_valu
         ("the preview page", preview_page.text.as_str()),
         ("the preview API", preview_api.text.as_str()),
     ] {
-        for value in [MARKER, "1961-02-03", "zq@clinic", "00451277", "penicillin", "71.5"] {
+        for value in [
+            MARKER,
+            "1961-02-03",
+            "zq@clinic",
+            "00451277",
+            "penicillin",
+            "71.5",
+        ] {
             assert!(!text.contains(value), "{what} shows {value:?}");
         }
     }
     // A test send from the page reaches the receiver with placeholders only.
     admin.get(&format!("/rules/{id}"));
-    admin.post(&format!("/rules/{id}/test"), &[]).assert_status(303);
+    admin
+        .post(&format!("/rules/{id}/test"), &[])
+        .assert_status(303);
     let test = receiver.wait_for(2, WAIT).remove(1);
     let body = String::from_utf8_lossy(&test.body).into_owned();
     assert_eq!(
@@ -229,7 +252,10 @@ fn a_condition_error_delivery_says_why_and_shows_on_the_dashboard() {
     let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
     let deliveries = app.wait_settled(e.body["id"].as_str().unwrap(), WAIT);
     assert_eq!(deliveries[0]["status"], "condition_error");
-    let reason = deliveries[0]["condition_error"].as_str().unwrap().to_owned();
+    let reason = deliveries[0]["condition_error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let did = deliveries[0]["id"].as_str().unwrap();
 
     let page = admin.get(&format!("/deliveries/{did}"));
@@ -298,10 +324,19 @@ fn the_rule_form_shows_every_error_at_once_and_drops_what_the_options_hide() {
         ]),
     );
     page.assert_status(400);
-    for id in ["err-name", "err-condition", "err-body_template", "err-max_concurrency"] {
+    for id in [
+        "err-name",
+        "err-condition",
+        "err-body_template",
+        "err-max_concurrency",
+    ] {
         assert!(page.by_id(id).is_some(), "{id}: {}", page.text);
     }
-    assert!(page.text.contains("4 fields need a change"), "{}", page.text);
+    assert!(
+        page.text.contains("4 fields need a change"),
+        "{}",
+        page.text
+    );
     assert!(page.text.contains("href=\"#condition\""));
     assert!(
         page.by_id("err-body_template").unwrap().contains("JSON"),
@@ -312,14 +347,25 @@ fn the_rule_form_shows_every_error_at_once_and_drops_what_the_options_hide() {
     // Back to Flat with the template still typed (now hidden): saved, the template dropped.
     let saved = admin.post(
         "/rules/new",
-        &rule_form(&[("body_template", "Hello {{ member.name }}"), ("cron", "* *")]),
+        &rule_form(&[
+            ("body_template", "Hello {{ member.name }}"),
+            ("cron", "* *"),
+        ]),
     );
     saved.assert_status(303);
-    let id = saved.location().trim_start_matches("/rules/").split('?').next().unwrap();
+    let id = saved
+        .location()
+        .trim_start_matches("/rules/")
+        .split('?')
+        .next()
+        .unwrap();
     let rule = app.get(&format!("/api/v1/rules/{id}")).body;
     assert_eq!(rule["webhook"]["payload_format"], "flat");
     assert_eq!(rule["webhook"]["body_template"], Value::Null);
-    assert_eq!(rule["trigger"], json!({"type": "event", "events": ["member:*"]}));
+    assert_eq!(
+        rule["trigger"],
+        json!({"type": "event", "events": ["member:*"]})
+    );
 
     // The API still answers with the first error only, in its one shape.
     let api = app.post(
@@ -331,7 +377,11 @@ fn the_rule_form_shows_every_error_at_once_and_drops_what_the_options_hide() {
     api.assert_error(400);
     assert!(api.message().starts_with("name:"), "{}", api.text);
     assert_eq!(
-        api.body["error"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        api.body["error"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
         ["code", "message"]
     );
 }
