@@ -17,7 +17,7 @@ pub const CONDITION_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 pub const MAX_CONDITION_ERRORS: usize = 1000;
 /// Most pages read for it (each a bounded scan of the store), so a busy day's log cannot
 /// make the dashboard slow.
-const MAX_PAGES: usize = 10;
+const MAX_PAGES: usize = 3;
 
 /// A rule whose condition could not be evaluated for some events in the window.
 pub struct ConditionErrors {
