@@ -103,6 +103,19 @@ pub async fn create(
     Ok(state.store.save_rule(rule, false, audit).await?)
 }
 
+/// The check a save makes of a body template against the catalog's samples, on its own and
+/// saving nothing: lets a form show a template that fails its samples together with the
+/// other fields' errors, in one answer.
+pub async fn check_template(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    spec: RuleSpec,
+    existing: Option<Rule>,
+) -> Result<(), AppError> {
+    let rule = build_rule(state, spec, existing, workspace);
+    check_template_with_samples(state, &rule).await
+}
+
 /// Applies a validated spec to a stored rule, audited as an update, activation or
 /// deactivation.
 pub async fn update(

@@ -340,36 +340,51 @@ pub struct RuleSpec {
 }
 
 impl RuleInput {
-    /// Checks every field; `existing` lets masked secret header values mean "keep".
-    // One flat list of field checks, in the order the API documents them, reads best whole.
-    #[allow(clippy::too_many_lines)]
+    /// Checks every field; `existing` lets masked secret header values mean "keep". Answers
+    /// with the first field that fails, in the order the API documents them (what the API
+    /// returns as its one error).
     pub fn validate(
         self,
         policy: &AddressPolicy,
         existing: Option<&Rule>,
     ) -> Result<RuleSpec, FieldError> {
+        self.validate_all(policy, existing)
+            .map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Checks every field in one pass and answers with every field that fails (never an empty
+    /// list), in the same order as `validate`: what a form shows all at once.
+    // One flat list of field checks, in the order the API documents them, reads best whole.
+    #[allow(clippy::too_many_lines)]
+    pub fn validate_all(
+        self,
+        policy: &AddressPolicy,
+        existing: Option<&Rule>,
+    ) -> Result<RuleSpec, Vec<FieldError>> {
+        let mut errors = Vec::new();
         let name = self.name.unwrap_or_default().trim().to_owned();
         if name.is_empty() {
-            return Err(FieldError::new("name", "is required"));
-        }
-        if name.chars().count() > 200 {
-            return Err(FieldError::new("name", "must be at most 200 characters"));
+            errors.push(FieldError::new("name", "is required"));
+        } else if name.chars().count() > 200 {
+            errors.push(FieldError::new("name", "must be at most 200 characters"));
         }
         let description = self.description.unwrap_or_default();
         if description.chars().count() > 2000 {
-            return Err(FieldError::new(
+            errors.push(FieldError::new(
                 "description",
                 "must be at most 2000 characters",
             ));
         }
         let max_concurrency = self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
         if !(1..=MAX_MAX_CONCURRENCY).contains(&max_concurrency) {
-            return Err(FieldError::new(
+            errors.push(FieldError::new(
                 "max_concurrency",
                 format!("must be between 1 and {MAX_MAX_CONCURRENCY}"),
             ));
         }
-        let trigger = validate_trigger(self.trigger)?;
+        let trigger = validate_trigger(self.trigger)
+            .map_err(|e| errors.push(e))
+            .ok();
         // An empty condition means "no condition", so a form's blank field clears it.
         let condition = self
             .condition
@@ -377,99 +392,116 @@ impl RuleInput {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .map(|c| Condition::parse(c).map_err(|e| FieldError::new("condition", e)))
-            .transpose()?;
-        let webhook = self
-            .webhook
-            .ok_or_else(|| FieldError::new("webhook", "is required (at least webhook.url)"))?;
-        let url = validate_url(
-            webhook.url,
-            policy,
-            existing.map(|r| r.webhook.url.as_str()),
-        )?;
-        let method = match webhook
-            .method
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("POST") => HttpMethod::Post,
-            Some("PUT") => HttpMethod::Put,
-            Some("PATCH") => HttpMethod::Patch,
-            Some(other) => {
-                return Err(FieldError::new(
-                    "webhook.method",
-                    format!("must be POST, PUT or PATCH, not {other:?}"),
-                ));
-            }
-        };
-        let content_type = webhook
-            .content_type
-            .unwrap_or_else(|| "application/json".to_owned());
-        if content_type.trim().is_empty() || !is_header_value(&content_type) {
-            return Err(FieldError::new(
-                "webhook.content_type",
-                "must be a media type such as application/json",
+            .transpose()
+            .map_err(|e| errors.push(e))
+            .ok();
+        let webhook = if let Some(w) = self.webhook {
+            validate_webhook(w, policy, existing)
+                .map_err(|e| errors.extend(e))
+                .ok()
+        } else {
+            errors.push(FieldError::new(
+                "webhook",
+                "is required (at least webhook.url)",
             ));
-        }
-        let (headers, secret_headers) =
-            validate_headers(webhook.headers, webhook.secret_headers, existing)?;
-        let signing = match webhook.signing.as_deref() {
-            None | Some("hmac-sha256") => Signing::HmacSha256,
-            Some("standard-webhooks") => Signing::StandardWebhooks,
-            Some("none") => Signing::None,
-            Some(other) => {
-                return Err(FieldError::new(
-                    "webhook.signing",
-                    format!("must be hmac-sha256, standard-webhooks or none, not {other:?}"),
-                ));
-            }
+            None
         };
-        let payload_format = match webhook.payload_format.as_deref() {
-            None | Some("flat") => PayloadFormat::Flat,
-            Some("envelope") => PayloadFormat::Envelope,
-            Some("template") => PayloadFormat::Template,
-            Some(other) => {
-                return Err(FieldError::new(
-                    "webhook.payload_format",
-                    format!("must be flat, envelope or template, not {other:?}"),
-                ));
-            }
-        };
-        let body_template = webhook.body_template.filter(|t| !t.trim().is_empty());
-        match (payload_format, &body_template) {
-            (PayloadFormat::Template, None) => {
-                return Err(FieldError::new(
-                    "webhook.body_template",
-                    "is required with payload_format \"template\" (a MiniJinja template over the flat payload)",
-                ));
-            }
-            (PayloadFormat::Template, Some(source)) => {
-                template::check_syntax(source)
-                    .map_err(|e| FieldError::new("webhook.body_template", e.to_string()))?;
-            }
-            (_, Some(_)) => {
-                return Err(FieldError::new(
-                    "webhook.body_template",
-                    "is only used with payload_format \"template\"",
-                ));
-            }
-            (_, None) => {}
+        match (trigger, condition, webhook) {
+            (Some(trigger), Some(condition), Some(webhook)) if errors.is_empty() => Ok(RuleSpec {
+                name,
+                description,
+                active: self.active.unwrap_or(true),
+                max_concurrency,
+                trigger,
+                condition,
+                webhook,
+            }),
+            _ => Err(errors),
         }
-        let timeout_ms = webhook.timeout_ms.unwrap_or(u64::from(DEFAULT_TIMEOUT_MS));
-        if !(1..=u64::from(MAX_TIMEOUT_MS)).contains(&timeout_ms) {
-            return Err(FieldError::new(
-                "webhook.timeout_ms",
-                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+    }
+}
+
+/// The webhook's fields, each checked; every one that fails, in order.
+fn validate_webhook(
+    webhook: WebhookInput,
+    policy: &AddressPolicy,
+    existing: Option<&Rule>,
+) -> Result<Webhook<SecretValue>, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let url = validate_url(
+        webhook.url,
+        policy,
+        existing.map(|r| r.webhook.url.as_str()),
+    )
+    .map_err(|e| errors.push(e))
+    .ok();
+    let method = match webhook
+        .method
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("POST") => HttpMethod::Post,
+        Some("PUT") => HttpMethod::Put,
+        Some("PATCH") => HttpMethod::Patch,
+        Some(other) => {
+            errors.push(FieldError::new(
+                "webhook.method",
+                format!("must be POST, PUT or PATCH, not {other:?}"),
             ));
+            HttpMethod::Post
         }
-        Ok(RuleSpec {
-            name,
-            description,
-            active: self.active.unwrap_or(true),
-            max_concurrency,
-            trigger,
-            condition,
-            webhook: Webhook {
+    };
+    let content_type = webhook
+        .content_type
+        .unwrap_or_else(|| "application/json".to_owned());
+    if content_type.trim().is_empty() || !is_header_value(&content_type) {
+        errors.push(FieldError::new(
+            "webhook.content_type",
+            "must be a media type such as application/json",
+        ));
+    }
+    let headers = validate_headers(webhook.headers, webhook.secret_headers, existing)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let signing = match webhook.signing.as_deref() {
+        None | Some("hmac-sha256") => Signing::HmacSha256,
+        Some("standard-webhooks") => Signing::StandardWebhooks,
+        Some("none") => Signing::None,
+        Some(other) => {
+            errors.push(FieldError::new(
+                "webhook.signing",
+                format!("must be hmac-sha256, standard-webhooks or none, not {other:?}"),
+            ));
+            Signing::None
+        }
+    };
+    let payload_format = match webhook.payload_format.as_deref() {
+        None | Some("flat") => Some(PayloadFormat::Flat),
+        Some("envelope") => Some(PayloadFormat::Envelope),
+        Some("template") => Some(PayloadFormat::Template),
+        Some(other) => {
+            errors.push(FieldError::new(
+                "webhook.payload_format",
+                format!("must be flat, envelope or template, not {other:?}"),
+            ));
+            None
+        }
+    };
+    let body_template = webhook.body_template.filter(|t| !t.trim().is_empty());
+    if let Some(format) = payload_format {
+        errors.extend(check_body_template(format, body_template.as_deref()));
+    }
+    let timeout_ms = webhook.timeout_ms.unwrap_or(u64::from(DEFAULT_TIMEOUT_MS));
+    if !(1..=u64::from(MAX_TIMEOUT_MS)).contains(&timeout_ms) {
+        errors.push(FieldError::new(
+            "webhook.timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    match (url, headers, payload_format) {
+        (Some(url), Some((headers, secret_headers)), Some(payload_format)) if errors.is_empty() => {
+            Ok(Webhook {
                 url,
                 method,
                 content_type,
@@ -480,8 +512,27 @@ impl RuleInput {
                 body_template,
                 tls_verify: webhook.tls_verify.unwrap_or(true),
                 timeout_ms: u32::try_from(timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS),
-            },
-        })
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+/// A template is required with, and only allowed with, the template format; it must parse.
+fn check_body_template(format: PayloadFormat, template: Option<&str>) -> Option<FieldError> {
+    match (format, template) {
+        (PayloadFormat::Template, None) => Some(FieldError::new(
+            "webhook.body_template",
+            "is required with payload_format \"template\" (a MiniJinja template over the flat payload)",
+        )),
+        (PayloadFormat::Template, Some(source)) => template::check_syntax(source)
+            .err()
+            .map(|e| FieldError::new("webhook.body_template", e.to_string())),
+        (_, Some(_)) => Some(FieldError::new(
+            "webhook.body_template",
+            "is only used with payload_format \"template\"",
+        )),
+        (_, None) => None,
     }
 }
 
@@ -773,6 +824,32 @@ mod tests {
             let err = input(json).validate(&prod(), None).unwrap_err();
             assert_eq!(err.field, field, "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn every_failing_field_is_reported_in_one_pass_and_the_first_is_what_validate_says() {
+        let json = r#"{"name":" ","max_concurrency":0,"condition":"data.x ==",
+            "trigger":{"type":"event","events":["Bad"]},
+            "webhook":{"url":"ftp:/x","method":"GET","payload_format":"template",
+                       "body_template":"{{ oops","timeout_ms":0}}"#;
+        let errors = input(json).validate_all(&prod(), None).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "max_concurrency",
+                "trigger.events",
+                "condition",
+                "webhook.url",
+                "webhook.method",
+                "webhook.body_template",
+                "webhook.timeout_ms"
+            ]
+        );
+        assert_eq!(input(json).validate(&prod(), None).unwrap_err(), errors[0]);
+        // Each single-error case of the API answers the same either way.
+        assert!(input(OK).validate_all(&prod(), None).is_ok());
     }
 
     #[test]

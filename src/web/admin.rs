@@ -7,7 +7,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::auth::CsrfForm;
-use super::{AdminUser, Layout, WebError, fmt_time, ok, render, see_other};
+use super::{AdminUser, Layout, UiState, WebError, fmt_time, ok, render, see_other};
 use crate::app::{AppState, audit, keys, users};
 use crate::domain::audit::Actor;
 use crate::domain::ids::{ApiKeyId, AuditId, UserId};
@@ -97,16 +97,36 @@ async fn keys(
     AdminUser(me): AdminUser,
     query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
-    let flash = (query.done.as_deref() == Some("deleted"))
-        .then(|| "API key deleted: systems using it are refused from now on.".to_owned());
-    keys_page(&state, &me, None, String::new(), None, flash).await
+    let (new_key, flash) = match query.done.as_deref() {
+        Some("created") => {
+            // Shown on this first GET after the post, never again (not on a reload).
+            let key = ui.once.take(&me, KEYS_PAGE, state.clock.now_ms());
+            let flash = if key.is_some() {
+                "API key created. Copy it now: it is shown only this once."
+            } else {
+                "API key created. It was shown once and cannot be shown again; if it was not copied, delete it and make a new one."
+            };
+            (key.map(|k| k.expose().to_owned()), Some(flash.to_owned()))
+        }
+        Some("deleted") => (
+            None,
+            Some("API key deleted: systems using it are refused from now on.".to_owned()),
+        ),
+        _ => (None, None),
+    };
+    keys_page(&state, &me, new_key, String::new(), None, flash).await
 }
+
+/// The keys page, where a new key is shown once (the show-once slot's key too).
+const KEYS_PAGE: &str = "/keys";
 
 async fn create_key(
     AdminUser(me): AdminUser,
     CsrfForm(fields): CsrfForm,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let name = fields.get("name").trim().to_owned();
     let made = keys::create(
@@ -117,23 +137,16 @@ async fn create_key(
         fields.get("role"),
     )
     .await;
-    let secret = match made {
-        Ok((_, secret)) => secret,
+    match made {
+        Ok((_, secret)) => {
+            ui.once.put(&me, KEYS_PAGE, secret, state.clock.now_ms());
+            Ok(see_other(&format!("{KEYS_PAGE}?done=created")))
+        }
         Err(e) => {
             let message = refusal(e)?;
-            return keys_page(&state, &me, None, name, Some(message), None).await;
+            keys_page(&state, &me, None, name, Some(message), None).await
         }
-    };
-    let flash = Some("API key created. Copy it now: it is shown only this once.".to_owned());
-    keys_page(
-        &state,
-        &me,
-        Some(secret.expose().to_owned()),
-        String::new(),
-        None,
-        flash,
-    )
-    .await
+    }
 }
 
 async fn delete_key(

@@ -18,6 +18,7 @@ use crate::app::{AppState, users};
 use crate::domain::audit::Actor;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
+use crate::security::crypto::Secret;
 use crate::store::{Store, StoreError};
 
 pub use crate::app::users::SESSION_MS;
@@ -47,10 +48,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// UI state that is not the store's: the first-run token and the sign-in limiter.
+/// UI state that is not the store's: the first-run token, the sign-in limiter and the
+/// values a page shows once after a redirect.
 pub struct UiState {
     setup_token: Mutex<Option<String>>,
     limiter: LoginLimiter,
+    pub once: ShowOnce,
 }
 
 impl UiState {
@@ -69,6 +72,7 @@ impl UiState {
         Ok(Self {
             setup_token: Mutex::new(token),
             limiter: LoginLimiter::default(),
+            once: ShowOnce::default(),
         })
     }
 
@@ -81,6 +85,67 @@ impl UiState {
         self.setup_token().is_some_and(|t| {
             t.len() == given.len() && bool::from(t.as_bytes().ct_eq(given.as_bytes()))
         })
+    }
+}
+
+/// How long a value waits to be shown after its action: long enough for the redirect, short
+/// enough that a secret never lingers in memory.
+pub const SHOW_ONCE_MS: i64 = 2 * 60 * 1000;
+/// Most values waiting at once (one per session); bounds memory.
+const SHOW_ONCE_ENTRIES: usize = 10_000;
+
+/// A value to show once on the page a form post redirects to (post/redirect/get): a rotated
+/// or revealed signing secret, a new API key. Kept here, never in a URL; one per session,
+/// taken by the first GET of the page it is for, gone after `SHOW_ONCE_MS`. A reload of
+/// that page finds nothing, so it neither shows the secret again nor repeats the action.
+#[derive(Default)]
+pub struct ShowOnce {
+    /// Session key → (the page it is for, the value, expiry in Unix ms).
+    slots: Mutex<HashMap<String, (String, Secret, i64)>>,
+}
+
+impl ShowOnce {
+    /// Keeps `value` for the next GET of `page` in this session, replacing any older one.
+    pub fn put(&self, session: &CurrentUser, page: &str, value: Secret, now: i64) {
+        self.put_for(session.slot_key(), page, value, now);
+    }
+
+    /// The value kept for `page` in this session, if it has not expired; it is gone after.
+    /// A value for another page stays for that page.
+    pub fn take(&self, session: &CurrentUser, page: &str, now: i64) -> Option<Secret> {
+        self.take_for(&session.slot_key(), page, now)
+    }
+
+    fn put_for(&self, key: String, page: &str, value: Secret, now: i64) {
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
+        slots.retain(|_, (_, _, expires)| *expires > now);
+        if slots.len() >= SHOW_ONCE_ENTRIES && !slots.contains_key(&key) {
+            return;
+        }
+        slots.insert(key, (page.to_owned(), value, now + SHOW_ONCE_MS));
+    }
+
+    fn take_for(&self, key: &str, page: &str, now: i64) -> Option<Secret> {
+        let mut slots = self.slots.lock().ok()?;
+        let (for_page, _, expires) = slots.get(key)?;
+        if *expires <= now {
+            slots.remove(key);
+            return None;
+        }
+        if for_page != page {
+            return None;
+        }
+        slots.remove(key).map(|(_, value, _)| value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.lock().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -204,6 +269,13 @@ impl CurrentUser {
 
     pub fn workspace(&self) -> &WorkspaceId {
         &self.user.workspace_id
+    }
+
+    /// This session's key for server-side slots: a hash of its cookie, so the cookie itself
+    /// is kept nowhere but the store.
+    fn slot_key(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(self.cookie.as_bytes()))
     }
 }
 
@@ -597,6 +669,33 @@ mod tests {
             l.failed(&format!("user{i}"), None, 0);
         }
         assert!(l.len() <= LIMIT_ENTRIES);
+    }
+
+    #[test]
+    fn a_value_is_shown_once_to_its_session_and_page_and_expires() {
+        let once = ShowOnce::default();
+        let secret = || Secret::new("whsec_x".into());
+        once.put_for("s1".into(), "/rules/a", secret(), 0);
+        assert!(
+            once.take_for("s2", "/rules/a", 1).is_none(),
+            "another session"
+        );
+        assert!(once.take_for("s1", "/keys", 1).is_none(), "another page");
+        let got = once.take_for("s1", "/rules/a", 1).unwrap();
+        assert_eq!(got.expose(), "whsec_x");
+        assert!(once.take_for("s1", "/rules/a", 2).is_none(), "single use");
+        once.put_for("s1".into(), "/keys", secret(), 0);
+        assert!(
+            once.take_for("s1", "/keys", SHOW_ONCE_MS).is_none(),
+            "expired"
+        );
+        assert!(
+            once.is_empty(),
+            "an expired value is dropped when looked at"
+        );
+        once.put_for("s1".into(), "/keys", secret(), 0);
+        once.put_for("s2".into(), "/keys", secret(), SHOW_ONCE_MS);
+        assert_eq!(once.len(), 1, "expired values go when another is kept");
     }
 
     #[test]

@@ -26,6 +26,8 @@ struct TypeRow {
     sources: String,
     last_seen: Option<String>,
     sample: String,
+    /// Where the sample comes from, in words.
+    sample_from: &'static str,
 }
 
 #[derive(Template)]
@@ -61,6 +63,12 @@ async fn show(
             sources: e.sources.join(", "),
             last_seen: e.last_seen_at.map(fmt_time),
             sample: serde_json::to_string_pretty(&e.sample).unwrap_or_default(),
+            sample_from: match e.sample_from {
+                "declared" => "Declared sample.",
+                "seen" => "The shape of the events received, with every value replaced by a placeholder of its type: no real data.",
+                "builtin" => "Built-in sample (invented data).",
+                _ => "Nothing is known about this type's data yet.",
+            },
         })
         .collect();
     let status = if error.is_some() {

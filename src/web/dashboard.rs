@@ -1,5 +1,6 @@
 //! The dashboard: deliveries per hour (succeeded and failed) for the last 24 hours and 7 days
-//! as inline SVG, the success rate, and the rules that are failing now. The chart reads the
+//! as inline SVG, the success rate, the events not sent because a rule's condition could not
+//! be evaluated, and the rules that are failing now (attempts or condition). The chart reads the
 //! per-hour counters (`HOURLY_OUTCOMES`, at most 168 rows), never the delivery log itself.
 
 use actix_web::{HttpResponse, web};
@@ -108,7 +109,11 @@ fn chart(title: &str, hours: &[(i64, u64, u64)], tick_every: usize) -> Chart {
 struct FailingRule {
     id: String,
     name: String,
-    since: String,
+    /// When every attempt started failing, if they are.
+    since: Option<String>,
+    /// Events in the last 24 hours whose condition could not be evaluated, and the latest.
+    condition_errors: usize,
+    condition_latest: Option<String>,
 }
 
 #[derive(Template)]
@@ -120,6 +125,8 @@ struct DashboardPage {
     failing: Vec<FailingRule>,
     open: u64,
     rule_count: usize,
+    /// `condition_error` deliveries in the last 24 hours, as shown ("1000+" past the cap).
+    condition_errors: String,
 }
 
 async fn dashboard(
@@ -127,15 +134,41 @@ async fn dashboard(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let o = overview(&state, me.workspace().clone()).await?;
-    let failing: Vec<FailingRule> = o
+    // One entry per rule: failing attempts first (longest first), then rules whose only
+    // trouble is their condition.
+    let mut failing: Vec<FailingRule> = o
         .failing
         .iter()
         .map(|(r, since)| FailingRule {
             id: r.id.to_string(),
             name: r.name.clone(),
-            since: fmt_time(*since),
+            since: Some(fmt_time(*since)),
+            condition_errors: 0,
+            condition_latest: None,
         })
         .collect();
+    for (r, e) in &o.condition_errors {
+        let id = r.id.to_string();
+        let entry = if let Some(i) = failing.iter().position(|f| f.id == id) {
+            &mut failing[i]
+        } else {
+            failing.push(FailingRule {
+                id,
+                name: r.name.clone(),
+                since: None,
+                condition_errors: 0,
+                condition_latest: None,
+            });
+            failing.last_mut().expect("just pushed")
+        };
+        entry.condition_errors = e.count;
+        entry.condition_latest = Some(fmt_time(e.latest_at));
+    }
+    let condition_errors = if o.condition_errors_capped {
+        format!("{}+", o.condition_error_count)
+    } else {
+        o.condition_error_count.to_string()
+    };
     let week = o.week;
     let day = &week[week.len().saturating_sub(24)..];
     ok(&DashboardPage {
@@ -145,6 +178,7 @@ async fn dashboard(
         failing,
         open: o.open,
         rule_count: o.rule_count,
+        condition_errors,
     })
 }
 

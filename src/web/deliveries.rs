@@ -283,6 +283,8 @@ struct DeliveryPage {
     created: String,
     next_attempt: Option<String>,
     open: bool,
+    /// Why the rule's condition could not be evaluated for this event (no request was made).
+    condition_error: Option<String>,
     attempts: Vec<AttemptView>,
 }
 
@@ -330,6 +332,7 @@ async fn detail(
             .filter(|_| d.status.is_open())
             .map(fmt_time),
         open: d.status.is_open(),
+        condition_error: d.condition_error.clone(),
         attempts: attempts.iter().map(AttemptView::new).collect(),
     };
     ok(&page)

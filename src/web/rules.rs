@@ -12,14 +12,19 @@ use serde_json::Value;
 
 use super::auth::CsrfForm;
 use super::deliveries::{DeliveryRow, delivery_rows};
-use super::{AnyUser, EditorUser, Fields, Layout, WebError, fmt_time, ok, render, see_other};
+use super::{
+    AnyUser, EditorUser, Fields, Layout, UiState, WebError, fmt_time, ok, render, see_other,
+};
 use crate::app::rules::{self as rule_cases, editable_json, load};
 use crate::app::samples::{self, SampleRequest};
 use crate::app::{AppState, deliveries};
 use crate::domain::ids::RuleId;
 use crate::domain::pattern::Pattern;
-use crate::domain::rule::{FieldError, MASK, Rule, RuleInput, Trigger, TriggerInput, WebhookInput};
+use crate::domain::rule::{
+    FieldError, MASK, Rule, RuleInput, RuleSpec, Trigger, TriggerInput, WebhookInput,
+};
 use crate::error::AppError;
+use crate::security::crypto::Secret;
 use crate::store::DeliveryFilter;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -266,54 +271,36 @@ impl RuleForm {
         }
     }
 
-    /// The `RuleInput` the API would get for the same rule. Only what a form cannot say in
-    /// JSON is checked here (numbers, header rows); every rule of SPEC §2 is checked after,
-    /// by `RuleInput::validate`, exactly as for the API.
-    fn to_input(&self, existing: Option<&Rule>) -> Result<RuleInput, FieldError> {
+    /// The `RuleInput` the API would get for the same rule, and what a form cannot say in
+    /// JSON that is wrong (numbers, header rows): every such error, with the input left at
+    /// its default there so the rest can still be checked. Every rule of SPEC §2 is checked
+    /// after, by `RuleInput::validate_all`, exactly as for the API. Fields the chosen options
+    /// hide (cron and time zone for an event rule, event types for a routine, the body
+    /// template unless the payload format is "template") are dropped, never checked or saved.
+    fn to_input(&self, existing: Option<&Rule>) -> (RuleInput, Vec<FieldError>) {
+        let mut errors = Vec::new();
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
         let max_concurrency = self
             .max_concurrency
             .parse::<u32>()
-            .map_err(|_| FieldError::new("max_concurrency", "must be a whole number, such as 8"))?;
-        let timeout_ms = self.timeout_ms.parse::<u64>().map_err(|_| {
-            FieldError::new(
-                "webhook.timeout_ms",
-                "must be a whole number of milliseconds, such as 10000",
-            )
-        })?;
-        let mut headers = BTreeMap::new();
-        for (name, value) in &self.headers {
-            if name.is_empty() {
-                return Err(FieldError::new(
-                    "webhook.headers",
-                    "a header row has a value but no name",
+            .map_err(|_| {
+                errors.push(FieldError::new(
+                    "max_concurrency",
+                    "must be a whole number, such as 8",
                 ));
-            }
-            headers.insert(name.clone(), value.clone());
-        }
-        let mut secret_headers = BTreeMap::new();
-        for (name, value) in &self.secret_headers {
-            if name.is_empty() {
-                return Err(FieldError::new(
-                    "webhook.secret_headers",
-                    "a secret header row has a value but no name",
+            })
+            .ok();
+        let timeout_ms = self
+            .timeout_ms
+            .parse::<u64>()
+            .map_err(|_| {
+                errors.push(FieldError::new(
+                    "webhook.timeout_ms",
+                    "must be a whole number of milliseconds, such as 10000",
                 ));
-            }
-            let stored = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(name));
-            let value = if value.is_empty() {
-                if !stored {
-                    return Err(FieldError::new(
-                        "webhook.secret_headers",
-                        format!("{name:?} needs a value"),
-                    ));
-                }
-                // Left blank: keep the stored value, as the API does for the mask.
-                MASK.to_owned()
-            } else {
-                value.clone()
-            };
-            secret_headers.insert(name.clone(), value);
-        }
+            })
+            .ok();
+        let (headers, secret_headers) = self.header_maps(existing, &mut errors);
         let trigger = if self.trigger_type == "schedule" {
             TriggerInput {
                 kind: Some("schedule".into()),
@@ -336,11 +323,16 @@ impl RuleForm {
                 timezone: None,
             }
         };
-        Ok(RuleInput {
+        let body_template = if self.payload_format == "template" {
+            opt(&self.body_template)
+        } else {
+            None
+        };
+        let input = RuleInput {
             name: Some(self.name.clone()),
             description: Some(self.description.clone()),
             active: Some(self.active),
-            max_concurrency: Some(max_concurrency),
+            max_concurrency,
             trigger: Some(trigger),
             condition: opt(&self.condition),
             webhook: Some(WebhookInput {
@@ -351,13 +343,130 @@ impl RuleForm {
                 secret_headers: Some(secret_headers),
                 signing: opt(&self.signing),
                 payload_format: opt(&self.payload_format),
-                body_template: opt(&self.body_template),
+                body_template,
                 tls_verify: Some(self.tls_verify),
-                timeout_ms: Some(timeout_ms),
+                timeout_ms,
             }),
             ..RuleInput::default()
-        })
+        };
+        (input, errors)
     }
+}
+
+impl RuleForm {
+    /// The header rows as the API's maps; a row with a value but no name, or a new secret
+    /// header without a value, is an error (and left out).
+    fn header_maps(
+        &self,
+        existing: Option<&Rule>,
+        errors: &mut Vec<FieldError>,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let mut headers = BTreeMap::new();
+        for (name, value) in &self.headers {
+            if name.is_empty() {
+                errors.push(FieldError::new(
+                    "webhook.headers",
+                    "a header row has a value but no name",
+                ));
+            } else {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        let mut secret_headers = BTreeMap::new();
+        for (name, value) in &self.secret_headers {
+            if name.is_empty() {
+                errors.push(FieldError::new(
+                    "webhook.secret_headers",
+                    "a secret header row has a value but no name",
+                ));
+                continue;
+            }
+            let stored = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(name));
+            if !value.is_empty() {
+                secret_headers.insert(name.clone(), value.clone());
+            } else if stored {
+                // Left blank: keep the stored value, as the API does for the mask.
+                secret_headers.insert(name.clone(), MASK.to_owned());
+            } else {
+                errors.push(FieldError::new(
+                    "webhook.secret_headers",
+                    format!("{name:?} needs a value"),
+                ));
+            }
+        }
+        (headers, secret_headers)
+    }
+}
+
+/// The form's fields in the order the page shows them: errors are listed in this order.
+const FORM_ORDER: [&str; 20] = [
+    "name",
+    "description",
+    "trigger",
+    "trigger.type",
+    "trigger.events",
+    "trigger.cron",
+    "trigger.timezone",
+    "condition",
+    "webhook",
+    "webhook.url",
+    "webhook.method",
+    "webhook.content_type",
+    "webhook.headers",
+    "webhook.secret_headers",
+    "webhook.signing",
+    "webhook.payload_format",
+    "webhook.body_template",
+    "webhook.timeout_ms",
+    "max_concurrency",
+    "webhook.tls_verify",
+];
+
+/// Checks a posted form in one pass: the form's own errors, every field `validate_all`
+/// refuses and, when the body template is the only thing in doubt or others fail too, its
+/// check against the catalog's samples, so one answer shows every error at once. Saves
+/// nothing; answers the spec to save when nothing failed.
+async fn check_form(
+    state: &AppState,
+    me: &super::CurrentUser,
+    form: &RuleForm,
+    existing: Option<&Rule>,
+) -> Result<Result<RuleSpec, Vec<FieldError>>, WebError> {
+    let (input, mut errors) = form.to_input(existing);
+    let probe = input.clone();
+    match input.validate_all(&state.policy, existing) {
+        Ok(spec) if errors.is_empty() => return Ok(Ok(spec)),
+        Ok(_) => {}
+        Err(found) => errors.extend(found),
+    }
+    // The sample check needs a valid trigger and webhook; fields it does not read are
+    // replaced by harmless ones so it can still run while they fail.
+    let template_ok = !errors
+        .iter()
+        .any(|e| e.field.starts_with("trigger") || e.field.starts_with("webhook"));
+    if template_ok && form.payload_format == "template" {
+        let probe = RuleInput {
+            name: Some("probe".into()),
+            description: None,
+            max_concurrency: None,
+            condition: None,
+            ..probe
+        };
+        if let Ok(spec) = probe.validate(&state.policy, existing) {
+            let checked =
+                rule_cases::check_template(state, me.workspace(), spec, existing.cloned()).await;
+            if let Err(e) = checked {
+                errors.push(refused_at_field(e)?);
+            }
+        }
+    }
+    errors.sort_by_key(|e| {
+        FORM_ORDER
+            .iter()
+            .position(|f| *f == e.field)
+            .unwrap_or(FORM_ORDER.len())
+    });
+    Ok(Err(errors))
 }
 
 /// Form field names for each validation field, to point at the right input.
@@ -392,11 +501,11 @@ struct RuleFormPage {
     /// None for a new rule.
     rule_id: Option<String>,
     f: RuleForm,
-    error: Option<FieldError>,
+    /// Every field that was refused, in form order, with its field's label and input id.
+    errors: Vec<(FieldError, &'static str, &'static str)>,
     header_rows: Vec<(String, String)>,
     /// (name, stored) — stored ones show a masked placeholder and keep their value if blank.
     secret_rows: Vec<(String, bool)>,
-    error_label: &'static str,
 }
 
 impl RuleFormPage {
@@ -404,7 +513,7 @@ impl RuleFormPage {
         l: Layout,
         rule_id: Option<String>,
         f: RuleForm,
-        error: Option<FieldError>,
+        errors: Vec<FieldError>,
         existing: Option<&Rule>,
     ) -> Self {
         // A few blank rows, so headers can be added without JavaScript.
@@ -419,26 +528,62 @@ impl RuleFormPage {
             })
             .collect();
         secret_rows.extend((0..2).map(|_| (String::new(), false)));
-        let error_label = error.as_ref().map_or("", |e| field_label(&e.field));
+        let errors = errors
+            .into_iter()
+            .map(|e| {
+                let (label, anchor) = (field_label(&e.field), Self::anchor(&e.field));
+                (e, label, anchor)
+            })
+            .collect();
         Self {
             l,
             rule_id,
             f,
-            error,
+            errors,
             header_rows,
             secret_rows,
-            error_label,
         }
     }
 
-    /// The error for a form field, if validation refused that one. `trigger` and `webhook`
-    /// (a missing whole section) are shown at the trigger type and the URL.
-    fn err(&self, field: &str) -> Option<&str> {
-        let e = self.error.as_ref()?;
-        let hit = e.field == field
-            || (field == "trigger.type" && e.field == "trigger")
-            || (field == "webhook.url" && e.field == "webhook");
-        hit.then_some(e.message.as_str())
+    /// The errors for a form field, if validation refused it (several joined). `trigger` and
+    /// `webhook` (a missing whole section) are shown at the trigger type and the URL.
+    fn err(&self, field: &str) -> Option<String> {
+        let messages: Vec<&str> = self
+            .errors
+            .iter()
+            .map(|(e, _, _)| e)
+            .filter(|e| {
+                e.field == field
+                    || (field == "trigger.type" && e.field == "trigger")
+                    || (field == "webhook.url" && e.field == "webhook")
+            })
+            .map(|e| e.message.as_str())
+            .collect();
+        (!messages.is_empty()).then(|| messages.join("; "))
+    }
+
+    /// The id of the input an error's link in the summary goes to.
+    fn anchor(field: &str) -> &'static str {
+        match field {
+            "name" => "name",
+            "description" => "description",
+            "max_concurrency" => "max_concurrency",
+            "trigger" | "trigger.type" => "trigger-event",
+            "trigger.events" => "events",
+            "trigger.cron" => "cron",
+            "trigger.timezone" => "timezone",
+            "condition" => "condition",
+            "webhook.method" => "method",
+            "webhook.content_type" => "content_type",
+            "webhook.headers" => "header_name_1",
+            "webhook.secret_headers" => "secret_name_1",
+            "webhook.signing" => "signing",
+            "webhook.payload_format" => "payload_format",
+            "webhook.body_template" => "body_template",
+            "webhook.tls_verify" => "tls_verify",
+            "webhook.timeout_ms" => "timeout_ms",
+            _ => "url",
+        }
     }
 
     // askama passes template arguments by reference.
@@ -470,7 +615,7 @@ async fn new_form(
         Layout::new(&state, Some(&me), "rules", "New rule"),
         None,
         form,
-        None,
+        Vec::new(),
         None,
     );
     ok(&page)
@@ -482,15 +627,12 @@ async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let form = RuleForm::from_fields(&fields);
-    let spec = form
-        .to_input(None)
-        .and_then(|input| input.validate(&state.policy, None));
-    let error = match spec {
+    let errors = match check_form(&state, &me, &form, None).await? {
         Ok(spec) => match rule_cases::create(&state, me.workspace(), me.actor(), spec).await {
             Ok(rule) => return Ok(see_other(&format!("/rules/{}?done=created", rule.id))),
-            Err(e) => refused_at_field(e)?,
+            Err(e) => vec![refused_at_field(e)?],
         },
-        Err(e) => e,
+        Err(errors) => errors,
     };
     render(
         StatusCode::BAD_REQUEST,
@@ -498,7 +640,7 @@ async fn create(
             Layout::new(&state, Some(&me), "rules", "New rule"),
             None,
             form,
-            Some(error),
+            errors,
             None,
         ),
     )
@@ -532,7 +674,7 @@ async fn edit_form(
         Layout::new(&state, Some(&me), "rules", &format!("Edit {}", rule.name)),
         Some(rule.id.to_string()),
         RuleForm::from_rule(&rule),
-        None,
+        Vec::new(),
         Some(&rule),
     );
     ok(&page)
@@ -546,19 +688,16 @@ async fn update(
 ) -> Result<HttpResponse, WebError> {
     let existing = load(&state, me.workspace().clone(), rule_id(&path)?).await?;
     let form = RuleForm::from_fields(&fields);
-    let spec = form
-        .to_input(Some(&existing))
-        .and_then(|input| input.validate(&state.policy, Some(&existing)));
-    let error = match spec {
+    let errors = match check_form(&state, &me, &form, Some(&existing)).await? {
         Ok(spec) => {
             match rule_cases::update(&state, me.workspace(), me.actor(), existing.clone(), spec)
                 .await
             {
                 Ok(rule) => return Ok(see_other(&format!("/rules/{}?done=saved", rule.id))),
-                Err(e) => refused_at_field(e)?,
+                Err(e) => vec![refused_at_field(e)?],
             }
         }
-        Err(e) => e,
+        Err(errors) => errors,
     };
     render(
         StatusCode::BAD_REQUEST,
@@ -571,7 +710,7 @@ async fn update(
             ),
             Some(existing.id.to_string()),
             form,
-            Some(error),
+            errors,
             Some(&existing),
         ),
     )
@@ -690,6 +829,8 @@ struct RulePage {
 #[derive(Deserialize)]
 struct DoneQuery {
     done: Option<String>,
+    /// How many deliveries a bulk re-send queued.
+    count: Option<usize>,
 }
 
 fn done_message(done: Option<&str>) -> Option<String> {
@@ -736,47 +877,82 @@ async fn rule_page(
     ok(&page)
 }
 
+/// The page a rule's form posts send the browser back to, and the show-once slot's key.
+fn rule_path(id: &RuleId) -> String {
+    format!("/rules/{id}")
+}
+
 async fn detail(
     AnyUser(me): AnyUser,
     path: web::Path<String>,
     query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
-    rule_page(
-        &state,
-        &me,
-        rule_id(&path)?,
-        None,
-        done_message(query.done.as_deref()),
-    )
-    .await
+    let id = rule_id(&path)?;
+    let done = query.done.as_deref();
+    // A secret from the reveal or rotation that redirected here, on this first GET only.
+    let revealed = match done {
+        Some("revealed" | "rotated") => ui
+            .once
+            .take(&me, &rule_path(&id), state.clock.now_ms())
+            .map(|s| s.expose().to_owned()),
+        _ => None,
+    };
+    let overlap = humantime::format_duration(state.config.signing.rotation_overlap).to_string();
+    let flash = match (done, revealed.is_some()) {
+        (Some("revealed"), true) => Some(
+            "This view of the signing secret is recorded in the audit log. It is shown on this visit only.".to_owned(),
+        ),
+        (Some("revealed"), false) => Some(
+            "The signing secret was shown once and is not shown again. Reveal it again if you need it (that view is recorded too).".to_owned(),
+        ),
+        (Some("rotated"), true) => Some(format!(
+            "New signing secret made. The previous one keeps signing alongside it for {overlap}, so update the receiver within that time."
+        )),
+        (Some("rotated"), false) => Some(format!(
+            "The signing secret was rotated. The new one was shown once and is not shown again; reveal it if you need it. The previous one keeps signing for {overlap} after the rotation."
+        )),
+        (Some("redelivered"), _) => Some(format!(
+            "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
+            query.count.unwrap_or(0)
+        )),
+        _ => done_message(done),
+    };
+    rule_page(&state, &me, id, revealed, flash).await
 }
 
+/// Reveals the current secret: audited here, once; shown by the page it redirects to.
 async fn reveal(
     EditorUser(me): EditorUser,
     path: web::Path<String>,
     CsrfForm(_): CsrfForm,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
     let secret = rule_cases::reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
-    let flash = "This view of the signing secret is recorded in the audit log.".to_owned();
-    rule_page(&state, &me, id, Some(secret), Some(flash)).await
+    let page = rule_path(&id);
+    ui.once
+        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+    Ok(see_other(&format!("{page}?done=revealed")))
 }
 
+/// Rotates the secret; the new one is shown once by the page it redirects to, so a reload
+/// there neither rotates again nor shows it again.
 async fn rotate(
     EditorUser(me): EditorUser,
     path: web::Path<String>,
     CsrfForm(_): CsrfForm,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
     let secret = rule_cases::rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
-    let overlap = humantime::format_duration(state.config.signing.rotation_overlap);
-    let flash = format!(
-        "New signing secret made. The previous one keeps signing alongside it for {overlap}, so update the receiver within that time."
-    );
-    rule_page(&state, &me, id, Some(secret), Some(flash)).await
+    let page = rule_path(&id);
+    ui.once
+        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+    Ok(see_other(&format!("{page}?done=rotated")))
 }
 
 #[derive(Deserialize)]
@@ -903,11 +1079,11 @@ async fn redeliver_failed(
     let ws = me.workspace().clone();
     let reopened =
         deliveries::redeliver_failed(&state, ws, me.actor(), id.clone(), since, until).await?;
-    let flash = format!(
-        "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
+    Ok(see_other(&format!(
+        "{}?done=redelivered&count={}",
+        rule_path(&id),
         reopened.len()
-    );
-    rule_page(&state, &me, id, None, Some(flash)).await
+    )))
 }
 
 struct RoutineRow {
@@ -991,20 +1167,50 @@ mod tests {
             !form.active && !form.tls_verify,
             "unchecked boxes are not sent"
         );
-        let err = form.to_input(None).unwrap_err();
+        let (_, errors) = form.to_input(None);
         assert_eq!(
-            err.field, "webhook.secret_headers",
+            errors[0].field, "webhook.secret_headers",
             "a new secret header needs a value"
         );
         let f = Fields::parse(
             b"name=A&trigger_type=event&events=member%3A*%0D%0Aping%2C+x&url=https%3A%2F%2Fe.com&max_concurrency=8&timeout_ms=100&header_name=X-A&header_value=1",
         );
-        let input = RuleForm::from_fields(&f).to_input(None).unwrap();
+        let (input, errors) = RuleForm::from_fields(&f).to_input(None);
+        assert!(errors.is_empty(), "{errors:?}");
         let t = input.trigger.unwrap();
         assert_eq!(t.events.unwrap(), ["member:*", "ping", "x"]);
         assert!(t.cron.is_none());
         let w = input.webhook.unwrap();
         assert_eq!(w.headers.unwrap().get("X-A").map(String::as_str), Some("1"));
         assert_eq!(w.timeout_ms, Some(100));
+    }
+
+    #[test]
+    fn fields_the_chosen_options_hide_are_dropped_and_form_errors_all_collected() {
+        let f = Fields::parse(
+            b"name=A&trigger_type=event&events=ping&cron=*+*&timezone=Mars&url=https%3A%2F%2Fe.com&payload_format=flat&body_template=%7B%7B+x&max_concurrency=lots&timeout_ms=soon&header_name=&header_value=1",
+        );
+        let (input, errors) = RuleForm::from_fields(&f).to_input(None);
+        let t = input.trigger.unwrap();
+        assert!(
+            t.cron.is_none() && t.timezone.is_none(),
+            "no cron on an event rule"
+        );
+        let w = input.webhook.unwrap();
+        assert!(
+            w.body_template.is_none(),
+            "no template with the flat format"
+        );
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["max_concurrency", "webhook.timeout_ms", "webhook.headers"]
+        );
+        let f = Fields::parse(b"trigger_type=schedule&events=ping&cron=0+9+*+*+*");
+        let (input, _) = RuleForm::from_fields(&f).to_input(None);
+        assert!(
+            input.trigger.unwrap().events.is_none(),
+            "no events on a routine"
+        );
     }
 }

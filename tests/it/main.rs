@@ -35,4 +35,5 @@ mod ui;
 mod ui_browser;
 mod ui_catalog_users;
 mod ui_rule_power;
+mod ui_safety;
 mod verify_cli;

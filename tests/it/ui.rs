@@ -653,7 +653,9 @@ fn secret_reveal_is_audited_and_rotation_shows_the_new_secret_once() {
     let id = rule["id"].as_str().unwrap();
     let page = admin.get(&format!("/rules/{id}"));
     assert!(!page.text.contains("id=\"revealed-secret\""));
-    let shown = admin.post(&format!("/rules/{id}/secret"), &[]);
+    let posted = admin.post(&format!("/rules/{id}/secret"), &[]);
+    posted.assert_status(303);
+    let shown = admin.get(posted.location());
     shown.assert_status(200);
     assert_eq!(shown.header("cache-control"), Some("no-store"));
     let secret = shown.by_id("revealed-secret").unwrap();
@@ -663,7 +665,9 @@ fn secret_reveal_is_audited_and_rotation_shows_the_new_secret_once() {
         .find(|e| e["action"] == "rule.secret.view" && e["actor"]["type"] == "user")
         .expect("the view is audited");
     assert_eq!(view["actor"]["name"], "anna");
-    let rotated = admin.post(&format!("/rules/{id}/rotate"), &[]);
+    let posted = admin.post(&format!("/rules/{id}/rotate"), &[]);
+    posted.assert_status(303);
+    let rotated = admin.get(posted.location());
     rotated.assert_status(200);
     let new_secret = rotated.by_id("revealed-secret").unwrap();
     assert_ne!(new_secret, secret);
@@ -865,7 +869,8 @@ fn a_failed_delivery_explains_itself_and_can_be_sent_again() {
         &format!("/rules/{rid}/redeliver-failed"),
         &[("since", "2000-01-01T00:00"), ("until", "")],
     );
-    bulk.assert_status(200);
+    bulk.assert_status(303);
+    let bulk = admin.get(bulk.location());
     assert!(
         bulk.text.contains("2 failed deliveries queued"),
         "{}",
@@ -933,6 +938,8 @@ fn admins_make_api_keys_shown_once_and_users_who_can_sign_in() {
     let admin = setup_admin(&app, "anna");
     admin.get("/keys");
     let made = admin.post("/keys", &[("name", "EHR"), ("role", "ingest")]);
+    made.assert_status(303);
+    let made = admin.get(made.location());
     made.assert_status(200);
     let key = made.by_id("new-key").unwrap();
     assert!(key.starts_with("tdk_"));

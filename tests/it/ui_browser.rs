@@ -210,3 +210,234 @@ fn a_viewer_in_chromium_sees_rules_but_cannot_edit_them() {
         "Intake forms"
     );
 }
+
+/// An admin signed in to Chromium, on a fresh app with a local receiver.
+fn admin_in_chromium(
+    chromedriver: &std::path::Path,
+) -> (crate::support::app::TestApp, TestReceiver, Driver) {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    tidings::app::users::new_user(
+        app.store(),
+        app.store().default_workspace(),
+        "anna",
+        UserRole::Admin,
+        PASSWORD,
+        None,
+        false,
+    )
+    .unwrap();
+    let d = Driver::start(chromedriver);
+    d.set_window(1366, 900);
+    sign_in(&d, &app.url(""), "anna");
+    (app, receiver, d)
+}
+
+fn audit_count(app: &crate::support::app::TestApp, action: &str) -> usize {
+    app.get("/api/v1/audit?limit=250").body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action && e["actor"]["type"] == "user")
+        .count()
+}
+
+const PHONE: (u32, u32) = (390, 844);
+/// A real patient's name, for the test: no sample, placeholder or page text contains it.
+const MARKER: &str = "Perpetua Vandersloot";
+const WAIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn reloading_after_a_rotation_in_chromium_rotates_nothing() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    let rule = app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    let id = rule["id"].as_str().unwrap();
+    let old = app.secret(id);
+    d.goto(&format!("{base}/rules/{id}"));
+    d.click("#rotate-secret");
+    d.wait_for_text("New signing secret made");
+    let new = d.text("#revealed-secret");
+    assert_ne!(new, old);
+    assert!(
+        d.current_url()
+            .ends_with(&format!("/rules/{id}?done=rotated"))
+    );
+    d.screenshot("safety-rotated");
+    // The reload button: the page again, without the secret and without a second rotation.
+    d.refresh();
+    d.wait_for_text("shown once");
+    assert!(!d.exists("#revealed-secret"));
+    assert!(!d.source().contains(&new));
+    d.screenshot("safety-rotated-reloaded");
+    assert_eq!(audit_count(&app, "rule.secret.rotate"), 1);
+    assert_eq!(app.secret(id), new);
+    // The receiver still holding the old secret accepts the next delivery (the overlap).
+    let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
+    app.wait_settled(e.body["id"].as_str().unwrap(), WAIT);
+    let got = receiver.wait_for(1, WAIT).remove(0);
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    tidings::delivery::verify::verify(&old, &got.headers, &got.body, now, 300)
+        .expect("the old secret still verifies through the overlap");
+    // Revealing at phone width: shown once, and its reload neither shows nor audits again.
+    d.set_window(PHONE.0, PHONE.1);
+    d.click("#reveal-secret");
+    d.wait_for_text("recorded in the audit log");
+    assert_eq!(d.text("#revealed-secret"), new);
+    d.screenshot("safety-revealed-phone");
+    d.refresh();
+    d.wait_for_text("shown once");
+    assert!(!d.exists("#revealed-secret"));
+    assert_eq!(audit_count(&app, "rule.secret.view"), 1);
+}
+
+#[test]
+fn a_learned_sample_in_chromium_shows_no_value_of_the_real_event() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    let rule = app.create_rule(&receiver.url("/hook"), &["patient:admitted"]);
+    let id = rule["id"].as_str().unwrap();
+    let e = app.ingest(&json!({"type": "patient:admitted", "data": {"patient": {
+        "name": MARKER, "born": "1958-09-30", "email": "perpetua@mail.example.net"}}}));
+    app.wait_settled(e.body["id"].as_str().unwrap(), WAIT);
+    assert!(String::from_utf8_lossy(&receiver.wait_for(1, WAIT)[0].body).contains(MARKER));
+    crate::support::app::wait_until(WAIT, "the type in the catalog", || {
+        app.get("/api/v1/event-types")
+            .text
+            .contains("patient:admitted")
+            .then_some(())
+    });
+    let api = app.get("/api/v1/event-types").text;
+    assert!(
+        !api.contains(MARKER) && !api.contains("1958-09-30"),
+        "{api}"
+    );
+
+    d.goto(&format!("{base}/event-types"));
+    d.click("details[data-type=\"patient:admitted\"] summary");
+    d.wait_for_text("placeholder of its type");
+    let shown = d.text("details[data-type=\"patient:admitted\"] pre");
+    assert!(shown.contains("\"name\": \"string\""), "{shown}");
+    assert!(!d.source().contains(MARKER));
+    d.scroll_to("details[data-type=\"patient:admitted\"] pre");
+    d.screenshot("safety-catalog");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("details[data-type=\"patient:admitted\"] pre");
+    d.screenshot("safety-catalog-phone");
+    d.set_window(1366, 900);
+
+    d.goto(&format!("{base}/rules/{id}"));
+    d.click("#preview-test");
+    d.wait_for_text("Nothing has been sent yet");
+    assert!(!d.source().contains(MARKER));
+    assert!(d.source().contains("2026-01-01"));
+    d.screenshot("safety-preview");
+    d.click("#send-test");
+    d.wait_for_text("Attempt 1: succeeded");
+    let test = receiver.wait_for(2, WAIT).remove(1);
+    let body = String::from_utf8_lossy(&test.body).into_owned();
+    assert!(!body.contains(MARKER) && !body.contains("1958") && !body.contains("perpetua"));
+    assert!(body.contains("name@example.com"), "{body}");
+}
+
+#[test]
+fn a_condition_error_delivery_in_chromium_says_why() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    app.create_rule_with(json!({
+        "name": "Long calls", "trigger": {"type": "event", "events": ["member:created"]},
+        "condition": "data.call.durationSeconds > 60",
+        "webhook": {"url": receiver.url("/hook")},
+    }));
+    let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
+    let deliveries = app.wait_settled(e.body["id"].as_str().unwrap(), WAIT);
+    let did = deliveries[0]["id"].as_str().unwrap();
+    let reason = deliveries[0]["condition_error"].as_str().unwrap();
+    d.goto(&format!("{base}/deliveries/{did}"));
+    d.wait_for_text("condition could not be evaluated");
+    assert_eq!(d.text("#condition-error code"), reason);
+    assert!(!d.text("body").contains("No attempt yet"));
+    d.screenshot("safety-condition-error");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("#condition-error");
+    d.screenshot("safety-condition-error-phone");
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/"));
+    d.wait_for_text("Failing rules");
+    assert_eq!(d.text("#stat-day-condition"), "1");
+    assert!(d.text(".failing").contains("Long calls"));
+    d.screenshot("safety-dashboard");
+    d.scroll_to("#h-failing");
+    d.screenshot("safety-dashboard-failing");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("#h-failing");
+    d.screenshot("safety-dashboard-phone");
+    assert_eq!(receiver.count(), 0);
+}
+
+#[test]
+fn the_rule_form_in_chromium_shows_every_error_at_once() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/rules/new"));
+    // An event rule: the routine's cron and time zone are hidden (hidden beats .pair's grid).
+    assert!(!d.displayed("#cron"));
+    assert!(!d.displayed("#timezone"));
+    assert!(!d.displayed("#body_template"));
+    d.type_into("#events", "member:*");
+    d.type_into("#url", &receiver.url("/hook"));
+    d.type_into("#condition", "data.member.id ==");
+    d.click("#payload_format option[value=\"template\"]");
+    assert!(d.displayed("#body_template"));
+    d.type_into("#body_template", "Hello {{ member.name }}");
+    d.click("#save-rule");
+    d.wait_for_text("3 fields need a change");
+    for id in ["#err-name", "#err-condition", "#err-body_template"] {
+        assert!(d.exists(id), "{id}");
+    }
+    assert!(d.text("#form-errors").contains("Condition"));
+    d.screenshot("safety-form-errors");
+    d.scroll_to("#err-body_template");
+    d.screenshot("safety-form-errors-template");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("#form-error");
+    d.screenshot("safety-form-errors-phone");
+    d.set_window(1366, 900);
+    // Back to Flat with the template still typed, now hidden: no error on it, and dropped.
+    d.click("#payload_format option[value=\"flat\"]");
+    assert!(!d.displayed("#body_template"));
+    d.type_into("#name", "Notify");
+    d.type_into("#condition", "has(data.member.id)");
+    d.click("#save-rule");
+    d.wait_for_text("Rule created");
+    let id = d
+        .current_url()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let rule = app.get(&format!("/api/v1/rules/{id}")).body;
+    assert_eq!(rule["webhook"]["body_template"], serde_json::Value::Null);
+    assert_eq!(rule["condition"], "has(data.member.id)");
+}

@@ -132,6 +132,32 @@ impl Driver {
         self.session_call("POST", "/url", Some(&json!({ "url": url })));
     }
 
+    /// Reloads the page, as the browser's reload button does.
+    pub fn refresh(&self) {
+        self.session_call("POST", "/refresh", None);
+    }
+
+    /// Scrolls the page (and any scrolling box) until the element is in view, for a screenshot.
+    pub fn scroll_to(&self, css: &str) {
+        let el = self.find(css);
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(&json!({
+                "script": "arguments[0].scrollIntoView({block: 'center', inline: 'center'});",
+                "args": [{ ELEMENT: el }],
+            })),
+        );
+    }
+
+    /// Whether the element is rendered visibly (not `hidden`, not `display: none`).
+    pub fn displayed(&self, css: &str) -> bool {
+        let el = self.find(css);
+        self.session_call("GET", &format!("/element/{el}/displayed"), None)
+            .as_bool()
+            .unwrap_or(false)
+    }
+
     pub fn current_url(&self) -> String {
         self.session_call("GET", "/url", None)
             .as_str()
