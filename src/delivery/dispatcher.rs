@@ -8,7 +8,7 @@
 //! holds at most its `max_concurrency`, a destination (host:port) at most
 //! `delivery.max_workers_per_destination`, and the last `RESERVED_WORKERS` only go to a rule
 //! with nothing in flight; a rule whose receiver hangs gets less through its circuit breaker
-//! (`breaker.rs`).
+//! (`breaker.rs`), and such rules together hold at most `HANGING_SHARE`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -37,6 +37,10 @@ pub const WORKERS: usize = 32;
 /// never answer, a rule that has not got a worker yet finds one, so a healthy rule's
 /// deliveries go out at once rather than after the hanging ones time out.
 pub const RESERVED_WORKERS: usize = 4;
+/// Workers that rules whose receivers hang (their last attempt timed out or could not
+/// connect) may hold together: however many such rules there are, half the pool stays for
+/// the others once each has hung once.
+pub const HANGING_SHARE: usize = WORKERS / 2;
 /// The longest a waiting worker sleeps without re-checking, so shutdown and health stay prompt.
 /// (A manual clock wakes the workers whenever it moves.)
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -89,6 +93,8 @@ struct Job {
     id: DeliveryId,
     rule: RuleId,
     destination: Option<String>,
+    /// Its rule's receiver was hanging when it started (counted in `HANGING_SHARE`).
+    hanging: bool,
 }
 
 #[derive(Default)]
@@ -105,6 +111,8 @@ struct Queue {
     /// Attempts in flight per destination (host:port).
     at_destination: HashMap<String, u32>,
     busy: usize,
+    /// Of `busy`, the attempts of rules whose breaker was not closed when they started.
+    busy_hanging: usize,
     breakers: HashMap<RuleId, Breaker>,
     seq: u64,
     shutdown: bool,
@@ -129,6 +137,10 @@ impl Queue {
             self.turns.push_back(rule);
         }
         queue.push_back((due, id));
+    }
+
+    fn is_hanging(&self, rule: &RuleId) -> bool {
+        self.breakers.get(rule).is_some_and(|b| !b.is_closed())
     }
 
     fn allowance(&self, rule: &RuleId, now: i64) -> u32 {
@@ -328,12 +340,17 @@ impl Shared {
             && at_destination < self.settings.fairness.max_per_destination
             && q.busy < WORKERS
             && (running == 0 || q.busy < WORKERS - RESERVED_WORKERS)
+            && (!q.is_hanging(rule) || q.busy_hanging < HANGING_SHARE)
     }
 
     /// Since when (Unix ms) the longest-waiting due delivery has been due, among those that
     /// only a busy worker pool holds back: its rule, destination and breaker would let it go.
+    /// A rule whose receiver hangs is left out: its deliveries wait on that receiver.
     fn oldest_starved(&self, q: &Queue, now: i64) -> Option<i64> {
         let free = |rule: &RuleId| {
+            if q.is_hanging(rule) {
+                return false;
+            }
             let a = self.admission(rule);
             let running = q.in_flight.get(rule).copied().unwrap_or(0);
             let at_destination = a
@@ -394,10 +411,13 @@ impl Shared {
                     *q.at_destination.entry(d.clone()).or_default() += 1;
                 }
                 q.busy += 1;
+                let hanging = q.is_hanging(&rule);
+                q.busy_hanging += usize::from(hanging);
                 return Some(Job {
                     id,
                     rule,
                     destination: admission.destination,
+                    hanging,
                 });
             }
             let next_due = q.due.peek().map(|Reverse((due, ..))| *due);
@@ -435,6 +455,9 @@ impl Shared {
         let now = self.settings.clock.now_ms();
         q.last_progress_ms = now;
         q.busy = q.busy.saturating_sub(1);
+        if job.hanging {
+            q.busy_hanging = q.busy_hanging.saturating_sub(1);
+        }
         release(&mut q.in_flight, &job.rule);
         if let Some(d) = &job.destination {
             release(&mut q.at_destination, d);
@@ -621,5 +644,28 @@ fn deactivate(store: &Store, rule: &Rule, reason: String) {
     tracing::warn!(rule = %rule.id, "{reason}");
     if let Err(e) = store.deactivate_rule(&rule.id, reason) {
         tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destination;
+
+    #[test]
+    fn a_destination_is_host_and_port_with_the_scheme_default() {
+        assert_eq!(
+            destination("https://ehr.example/hooks?a=1").as_deref(),
+            Some("ehr.example:443")
+        );
+        assert_eq!(
+            destination("http://127.0.0.1:8080/x").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        // Two rules on one receiver share its cap whatever their paths.
+        assert_eq!(
+            destination("https://ehr.example/a"),
+            destination("https://EHR.example:443/b")
+        );
+        assert_eq!(destination("not a url"), None);
     }
 }

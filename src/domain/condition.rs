@@ -309,7 +309,8 @@ mod tests {
             assert!(err.contains("square of the list"), "{src}: {err}");
         }
         let err = Condition::parse(HEAVY).unwrap_err();
-        assert!(err.starts_with("`all` at line:column 1:"), "{err}");
+        // The place is the inner loop's: its `(`.
+        assert!(err.starts_with("`all` at line:column 1:27 "), "{err}");
         // Bounded nesting is fine: a literal list outside or inside, or one after another.
         for src in [
             "[1, 2, 3].all(i, data.xs.exists(a, a == i))",

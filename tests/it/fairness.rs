@@ -13,13 +13,16 @@ use crate::support::receiver::{Reply, TestReceiver};
 
 /// The figure: 5 ms median when alone; this bound is what "not held up" means here.
 const HEALTHY_P90: Duration = Duration::from_secs(2);
+/// Rules whose receivers hang, each on its own receiver so the per-destination cap alone
+/// cannot save the healthy rule.
+const HANGING: usize = 6;
 
 #[test]
 fn a_healthy_rule_stays_prompt_while_other_rules_hang() {
     let app = spawn_app();
-    // Six receivers that accept and never answer, each with a rule that may run 64 at once:
+    // Receivers that accept and never answer, each with a rule that may run 64 at once:
     // together they could take every worker (6 × 8 per destination > 32).
-    let hanging: Vec<TestReceiver> = (0..6)
+    let hanging: Vec<TestReceiver> = (0..HANGING)
         .map(|_| {
             let r = TestReceiver::start_with(false);
             r.set_default(Reply::status(200).delay(Duration::from_secs(60)));
@@ -37,7 +40,7 @@ fn a_healthy_rule_stays_prompt_while_other_rules_hang() {
     let healthy = TestReceiver::start();
     app.create_rule(&healthy.url("/ok"), &["ok.*"]);
 
-    // A backlog for the hanging rules first: 40 events, 240 deliveries.
+    // A backlog for the hanging rules first: 40 events, 40 deliveries to each.
     for n in 0..40 {
         let resp = app.ingest(&json!({"type": "hang.job", "data": {"n": n}}));
         assert_eq!(resp.status, 202, "{}", resp.text);
@@ -69,7 +72,7 @@ fn a_healthy_rule_stays_prompt_while_other_rules_hang() {
     let p50 = latencies[latencies.len() / 2];
     let p90 = latencies[latencies.len() * 9 / 10];
     eprintln!(
-        "healthy rule with 6 hanging rules: p50 {p50:?}, p90 {p90:?}, max {:?} ({} samples)",
+        "healthy rule with {HANGING} hanging rules: p50 {p50:?}, p90 {p90:?}, max {:?} ({} samples)",
         latencies.last().unwrap(),
         latencies.len()
     );
