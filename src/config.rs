@@ -35,6 +35,7 @@ pub struct Config {
     pub logs: LogsConfig,
     pub signing: SigningConfig,
     pub alerts: AlertsConfig,
+    pub delivery: DeliveryConfig,
     pub tls: TlsConfig,
 }
 
@@ -83,6 +84,24 @@ pub struct AlertsConfig {
     /// `/readyz` fails once a due delivery has waited this long while no attempt finished.
     #[serde(deserialize_with = "duration")]
     pub dispatcher_stuck_after: Duration,
+    /// `/readyz` fails (`deliveries_on_time`) once a due delivery that nothing but a busy
+    /// worker pool holds back has waited this long.
+    #[serde(deserialize_with = "duration")]
+    pub deliveries_delayed_after: Duration,
+}
+
+/// How the delivery workers are shared between rules and destinations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Workers that attempts to one destination (host:port) may hold at once, whatever the
+    /// rules' `max_concurrency`.
+    pub max_workers_per_destination: usize,
+    /// Timeouts or connection failures in a row that open a rule's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker holds the rule's deliveries back before one probe goes.
+    #[serde(deserialize_with = "duration")]
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Clone, Deserialize)]
@@ -200,6 +219,26 @@ impl Config {
         if self.alerts.dispatcher_stuck_after.is_zero() {
             return bad("alerts.dispatcher_stuck_after", "must be greater than zero");
         }
+        if self.alerts.deliveries_delayed_after.is_zero() {
+            return bad(
+                "alerts.deliveries_delayed_after",
+                "must be greater than zero",
+            );
+        }
+        if !(1..=crate::delivery::dispatcher::WORKERS)
+            .contains(&self.delivery.max_workers_per_destination)
+        {
+            return bad(
+                "delivery.max_workers_per_destination",
+                "must be between 1 and 32 (the delivery workers)",
+            );
+        }
+        if self.delivery.breaker_failures == 0 {
+            return bad("delivery.breaker_failures", "must be at least 1");
+        }
+        if self.delivery.breaker_cooldown.is_zero() {
+            return bad("delivery.breaker_cooldown", "must be greater than zero");
+        }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             return bad("tls", "set both tls.cert and tls.key, or neither");
         }
@@ -239,6 +278,11 @@ impl Config {
             [alerts]
             disable_after = (humantime::format_duration(self.alerts.disable_after).to_string())
             dispatcher_stuck_after = (humantime::format_duration(self.alerts.dispatcher_stuck_after).to_string())
+            deliveries_delayed_after = (humantime::format_duration(self.alerts.deliveries_delayed_after).to_string())
+            [delivery]
+            max_workers_per_destination = (i64::try_from(self.delivery.max_workers_per_destination).unwrap_or(i64::MAX))
+            breaker_failures = (i64::from(self.delivery.breaker_failures))
+            breaker_cooldown = (humantime::format_duration(self.delivery.breaker_cooldown).to_string())
             [tls]
             cert = (self.tls.cert.clone())
             key = (self.tls.key.clone())

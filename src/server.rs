@@ -136,6 +136,7 @@ pub fn run_with_clock(
             metrics: metrics.clone(),
             transport: Arc::clone(&transport),
             clock: clock.clone(),
+            fairness: crate::delivery::dispatcher::Fairness::from(&config),
         },
     )
     .context("starting the dispatcher")?;

@@ -74,9 +74,12 @@ struct Checks {
     store: bool,
     /// The dispatcher keeps up.
     dispatcher: bool,
+    /// No due delivery has waited longer than `alerts.deliveries_delayed_after` for a worker
+    /// (every worker busy, e.g. on receivers that answer slowly): deliveries run on time.
+    deliveries_on_time: bool,
 }
 
-/// Ready when the store answers and the dispatcher is keeping up.
+/// Ready when the store answers, the dispatcher is keeping up and deliveries go out on time.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -93,6 +96,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
         checks: Checks {
             store: r.store,
             dispatcher: r.dispatcher,
+            deliveries_on_time: r.deliveries_on_time,
         },
     };
     Ok(if r.ready() {

@@ -1,5 +1,6 @@
 //! How tidings is doing: readiness (the store answers and its last write committed; the
-//! dispatcher keeps up) and the backlog figures `/metrics` shows.
+//! dispatcher keeps up; due deliveries go out on time) and the backlog figures `/metrics`
+//! shows.
 
 use super::{AppState, blocking};
 use crate::error::AppError;
@@ -8,11 +9,13 @@ use crate::error::AppError;
 pub struct Readiness {
     pub store: bool,
     pub dispatcher: bool,
+    /// No due delivery has waited over `alerts.deliveries_delayed_after` for a busy worker.
+    pub deliveries_on_time: bool,
 }
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.store && self.dispatcher
+        self.store && self.dispatcher && self.deliveries_on_time
     }
 }
 
@@ -21,6 +24,7 @@ pub async fn readiness(state: &AppState) -> Readiness {
     Readiness {
         store: blocking(move || store.ping()).await.is_ok(),
         dispatcher: state.dispatcher.is_healthy(),
+        deliveries_on_time: state.dispatcher.is_on_time(),
     }
 }
 

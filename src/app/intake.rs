@@ -59,7 +59,10 @@ impl Intake {
         }
     }
 
-    /// Accepts an event for a request handler: answered once it is durable.
+    /// Accepts an event for a request handler: answered once it is durable. The conditions
+    /// are evaluated on the blocking pool, never on the threads that answer HTTP: each is
+    /// bounded by its budget, but a few rules near it must not hold up `/healthz` or the
+    /// next request.
     pub async fn accept(
         &self,
         event: Event,
@@ -67,7 +70,13 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Accepted, StoreError> {
         let posted = matches!(recipients, Recipients::Matching);
-        let new = self.plan(event, recipients, idempotency_key)?;
+        let planner = self.clone();
+        let new =
+            tokio::task::spawn_blocking(move || planner.plan(event, recipients, idempotency_key))
+                .await
+                .map_err(|e| {
+                    StoreError::Storage(format!("evaluating the conditions failed: {e}"))
+                })??;
         let deliveries = new.deliveries.clone();
         let outcome = self.store.ingest(new).await?;
         Ok(self.accepted(outcome, &deliveries, posted))

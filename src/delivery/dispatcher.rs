@@ -1,7 +1,14 @@
 //! The dispatcher: an in-memory due-queue mirrored from the durable one, worker threads that
-//! take due deliveries (respecting each rule's `max_concurrency`), and the bookkeeping after
-//! each attempt. A retry is queued only once its attempt is on disk, so a crash can repeat an
-//! attempt (at-least-once) but never lose a delivery.
+//! take due deliveries, and the bookkeeping after each attempt. A retry is queued only once
+//! its attempt is on disk, so a crash can repeat an attempt (at-least-once) but never lose a
+//! delivery.
+//!
+//! The workers are shared so that no rule can starve the others: due deliveries wait in a
+//! queue per rule and the rules take turns (round robin), not strict due-time order; a rule
+//! holds at most its `max_concurrency`, a destination (host:port) at most
+//! `delivery.max_workers_per_destination`, and the last `RESERVED_WORKERS` only go to a rule
+//! with nothing in flight; a rule whose receiver hangs gets less through its circuit breaker
+//! (`breaker.rs`), and such rules together hold at most `HANGING_SHARE`.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -9,7 +16,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::delivery::attempt::{Env, PrepareError, perform, prepare, template_failure};
+use crate::delivery::breaker::{Breaker, BreakerPolicy, Signal};
 use crate::delivery::outcome::{Judged, Verdict};
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::transport::Transport;
@@ -24,6 +33,14 @@ use crate::telemetry::Metrics;
 
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
 pub const WORKERS: usize = 32;
+/// Workers kept for rules with nothing in flight: however many rules hang on receivers that
+/// never answer, a rule that has not got a worker yet finds one, so a healthy rule's
+/// deliveries go out at once rather than after the hanging ones time out.
+pub const RESERVED_WORKERS: usize = 4;
+/// Workers that rules whose receivers hang (their last attempt timed out or could not
+/// connect) may hold together: however many such rules there are, half the pool stays for
+/// the others once each has hung once.
+pub const HANGING_SHARE: usize = WORKERS / 2;
 /// The longest a waiting worker sleeps without re-checking, so shutdown and health stay prompt.
 /// (A manual clock wakes the workers whenever it moves.)
 const MAX_WAIT: Duration = Duration::from_secs(1);
@@ -45,20 +62,98 @@ pub struct Settings {
     pub transport: Arc<dyn Transport>,
     /// Every time the dispatcher stamps or waits for: attempts, retries, health.
     pub clock: Clock,
+    /// How the workers are shared between rules and destinations.
+    pub fairness: Fairness,
+}
+
+/// The `[delivery]` settings and the delay `/readyz` reports (`alerts.deliveries_delayed_after`).
+#[derive(Debug, Clone, Copy)]
+pub struct Fairness {
+    pub max_per_destination: u32,
+    pub breaker: BreakerPolicy,
+    pub delayed_after: Duration,
+}
+
+impl From<&Config> for Fairness {
+    fn from(c: &Config) -> Self {
+        Self {
+            max_per_destination: u32::try_from(c.delivery.max_workers_per_destination)
+                .unwrap_or(u32::MAX),
+            breaker: BreakerPolicy {
+                failures: c.delivery.breaker_failures,
+                cooldown: c.delivery.breaker_cooldown,
+            },
+            delayed_after: c.alerts.deliveries_delayed_after,
+        }
+    }
+}
+
+/// A delivery taken by a worker, with what it holds.
+struct Job {
+    id: DeliveryId,
+    rule: RuleId,
+    destination: Option<String>,
+    /// Its rule's receiver was hanging when it started (counted in `HANGING_SHARE`).
+    hanging: bool,
 }
 
 #[derive(Default)]
 struct Queue {
-    /// (due ms, insertion order, delivery, rule), earliest first.
+    /// Not yet due: (due ms, insertion order, delivery, rule), earliest first.
     due: BinaryHeap<Reverse<(i64, u64, DeliveryId, RuleId)>>,
-    /// Deliveries in `due` or parked, so one is never queued twice.
+    /// Deliveries in `due` or `ready`, so one is never queued twice.
     queued: HashSet<DeliveryId>,
+    /// Due deliveries per rule, (due ms, delivery), in the order they fell due.
+    ready: HashMap<RuleId, VecDeque<(i64, DeliveryId)>>,
+    /// The rules with ready deliveries, the next to be offered a worker first.
+    turns: VecDeque<RuleId>,
     in_flight: HashMap<RuleId, u32>,
-    /// Due deliveries waiting for a free slot under their rule's `max_concurrency`.
-    parked: HashMap<RuleId, VecDeque<DeliveryId>>,
+    /// Attempts in flight per destination (host:port).
+    at_destination: HashMap<String, u32>,
+    busy: usize,
+    /// Of `busy`, the attempts of rules whose breaker was not closed when they started.
+    busy_hanging: usize,
+    breakers: HashMap<RuleId, Breaker>,
     seq: u64,
     shutdown: bool,
     last_progress_ms: i64,
+}
+
+impl Queue {
+    /// Moves what has fallen due into its rule's ready queue.
+    fn promote(&mut self, now: i64) {
+        while let Some(Reverse((due, ..))) = self.due.peek() {
+            if *due > now {
+                break;
+            }
+            let Reverse((due, _, id, rule)) = self.due.pop().expect("peeked");
+            self.make_ready(rule, due, id);
+        }
+    }
+
+    fn make_ready(&mut self, rule: RuleId, due: i64, id: DeliveryId) {
+        let queue = self.ready.entry(rule.clone()).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(rule);
+        }
+        queue.push_back((due, id));
+    }
+
+    fn is_hanging(&self, rule: &RuleId) -> bool {
+        self.breakers.get(rule).is_some_and(|b| !b.is_closed())
+    }
+
+    fn allowance(&self, rule: &RuleId, now: i64) -> u32 {
+        self.breakers
+            .get(rule)
+            .map_or(u32::MAX, |b| b.allowance(now))
+    }
+}
+
+/// What the dispatcher knows of a rule when deciding whether it may take a worker.
+struct Admission {
+    max_concurrency: u32,
+    destination: Option<String>,
 }
 
 struct Shared {
@@ -143,6 +238,8 @@ impl Dispatcher {
 
     /// Whether workers are alive and keeping up: false after shutdown, or when a due delivery
     /// has waited over `stuck_after` while no attempt finished.
+    /// Deliveries held back by an open breaker, or by their own rule's `max_concurrency`,
+    /// wait by design and do not count.
     pub fn is_healthy(&self) -> bool {
         let stuck_after =
             i64::try_from(self.shared.settings.stuck_after.as_millis()).unwrap_or(i64::MAX);
@@ -151,16 +248,33 @@ impl Dispatcher {
             return false;
         }
         let now = self.shared.settings.clock.now_ms();
-        let oldest_due = q.due.peek().map(|Reverse((due, ..))| *due);
+        let oldest_due = self.shared.oldest_starved(&q, now);
         let overdue = oldest_due.is_some_and(|due| now - due > stuck_after);
         !(overdue && now - q.last_progress_ms > stuck_after)
     }
 
-    /// Deliveries waiting in memory (due or parked), and since when the most overdue one has
-    /// been due (Unix ms), for metrics.
+    /// Whether due deliveries go out on time: false once one that only a saturated worker
+    /// pool holds back has waited over `alerts.deliveries_delayed_after`.
+    pub fn is_on_time(&self) -> bool {
+        let limit = i64::try_from(self.shared.settings.fairness.delayed_after.as_millis())
+            .unwrap_or(i64::MAX);
+        let q = self.shared.lock();
+        let now = self.shared.settings.clock.now_ms();
+        self.shared
+            .oldest_starved(&q, now)
+            .is_none_or(|due| now - due <= limit)
+    }
+
+    /// Deliveries waiting in memory (not yet due, or due and waiting for a worker), and since
+    /// when the most overdue one has been due (Unix ms), for metrics.
     pub fn backlog(&self) -> (usize, Option<i64>) {
         let q = self.shared.lock();
-        let oldest = q.due.peek().map(|Reverse((due, ..))| *due);
+        let oldest = q
+            .ready
+            .values()
+            .filter_map(|queue| queue.front().map(|(due, _)| *due))
+            .chain(q.due.peek().map(|Reverse((due, ..))| *due))
+            .min();
         (q.queued.len(), oldest)
     }
 
@@ -202,36 +316,123 @@ impl Shared {
         }
     }
 
-    fn limit_for(&self, rule: &RuleId) -> u32 {
-        self.store
-            .cached_rule(rule)
-            .map_or(DEFAULT_MAX_CONCURRENCY, |r| r.max_concurrency)
+    fn admission(&self, rule: &RuleId) -> Admission {
+        let cached = self.store.cached_rule(rule);
+        Admission {
+            max_concurrency: cached
+                .as_ref()
+                .map_or(DEFAULT_MAX_CONCURRENCY, |r| r.max_concurrency),
+            destination: cached.and_then(|r| destination(&r.webhook.url)),
+        }
     }
 
-    /// Blocks until a delivery is due and its rule has a free slot; None on shutdown.
-    fn next_job(&self) -> Option<(DeliveryId, RuleId)> {
+    /// Whether `rule` may take a worker now; a deleted rule may (its deliveries close).
+    fn may_start(&self, q: &Queue, rule: &RuleId, a: &Admission, now: i64) -> bool {
+        let running = q.in_flight.get(rule).copied().unwrap_or(0);
+        let limit = a.max_concurrency.min(q.allowance(rule, now));
+        let at_destination = a
+            .destination
+            .as_ref()
+            .and_then(|d| q.at_destination.get(d))
+            .copied()
+            .unwrap_or(0);
+        running < limit
+            && at_destination < self.settings.fairness.max_per_destination
+            && q.busy < WORKERS
+            && (running == 0 || q.busy < WORKERS - RESERVED_WORKERS)
+            && (!q.is_hanging(rule) || q.busy_hanging < HANGING_SHARE)
+    }
+
+    /// Since when (Unix ms) the longest-waiting due delivery has been due, among those that
+    /// only a busy worker pool holds back: its rule, destination and breaker would let it go.
+    /// A rule whose receiver hangs is left out: its deliveries wait on that receiver.
+    fn oldest_starved(&self, q: &Queue, now: i64) -> Option<i64> {
+        let free = |rule: &RuleId| {
+            if q.is_hanging(rule) {
+                return false;
+            }
+            let a = self.admission(rule);
+            let running = q.in_flight.get(rule).copied().unwrap_or(0);
+            let at_destination = a
+                .destination
+                .as_ref()
+                .and_then(|d| q.at_destination.get(d))
+                .copied()
+                .unwrap_or(0);
+            running < a.max_concurrency.min(q.allowance(rule, now))
+                && at_destination < self.settings.fairness.max_per_destination
+        };
+        let waiting = q
+            .ready
+            .iter()
+            .filter_map(|(rule, queue)| queue.front().map(|(due, _)| (*due, rule)));
+        let not_promoted = q
+            .due
+            .peek()
+            .map(|Reverse((due, _, _, rule))| (*due, rule))
+            .filter(|(due, _)| *due <= now);
+        waiting
+            .chain(not_promoted)
+            .filter(|(_, rule)| free(rule))
+            .map(|(due, _)| due)
+            .min()
+    }
+
+    /// Blocks until a due delivery may start (see the module comment); None on shutdown.
+    /// Rules take turns: the one offered a worker goes to the back of the line.
+    fn next_job(&self) -> Option<Job> {
         let mut q = self.lock();
         loop {
             if q.shutdown {
                 return None;
             }
             let now = self.settings.clock.now_ms();
-            while let Some(Reverse((due, ..))) = q.due.peek() {
-                if *due > now {
-                    break;
+            q.promote(now);
+            for _ in 0..q.turns.len() {
+                let rule = q.turns.pop_front().expect("counted");
+                let admission = self.admission(&rule);
+                if !self.may_start(&q, &rule, &admission, now) {
+                    q.turns.push_back(rule);
+                    continue;
                 }
-                let Reverse((_, _, id, rule)) = q.due.pop().expect("peeked");
-                let running = q.in_flight.get(&rule).copied().unwrap_or(0);
-                if running < self.limit_for(&rule) {
-                    *q.in_flight.entry(rule.clone()).or_default() += 1;
-                    q.queued.remove(&id);
-                    return Some((id, rule));
+                let queue = q
+                    .ready
+                    .get_mut(&rule)
+                    .expect("a rule in turn has ready work");
+                let (_, id) = queue.pop_front().expect("ready work is never empty");
+                if queue.is_empty() {
+                    q.ready.remove(&rule);
+                } else {
+                    q.turns.push_back(rule.clone());
                 }
-                q.parked.entry(rule).or_default().push_back(id);
+                q.queued.remove(&id);
+                *q.in_flight.entry(rule.clone()).or_default() += 1;
+                if let Some(d) = &admission.destination {
+                    *q.at_destination.entry(d.clone()).or_default() += 1;
+                }
+                q.busy += 1;
+                let hanging = q.is_hanging(&rule);
+                q.busy_hanging += usize::from(hanging);
+                return Some(Job {
+                    id,
+                    rule,
+                    destination: admission.destination,
+                    hanging,
+                });
             }
-            let wait = q.due.peek().map_or(MAX_WAIT, |Reverse((due, ..))| {
-                Duration::from_millis(u64::try_from(due - now).unwrap_or(0)).min(MAX_WAIT)
-            });
+            let next_due = q.due.peek().map(|Reverse((due, ..))| *due);
+            let reopens = q
+                .turns
+                .iter()
+                .filter_map(|r| q.breakers.get(r).and_then(|b| b.reopens_at(now)))
+                .min();
+            let wait = next_due
+                .into_iter()
+                .chain(reopens)
+                .min()
+                .map_or(MAX_WAIT, |at| {
+                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(MAX_WAIT)
+                });
             q = self
                 .wake
                 .wait_timeout(q, wait)
@@ -247,46 +448,77 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    /// Frees the rule's slot and lets the next parked delivery of that rule go.
-    fn finish(&self, rule: &RuleId) {
+    /// Frees the job's worker, notes what the attempt said about the receiver (`signal`:
+    /// None when no attempt was made), and lets a waiting worker look again.
+    fn finish(&self, job: &Job, signal: Option<Signal>) {
         let mut q = self.lock();
-        q.last_progress_ms = self.settings.clock.now_ms();
-        if let Some(n) = q.in_flight.get_mut(rule) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                q.in_flight.remove(rule);
+        let now = self.settings.clock.now_ms();
+        q.last_progress_ms = now;
+        q.busy = q.busy.saturating_sub(1);
+        if job.hanging {
+            q.busy_hanging = q.busy_hanging.saturating_sub(1);
+        }
+        release(&mut q.in_flight, &job.rule);
+        if let Some(d) = &job.destination {
+            release(&mut q.at_destination, d);
+        }
+        let widened = signal.is_some_and(|signal| {
+            let breaker = q.breakers.entry(job.rule.clone()).or_default();
+            let widened = breaker.record(signal, now, &self.settings.fairness.breaker);
+            if breaker.is_closed() {
+                q.breakers.remove(&job.rule);
             }
-        }
-        let next = q.parked.get_mut(rule).and_then(VecDeque::pop_front);
-        if q.parked.get(rule).is_some_and(VecDeque::is_empty) {
-            q.parked.remove(rule);
-        }
-        if let Some(id) = next {
-            q.seq += 1;
-            let seq = q.seq;
-            q.due.push(Reverse((0, seq, id, rule.clone())));
-            drop(q);
+            widened
+        });
+        drop(q);
+        if widened {
+            self.wake.notify_all();
+        } else {
             self.wake.notify_one();
         }
     }
 }
 
+fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, u32>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
+/// A rule's destination as the per-destination cap counts it: host and port.
+fn destination(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    Some(format!(
+        "{}:{}",
+        url.host_str()?,
+        url.port_or_known_default()?
+    ))
+}
+
 fn worker(shared: &Arc<Shared>) {
     let transport = shared.settings.transport.for_worker();
-    while let Some((id, rule_id)) = shared.next_job() {
+    while let Some(job) = shared.next_job() {
+        let id = &job.id;
         // A panic must not take the worker, or the rule's concurrency slot, with it.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            deliver(shared, &*transport, &id, &rule_id)
+            deliver(shared, &*transport, id, &job.rule)
         }));
-        match outcome {
-            Ok(Ok(())) => {}
+        let signal = match outcome {
+            Ok(Ok(signal)) => signal,
             // The delivery stays in the durable queue and is retried after a restart.
             Ok(Err(e)) => {
                 tracing::error!(delivery = %id, error = %e, "delivery attempt could not be processed");
+                None
             }
-            Err(_) => tracing::error!(delivery = %id, "delivery attempt panicked"),
-        }
-        shared.finish(&rule_id);
+            Err(_) => {
+                tracing::error!(delivery = %id, "delivery attempt panicked");
+                None
+            }
+        };
+        shared.finish(&job, signal);
     }
 }
 
@@ -295,21 +527,21 @@ fn deliver(
     transport: &dyn Transport,
     id: &DeliveryId,
     rule_id: &RuleId,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<Option<Signal>, Box<dyn std::error::Error>> {
     let store = &shared.store;
     let settings = &shared.settings;
     let Some((delivery, event)) = store.delivery_with_event(id)? else {
-        return Ok(());
+        return Ok(None);
     };
     if !delivery.status.is_open() {
-        return Ok(());
+        return Ok(None);
     }
     let rule = match store.cached_rule(rule_id) {
         Some(rule) if rule.active => rule,
         // Deleted or deactivated rules deliver nothing more.
         _ => {
             store.close_delivery(id, DeliveryStatus::Failed)?;
-            return Ok(());
+            return Ok(None);
         }
     };
     let workspace_name = store.workspace_name(&event.workspace_id)?;
@@ -345,6 +577,7 @@ fn deliver(
     } else {
         track_failing(shared, &rule, &attempt);
     }
+    let signal = Signal::of(&attempt);
     let outcome = verdict.next_state();
     let retry = outcome.next_attempt_at.map(|due| DueDelivery {
         id: id.clone(),
@@ -369,7 +602,7 @@ fn deliver(
             }
         }),
     );
-    Ok(())
+    Ok(Some(signal))
 }
 
 /// Keeps each rule's failing clock: started by a failed attempt, cleared by a success, and a
@@ -411,5 +644,28 @@ fn deactivate(store: &Store, rule: &Rule, reason: String) {
     tracing::warn!(rule = %rule.id, "{reason}");
     if let Err(e) = store.deactivate_rule(&rule.id, reason) {
         tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destination;
+
+    #[test]
+    fn a_destination_is_host_and_port_with_the_scheme_default() {
+        assert_eq!(
+            destination("https://ehr.example/hooks?a=1").as_deref(),
+            Some("ehr.example:443")
+        );
+        assert_eq!(
+            destination("http://127.0.0.1:8080/x").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        // Two rules on one receiver share its cap whatever their paths.
+        assert_eq!(
+            destination("https://ehr.example/a"),
+            destination("https://EHR.example:443/b")
+        );
+        assert_eq!(destination("not a url"), None);
     }
 }

@@ -3,6 +3,7 @@
 //! that feeds worker threads from the durable queue.
 
 pub mod attempt;
+pub mod breaker;
 pub mod dispatcher;
 pub mod http;
 pub mod outcome;

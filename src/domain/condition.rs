@@ -1,13 +1,18 @@
 //! Rule conditions: CEL expressions (through the `cel` crate) over the event, its data and
 //! the workspace. Parsed when a rule is saved; compiled once per cached rule and evaluated at
 //! ingest. A condition must yield a boolean; anything else is a runtime error, which the
-//! caller records as a `condition_error` delivery rather than guessing.
+//! caller records as a `condition_error` delivery rather than guessing. What a condition may
+//! cost — refused at save, cut off at run time — is `budget`'s.
+
+mod budget;
 
 use std::fmt;
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+
+pub use budget::{Budget, MAX_NODES};
 
 /// Longest condition accepted, so a pasted blob cannot become a slow parse on every save.
 pub const MAX_CONDITION_CHARS: usize = 4096;
@@ -22,7 +27,12 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib
 pub struct Condition {
     source: String,
     #[serde(skip)]
-    program: OnceLock<Result<Arc<cel::Program>, String>>,
+    program: OnceLock<Result<Arc<Compiled>, String>>,
+}
+
+/// The program with its budget charges built in (`budget::instrument`).
+struct Compiled {
+    expression: cel::IdedExpr,
 }
 
 /// What a condition sees of one event.
@@ -37,14 +47,17 @@ pub struct Subject<'a> {
 }
 
 impl Condition {
-    /// Checks the syntax; the error shows the line and column, and the offending line.
+    /// Checks the syntax (the error shows the line and column, and the offending line) and
+    /// the cost: what would grow with the square of an event's list is refused here, so every
+    /// condition that saves evaluates in microseconds to a few milliseconds.
     pub fn parse(source: &str) -> Result<Self, String> {
         if source.chars().count() > MAX_CONDITION_CHARS {
             return Err(format!("must be at most {MAX_CONDITION_CHARS} characters"));
         }
-        let program = compile(source)?;
+        let program = parse_program(source)?;
+        budget::check(program.expression(), program.source_info())?;
         let condition = Self::from(source.to_owned());
-        let _ = condition.program.set(Ok(Arc::new(program)));
+        let _ = condition.program.set(Ok(Arc::new(instrumented(&program))));
         Ok(condition)
     }
 
@@ -52,9 +65,16 @@ impl Condition {
         &self.source
     }
 
-    /// Whether the event passes. `Err` carries a message for the admin: a missing field, a
-    /// wrong type, or a result that is not a boolean.
+    /// Whether the event passes, within `Budget::DEFAULT`. `Err` carries a message for the
+    /// admin: a missing field, a wrong type, a result that is not a boolean, or the budget
+    /// having run out.
     pub fn evaluate(&self, subject: &Subject<'_>) -> Result<bool, String> {
+        self.evaluate_within(subject, Budget::DEFAULT)
+    }
+
+    /// `evaluate` with another budget. A condition stored before the cost check existed is
+    /// held to the budget the same way.
+    pub fn evaluate_within(&self, subject: &Subject<'_>, budget: Budget) -> Result<bool, String> {
         let program = self
             .program
             .get_or_init(|| compile(&self.source).map(Arc::new))
@@ -62,14 +82,14 @@ impl Condition {
             .map_err(Clone::clone)?;
         // The interpreter is third-party code running on producer-supplied data: a panic in it
         // must become this event's condition error, not take the ingest request down.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(program, subject)))
-            .unwrap_or_else(|_| {
-                Err("the condition could not be evaluated (interpreter fault)".into())
-            })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(program, subject, budget)
+        }))
+        .unwrap_or_else(|_| Err("the condition could not be evaluated (interpreter fault)".into()))
     }
 }
 
-fn compile(source: &str) -> Result<cel::Program, String> {
+fn parse_program(source: &str) -> Result<cel::Program, String> {
     ENV.compile(source).map_err(|e| {
         // The crate prefixes every error with "ERROR: <input>:"; the admin only needs the place.
         e.to_string()
@@ -77,8 +97,26 @@ fn compile(source: &str) -> Result<cel::Program, String> {
     })
 }
 
-fn run(program: &cel::Program, s: &Subject<'_>) -> Result<bool, String> {
+fn instrumented(program: &cel::Program) -> Compiled {
+    Compiled {
+        expression: budget::instrument(program.expression().clone()),
+    }
+}
+
+/// A stored condition's program: parsed and instrumented, but not cost-checked (it was saved
+/// before the check, or under a looser one), so the run-time budget is what bounds it.
+fn compile(source: &str) -> Result<Compiled, String> {
+    parse_program(source).map(|p| instrumented(&p))
+}
+
+fn run(program: &Compiled, s: &Subject<'_>, budget: Budget) -> Result<bool, String> {
     let mut context = cel::Context::with_env(Arc::clone(&ENV));
+    let meter = Arc::new(budget::Meter::new(budget));
+    for (name, function) in budget::Meter::functions(&meter) {
+        context
+            .add_function(name, function)
+            .map_err(|e| format!("the condition could not be prepared: {e}"))?;
+    }
     bind(
         "event",
         &json!({"type": s.event_type, "id": s.event_id, "occurred_at": s.occurred_at}),
@@ -91,7 +129,11 @@ fn run(program: &cel::Program, s: &Subject<'_>) -> Result<bool, String> {
         &json!({"id": s.workspace_id, "name": s.workspace_name}),
         &mut context,
     )?;
-    match program.execute(&context) {
+    let result = cel::Value::resolve(&program.expression, &context);
+    if let Some(why) = meter.exhausted() {
+        return Err(why);
+    }
+    match result {
         Ok(cel::Value::Bool(b)) => Ok(b),
         Ok(other) => Err(format!(
             "the condition must give true or false, but gave {}",
@@ -154,6 +196,8 @@ impl PartialEq for Condition {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn eval(src: &str, data: &Value) -> Result<bool, String> {
@@ -229,5 +273,154 @@ mod tests {
             serde_json::to_value(&stored).unwrap(),
             json!("data.member.id == 123")
         );
+    }
+
+    fn subject(data: &Map<String, Value>) -> Subject<'_> {
+        Subject {
+            event_type: "data_record:created",
+            event_id: "evt_1",
+            occurred_at: "2026-11-23T10:00:00Z",
+            data,
+            workspace_id: "wsp_1",
+            workspace_name: "Acme Health",
+        }
+    }
+
+    /// The issue's event: 17 KB, most of it one list of small numbers.
+    fn hostile_data(n: usize) -> Map<String, Value> {
+        json!({"xs": (0..n).map(|i| i % 10).collect::<Vec<_>>()})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    const HEAVY: &str = "data.xs.all(a, data.xs.all(b, a + b >= 0))";
+
+    #[test]
+    fn nested_comprehensions_over_event_data_are_refused_at_save() {
+        for src in [
+            HEAVY,
+            "data.xs.exists(a, data.ys.exists(b, a == b))",
+            "data.xs.map(a, data.xs.filter(b, b > a)).size() > 0",
+            "data.xs.filter(a, data.xs.exists_one(b, b == a)).size() > 0",
+            "[1, 2].all(i, data.xs.all(a, data.xs.exists(b, a == b)))",
+        ] {
+            let err = Condition::parse(src).unwrap_err();
+            assert!(err.contains("square of the list"), "{src}: {err}");
+        }
+        let err = Condition::parse(HEAVY).unwrap_err();
+        // The place is the inner loop's: its `(`.
+        assert!(err.starts_with("`all` at line:column 1:27 "), "{err}");
+        // Bounded nesting is fine: a literal list outside or inside, or one after another.
+        for src in [
+            "[1, 2, 3].all(i, data.xs.exists(a, a == i))",
+            "data.xs.all(a, [1, 2].exists(b, a != b))",
+            "data.xs.all(a, a >= 0) && data.ys.exists(b, b == 1)",
+            "data.xs.map(a, a * 2).filter(b, b > 2).size() > 0",
+        ] {
+            assert!(Condition::parse(src).is_ok(), "{src}");
+        }
+        let huge = (0..MAX_NODES)
+            .map(|i| format!("data.a == {i}"))
+            .collect::<Vec<_>>();
+        let huge = huge.join("||");
+        assert!(huge.len() <= MAX_CONDITION_CHARS * 10);
+        let err = budget_check_only(&huge).unwrap_err();
+        assert!(err.contains("too complex"), "{err}");
+    }
+
+    fn budget_check_only(src: &str) -> Result<(), String> {
+        let program = parse_program(src)?;
+        budget::check(program.expression(), program.source_info())
+    }
+
+    #[test]
+    fn a_stored_heavy_condition_is_cut_off_by_the_budget_quickly() {
+        let stored: Condition = serde_json::from_value(json!(HEAVY)).unwrap();
+        let data = hostile_data(8_000);
+        let started = std::time::Instant::now();
+        let err = stored.evaluate(&subject(&data)).unwrap_err();
+        assert!(err.contains("ran out of its evaluation budget"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // Counted, not timed: the verdict does not depend on how loaded the machine is.
+        let roomy = Budget {
+            time: Duration::from_secs(60),
+            ..Budget::DEFAULT
+        };
+        let err = stored.evaluate_within(&subject(&data), roomy).unwrap_err();
+        assert!(err.contains("50000 steps"), "{err}");
+    }
+
+    #[test]
+    fn scanning_another_list_in_a_loop_is_charged_and_errors_cannot_hide_it() {
+        let data = hostile_data(5_000);
+        let c = Condition::parse("data.xs.all(a, a in data.xs)").unwrap();
+        let err = c.evaluate(&subject(&data)).unwrap_err();
+        assert!(err.contains("budget"), "{err}");
+        // `||` absorbs an error beside `true`, but a run that overspent is not believed.
+        let c = Condition::parse("data.xs.all(a, a in data.xs) || true").unwrap();
+        assert!(c.evaluate(&subject(&data)).unwrap_err().contains("budget"));
+        // The same shape over a small list is well within budget.
+        assert_eq!(c.evaluate(&subject(&hostile_data(100))), Ok(true));
+    }
+
+    #[test]
+    fn a_wall_clock_cut_off_backs_up_the_count() {
+        let c = Condition::parse("data.xs.all(a, a >= 0)").unwrap();
+        let tight = Budget {
+            steps: u64::MAX,
+            time: Duration::ZERO,
+        };
+        let err = c
+            .evaluate_within(&subject(&hostile_data(10)), tight)
+            .unwrap_err();
+        assert!(
+            err.contains("ran out of its evaluation budget (0 ms)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn instrumented_macros_keep_their_meaning() {
+        let data = json!({"xs": [1, 2, 3, 4], "m": {"a": 1, "b": 2}, "s": "hello"})
+            .as_object()
+            .unwrap()
+            .clone();
+        for src in [
+            "data.xs.map(x, x * 2u) == [2u, 4u, 6u, 8u]",
+            "data.xs.filter(x, x % 2u == 0u) == [2u, 4u]",
+            "data.xs.map(x, x > 2, x * 10u) == [30u, 40u]",
+            "data.xs.exists_one(x, x == 3)",
+            "!data.xs.exists_one(x, x > 2)",
+            "data.xs.all(x, x > 0) && data.xs.exists(x, x == 4)",
+            "data.m.all(k, k in data.m) && data.m.exists(k, data.m[k] == 2)",
+            "size(data.xs) == 4 && 3 in data.xs && !(9 in data.xs)",
+            r#"data.s.startsWith("he") && data.s + "!" == "hello!""#,
+            r#"{"a": data.xs[0]}["a"] == 1 && [data.xs[1], 7][1] == 7"#,
+            // An error beside false in `all` is still false, as CEL says.
+            "!data.xs.all(x, x == 1 && data.missing)",
+        ] {
+            let c = Condition::parse(src).unwrap();
+            assert_eq!(c.evaluate(&subject(&data)), Ok(true), "{src}");
+        }
+    }
+
+    #[test]
+    fn an_ordinary_condition_over_a_long_list_costs_little() {
+        let data = hostile_data(20_000);
+        let c = Condition::parse("data.xs.exists(a, a == 11) || size(data.xs) > 0").unwrap();
+        let started = std::time::Instant::now();
+        // Within the step count; the clock is left out, as this build is unoptimised and the
+        // machine may be busy.
+        let roomy = Budget {
+            time: Duration::from_secs(60),
+            ..Budget::DEFAULT
+        };
+        assert_eq!(c.evaluate_within(&subject(&data), roomy), Ok(true));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

@@ -1,7 +1,7 @@
 //! CEL conditions against the real server: which events a rule delivers, syntax errors on
 //! save, and runtime errors logged as `condition_error` deliveries with no request.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -187,4 +187,136 @@ fn a_runtime_error_is_a_condition_error_delivery_without_a_request() {
         .collect();
     assert_eq!(mine[0]["status"], "condition_error");
     assert_eq!(receiver.count(), 0);
+}
+
+/// The "hostile input" issue's scenario: two rules whose condition nests one loop over a
+/// list from the event inside another, and 17 KB events with such a list posted with an
+/// ingest key. Such a condition can no longer be saved; one stored anyway (written past the
+/// API, as a rule saved before the check would be) is cut off by its budget; and while the
+/// heavy events are being processed, `/healthz` and an ordinary event answer promptly.
+#[test]
+fn a_costly_condition_is_refused_at_save_and_cut_off_at_run_time_without_stalling_the_api() {
+    const HEAVY: &str = "data.xs.all(a, data.xs.all(b, a + b >= 0))";
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+
+    let refused = app.post(
+        "/api/v1/rules",
+        &json!({
+            "name": "heavy",
+            "trigger": {"type": "event", "events": ["heavy.*"]},
+            "condition": HEAVY,
+            "webhook": {"url": receiver.url("/heavy")},
+        }),
+    );
+    refused.assert_error(400);
+    assert!(
+        refused.message().starts_with("condition:"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.message().contains("square"), "{}", refused.text);
+
+    // Two such rules, stored past the check.
+    let store = app.store();
+    let workspace = store.default_workspace().clone();
+    for n in 0..2 {
+        let rule = rule_with_condition(&app, &receiver.url("/heavy"), &["heavy.*"], "true");
+        let id: tidings::domain::ids::RuleId = serde_json::from_value(rule["id"].clone()).unwrap();
+        let mut stored = store.rule(&workspace, &id).unwrap();
+        stored.condition = Some(tidings::domain::condition::Condition::from(
+            HEAVY.to_owned(),
+        ));
+        let audit = tidings::domain::audit::AuditEntry::new(
+            &workspace,
+            tidings::domain::audit::Actor::System,
+            "rule.update",
+            "rule",
+            id.as_str(),
+        );
+        actix_web::rt::System::new()
+            .block_on(store.save_rule(stored, true, audit))
+            .unwrap_or_else(|e| panic!("rule {n}: {e}"));
+    }
+    app.create_rule(&receiver.url("/normal"), &["normal.*"]);
+
+    // The event: 17 KB, most of it one list.
+    let xs: Vec<u32> = (0..8_000).map(|i| i % 10).collect();
+    let heavy = json!({"type": "heavy.report", "data": {"xs": xs}});
+    assert!(serde_json::to_vec(&heavy).unwrap().len() > 16_000);
+
+    let started = Instant::now();
+    let (heavy_ids, slowest_probe, normal) = std::thread::scope(|s| {
+        let posters: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..5)
+                        .map(|_| {
+                            let resp = app.ingest(&heavy);
+                            assert_eq!(resp.status, 202, "{}", resp.text);
+                            resp.body["id"].as_str().unwrap().to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // While they are processed: liveness, and an ordinary event, each answered within a
+        // second (before the fix, they waited for the conditions: 408s and a timed-out probe).
+        let mut slowest = Duration::ZERO;
+        let mut normal = None;
+        while !posters
+            .iter()
+            .all(std::thread::ScopedJoinHandle::is_finished)
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            let t = Instant::now();
+            let probe = app.raw("GET", "/healthz", None, None, &[]);
+            assert_eq!(probe.status, 200);
+            slowest = slowest.max(t.elapsed());
+            if normal.is_none() {
+                let t = Instant::now();
+                let resp = app.ingest(&json!({"type": "normal.ping", "data": {"n": 1}}));
+                assert_eq!(resp.status, 202, "{}", resp.text);
+                normal = Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ids: Vec<String> = posters
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect();
+        (ids, slowest, normal)
+    });
+    let normal = normal.expect("an ordinary event was posted while heavy ones were processed");
+    assert!(
+        slowest_probe < Duration::from_secs(1),
+        "/healthz took {slowest_probe:?}"
+    );
+    assert!(
+        normal < Duration::from_secs(1),
+        "an ordinary ingest took {normal:?}"
+    );
+    // Each heavy event was judged within its budget: 20 of them, two rules each, well under
+    // the 18 s for two.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for id in &heavy_ids {
+        let deliveries = app.wait_settled(id, WAIT);
+        assert_eq!(deliveries.len(), 2, "{id}");
+        for d in &deliveries {
+            assert_eq!(d["status"], "condition_error", "{d}");
+            let message = d["condition_error"].as_str().unwrap();
+            assert!(
+                message.contains("ran out of its evaluation budget"),
+                "{message}"
+            );
+        }
+    }
+    let arrived = receiver.wait_for(1, WAIT);
+    assert_eq!(arrived[0].path, "/normal");
+    assert_eq!(receiver.expect_quiet(Duration::from_millis(300)), 1);
 }

@@ -1,12 +1,13 @@
-//! `/readyz` follows the dispatcher and the store: it fails (503) while every worker is stuck
+//! `/readyz` follows the dispatcher and the store: it fails (503) while the workers are stuck
 //! on receivers that do not answer and due deliveries wait longer than
-//! `alerts.dispatcher_stuck_after`, passes again once attempts finish, and fails while the
-//! database cannot be written (a real EFBIG from a file-size limit, as on a full disk).
+//! `alerts.dispatcher_stuck_after` (`dispatcher`) and `alerts.deliveries_delayed_after`
+//! (`deliveries_on_time`), passes again once attempts finish, and fails while the database
+//! cannot be written (a real EFBIG from a file-size limit, as on a full disk).
 
 use std::time::Duration;
 
 use serde_json::json;
-use tidings::delivery::dispatcher::WORKERS;
+use tidings::delivery::dispatcher::{RESERVED_WORKERS, WORKERS};
 
 use crate::support::app::{Resp, TestApp, spawn_app_with, wait_until};
 use crate::support::receiver::{Reply, TestReceiver};
@@ -17,16 +18,21 @@ fn readyz(app: &TestApp) -> Resp {
 
 #[test]
 fn readyz_fails_while_the_dispatcher_is_stuck_and_passes_once_it_moves_again() {
-    let app = spawn_app_with(|c| c.alerts.dispatcher_stuck_after = Duration::from_millis(500));
+    let app = spawn_app_with(|c| {
+        c.alerts.dispatcher_stuck_after = Duration::from_millis(500);
+        c.alerts.deliveries_delayed_after = Duration::from_millis(500);
+        // One destination may take every worker it can here, to saturate the pool.
+        c.delivery.max_workers_per_destination = WORKERS;
+    });
     let ready = readyz(&app);
     assert_eq!(ready.status, 200, "{}", ready.text);
     assert_eq!(
         ready.body["checks"],
-        json!({"store": true, "dispatcher": true})
+        json!({"store": true, "dispatcher": true, "deliveries_on_time": true})
     );
 
-    // Every worker ends up waiting on a receiver that answers only after 5 s, while more
-    // deliveries fall due behind them.
+    // Every worker one rule may hold (all but the reserve) ends up waiting on a receiver that
+    // answers only after 5 s, while more deliveries fall due behind them.
     let receiver = TestReceiver::start();
     receiver.set_default(Reply::status(200).delay(Duration::from_secs(5)));
     app.create_rule_with(json!({
@@ -43,7 +49,8 @@ fn readyz_fails_while_the_dispatcher_is_stuck_and_passes_once_it_moves_again() {
             202
         );
     }
-    receiver.wait_for(WORKERS, Duration::from_secs(20));
+    let held = WORKERS - RESERVED_WORKERS;
+    receiver.wait_for(held, Duration::from_secs(20));
     let stuck = wait_until(
         Duration::from_secs(4),
         "/readyz to report the stuck dispatcher",
@@ -55,10 +62,10 @@ fn readyz_fails_while_the_dispatcher_is_stuck_and_passes_once_it_moves_again() {
     assert_eq!(stuck.body["status"], "not_ready");
     assert_eq!(
         stuck.body["checks"],
-        json!({"store": true, "dispatcher": false})
+        json!({"store": true, "dispatcher": false, "deliveries_on_time": false})
     );
     assert!(
-        receiver.count() <= WORKERS,
+        receiver.count() <= held,
         "the backlog waited behind the stuck workers"
     );
 
@@ -69,6 +76,7 @@ fn readyz_fails_while_the_dispatcher_is_stuck_and_passes_once_it_moves_again() {
         (r.status == 200).then_some(r)
     });
     assert_eq!(ready.body["checks"]["dispatcher"], true);
+    assert_eq!(ready.body["checks"]["deliveries_on_time"], true);
     receiver.wait_for(WORKERS + backlog, Duration::from_secs(30));
 }
 
