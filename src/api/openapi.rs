@@ -102,10 +102,11 @@ pub fn register(cfg: &mut web::ServiceConfig, ops: Vec<Op>, prefix: &str) {
         methods.push(op.method);
         routes.push(op.route);
     }
-    for (path, _, routes) in by_path {
+    for (path, methods, routes) in by_path {
+        let methods: Vec<_> = methods.iter().map(actix_method).collect();
         let resource = routes
             .into_iter()
-            .fold(super::resource(&path), actix_web::Resource::route);
+            .fold(super::resource(&path, &methods), actix_web::Resource::route);
         cfg.service(resource);
     }
 }

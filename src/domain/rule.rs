@@ -340,6 +340,24 @@ pub struct RuleSpec {
 }
 
 impl RuleInput {
+    /// Checks that a JSON merge patch (RFC 7396) names only fields a rule has, at every
+    /// level, before it is merged: merged first, `{"bogus": null}` would vanish unnoticed,
+    /// since null removes. Read-only fields stay accepted (and are ignored), as in a full
+    /// replace. Inside the header maps any name may be removed, so their nulls pass here.
+    pub fn check_patch(patch: &Value) -> Result<(), serde_path_to_error::Error<serde_json::Error>> {
+        let mut shape = patch.clone();
+        if let Some(webhook) = shape.get_mut("webhook").and_then(Value::as_object_mut) {
+            for map in ["headers", "secret_headers"] {
+                if let Some(Value::Object(headers)) = webhook.get_mut(map) {
+                    for value in headers.values_mut().filter(|v| v.is_null()) {
+                        *value = Value::String(String::new());
+                    }
+                }
+            }
+        }
+        serde_path_to_error::deserialize(shape).map(|_: RuleInput| ())
+    }
+
     /// Checks every field; `existing` lets masked secret header values mean "keep".
     // One flat list of field checks, in the order the API documents them, reads best whole.
     #[allow(clippy::too_many_lines)]
@@ -773,6 +791,26 @@ mod tests {
             let err = input(json).validate(&prod(), None).unwrap_err();
             assert_eq!(err.field, field, "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn a_patch_is_checked_for_unknown_fields_before_its_nulls_remove_anything() {
+        let ok = |v: serde_json::Value| RuleInput::check_patch(&v).is_ok();
+        assert!(ok(
+            serde_json::json!({"description": null, "webhook": null})
+        ));
+        assert!(ok(
+            serde_json::json!({"webhook": {"headers": {"X-A": null}, "url": null}})
+        ));
+        assert!(ok(
+            serde_json::json!({"id": "rul_x", "trigger": {"cron": null}})
+        ));
+        assert!(!ok(serde_json::json!({"bogus": null})));
+        assert!(!ok(serde_json::json!({"webhook": {"urll": null}})));
+        assert!(!ok(serde_json::json!({"trigger": {"colour": null}})));
+        let err =
+            RuleInput::check_patch(&serde_json::json!({"webhook": {"retries": null}})).unwrap_err();
+        assert!(err.to_string().contains("retries"), "{err}");
     }
 
     #[test]
