@@ -146,7 +146,7 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// Like `JsonBody`, but an empty body means `T::default()` (for `POST …/test` with no body).
+/// Like `JsonBody`, but no body at all means `T::default()` (for `POST …/test` with no body).
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T> {
@@ -157,7 +157,8 @@ impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for Optiona
         let body = json_bytes(req, payload);
         Box::pin(async move {
             let body = body.await?;
-            if body.iter().all(u8::is_ascii_whitespace) {
+            // Only a body of no bytes is left out; whitespace alone is not JSON.
+            if body.is_empty() {
                 return Ok(OptionalJsonBody(T::default()));
             }
             parse_json(&body).map(OptionalJsonBody)

@@ -64,7 +64,7 @@ struct ListQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
-    #[param(value_type = Option<String>, pattern = r"^rul_[A-Za-z0-9]{1,64}$")]
+    #[param(pattern = r"^rul_[A-Za-z0-9]{1,64}$")]
     cursor: Option<String>,
 }
 
@@ -169,7 +169,7 @@ async fn replace(
     path = "/api/v1/rules/{id}",
     tag = "rules",
     params(("id" = String, Path, description = "rule id")),
-    request_body(content = crate::domain::rule::RuleInput, description = "a JSON merge patch: only the fields to change; null removes"),
+    request_body(content = crate::api::schemas::RulePatch, description = "a JSON merge patch: only the fields to change; null removes"),
     responses((status = 200, description = "the rule as saved", body = crate::api::schemas::Rule)),
     security(("api_key" = ["admin"])),
 )]
@@ -249,7 +249,7 @@ async fn rotate(
     path = "/api/v1/rules/{id}/test",
     tag = "rules",
     params(("id" = String, Path, description = "rule id")),
-    request_body(content = Option<SampleRequest>, description = "empty, `{}`, or the event to send"),
+    request_body(content = Option<crate::api::schemas::SampleBody>, description = "empty, `{}`, or the event to send"),
     responses((status = 200, description = "the test delivery with its one attempt", body = crate::api::deliveries::DeliveryDetail)),
     security(("api_key" = ["admin"])),
 )]
@@ -271,7 +271,7 @@ async fn test(
     path = "/api/v1/rules/{id}/preview",
     tag = "rules",
     params(("id" = String, Path, description = "rule id")),
-    request_body(content = Option<SampleRequest>, description = "empty, `{}`, or the event to render"),
+    request_body(content = Option<crate::api::schemas::SampleBody>, description = "empty, `{}`, or the event to render"),
     responses((status = 200, description = "the request it would send", body = crate::api::schemas::Preview)),
     security(("api_key" = ["admin"])),
 )]

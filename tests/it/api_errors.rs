@@ -530,6 +530,7 @@ fn preview_and_test_take_only_an_object_or_nothing() {
             b"1",
             b"null",
             b"true",
+            b" \n",
         ] {
             let resp = app.raw("POST", &path, Some(&key), Some(body), &[]);
             resp.assert_error(400);

@@ -19,6 +19,7 @@ mod conditions;
 mod delivery;
 mod durability;
 mod encryption;
+mod fuzz;
 mod layering;
 mod network;
 mod observability;
