@@ -364,7 +364,7 @@ pub struct WebhookInput {
     /// A media type; application/json when absent.
     #[schema(min_length = 1, pattern = r"^[\t -~]*[!-~][\t -~]*$")]
     pub content_type: Option<String>,
-    /// At most 50 headers with secret_headers; names are HTTP tokens, values printable
+    /// At most 50 headers with `secret_headers`; names are HTTP tokens, values printable
     /// ASCII without line breaks, at most 8 KiB; headers tidings sets itself are refused.
     #[schema(value_type = Option<BTreeMap<String, HeaderValueDoc>>)]
     pub headers: Option<BTreeMap<String, String>>,
@@ -374,10 +374,10 @@ pub struct WebhookInput {
     /// hmac-sha256 when absent.
     #[schema(value_type = Option<Signing>)]
     pub signing: Option<String>,
-    /// flat when absent; template needs body_template.
+    /// `flat` when absent; `template` needs `body_template`.
     #[schema(value_type = Option<PayloadFormat>)]
     pub payload_format: Option<String>,
-    /// A MiniJinja template over the flat payload; only with payload_format template.
+    /// A `MiniJinja` template over the flat payload; only with `payload_format` `template`.
     pub body_template: Option<String>,
     /// true when absent.
     pub tls_verify: Option<bool>,

@@ -670,8 +670,10 @@ fn parameter<'a>(doc: &'a Value, method: &str, path: &str, name: &str) -> &'a Va
         .into_iter()
         .flatten()
         .find(|p| p["name"] == name)
-        .map(|p| &p["schema"])
-        .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+        .map_or_else(
+            || panic!("{method} {path} has no parameter {name}"),
+            |p| &p["schema"],
+        )
 }
 
 #[test]
