@@ -25,8 +25,10 @@ pub fn routes() -> Vec<Op> {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Page size, 1-250 (50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^aud_[A-Za-z0-9]{1,64}$")]
     cursor: Option<String>,
 }
 

@@ -33,18 +33,25 @@ pub fn routes() -> Vec<Op> {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Only this rule's deliveries.
+    #[param(pattern = r"^rul_[A-Za-z0-9]{1,64}$")]
     rule_id: Option<String>,
-    /// `pending`, `retrying`, `succeeded`, `failed`, `blocked` or `condition_error`.
+    /// Only deliveries in this state.
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
     /// Only events of this exact type.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_.:-]{0,127}$")]
     event_type: Option<String>,
     /// RFC 3339: created at or after.
+    #[param(format = DateTime)]
     since: Option<String>,
-    /// RFC 3339: created at or before.
+    /// RFC 3339: created at or before (not before `since`).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// Page size, 1-250 (50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^dlv_[A-Za-z0-9]{1,64}$")]
     cursor: Option<String>,
 }
 
@@ -146,8 +153,8 @@ async fn redeliver(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkRequest {
-    /// RFC 3339; required.
-    #[schema(required = true, format = DateTime)]
+    /// RFC 3339.
+    #[schema(value_type = String, required = true, format = DateTime)]
     since: Option<String>,
     /// RFC 3339; now when absent.
     #[schema(format = DateTime)]

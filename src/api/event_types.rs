@@ -50,8 +50,13 @@ async fn list(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeclareRequest {
+    /// An event type: lowercase letters, digits and `_ . : -`, starting with a letter or
+    /// digit, at most 128 characters.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_.:-]{0,127}$")]
     name: String,
+    /// At most 2000 characters (trimmed).
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: Option<String>,
     /// The data of an example event: a JSON object.
     #[serde(default)]

@@ -27,16 +27,21 @@ pub fn routes() -> Vec<Op> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IngestRequest {
-    /// Event type, e.g. `appointment.booked`.
+    /// Event type, e.g. `appointment.booked`: lowercase letters, digits and `_ . : -`,
+    /// starting with a letter or digit, at most 128 characters.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_.:-]{0,127}$")]
     event_type: String,
-    /// The event's data: a JSON object (`{}` when absent).
+    /// The event's data: a JSON object (`{}` when absent). The keys `event`, `id`,
+    /// `occurredAt`, `eventRule` and `workspace` are reserved for the delivered payload.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
     /// Kept 24 h: a repeat answers 200 with the original id and creates nothing. The
-    /// `Idempotency-Key` header may carry it instead.
+    /// `Idempotency-Key` header may carry it instead (the same key, if both are sent).
+    /// 1-255 bytes of UTF-8.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     idempotency_key: Option<String>,
     /// RFC 3339; the time of receipt when absent.
     #[serde(default)]
@@ -52,7 +57,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
     path = "/api/v1/events",
     tag = "events",
     request_body = IngestRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "the idempotency key, instead of or as well as the body's")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = r"^[\t -~]*$", description = "the idempotency key, instead of or as well as the body's (then the same): 1-255 printable ASCII characters")),
     responses(
         (status = 202, description = "stored; deliveries created", body = Ingested),
         (status = 200, description = "a repeated idempotency key: nothing created", body = Ingested),

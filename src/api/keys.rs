@@ -80,11 +80,10 @@ async fn list(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
-    /// 1-100 characters.
-    #[schema(required = true)]
+    /// 1-100 characters, not only spaces (trimmed).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"\S")]
     name: Option<String>,
-    /// `admin` or `ingest`.
-    #[schema(required = true)]
+    #[schema(value_type = crate::domain::access::Role, required = true)]
     role: Option<String>,
 }
 

@@ -59,9 +59,18 @@ pub fn routes_table() -> Vec<openapi::Op> {
     ops
 }
 
-/// A route with the API's 405 for methods it lacks.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A route with the API's 405 for methods it lacks; the 405 names the ones it has in `Allow`
+/// (RFC 9110 §15.5.6).
+pub fn resource(path: &str, methods: &[actix_web::http::Method]) -> actix_web::Resource {
+    let allow = methods
+        .iter()
+        .map(actix_web::http::Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    web::resource(path).default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move { method_not_allowed(&req, &allow) }
+    }))
 }
 
 /// The caller, authenticated by `Authorization: Bearer <api key>`; any role.
@@ -137,7 +146,7 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// Like `JsonBody`, but an empty body means `T::default()` (for `POST …/test` with no body).
+/// Like `JsonBody`, but no body at all means `T::default()` (for `POST …/test` with no body).
 pub struct OptionalJsonBody<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T> {
@@ -148,7 +157,8 @@ impl<T: serde::de::DeserializeOwned + Default + 'static> FromRequest for Optiona
         let body = json_bytes(req, payload);
         Box::pin(async move {
             let body = body.await?;
-            if body.iter().all(u8::is_ascii_whitespace) {
+            // Only a body of no bytes is left out; whitespace alone is not JSON.
+            if body.is_empty() {
                 return Ok(OptionalJsonBody(T::default()));
             }
             parse_json(&body).map(OptionalJsonBody)
@@ -198,7 +208,23 @@ pub fn invalid_json(e: &serde_json::Error) -> AppError {
 }
 
 /// Parses a JSON body; the error names the field at fault (`webhook.timeout_ms: invalid type…`).
+/// Every body this API takes is a JSON object: anything else is refused before serde, which
+/// would otherwise read a struct from an array, field by field in order.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let kind = match serde_json::from_slice::<Value>(body).map_err(|e| invalid_json(&e))? {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        };
+        return Err(AppError::new(
+            Code::InvalidJson,
+            format!("the request body must be a JSON object, not {kind}"),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value =
         serde_path_to_error::deserialize(&mut de).map_err(|e| AppError::invalid_json_at(&e))?;
@@ -224,11 +250,21 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, AppError> {
 }
 
 /// For resources: a known path with a method it does not have.
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::new(
+fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let refused = AppError::new(
         Code::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
+        format!(
+            "{} is not allowed on {}; it takes {allow}",
+            req.method(),
+            req.path()
+        ),
+    );
+    let mut res = actix_web::ResponseError::error_response(&refused);
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        res.headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    res
 }
 
 /// `{"data": [...], "next_cursor": ...}`, the shape of every list.

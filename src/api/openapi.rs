@@ -102,10 +102,11 @@ pub fn register(cfg: &mut web::ServiceConfig, ops: Vec<Op>, prefix: &str) {
         methods.push(op.method);
         routes.push(op.route);
     }
-    for (path, _, routes) in by_path {
+    for (path, methods, routes) in by_path {
+        let methods: Vec<_> = methods.iter().map(actix_method).collect();
         let resource = routes
             .into_iter()
-            .fold(super::resource(&path), actix_web::Resource::route);
+            .fold(super::resource(&path, &methods), actix_web::Resource::route);
         cfg.service(resource);
     }
 }
@@ -135,6 +136,7 @@ fn build() -> OpenApi {
             .get_or_insert_with(Vec::new)
             .extend((op.tags)().into_iter().map(str::to_owned));
         unique_operation_id(&mut operation);
+        optional_body_is_left_out_not_null(&mut operation);
         add_common_errors(&mut operation);
         paths.add_path_operation(&op.path, vec![op.method], operation);
         (op.schemas)(&mut schemas);
@@ -190,6 +192,28 @@ fn unique_operation_id(op: &mut Operation) {
     let tag = op.tags.iter().flatten().next().cloned().unwrap_or_default();
     if let Some(id) = &mut op.operation_id {
         *id = format!("{}_{id}", tag.replace(' ', "_"));
+    }
+}
+
+/// utoipa documents an optional body (`Option<T>`) as "T or null"; here an optional body
+/// may be left out, but a body that is sent must be a JSON object (`parse_json`), so the
+/// document shows it as a not-required T.
+fn optional_body_is_left_out_not_null(op: &mut Operation) {
+    let Some(RefOr::T(body)) = &mut op.request_body else {
+        return;
+    };
+    if matches!(body.required, Some(utoipa::openapi::Required::True)) {
+        return;
+    }
+    let null = serde_json::json!({"type": "null"});
+    for content in body.content.values_mut() {
+        let RefOr::T(content) = content else { continue };
+        if let Some(RefOr::T(Schema::OneOf(one))) = &content.schema
+            && let [only, other] = one.items.as_slice()
+            && serde_json::to_value(other).ok().as_ref() == Some(&null)
+        {
+            content.schema = Some(only.clone());
+        }
     }
 }
 

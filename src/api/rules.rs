@@ -1,10 +1,13 @@
 //! Rules: CRUD, signing secret view and rotation, test event and preview.
 
 use actix_web::{HttpResponse, web};
+use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
 use super::deliveries::delivery_json;
 use super::{AdminKey, JsonBody, OptionalJsonBody, list_response};
+use crate::app::paging::{page_cursor, page_limit};
 use crate::app::samples::{self, SampleRequest};
 use crate::app::{AppState, rules};
 use crate::domain::audit::Actor;
@@ -53,25 +56,41 @@ pub fn rule_json(rule: &Rule, policy: &AddressPolicy, now_ms: i64) -> Value {
     v
 }
 
-/// The workspace's rules, newest first.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Page size, 1-250 (50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^rul_[A-Za-z0-9]{1,64}$")]
+    cursor: Option<String>,
+}
+
+/// The workspace's rules, newest first, a page at a time.
 #[utoipa::path(
     get,
     path = "/api/v1/rules",
     tag = "rules",
-    responses((status = 200, description = "every rule; one page", body = crate::api::schemas::RuleList)),
+    params(ListQuery),
+    responses((status = 200, description = "a page of rules", body = crate::api::schemas::RuleList)),
     security(("api_key" = ["admin"])),
 )]
 async fn list(
     AdminKey(key): AdminKey,
+    query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let rules = rules::list(&state, key.workspace_id).await?;
+    let limit = page_limit(query.limit.as_deref())?;
+    let before = page_cursor(query.cursor.as_deref(), RuleId::parse)?;
+    let (page, cursor) = rules::page(&state, key.workspace_id, before, limit).await?;
     let now = state.clock.now_ms();
-    let data: Vec<Value> = rules
+    let data: Vec<Value> = page
         .iter()
         .map(|r| rule_json(r, &state.policy, now))
         .collect();
-    Ok(list_response(&data, None))
+    Ok(list_response(&data, cursor.as_ref().map(RuleId::as_str)))
 }
 
 /// Create a rule; a body template is checked against the catalog samples.
@@ -150,7 +169,7 @@ async fn replace(
     path = "/api/v1/rules/{id}",
     tag = "rules",
     params(("id" = String, Path, description = "rule id")),
-    request_body(content = crate::domain::rule::RuleInput, description = "a JSON merge patch: only the fields to change; null removes"),
+    request_body(content = crate::api::schemas::RulePatch, description = "a JSON merge patch: only the fields to change; null removes"),
     responses((status = 200, description = "the rule as saved", body = crate::api::schemas::Rule)),
     security(("api_key" = ["admin"])),
 )]
@@ -161,11 +180,7 @@ async fn patch(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path)?;
-    if !changes.is_object() {
-        return Err(AppError::validation(
-            "a PATCH body must be a JSON object of the fields to change",
-        ));
-    }
+    RuleInput::check_patch(&changes).map_err(|e| AppError::invalid_json_at(&e))?;
     let existing = rules::load(&state, key.workspace_id.clone(), id).await?;
     let input = rules::merged_input(&existing, &changes)?;
     save_edit(&state, &key, existing, input).await
@@ -234,7 +249,7 @@ async fn rotate(
     path = "/api/v1/rules/{id}/test",
     tag = "rules",
     params(("id" = String, Path, description = "rule id")),
-    request_body(content = Option<SampleRequest>, description = "empty, `{}`, or the event to send"),
+    request_body(content = Option<crate::api::schemas::SampleBody>, description = "empty, `{}`, or the event to send"),
     responses((status = 200, description = "the test delivery with its one attempt", body = crate::api::deliveries::DeliveryDetail)),
     security(("api_key" = ["admin"])),
 )]
@@ -256,7 +271,7 @@ async fn test(
     path = "/api/v1/rules/{id}/preview",
     tag = "rules",
     params(("id" = String, Path, description = "rule id")),
-    request_body(content = Option<SampleRequest>, description = "empty, `{}`, or the event to render"),
+    request_body(content = Option<crate::api::schemas::SampleBody>, description = "empty, `{}`, or the event to render"),
     responses((status = 200, description = "the request it would send", body = crate::api::schemas::Preview)),
     security(("api_key" = ["admin"])),
 )]

@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 use super::audit::EntryJson;
 use super::deliveries::DeliverySummary;
 use super::keys::KeyJson;
-use crate::domain::rule::{HttpMethod, PayloadFormat, RuleStatus, Signing, Trigger};
+use crate::domain::rule::{
+    EventPatternDoc, HttpMethod, PayloadFormat, RuleStatus, Signing, Trigger,
+};
 
 /// `{"data": [...], "next_cursor": ...}`: `next_cursor` is the `cursor` for the next page, or
 /// null on the last one.
@@ -134,3 +136,94 @@ pub struct ConditionVerdict {
 list_schema!(ApiKeyList, KeyJson<'static>, "API keys, newest first");
 
 list_schema!(AuditList, EntryJson<'static>, "audit entries, newest first");
+
+/// A JSON merge patch (RFC 7396) of a rule: only the fields to change, each as in
+/// `RuleInput`; null removes a field (back to its default). Unknown fields are refused, even
+/// with null; read-only ones are ignored. The merged rule is then checked like a PUT.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulePatch {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    pub name: Option<String>,
+    #[schema(max_length = 2000)]
+    pub description: Option<String>,
+    pub active: Option<bool>,
+    #[schema(minimum = 1, maximum = 256)]
+    pub max_concurrency: Option<u32>,
+    pub trigger: Option<TriggerPatch>,
+    pub condition: Option<String>,
+    pub webhook: Option<WebhookPatch>,
+    pub id: Option<Value>,
+    pub workspace_id: Option<Value>,
+    pub status: Option<Value>,
+    pub status_reason: Option<Value>,
+    pub created_at: Option<Value>,
+    pub updated_at: Option<Value>,
+    pub secret_hint: Option<Value>,
+    pub next_runs: Option<Value>,
+}
+
+/// The trigger's fields to change: `events` belong to `event` triggers, `cron` and
+/// `timezone` to `schedule` ones.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerPatch {
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<TriggerKind>)]
+    pub kind: Option<String>,
+    #[schema(min_items = 1, max_items = 100)]
+    pub events: Option<Vec<EventPatternDoc>>,
+    #[schema(min_length = 1, pattern = r"\S")]
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum TriggerKind {
+    Event,
+    Schedule,
+}
+
+/// The webhook's fields to change; inside `headers` and `secret_headers`, null removes
+/// that one header.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?][^\s#]*)?$"
+    )]
+    pub url: Option<String>,
+    pub method: Option<HttpMethod>,
+    #[schema(min_length = 1, pattern = r"^[\t -~]*[!-~][\t -~]*$")]
+    pub content_type: Option<String>,
+    pub headers: Option<BTreeMap<String, HeaderPatch>>,
+    pub secret_headers: Option<BTreeMap<String, HeaderPatch>>,
+    pub signing: Option<Signing>,
+    pub payload_format: Option<PayloadFormat>,
+    pub body_template: Option<String>,
+    pub tls_verify: Option<bool>,
+    #[schema(minimum = 1, maximum = 30000)]
+    pub timeout_ms: Option<u32>,
+}
+
+/// A header's new value (printable ASCII and tabs, at most 8 KiB), or null to remove it.
+#[derive(serde::Deserialize, ToSchema)]
+#[schema(max_length = 8192, pattern = r"^[\t -~]*$")]
+pub struct HeaderPatch(Option<String>);
+
+/// The event a test send or a preview uses; both fields optional (the rule's sample fills
+/// in).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SampleRequest)]
+pub struct SampleBody {
+    /// An event type (`^[a-z0-9][a-z0-9_.:-]{0,127}$`); the rule's first exact type when
+    /// absent.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_.:-]{0,127}$")]
+    pub event_type: Option<String>,
+    /// The event's data: a JSON object; the catalog sample when absent.
+    pub data: Option<Map<String, Value>>,
+}

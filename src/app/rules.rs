@@ -57,6 +57,24 @@ pub async fn list(state: &AppState, workspace: WorkspaceId) -> Result<Vec<Rule>,
     Ok(rules)
 }
 
+/// A page of the workspace's rules, newest first: the `limit` created before the cursor
+/// rule, and the cursor of the next page (None on the last one).
+pub async fn page(
+    state: &AppState,
+    workspace: WorkspaceId,
+    before: Option<RuleId>,
+    limit: usize,
+) -> Result<(Vec<Rule>, Option<RuleId>), AppError> {
+    let mut rules = list(state, workspace).await?;
+    if let Some(cursor) = &before {
+        rules.retain(|r| r.id < *cursor);
+    }
+    let more = rules.len() > limit;
+    rules.truncate(limit);
+    let next = more.then(|| rules.last().map(|r| r.id.clone())).flatten();
+    Ok((rules, next))
+}
+
 /// Since when each failing rule has failed (its first failed attempt after its last success).
 pub async fn failing_since(
     state: &AppState,

@@ -267,12 +267,23 @@ impl std::error::Error for FieldError {}
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleInput {
+    /// 1-200 characters, not only spaces (trimmed).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    /// At most 2000 characters.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    /// true when absent.
     pub active: Option<bool>,
+    /// Attempts in flight at once for this rule: 1-256 (8).
+    #[schema(minimum = 1, maximum = 256)]
     pub max_concurrency: Option<u32>,
+    #[schema(value_type = TriggerInputDoc, required = true)]
     pub trigger: Option<TriggerInput>,
+    /// A CEL expression over the event (checked on save); null or empty sends every matching
+    /// event.
     pub condition: Option<String>,
+    #[schema(value_type = WebhookInput, required = true)]
     pub webhook: Option<WebhookInput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
@@ -292,6 +303,44 @@ pub struct RuleInput {
     pub next_runs: Option<Value>,
 }
 
+/// The trigger as the API documents it; the input is read as one struct (`TriggerInput`) so
+/// its errors can name the field at fault.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[schema(as = TriggerInput)]
+// Only a schema for the document: never built.
+#[allow(dead_code)]
+pub enum TriggerInputDoc {
+    /// Events whose type matches one of the patterns.
+    Event {
+        /// 1-100 patterns.
+        #[schema(min_items = 1, max_items = 100)]
+        events: Vec<EventPatternDoc>,
+    },
+    /// A routine: a cron line (checked on save) in a time zone.
+    Schedule {
+        #[schema(min_length = 1, pattern = r"\S")]
+        cron: String,
+        /// An IANA time zone such as `Europe/Berlin`; UTC when absent or empty.
+        timezone: Option<String>,
+    },
+}
+
+/// An event type pattern: an exact type (`appointment.booked`), a prefix ending in `*`
+/// (`member:*`), or `*` alone.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(pattern = r"^(\*|[a-z0-9_.:-]{1,128}\*|[a-z0-9][a-z0-9_.:-]{0,127})$")]
+// Only a schema for the document: never built.
+#[allow(dead_code)]
+pub struct EventPatternDoc(String);
+
+/// A header value: printable ASCII (and tabs), at most 8 KiB.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(max_length = 8192, pattern = r"^[\t -~]*$")]
+// Only a schema for the document: never built.
+#[allow(dead_code)]
+pub struct HeaderValueDoc(String);
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerInput {
@@ -305,15 +354,35 @@ pub struct TriggerInput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
+    /// An absolute http(s) URL without credentials or #fragment, at most 2048 characters;
+    /// the network policy decides which hosts it may name (SPEC §6).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2048, pattern = r"^https?://([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?][^\s#]*)?$")]
     pub url: Option<String>,
+    /// POST when absent.
+    #[schema(value_type = Option<HttpMethod>)]
     pub method: Option<String>,
+    /// A media type; application/json when absent.
+    #[schema(min_length = 1, pattern = r"^[\t -~]*[!-~][\t -~]*$")]
     pub content_type: Option<String>,
+    /// At most 50 headers with `secret_headers`; names are HTTP tokens, values printable
+    /// ASCII without line breaks, at most 8 KiB; headers tidings sets itself are refused.
+    #[schema(value_type = Option<BTreeMap<String, HeaderValueDoc>>)]
     pub headers: Option<BTreeMap<String, String>>,
+    /// As headers; write-only: `********` keeps the stored value.
+    #[schema(value_type = Option<BTreeMap<String, HeaderValueDoc>>)]
     pub secret_headers: Option<BTreeMap<String, String>>,
+    /// hmac-sha256 when absent.
+    #[schema(value_type = Option<Signing>)]
     pub signing: Option<String>,
+    /// `flat` when absent; `template` needs `body_template`.
+    #[schema(value_type = Option<PayloadFormat>)]
     pub payload_format: Option<String>,
+    /// A `MiniJinja` template over the flat payload; only with `payload_format` `template`.
     pub body_template: Option<String>,
+    /// true when absent.
     pub tls_verify: Option<bool>,
+    /// 1-30000 (10000).
+    #[schema(minimum = 1, maximum = 30000)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -340,6 +409,24 @@ pub struct RuleSpec {
 }
 
 impl RuleInput {
+    /// Checks that a JSON merge patch (RFC 7396) names only fields a rule has, at every
+    /// level, before it is merged: merged first, `{"bogus": null}` would vanish unnoticed,
+    /// since null removes. Read-only fields stay accepted (and are ignored), as in a full
+    /// replace. Inside the header maps any name may be removed, so their nulls pass here.
+    pub fn check_patch(patch: &Value) -> Result<(), serde_path_to_error::Error<serde_json::Error>> {
+        let mut shape = patch.clone();
+        if let Some(webhook) = shape.get_mut("webhook").and_then(Value::as_object_mut) {
+            for map in ["headers", "secret_headers"] {
+                if let Some(Value::Object(headers)) = webhook.get_mut(map) {
+                    for value in headers.values_mut().filter(|v| v.is_null()) {
+                        *value = Value::String(String::new());
+                    }
+                }
+            }
+        }
+        serde_path_to_error::deserialize(shape).map(|_: RuleInput| ())
+    }
+
     /// Checks every field; `existing` lets masked secret header values mean "keep". Answers
     /// with the first field that fails, in the order the API documents them (what the API
     /// returns as its one error).
@@ -850,6 +937,26 @@ mod tests {
         assert_eq!(input(json).validate(&prod(), None).unwrap_err(), errors[0]);
         // Each single-error case of the API answers the same either way.
         assert!(input(OK).validate_all(&prod(), None).is_ok());
+    }
+
+    #[test]
+    fn a_patch_is_checked_for_unknown_fields_before_its_nulls_remove_anything() {
+        let ok = |v: serde_json::Value| RuleInput::check_patch(&v).is_ok();
+        assert!(ok(
+            serde_json::json!({"description": null, "webhook": null})
+        ));
+        assert!(ok(
+            serde_json::json!({"webhook": {"headers": {"X-A": null}, "url": null}})
+        ));
+        assert!(ok(
+            serde_json::json!({"id": "rul_x", "trigger": {"cron": null}})
+        ));
+        assert!(!ok(serde_json::json!({"bogus": null})));
+        assert!(!ok(serde_json::json!({"webhook": {"urll": null}})));
+        assert!(!ok(serde_json::json!({"trigger": {"colour": null}})));
+        let err =
+            RuleInput::check_patch(&serde_json::json!({"webhook": {"retries": null}})).unwrap_err();
+        assert!(err.to_string().contains("retries"), "{err}");
     }
 
     #[test]

@@ -471,3 +471,186 @@ fn api_keys_are_shown_once_and_can_be_revoked() {
     );
     own.assert_error(409);
 }
+
+#[test]
+fn a_patch_naming_a_field_rules_do_not_have_is_refused_even_as_a_removal() {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    let created = app.create_rule_with(json!({
+        "name": "strict", "trigger": {"type": "event", "events": ["ping"]},
+        "webhook": {"url": receiver.url("/a"), "headers": {"X-A": "1", "X-B": "2"}},
+    }));
+    let path = format!("/api/v1/rules/{}", created["id"].as_str().unwrap());
+    let before = app.get(&path).body;
+    // A merge patch's null removes a field, so these would change nothing if merged first:
+    // the keys are checked before merging, at every level of the rule.
+    for (patch, named) in [
+        (json!({"bogus": null}), "bogus"),
+        (json!({"bogus": 1}), "bogus"),
+        (json!({"webhook": {"urll": null}}), "urll"),
+        (json!({"trigger": {"colour": null}}), "colour"),
+        (
+            json!({"name": "ok", "webhook": {"retries": null}}),
+            "retries",
+        ),
+    ] {
+        let resp = app.send("PATCH", &path, &patch);
+        resp.assert_error(400);
+        assert!(resp.message().contains(named), "{patch} → {}", resp.text);
+    }
+    assert_eq!(
+        app.get(&path).body,
+        before,
+        "a refused patch changes nothing"
+    );
+    // A null inside the header maps removes that header; read-only fields are ignored.
+    let resp = app.send(
+        "PATCH",
+        &path,
+        &json!({"webhook": {"headers": {"X-A": null}}, "id": "rul_other", "status": null}),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(resp.body["webhook"]["headers"], json!({"X-B": "2"}));
+    assert_eq!(resp.body["id"], created["id"]);
+}
+
+#[test]
+fn preview_and_test_take_only_an_object_or_nothing() {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    let rule = app.create_rule(&receiver.url("/t"), &["ping"]);
+    let id = rule["id"].as_str().unwrap();
+    let key = app.admin_key.clone();
+    for action in ["preview", "test"] {
+        let path = format!("/api/v1/rules/{id}/{action}");
+        for body in [
+            &b"[]"[..],
+            b"[\"ping\", {}]",
+            b"\"ping\"",
+            b"1",
+            b"null",
+            b"true",
+            b" \n",
+        ] {
+            let resp = app.raw("POST", &path, Some(&key), Some(body), &[]);
+            resp.assert_error(400);
+            assert_eq!(
+                resp.code(),
+                "invalid_json",
+                "{action} {}: {}",
+                String::from_utf8_lossy(body),
+                resp.text
+            );
+        }
+        for body in [
+            None,
+            Some(&b""[..]),
+            Some(b"{}"),
+            Some(b" {\"event_type\": \"ping\"} "),
+        ] {
+            let resp = app.raw("POST", &path, Some(&key), body, &[]);
+            assert_eq!(resp.status, 200, "{action} {body:?}: {}", resp.text);
+        }
+    }
+}
+
+#[test]
+fn every_405_lists_the_methods_of_its_path_in_allow() {
+    let app = spawn_app();
+    let doc = app.raw("GET", "/api/v1/openapi.json", None, None, &[]).body;
+    let http = crate::support::app::client();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut documented: Vec<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|m| m.to_uppercase())
+            .collect();
+        documented.sort();
+        let url = app.url(&path.replace("{id}", "zz_missing"));
+        for method in ["TRACE", "OPTIONS", "PUT", "DELETE"] {
+            if documented.iter().any(|m| m == method) {
+                continue;
+            }
+            let req = ureq::http::Request::builder()
+                .method(method)
+                .uri(&url)
+                .header("Authorization", format!("Bearer {}", app.admin_key))
+                .body(())
+                .unwrap();
+            let resp = http.run(req).unwrap();
+            assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+            let allow = resp
+                .headers()
+                .get("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"))
+                .to_str()
+                .unwrap();
+            let mut listed: Vec<String> = allow.split(',').map(|m| m.trim().to_owned()).collect();
+            listed.sort();
+            assert_eq!(listed, documented, "{method} {path}: Allow: {allow}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} answers checked");
+}
+
+#[test]
+fn rules_are_listed_a_page_at_a_time_newest_first() {
+    let app = spawn_app();
+    let mut made: Vec<String> = (0..55)
+        .map(|i| {
+            let rule = app.create_rule_with(json!({
+                "name": format!("rule {i}"), "trigger": {"type": "event", "events": ["ping"]},
+                "webhook": {"url": "http://127.0.0.1:9/"},
+            }));
+            rule["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    made.reverse();
+    // No limit: the default page of 50, with a cursor to the rest.
+    let first = app.get("/api/v1/rules");
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.body["data"].as_array().unwrap().len(), 50);
+    assert!(
+        first.body["next_cursor"].is_string(),
+        "{}",
+        first.body["next_cursor"]
+    );
+    // Walking pages of 7 sees every rule exactly once, newest first, and then stops.
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let url = match &cursor {
+            Some(c) => format!("/api/v1/rules?limit=7&cursor={c}"),
+            None => "/api/v1/rules?limit=7".to_owned(),
+        };
+        let page = app.get(&url);
+        assert_eq!(page.status, 200, "{url}: {}", page.text);
+        let data = page.body["data"].as_array().unwrap();
+        assert!(data.len() <= 7, "{url}: {} rules", data.len());
+        seen.extend(data.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+        cursor = page.body["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "the walk did not end");
+    assert_eq!(seen, made);
+    let exact = app.get("/api/v1/rules?limit=55");
+    assert_eq!(exact.body["data"].as_array().unwrap().len(), 55);
+    for q in [
+        "limit=0",
+        "limit=251",
+        "limit=five",
+        "limit=",
+        "cursor=abc",
+        "cursor=dlv_0000000000000000000000000000",
+        "colour=red",
+    ] {
+        let resp = app.get(&format!("/api/v1/rules?{q}"));
+        resp.assert_error(400);
+        assert_eq!(resp.code(), "invalid_query", "{q}: {}", resp.text);
+    }
+}

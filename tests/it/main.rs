@@ -20,6 +20,7 @@ mod delivery;
 mod durability;
 mod encryption;
 mod fairness;
+mod fuzz;
 mod layering;
 mod network;
 mod observability;

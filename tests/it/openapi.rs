@@ -655,3 +655,153 @@ fn the_schema_check_catches_a_wrong_type_a_missing_and_an_undocumented_field_and
         assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
     }
 }
+
+/// The schema `name` of the document's components.
+fn component<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    let schema = &doc["components"]["schemas"][name];
+    assert!(schema.is_object(), "no schema {name}");
+    schema
+}
+
+/// The schema of a documented parameter.
+fn parameter<'a>(doc: &'a Value, method: &str, path: &str, name: &str) -> &'a Value {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .map_or_else(
+            || panic!("{method} {path} has no parameter {name}"),
+            |p| &p["schema"],
+        )
+}
+
+#[test]
+fn the_document_states_the_bounds_the_server_enforces_and_they_hold_at_the_edges() {
+    let app = spawn_app();
+    let doc = fetch(&app);
+
+    let rule = component(&doc, "RuleInput");
+    let required: BTreeSet<&str> = rule["required"]
+        .as_array()
+        .expect("RuleInput.required")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(required, ["name", "trigger", "webhook"].into());
+    let name = &rule["properties"]["name"];
+    assert_eq!(name["type"], "string", "a rule's name may not be null");
+    assert_eq!(
+        (&name["minLength"], &name["maxLength"]),
+        (&json!(1), &json!(200))
+    );
+    assert_eq!(rule["properties"]["description"]["maxLength"], 2000);
+    let concurrency = &rule["properties"]["max_concurrency"];
+    assert_eq!(
+        (&concurrency["minimum"], &concurrency["maximum"]),
+        (&json!(1), &json!(256))
+    );
+    let webhook = component(&doc, "WebhookInput");
+    assert_eq!(webhook["required"], json!(["url"]));
+    assert_eq!(webhook["properties"]["url"]["maxLength"], 2048);
+    let timeout = &webhook["properties"]["timeout_ms"];
+    assert_eq!(
+        (&timeout["minimum"], &timeout["maximum"]),
+        (&json!(1), &json!(30000))
+    );
+    // A PATCH body is its own schema: nothing required, null allowed (it removes).
+    let patch = &doc["paths"]["/api/v1/rules/{id}"]["patch"]["requestBody"]["content"]["application/json"]
+        ["schema"]["$ref"];
+    let patch = component(&doc, patch.as_str().unwrap().rsplit('/').next().unwrap());
+    assert!(patch.get("required").is_none(), "{patch}");
+    assert_eq!(patch["additionalProperties"], false);
+    assert_eq!(
+        patch["properties"]["name"]["type"],
+        json!(["string", "null"])
+    );
+
+    let event_type = "^[a-z0-9][a-z0-9_.:-]{0,127}$";
+    let ingest = component(&doc, "IngestRequest");
+    assert_eq!(ingest["properties"]["type"]["pattern"], event_type);
+    let key = &ingest["properties"]["idempotency_key"];
+    assert_eq!(
+        (&key["minLength"], &key["maxLength"]),
+        (&json!(1), &json!(255))
+    );
+    assert_eq!(
+        component(&doc, "DeclareRequest")["properties"]["name"]["pattern"],
+        event_type
+    );
+    let create_key = component(&doc, "CreateKey");
+    assert_eq!(create_key["properties"]["name"]["type"], "string");
+    assert_eq!(create_key["properties"]["name"]["maxLength"], 100);
+    assert_eq!(
+        component(&doc, "BulkRequest")["properties"]["since"]["type"],
+        "string"
+    );
+    // Bodies that may be left out are still never null.
+    for action in ["test", "preview"] {
+        let body = &doc["paths"][format!("/api/v1/rules/{{id}}/{action}")]["post"]["requestBody"];
+        assert_ne!(body["required"], true, "{action}");
+        let schema = &body["content"]["application/json"]["schema"];
+        assert!(
+            schema.get("$ref").is_some(),
+            "{action} body may be null: {schema}"
+        );
+    }
+    for (path, cursor) in [
+        ("/api/v1/rules", "rul_"),
+        ("/api/v1/deliveries", "dlv_"),
+        ("/api/v1/audit", "aud_"),
+    ] {
+        let limit = parameter(&doc, "get", path, "limit");
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"]),
+            (&json!(1), &json!(250)),
+            "{path}"
+        );
+        let pattern = parameter(&doc, "get", path, "cursor")["pattern"]
+            .as_str()
+            .unwrap();
+        assert!(
+            pattern.starts_with(&format!("^{cursor}")),
+            "{path}: {pattern}"
+        );
+    }
+
+    // At each documented edge the server agrees: the last value in is taken, the first out
+    // refused.
+    let rule_with = |name: String, timeout: u32, concurrency: u32| {
+        json!({"name": name, "max_concurrency": concurrency,
+               "trigger": {"type": "event", "events": ["ping"]},
+               "webhook": {"url": "http://127.0.0.1:9/", "timeout_ms": timeout}})
+    };
+    for (body, ok) in [
+        (rule_with("n".repeat(200), 30000, 256), true),
+        (rule_with("n".repeat(201), 1000, 1), false),
+        (rule_with("n".into(), 30001, 1), false),
+        (rule_with("n".into(), 1, 257), false),
+    ] {
+        let resp = app.post("/api/v1/rules", &body);
+        assert_eq!(resp.status == 201, ok, "{}", resp.text);
+    }
+    for (event, ok) in [
+        (
+            json!({"type": "a".repeat(128), "idempotency_key": "k".repeat(255)}),
+            true,
+        ),
+        (json!({"type": "a".repeat(129)}), false),
+        (
+            json!({"type": "ping", "idempotency_key": "k".repeat(256)}),
+            false,
+        ),
+        (json!({"type": "ping", "idempotency_key": ""}), false),
+    ] {
+        let resp = app.ingest(&event);
+        assert_eq!(resp.status == 202, ok, "{}", resp.text);
+    }
+    for (key, ok) in [("k".repeat(100), true), ("k".repeat(101), false)] {
+        let resp = app.post("/api/v1/api-keys", &json!({"name": key, "role": "ingest"}));
+        assert_eq!(resp.status == 201, ok, "{}", resp.text);
+    }
+}
