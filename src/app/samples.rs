@@ -182,21 +182,26 @@ pub async fn preview(
     req: SampleRequest,
 ) -> Result<Value, AppError> {
     let sample = sample(state, workspace.clone(), id, req).await?;
-    let condition = sample.rule.condition.as_ref().map(|c| {
-        let occurred_at = to_rfc3339(sample.event.occurred_at);
-        let verdict = c.evaluate(&Subject {
-            event_type: sample.event.event_type.as_str(),
-            event_id: sample.event.id.as_str(),
-            occurred_at: &occurred_at,
-            data: &sample.event.data,
-            workspace_id: sample.rule.workspace_id.as_str(),
-            workspace_name: &sample.workspace_name,
+    // The condition runs on the blocking pool, like intake's, never on an HTTP thread.
+    let (sample, condition) = blocking(move || {
+        let condition = sample.rule.condition.as_ref().map(|c| {
+            let occurred_at = to_rfc3339(sample.event.occurred_at);
+            let verdict = c.evaluate(&Subject {
+                event_type: sample.event.event_type.as_str(),
+                event_id: sample.event.id.as_str(),
+                occurred_at: &occurred_at,
+                data: &sample.event.data,
+                workspace_id: sample.rule.workspace_id.as_str(),
+                workspace_name: &sample.workspace_name,
+            });
+            match verdict {
+                Ok(result) => json!({"expression": c.source(), "result": result, "error": null}),
+                Err(e) => json!({"expression": c.source(), "result": null, "error": e}),
+            }
         });
-        match verdict {
-            Ok(result) => json!({"expression": c.source(), "result": result, "error": null}),
-            Err(e) => json!({"expression": c.source(), "result": null, "error": e}),
-        }
-    });
+        Ok::<_, AppError>((sample, condition))
+    })
+    .await?;
     let rule = &sample.rule;
     let mut out = json!({
         "url": rule.webhook.url,
