@@ -2,7 +2,7 @@
 //! only) and the audit log.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
@@ -50,6 +50,15 @@ struct KeysPage {
     new_key: Option<String>,
     name: String,
     error: Option<String>,
+    /// Where a source system posts its events, as this browser reached the server.
+    ingest_url: String,
+}
+
+/// The events endpoint at the address this browser used (the server may sit behind a name
+/// only the clinic's network knows; the Host header is what the EHR would use too).
+fn ingest_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}/api/v1/events", info.scheme(), info.host())
 }
 
 #[derive(Deserialize)]
@@ -58,6 +67,7 @@ struct DoneQuery {
 }
 
 async fn keys_page(
+    req: &HttpRequest,
     state: &AppState,
     me: &super::CurrentUser,
     new_key: Option<String>,
@@ -89,11 +99,13 @@ async fn keys_page(
             new_key,
             name,
             error,
+            ingest_url: ingest_url(req),
         },
     )
 }
 
 async fn keys(
+    req: HttpRequest,
     AdminUser(me): AdminUser,
     query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
@@ -116,13 +128,14 @@ async fn keys(
         ),
         _ => (None, None),
     };
-    keys_page(&state, &me, new_key, String::new(), None, flash).await
+    keys_page(&req, &state, &me, new_key, String::new(), None, flash).await
 }
 
 /// The keys page, where a new key is shown once (the show-once slot's key too).
 const KEYS_PAGE: &str = "/keys";
 
 async fn create_key(
+    req: HttpRequest,
     AdminUser(me): AdminUser,
     CsrfForm(fields): CsrfForm,
     state: web::Data<AppState>,
@@ -144,7 +157,7 @@ async fn create_key(
         }
         Err(e) => {
             let message = refusal(e)?;
-            keys_page(&state, &me, None, name, Some(message), None).await
+            keys_page(&req, &state, &me, None, name, Some(message), None).await
         }
     }
 }

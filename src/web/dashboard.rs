@@ -127,6 +127,8 @@ struct DashboardPage {
     rule_count: usize,
     /// `condition_error` deliveries in the last 24 hours, as shown ("1000+" past the cap).
     condition_errors: String,
+    /// The first-run checklist, while a step that can be checked is still to do.
+    steps: Option<super::NextSteps>,
 }
 
 async fn dashboard(
@@ -169,6 +171,10 @@ async fn dashboard(
     } else {
         o.condition_error_count.to_string()
     };
+    let mut rules = crate::app::rules::list(&state, me.workspace().clone()).await?;
+    rules.sort_by_key(|r| r.name.to_lowercase());
+    let steps = Some(super::NextSteps::of(&state, me.workspace(), &rules).await?)
+        .filter(super::NextSteps::pending);
     let week = o.week;
     let day = &week[week.len().saturating_sub(24)..];
     ok(&DashboardPage {
@@ -179,6 +185,7 @@ async fn dashboard(
         open: o.open,
         rule_count: o.rule_count,
         condition_errors,
+        steps,
     })
 }
 

@@ -136,6 +136,38 @@ impl Layout {
     }
 }
 
+/// The first-run checklist (create a rule, reveal its secret, send a test, give the EHR an
+/// ingest key), shown on an empty dashboard and rules page.
+pub struct NextSteps {
+    pub has_rule: bool,
+    /// The rule to open for the secret and the test, once there is one.
+    pub first_rule: Option<String>,
+    pub has_ingest_key: bool,
+}
+
+impl NextSteps {
+    /// Where the workspace stands; `rules` are its rules, in the order the page lists them.
+    pub async fn of(
+        state: &AppState,
+        workspace: &crate::domain::ids::WorkspaceId,
+        rules: &[crate::domain::rule::Rule],
+    ) -> Result<Self, WebError> {
+        let keys = crate::app::keys::list(state, workspace.clone()).await?;
+        Ok(Self {
+            has_rule: !rules.is_empty(),
+            first_rule: rules.first().map(|r| r.id.to_string()),
+            has_ingest_key: keys
+                .iter()
+                .any(|k| k.role == crate::domain::access::Role::Ingest),
+        })
+    }
+
+    /// Whether anything on the list is still to do.
+    pub fn pending(&self) -> bool {
+        !self.has_rule || !self.has_ingest_key
+    }
+}
+
 /// Renders a page with a status.
 pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, WebError> {
     let body = page.render().map_err(|e| WebError::Internal(e.into()))?;

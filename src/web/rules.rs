@@ -103,6 +103,8 @@ struct RuleRow {
 struct RulesPage {
     l: Layout,
     rows: Vec<RuleRow>,
+    /// What to do first, shown while there are no rules.
+    steps: super::NextSteps,
 }
 
 async fn list(
@@ -124,10 +126,12 @@ async fn list(
             failing_since: failing.get(&r.id).map(|&at| fmt_time(at)),
         })
         .collect();
+    let steps = super::NextSteps::of(&state, me.workspace(), &rules).await?;
     ok(&RulesPage {
         l: Layout::new(&state, Some(&me), "rules", "Rules")
             .flash(done_message(query.done.as_deref())),
         rows,
+        steps,
     })
 }
 

@@ -10,6 +10,40 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // Copy buttons (hidden without JavaScript, where the text can be selected by hand): copy the
+  // text of the element named in data-copy, and say so on the button and to screen readers.
+  const said = document.createElement("p");
+  said.className = "sr";
+  said.setAttribute("role", "status");
+  document.body.append(said);
+  const copyByHand = (el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    return document.execCommand("copy");
+  };
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    const label = button.textContent;
+    button.addEventListener("click", async () => {
+      const el = document.querySelector(button.dataset.copy);
+      if (!el) return;
+      let copied;
+      try {
+        await navigator.clipboard.writeText(el.textContent);
+        copied = true;
+      } catch {
+        copied = copyByHand(el);
+      }
+      const text = copied ? "Copied" : "Selected: press Ctrl+C to copy";
+      button.textContent = text;
+      button.dataset.copied = copied ? "yes" : "no";
+      said.textContent = text;
+      window.setTimeout(() => { button.textContent = label; }, 2500);
+    });
+  }
+
   // Header rows: add a copy of the last row, or remove one, keeping labels unique.
   let counter = 1000;
   const renumber = (row) => {

@@ -441,3 +441,53 @@ fn the_rule_form_in_chromium_shows_every_error_at_once() {
     assert_eq!(rule["webhook"]["body_template"], serde_json::Value::Null);
     assert_eq!(rule["condition"], "has(data.member.id)");
 }
+
+#[test]
+fn first_steps_and_copy_buttons_in_chromium() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, _receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/"));
+    d.wait_for_text("Getting started");
+    assert!(d.displayed("#getting-started"));
+    d.screenshot("words-dashboard-empty");
+    d.set_window(PHONE.0, PHONE.1);
+    d.screenshot("words-dashboard-empty-phone");
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/rules"));
+    d.wait_for_text("No rules yet");
+    assert!(d.exists("#getting-started"));
+
+    // The keys page: a new key, the ingest URL and the example, each with a copy button.
+    d.allow_clipboard();
+    d.goto(&format!("{base}/keys"));
+    d.type_into("#key-name", "EHR");
+    d.click("#create-key");
+    d.wait_for_text("Copy this key now");
+    let key = d.text("#new-key");
+    assert!(d.displayed("#copy-new-key"), "JavaScript shows the copy button");
+    d.click("#copy-new-key");
+    d.wait_for_text("Copied");
+    let read = "const done = arguments[arguments.length - 1]; \
+                navigator.clipboard.readText().then(done, (e) => done('error: ' + e));";
+    assert_eq!(d.execute_async(read).as_str(), Some(key.as_str()));
+    d.screenshot("words-keys-copied");
+    d.click("#copy-ingest-url");
+    crate::support::app::wait_until(WAIT, "the URL on the clipboard", || {
+        (d.execute_async(read).as_str() == Some(&app.url("/api/v1/events"))).then_some(())
+    });
+    d.click("#copy-ingest-example");
+    crate::support::app::wait_until(WAIT, "the example on the clipboard", || {
+        d.execute_async(read)
+            .as_str()
+            .is_some_and(|t| t.starts_with("curl -X POST") && t.contains("YOUR_INGEST_KEY"))
+            .then_some(())
+    });
+    d.scroll_to("#ingest-example");
+    d.screenshot("words-keys-ingest");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("#ingest-example");
+    d.screenshot("words-keys-ingest-phone");
+}

@@ -263,6 +263,26 @@ impl Driver {
         }
     }
 
+    /// Runs an async script (its last argument is the callback) and returns what it passes.
+    pub fn execute_async(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/async",
+            Some(&json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Lets the page read the clipboard, so a test can check what a copy button copied.
+    pub fn allow_clipboard(&self) {
+        for name in ["clipboard-read", "clipboard-write"] {
+            self.session_call(
+                "POST",
+                "/permissions",
+                Some(&json!({"descriptor": {"name": name}, "state": "granted"})),
+            );
+        }
+    }
+
     pub fn set_window(&self, width: u32, height: u32) {
         self.session_call(
             "POST",
