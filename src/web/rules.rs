@@ -871,11 +871,17 @@ async fn rule_page(
     let failing = rule_cases::failing_since(state).await?;
     let names: std::collections::HashMap<_, _> =
         std::iter::once((rule.id.clone(), rule.name.clone())).collect();
+    let attempted = page
+        .iter()
+        .filter(|d| d.attempts > 0)
+        .map(|d| d.id.clone())
+        .collect();
+    let latest = deliveries::latest_attempts(state, attempted).await?;
     let page = RulePage {
         l: Layout::new(state, Some(me), "rules", &rule.name).flash(flash),
         r: RuleView::new(&rule, state, failing.get(&rule.id).copied()),
         revealed,
-        history: delivery_rows(&page, &names),
+        history: delivery_rows(&page, &names, &latest),
         more_history: cursor.is_some(),
     };
     ok(&page)

@@ -81,6 +81,32 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // The delivery log refreshes itself while a delivery on it is waiting (data-refresh, in
+  // seconds): it fetches the same page and swaps in the new list, so the filters being typed
+  // and the scroll position stay. It stops once nothing is waiting, and pauses while the tab
+  // is hidden. Without this script the page says to reload.
+  const list = document.getElementById("delivery-list");
+  const refresh = async () => {
+    const current = document.getElementById("delivery-list");
+    const seconds = Number(current?.dataset.refresh);
+    if (!current || !seconds) return;
+    window.setTimeout(async () => {
+      if (document.hidden) { refresh(); return; }
+      try {
+        const res = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+        if (!res.ok || res.redirected) return;
+        const page = new DOMParser().parseFromString(await res.text(), "text/html");
+        const fresh = page.getElementById("delivery-list");
+        if (!fresh) return;
+        current.replaceWith(document.importNode(fresh, true));
+      } catch {
+        // Offline for a moment: try again on the next tick.
+      }
+      refresh();
+    }, seconds * 1000);
+  };
+  if (list) refresh();
+
   // Show only the fields that apply (event patterns or cron; the body template).
   const toggles = document.querySelectorAll("[data-show-when]");
   const update = () => {

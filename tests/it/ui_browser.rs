@@ -491,3 +491,83 @@ fn first_steps_and_copy_buttons_in_chromium() {
     d.scroll_to("#ingest-example");
     d.screenshot("words-keys-ingest-phone");
 }
+
+#[test]
+fn the_delivery_log_in_chromium_links_whole_rows_and_refreshes_while_retrying() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let app = crate::support::app::spawn_app_with(|c| {
+        // Long enough to see the retrying row, short enough for the test.
+        c.retry.base_delay = Duration::from_secs(4);
+        c.retry.max_delay = Duration::from_secs(4);
+    });
+    let receiver = TestReceiver::start();
+    receiver.reply_sequence(vec![crate::support::receiver::Reply::status(503)]);
+    tidings::app::users::new_user(
+        app.store(),
+        app.store().default_workspace(),
+        "anna",
+        UserRole::Admin,
+        PASSWORD,
+        None,
+        false,
+    )
+    .unwrap();
+    let base = app.url("");
+    let d = Driver::start(&chromedriver);
+    d.set_window(1366, 900);
+    sign_in(&d, &base, "anna");
+    app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    for i in 0..3 {
+        let e = app.ingest(&json!({"type": "appointment:booked", "data": {"member": {"id": i}}}));
+        assert_eq!(e.status, 202);
+    }
+    let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
+    let event_id = e.body["id"].as_str().unwrap().to_owned();
+    crate::support::app::wait_until(WAIT, "the first attempt to fail", || {
+        let v = app.get(&format!("/api/v1/events/{event_id}")).body;
+        (v["deliveries"][0]["status"] == "retrying").then_some(())
+    });
+    let did = app.get(&format!("/api/v1/events/{event_id}")).body["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    d.goto(&format!("{base}/deliveries?event_type=member:*"));
+    d.wait_for_text("updates itself");
+    let row = format!("#row-{did}");
+    assert!(d.text(&row).contains("503"), "{}", d.text(&row));
+    assert!(d.text(&row).contains("error status"));
+    d.screenshot("words-deliveries-retrying");
+    d.set_window(PHONE.0, PHONE.1);
+    assert!(d.displayed(&format!("{row} .badge")), "Status stays on a phone");
+    d.scroll_down_to(&format!("{row} td:first-child"));
+    d.screenshot("words-deliveries-retrying-phone");
+    assert!(d.displayed("#apply-filters"));
+    d.set_window(1366, 900);
+
+    // No reload from the test: the page's script brings the success in by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !d.text(&row).contains("succeeded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list never refreshed: {}",
+            d.text(&row)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(d.text(&row).contains("200"));
+    assert!(!d.exists("#refresh-note"), "nothing waits: no more refreshes");
+    assert!(
+        d.current_url().ends_with("event_type=member:*"),
+        "{}",
+        d.current_url()
+    );
+    d.screenshot("words-deliveries-done");
+
+    // A click anywhere on the row (here its Attempts cell) opens the delivery.
+    d.click_point(&format!("{row} td:last-child"));
+    d.wait_for_text("Attempt 2: succeeded");
+    assert!(d.current_url().ends_with(&format!("/deliveries/{did}")));
+}

@@ -2,10 +2,21 @@
 //! do next, the keys page shows where and how a source system posts its events, the
 //! delivery log says what happened to each delivery, and error pages keep their way back.
 
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::support::app::spawn_app;
+use crate::support::app::{spawn_app, spawn_app_with, wait_until};
+use crate::support::receiver::{Reply, TestReceiver};
 use crate::support::ui::setup_admin;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `2026-11-23 10:00:05 UTC`, as the pages show a time.
+fn fmt_time(ms: i64) -> String {
+    let s = tidings::domain::time::to_rfc3339(ms - ms.rem_euclid(1000));
+    s.replacen('T', " ", 1).replace('Z', " UTC")
+}
 
 #[test]
 fn an_empty_dashboard_and_rules_page_list_the_first_steps_until_they_are_done() {
@@ -83,4 +94,106 @@ fn the_keys_page_shows_the_ingest_url_an_example_and_copy_buttons() {
         &[],
     );
     assert_eq!(sent.status, 202, "{}", sent.text);
+}
+
+/// The delivery with this id's row in the log, from its `<tr id>` to its end.
+fn row<'a>(page: &'a crate::support::ui::Page, delivery_id: &str) -> &'a str {
+    let start = page
+        .text
+        .find(&format!("<tr id=\"row-{delivery_id}\""))
+        .unwrap_or_else(|| panic!("no row for {delivery_id}:\n{}", page.text));
+    let end = page.text[start..].find("</tr>").unwrap() + start;
+    &page.text[start..end]
+}
+
+#[test]
+fn the_delivery_log_shows_the_answer_the_error_and_the_next_attempt() {
+    let app = spawn_app_with(|c| {
+        c.retry.base_delay = Duration::from_secs(600);
+        c.retry.max_delay = Duration::from_secs(600);
+    });
+    let receiver = TestReceiver::start();
+    receiver.reply_sequence(vec![Reply::status(503)]);
+    let admin = setup_admin(&app, "anna");
+    app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    let failing = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
+    let failing_id = failing.body["id"].as_str().unwrap();
+    let retrying = wait_until(WAIT, "the first attempt", || {
+        let d = app.get(&format!("/api/v1/events/{failing_id}")).body["deliveries"][0].clone();
+        (d["status"] == "retrying").then_some(d)
+    });
+    let rid = retrying["id"].as_str().unwrap();
+    let page = admin.get("/deliveries");
+    page.assert_status(200);
+    let r = row(&page, rid);
+    assert!(r.contains("<td class=\"more\">503</td>"), "{r}");
+    assert!(r.contains("<td>error status</td>"), "{r}");
+    let next = tidings::domain::time::parse_rfc3339(retrying["next_attempt_at"].as_str().unwrap())
+        .unwrap();
+    assert!(r.contains(&fmt_time(next)), "the next attempt's time: {r}");
+    assert!(r.contains(&format!("class=\"rowlink\" href=\"/deliveries/{rid}\"")));
+    // Something is waiting: the page refreshes itself (with the script) or says to reload.
+    assert!(page.text.contains("id=\"delivery-list\" data-refresh=\"5\""));
+    assert!(page.text.contains("reload the page"));
+
+    // Succeeded: its 200 and no error; with nothing waiting the list no longer refreshes.
+    let ok = app.ingest(&json!({"type": "member:deleted", "data": {"member": {"id": 2}}}));
+    let ok_delivery = app.wait_settled(ok.body["id"].as_str().unwrap(), WAIT);
+    let oid = ok_delivery[0]["id"].as_str().unwrap();
+    let page = admin.get(&format!("/deliveries?status=succeeded"));
+    let r = row(&page, oid);
+    assert!(r.contains("<td class=\"more\">200</td>"), "{r}");
+    assert!(r.contains("<td></td>"), "no error: {r}");
+    assert!(!page.text.contains("data-refresh"));
+}
+
+#[test]
+fn the_event_type_filter_takes_a_family_and_pages_through_all_of_it() {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    let admin = setup_admin(&app, "anna");
+    app.create_rule(&receiver.url("/hook"), &["*"]);
+    // 55 member events among 11 appointment events: more than one page of the family.
+    let mut last = String::new();
+    for i in 0..66 {
+        let t = if i % 6 == 5 { "appointment:booked" } else { "member:created" };
+        let e = app.ingest(&json!({"type": t, "data": {"member": {"id": i}}}));
+        e.body["id"].as_str().unwrap().clone_into(&mut last);
+    }
+    app.wait_settled(&last, WAIT);
+    let count = |text: &str, needle: &str| text.matches(needle).count();
+
+    let first = admin.get("/deliveries?event_type=member%3A*");
+    first.assert_status(200);
+    assert_eq!(count(&first.text, "<tr id=\"row-"), 50, "a full first page");
+    assert_eq!(count(&first.text, "<td>member:created"), 50);
+    assert!(!first.text.contains("appointment:booked</td>"));
+    assert!(first.text.contains("value=\"member:*\""), "the filter is kept");
+    let older = first.text.split("href=\"").find(|s| s.starts_with("/deliveries?")).map(|s| {
+        s[..s.find('"').unwrap()].replace("&#38;", "&")
+    });
+    let older = older.expect("a link to older deliveries");
+    assert!(older.contains("event_type=member%3A*"), "{older}");
+    let second = admin.get(&older);
+    second.assert_status(200);
+    assert_eq!(count(&second.text, "<tr id=\"row-"), 5, "{}", second.text);
+    assert_eq!(count(&second.text, "<td>member:created"), 5);
+    let ids = |t: &str| -> Vec<String> {
+        t.split("<tr id=\"row-").skip(1).map(|s| s[..s.find('"').unwrap()].to_owned()).collect()
+    };
+    let mut all = ids(&first.text);
+    all.extend(ids(&second.text));
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 55, "every member delivery once");
+
+    // "*" is every type; an exact type still works; a bad pattern says what is wrong.
+    let every = admin.get("/deliveries?event_type=*");
+    assert!(every.text.contains("appointment:booked</td>"));
+    let exact = admin.get("/deliveries?event_type=appointment%3Abooked");
+    assert_eq!(count(&exact.text, "<tr id=\"row-"), 11);
+    let bad = admin.get("/deliveries?event_type=mem*ber%3A*");
+    bad.assert_status(400);
+    let message = bad.by_id("filter-error").unwrap();
+    assert!(message.contains("family ending in *"), "{message}");
 }
