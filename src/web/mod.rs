@@ -32,7 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("")
             .wrap_fn(|req, srv| {
                 let response = srv.call(req);
-                async move { Ok(with_mode_banner(response.await?)) }
+                async move { Ok(with_layout(response.await?).await) }
             })
             .wrap(security_headers())
             .configure(assets::routes)
@@ -63,23 +63,27 @@ fn security_headers() -> DefaultHeaders {
         .add((header::CACHE_CONTROL, "no-store"))
 }
 
-/// Error pages are rendered where no app state is at hand (`ResponseError`); in development
-/// mode this renders them again with the permanent "development mode" banner.
-fn with_mode_banner(res: ServiceResponse) -> ServiceResponse {
-    let dev = res
-        .request()
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.config.is_development());
-    let page = res
+/// Error pages are rendered where no app state or user is at hand (`ResponseError`); this
+/// renders them again with the signed-in user's navigation (so a 404 or 403 is not a dead
+/// end) and, in development mode, the permanent "development mode" banner.
+async fn with_layout(res: ServiceResponse) -> ServiceResponse {
+    let Some(err) = res
         .response()
         .error()
         .and_then(|e| e.as_error::<WebError>())
-        .filter(|_| dev)
-        .map(|e| e.page(true));
-    match page {
-        Some(page) => res.into_response(page),
-        None => res,
+        .filter(|e| !matches!(e, WebError::Redirect(_)))
+    else {
+        return res;
+    };
+    let Some(state) = res.request().app_data::<web::Data<AppState>>().cloned() else {
+        return res;
+    };
+    let user = auth::signed_in(res.request().clone()).await;
+    if user.is_none() && !state.config.is_development() {
+        return res;
     }
+    let page = err.page(Layout::new(&state, user.as_ref(), "", ""));
+    res.into_response(page)
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, WebError> {
@@ -123,6 +127,23 @@ impl Layout {
             is_admin: role == Some(UserRole::Admin),
             csrf: user.map(|u| u.session.csrf.clone()).unwrap_or_default(),
             dev: state.config.is_development(),
+            flash: None,
+            css: assets::url("css/app.css"),
+            js: assets::url("js/app.js"),
+        }
+    }
+
+    /// The layout of a page shown to nobody in particular: no navigation.
+    fn bare(dev: bool) -> Self {
+        Self {
+            title: String::new(),
+            nav: "",
+            username: None,
+            role: "",
+            can_edit: false,
+            is_admin: false,
+            csrf: String::new(),
+            dev,
             flash: None,
             css: assets::url("css/app.css"),
             js: assets::url("js/app.js"),
@@ -267,13 +288,13 @@ impl ResponseError for WebError {
         if let Self::Internal(err) = self {
             tracing::error!(error = format!("{err:#}"), "internal error in the admin UI");
         }
-        self.page(false)
+        self.page(Layout::bare(false))
     }
 }
 
 impl WebError {
-    /// The error as a page (or redirect); `dev` shows the development-mode banner.
-    fn page(&self, dev: bool) -> HttpResponse {
+    /// The error as a page (or redirect) in this layout (its title is set here).
+    fn page(&self, mut l: Layout) -> HttpResponse {
         let (status, heading, message) = match self {
             Self::Redirect(to) => return see_other(to),
             Self::Page {
@@ -287,20 +308,7 @@ impl WebError {
                 "tidings could not show this page. The server log has the details.",
             ),
         };
-        // The error page has no nav (no user at hand here) and no script.
-        let l = Layout {
-            title: heading.to_owned(),
-            nav: "",
-            username: None,
-            role: "",
-            can_edit: false,
-            is_admin: false,
-            csrf: String::new(),
-            dev,
-            flash: None,
-            css: assets::url("css/app.css"),
-            js: assets::url("js/app.js"),
-        };
+        heading.clone_into(&mut l.title);
         let page = ErrorPage {
             l,
             status: status.as_u16(),

@@ -979,7 +979,8 @@ struct PreviewPage {
     event_type: String,
     method: String,
     url: String,
-    headers: Vec<(String, String)>,
+    /// (name, value, a note on a value that is only the preview's: the sample id).
+    headers: Vec<(String, String, Option<&'static str>)>,
     body: String,
     /// The condition and what it says about the sample event, when the rule has one.
     condition: Option<(String, String)>,
@@ -1019,12 +1020,27 @@ async fn preview(
         event_type: text(&p["event_type"]),
         method: text(&p["method"]),
         url: text(&p["url"]),
-        headers: pairs(&p["headers"]),
+        headers: pairs(&p["headers"])
+            .into_iter()
+            .map(|(k, v)| {
+                let note = id_header_note(&k);
+                (k, v, note)
+            })
+            .collect(),
         body: pretty(&text(&p["body"])),
         condition: condition_verdict(&p["condition"]),
         template_error: p["template_error"].as_str().map(str::to_owned),
     };
     ok(&page)
+}
+
+/// A preview's delivery id header holds a made-up id; a reader copying it into a receiver's
+/// test would otherwise take it for a real delivery's.
+fn id_header_note(name: &str) -> Option<&'static str> {
+    ["x-webhook-id", "webhook-id"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+        .then_some("a sample id for this preview: each real delivery and test send gets its own, and the signature changes with it")
 }
 
 /// The preview's `condition` (`{expression, result, error}`) in words, if the rule has one.

@@ -571,3 +571,31 @@ fn the_delivery_log_in_chromium_links_whole_rows_and_refreshes_while_retrying() 
     d.wait_for_text("Attempt 2: succeeded");
     assert!(d.current_url().ends_with(&format!("/deliveries/{did}")));
 }
+
+#[test]
+fn an_error_page_in_chromium_keeps_the_navigation_and_the_preview_marks_its_sample_id() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/deliveries/dlv_nothing"));
+    d.wait_for_text("Not found");
+    assert!(d.displayed("nav[aria-label=\"Main\"]"));
+    d.screenshot("words-error-page");
+    d.set_window(PHONE.0, PHONE.1);
+    d.screenshot("words-error-page-phone");
+    d.set_window(1366, 900);
+    d.click("nav a[href=\"/rules\"]");
+    d.wait_for_text("Getting started");
+
+    let rule = app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    let id = rule["id"].as_str().unwrap();
+    d.goto(&format!("{base}/rules/{id}/preview"));
+    d.wait_for_text("a sample id for this preview");
+    d.scroll_to(".id-note");
+    d.screenshot("words-preview-id");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_down_to(".id-note");
+    d.screenshot("words-preview-id-phone");
+}

@@ -197,3 +197,52 @@ fn the_event_type_filter_takes_a_family_and_pages_through_all_of_it() {
     let message = bad.by_id("filter-error").unwrap();
     assert!(message.contains("family ending in *"), "{message}");
 }
+
+#[test]
+fn error_pages_keep_the_navigation_of_whoever_is_signed_in() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    let missing = admin.get("/no-such-page");
+    missing.assert_status(404);
+    assert!(missing.text.contains("aria-label=\"Main\""), "{}", missing.text);
+    assert!(missing.text.contains("id=\"sign-out\""));
+    assert!(!missing.text.contains("href=\"/login\""), "signed in already");
+    let gone = admin.get("/rules/rul_00000000000000000000000000000000");
+    assert_eq!(gone.status, 404, "{}", gone.text);
+    assert!(gone.text.contains("aria-label=\"Main\""));
+    // A viewer refused an admin page still has their own navigation (without admin entries).
+    let viewer = crate::support::ui::user(&app, "victor", tidings::domain::user::UserRole::Viewer);
+    let refused = viewer.get("/keys");
+    refused.assert_status(403);
+    assert!(refused.text.contains("aria-label=\"Main\""));
+    assert!(refused.text.contains("victor"));
+    assert!(!refused.text.contains("href=\"/keys\""), "no admin entries for a viewer");
+    // Nobody signed in: no navigation, and a way to sign in.
+    let anon = crate::support::ui::Browser::new(&app).get("/no-such-page");
+    anon.assert_status(404);
+    assert!(!anon.text.contains("aria-label=\"Main\""));
+    assert!(anon.text.contains("href=\"/login\""));
+}
+
+#[test]
+fn the_preview_says_its_webhook_id_is_a_sample() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    for signing in ["hmac-sha256", "standard-webhooks"] {
+        let rule = app.create_rule_with(json!({
+            "name": signing, "trigger": {"type": "event", "events": ["member:created"]},
+            "webhook": {"url": "http://127.0.0.1:9/hook", "signing": signing},
+        }));
+        let id = rule["id"].as_str().unwrap();
+        let page = admin.get(&format!("/rules/{id}/preview"));
+        page.assert_status(200);
+        let at = page
+            .text
+            .to_ascii_lowercase()
+            .find("webhook-id</td>")
+            .unwrap_or_else(|| panic!("an id header for {signing}:\n{}", page.text));
+        let cell = &page.text[at..at + 400];
+        assert!(cell.contains("class=\"help id-note\""), "{cell}");
+        assert!(cell.contains("a sample id for this preview"), "{cell}");
+    }
+}
