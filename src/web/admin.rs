@@ -7,9 +7,13 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::auth::CsrfForm;
-use super::{AdminUser, Layout, UiState, WebError, fmt_time, ok, render, see_other};
+use std::collections::HashMap;
+
+use super::{
+    AdminUser, Layout, UiState, WebError, fmt_time, ok, parse_local_time, render, see_other,
+};
 use crate::app::{AppState, audit, keys, users};
-use crate::domain::audit::Actor;
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, AuditId, UserId};
 use crate::domain::user::UserRole;
 use crate::error::{AppError, Code};
@@ -391,7 +395,9 @@ struct AuditRow {
     at: String,
     actor: String,
     action: String,
+    /// What it was done to, by name, and where that is now (none once deleted).
     target: String,
+    target_href: Option<String>,
     detail: String,
 }
 
@@ -401,11 +407,68 @@ struct AuditPage {
     l: Layout,
     rows: Vec<AuditRow>,
     older: Option<String>,
+    paged: bool,
+    /// (value, label) of the action and actor filters; the chosen ones and the times as typed.
+    actions: Vec<(String, String)>,
+    actors: Vec<(String, String)>,
+    action: String,
+    actor: String,
+    since: String,
+    until: String,
+    error: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct CursorQuery {
+#[derive(Debug, Default, Deserialize)]
+struct AuditQuery {
     cursor: Option<String>,
+    action: Option<String>,
+    actor: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// Every action the log records, by area, for the filter (an area's `*` first).
+const ACTIONS: [(&str, &[&str]); 7] = [
+    (
+        "rule",
+        &[
+            "rule.create",
+            "rule.update",
+            "rule.activate",
+            "rule.deactivate",
+            "rule.delete",
+            "rule.secret.view",
+            "rule.secret.rotate",
+            "rule.redeliver_failed",
+        ],
+    ),
+    ("delivery", &["delivery.redeliver"]),
+    ("api_key", &["api_key.create", "api_key.delete"]),
+    (
+        "user",
+        &[
+            "user.create",
+            "user.update",
+            "user.role",
+            "user.password",
+            "user.delete",
+            "user.login",
+            "user.login_failed",
+            "user.logout",
+        ],
+    ),
+    ("session", &["session.create", "session.delete"]),
+    ("event_type", &["event_type.declare"]),
+    ("backup", &["backup.create"]),
+];
+
+fn action_options() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (area, actions) in ACTIONS {
+        out.push((format!("{area}.*"), format!("{area}: anything")));
+        out.extend(actions.iter().map(|a| ((*a).to_owned(), (*a).to_owned())));
+    }
+    out
 }
 
 fn actor_label(a: &Actor) -> String {
@@ -417,34 +480,175 @@ fn actor_label(a: &Actor) -> String {
     }
 }
 
+/// Names of what the log's entries point at, as they are now.
+struct Names {
+    rules: HashMap<String, String>,
+    keys: HashMap<String, String>,
+    users: HashMap<String, String>,
+}
+
+impl Names {
+    /// The entry's target by name with a link, or, once deleted, the name it had then.
+    fn target(&self, e: &AuditEntry) -> (String, Option<String>) {
+        let id = e.target_id.as_str();
+        let then = || {
+            [&e.after, &e.before].into_iter().flatten().find_map(|v| {
+                v["name"]
+                    .as_str()
+                    .or(v["username"].as_str())
+                    .map(str::to_owned)
+            })
+        };
+        let gone = |kind: &str| match then() {
+            Some(n) => format!("{kind} {n} (deleted)"),
+            None => format!("{kind} {id} (deleted)"),
+        };
+        match e.target_type.as_str() {
+            "rule" => match self.rules.get(id) {
+                Some(n) => (format!("rule {n}"), Some(format!("/rules/{id}"))),
+                None => (gone("rule"), None),
+            },
+            "api_key" => match self.keys.get(id) {
+                Some(n) => (format!("API key {n}"), Some("/keys".into())),
+                None => (gone("API key"), None),
+            },
+            "user" => match self.users.get(id) {
+                Some(n) => (format!("user {n}"), Some("/users".into())),
+                None => (gone("user"), None),
+            },
+            "delivery" => ("a delivery".into(), Some(format!("/deliveries/{id}"))),
+            "event_type" => (format!("event type {id}"), Some("/event-types".into())),
+            other => (format!("{other} {id}"), None),
+        }
+    }
+}
+
 async fn audit(
     AdminUser(me): AdminUser,
-    query: web::Query<CursorQuery>,
+    query: web::Query<AuditQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let before = match query.cursor.as_deref() {
+    let q = query.into_inner();
+    let ws = me.workspace().clone();
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let time = |name: &str, v: &Option<String>| match given(v) {
+        None => Ok(None),
+        Some(t) => parse_local_time(&t)
+            .map(Some)
+            .ok_or_else(|| format!("{name} {t:?} is not a date and time")),
+    };
+    let before = match q.cursor.as_deref() {
         Some(c) => Some(
             AuditId::parse(c)
                 .ok_or_else(|| WebError::bad_request("That page link is not valid."))?,
         ),
         None => None,
     };
-    let (page, cursor) = audit::page(&state, me.workspace().clone(), before, 50).await?;
+    let filter = time("From", &q.since).and_then(|since| {
+        let until = time("Until", &q.until)?.map(|u| u + 59_999);
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            return Err("From must not be later than Until".to_owned());
+        }
+        Ok(audit::AuditFilter {
+            action: given(&q.action),
+            actor: given(&q.actor),
+            since,
+            until,
+        })
+    });
+    let (page, cursor, error) = match filter {
+        Ok(f) => {
+            let (page, cursor) = audit::search(&state, ws.clone(), f, before, 50).await?;
+            (page, cursor, None)
+        }
+        Err(e) => (Vec::new(), None, Some(e)),
+    };
+    let rules = crate::app::rules::list(&state, ws.clone()).await?;
+    let key_list = keys::list(&state, ws.clone()).await?;
+    let user_list = users::list(&state, ws).await?;
+    let names = Names {
+        rules: rules
+            .iter()
+            .map(|r| (r.id.to_string(), r.name.clone()))
+            .collect(),
+        keys: key_list
+            .iter()
+            .map(|k| (k.id.to_string(), k.name.clone()))
+            .collect(),
+        users: user_list
+            .iter()
+            .map(|u| (u.id.to_string(), u.username.clone()))
+            .collect(),
+    };
     let rows = page
         .iter()
-        .map(|e| AuditRow {
-            at: fmt_time(e.at),
-            actor: actor_label(&e.actor),
-            action: e.action.clone(),
-            target: format!("{} {}", e.target_type, e.target_id),
-            detail: e.detail.clone().unwrap_or_default(),
+        .map(|e| {
+            let (target, target_href) = names.target(e);
+            AuditRow {
+                at: fmt_time(e.at),
+                actor: actor_label(&e.actor),
+                action: e.action.clone(),
+                target,
+                target_href,
+                detail: e.detail.clone().unwrap_or_default(),
+            }
         })
         .collect();
-    ok(&AuditPage {
-        l: Layout::new(&state, Some(&me), "audit", "Audit log"),
-        rows,
-        older: cursor.map(|c| format!("/audit?cursor={c}")),
-    })
+    let mut actors: Vec<(String, String)> = user_list
+        .iter()
+        .map(|u| (format!("user:{}", u.id), u.username.clone()))
+        .collect();
+    actors.extend(
+        key_list
+            .iter()
+            .map(|k| (format!("api_key:{}", k.id), format!("API key {:?}", k.name))),
+    );
+    actors.push(("cli".into(), "command line".into()));
+    actors.push(("system".into(), "tidings".into()));
+    let older = cursor.map(|c| {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("action", &q.action),
+            ("actor", &q.actor),
+            ("since", &q.since),
+            ("until", &q.until),
+        ] {
+            if let Some(v) = given(v) {
+                s.append_pair(k, &v);
+            }
+        }
+        s.append_pair("cursor", c.as_str());
+        format!("/audit?{}", s.finish())
+    });
+    let keep = |v: &Option<String>| v.clone().unwrap_or_default();
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &AuditPage {
+            l: Layout::new(&state, Some(&me), "audit", "Audit log"),
+            rows,
+            older,
+            paged: q.cursor.is_some(),
+            actions: action_options(),
+            actors,
+            action: keep(&q.action),
+            actor: keep(&q.actor),
+            since: keep(&q.since),
+            until: keep(&q.until),
+            error,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use super::{AnyUser, EditorUser, Layout, WebError, fmt_time, ok, parse_local_tim
 use crate::app::deliveries::{self, FilterInput};
 use crate::app::{AppState, rules};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
-use crate::domain::pattern::Pattern;
 use crate::domain::ids::{DeliveryId, RuleId};
+use crate::domain::pattern::Pattern;
 use crate::error::AppError;
 use crate::store::DeliveryFilter;
 

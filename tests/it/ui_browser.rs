@@ -467,7 +467,10 @@ fn first_steps_and_copy_buttons_in_chromium() {
     d.click("#create-key");
     d.wait_for_text("Copy this key now");
     let key = d.text("#new-key");
-    assert!(d.displayed("#copy-new-key"), "JavaScript shows the copy button");
+    assert!(
+        d.displayed("#copy-new-key"),
+        "JavaScript shows the copy button"
+    );
     d.click("#copy-new-key");
     d.wait_for_text("Copied");
     let read = "const done = arguments[arguments.length - 1]; \
@@ -541,7 +544,10 @@ fn the_delivery_log_in_chromium_links_whole_rows_and_refreshes_while_retrying() 
     assert!(d.text(&row).contains("error status"));
     d.screenshot("words-deliveries-retrying");
     d.set_window(PHONE.0, PHONE.1);
-    assert!(d.displayed(&format!("{row} .badge")), "Status stays on a phone");
+    assert!(
+        d.displayed(&format!("{row} .badge")),
+        "Status stays on a phone"
+    );
     d.scroll_down_to(&format!("{row} td:first-child"));
     d.screenshot("words-deliveries-retrying-phone");
     assert!(d.displayed("#apply-filters"));
@@ -558,7 +564,10 @@ fn the_delivery_log_in_chromium_links_whole_rows_and_refreshes_while_retrying() 
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(d.text(&row).contains("200"));
-    assert!(!d.exists("#refresh-note"), "nothing waits: no more refreshes");
+    assert!(
+        !d.exists("#refresh-note"),
+        "nothing waits: no more refreshes"
+    );
     assert!(
         d.current_url().ends_with("event_type=member:*"),
         "{}",
@@ -598,4 +607,16 @@ fn an_error_page_in_chromium_keeps_the_navigation_and_the_preview_marks_its_samp
     d.set_window(PHONE.0, PHONE.1);
     d.scroll_down_to(".id-note");
     d.screenshot("words-preview-id-phone");
+
+    // The audit log by names, filtered to rules with the form.
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/audit"));
+    d.click("#a-action option[value=\"rule.*\"]");
+    d.click("#apply-audit-filters");
+    d.wait_for_text("rule test rule");
+    assert!(d.current_url().contains("action=rule.*"));
+    assert!(d.exists(&format!("table.audit a[href=\"/rules/{id}\"]")));
+    d.screenshot("words-audit");
+    d.set_window(PHONE.0, PHONE.1);
+    d.screenshot("words-audit-phone");
 }

@@ -32,7 +32,11 @@ fn an_empty_dashboard_and_rules_page_list_the_first_steps_until_they_are_done() 
     let admin = setup_admin(&app, "anna");
     let dash = admin.get("/");
     dash.assert_status(200);
-    assert!(dash.text.contains("id=\"getting-started\""), "{}", dash.text);
+    assert!(
+        dash.text.contains("id=\"getting-started\""),
+        "{}",
+        dash.text
+    );
     for step in ["step-rule", "step-secret", "step-test", "step-key"] {
         assert!(dash.text.contains(&format!("id=\"{step}\"")), "{step}");
     }
@@ -48,7 +52,10 @@ fn an_empty_dashboard_and_rules_page_list_the_first_steps_until_they_are_done() 
     let id = rule["id"].as_str().unwrap();
     let dash = admin.get("/");
     assert!(dash.text.contains("id=\"step-rule\" class=\"done\""));
-    assert!(dash.text.contains(&format!("href=\"/rules/{id}\">Open the rule")));
+    assert!(
+        dash.text
+            .contains(&format!("href=\"/rules/{id}\">Open the rule"))
+    );
     assert!(!admin.get("/rules").text.contains("getting-started"));
 
     // An admin key is not what the EHR needs; an ingest key is, and then the list goes.
@@ -73,12 +80,18 @@ fn the_keys_page_shows_the_ingest_url_an_example_and_copy_buttons() {
     let url = app.url("/api/v1/events");
     assert_eq!(page.by_id("ingest-url").as_deref(), Some(url.as_str()));
     let example = page.by_id("ingest-example").unwrap();
-    assert!(example.starts_with(&format!("curl -X POST {url}")), "{example}");
+    assert!(
+        example.starts_with(&format!("curl -X POST {url}")),
+        "{example}"
+    );
     assert!(example.contains("Authorization: Bearer YOUR_INGEST_KEY"));
     assert!(page.text.contains("data-copy=\"#ingest-url\""));
     assert!(page.text.contains("data-copy=\"#ingest-example\""));
     // Copy buttons need the script, so they are hidden without it (js-only).
-    assert!(page.text.contains("class=\"secondary small js-only\" data-copy"));
+    assert!(
+        page.text
+            .contains("class=\"secondary small js-only\" data-copy")
+    );
 
     // The new key, shown once, has its own copy button; the example works as shown.
     let made = admin.post("/keys", &[("name", "EHR"), ("role", "ingest")]);
@@ -133,7 +146,10 @@ fn the_delivery_log_shows_the_answer_the_error_and_the_next_attempt() {
     assert!(r.contains(&fmt_time(next)), "the next attempt's time: {r}");
     assert!(r.contains(&format!("class=\"rowlink\" href=\"/deliveries/{rid}\"")));
     // Something is waiting: the page refreshes itself (with the script) or says to reload.
-    assert!(page.text.contains("id=\"delivery-list\" data-refresh=\"5\""));
+    assert!(
+        page.text
+            .contains("id=\"delivery-list\" data-refresh=\"5\"")
+    );
     assert!(page.text.contains("reload the page"));
 
     // Succeeded: its 200 and no error; with nothing waiting the list no longer refreshes.
@@ -156,7 +172,11 @@ fn the_event_type_filter_takes_a_family_and_pages_through_all_of_it() {
     // 55 member events among 11 appointment events: more than one page of the family.
     let mut last = String::new();
     for i in 0..66 {
-        let t = if i % 6 == 5 { "appointment:booked" } else { "member:created" };
+        let t = if i % 6 == 5 {
+            "appointment:booked"
+        } else {
+            "member:created"
+        };
         let e = app.ingest(&json!({"type": t, "data": {"member": {"id": i}}}));
         e.body["id"].as_str().unwrap().clone_into(&mut last);
     }
@@ -168,10 +188,15 @@ fn the_event_type_filter_takes_a_family_and_pages_through_all_of_it() {
     assert_eq!(count(&first.text, "<tr id=\"row-"), 50, "a full first page");
     assert_eq!(count(&first.text, "<td>member:created"), 50);
     assert!(!first.text.contains("appointment:booked</td>"));
-    assert!(first.text.contains("value=\"member:*\""), "the filter is kept");
-    let older = first.text.split("href=\"").find(|s| s.starts_with("/deliveries?")).map(|s| {
-        s[..s.find('"').unwrap()].replace("&#38;", "&")
-    });
+    assert!(
+        first.text.contains("value=\"member:*\""),
+        "the filter is kept"
+    );
+    let older = first
+        .text
+        .split("href=\"")
+        .find(|s| s.starts_with("/deliveries?"))
+        .map(|s| s[..s.find('"').unwrap()].replace("&#38;", "&"));
     let older = older.expect("a link to older deliveries");
     assert!(older.contains("event_type=member%3A*"), "{older}");
     let second = admin.get(&older);
@@ -179,7 +204,10 @@ fn the_event_type_filter_takes_a_family_and_pages_through_all_of_it() {
     assert_eq!(count(&second.text, "<tr id=\"row-"), 5, "{}", second.text);
     assert_eq!(count(&second.text, "<td>member:created"), 5);
     let ids = |t: &str| -> Vec<String> {
-        t.split("<tr id=\"row-").skip(1).map(|s| s[..s.find('"').unwrap()].to_owned()).collect()
+        t.split("<tr id=\"row-")
+            .skip(1)
+            .map(|s| s[..s.find('"').unwrap()].to_owned())
+            .collect()
     };
     let mut all = ids(&first.text);
     all.extend(ids(&second.text));
@@ -204,9 +232,16 @@ fn error_pages_keep_the_navigation_of_whoever_is_signed_in() {
     let admin = setup_admin(&app, "anna");
     let missing = admin.get("/no-such-page");
     missing.assert_status(404);
-    assert!(missing.text.contains("aria-label=\"Main\""), "{}", missing.text);
+    assert!(
+        missing.text.contains("aria-label=\"Main\""),
+        "{}",
+        missing.text
+    );
     assert!(missing.text.contains("id=\"sign-out\""));
-    assert!(!missing.text.contains("href=\"/login\""), "signed in already");
+    assert!(
+        !missing.text.contains("href=\"/login\""),
+        "signed in already"
+    );
     let gone = admin.get("/rules/rul_00000000000000000000000000000000");
     assert_eq!(gone.status, 404, "{}", gone.text);
     assert!(gone.text.contains("aria-label=\"Main\""));
@@ -216,7 +251,10 @@ fn error_pages_keep_the_navigation_of_whoever_is_signed_in() {
     refused.assert_status(403);
     assert!(refused.text.contains("aria-label=\"Main\""));
     assert!(refused.text.contains("victor"));
-    assert!(!refused.text.contains("href=\"/keys\""), "no admin entries for a viewer");
+    assert!(
+        !refused.text.contains("href=\"/keys\""),
+        "no admin entries for a viewer"
+    );
     // Nobody signed in: no navigation, and a way to sign in.
     let anon = crate::support::ui::Browser::new(&app).get("/no-such-page");
     anon.assert_status(404);
@@ -245,4 +283,96 @@ fn the_preview_says_its_webhook_id_is_a_sample() {
         assert!(cell.contains("class=\"help id-note\""), "{cell}");
         assert!(cell.contains("a sample id for this preview"), "{cell}");
     }
+}
+
+#[test]
+fn the_audit_log_names_and_links_what_was_done_and_filters_by_action_actor_and_time() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    let kept = app.create_rule_with(json!({
+        "name": "Notify CRM", "trigger": {"type": "event", "events": ["member:*"]},
+        "webhook": {"url": "http://127.0.0.1:9/hook"},
+    }));
+    let kept_id = kept["id"].as_str().unwrap();
+    let gone = app.create_rule_with(json!({
+        "name": "Old fax bridge", "trigger": {"type": "event", "events": ["fax:*"]},
+        "webhook": {"url": "http://127.0.0.1:9/fax"},
+    }));
+    let gone_id = gone["id"].as_str().unwrap();
+    assert_eq!(
+        app.send("DELETE", &format!("/api/v1/rules/{gone_id}"), &json!({}))
+            .status,
+        204
+    );
+    admin.get(&format!("/rules/{kept_id}"));
+    admin
+        .post(&format!("/rules/{kept_id}/secret"), &[])
+        .assert_status(303);
+
+    let page = admin.get("/audit");
+    page.assert_status(200);
+    assert!(
+        page.text
+            .contains(&format!("<a href=\"/rules/{kept_id}\">rule Notify CRM</a>")),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("rule Old fax bridge (deleted)"),
+        "the name it had"
+    );
+    assert!(
+        !page.text.contains(&format!("<code>rule {kept_id}")),
+        "no raw ids"
+    );
+    assert!(
+        page.text.contains("API key &#34;test admin&#34;"),
+        "{}",
+        page.text
+    );
+
+    // By action: a family, or one action.
+    let rules_only = admin.get("/audit?action=rule.*");
+    assert!(rules_only.text.contains("<code>rule.create</code>"));
+    assert!(rules_only.text.contains("<code>rule.secret.view</code>"));
+    assert!(!rules_only.text.contains("<code>user.create</code>"));
+    let views = admin.get("/audit?action=rule.secret.view");
+    assert_eq!(views.text.matches("<code>rule.").count(), 1);
+
+    // By actor: anna's own entries, not the API key's.
+    let users = app.get("/api/v1/audit?limit=250").body;
+    let anna = users["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["actor"]["name"] == "anna")
+        .expect("anna is in the log")["actor"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hers = admin.get(&format!("/audit?actor=user%3A{anna}"));
+    assert!(hers.text.contains("<code>rule.secret.view</code>"));
+    assert!(
+        !hers.text.contains("<code>rule.create</code>"),
+        "made with the API key"
+    );
+    assert!(hers.text.contains(&format!(
+        "<option value=\"user:{anna}\" selected>anna</option>"
+    )));
+
+    // By time: a window in the past has none of it; a wrong window says so.
+    let past = admin.get("/audit?since=2020-01-01T00%3A00&until=2020-01-02T00%3A00");
+    past.assert_status(200);
+    assert!(past.text.contains("id=\"audit-empty\""), "{}", past.text);
+    assert!(past.text.contains("that matches"));
+    let now = admin.get("/audit?since=2020-01-01T00%3A00");
+    assert!(now.text.contains("<code>rule.create</code>"));
+    let wrong = admin.get("/audit?since=2021-01-01T00%3A00&until=2020-01-01T00%3A00");
+    wrong.assert_status(400);
+    assert!(
+        wrong
+            .by_id("audit-error")
+            .unwrap()
+            .contains("From must not be later")
+    );
 }
