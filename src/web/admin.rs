@@ -32,7 +32,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/users/{id}/delete").route(web::post().to(delete_user)))
     .service(web::resource("/users/{id}/role").route(web::post().to(change_role)))
-    .service(web::resource("/users/{id}/password").route(web::post().to(change_password)))
+    .service(
+        web::resource("/users/{id}/password")
+            .route(web::get().to(password_page))
+            .route(web::post().to(change_password)),
+    )
     .service(web::resource("/settings").route(web::get().to(settings)))
     .service(web::resource("/audit").route(web::get().to(audit)));
 }
@@ -265,6 +269,10 @@ async fn create_user(
     let username = fields.get("username").to_owned();
     let role_raw = fields.get("role").to_owned();
     let password = fields.get("password").to_owned();
+    if password != fields.get("confirm") {
+        let e = "The two passwords are not the same: type the new password twice.".to_owned();
+        return users_page(&state, &me, username, role_raw, Some(e), None).await;
+    }
     let Some(role) = UserRole::parse(&role_raw) else {
         let e = "Choose a role: viewer, editor or admin.".to_owned();
         return users_page(&state, &me, username, role_raw, Some(e), None).await;
@@ -316,6 +324,51 @@ async fn change_role(
 }
 
 /// Sets a new password for a user (a forgotten one, or one's own) and ends their sessions.
+#[derive(Template)]
+#[template(path = "pages/user_password.html")]
+struct PasswordPage {
+    l: Layout,
+    id: String,
+    username: String,
+    error: Option<String>,
+}
+
+/// The one form for a user's new password (typed twice), rather than a box on every row.
+async fn password_form(
+    state: &AppState,
+    me: &super::CurrentUser,
+    id: &UserId,
+    error: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    let users = users::list(state, me.workspace().clone()).await?;
+    let user = users.iter().find(|u| &u.id == id).ok_or_else(|| {
+        WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
+    })?;
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &PasswordPage {
+            l: Layout::new(state, Some(me), "users", "New password"),
+            id: id.to_string(),
+            username: user.username.clone(),
+            error,
+        },
+    )
+}
+
+async fn password_page(
+    AdminUser(me): AdminUser,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = user_id(&path)?;
+    password_form(&state, &me, &id, None).await
+}
+
 async fn change_password(
     AdminUser(me): AdminUser,
     path: web::Path<String>,
@@ -324,18 +377,14 @@ async fn change_password(
 ) -> Result<HttpResponse, WebError> {
     let id = user_id(&path)?;
     let password = fields.get("password").to_owned();
+    if password != fields.get("confirm") {
+        let e = "The two passwords are not the same: type the new password twice.".to_owned();
+        return password_form(&state, &me, &id, Some(e)).await;
+    }
     let ws = me.workspace().clone();
-    if let Err(e) = users::set_password(&state, ws, me.actor(), id, password).await {
+    if let Err(e) = users::set_password(&state, ws, me.actor(), id.clone(), password).await {
         let message = refusal(e)?;
-        return users_page(
-            &state,
-            &me,
-            String::new(),
-            "viewer".into(),
-            Some(message),
-            None,
-        )
-        .await;
+        return password_form(&state, &me, &id, Some(message)).await;
     }
     Ok(see_other("/users?done=password"))
 }

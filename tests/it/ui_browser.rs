@@ -620,3 +620,34 @@ fn an_error_page_in_chromium_keeps_the_navigation_and_the_preview_marks_its_samp
     d.set_window(PHONE.0, PHONE.1);
     d.screenshot("words-audit-phone");
 }
+
+#[test]
+fn the_dashboard_chart_in_chromium_has_a_table_and_readable_axis_on_a_phone() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    let mut last = String::new();
+    for i in 0..4 {
+        let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": i}}}));
+        e.body["id"].as_str().unwrap().clone_into(&mut last);
+    }
+    app.wait_settled(&last, WAIT);
+    d.goto(&format!("{base}/"));
+    d.wait_for_text("Last 24 hours as a table");
+    d.click(".chartdata summary");
+    assert!(d.displayed(".chartdata table"));
+    d.scroll_down_to(".chart");
+    d.screenshot("words-chart");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_down_to(".ticks");
+    d.screenshot("words-chart-phone");
+    d.goto(&format!("{base}/users"));
+    d.wait_for_text("Add a user");
+    d.type_into("#new-username", "vera");
+    d.screenshot("words-users-phone");
+    d.set_window(1366, 900);
+    d.screenshot("words-users");
+}

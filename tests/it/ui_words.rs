@@ -376,3 +376,173 @@ fn the_audit_log_names_and_links_what_was_done_and_filters_by_action_actor_and_t
             .contains("From must not be later")
     );
 }
+
+/// WCAG relative luminance of `#rrggbb`.
+fn luminance(hex: &str) -> f64 {
+    let h = hex.trim_start_matches('#');
+    let c = |i: usize| {
+        let v = f64::from(u8::from_str_radix(&h[i..i + 2], 16).unwrap()) / 255.0;
+        if v <= 0.039_28 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * c(0) + 0.7152 * c(2) + 0.0722 * c(4)
+}
+
+fn contrast(a: &str, b: &str) -> f64 {
+    let (x, y) = (luminance(a), luminance(b));
+    (x.max(y) + 0.05) / (x.min(y) + 0.05)
+}
+
+#[test]
+fn focus_rings_have_at_least_3_to_1_contrast_where_they_are_drawn() {
+    let css = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/static/css/app.css"))
+        .unwrap();
+    let var = |name: &str| {
+        let marker = format!("--{name}: ");
+        let at = css.find(&marker).unwrap_or_else(|| panic!("--{name}")) + marker.len();
+        let value = &css[at..at + css[at..].find(';').unwrap()];
+        if value.len() == 4 {
+            // #fff → #ffffff
+            value.chars().skip(1).fold("#".to_owned(), |mut s, c| {
+                s.push(c);
+                s.push(c);
+                s
+            })
+        } else {
+            value.to_owned()
+        }
+    };
+    assert!(css.contains(":focus-visible { outline: 3px solid var(--ring);"));
+    assert!(css.contains("header.top :focus-visible { outline-color: var(--ring-on-dark); }"));
+    assert!(
+        css.contains("background: var(--top);"),
+        "the top bar uses --top"
+    );
+    for bg in [
+        var("bg"),
+        var("card"),
+        "#fffbe6".to_owned(),
+        "#eef1f5".to_owned(),
+    ] {
+        let c = contrast(&var("ring"), &bg);
+        assert!(c >= 3.0, "ring on {bg}: {c:.2}");
+    }
+    let c = contrast(&var("ring-on-dark"), &var("top"));
+    assert!(c >= 3.0, "ring on the top bar: {c:.2}");
+}
+
+#[test]
+fn the_dashboard_charts_have_their_figures_in_a_table() {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    let admin = setup_admin(&app, "anna");
+    app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
+    app.wait_settled(e.body["id"].as_str().unwrap(), WAIT);
+    let dash = admin.get("/");
+    assert_eq!(
+        dash.text.matches("<details class=\"chartdata\">").count(),
+        2
+    );
+    assert!(dash.text.contains("Last 24 hours as a table</summary>"));
+    let hours = dash.text.split("Hour starting (UTC)").nth(1).unwrap();
+    let hours = &hours[..hours.find("</table>").unwrap()];
+    assert_eq!(hours.matches("<tr><th scope=\"row\">").count(), 24);
+    assert!(hours.contains("</th><td>1</td><td>0</td></tr>"), "{hours}");
+    let days = dash.text.split("24 hours starting").nth(1).unwrap();
+    let days = &days[..days.find("</table>").unwrap()];
+    assert_eq!(days.matches("<tr><th scope=\"row\">").count(), 7);
+    // Axis labels are HTML (they keep their size), not SVG text that shrinks with the chart.
+    assert!(!dash.text.contains("class=\"tick\""));
+    assert!(dash.text.contains("<ol class=\"ticks ticks-8\""));
+    assert!(dash.text.contains("<ol class=\"ticks ticks-7\""));
+}
+
+#[test]
+fn users_get_one_password_box_with_a_confirmation() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    let page = admin.get("/users");
+    assert_eq!(
+        page.text.matches("type=\"password\"").count(),
+        2,
+        "add-user form only"
+    );
+    assert!(page.text.contains("id=\"new-confirm\""));
+    let mismatch = admin.post(
+        "/users",
+        &[
+            ("username", "vera"),
+            ("role", "viewer"),
+            ("password", "a long passphrase one"),
+            ("confirm", "a long passphrase two"),
+        ],
+    );
+    mismatch.assert_status(400);
+    assert!(
+        mismatch
+            .by_id("user-error")
+            .unwrap()
+            .contains("not the same")
+    );
+    assert!(mismatch.text.contains("value=\"vera\""), "the name is kept");
+    let made = admin.post(
+        "/users",
+        &[
+            ("username", "vera"),
+            ("role", "viewer"),
+            ("password", "a long passphrase one"),
+            ("confirm", "a long passphrase one"),
+        ],
+    );
+    made.assert_status(303);
+    let id = app
+        .store()
+        .user_by_name("vera")
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+    let list = admin.get("/users");
+    assert!(
+        list.text
+            .contains(&format!("<a href=\"/users/{id}/password\""))
+    );
+    assert_eq!(list.text.matches("type=\"password\"").count(), 2);
+
+    let form = admin.get(&format!("/users/{id}/password"));
+    form.assert_status(200);
+    assert!(form.text.contains("New password for vera"));
+    let wrong = admin.post(
+        &format!("/users/{id}/password"),
+        &[
+            ("password", "a brand new passphrase"),
+            ("confirm", "a brand new passphrasE"),
+        ],
+    );
+    wrong.assert_status(400);
+    assert!(
+        wrong
+            .by_id("password-error")
+            .unwrap()
+            .contains("not the same")
+    );
+    crate::support::ui::Browser::new(&app)
+        .login("vera", "a long passphrase one")
+        .assert_status(303);
+    admin
+        .post(
+            &format!("/users/{id}/password"),
+            &[
+                ("password", "a brand new passphrase"),
+                ("confirm", "a brand new passphrase"),
+            ],
+        )
+        .assert_status(303);
+    crate::support::ui::Browser::new(&app)
+        .login("vera", "a brand new passphrase")
+        .assert_status(303);
+}
