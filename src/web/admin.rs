@@ -572,6 +572,55 @@ impl Names {
     }
 }
 
+/// A query value as typed, if any.
+fn given(v: Option<&String>) -> Option<String> {
+    v.map(String::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The audit filter the form asks for, or why it cannot be read (times as on the deliveries
+/// page: `datetime-local`, read as UTC, Until taking in its whole minute).
+fn audit_filter(q: &AuditQuery) -> Result<audit::AuditFilter, String> {
+    let time = |name: &str, v: &Option<String>| match given(v.as_ref()) {
+        None => Ok(None),
+        Some(t) => parse_local_time(&t)
+            .map(Some)
+            .ok_or_else(|| format!("{name} {t:?} is not a date and time")),
+    };
+    let since = time("From", &q.since)?;
+    let until = time("Until", &q.until)?.map(|u| u + 59_999);
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err("From must not be later than Until".to_owned());
+    }
+    Ok(audit::AuditFilter {
+        action: given(q.action.as_ref()),
+        actor: given(q.actor.as_ref()),
+        since,
+        until,
+    })
+}
+
+/// The Older link, the filters kept.
+fn audit_older(q: &AuditQuery, cursor: &AuditId) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("action", &q.action),
+        ("actor", &q.actor),
+        ("since", &q.since),
+        ("until", &q.until),
+    ] {
+        if let Some(v) = given(v.as_ref()) {
+            s.append_pair(k, &v);
+        }
+    }
+    s.append_pair("cursor", cursor.as_str());
+    format!("/audit?{}", s.finish())
+}
+
 async fn audit(
     AdminUser(me): AdminUser,
     query: web::Query<AuditQuery>,
@@ -579,18 +628,6 @@ async fn audit(
 ) -> Result<HttpResponse, WebError> {
     let q = query.into_inner();
     let ws = me.workspace().clone();
-    let given = |v: &Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let time = |name: &str, v: &Option<String>| match given(v) {
-        None => Ok(None),
-        Some(t) => parse_local_time(&t)
-            .map(Some)
-            .ok_or_else(|| format!("{name} {t:?} is not a date and time")),
-    };
     let before = match q.cursor.as_deref() {
         Some(c) => Some(
             AuditId::parse(c)
@@ -598,20 +635,7 @@ async fn audit(
         ),
         None => None,
     };
-    let filter = time("From", &q.since).and_then(|since| {
-        let until = time("Until", &q.until)?.map(|u| u + 59_999);
-        if let (Some(s), Some(u)) = (since, until)
-            && s > u
-        {
-            return Err("From must not be later than Until".to_owned());
-        }
-        Ok(audit::AuditFilter {
-            action: given(&q.action),
-            actor: given(&q.actor),
-            since,
-            until,
-        })
-    });
+    let filter = audit_filter(&q);
     let (page, cursor, error) = match filter {
         Ok(f) => {
             let (page, cursor) = audit::search(&state, ws.clone(), f, before, 50).await?;
@@ -661,21 +685,7 @@ async fn audit(
     );
     actors.push(("cli".into(), "command line".into()));
     actors.push(("system".into(), "tidings".into()));
-    let older = cursor.map(|c| {
-        let mut s = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("action", &q.action),
-            ("actor", &q.actor),
-            ("since", &q.since),
-            ("until", &q.until),
-        ] {
-            if let Some(v) = given(v) {
-                s.append_pair(k, &v);
-            }
-        }
-        s.append_pair("cursor", c.as_str());
-        format!("/audit?{}", s.finish())
-    });
+    let older = cursor.map(|c| audit_older(&q, &c));
     let keep = |v: &Option<String>| v.clone().unwrap_or_default();
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST

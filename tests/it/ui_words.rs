@@ -156,7 +156,7 @@ fn the_delivery_log_shows_the_answer_the_error_and_the_next_attempt() {
     let ok = app.ingest(&json!({"type": "member:deleted", "data": {"member": {"id": 2}}}));
     let ok_delivery = app.wait_settled(ok.body["id"].as_str().unwrap(), WAIT);
     let oid = ok_delivery[0]["id"].as_str().unwrap();
-    let page = admin.get(&format!("/deliveries?status=succeeded"));
+    let page = admin.get("/deliveries?status=succeeded");
     let r = row(&page, oid);
     assert!(r.contains("<td class=\"more\">200</td>"), "{r}");
     assert!(r.contains("<td></td>"), "no error: {r}");
