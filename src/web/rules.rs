@@ -534,7 +534,10 @@ impl RuleFormPage {
         secret_rows.extend((0..2).map(|_| (String::new(), false)));
         let errors = errors
             .into_iter()
-            .map(|e| {
+            .map(|mut e| {
+                if e.field == "condition" {
+                    e.message = condition_message(&e.message);
+                }
                 let (label, anchor) = (field_label(&e.field), Self::anchor(&e.field));
                 (e, label, anchor)
             })
@@ -1155,8 +1158,61 @@ async fn routines(
     })
 }
 
+/// A CEL syntax error as the form shows it: where in the expression as typed, and what was
+/// found there, without the parser's list of the tokens it expected (which reads as noise to
+/// the person fixing it). Any other message is shown as it is.
+fn condition_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("syntax error at line:column ") else {
+        return message.to_owned();
+    };
+    let Some((pos, detail)) = rest.split_once(": ") else {
+        return message.to_owned();
+    };
+    let Some((line, column)) = pos.split_once(':') else {
+        return message.to_owned();
+    };
+    let quoted = |after: &str| {
+        detail
+            .split_once(after)
+            .and_then(|(_, s)| s.split_once('\'').map(|(t, _)| t.to_owned()))
+    };
+    let found = quoted("mismatched input '")
+        .or_else(|| quoted("extraneous input '"))
+        .or_else(|| quoted("token recognition error at: '"))
+        .or_else(|| quoted("no viable alternative at input '"));
+    let what = match found.as_deref() {
+        Some("<EOF>") => "the expression ends before it is complete".to_owned(),
+        Some(t) => format!("\u{201c}{t}\u{201d} is not expected there"),
+        None => "this is not a CEL expression tidings can read".to_owned(),
+    };
+    let at = if line == "1" {
+        format!("column {column}")
+    } else {
+        format!("line {line}, column {column}")
+    };
+    format!("a mistake at {at} of the condition: {what}")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cel_syntax_error_points_at_the_column_without_the_token_list() {
+        let raw = "syntax error at line:column 1:18: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} | data.member.id == | .................^";
+        assert_eq!(
+            super::condition_message(raw),
+            "a mistake at column 18 of the condition: the expression ends before it is complete"
+        );
+        let raw = "syntax error at line:column 2:5: Syntax error: extraneous input ')' expecting <EOF> | a) | ....^";
+        assert_eq!(
+            super::condition_message(raw),
+            "a mistake at line 2, column 5 of the condition: \u{201c})\u{201d} is not expected there"
+        );
+        assert_eq!(
+            super::condition_message("must be at most 2000 characters"),
+            "must be at most 2000 characters"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -651,3 +651,36 @@ fn the_dashboard_chart_in_chromium_has_a_table_and_readable_axis_on_a_phone() {
     d.set_window(1366, 900);
     d.screenshot("words-users");
 }
+
+#[test]
+fn cron_and_condition_errors_in_chromium_speak_about_what_was_typed() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/rules/new"));
+    d.type_into("#name", "Weekday digest");
+    d.type_into("#events", "member:*");
+    d.type_into("#url", &receiver.url("/hook"));
+    d.type_into("#condition", "data.member.id ==");
+    d.click("#save-rule");
+    d.wait_for_text("The rule was not saved");
+    assert!(d.text("#err-condition").contains("a mistake at column 18"));
+    d.scroll_down_to("#err-condition");
+    d.screenshot("words-condition-error");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_down_to("#err-condition");
+    d.screenshot("words-condition-error-phone");
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/rules/new"));
+    d.type_into("#name", "Weekday digest");
+    d.click("#trigger-schedule");
+    d.type_into("#cron", "0 25 * * MON-FRI");
+    d.type_into("#url", &receiver.url("/hook"));
+    d.click("#save-rule");
+    d.wait_for_text("The rule was not saved");
+    assert!(d.text("#err-cron").contains("the hour (2nd field) is 25"));
+    d.scroll_down_to("#err-cron");
+    d.screenshot("words-cron-error");
+}

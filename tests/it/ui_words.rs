@@ -546,3 +546,84 @@ fn users_get_one_password_box_with_a_confirmation() {
         .login("vera", "a brand new passphrase")
         .assert_status(303);
 }
+
+#[test]
+fn a_cron_error_on_the_routine_form_is_about_what_was_typed() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    admin.get("/rules/new");
+    let bad = admin.post(
+        "/rules/new",
+        &[
+            ("name", "Weekday digest"),
+            ("active", "true"),
+            ("trigger_type", "schedule"),
+            ("cron", "0 25 * * MON-FRI"),
+            ("timezone", "UTC"),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("method", "POST"),
+            ("content_type", "application/json"),
+            ("signing", "hmac-sha256"),
+            ("payload_format", "flat"),
+            ("tls_verify", "true"),
+            ("timeout_ms", "5000"),
+            ("max_concurrency", "4"),
+        ],
+    );
+    bad.assert_status(400);
+    let message = bad.by_id("err-cron").expect("the error at the cron field");
+    assert!(
+        message.contains("the hour (2nd field) is 25, but hours go from 0 to 23"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("less than 23"),
+        "not the crate's 6-field wording"
+    );
+}
+
+#[test]
+fn a_condition_syntax_error_on_the_form_points_at_the_column() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    admin.get("/rules/new");
+    let bad = admin.post(
+        "/rules/new",
+        &[
+            ("name", "Long calls"),
+            ("active", "true"),
+            ("trigger_type", "event"),
+            ("events", "call:*"),
+            ("condition", "data.call.seconds >"),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("method", "POST"),
+            ("content_type", "application/json"),
+            ("signing", "hmac-sha256"),
+            ("payload_format", "flat"),
+            ("tls_verify", "true"),
+            ("timeout_ms", "5000"),
+            ("max_concurrency", "4"),
+        ],
+    );
+    bad.assert_status(400);
+    let message = bad
+        .by_id("err-condition")
+        .expect("the error at the condition");
+    assert!(
+        message.contains("a mistake at column 20 of the condition"),
+        "{message}"
+    );
+    assert!(message.contains("ends before it is complete"), "{message}");
+    assert!(
+        !message.contains("NUM_FLOAT") && !message.contains("expecting"),
+        "{message}"
+    );
+    // The API answers as before: its message is for programs and keeps the parser's detail.
+    let api = app.post(
+        "/api/v1/rules",
+        &json!({"name": "x", "trigger": {"type": "event", "events": ["call:*"]},
+            "condition": "data.call.seconds >", "webhook": {"url": "http://127.0.0.1:9/hook"}}),
+    );
+    assert_eq!(api.status, 400);
+    assert!(api.text.contains("line:column 1:20"), "{}", api.text);
+}
