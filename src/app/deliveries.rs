@@ -1,12 +1,15 @@
 //! The delivery log: one filter for the API's query and the UI's form, a delivery with its
 //! attempts, an event with its deliveries, and re-sends (one, or a rule's failed ones).
 
+use std::collections::HashMap;
+
 use super::paging::page_cursor;
 use super::{AppState, blocking};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::pattern::Pattern;
 use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
 use crate::store::{DeliveryFilter, StoreError};
@@ -164,4 +167,65 @@ pub async fn redeliver_failed(
     state.store.audit(audit).await?;
     state.dispatcher.enqueue_deliveries(&reopened);
     Ok(reopened)
+}
+
+/// How many store pages one `list_matching` call reads at most: each is itself a bounded
+/// scan, so a rare family costs a few short pages rather than one unbounded read.
+const MATCHING_STORE_PAGES: usize = 5;
+
+/// One page of the log whose event types match `pattern` (`member:*`), for the UI's filter;
+/// the store filters exact types only. Reads store pages (with every other filter applied)
+/// until `filter.limit` deliveries match or `MATCHING_STORE_PAGES` were read. The cursor is
+/// the last delivery looked at, so the next page goes on from there and none is skipped; a
+/// page may come back short with a cursor, as the store's own pages may.
+pub async fn list_matching(
+    state: &AppState,
+    workspace: WorkspaceId,
+    filter: DeliveryFilter,
+    pattern: Pattern,
+) -> Result<(Vec<Delivery>, Option<DeliveryId>), AppError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let mut filter = filter;
+        let limit = filter.limit;
+        let mut out = Vec::with_capacity(limit);
+        for _ in 0..MATCHING_STORE_PAGES {
+            let (page, cursor) = store.list_deliveries(&workspace, &filter)?;
+            for d in page {
+                if pattern.matches(&d.event_type) {
+                    out.push(d);
+                    if out.len() == limit {
+                        // Stop at this one: the rest of this store page comes next time.
+                        let at = out.last().map(|d| d.id.clone());
+                        return Ok::<_, StoreError>((out, at));
+                    }
+                }
+            }
+            match cursor {
+                Some(c) => filter.before = Some(c),
+                None => return Ok((out, None)),
+            }
+        }
+        Ok((out, filter.before))
+    })
+    .await
+}
+
+/// The latest attempt of each of these deliveries (none for one not yet attempted), for the
+/// log's response-code and error columns.
+pub async fn latest_attempts(
+    state: &AppState,
+    ids: Vec<DeliveryId>,
+) -> Result<HashMap<DeliveryId, Attempt>, AppError> {
+    let store = state.store.clone();
+    blocking(move || {
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(a) = store.attempts(&id)?.into_iter().max_by_key(|a| a.number) {
+                out.insert(id, a);
+            }
+        }
+        Ok::<_, StoreError>(out)
+    })
+    .await
 }

@@ -59,6 +59,7 @@ impl Schedule {
                 )));
             }
         };
+        check_ranges(expression, &fields, with_seconds)?;
         let mut fields: Vec<String> = fields.iter().map(|f| (*f).to_owned()).collect();
         fields[weekday_at] = standard_weekdays(&fields[weekday_at])?;
         let mut crate_form = fields.join(" ");
@@ -210,9 +211,110 @@ fn standard_weekdays(field: &str) -> Result<String, ScheduleError> {
     Ok(out.join(","))
 }
 
+fn all_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Each field's name and range, seconds first (a 5-field expression starts at the minute).
+const FIELDS: [(&str, &str, u32, u32); 7] = [
+    ("second", "seconds", 0, 59),
+    ("minute", "minutes", 0, 59),
+    ("hour", "hours", 0, 23),
+    ("day of the month", "days of the month", 1, 31),
+    ("month", "months", 1, 12),
+    ("day of the week", "days of the week", 0, 7),
+    ("year", "years", 1970, 2099),
+];
+
+fn ordinal(n: usize) -> String {
+    match n {
+        1 => "1st".into(),
+        2 => "2nd".into(),
+        3 => "3rd".into(),
+        n => format!("{n}th"),
+    }
+}
+
+/// Numbers out of their field's range, named in the expression as typed: the crate reads a
+/// 5-field expression as 6 fields with seconds first, and its messages (e.g. "Hours must be
+/// less than 23" for an hour of 25) describe that rewrite rather than what was typed. Names,
+/// `?`, `L` and the like are left to the crate.
+fn check_ranges(
+    expression: &str,
+    fields: &[&str],
+    with_seconds: bool,
+) -> Result<(), ScheduleError> {
+    let specs = if with_seconds {
+        &FIELDS[..]
+    } else {
+        &FIELDS[1..6]
+    };
+    for (i, (field, &(name, plural, lo, hi))) in fields.iter().zip(specs).enumerate() {
+        if name == "day of the week" {
+            // standard_weekdays reads and explains it (0-7 or SUN-SAT).
+            continue;
+        }
+        let at = format!("{expression:?}: the {name} ({} field)", ordinal(i + 1));
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (item, None),
+            };
+            if let Some(step) = step
+                && all_digits(step)
+                && step.parse::<u32>().is_ok_and(|n| n == 0)
+            {
+                return Err(ScheduleError::Cron(format!(
+                    "{at} steps by 0 in {item:?}: a step is 1 or more"
+                )));
+            }
+            for n in range.split('-').filter(|n| all_digits(n)) {
+                let value = n.parse::<u32>().unwrap_or(u32::MAX);
+                if value < lo || value > hi {
+                    return Err(ScheduleError::Cron(format!(
+                        "{at} is {n}, but {plural} go from {lo} to {hi}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_out_of_range_number_is_named_as_typed() {
+        let e = |expr: &str| match Schedule::read(expr, "UTC") {
+            Err(ScheduleError::Cron(m)) => m,
+            other => panic!("{expr}: {other:?}"),
+        };
+        assert_eq!(
+            e("0 25 * * MON-FRI"),
+            "\"0 25 * * MON-FRI\": the hour (2nd field) is 25, but hours go from 0 to 23"
+        );
+        assert!(
+            e("60 9 * * *").contains("the minute (1st field) is 60, but minutes go from 0 to 59")
+        );
+        assert!(e("0 9 32 * *").contains("the day of the month (3rd field) is 32"));
+        assert!(
+            e("0 9 * 13 *").contains("the month (4th field) is 13, but months go from 1 to 12")
+        );
+        assert!(e("0 9 * * 8").contains("day-of-week \"8\" is not valid"));
+        assert!(e("0 9-30 * * *").contains("the hour (2nd field) is 30"));
+        assert!(e("*/0 * * * *").contains("steps by 0"));
+        // With seconds first, the positions are the typed ones too.
+        assert!(e("0 0 24 * * *").contains("the hour (3rd field) is 24"));
+        for fine in [
+            "0 9 * * MON-FRI",
+            "*/15 8-17 1,15 JAN-JUN 1-5",
+            "30 0 9 * * 0 2030",
+        ] {
+            assert!(Schedule::read(fine, "UTC").is_ok(), "{fine}");
+        }
+    }
 
     fn ms(s: &str) -> i64 {
         DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()

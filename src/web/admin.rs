@@ -2,14 +2,18 @@
 //! only) and the audit log.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::auth::CsrfForm;
-use super::{AdminUser, Layout, UiState, WebError, fmt_time, ok, render, see_other};
+use std::collections::HashMap;
+
+use super::{
+    AdminUser, Layout, UiState, WebError, fmt_time, ok, parse_local_time, render, see_other,
+};
 use crate::app::{AppState, audit, keys, users};
-use crate::domain::audit::Actor;
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, AuditId, UserId};
 use crate::domain::user::UserRole;
 use crate::error::{AppError, Code};
@@ -28,7 +32,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/users/{id}/delete").route(web::post().to(delete_user)))
     .service(web::resource("/users/{id}/role").route(web::post().to(change_role)))
-    .service(web::resource("/users/{id}/password").route(web::post().to(change_password)))
+    .service(
+        web::resource("/users/{id}/password")
+            .route(web::get().to(password_page))
+            .route(web::post().to(change_password)),
+    )
     .service(web::resource("/settings").route(web::get().to(settings)))
     .service(web::resource("/audit").route(web::get().to(audit)));
 }
@@ -50,6 +58,15 @@ struct KeysPage {
     new_key: Option<String>,
     name: String,
     error: Option<String>,
+    /// Where a source system posts its events, as this browser reached the server.
+    ingest_url: String,
+}
+
+/// The events endpoint at the address this browser used (the server may sit behind a name
+/// only the clinic's network knows; the Host header is what the EHR would use too).
+fn ingest_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}/api/v1/events", info.scheme(), info.host())
 }
 
 #[derive(Deserialize)]
@@ -58,6 +75,7 @@ struct DoneQuery {
 }
 
 async fn keys_page(
+    req: &HttpRequest,
     state: &AppState,
     me: &super::CurrentUser,
     new_key: Option<String>,
@@ -89,11 +107,13 @@ async fn keys_page(
             new_key,
             name,
             error,
+            ingest_url: ingest_url(req),
         },
     )
 }
 
 async fn keys(
+    req: HttpRequest,
     AdminUser(me): AdminUser,
     query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
@@ -116,13 +136,14 @@ async fn keys(
         ),
         _ => (None, None),
     };
-    keys_page(&state, &me, new_key, String::new(), None, flash).await
+    keys_page(&req, &state, &me, new_key, String::new(), None, flash).await
 }
 
 /// The keys page, where a new key is shown once (the show-once slot's key too).
 const KEYS_PAGE: &str = "/keys";
 
 async fn create_key(
+    req: HttpRequest,
     AdminUser(me): AdminUser,
     CsrfForm(fields): CsrfForm,
     state: web::Data<AppState>,
@@ -144,7 +165,7 @@ async fn create_key(
         }
         Err(e) => {
             let message = refusal(e)?;
-            keys_page(&state, &me, None, name, Some(message), None).await
+            keys_page(&req, &state, &me, None, name, Some(message), None).await
         }
     }
 }
@@ -248,6 +269,10 @@ async fn create_user(
     let username = fields.get("username").to_owned();
     let role_raw = fields.get("role").to_owned();
     let password = fields.get("password").to_owned();
+    if password != fields.get("confirm") {
+        let e = "The two passwords are not the same: type the new password twice.".to_owned();
+        return users_page(&state, &me, username, role_raw, Some(e), None).await;
+    }
     let Some(role) = UserRole::parse(&role_raw) else {
         let e = "Choose a role: viewer, editor or admin.".to_owned();
         return users_page(&state, &me, username, role_raw, Some(e), None).await;
@@ -299,6 +324,51 @@ async fn change_role(
 }
 
 /// Sets a new password for a user (a forgotten one, or one's own) and ends their sessions.
+#[derive(Template)]
+#[template(path = "pages/user_password.html")]
+struct PasswordPage {
+    l: Layout,
+    id: String,
+    username: String,
+    error: Option<String>,
+}
+
+/// The one form for a user's new password (typed twice), rather than a box on every row.
+async fn password_form(
+    state: &AppState,
+    me: &super::CurrentUser,
+    id: &UserId,
+    error: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    let users = users::list(state, me.workspace().clone()).await?;
+    let user = users.iter().find(|u| &u.id == id).ok_or_else(|| {
+        WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
+    })?;
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &PasswordPage {
+            l: Layout::new(state, Some(me), "users", "New password"),
+            id: id.to_string(),
+            username: user.username.clone(),
+            error,
+        },
+    )
+}
+
+async fn password_page(
+    AdminUser(me): AdminUser,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let id = user_id(&path)?;
+    password_form(&state, &me, &id, None).await
+}
+
 async fn change_password(
     AdminUser(me): AdminUser,
     path: web::Path<String>,
@@ -307,18 +377,14 @@ async fn change_password(
 ) -> Result<HttpResponse, WebError> {
     let id = user_id(&path)?;
     let password = fields.get("password").to_owned();
+    if password != fields.get("confirm") {
+        let e = "The two passwords are not the same: type the new password twice.".to_owned();
+        return password_form(&state, &me, &id, Some(e)).await;
+    }
     let ws = me.workspace().clone();
-    if let Err(e) = users::set_password(&state, ws, me.actor(), id, password).await {
+    if let Err(e) = users::set_password(&state, ws, me.actor(), id.clone(), password).await {
         let message = refusal(e)?;
-        return users_page(
-            &state,
-            &me,
-            String::new(),
-            "viewer".into(),
-            Some(message),
-            None,
-        )
-        .await;
+        return password_form(&state, &me, &id, Some(message)).await;
     }
     Ok(see_other("/users?done=password"))
 }
@@ -378,7 +444,9 @@ struct AuditRow {
     at: String,
     actor: String,
     action: String,
+    /// What it was done to, by name, and where that is now (none once deleted).
     target: String,
+    target_href: Option<String>,
     detail: String,
 }
 
@@ -388,11 +456,68 @@ struct AuditPage {
     l: Layout,
     rows: Vec<AuditRow>,
     older: Option<String>,
+    paged: bool,
+    /// (value, label) of the action and actor filters; the chosen ones and the times as typed.
+    actions: Vec<(String, String)>,
+    actors: Vec<(String, String)>,
+    action: String,
+    actor: String,
+    since: String,
+    until: String,
+    error: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct CursorQuery {
+#[derive(Debug, Default, Deserialize)]
+struct AuditQuery {
     cursor: Option<String>,
+    action: Option<String>,
+    actor: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// Every action the log records, by area, for the filter (an area's `*` first).
+const ACTIONS: [(&str, &[&str]); 7] = [
+    (
+        "rule",
+        &[
+            "rule.create",
+            "rule.update",
+            "rule.activate",
+            "rule.deactivate",
+            "rule.delete",
+            "rule.secret.view",
+            "rule.secret.rotate",
+            "rule.redeliver_failed",
+        ],
+    ),
+    ("delivery", &["delivery.redeliver"]),
+    ("api_key", &["api_key.create", "api_key.delete"]),
+    (
+        "user",
+        &[
+            "user.create",
+            "user.update",
+            "user.role",
+            "user.password",
+            "user.delete",
+            "user.login",
+            "user.login_failed",
+            "user.logout",
+        ],
+    ),
+    ("session", &["session.create", "session.delete"]),
+    ("event_type", &["event_type.declare"]),
+    ("backup", &["backup.create"]),
+];
+
+fn action_options() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (area, actions) in ACTIONS {
+        out.push((format!("{area}.*"), format!("{area}: anything")));
+        out.extend(actions.iter().map(|a| ((*a).to_owned(), (*a).to_owned())));
+    }
+    out
 }
 
 fn actor_label(a: &Actor) -> String {
@@ -404,34 +529,185 @@ fn actor_label(a: &Actor) -> String {
     }
 }
 
+/// Names of what the log's entries point at, as they are now.
+struct Names {
+    rules: HashMap<String, String>,
+    keys: HashMap<String, String>,
+    users: HashMap<String, String>,
+}
+
+impl Names {
+    /// The entry's target by name with a link, or, once deleted, the name it had then.
+    fn target(&self, e: &AuditEntry) -> (String, Option<String>) {
+        let id = e.target_id.as_str();
+        let then = || {
+            [&e.after, &e.before].into_iter().flatten().find_map(|v| {
+                v["name"]
+                    .as_str()
+                    .or(v["username"].as_str())
+                    .map(str::to_owned)
+            })
+        };
+        let gone = |kind: &str| match then() {
+            Some(n) => format!("{kind} {n} (deleted)"),
+            None => format!("{kind} {id} (deleted)"),
+        };
+        match e.target_type.as_str() {
+            "rule" => match self.rules.get(id) {
+                Some(n) => (format!("rule {n}"), Some(format!("/rules/{id}"))),
+                None => (gone("rule"), None),
+            },
+            "api_key" => match self.keys.get(id) {
+                Some(n) => (format!("API key {n}"), Some("/keys".into())),
+                None => (gone("API key"), None),
+            },
+            "user" => match self.users.get(id) {
+                Some(n) => (format!("user {n}"), Some("/users".into())),
+                None => (gone("user"), None),
+            },
+            "delivery" => ("a delivery".into(), Some(format!("/deliveries/{id}"))),
+            "event_type" => (format!("event type {id}"), Some("/event-types".into())),
+            other => (format!("{other} {id}"), None),
+        }
+    }
+}
+
+/// A query value as typed, if any.
+fn given(v: Option<&String>) -> Option<String> {
+    v.map(String::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The audit filter the form asks for, or why it cannot be read (times as on the deliveries
+/// page: `datetime-local`, read as UTC, Until taking in its whole minute).
+fn audit_filter(q: &AuditQuery) -> Result<audit::AuditFilter, String> {
+    let time = |name: &str, v: &Option<String>| match given(v.as_ref()) {
+        None => Ok(None),
+        Some(t) => parse_local_time(&t)
+            .map(Some)
+            .ok_or_else(|| format!("{name} {t:?} is not a date and time")),
+    };
+    let since = time("From", &q.since)?;
+    let until = time("Until", &q.until)?.map(|u| u + 59_999);
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err("From must not be later than Until".to_owned());
+    }
+    Ok(audit::AuditFilter {
+        action: given(q.action.as_ref()),
+        actor: given(q.actor.as_ref()),
+        since,
+        until,
+    })
+}
+
+/// The Older link, the filters kept.
+fn audit_older(q: &AuditQuery, cursor: &AuditId) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("action", &q.action),
+        ("actor", &q.actor),
+        ("since", &q.since),
+        ("until", &q.until),
+    ] {
+        if let Some(v) = given(v.as_ref()) {
+            s.append_pair(k, &v);
+        }
+    }
+    s.append_pair("cursor", cursor.as_str());
+    format!("/audit?{}", s.finish())
+}
+
 async fn audit(
     AdminUser(me): AdminUser,
-    query: web::Query<CursorQuery>,
+    query: web::Query<AuditQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let before = match query.cursor.as_deref() {
+    let q = query.into_inner();
+    let ws = me.workspace().clone();
+    let before = match q.cursor.as_deref() {
         Some(c) => Some(
             AuditId::parse(c)
                 .ok_or_else(|| WebError::bad_request("That page link is not valid."))?,
         ),
         None => None,
     };
-    let (page, cursor) = audit::page(&state, me.workspace().clone(), before, 50).await?;
+    let filter = audit_filter(&q);
+    let (page, cursor, error) = match filter {
+        Ok(f) => {
+            let (page, cursor) = audit::search(&state, ws.clone(), f, before, 50).await?;
+            (page, cursor, None)
+        }
+        Err(e) => (Vec::new(), None, Some(e)),
+    };
+    let rules = crate::app::rules::list(&state, ws.clone()).await?;
+    let key_list = keys::list(&state, ws.clone()).await?;
+    let user_list = users::list(&state, ws).await?;
+    let names = Names {
+        rules: rules
+            .iter()
+            .map(|r| (r.id.to_string(), r.name.clone()))
+            .collect(),
+        keys: key_list
+            .iter()
+            .map(|k| (k.id.to_string(), k.name.clone()))
+            .collect(),
+        users: user_list
+            .iter()
+            .map(|u| (u.id.to_string(), u.username.clone()))
+            .collect(),
+    };
     let rows = page
         .iter()
-        .map(|e| AuditRow {
-            at: fmt_time(e.at),
-            actor: actor_label(&e.actor),
-            action: e.action.clone(),
-            target: format!("{} {}", e.target_type, e.target_id),
-            detail: e.detail.clone().unwrap_or_default(),
+        .map(|e| {
+            let (target, target_href) = names.target(e);
+            AuditRow {
+                at: fmt_time(e.at),
+                actor: actor_label(&e.actor),
+                action: e.action.clone(),
+                target,
+                target_href,
+                detail: e.detail.clone().unwrap_or_default(),
+            }
         })
         .collect();
-    ok(&AuditPage {
-        l: Layout::new(&state, Some(&me), "audit", "Audit log"),
-        rows,
-        older: cursor.map(|c| format!("/audit?cursor={c}")),
-    })
+    let mut actors: Vec<(String, String)> = user_list
+        .iter()
+        .map(|u| (format!("user:{}", u.id), u.username.clone()))
+        .collect();
+    actors.extend(
+        key_list
+            .iter()
+            .map(|k| (format!("api_key:{}", k.id), format!("API key {:?}", k.name))),
+    );
+    actors.push(("cli".into(), "command line".into()));
+    actors.push(("system".into(), "tidings".into()));
+    let older = cursor.map(|c| audit_older(&q, &c));
+    let keep = |v: &Option<String>| v.clone().unwrap_or_default();
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &AuditPage {
+            l: Layout::new(&state, Some(&me), "audit", "Audit log"),
+            rows,
+            older,
+            paged: q.cursor.is_some(),
+            actions: action_options(),
+            actors,
+            action: keep(&q.action),
+            actor: keep(&q.actor),
+            since: keep(&q.since),
+            until: keep(&q.until),
+            error,
+        },
+    )
 }
 
 #[cfg(test)]

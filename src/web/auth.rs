@@ -322,6 +322,11 @@ async fn current_user(req: HttpRequest, needs: UserRole) -> Result<CurrentUser, 
     })
 }
 
+/// The signed-in user of this request, if any (for an error page's navigation).
+pub async fn signed_in(req: HttpRequest) -> Option<CurrentUser> {
+    current_user(req, UserRole::Viewer).await.ok()
+}
+
 macro_rules! role_extractor {
     ($(#[$doc:meta])* $name:ident, $role:expr) => {
         $(#[$doc])*

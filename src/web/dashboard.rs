@@ -34,9 +34,15 @@ pub struct Chart {
     succeeded: u64,
     failed: u64,
     max: u64,
-    /// Labels under the x axis: (x, text).
-    ticks: Vec<(String, String)>,
+    /// Labels under the x axis, evenly spaced (HTML under the SVG, so they keep their size
+    /// on a phone where the drawing shrinks).
+    ticks: Vec<String>,
     summary: String,
+    /// The same figures as a table, for keyboards and screen readers: (period, succeeded,
+    /// failed), one row per `rows_every` hours, oldest first.
+    rows: Vec<(String, u64, u64)>,
+    /// What a row of the table covers ("Hour" or "24 hours from").
+    period: &'static str,
 }
 
 fn f(v: f64) -> String {
@@ -83,9 +89,26 @@ fn chart(title: &str, hours: &[(i64, u64, u64)], tick_every: usize) -> Chart {
             } else {
                 label[11..16].to_owned()
             };
-            ticks.push((f(x), short));
+            ticks.push(short);
         }
     }
+    let rows_every = if tick_every >= 24 { 24 } else { 1 };
+    let rows = hours
+        .chunks(rows_every)
+        .map(|c| {
+            let label = fmt_time(c[0].0);
+            let period = if rows_every == 1 {
+                label[..16].to_owned()
+            } else {
+                format!("{} UTC", &label[..16])
+            };
+            (
+                period,
+                c.iter().map(|h| h.1).sum(),
+                c.iter().map(|h| h.2).sum(),
+            )
+        })
+        .collect();
     let succeeded: u64 = hours.iter().map(|h| h.1).sum();
     let failed: u64 = hours.iter().map(|h| h.2).sum();
     let total = succeeded + failed;
@@ -103,6 +126,12 @@ fn chart(title: &str, hours: &[(i64, u64, u64)], tick_every: usize) -> Chart {
         max,
         ticks,
         summary,
+        rows,
+        period: if rows_every == 1 {
+            "Hour starting (UTC)"
+        } else {
+            "24 hours starting"
+        },
     }
 }
 
@@ -127,6 +156,8 @@ struct DashboardPage {
     rule_count: usize,
     /// `condition_error` deliveries in the last 24 hours, as shown ("1000+" past the cap).
     condition_errors: String,
+    /// The first-run checklist, while a step that can be checked is still to do.
+    steps: Option<super::NextSteps>,
 }
 
 async fn dashboard(
@@ -169,6 +200,10 @@ async fn dashboard(
     } else {
         o.condition_error_count.to_string()
     };
+    let mut rules = crate::app::rules::list(&state, me.workspace().clone()).await?;
+    rules.sort_by_key(|r| r.name.to_lowercase());
+    let steps = Some(super::NextSteps::of(&state, me.workspace(), &rules).await?)
+        .filter(super::NextSteps::pending);
     let week = o.week;
     let day = &week[week.len().saturating_sub(24)..];
     ok(&DashboardPage {
@@ -179,6 +214,7 @@ async fn dashboard(
         open: o.open,
         rule_count: o.rule_count,
         condition_errors,
+        steps,
     })
 }
 

@@ -13,8 +13,9 @@ use super::rules::pretty;
 use super::{AnyUser, EditorUser, Layout, WebError, fmt_time, ok, parse_local_time, see_other};
 use crate::app::deliveries::{self, FilterInput};
 use crate::app::{AppState, rules};
-use crate::domain::delivery::{Attempt, Delivery, ErrorKind};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
 use crate::domain::ids::{DeliveryId, RuleId};
+use crate::domain::pattern::Pattern;
 use crate::error::AppError;
 use crate::store::DeliveryFilter;
 
@@ -33,28 +34,69 @@ pub struct DeliveryRow {
     pub status: String,
     pub attempts: u32,
     pub test: bool,
+    /// The latest attempt's HTTP status, if the receiver answered.
+    pub response_code: Option<u16>,
+    /// What went wrong, in a word or two (the latest attempt's error kind, or the condition).
+    pub error: Option<&'static str>,
+    /// When the next attempt is due, while the delivery is open.
+    pub next_attempt: Option<String>,
+    pub open: bool,
 }
 
-pub fn delivery_rows<S: std::hash::BuildHasher>(
+/// The log's rows; `latest` holds each attempted delivery's latest attempt.
+pub fn delivery_rows<S: std::hash::BuildHasher, T: std::hash::BuildHasher>(
     page: &[Delivery],
     names: &HashMap<RuleId, String, S>,
+    latest: &HashMap<DeliveryId, Attempt, T>,
 ) -> Vec<DeliveryRow> {
     page.iter()
-        .map(|d| DeliveryRow {
-            id: d.id.to_string(),
-            created: fmt_time(d.created_at),
-            event_type: d.event_type.to_string(),
-            rule_id: d.rule_id.to_string(),
-            rule_name: names
-                .get(&d.rule_id)
-                .cloned()
-                .unwrap_or_else(|| "(deleted rule)".into()),
-            status: d.status.as_str().to_owned(),
-            attempts: d.attempts,
-            test: d.test,
+        .map(|d| {
+            let last = latest.get(&d.id);
+            let error = if d.status == DeliveryStatus::ConditionError {
+                Some("condition error")
+            } else {
+                last.and_then(|a| a.error_kind).map(kind_label)
+            };
+            DeliveryRow {
+                id: d.id.to_string(),
+                created: fmt_time(d.created_at),
+                event_type: d.event_type.to_string(),
+                rule_id: d.rule_id.to_string(),
+                rule_name: names
+                    .get(&d.rule_id)
+                    .cloned()
+                    .unwrap_or_else(|| "(deleted rule)".into()),
+                status: d.status.as_str().to_owned(),
+                attempts: d.attempts,
+                test: d.test,
+                response_code: last.and_then(|a| a.status_code),
+                error,
+                next_attempt: d
+                    .next_attempt_at
+                    .filter(|_| d.status.is_open())
+                    .map(fmt_time),
+                open: d.status.is_open(),
+            }
         })
         .collect()
 }
+
+/// An error kind in the words of the log's Error column (the delivery page explains it).
+pub fn kind_label(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::HttpStatus => "error status",
+        ErrorKind::Timeout => "timed out",
+        ErrorKind::Connect => "no connection",
+        ErrorKind::Dns => "host not found",
+        ErrorKind::Tls => "certificate refused",
+        ErrorKind::WebhookUrlBlocked => "URL not allowed",
+        ErrorKind::SsrfBlocked => "private address",
+        ErrorKind::TemplateError => "template error",
+    }
+}
+
+/// Seconds between the log's own refreshes while a delivery on it is waiting (static/js).
+const REFRESH_SECONDS: u32 = 5;
 
 const STATUSES: [&str; 6] = [
     "pending",
@@ -91,6 +133,15 @@ struct DeliveriesPage {
     /// Link to the next (older) page, filters kept.
     older: Option<String>,
     paged: bool,
+    /// Seconds until the page refreshes itself: set while a delivery on it is still open.
+    refresh: Option<u32>,
+}
+
+/// What the form asks for: the store's filter, and a `family:*` pattern the store cannot
+/// filter by (an exact type goes into the filter).
+struct Wanted {
+    filter: DeliveryFilter,
+    pattern: Option<Pattern>,
 }
 
 const PAGE: usize = 50;
@@ -100,8 +151,20 @@ fn nonempty(v: Option<&String>) -> Option<&str> {
 }
 
 /// The filter the form asks for, or why it cannot be read. Times are the form's
-/// `datetime-local` values, read as UTC; "Until 10:00" includes the whole minute.
-fn filter_from(q: &ListQuery) -> Result<DeliveryFilter, String> {
+/// `datetime-local` values, read as UTC; "Until 10:00" includes the whole minute. An event
+/// type ending in `*` (`member:*`, `*`) is a pattern, as in a rule's trigger.
+fn filter_from(q: &ListQuery) -> Result<Wanted, String> {
+    let typed = nonempty(q.event_type.as_ref());
+    let pattern = typed
+        .filter(|t| t.ends_with('*'))
+        .map(|t| {
+            Pattern::parse(t).map_err(|_| {
+                format!(
+                    "Event type {t:?} is not a type (member:created) or a family ending in * (member:*)"
+                )
+            })
+        })
+        .transpose()?;
     let time = |name: &str, v: Option<&String>| {
         nonempty(v)
             .map(|v| {
@@ -112,13 +175,14 @@ fn filter_from(q: &ListQuery) -> Result<DeliveryFilter, String> {
     FilterInput {
         rule_id: nonempty(q.rule_id.as_ref()),
         status: nonempty(q.status.as_ref()),
-        event_type: nonempty(q.event_type.as_ref()),
+        event_type: typed.filter(|_| pattern.is_none()),
         since: time("From", q.since.as_ref())?,
         until: time("Until", q.until.as_ref())?.map(|u| u + 59_999),
         cursor: nonempty(q.cursor.as_ref()),
         limit: PAGE,
     }
     .parse()
+    .map(|filter| Wanted { filter, pattern })
     .map_err(|e| match e {
         AppError::Refused { message, .. } => message,
         AppError::Internal(_) => "The filter could not be read.".to_owned(),
@@ -131,12 +195,19 @@ async fn list(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let q = query.into_inner();
-    let filter = filter_from(&q);
+    let wanted = filter_from(&q);
     let ws = me.workspace().clone();
     let rules = rules::list(&state, ws.clone()).await?;
-    let page = match filter.clone() {
-        Ok(f) => Some(deliveries::list(&state, ws, f).await?),
-        Err(_) => None,
+    let page = match wanted {
+        Ok(Wanted {
+            filter,
+            pattern: None,
+        }) => Ok(deliveries::list(&state, ws, filter).await?),
+        Ok(Wanted {
+            filter,
+            pattern: Some(p),
+        }) => Ok(deliveries::list_matching(&state, ws, filter, p).await?),
+        Err(e) => Err(e),
     };
     let names: HashMap<RuleId, String> = rules
         .iter()
@@ -147,7 +218,18 @@ async fn list(
         .map(|r| (r.id.to_string(), r.name.clone()))
         .collect();
     rule_options.sort_by_key(|r| r.1.to_lowercase());
+    let error = page.as_ref().err().cloned();
     let (rows, cursor) = page.unwrap_or_default();
+    let attempted = rows
+        .iter()
+        .filter(|d| d.attempts > 0)
+        .map(|d| d.id.clone())
+        .collect();
+    let latest = deliveries::latest_attempts(&state, attempted).await?;
+    let refresh = rows
+        .iter()
+        .any(|d| d.status.is_open())
+        .then_some(REFRESH_SECONDS);
     let keep = |v: &Option<String>| v.clone().unwrap_or_default();
     let older = cursor.map(|c| {
         let mut s = url::form_urlencoded::Serializer::new(String::new());
@@ -165,7 +247,6 @@ async fn list(
         s.append_pair("cursor", c.as_str());
         format!("/deliveries?{}", s.finish())
     });
-    let error = filter.err();
     let page = DeliveriesPage {
         l: Layout::new(&state, Some(&me), "deliveries", "Deliveries"),
         rules: rule_options,
@@ -175,9 +256,10 @@ async fn list(
         event_type: keep(&q.event_type),
         since: keep(&q.since),
         until: keep(&q.until),
-        rows: delivery_rows(&rows, &names),
+        rows: delivery_rows(&rows, &names, &latest),
         older,
         paged: q.cursor.is_some(),
+        refresh,
         error: error.clone(),
     };
     let status = if error.is_some() {

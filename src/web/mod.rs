@@ -32,7 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("")
             .wrap_fn(|req, srv| {
                 let response = srv.call(req);
-                async move { Ok(with_mode_banner(response.await?)) }
+                async move { Ok(with_layout(response.await?).await) }
             })
             .wrap(security_headers())
             .configure(assets::routes)
@@ -63,23 +63,27 @@ fn security_headers() -> DefaultHeaders {
         .add((header::CACHE_CONTROL, "no-store"))
 }
 
-/// Error pages are rendered where no app state is at hand (`ResponseError`); in development
-/// mode this renders them again with the permanent "development mode" banner.
-fn with_mode_banner(res: ServiceResponse) -> ServiceResponse {
-    let dev = res
-        .request()
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.config.is_development());
-    let page = res
+/// Error pages are rendered where no app state or user is at hand (`ResponseError`); this
+/// renders them again with the signed-in user's navigation (so a 404 or 403 is not a dead
+/// end) and, in development mode, the permanent "development mode" banner.
+async fn with_layout(res: ServiceResponse) -> ServiceResponse {
+    let Some(err) = res
         .response()
         .error()
         .and_then(|e| e.as_error::<WebError>())
-        .filter(|_| dev)
-        .map(|e| e.page(true));
-    match page {
-        Some(page) => res.into_response(page),
-        None => res,
+        .filter(|e| !matches!(e, WebError::Redirect(_)))
+    else {
+        return res;
+    };
+    let Some(state) = res.request().app_data::<web::Data<AppState>>().cloned() else {
+        return res;
+    };
+    let user = auth::signed_in(res.request().clone()).await;
+    if user.is_none() && !state.config.is_development() {
+        return res;
     }
+    let page = err.page(Layout::new(&state, user.as_ref(), "", ""));
+    res.into_response(page)
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, WebError> {
@@ -129,10 +133,59 @@ impl Layout {
         }
     }
 
+    /// The layout of a page shown to nobody in particular: no navigation.
+    fn bare(dev: bool) -> Self {
+        Self {
+            title: String::new(),
+            nav: "",
+            username: None,
+            role: "",
+            can_edit: false,
+            is_admin: false,
+            csrf: String::new(),
+            dev,
+            flash: None,
+            css: assets::url("css/app.css"),
+            js: assets::url("js/app.js"),
+        }
+    }
+
     #[must_use]
     pub fn flash(mut self, message: Option<String>) -> Self {
         self.flash = message;
         self
+    }
+}
+
+/// The first-run checklist (create a rule, reveal its secret, send a test, give the EHR an
+/// ingest key), shown on an empty dashboard and rules page.
+pub struct NextSteps {
+    pub has_rule: bool,
+    /// The rule to open for the secret and the test, once there is one.
+    pub first_rule: Option<String>,
+    pub has_ingest_key: bool,
+}
+
+impl NextSteps {
+    /// Where the workspace stands; `rules` are its rules, in the order the page lists them.
+    pub async fn of(
+        state: &AppState,
+        workspace: &crate::domain::ids::WorkspaceId,
+        rules: &[crate::domain::rule::Rule],
+    ) -> Result<Self, WebError> {
+        let keys = crate::app::keys::list(state, workspace.clone()).await?;
+        Ok(Self {
+            has_rule: !rules.is_empty(),
+            first_rule: rules.first().map(|r| r.id.to_string()),
+            has_ingest_key: keys
+                .iter()
+                .any(|k| k.role == crate::domain::access::Role::Ingest),
+        })
+    }
+
+    /// Whether anything on the list is still to do.
+    pub fn pending(&self) -> bool {
+        !self.has_rule || !self.has_ingest_key
     }
 }
 
@@ -235,13 +288,13 @@ impl ResponseError for WebError {
         if let Self::Internal(err) = self {
             tracing::error!(error = format!("{err:#}"), "internal error in the admin UI");
         }
-        self.page(false)
+        self.page(Layout::bare(false))
     }
 }
 
 impl WebError {
-    /// The error as a page (or redirect); `dev` shows the development-mode banner.
-    fn page(&self, dev: bool) -> HttpResponse {
+    /// The error as a page (or redirect) in this layout (its title is set here).
+    fn page(&self, mut l: Layout) -> HttpResponse {
         let (status, heading, message) = match self {
             Self::Redirect(to) => return see_other(to),
             Self::Page {
@@ -255,20 +308,7 @@ impl WebError {
                 "tidings could not show this page. The server log has the details.",
             ),
         };
-        // The error page has no nav (no user at hand here) and no script.
-        let l = Layout {
-            title: heading.to_owned(),
-            nav: "",
-            username: None,
-            role: "",
-            can_edit: false,
-            is_admin: false,
-            csrf: String::new(),
-            dev,
-            flash: None,
-            css: assets::url("css/app.css"),
-            js: assets::url("js/app.js"),
-        };
+        heading.clone_into(&mut l.title);
         let page = ErrorPage {
             l,
             status: status.as_u16(),

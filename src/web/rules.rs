@@ -103,6 +103,8 @@ struct RuleRow {
 struct RulesPage {
     l: Layout,
     rows: Vec<RuleRow>,
+    /// What to do first, shown while there are no rules.
+    steps: super::NextSteps,
 }
 
 async fn list(
@@ -124,10 +126,12 @@ async fn list(
             failing_since: failing.get(&r.id).map(|&at| fmt_time(at)),
         })
         .collect();
+    let steps = super::NextSteps::of(&state, me.workspace(), &rules).await?;
     ok(&RulesPage {
         l: Layout::new(&state, Some(&me), "rules", "Rules")
             .flash(done_message(query.done.as_deref())),
         rows,
+        steps,
     })
 }
 
@@ -530,7 +534,10 @@ impl RuleFormPage {
         secret_rows.extend((0..2).map(|_| (String::new(), false)));
         let errors = errors
             .into_iter()
-            .map(|e| {
+            .map(|mut e| {
+                if e.field == "condition" {
+                    e.message = condition_message(&e.message);
+                }
                 let (label, anchor) = (field_label(&e.field), Self::anchor(&e.field));
                 (e, label, anchor)
             })
@@ -867,11 +874,17 @@ async fn rule_page(
     let failing = rule_cases::failing_since(state).await?;
     let names: std::collections::HashMap<_, _> =
         std::iter::once((rule.id.clone(), rule.name.clone())).collect();
+    let attempted = page
+        .iter()
+        .filter(|d| d.attempts > 0)
+        .map(|d| d.id.clone())
+        .collect();
+    let latest = deliveries::latest_attempts(state, attempted).await?;
     let page = RulePage {
         l: Layout::new(state, Some(me), "rules", &rule.name).flash(flash),
         r: RuleView::new(&rule, state, failing.get(&rule.id).copied()),
         revealed,
-        history: delivery_rows(&page, &names),
+        history: delivery_rows(&page, &names, &latest),
         more_history: cursor.is_some(),
     };
     ok(&page)
@@ -969,7 +982,8 @@ struct PreviewPage {
     event_type: String,
     method: String,
     url: String,
-    headers: Vec<(String, String)>,
+    /// (name, value, a note on a value that is only the preview's: the sample id).
+    headers: Vec<(String, String, Option<&'static str>)>,
     body: String,
     /// The condition and what it says about the sample event, when the rule has one.
     condition: Option<(String, String)>,
@@ -1009,12 +1023,27 @@ async fn preview(
         event_type: text(&p["event_type"]),
         method: text(&p["method"]),
         url: text(&p["url"]),
-        headers: pairs(&p["headers"]),
+        headers: pairs(&p["headers"])
+            .into_iter()
+            .map(|(k, v)| {
+                let note = id_header_note(&k);
+                (k, v, note)
+            })
+            .collect(),
         body: pretty(&text(&p["body"])),
         condition: condition_verdict(&p["condition"]),
         template_error: p["template_error"].as_str().map(str::to_owned),
     };
     ok(&page)
+}
+
+/// A preview's delivery id header holds a made-up id; a reader copying it into a receiver's
+/// test would otherwise take it for a real delivery's.
+fn id_header_note(name: &str) -> Option<&'static str> {
+    ["x-webhook-id", "webhook-id"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+        .then_some("a sample id for this preview: each real delivery and test send gets its own, and the signature changes with it")
 }
 
 /// The preview's `condition` (`{expression, result, error}`) in words, if the rule has one.
@@ -1129,8 +1158,61 @@ async fn routines(
     })
 }
 
+/// A CEL syntax error as the form shows it: where in the expression as typed, and what was
+/// found there, without the parser's list of the tokens it expected (which reads as noise to
+/// the person fixing it). Any other message is shown as it is.
+fn condition_message(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("syntax error at line:column ") else {
+        return message.to_owned();
+    };
+    let Some((pos, detail)) = rest.split_once(": ") else {
+        return message.to_owned();
+    };
+    let Some((line, column)) = pos.split_once(':') else {
+        return message.to_owned();
+    };
+    let quoted = |after: &str| {
+        detail
+            .split_once(after)
+            .and_then(|(_, s)| s.split_once('\'').map(|(t, _)| t.to_owned()))
+    };
+    let found = quoted("mismatched input '")
+        .or_else(|| quoted("extraneous input '"))
+        .or_else(|| quoted("token recognition error at: '"))
+        .or_else(|| quoted("no viable alternative at input '"));
+    let what = match found.as_deref() {
+        Some("<EOF>") => "the expression ends before it is complete".to_owned(),
+        Some(t) => format!("\u{201c}{t}\u{201d} is not expected there"),
+        None => "this is not a CEL expression tidings can read".to_owned(),
+    };
+    let at = if line == "1" {
+        format!("column {column}")
+    } else {
+        format!("line {line}, column {column}")
+    };
+    format!("a mistake at {at} of the condition: {what}")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_cel_syntax_error_points_at_the_column_without_the_token_list() {
+        let raw = "syntax error at line:column 1:18: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} | data.member.id == | .................^";
+        assert_eq!(
+            super::condition_message(raw),
+            "a mistake at column 18 of the condition: the expression ends before it is complete"
+        );
+        let raw = "syntax error at line:column 2:5: Syntax error: extraneous input ')' expecting <EOF> | a) | ....^";
+        assert_eq!(
+            super::condition_message(raw),
+            "a mistake at line 2, column 5 of the condition: \u{201c})\u{201d} is not expected there"
+        );
+        assert_eq!(
+            super::condition_message("must be at most 2000 characters"),
+            "must be at most 2000 characters"
+        );
+    }
+
     use super::*;
 
     #[test]

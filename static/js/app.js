@@ -10,6 +10,40 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
+  // Copy buttons (hidden without JavaScript, where the text can be selected by hand): copy the
+  // text of the element named in data-copy, and say so on the button and to screen readers.
+  const said = document.createElement("p");
+  said.className = "sr";
+  said.setAttribute("role", "status");
+  document.body.append(said);
+  const copyByHand = (el) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const sel = window.getSelection();
+    sel.removeAllRanges();
+    sel.addRange(range);
+    return document.execCommand("copy");
+  };
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    const label = button.textContent;
+    button.addEventListener("click", async () => {
+      const el = document.querySelector(button.dataset.copy);
+      if (!el) return;
+      let copied;
+      try {
+        await navigator.clipboard.writeText(el.textContent);
+        copied = true;
+      } catch {
+        copied = copyByHand(el);
+      }
+      const text = copied ? "Copied" : "Selected: press Ctrl+C to copy";
+      button.textContent = text;
+      button.dataset.copied = copied ? "yes" : "no";
+      said.textContent = text;
+      window.setTimeout(() => { button.textContent = label; }, 2500);
+    });
+  }
+
   // Header rows: add a copy of the last row, or remove one, keeping labels unique.
   let counter = 1000;
   const renumber = (row) => {
@@ -46,6 +80,32 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     });
   }
+
+  // The delivery log refreshes itself while a delivery on it is waiting (data-refresh, in
+  // seconds): it fetches the same page and swaps in the new list, so the filters being typed
+  // and the scroll position stay. It stops once nothing is waiting, and pauses while the tab
+  // is hidden. Without this script the page says to reload.
+  const list = document.getElementById("delivery-list");
+  const refresh = async () => {
+    const current = document.getElementById("delivery-list");
+    const seconds = Number(current?.dataset.refresh);
+    if (!current || !seconds) return;
+    window.setTimeout(async () => {
+      if (document.hidden) { refresh(); return; }
+      try {
+        const res = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
+        if (!res.ok || res.redirected) return;
+        const page = new DOMParser().parseFromString(await res.text(), "text/html");
+        const fresh = page.getElementById("delivery-list");
+        if (!fresh) return;
+        current.replaceWith(document.importNode(fresh, true));
+      } catch {
+        // Offline for a moment: try again on the next tick.
+      }
+      refresh();
+    }, seconds * 1000);
+  };
+  if (list) refresh();
 
   // Show only the fields that apply (event patterns or cron; the body template).
   const toggles = document.querySelectorAll("[data-show-when]");

@@ -38,4 +38,5 @@ mod ui_browser;
 mod ui_catalog_users;
 mod ui_rule_power;
 mod ui_safety;
+mod ui_words;
 mod verify_cli;

@@ -988,6 +988,7 @@ fn admins_make_api_keys_shown_once_and_users_who_can_sign_in() {
             ("username", "Victor"),
             ("role", "viewer"),
             ("password", PASSWORD),
+            ("confirm", PASSWORD),
         ],
     );
     assert_eq!(added.status, 303, "{}", added.text);
@@ -998,6 +999,7 @@ fn admins_make_api_keys_shown_once_and_users_who_can_sign_in() {
                 ("username", "victor"),
                 ("role", "viewer"),
                 ("password", PASSWORD),
+                ("confirm", PASSWORD),
             ],
         )
         .assert_status(400);
@@ -1008,6 +1010,7 @@ fn admins_make_api_keys_shown_once_and_users_who_can_sign_in() {
                 ("username", "weak"),
                 ("role", "viewer"),
                 ("password", "short"),
+                ("confirm", "short"),
             ],
         )
         .assert_status(400);

@@ -441,3 +441,246 @@ fn the_rule_form_in_chromium_shows_every_error_at_once() {
     assert_eq!(rule["webhook"]["body_template"], serde_json::Value::Null);
     assert_eq!(rule["condition"], "has(data.member.id)");
 }
+
+#[test]
+fn first_steps_and_copy_buttons_in_chromium() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, _receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/"));
+    d.wait_for_text("Getting started");
+    assert!(d.displayed("#getting-started"));
+    d.screenshot("words-dashboard-empty");
+    d.set_window(PHONE.0, PHONE.1);
+    d.screenshot("words-dashboard-empty-phone");
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/rules"));
+    d.wait_for_text("No rules yet");
+    assert!(d.exists("#getting-started"));
+
+    // The keys page: a new key, the ingest URL and the example, each with a copy button.
+    d.allow_clipboard();
+    d.goto(&format!("{base}/keys"));
+    d.type_into("#key-name", "EHR");
+    d.click("#create-key");
+    d.wait_for_text("Copy this key now");
+    let key = d.text("#new-key");
+    assert!(
+        d.displayed("#copy-new-key"),
+        "JavaScript shows the copy button"
+    );
+    d.click("#copy-new-key");
+    d.wait_for_text("Copied");
+    let read = "const done = arguments[arguments.length - 1]; \
+                navigator.clipboard.readText().then(done, (e) => done('error: ' + e));";
+    assert_eq!(d.execute_async(read).as_str(), Some(key.as_str()));
+    d.screenshot("words-keys-copied");
+    d.click("#copy-ingest-url");
+    crate::support::app::wait_until(WAIT, "the URL on the clipboard", || {
+        (d.execute_async(read).as_str() == Some(&app.url("/api/v1/events"))).then_some(())
+    });
+    d.click("#copy-ingest-example");
+    crate::support::app::wait_until(WAIT, "the example on the clipboard", || {
+        d.execute_async(read)
+            .as_str()
+            .is_some_and(|t| t.starts_with("curl -X POST") && t.contains("YOUR_INGEST_KEY"))
+            .then_some(())
+    });
+    d.scroll_to("#ingest-example");
+    d.screenshot("words-keys-ingest");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("#ingest-example");
+    d.screenshot("words-keys-ingest-phone");
+}
+
+#[test]
+fn the_delivery_log_in_chromium_links_whole_rows_and_refreshes_while_retrying() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let app = crate::support::app::spawn_app_with(|c| {
+        // Long enough to see the retrying row, short enough for the test.
+        c.retry.base_delay = Duration::from_secs(4);
+        c.retry.max_delay = Duration::from_secs(4);
+    });
+    let receiver = TestReceiver::start();
+    receiver.reply_sequence(vec![crate::support::receiver::Reply::status(503)]);
+    tidings::app::users::new_user(
+        app.store(),
+        app.store().default_workspace(),
+        "anna",
+        UserRole::Admin,
+        PASSWORD,
+        None,
+        false,
+    )
+    .unwrap();
+    let base = app.url("");
+    let d = Driver::start(&chromedriver);
+    d.set_window(1366, 900);
+    sign_in(&d, &base, "anna");
+    app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    for i in 0..3 {
+        let e = app.ingest(&json!({"type": "appointment:booked", "data": {"member": {"id": i}}}));
+        assert_eq!(e.status, 202);
+    }
+    let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
+    let event_id = e.body["id"].as_str().unwrap().to_owned();
+    crate::support::app::wait_until(WAIT, "the first attempt to fail", || {
+        let v = app.get(&format!("/api/v1/events/{event_id}")).body;
+        (v["deliveries"][0]["status"] == "retrying").then_some(())
+    });
+    let did = app.get(&format!("/api/v1/events/{event_id}")).body["deliveries"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    d.goto(&format!("{base}/deliveries?event_type=member:*"));
+    d.wait_for_text("updates itself");
+    let row = format!("#row-{did}");
+    assert!(d.text(&row).contains("503"), "{}", d.text(&row));
+    assert!(d.text(&row).contains("error status"));
+    d.screenshot("words-deliveries-retrying");
+    d.set_window(PHONE.0, PHONE.1);
+    assert!(
+        d.displayed(&format!("{row} .badge")),
+        "Status stays on a phone"
+    );
+    d.scroll_down_to(&format!("{row} td:first-child"));
+    d.screenshot("words-deliveries-retrying-phone");
+    assert!(d.displayed("#apply-filters"));
+    d.set_window(1366, 900);
+
+    // No reload from the test: the page's script brings the success in by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !d.text(&row).contains("succeeded") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list never refreshed: {}",
+            d.text(&row)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(d.text(&row).contains("200"));
+    assert!(
+        !d.exists("#refresh-note"),
+        "nothing waits: no more refreshes"
+    );
+    assert!(
+        d.current_url().ends_with("event_type=member:*"),
+        "{}",
+        d.current_url()
+    );
+    d.screenshot("words-deliveries-done");
+
+    // A click anywhere on the row (here its Attempts cell) opens the delivery.
+    d.click_point(&format!("{row} td:last-child"));
+    d.wait_for_text("Attempt 2: succeeded");
+    assert!(d.current_url().ends_with(&format!("/deliveries/{did}")));
+}
+
+#[test]
+fn an_error_page_in_chromium_keeps_the_navigation_and_the_preview_marks_its_sample_id() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/deliveries/dlv_nothing"));
+    d.wait_for_text("Not found");
+    assert!(d.displayed("nav[aria-label=\"Main\"]"));
+    d.screenshot("words-error-page");
+    d.set_window(PHONE.0, PHONE.1);
+    d.screenshot("words-error-page-phone");
+    d.set_window(1366, 900);
+    d.click("nav a[href=\"/rules\"]");
+    d.wait_for_text("Getting started");
+
+    let rule = app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    let id = rule["id"].as_str().unwrap();
+    d.goto(&format!("{base}/rules/{id}/preview"));
+    d.wait_for_text("a sample id for this preview");
+    d.scroll_to(".id-note");
+    d.screenshot("words-preview-id");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_down_to(".id-note");
+    d.screenshot("words-preview-id-phone");
+
+    // The audit log by names, filtered to rules with the form.
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/audit"));
+    d.click("#a-action option[value=\"rule.*\"]");
+    d.click("#apply-audit-filters");
+    d.wait_for_text("rule test rule");
+    assert!(d.current_url().contains("action=rule.*"));
+    assert!(d.exists(&format!("table.audit a[href=\"/rules/{id}\"]")));
+    d.screenshot("words-audit");
+    d.set_window(PHONE.0, PHONE.1);
+    d.screenshot("words-audit-phone");
+}
+
+#[test]
+fn the_dashboard_chart_in_chromium_has_a_table_and_readable_axis_on_a_phone() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    app.create_rule(&receiver.url("/hook"), &["member:*"]);
+    let mut last = String::new();
+    for i in 0..4 {
+        let e = app.ingest(&json!({"type": "member:created", "data": {"member": {"id": i}}}));
+        e.body["id"].as_str().unwrap().clone_into(&mut last);
+    }
+    app.wait_settled(&last, WAIT);
+    d.goto(&format!("{base}/"));
+    d.wait_for_text("Last 24 hours as a table");
+    d.click(".chartdata summary");
+    assert!(d.displayed(".chartdata table"));
+    d.scroll_down_to(".chart");
+    d.screenshot("words-chart");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_down_to(".ticks");
+    d.screenshot("words-chart-phone");
+    d.goto(&format!("{base}/users"));
+    d.wait_for_text("Add a user");
+    d.type_into("#new-username", "vera");
+    d.screenshot("words-users-phone");
+    d.set_window(1366, 900);
+    d.screenshot("words-users");
+}
+
+#[test]
+fn cron_and_condition_errors_in_chromium_speak_about_what_was_typed() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/rules/new"));
+    d.type_into("#name", "Weekday digest");
+    d.type_into("#events", "member:*");
+    d.type_into("#url", &receiver.url("/hook"));
+    d.type_into("#condition", "data.member.id ==");
+    d.click("#save-rule");
+    d.wait_for_text("The rule was not saved");
+    assert!(d.text("#err-condition").contains("a mistake at column 18"));
+    d.scroll_down_to("#err-condition");
+    d.screenshot("words-condition-error");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_down_to("#err-condition");
+    d.screenshot("words-condition-error-phone");
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/rules/new"));
+    d.type_into("#name", "Weekday digest");
+    d.click("#trigger-schedule");
+    d.type_into("#cron", "0 25 * * MON-FRI");
+    d.type_into("#url", &receiver.url("/hook"));
+    d.click("#save-rule");
+    d.wait_for_text("The rule was not saved");
+    assert!(d.text("#err-cron").contains("the hour (2nd field) is 25"));
+    d.scroll_down_to("#err-cron");
+    d.screenshot("words-cron-error");
+}

@@ -165,11 +165,17 @@ fn admins_change_roles_and_passwords_and_the_user_must_sign_in_again() {
 
     // Password: too short is refused; a good one replaces the old and ends her sessions.
     admin
-        .post(&format!("/users/{id}/password"), &[("password", "short")])
+        .post(
+            &format!("/users/{id}/password"),
+            &[("password", "short"), ("confirm", "short")],
+        )
         .assert_status(400);
     let set = admin.post(
         &format!("/users/{id}/password"),
-        &[("password", "a brand new passphrase")],
+        &[
+            ("password", "a brand new passphrase"),
+            ("confirm", "a brand new passphrase"),
+        ],
     );
     assert_eq!(set.status, 303, "{}", set.text);
     assert_eq!(again.get("/rules").status, 303);

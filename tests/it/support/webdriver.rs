@@ -150,6 +150,20 @@ impl Driver {
         );
     }
 
+    /// Scrolls the page down to the element, leaving sideways scrolling boxes where they are
+    /// (a phone screenshot of a table's first columns).
+    pub fn scroll_down_to(&self, css: &str) {
+        let el = self.find(css);
+        self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(&json!({
+                "script": "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'});",
+                "args": [{ ELEMENT: el }],
+            })),
+        );
+    }
+
     /// Whether the element is rendered visibly (not `hidden`, not `display: none`).
     pub fn displayed(&self, css: &str) -> bool {
         let el = self.find(css);
@@ -220,6 +234,24 @@ impl Driver {
         self.session_call("POST", &format!("/element/{el}/click"), None);
     }
 
+    /// A real mouse click at the middle of the element, landing on whatever is on top there
+    /// (element click refuses when another element covers it, as a row's link does).
+    pub fn click_point(&self, css: &str) {
+        let el = self.find(css);
+        self.session_call(
+            "POST",
+            "/actions",
+            Some(&json!({"actions": [{
+                "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+                "actions": [
+                    {"type": "pointerMove", "origin": { ELEMENT: el }, "x": 0, "y": 0},
+                    {"type": "pointerDown", "button": 0},
+                    {"type": "pointerUp", "button": 0},
+                ],
+            }]})),
+        );
+    }
+
     pub fn text(&self, css: &str) -> String {
         let el = self.find(css);
         self.session_call("GET", &format!("/element/{el}/text"), None)
@@ -260,6 +292,26 @@ impl Driver {
                 self.body_text().unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs an async script (its last argument is the callback) and returns what it passes.
+    pub fn execute_async(&self, script: &str) -> Value {
+        self.session_call(
+            "POST",
+            "/execute/async",
+            Some(&json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Lets the page read the clipboard, so a test can check what a copy button copied.
+    pub fn allow_clipboard(&self) {
+        for name in ["clipboard-read", "clipboard-write"] {
+            self.session_call(
+                "POST",
+                "/permissions",
+                Some(&json!({"descriptor": {"name": name}, "state": "granted"})),
+            );
         }
     }
 
