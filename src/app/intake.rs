@@ -59,10 +59,10 @@ impl Intake {
         }
     }
 
-    /// Accepts an event for a request handler: answered once it is durable. The conditions
-    /// are evaluated on the blocking pool, never on the threads that answer HTTP: each is
-    /// bounded by its budget, but a few rules near it must not hold up `/healthz` or the
-    /// next request.
+    /// Accepts an event for a request handler: answered once it is durable. Conditions are
+    /// evaluated on the blocking pool, never on the threads that answer HTTP: each is bounded
+    /// by its budget, but a few rules near it must not hold up `/healthz` or the next request.
+    /// An event no conditioned rule matches has nothing to evaluate and skips the hop.
     pub async fn accept(
         &self,
         event: Event,
@@ -70,13 +70,17 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Accepted, StoreError> {
         let posted = matches!(recipients, Recipients::Matching);
-        let planner = self.clone();
-        let new =
-            tokio::task::spawn_blocking(move || planner.plan(event, recipients, idempotency_key))
-                .await
-                .map_err(|e| {
-                    StoreError::Storage(format!("evaluating the conditions failed: {e}"))
-                })??;
+        let (rules, routine_slot) = self.rules_for(&event, recipients);
+        let new = if rules.iter().any(|r| r.condition.is_some()) {
+            let planner = self.clone();
+            tokio::task::spawn_blocking(move || {
+                planner.plan(event, &rules, routine_slot, idempotency_key)
+            })
+            .await
+            .map_err(|e| StoreError::Storage(format!("evaluating the conditions failed: {e}")))??
+        } else {
+            self.plan(event, &rules, routine_slot, idempotency_key)?
+        };
         let deliveries = new.deliveries.clone();
         let outcome = self.store.ingest(new).await?;
         Ok(self.accepted(outcome, &deliveries, posted))
@@ -90,20 +94,21 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<Accepted, StoreError> {
         let posted = matches!(recipients, Recipients::Matching);
-        let new = self.plan(event, recipients, idempotency_key)?;
+        let (rules, routine_slot) = self.rules_for(&event, recipients);
+        let new = self.plan(event, &rules, routine_slot, idempotency_key)?;
         let deliveries = new.deliveries.clone();
         let outcome = self.store.ingest_blocking(new)?;
         Ok(self.accepted(outcome, &deliveries, posted))
     }
 
-    /// The rows an event makes: itself and one delivery per rule it reaches.
-    fn plan(
+    /// The rules an event goes to (from the in-memory rule cache), and the routine slot it
+    /// fires. A posted event's type is noted in the catalog.
+    fn rules_for(
         &self,
-        event: Event,
+        event: &Event,
         recipients: Recipients,
-        idempotency_key: Option<String>,
-    ) -> Result<NewEvent, StoreError> {
-        let (rules, routine_slot) = match recipients {
+    ) -> (Vec<Arc<Rule>>, Option<(RuleId, i64)>) {
+        match recipients {
             Recipients::Matching => {
                 let rules = self
                     .store
@@ -121,14 +126,25 @@ impl Intake {
                 let id: RuleId = rule.id.clone();
                 (vec![rule], Some((id, slot)))
             }
-        };
+        }
+    }
+
+    /// The rows an event makes: itself and one delivery per rule whose condition lets it
+    /// through (or a `condition_error` one).
+    fn plan(
+        &self,
+        event: Event,
+        rules: &[Arc<Rule>],
+        routine_slot: Option<(RuleId, i64)>,
+        idempotency_key: Option<String>,
+    ) -> Result<NewEvent, StoreError> {
         // Conditions may read the workspace's name; most rules have none, so skip the read then.
         let workspace_name = if rules.iter().any(|r| r.condition.is_some()) {
             self.store.workspace_name(&event.workspace_id)?
         } else {
             String::new()
         };
-        let deliveries = deliveries_for(&event, &rules, &workspace_name, self.max_attempts);
+        let deliveries = deliveries_for(&event, rules, &workspace_name, self.max_attempts);
         Ok(NewEvent {
             event,
             deliveries,
