@@ -71,7 +71,7 @@ impl RedbStore {
                 path.display()
             )));
         }
-        if super::sealing::rotation_pending(&self.db)? {
+        if super::reseal::rotation_pending(&self.db)? {
             // Values are sealed partly with each key: a copy would need both to be read.
             return Err(StoreError::Conflict(
                 "a master-key rotation is unfinished; finish it first (start `tidings serve`, or run `tidings rotate-master-key` again)".into(),

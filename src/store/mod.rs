@@ -5,9 +5,11 @@
 //! Callers bring the traits into scope with `use crate::store::prelude::*;`.
 
 pub mod backup;
+mod codec;
 #[cfg(test)]
 pub(crate) mod contract;
 mod redb;
+mod seal;
 mod traits;
 mod types;
 
@@ -24,7 +26,7 @@ pub use types::{
 };
 
 // The redb backend's schema modules, where backup.rs has always found them.
-use self::redb::{migrations, sealing, tables};
+use self::redb::{migrations, reseal, tables};
 
 /// The store as the rest of tidings holds it: cheap to clone, any backend behind it.
 pub type Store = Arc<dyn Storage>;

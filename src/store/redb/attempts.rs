@@ -3,9 +3,10 @@
 
 use super::events::set_open;
 use super::tables::{ATTEMPTS, DELIVERIES};
-use super::{RedbStore, codec, stats};
+use super::{RedbStore, stats};
 use crate::domain::delivery::{Attempt, Delivery};
 use crate::domain::ids::DeliveryId;
+use crate::store::codec;
 use crate::store::{AttemptStore, StoreError, WriteDone};
 
 impl AttemptStore for RedbStore {

@@ -3,9 +3,10 @@
 
 use super::rows::put;
 use super::tables::AUDIT;
-use super::{MAX_SCAN, RedbStore, codec};
+use super::{MAX_SCAN, RedbStore};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{AuditId, WorkspaceId};
+use crate::store::codec;
 use crate::store::{AuditStore, StoreError, StoreFuture};
 
 pub(super) fn append_audit(

@@ -8,12 +8,12 @@ use serde_json::{Map, Value};
 use super::RedbStore;
 use super::audit::append_audit;
 use super::rows::time_by_rule;
-use super::sealing::RowSeal;
 use super::tables::{EVENT_TYPES, ROUTINE_LAST_FIRED};
 use crate::domain::audit::AuditEntry;
 use crate::domain::catalog::{Declared, StoredType, structure_only};
 use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
+use crate::store::seal::RowSeal;
 use crate::store::{CatalogStore, StoreError, StoreFuture};
 
 /// A type's seen sample is rewritten at most this often: "the latest sample" stays fresh

@@ -6,16 +6,17 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::rows::{get, get_from, get_w, id_at, put};
-use super::sealing::RowSeal;
 use super::tables::{
     ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, EVENTS, IDEMPOTENCY,
     OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULES,
 };
-use super::{MAX_SCAN, RedbStore, codec};
+use super::{MAX_SCAN, RedbStore};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
 use crate::domain::rule::Rule;
+use crate::store::codec;
+use crate::store::seal::RowSeal;
 use crate::store::types::not_found;
 use crate::store::{
     DeliveryFilter, DueDelivery, EventStore, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,

@@ -5,15 +5,16 @@ use std::path::Path;
 
 use redb::ReadableTableMetadata;
 
+use super::RedbStore;
 use super::events::IdempotencyRecord;
 use super::rows::id_at;
 use super::tables::{
     ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, EVENTS, IDEMPOTENCY,
     OPEN_DELIVERIES, WORKSPACES,
 };
-use super::{RedbStore, codec};
 use crate::domain::delivery::Delivery;
 use crate::domain::ids::{DeliveryId, EventId};
+use crate::store::codec;
 use crate::store::{MaintenanceStore, StoreError};
 
 /// Rows one pruning transaction removes, so delivery never waits long behind it.

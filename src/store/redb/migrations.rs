@@ -2,14 +2,15 @@
 
 use redb::{Database, ReadableTable};
 
+use super::StoreError;
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
     EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
     RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
-use super::{StoreError, codec};
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
+use crate::store::codec;
 
 pub const SCHEMA_VERSION: u32 = 3;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

@@ -5,14 +5,13 @@
 mod attempts;
 mod audit;
 mod catalog;
-mod codec;
 mod events;
 mod keys;
 mod maintenance;
 pub(super) mod migrations;
+pub(super) mod reseal;
 mod rows;
 mod rules;
-pub(super) mod sealing;
 mod stats;
 pub(super) mod tables;
 #[cfg(test)]
@@ -31,9 +30,10 @@ use crate::domain::event::EventType;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey};
+use crate::store::seal::RowSeal;
 use crate::store::{Store, StoreError};
+use reseal::Rotation;
 use rules::RuleCache;
-use sealing::{Rotation, RowSeal};
 use writer::Writer;
 
 /// redb's page cache. Its default (1 GiB) would let a years-old delivery log grow the
@@ -166,14 +166,14 @@ impl RedbStore {
 
 /// Loads the keys (only now that the database is locked, so a command refused because a
 /// server holds it has changed nothing, not even a key file) and brings every sealed value
-/// under one key; see `sealing::reconcile`.
+/// under one key; see `reseal::reconcile`.
 fn reconcile(
     db: &mut Database,
     keys: impl FnOnce() -> Result<Keyring, CryptoError>,
     rotate: Rotation<'_>,
 ) -> Result<MasterKey, StoreError> {
     let keyring = keys().map_err(|e| StoreError::MasterKey(e.to_string()))?;
-    let (key, rewritten) = sealing::reconcile(db, keyring, rotate)?;
+    let (key, rewritten) = reseal::reconcile(db, keyring, rotate)?;
     if rewritten > 0 {
         // The rows replaced (plain PHI, or values under a retired key) live on in freed
         // pages until reused; compaction moves live pages down and cuts the file there.

@@ -7,9 +7,9 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTr
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::codec;
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::store::StoreError;
+use crate::store::codec;
 
 macro_rules! storage_error {
     ($($t:ty),*) => {$(

@@ -2,13 +2,14 @@
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
+use super::RedbStore;
 use super::audit::append_audit;
 use super::rows::{get, get_w, put, scan};
 use super::tables::{SESSIONS, USERS, USERS_BY_NAME};
-use super::{RedbStore, codec};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::user::{Session, User, UserRole};
+use crate::store::codec;
 use crate::store::types::not_found;
 use crate::store::{StoreError, UserChange, UserStore};
 

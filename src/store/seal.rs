@@ -1,0 +1,303 @@
+//! Encryption at rest of the PHI in stored rows, the same for every backend.
+//!
+//! Event payloads (`data`), logged request and response bodies and catalog samples are sealed
+//! with the master key where rows are encoded — on the caller's thread, before a backend's
+//! writer (the serial point of its writes) gets the bytes — and opened where rows are decoded.
+//! The rest of each row stays plain JSON, so ids, types and statuses remain readable while
+//! debugging, and a row moves between backends byte for byte (`tidings migrate`).
+//!
+//! A sealed field uses a JSON type its plain form never has, so a row says which form it is
+//! in and rows from earlier versions (plain) still read: an event's `data`, always an object,
+//! is stored as the sealed string; a body, a string or null, as `{"sealed": "xc1:…"}`.
+
+use serde_json::{Map, Value};
+
+use super::{StoreError, codec};
+use crate::domain::catalog::StoredType;
+use crate::domain::delivery::Attempt;
+use crate::domain::event::Event;
+use crate::security::crypto::{MasterKey, Sealed};
+
+/// The known text sealed under `master_key_check`, so a wrong key is refused at open
+/// instead of failing every delivery.
+pub(super) const CHECK_TEXT: &str = "tidings master key check";
+/// The field a sealed body is kept under.
+const SEALED_FIELD: &str = "sealed";
+/// Where an attempt row keeps bodies.
+const BODY_PATHS: [[&str; 2]; 2] = [["request", "body"], ["response", "body"]];
+/// Where an event catalog row keeps samples (the latest seen one is real event data).
+const SAMPLE_PATHS: [&[&str]; 2] = [&["seen_sample"], &["declared", "sample"]];
+
+/// Seals and opens the PHI fields of rows. Without a key (a command such as `key create`
+/// that never touches payloads), reading or writing them is refused.
+#[derive(Clone)]
+pub(in crate::store) struct RowSeal(Option<MasterKey>);
+
+fn no_key() -> StoreError {
+    StoreError::MasterKey(
+        "this command opened the database without the master key, so it cannot read or write event payloads or logged bodies".into(),
+    )
+}
+
+fn corrupt(table: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("a record in {table} does not decode: {e}"))
+}
+
+fn to_value<T: serde::Serialize>(row: &T) -> Value {
+    serde_json::to_value(row).expect("stored types always serialise")
+}
+
+fn open_str(key: &MasterKey, table: &str, sealed: &str) -> Result<String, StoreError> {
+    let sealed =
+        Sealed::parse(sealed).ok_or_else(|| corrupt(table, "a sealed field is not sealed"))?;
+    key.open(&sealed)
+        .map(|plain| plain.expose().to_owned())
+        .map_err(|e| StoreError::MasterKey(format!("a record in {table}: {e}")))
+}
+
+impl RowSeal {
+    pub(in crate::store) fn new(key: Option<MasterKey>) -> Self {
+        Self(key)
+    }
+
+    fn key(&self) -> Result<&MasterKey, StoreError> {
+        self.0.as_ref().ok_or_else(no_key)
+    }
+
+    pub(in crate::store) fn event(&self, event: &Event) -> Result<Vec<u8>, StoreError> {
+        let mut row = to_value(event);
+        seal_event_row(&mut row, self.key()?);
+        Ok(codec::encode(&row))
+    }
+
+    pub(in crate::store) fn open_event(&self, bytes: &[u8]) -> Result<Event, StoreError> {
+        let mut row: Value = codec::decode("events", bytes)?;
+        if let Some(data) = row.get_mut("data")
+            && let Value::String(sealed) = data
+        {
+            let plain = open_str(self.key()?, "events", sealed)?;
+            *data = serde_json::from_str(&plain).map_err(|e| corrupt("events", e))?;
+        }
+        serde_json::from_value(row).map_err(|e| corrupt("events", e))
+    }
+
+    pub(in crate::store) fn attempt(&self, attempt: &Attempt) -> Result<Vec<u8>, StoreError> {
+        let mut row = to_value(attempt);
+        seal_attempt_row(&mut row, self.key()?);
+        Ok(codec::encode(&row))
+    }
+
+    pub(in crate::store) fn open_attempt(&self, bytes: &[u8]) -> Result<Attempt, StoreError> {
+        let mut row: Value = codec::decode("attempts", bytes)?;
+        for path in BODY_PATHS {
+            if let Some(body) = field(&mut row, &path)
+                && let Some(sealed) = body.get(SEALED_FIELD).and_then(Value::as_str)
+            {
+                let plain = open_str(self.key()?, "attempts", sealed)?;
+                *body = Value::String(plain);
+            }
+        }
+        serde_json::from_value(row).map_err(|e| corrupt("attempts", e))
+    }
+}
+
+impl RowSeal {
+    pub(in crate::store) fn event_type(&self, row: &StoredType) -> Result<Vec<u8>, StoreError> {
+        let mut row = to_value(row);
+        seal_event_type_row(&mut row, self.key()?);
+        Ok(codec::encode(&row))
+    }
+
+    pub(in crate::store) fn open_event_type(&self, bytes: &[u8]) -> Result<StoredType, StoreError> {
+        let mut row: Value = codec::decode("event-types", bytes)?;
+        for path in SAMPLE_PATHS {
+            if let Some(sample) = field(&mut row, path)
+                && let Value::String(sealed) = sample
+            {
+                let plain = open_str(self.key()?, "event-types", sealed)?;
+                *sample = serde_json::from_str(&plain).map_err(|e| corrupt("event-types", e))?;
+            }
+        }
+        serde_json::from_value(row).map_err(|e| corrupt("event-types", e))
+    }
+}
+
+/// Seals plain samples (objects) as strings; true if the row changed.
+fn seal_event_type_row(row: &mut Value, key: &MasterKey) -> bool {
+    let mut changed = false;
+    for path in SAMPLE_PATHS {
+        if let Some(sample @ Value::Object(_)) = field(row, path) {
+            let plain = serde_json::to_string(sample).expect("JSON values serialise");
+            *sample = Value::String(key.seal(&plain).into_string());
+            changed = true;
+        }
+    }
+    changed
+}
+
+fn field<'a>(row: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
+    path.iter().try_fold(row, |v, k| v.get_mut(*k))
+}
+
+/// Seals a plain `data`; true if the row changed.
+fn seal_event_row(row: &mut Value, key: &MasterKey) -> bool {
+    match row.get_mut("data") {
+        Some(data @ Value::Object(_)) => {
+            let plain = serde_json::to_string(data).expect("JSON values serialise");
+            *data = Value::String(key.seal(&plain).into_string());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Seals plain bodies; true if the row changed.
+fn seal_attempt_row(row: &mut Value, key: &MasterKey) -> bool {
+    let mut changed = false;
+    for path in BODY_PATHS {
+        if let Some(body) = field(row, &path)
+            && let Value::String(plain) = body
+        {
+            let sealed = key.seal(plain).into_string();
+            *body = Value::Object(Map::from_iter([(
+                SEALED_FIELD.to_owned(),
+                Value::String(sealed),
+            )]));
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Re-seals with `to` every sealed string in `v` that `from` opens (and `to` does not: it
+/// may be re-sealed already). Walks the whole row, so a sealed field added to a row type
+/// later is rotated too. Strings that merely look sealed (user text, which neither key opens)
+/// are left alone. True if anything changed.
+fn reseal_tree(v: &mut Value, from: &MasterKey, to: &MasterKey) -> bool {
+    match v {
+        Value::String(s) => {
+            let Some(sealed) = Sealed::parse(s) else {
+                return false;
+            };
+            if to.open(&sealed).is_ok() {
+                return false;
+            }
+            match from.open(&sealed) {
+                Ok(plain) => {
+                    *s = to.seal(plain.expose()).into_string();
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| reseal_tree(item, from, to) | changed),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |changed, item| reseal_tree(item, from, to) | changed),
+        _ => false,
+    }
+}
+
+/// Which plain fields a table's rows may still carry.
+#[derive(Clone, Copy)]
+pub(in crate::store) enum Rows {
+    Events,
+    Attempts,
+    Rules,
+    EventTypes,
+}
+
+/// Brings one row to its final form; the new bytes if it changed.
+pub(in crate::store) fn reseal_row(
+    rows: Rows,
+    bytes: &[u8],
+    from: Option<&MasterKey>,
+    to: &MasterKey,
+) -> Option<Vec<u8>> {
+    let mut row: Value = serde_json::from_slice(bytes).ok()?;
+    let mut changed = from.is_some_and(|from| reseal_tree(&mut row, from, to));
+    changed |= match rows {
+        Rows::Events => seal_event_row(&mut row, to),
+        Rows::Attempts => seal_attempt_row(&mut row, to),
+        Rows::Rules => false,
+        Rows::EventTypes => seal_event_type_row(&mut row, to),
+    };
+    changed.then(|| codec::encode(&row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(n: u8) -> MasterKey {
+        MasterKey::from_bytes(&[n; 32])
+    }
+
+    #[test]
+    fn rows_round_trip_sealed_and_need_the_key() {
+        let event: Event = serde_json::from_value(json!({
+            "id": "evt_1", "workspace_id": "wsp_1", "type": "patient:admitted",
+            "occurred_at": 1, "received_at": 2, "data": {"name": "Jane"},
+        }))
+        .unwrap();
+        let seal = RowSeal::new(Some(key(1)));
+        let bytes = seal.event(&event).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("Jane"));
+        assert_eq!(seal.open_event(&bytes).unwrap().data["name"], "Jane");
+        let plain = serde_json::to_vec(&event).unwrap();
+        assert_eq!(
+            seal.open_event(&plain).unwrap().data["name"],
+            "Jane",
+            "old rows read"
+        );
+        let keyless = RowSeal::new(None);
+        assert!(matches!(
+            keyless.event(&event),
+            Err(StoreError::MasterKey(_))
+        ));
+        assert!(matches!(
+            keyless.open_event(&bytes),
+            Err(StoreError::MasterKey(_))
+        ));
+        let wrong = RowSeal::new(Some(key(9)));
+        assert!(matches!(
+            wrong.open_event(&bytes),
+            Err(StoreError::MasterKey(_))
+        ));
+    }
+
+    #[test]
+    fn plain_rows_are_sealed_once_and_rotated_by_the_walk() {
+        let (old, new) = (key(1), key(2));
+        let event = serde_json::to_vec(&json!({"id": "evt_1", "data": {"name": "Jane"}})).unwrap();
+        let sealed = reseal_row(Rows::Events, &event, None, &old).unwrap();
+        assert!(!String::from_utf8_lossy(&sealed).contains("Jane"));
+        assert!(
+            reseal_row(Rows::Events, &sealed, None, &old).is_none(),
+            "idempotent"
+        );
+        let rotated = reseal_row(Rows::Events, &sealed, Some(&old), &new).unwrap();
+        assert!(
+            reseal_row(Rows::Events, &rotated, Some(&old), &new).is_none(),
+            "idempotent"
+        );
+        let row: Value = serde_json::from_slice(&rotated).unwrap();
+        let s = Sealed::parse(row["data"].as_str().unwrap()).unwrap();
+        assert!(old.open(&s).is_err());
+        assert_eq!(new.open(&s).unwrap().expose(), r#"{"name":"Jane"}"#);
+
+        let attempt = serde_json::to_vec(
+            &json!({"request": {"body": "xc1:not really"}, "response": {"body": null}, "error": "xc1:x"}),
+        )
+        .unwrap();
+        let sealed = reseal_row(Rows::Attempts, &attempt, None, &old).unwrap();
+        let row: Value = serde_json::from_slice(&sealed).unwrap();
+        assert!(row["request"]["body"]["sealed"].is_string());
+        assert!(row["response"]["body"].is_null());
+        assert_eq!(row["error"], "xc1:x", "look-alike user text is not touched");
+        assert!(reseal_row(Rows::Attempts, &sealed, Some(&old), &new).is_some());
+    }
+}
