@@ -12,6 +12,7 @@ mod redb;
 mod seal;
 mod traits;
 mod types;
+mod writer;
 
 use std::sync::Arc;
 

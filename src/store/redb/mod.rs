@@ -5,6 +5,7 @@
 mod attempts;
 mod audit;
 mod catalog;
+mod engine;
 mod events;
 mod keys;
 mod maintenance;
@@ -17,7 +18,6 @@ pub(super) mod tables;
 #[cfg(test)]
 mod tests;
 mod users;
-mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,9 +32,9 @@ use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey};
 use crate::store::seal::RowSeal;
 use crate::store::{Store, StoreError};
+use engine::{RedbEngine, RedbWriter};
 use reseal::Rotation;
 use rules::RuleCache;
-use writer::Writer;
 
 /// redb's page cache. Its default (1 GiB) would let a years-old delivery log grow the
 /// process to that size on a small clinic server; the hot data (open deliveries, recent
@@ -49,7 +49,7 @@ const MAX_SCAN: usize = 20_000;
 #[derive(Clone)]
 pub struct RedbStore {
     pub(super) db: Arc<Database>,
-    writer: Writer,
+    writer: RedbWriter,
     rules: Arc<RwLock<Arc<RuleCache>>>,
     /// API keys by hash: every request authenticates without touching the disk.
     keys: Arc<RwLock<HashMap<String, ApiKey>>>,
@@ -142,7 +142,7 @@ impl RedbStore {
         let db = Arc::new(db);
         // The writer thread ends once `shutdown` is called, or by itself once the last
         // RedbStore clone (its last sender) is gone.
-        let writer = Writer::start(Arc::clone(&db));
+        let writer = RedbWriter::start(RedbEngine(Arc::clone(&db)));
         let store = Self {
             db,
             writer,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::RedbStore;
-use super::writer::Writer;
+use super::engine::{RedbEngine, RedbWriter};
 use crate::domain::time::Clock;
 use crate::security::crypto::Keyring;
 use crate::store::contract::{block_on, store_contract_tests};
@@ -47,7 +47,7 @@ store_contract_tests!(open_temp);
 
 const NUMBERS: TableDefinition<u64, u64> = TableDefinition::new("numbers");
 
-fn insert(n: u64) -> impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError> + Send {
+fn insert(n: u64) -> impl FnOnce(&mut redb::WriteTransaction) -> Result<(), StoreError> + Send {
     move |txn| {
         txn.open_table(NUMBERS)?.insert(n, n)?;
         Ok(())
@@ -70,7 +70,7 @@ fn temp_db(dir: &TempDir) -> (Arc<Database>, PathBuf) {
 fn a_full_queue_refuses_async_writes_at_once_and_blocking_ones_wait() {
     let dir = TempDir::new("overload");
     let (db, _) = temp_db(&dir);
-    let writer = Writer::with_depth(Arc::clone(&db), 2);
+    let writer = RedbWriter::with_depth(RedbEngine(Arc::clone(&db)), 2);
     // Hold the writer thread inside a write until released.
     let (started, is_started) = channel();
     let (release, released) = channel::<()>();
@@ -120,7 +120,7 @@ fn a_full_queue_refuses_async_writes_at_once_and_blocking_ones_wait() {
 fn shutdown_commits_what_is_queued_syncs_and_joins() {
     let dir = TempDir::new("shutdown");
     let (db, path) = temp_db(&dir);
-    let writer = Writer::start(Arc::clone(&db));
+    let writer = RedbWriter::start(RedbEngine(Arc::clone(&db)));
     for n in 0..100 {
         writer.submit_lazy(insert(n), |r| r.unwrap());
     }

@@ -1,4 +1,4 @@
-//! Group commit: one writer thread owns every write transaction. Writes queue up while the
+//! Group commit, for every backend: one writer thread owns every write transaction. Writes queue up while the
 //! previous commit is syncing to disk, and the next transaction takes all of them at once, so
 //! a burst of ingests costs one fsync instead of one each.
 //!
@@ -12,6 +12,9 @@
 //! `try_` submission) is refused at once with `StoreError::Overloaded` rather than holding
 //! an actix thread; writers on plain threads wait for room, which slows them to the disk's
 //! pace. `shutdown` commits what is queued, syncs and joins the thread.
+//!
+//! What a transaction is belongs to the backend, behind `Engine`: redb's write transaction,
+//! or a PostgreSQL connection inside `BEGIN`.
 
 use std::marker::PhantomData;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
@@ -19,17 +22,37 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, WriteTransaction};
-
 use crate::store::StoreError;
+
+/// A backend's side of the writer: how a batch's transaction begins, isolates each write,
+/// and commits.
+pub(in crate::store) trait Engine: Send + 'static {
+    /// What a write is applied to.
+    type Txn;
+
+    /// Runs `apply` inside one transaction and commits it unless `apply` returns an error
+    /// (which aborts it). Without `durable`, the commit may skip the sync to disk.
+    fn batch(
+        &mut self,
+        durable: bool,
+        apply: &mut dyn FnMut(&mut Self::Txn) -> Option<StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Applies one write so that its refusal (an `Err`) leaves the transaction as it found
+    /// it. redb writes check before they change anything; PostgreSQL needs a savepoint.
+    fn isolated<T>(
+        txn: &mut Self::Txn,
+        write: impl FnOnce(&mut Self::Txn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError>;
+}
 
 /// Runs after the batch's commit (or abort) with its outcome; on the writer thread, so keep it short.
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// One queued write: applied inside the batch's transaction, or refused unapplied.
-trait Job: Send {
+trait Job<E: Engine>: Send {
     /// Applies the write; a storage failure poisons the batch.
-    fn apply(self: Box<Self>, txn: &WriteTransaction) -> (Completion, Option<StoreError>);
+    fn apply(self: Box<Self>, txn: &mut E::Txn) -> (Completion, Option<StoreError>);
     /// Tells the caller the write was never applied, and why.
     fn refuse(self: Box<Self>, why: StoreError);
 }
@@ -40,15 +63,16 @@ struct Write<A, D, T> {
     result: PhantomData<fn() -> T>,
 }
 
-impl<A, D, T> Job for Write<A, D, T>
+impl<E, A, D, T> Job<E> for Write<A, D, T>
 where
-    A: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send,
+    E: Engine,
+    A: FnOnce(&mut E::Txn) -> Result<T, StoreError> + Send,
     D: FnOnce(Result<T, StoreError>) + Send + 'static,
     T: Send + 'static,
 {
-    fn apply(self: Box<Self>, txn: &WriteTransaction) -> (Completion, Option<StoreError>) {
+    fn apply(self: Box<Self>, txn: &mut E::Txn) -> (Completion, Option<StoreError>) {
         let Self { apply, done, .. } = *self;
-        let result = apply(txn);
+        let result = E::isolated(txn, apply);
         let poison = match &result {
             Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_))) => Some(e.clone()),
             _ => None,
@@ -64,9 +88,9 @@ where
     }
 }
 
-enum Msg {
+enum Msg<E: Engine> {
     Write {
-        job: Box<dyn Job>,
+        job: Box<dyn Job<E>>,
         /// Whether the caller needs this write on disk before it hears back.
         durable: bool,
     },
@@ -87,9 +111,8 @@ const QUEUE_DEPTH: usize = 8192;
 /// Longest a lazy write may stay unsynced.
 const MAX_UNSYNCED: Duration = Duration::from_millis(200);
 
-#[derive(Clone)]
-pub struct Writer {
-    tx: SyncSender<Msg>,
+pub struct Writer<E: Engine> {
+    tx: SyncSender<Msg<E>>,
     /// Why the last batch could not be committed, until one commits again. Reads may still
     /// answer from cache after an I/O error (redb then refuses every write until reopened),
     /// so readiness asks this too. `Closed` once the writer has been shut down.
@@ -99,19 +122,42 @@ pub struct Writer {
     thread_id: ThreadId,
 }
 
-impl Writer {
-    pub fn start(db: Arc<Database>) -> Self {
-        Self::with_depth(db, QUEUE_DEPTH)
+// By hand: a derived Clone would ask `E: Clone`.
+impl<E: Engine> Clone for Writer<E> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            failure: Arc::clone(&self.failure),
+            thread: Arc::clone(&self.thread),
+            thread_id: self.thread_id,
+        }
+    }
+}
+
+/// The closure a write is: applied to the batch's transaction.
+pub(in crate::store) trait Apply<E: Engine, T>:
+    FnOnce(&mut E::Txn) -> Result<T, StoreError> + Send + 'static
+{
+}
+
+impl<E: Engine, T, F> Apply<E, T> for F where
+    F: FnOnce(&mut E::Txn) -> Result<T, StoreError> + Send + 'static
+{
+}
+
+impl<E: Engine> Writer<E> {
+    pub fn start(engine: E) -> Self {
+        Self::with_depth(engine, QUEUE_DEPTH)
     }
 
     /// A writer whose queue holds `depth` writes (tests fill a small one).
-    pub(super) fn with_depth(db: Arc<Database>, depth: usize) -> Self {
-        let (tx, rx) = sync_channel::<Msg>(depth);
+    pub(in crate::store) fn with_depth(mut engine: E, depth: usize) -> Self {
+        let (tx, rx) = sync_channel::<Msg<E>>(depth);
         let failure = Arc::new(Mutex::new(None));
         let writer_failure = Arc::clone(&failure);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(&db, &rx, &writer_failure))
+            .spawn(move || run(&mut engine, &rx, &writer_failure))
             .expect("spawn store writer");
         Self {
             tx,
@@ -158,7 +204,7 @@ impl Writer {
     /// Queues `apply`; `done` gets its result once the batch holding it is durable.
     pub fn submit<T: Send + 'static>(
         &self,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        apply: impl Apply<E, T>,
         done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) {
         self.queue(apply, done, true, Full::Wait);
@@ -168,7 +214,7 @@ impl Writer {
     /// only for writes that a crash may lose without losing a delivery.
     pub fn submit_lazy<T: Send + 'static>(
         &self,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        apply: impl Apply<E, T>,
         done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) {
         self.queue(apply, done, false, Full::Wait);
@@ -178,7 +224,7 @@ impl Writer {
     /// `Overloaded`) instead of waiting.
     pub fn try_submit_lazy<T: Send + 'static>(
         &self,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        apply: impl Apply<E, T>,
         done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) {
         self.queue(apply, done, false, Full::Refuse);
@@ -186,12 +232,12 @@ impl Writer {
 
     fn queue<T: Send + 'static>(
         &self,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        apply: impl Apply<E, T>,
         done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
         durable: bool,
         full: Full,
     ) {
-        let job: Box<dyn Job> = Box::new(Write {
+        let job: Box<dyn Job<E>> = Box::new(Write {
             apply,
             done,
             result: PhantomData,
@@ -212,10 +258,7 @@ impl Writer {
     }
 
     /// Blocking write: returns once the change is on disk.
-    pub fn write<T: Send + 'static>(
-        &self,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
+    pub fn write<T: Send + 'static>(&self, apply: impl Apply<E, T>) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.submit(apply, move |r| {
             let _ = tx.send(r);
@@ -227,7 +270,7 @@ impl Writer {
     /// fails at once with `Overloaded` when the queue is full.
     pub async fn write_async<T: Send + 'static>(
         &self,
-        apply: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+        apply: impl Apply<E, T>,
     ) -> Result<T, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.queue(
@@ -244,7 +287,7 @@ impl Writer {
 
 type Failure = Mutex<Option<StoreError>>;
 
-fn run(db: &Database, rx: &Receiver<Msg>, failure: &Failure) {
+fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     let mut stopping = false;
@@ -260,7 +303,7 @@ fn run(db: &Database, rx: &Receiver<Msg>, failure: &Failure) {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
-                    sync(db, failure);
+                    sync(engine, failure);
                     return;
                 }
             }
@@ -291,7 +334,7 @@ fn run(db: &Database, rx: &Receiver<Msg>, failure: &Failure) {
             || batch.is_empty()
             || batch.iter().any(|(_, durable)| *durable)
             || last_sync.elapsed() >= MAX_UNSYNCED;
-        if commit_batch(db, batch, durable, failure) && durable {
+        if commit_batch(engine, batch, durable, failure) && durable {
             last_sync = Instant::now();
             unsynced = false;
         } else if !durable {
@@ -301,60 +344,45 @@ fn run(db: &Database, rx: &Receiver<Msg>, failure: &Failure) {
 }
 
 /// Makes every earlier lazy commit durable (an empty durable commit).
-fn sync(db: &Database, failure: &Failure) {
-    commit_batch(db, Vec::new(), true, failure);
+fn sync<E: Engine>(engine: &mut E, failure: &Failure) {
+    commit_batch(engine, Vec::new(), true, failure);
 }
 
 /// Applies and commits one batch, then tells every op how it went; true if it committed.
-fn commit_batch(
-    db: &Database,
-    batch: Vec<(Box<dyn Job>, bool)>,
+fn commit_batch<E: Engine>(
+    engine: &mut E,
+    batch: Vec<(Box<dyn Job<E>>, bool)>,
     durable: bool,
     failure: &Failure,
 ) -> bool {
-    let set_failure = |e: Option<StoreError>| {
-        *failure.lock().unwrap_or_else(PoisonError::into_inner) = e;
-    };
-    let mut txn = match db.begin_write() {
-        Ok(txn) => txn,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot begin a write transaction");
-            set_failure(Some(StoreError::Storage(format!(
-                "cannot begin a write transaction: {e}"
-            ))));
-            // Dropping the ops drops their reply channels, which callers see as Closed.
-            return false;
+    let mut jobs = batch.into_iter().map(|(job, _)| job);
+    let mut completions = Vec::new();
+    let outcome = engine.batch(durable, &mut |txn| {
+        let mut poison = None;
+        for job in jobs.by_ref() {
+            let (completion, poisoned) = job.apply(txn);
+            completions.push(completion);
+            if poison.is_none() {
+                poison = poisoned;
+            }
         }
-    };
-    if !durable && let Err(e) = txn.set_durability(Durability::None) {
-        tracing::warn!(error = %e, "cannot defer the sync of a lazy batch; syncing it");
+        poison
+    });
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, "write batch not committed");
     }
-    let mut completions = Vec::with_capacity(batch.len());
-    let mut poison = None;
-    for (job, _) in batch {
-        let (completion, poisoned) = job.apply(&txn);
-        completions.push(completion);
-        if poison.is_none() {
-            poison = poisoned;
-        }
-    }
-    let outcome = match poison {
-        Some(e) => {
-            tracing::error!(error = %e, "write batch aborted");
-            let _ = txn.abort();
-            Err(e)
-        }
-        None => txn
-            .commit()
-            .map_err(|e| StoreError::Storage(format!("commit failed: {e}"))),
-    };
     let committed = outcome.is_ok();
+    let mut failure = failure.lock().unwrap_or_else(PoisonError::into_inner);
     match &outcome {
-        Ok(()) => set_failure(None),
-        Err(e @ StoreError::Storage(_)) => set_failure(Some(e.clone())),
+        Ok(()) => *failure = None,
+        Err(e @ StoreError::Storage(_)) => *failure = Some(e.clone()),
         // A damaged record poisoned the batch: that says nothing about the disk.
         Err(_) => {}
     }
+    drop(failure);
+    // Writes the batch never reached (it could not begin) are dropped with their reply
+    // channels, which callers see as Closed.
+    drop(jobs);
     for completion in completions {
         completion(outcome.clone());
     }
