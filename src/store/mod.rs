@@ -5,9 +5,11 @@
 //! Callers bring the traits into scope with `use crate::store::prelude::*;`.
 
 pub mod backup;
+mod cache;
 mod codec;
 #[cfg(test)]
 pub(crate) mod contract;
+mod postgres;
 mod redb;
 mod seal;
 mod traits;
@@ -16,14 +18,15 @@ mod writer;
 
 use std::sync::Arc;
 
+pub use self::postgres::{PgOptions, PgStore};
 pub use self::redb::RedbStore;
 pub use traits::{
     AttemptStore, AuditStore, CatalogStore, EventStore, KeyStore, MaintenanceStore, RuleStore,
     StatsStore, Storage, UserStore,
 };
 pub use types::{
-    DeliveryFilter, DueDelivery, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent, StoreError,
-    StoreFuture, UserChange, WriteDone,
+    DeliveryFilter, DueDelivery, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent, ReclaimSink,
+    StoreError, StoreFuture, UserChange, WriteDone,
 };
 
 // The redb backend's schema modules, where backup.rs has always found them.

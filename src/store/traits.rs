@@ -1,5 +1,5 @@
 //! The storage interface: narrow role traits, one per concern, and `Storage`, the umbrella
-//! the service layer holds as `Store`. Every backend (redb today, Postgres next) implements
+//! the service layer holds as `Store`. Every backend (redb, PostgreSQL) implements
 //! them and passes the same contract suite (contract/).
 //!
 //! Reads are synchronous (callers on actix threads run them through `app::blocking`). Writes that
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::types::{
-    DeliveryFilter, DueDelivery, IngestOutcome, NewEvent, StoreError, StoreFuture, UserChange,
-    WriteDone,
+    DeliveryFilter, DueDelivery, IngestOutcome, NewEvent, ReclaimSink, StoreError, StoreFuture,
+    UserChange, WriteDone,
 };
 use crate::domain::access::{ApiKey, Workspace};
 use crate::domain::audit::AuditEntry;
@@ -101,8 +101,14 @@ pub trait EventStore {
         filter: &DeliveryFilter,
     ) -> Result<(Vec<Delivery>, Option<DeliveryId>), StoreError>;
 
-    /// Every open delivery and when it is due, for the dispatcher to pick up at start.
+    /// Every open delivery this node may send and when it is due, for the dispatcher to
+    /// pick up at start. On a store shared by several nodes: those this node holds, claimed
+    /// for it, not those another live node holds.
     fn open_deliveries(&self) -> Result<Vec<DueDelivery>, StoreError>;
+
+    /// From now on, open deliveries taken over from a node that stopped renewing its lease
+    /// go to `sink`. A one-node backend never calls it.
+    fn on_reclaimed(&self, sink: ReclaimSink);
 
     /// A delivery and its event, read together for an attempt.
     fn delivery_with_event(&self, id: &DeliveryId)
@@ -302,7 +308,8 @@ pub trait MaintenanceStore {
     fn prune_before(&self, cutoff_ms: i64) -> Result<(usize, usize), StoreError>;
 
     /// Writes a consistent snapshot of the whole store to `path` (which must not exist) and
-    /// returns the number of rows in it.
+    /// returns the number of rows in it; `Unsupported` (writing nothing) from a backend whose
+    /// database has backups of its own (PostgreSQL: `pg_dump`).
     fn backup_to(&self, path: &Path) -> Result<u64, StoreError>;
 
     /// Finishes every write already queued, syncs, and stops the writer (joining its

@@ -28,6 +28,9 @@ pub enum StoreError {
     MasterKey(String),
     #[error("the store is shut down")]
     Closed,
+    /// The backend does not do this; the message says what to use instead.
+    #[error("{0}")]
+    Unsupported(String),
     /// The write queue is full: a request handler is told at once (to answer 503 with
     /// `Retry-After`) instead of holding its thread until the disk catches up.
     #[error("too many writes are waiting for the disk; try again shortly")]
@@ -47,6 +50,10 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 
 /// Told how a fire-and-forget write ended, once it is committed (or refused).
 pub type WriteDone = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
+
+/// Where a backend shared by several nodes hands the open deliveries it took over from a
+/// node whose lease ran out (the dispatcher queues them).
+pub type ReclaimSink = Box<dyn Fn(Vec<DueDelivery>) + Send + Sync + 'static>;
 
 /// How long a producer's idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;

@@ -16,13 +16,6 @@ use crate::domain::ids::{RuleId, WorkspaceId};
 use crate::store::seal::RowSeal;
 use crate::store::{CatalogStore, StoreError, StoreFuture};
 
-/// A type's seen sample is rewritten at most this often: "the latest sample" stays fresh
-/// without adding a row write to every ingest.
-const SEEN_REFRESH_MS: i64 = 60_000;
-/// Types remembered as seen in one process; past this a flood of made-up types from a broken
-/// producer stops growing the catalog (and this map).
-const MAX_SEEN_TYPES: usize = 10_000;
-
 impl CatalogStore for RedbStore {
     /// Every stored catalog row of a workspace, by type name.
     fn event_types(
@@ -91,18 +84,8 @@ impl CatalogStore for RedbStore {
         keep_values: bool,
         now: i64,
     ) {
-        {
-            let mut seen = self
-                .seen_types
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let key = (workspace.clone(), name.clone());
-            match seen.get(&key) {
-                Some(at) if now - at < SEEN_REFRESH_MS => return,
-                None if seen.len() >= MAX_SEEN_TYPES => return,
-                _ => {}
-            }
-            seen.insert(key, now);
+        if !self.seen_types.admit(workspace, name, now) {
+            return;
         }
         let sample = if keep_values {
             data.clone()

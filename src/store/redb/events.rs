@@ -20,7 +20,7 @@ use crate::store::seal::RowSeal;
 use crate::store::types::not_found;
 use crate::store::{
     DeliveryFilter, DueDelivery, EventStore, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
-    StoreError, StoreFuture,
+    ReclaimSink, StoreError, StoreFuture,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -205,6 +205,9 @@ impl EventStore for RedbStore {
         }
         Ok(out)
     }
+
+    /// One node owns the file: nothing is ever taken over.
+    fn on_reclaimed(&self, _sink: ReclaimSink) {}
 
     fn delivery_with_event(
         &self,

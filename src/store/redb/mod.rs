@@ -21,20 +21,19 @@ mod users;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 use crate::domain::access::ApiKey;
-use crate::domain::event::EventType;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey};
+use crate::store::cache::{RuleCache, SeenThrottle};
 use crate::store::seal::RowSeal;
 use crate::store::{Store, StoreError};
 use engine::{RedbEngine, RedbWriter};
 use reseal::Rotation;
-use rules::RuleCache;
 
 /// redb's page cache. Its default (1 GiB) would let a years-old delivery log grow the
 /// process to that size on a small clinic server; the hot data (open deliveries, recent
@@ -58,7 +57,7 @@ pub struct RedbStore {
     /// written by migrations, so a name never goes stale.
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     /// When each event type's seen sample was last written (see catalog.rs).
-    seen_types: Arc<Mutex<HashMap<(WorkspaceId, EventType), i64>>>,
+    seen_types: Arc<SeenThrottle>,
     /// Seals event payloads and logged bodies as rows are encoded, opens them when decoded.
     seal: RowSeal,
     /// Where the store reads "now": the times it stamps itself and session expiry.

@@ -11,26 +11,17 @@ use super::tables::{RULE_FAILING_SINCE, RULES};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::event::EventType;
 use crate::domain::ids::{AuditId, RuleId, WorkspaceId};
-use crate::domain::rule::{Rule, Trigger};
+use crate::domain::rule::Rule;
+use crate::store::cache::RuleCache;
 use crate::store::types::not_found;
 use crate::store::{RuleStore, StoreError, StoreFuture};
-
-/// Active rules, in memory: matched on every ingest and read on every attempt.
-#[derive(Debug, Default)]
-pub(super) struct RuleCache {
-    by_id: HashMap<RuleId, Arc<Rule>>,
-}
 
 impl RedbStore {
     /// Reloads the cache from the table; every rule write calls it before returning.
     pub(super) fn refresh_rules(&self) -> Result<(), StoreError> {
         let rules: Vec<Rule> = scan(&self.read()?, RULES)?;
-        let by_id = rules
-            .into_iter()
-            .map(|r| (r.id.clone(), Arc::new(r)))
-            .collect();
         if let Ok(mut slot) = self.rules.write() {
-            *slot = Arc::new(RuleCache { by_id });
+            *slot = Arc::new(RuleCache::new(rules));
         }
         Ok(())
     }
@@ -38,33 +29,21 @@ impl RedbStore {
 
 impl RuleStore for RedbStore {
     fn cached_rule(&self, id: &RuleId) -> Option<Arc<Rule>> {
-        self.rules.read().ok()?.by_id.get(id).cloned()
+        self.rules.read().ok()?.get(id)
     }
 
     fn matching_rules(&self, workspace: &WorkspaceId, event_type: &EventType) -> Vec<Arc<Rule>> {
-        let Ok(cache) = self.rules.read() else {
-            return Vec::new();
-        };
-        let mut rules: Vec<Arc<Rule>> = cache
-            .by_id
-            .values()
-            .filter(|r| r.active && &r.workspace_id == workspace && r.trigger.matches(event_type))
-            .cloned()
-            .collect();
-        rules.sort_by(|a, b| a.id.cmp(&b.id));
-        rules
+        self.rules
+            .read()
+            .map(|cache| cache.matching(workspace, event_type))
+            .unwrap_or_default()
     }
 
     fn routines(&self) -> Vec<Arc<Rule>> {
-        let Ok(cache) = self.rules.read() else {
-            return Vec::new();
-        };
-        cache
-            .by_id
-            .values()
-            .filter(|r| r.active && matches!(r.trigger, Trigger::Schedule { .. }))
-            .cloned()
-            .collect()
+        self.rules
+            .read()
+            .map(|cache| cache.routines())
+            .unwrap_or_default()
     }
 
     fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError> {

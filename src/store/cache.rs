@@ -1,0 +1,86 @@
+//! What every backend keeps in memory: the active rules every ingest and attempt reads, and
+//! the throttle on catalog "seen" writes. A backend owns when they are refreshed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::domain::event::EventType;
+use crate::domain::ids::{RuleId, WorkspaceId};
+use crate::domain::rule::{Rule, Trigger};
+
+/// Every rule by id, swapped whole on refresh.
+#[derive(Debug, Default)]
+pub(in crate::store) struct RuleCache {
+    by_id: HashMap<RuleId, Arc<Rule>>,
+}
+
+impl RuleCache {
+    pub(in crate::store) fn new(rules: Vec<Rule>) -> Self {
+        Self {
+            by_id: rules
+                .into_iter()
+                .map(|r| (r.id.clone(), Arc::new(r)))
+                .collect(),
+        }
+    }
+
+    pub(in crate::store) fn get(&self, id: &RuleId) -> Option<Arc<Rule>> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// Active rules of a workspace whose trigger matches the type, by id.
+    pub(in crate::store) fn matching(
+        &self,
+        workspace: &WorkspaceId,
+        event_type: &EventType,
+    ) -> Vec<Arc<Rule>> {
+        let mut rules: Vec<Arc<Rule>> = self
+            .by_id
+            .values()
+            .filter(|r| r.active && &r.workspace_id == workspace && r.trigger.matches(event_type))
+            .cloned()
+            .collect();
+        rules.sort_by(|a, b| a.id.cmp(&b.id));
+        rules
+    }
+
+    /// Active rules with a schedule trigger.
+    pub(in crate::store) fn routines(&self) -> Vec<Arc<Rule>> {
+        self.by_id
+            .values()
+            .filter(|r| r.active && matches!(r.trigger, Trigger::Schedule { .. }))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A type's seen sample is rewritten at most this often: "the latest sample" stays fresh
+/// without adding a row write to every ingest.
+const SEEN_REFRESH_MS: i64 = 60_000;
+/// Types remembered as seen in one process; past this a flood of made-up types from a broken
+/// producer stops growing the catalog (and this map).
+const MAX_SEEN_TYPES: usize = 10_000;
+
+/// When each event type's seen sample was last written by this process.
+#[derive(Default)]
+pub(in crate::store) struct SeenThrottle(Mutex<HashMap<(WorkspaceId, EventType), i64>>);
+
+impl SeenThrottle {
+    /// Whether a sample seen at `now` should be written (and, if so, notes that it was).
+    pub(in crate::store) fn admit(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        now: i64,
+    ) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (workspace.clone(), name.clone());
+        match seen.get(&key) {
+            Some(at) if now - at < SEEN_REFRESH_MS => return false,
+            None if seen.len() >= MAX_SEEN_TYPES => return false,
+            _ => {}
+        }
+        seen.insert(key, now);
+        true
+    }
+}

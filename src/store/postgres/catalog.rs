@@ -1,0 +1,184 @@
+//! The event catalog's rows, routines' last fired slots, and the dashboard's hourly counters.
+
+use std::collections::HashMap;
+
+use postgres::Client;
+use serde_json::{Map, Value};
+
+use super::audit::append_audit;
+use super::{PgStore, json_text};
+use crate::domain::audit::AuditEntry;
+use crate::domain::catalog::{Declared, StoredType, structure_only};
+use crate::domain::event::EventType;
+use crate::domain::ids::{RuleId, WorkspaceId};
+use crate::store::seal::RowSeal;
+use crate::store::{CatalogStore, StatsStore, StoreError, StoreFuture};
+
+const HOUR_MS: i64 = 3_600_000;
+
+impl PgStore {
+    fn open_type(&self, row: &postgres::Row) -> Result<StoredType, StoreError> {
+        self.seal
+            .open_event_type(row.get::<_, &str>("row").as_bytes())
+    }
+}
+
+impl CatalogStore for PgStore {
+    fn event_types(
+        &self,
+        workspace: &WorkspaceId,
+    ) -> Result<Vec<(EventType, StoredType)>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT name, row::text AS row FROM event_types WHERE workspace_id = $1 ORDER BY name",
+            &[&workspace.as_str()],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Ok(name) = EventType::parse(row.get::<_, &str>("name")) {
+                out.push((name, self.open_type(row)?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn event_type(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+    ) -> Result<Option<StoredType>, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT row::text AS row FROM event_types WHERE workspace_id = $1 AND name = $2",
+            &[&workspace.as_str(), &name.as_str()],
+        )?;
+        row.map(|r| self.open_type(&r)).transpose()
+    }
+
+    fn declare_event_type(
+        &self,
+        workspace: WorkspaceId,
+        name: EventType,
+        declared: Declared,
+        audit: AuditEntry,
+    ) -> StoreFuture<StoredType> {
+        let (writer, seal) = (self.writer.clone(), self.seal.clone());
+        Box::pin(async move {
+            writer
+                .write_async(move |txn| {
+                    let row = update_row(txn, &seal, &workspace, &name, |row| {
+                        row.declared = Some(declared);
+                    })?;
+                    append_audit(txn, &audit)?;
+                    Ok(row)
+                })
+                .await
+        })
+    }
+
+    /// Lazy and throttled per process, as on redb: a lost or skipped update only leaves an
+    /// older sample.
+    fn note_event_seen(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        data: &Map<String, Value>,
+        keep_values: bool,
+        now: i64,
+    ) {
+        if !self.seen_types.admit(workspace, name, now) {
+            return;
+        }
+        let sample = if keep_values {
+            data.clone()
+        } else {
+            structure_only(data)
+        };
+        let (workspace, name, seal) = (workspace.clone(), name.clone(), self.seal.clone());
+        self.writer.try_submit_lazy(
+            move |txn| {
+                update_row(txn, &seal, &workspace, &name, |row| {
+                    row.seen_sample = Some(sample);
+                    row.first_seen_at.get_or_insert(now);
+                    row.last_seen_at = Some(now);
+                })
+                .map(drop)
+            },
+            |r| match r {
+                Ok(()) => {}
+                Err(StoreError::Overloaded) => {
+                    tracing::debug!("write queue full: an event type's seen sample was skipped");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record an event type in the catalog");
+                }
+            },
+        );
+    }
+
+    fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        let rows = self
+            .conn()?
+            .query("SELECT rule_id, slot FROM routine_last_fired", &[])?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((RuleId::parse(r.get(0))?, r.get(1))))
+            .collect())
+    }
+}
+
+/// Reads a type's row (or a blank one) locked, changes it and writes it back; returns it.
+fn update_row(
+    txn: &mut Client,
+    seal: &RowSeal,
+    workspace: &WorkspaceId,
+    name: &EventType,
+    change: impl FnOnce(&mut StoredType),
+) -> Result<StoredType, StoreError> {
+    let existing = txn.query_opt(
+        "SELECT row::text AS row FROM event_types WHERE workspace_id = $1 AND name = $2 FOR UPDATE",
+        &[&workspace.as_str(), &name.as_str()],
+    )?;
+    let mut row = existing
+        .map(|r| seal.open_event_type(r.get::<_, &str>("row").as_bytes()))
+        .transpose()?
+        .unwrap_or_default();
+    change(&mut row);
+    txn.execute(
+        "INSERT INTO event_types (workspace_id, name, row) VALUES ($1, $2, $3::text::json)
+         ON CONFLICT (workspace_id, name) DO UPDATE SET row = EXCLUDED.row",
+        &[
+            &workspace.as_str(),
+            &name.as_str(),
+            &json_text(seal.event_type(&row)?),
+        ],
+    )?;
+    Ok(row)
+}
+
+impl StatsStore for PgStore {
+    fn hourly_outcomes(
+        &self,
+        workspace: &WorkspaceId,
+        now_ms: i64,
+        hours: i64,
+    ) -> Result<Vec<(i64, u64, u64)>, StoreError> {
+        let last = now_ms.div_euclid(HOUR_MS);
+        let first = last - hours + 1;
+        let mut out: Vec<(i64, u64, u64)> = (first..=last).map(|h| (h * HOUR_MS, 0, 0)).collect();
+        let rows = self.conn()?.query(
+            "SELECT hour, succeeded, failed FROM hourly_outcomes
+             WHERE workspace_id = $1 AND hour BETWEEN $2 AND $3",
+            &[&workspace.as_str(), &first, &last],
+        )?;
+        for row in &rows {
+            let hour: i64 = row.get(0);
+            if let Some(slot) = usize::try_from(hour - first)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+            {
+                slot.1 = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+                slot.2 = u64::try_from(row.get::<_, i64>(2)).unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,88 @@
+//! Reaching the database: the URL parsed by the client, TLS through our rustls (the server's
+//! certificate checked against the system's trust store), a pool of connections for reads,
+//! and PostgreSQL's errors as `StoreError`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2_postgres::PostgresConnectionManager;
+use rustls_platform_verifier::BuilderVerifierExt;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::store::StoreError;
+
+pub(super) type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+pub(super) type PooledClient =
+    r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
+
+/// Connections the pool keeps for reads: request handlers, the dispatcher's workers, the
+/// scheduler and retention read at once.
+const POOL_SIZE: u32 = 16;
+/// How long a read waits for a connection (or for the database to answer a new one) before
+/// it fails: readiness then says the database is away instead of hanging.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// PostgreSQL's SQLSTATE for a unique-key violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) if db.code().code() == UNIQUE_VIOLATION => {
+                Self::Conflict(format!("already exists: {}", db.message()))
+            }
+            Some(db) => Self::Storage(format!("PostgreSQL: {}", db.message())),
+            None => Self::Storage(format!("PostgreSQL: {e}")),
+        }
+    }
+}
+
+/// Parses the URL (user, password, host, port, database, `sslmode`), saying which part is
+/// wrong without echoing a password.
+pub(super) fn config(url: &str) -> Result<postgres::Config, StoreError> {
+    url.parse::<postgres::Config>().map_err(|e| {
+        StoreError::Storage(format!(
+            "store.url is not a PostgreSQL URL (postgres://user:password@host:port/database): {e}"
+        ))
+    })
+}
+
+/// TLS for `sslmode=prefer` (the default) or `require`: the server's certificate must be
+/// valid for its host name under the system's trust store (add a private CA there).
+pub(super) fn tls() -> Result<MakeRustlsConnect, StoreError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(BuilderVerifierExt::with_platform_verifier)
+        .map_err(|e| StoreError::Storage(format!("TLS to PostgreSQL: {e}")))?
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// One connection, for the writer and the change listener.
+pub(super) fn client(url: &str) -> Result<postgres::Client, StoreError> {
+    let mut config = config(url)?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config
+        .connect(tls()?)
+        .map_err(|e| StoreError::Storage(format!("cannot connect to PostgreSQL: {e}")))
+}
+
+/// The read pool. Fails at once if the database cannot be reached, so `serve` does not
+/// start against nothing; later outages heal by themselves (broken connections are replaced).
+pub(super) fn pool(url: &str) -> Result<Pool, StoreError> {
+    let mut config = config(url)?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let manager = PostgresConnectionManager::new(config, tls()?);
+    r2d2_postgres::r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .min_idle(Some(1))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .build(manager)
+        .map_err(|e| StoreError::Storage(format!("cannot connect to PostgreSQL: {e}")))
+}
+
+pub(super) fn get(pool: &Pool) -> Result<PooledClient, StoreError> {
+    pool.get()
+        .map_err(|e| StoreError::Storage(format!("PostgreSQL is not answering: {e}")))
+}

@@ -1,0 +1,169 @@
+//! The PostgreSQL backend (`store.url = "postgres://…"`): the same rows as redb (JSON, payloads
+//! sealed by `store/seal.rs`) in plain SQL tables, so any number of `tidings serve` can share
+//! one database. Reads come from a connection pool; every write goes through the group-commit
+//! writer (`store/writer.rs`) on a connection of its own, where each write is a savepoint.
+//!
+//! Several nodes: each registers in `nodes` and renews its heartbeat (nodes.rs); the open
+//! deliveries it queued are its claims until its heartbeat is older than `store.lease`, when
+//! another node takes them over. Caches (rules, API keys) are refreshed on every node within
+//! moments of a change by LISTEN/NOTIFY (changes.rs). Each role trait is in a file of its own.
+
+mod attempts;
+mod audit;
+mod catalog;
+mod changes;
+mod connect;
+mod engine;
+mod events;
+mod keys;
+mod maintenance;
+mod nodes;
+mod rules;
+mod schema;
+#[cfg(test)]
+pub(crate) mod tests;
+mod users;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::domain::access::ApiKey;
+use crate::domain::ids::WorkspaceId;
+use crate::domain::time::Clock;
+use crate::security::crypto::{CryptoError, Keyring, MasterKey};
+use crate::store::cache::{RuleCache, SeenThrottle};
+use crate::store::seal::RowSeal;
+use crate::store::{Store, StoreError};
+use connect::{Pool, PooledClient};
+use engine::{PgEngine, PgWriter};
+
+/// Most rows one delivery-list or audit page returns in one query.
+const MAX_PAGE: usize = 1_000;
+
+/// How a PostgreSQL store is reached and how long a node's claims outlive its heartbeat.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user:pass@host:port/db[?sslmode=require]`.
+    pub url: String,
+    /// `store.lease`: a node silent this long loses its claims to the others.
+    pub lease: Duration,
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    writer: PgWriter,
+    rules: Arc<RwLock<Arc<RuleCache>>>,
+    /// API keys by hash: every request authenticates without a query.
+    keys: Arc<RwLock<HashMap<String, ApiKey>>>,
+    default_workspace: WorkspaceId,
+    workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
+    seen_types: Arc<SeenThrottle>,
+    seal: RowSeal,
+    clock: Clock,
+    /// This process's row in `nodes`: the owner of the claims it makes.
+    node: Arc<str>,
+    lease: Duration,
+    /// Set by `shutdown`: the heartbeat and change listener end.
+    stopping: Arc<AtomicBool>,
+    /// Where claims taken over from a silent node go (the dispatcher), once it listens.
+    reclaimed: nodes::Reclaimed,
+    background: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to date, without the master key: for commands that
+    /// never touch event payloads or logged bodies (`key create`, `user add`).
+    pub fn open(options: &PgOptions, clock: Clock) -> Result<Store, StoreError> {
+        let store = Self::start(options, RowSeal::new(None), clock, false)?;
+        Ok(Arc::new(store))
+    }
+
+    /// Connects with the master key, which must open the value the first node sealed with
+    /// its key (every node of one store uses the same key); starts this node's heartbeat
+    /// and change listener. Returns the store and the key.
+    pub fn open_with_keys(
+        options: &PgOptions,
+        keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+        clock: Clock,
+    ) -> Result<(Store, MasterKey), StoreError> {
+        let pool = connect::pool(&options.url)?;
+        let workspace = schema::migrate(&pool, clock.now_ms())?;
+        let key = schema::check_master_key(&pool, keys)?;
+        let seal = RowSeal::new(Some(key.clone()));
+        let store = Self::start_with_pool(pool, workspace, options, seal, clock, true)?;
+        Ok((Arc::new(store), key))
+    }
+
+    fn start(
+        options: &PgOptions,
+        seal: RowSeal,
+        clock: Clock,
+        serve: bool,
+    ) -> Result<Self, StoreError> {
+        let pool = connect::pool(&options.url)?;
+        let workspace = schema::migrate(&pool, clock.now_ms())?;
+        Self::start_with_pool(pool, workspace, options, seal, clock, serve)
+    }
+
+    /// `serve`: this process delivers, so it registers as a node and keeps its claims alive.
+    fn start_with_pool(
+        pool: Pool,
+        default_workspace: WorkspaceId,
+        options: &PgOptions,
+        seal: RowSeal,
+        clock: Clock,
+        serve: bool,
+    ) -> Result<Self, StoreError> {
+        let writer = PgWriter::start(PgEngine::new(&options.url)?);
+        let node: Arc<str> = Arc::from(nodes::new_node_id(clock.now_ms()).as_str());
+        let store = Self {
+            pool,
+            writer,
+            rules: Arc::default(),
+            keys: Arc::default(),
+            default_workspace,
+            workspace_names: Arc::default(),
+            seen_types: Arc::default(),
+            seal,
+            clock,
+            node,
+            lease: options.lease,
+            stopping: Arc::default(),
+            reclaimed: nodes::Reclaimed::default(),
+            background: Arc::default(),
+        };
+        store.refresh_rules()?;
+        store.refresh_keys()?;
+        if serve {
+            store.register_node()?;
+            let heartbeat = store.start_heartbeat();
+            let listener = changes::listen(&store, &options.url);
+            store
+                .background
+                .lock()
+                .expect("background lock")
+                .extend([heartbeat, listener]);
+        }
+        Ok(store)
+    }
+
+    fn conn(&self) -> Result<PooledClient, StoreError> {
+        connect::get(&self.pool)
+    }
+}
+
+/// A row encoded by `codec`/`RowSeal` (JSON bytes), as the text a `json` parameter takes.
+fn json_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).expect("rows encode as JSON, which is UTF-8")
+}
+
+/// `codec::decode` of a `row::text` column.
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &str,
+    row: &postgres::Row,
+) -> Result<T, StoreError> {
+    crate::store::codec::decode_str(table, row.get::<_, &str>("row"))
+}

@@ -1,0 +1,209 @@
+//! Rules and routines: the table, the in-memory cache every ingest and attempt reads
+//! (refreshed on every node by changes.rs), and the failing-since clocks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use postgres::Client;
+
+use super::audit::append_audit;
+use super::changes::{Change, notify};
+use super::{PgStore, decode};
+use crate::domain::audit::{Actor, AuditEntry};
+use crate::domain::event::EventType;
+use crate::domain::ids::{AuditId, RuleId, WorkspaceId};
+use crate::domain::rule::Rule;
+use crate::store::cache::RuleCache;
+use crate::store::codec::encode_str;
+use crate::store::types::not_found;
+use crate::store::{RuleStore, StoreError, StoreFuture};
+
+impl PgStore {
+    /// Reloads the cache from the table: after every rule write here, and when another
+    /// node says rules changed.
+    pub(super) fn refresh_rules(&self) -> Result<(), StoreError> {
+        let rules = self.all_rules(None)?;
+        if let Ok(mut slot) = self.rules.write() {
+            *slot = Arc::new(RuleCache::new(rules));
+        }
+        Ok(())
+    }
+
+    fn all_rules(&self, workspace: Option<&WorkspaceId>) -> Result<Vec<Rule>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT row::text AS row FROM rules WHERE $1::text IS NULL OR workspace_id = $1 ORDER BY id",
+            &[&workspace.map(WorkspaceId::as_str)],
+        )?;
+        rows.iter().map(|r| decode("rules", r)).collect()
+    }
+}
+
+fn rule_for_update(txn: &mut Client, id: &RuleId) -> Result<Option<Rule>, StoreError> {
+    txn.query_opt(
+        "SELECT row::text AS row FROM rules WHERE id = $1 FOR UPDATE",
+        &[&id.as_str()],
+    )?
+    .map(|r| decode("rules", &r))
+    .transpose()
+}
+
+fn put_rule(txn: &mut Client, rule: &Rule) -> Result<(), StoreError> {
+    txn.execute(
+        "INSERT INTO rules (id, workspace_id, row) VALUES ($1, $2, $3::text::json)
+         ON CONFLICT (id) DO UPDATE SET workspace_id = EXCLUDED.workspace_id, row = EXCLUDED.row",
+        &[
+            &rule.id.as_str(),
+            &rule.workspace_id.as_str(),
+            &encode_str(rule),
+        ],
+    )?;
+    notify(txn, Change::Rules)
+}
+
+impl RuleStore for PgStore {
+    fn cached_rule(&self, id: &RuleId) -> Option<Arc<Rule>> {
+        self.rules.read().ok()?.get(id)
+    }
+
+    fn matching_rules(&self, workspace: &WorkspaceId, event_type: &EventType) -> Vec<Arc<Rule>> {
+        self.rules
+            .read()
+            .map(|cache| cache.matching(workspace, event_type))
+            .unwrap_or_default()
+    }
+
+    fn routines(&self) -> Vec<Arc<Rule>> {
+        self.rules
+            .read()
+            .map(|cache| cache.routines())
+            .unwrap_or_default()
+    }
+
+    fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT row::text AS row FROM rules WHERE id = $1 AND workspace_id = $2",
+            &[&id.as_str(), &workspace.as_str()],
+        )?;
+        row.map(|r| decode("rules", &r))
+            .transpose()?
+            .ok_or_else(|| not_found("rule", id.as_str()))
+    }
+
+    fn rules(&self, workspace: &WorkspaceId) -> Result<Vec<Rule>, StoreError> {
+        self.all_rules(Some(workspace))
+    }
+
+    fn save_rule(&self, rule: Rule, expect_existing: bool, audit: AuditEntry) -> StoreFuture<Rule> {
+        let store = self.clone();
+        Box::pin(async move {
+            let saved = store
+                .writer
+                .write_async(move |txn| {
+                    let existing = rule_for_update(txn, &rule.id)?;
+                    match (&existing, expect_existing) {
+                        (None, true) => return Err(not_found("rule", rule.id.as_str())),
+                        (Some(_), false) => {
+                            return Err(StoreError::Conflict(format!(
+                                "rule {} already exists",
+                                rule.id
+                            )));
+                        }
+                        _ => {}
+                    }
+                    put_rule(txn, &rule)?;
+                    append_audit(txn, &audit)?;
+                    Ok(rule)
+                })
+                .await?;
+            store.refresh_rules()?;
+            Ok(saved)
+        })
+    }
+
+    fn delete_rule(
+        &self,
+        workspace: WorkspaceId,
+        id: RuleId,
+        audit: AuditEntry,
+    ) -> StoreFuture<Rule> {
+        let store = self.clone();
+        Box::pin(async move {
+            let removed = store
+                .writer
+                .write_async(move |txn| {
+                    let rule = rule_for_update(txn, &id)?
+                        .filter(|r| r.workspace_id == workspace)
+                        .ok_or_else(|| not_found("rule", id.as_str()))?;
+                    txn.execute("DELETE FROM rules WHERE id = $1", &[&id.as_str()])?;
+                    notify(txn, Change::Rules)?;
+                    append_audit(txn, &audit)?;
+                    Ok(rule)
+                })
+                .await?;
+            store.refresh_rules()?;
+            Ok(removed)
+        })
+    }
+
+    fn deactivate_rule(&self, id: &RuleId, reason: String) -> Result<(), StoreError> {
+        let (id, clock) = (id.clone(), self.clock.clone());
+        self.writer.write(move |txn| {
+            if let Some(mut rule) = rule_for_update(txn, &id)? {
+                let now = clock.now_ms();
+                let mut audit = AuditEntry::new(
+                    &rule.workspace_id,
+                    Actor::System,
+                    "rule.deactivate",
+                    "rule",
+                    id.as_str(),
+                )
+                .detail(reason.clone());
+                // Stamped by the store's clock, like the rule itself.
+                audit.at = now;
+                audit.id = AuditId::generate(now);
+                rule.active = false;
+                rule.status_reason = Some(reason);
+                rule.updated_at = now;
+                put_rule(txn, &rule)?;
+                append_audit(txn, &audit)?;
+            }
+            Ok(())
+        })?;
+        self.refresh_rules()
+    }
+
+    fn rules_failing_since(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
+        let rows = self
+            .conn()?
+            .query("SELECT rule_id, since FROM rule_failing_since", &[])?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((RuleId::parse(r.get(0))?, r.get(1))))
+            .collect())
+    }
+
+    fn set_rule_failing_since(&self, id: &RuleId, since: Option<i64>) {
+        let id = id.clone();
+        self.writer.submit_lazy(
+            move |txn| {
+                match since {
+                    Some(at) => txn.execute(
+                        "INSERT INTO rule_failing_since (rule_id, since) VALUES ($1, $2)
+                         ON CONFLICT (rule_id) DO UPDATE SET since = EXCLUDED.since",
+                        &[&id.as_str(), &at],
+                    )?,
+                    None => txn.execute(
+                        "DELETE FROM rule_failing_since WHERE rule_id = $1",
+                        &[&id.as_str()],
+                    )?,
+                };
+                Ok(())
+            },
+            |r| {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "could not record rule failure state");
+                }
+            },
+        );
+    }
+}

@@ -1,0 +1,220 @@
+//! The schema, in numbered migrations run at start inside one transaction under an advisory
+//! lock, so nodes starting together do not race; and the master-key check every node passes
+//! before it may read or write sealed values.
+//!
+//! Tables keep each record as the same JSON row redb keeps (`row`), beside the columns that
+//! queries select and order by. Ids sort as bytes (`COLLATE "C"`): they begin with their
+//! creation time, so a time window is an id range, as on redb.
+
+use super::connect::{self, Pool};
+use crate::domain::access::Workspace;
+use crate::domain::ids::WorkspaceId;
+use crate::security::crypto::{CryptoError, Keyring, MasterKey, Sealed};
+use crate::store::seal::CHECK_TEXT;
+use crate::store::{StoreError, codec};
+
+/// `pg_advisory_xact_lock` key: "tidings" in ASCII, so other applications on the same
+/// database are unlikely to share it.
+const MIGRATION_LOCK: i64 = 0x0074_6964_696e_6773;
+
+/// Each step, applied once, in order; the schema's version is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: every table.
+    r#"
+CREATE TABLE tidings_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE workspaces (id text COLLATE "C" PRIMARY KEY, row json NOT NULL);
+CREATE TABLE api_keys (
+    id text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL,
+    hash text NOT NULL UNIQUE,
+    row json NOT NULL
+);
+CREATE TABLE rules (
+    id text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL,
+    row json NOT NULL
+);
+CREATE TABLE rule_failing_since (rule_id text COLLATE "C" PRIMARY KEY, since bigint NOT NULL);
+CREATE TABLE routine_last_fired (rule_id text COLLATE "C" PRIMARY KEY, slot bigint NOT NULL);
+CREATE TABLE events (
+    id text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL,
+    row json NOT NULL
+);
+CREATE TABLE idempotency_keys (
+    workspace_id text COLLATE "C" NOT NULL,
+    key text NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
+    expires_at bigint NOT NULL,
+    PRIMARY KEY (workspace_id, key)
+);
+CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
+CREATE TABLE deliveries (
+    id text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL,
+    rule_id text COLLATE "C" NOT NULL,
+    event_id text COLLATE "C" NOT NULL,
+    event_type text NOT NULL,
+    status text NOT NULL,
+    test boolean NOT NULL,
+    row json NOT NULL
+);
+CREATE INDEX deliveries_by_workspace ON deliveries (workspace_id, id);
+CREATE INDEX deliveries_by_rule ON deliveries (rule_id, id);
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+-- The durable queue: every open delivery, when it is due, and the node that holds it.
+CREATE TABLE open_deliveries (
+    delivery_id text COLLATE "C" PRIMARY KEY,
+    rule_id text COLLATE "C" NOT NULL,
+    due_at bigint NOT NULL,
+    node text COLLATE "C"
+);
+CREATE INDEX open_deliveries_by_node ON open_deliveries (node);
+CREATE TABLE attempts (
+    delivery_id text COLLATE "C" NOT NULL,
+    number integer NOT NULL,
+    row json NOT NULL,
+    PRIMARY KEY (delivery_id, number)
+);
+CREATE TABLE audit_log (
+    id text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL,
+    row json NOT NULL
+);
+CREATE INDEX audit_log_by_workspace ON audit_log (workspace_id, id);
+CREATE TABLE event_types (
+    workspace_id text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL,
+    row json NOT NULL,
+    PRIMARY KEY (workspace_id, name)
+);
+CREATE TABLE users (
+    id text COLLATE "C" PRIMARY KEY,
+    username text NOT NULL UNIQUE,
+    workspace_id text COLLATE "C" NOT NULL,
+    role text NOT NULL,
+    row json NOT NULL
+);
+CREATE TABLE sessions (
+    hash text PRIMARY KEY,
+    user_id text COLLATE "C" NOT NULL,
+    expires_at bigint NOT NULL,
+    row json NOT NULL
+);
+CREATE TABLE hourly_outcomes (
+    workspace_id text COLLATE "C" NOT NULL,
+    hour bigint NOT NULL,
+    succeeded bigint NOT NULL,
+    failed bigint NOT NULL,
+    PRIMARY KEY (workspace_id, hour)
+);
+-- Every serving node and its last heartbeat (the database's clock, Unix ms).
+CREATE TABLE nodes (
+    id text COLLATE "C" PRIMARY KEY,
+    started_at bigint NOT NULL,
+    heartbeat_at bigint NOT NULL
+);
+"#,
+];
+
+const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
+const KEY_CHECK: &str = "master_key_check";
+
+/// Brings the schema up to date and returns the Default workspace's id (created with the
+/// schema, dated `now`).
+pub(super) fn migrate(pool: &Pool, now: i64) -> Result<WorkspaceId, StoreError> {
+    let mut conn = connect::get(pool)?;
+    let mut txn = conn.transaction()?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS tidings_schema (version integer PRIMARY KEY, applied_at bigint NOT NULL)",
+    )?;
+    let applied: i32 = txn
+        .query_one("SELECT coalesce(max(version), 0) FROM tidings_schema", &[])?
+        .get(0);
+    let known = i32::try_from(MIGRATIONS.len()).expect("a handful of migrations");
+    if applied > known {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {applied}, newer than this tidings understands ({known}); run a newer tidings"
+        )));
+    }
+    for (version, sql) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(applied).unwrap_or(0))
+    {
+        txn.batch_execute(sql)?;
+        txn.execute(
+            "INSERT INTO tidings_schema (version, applied_at) VALUES ($1, $2)",
+            &[&version, &now],
+        )?;
+        tracing::info!(version, "PostgreSQL schema migrated");
+    }
+    let id = if let Some(id) = meta_get(&mut txn, DEFAULT_WORKSPACE_KEY)? {
+        WorkspaceId::parse(&id)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad default workspace id {id:?}")))?
+    } else {
+        let workspace = Workspace {
+            id: WorkspaceId::generate(now),
+            name: "Default".into(),
+            created_at: now,
+        };
+        txn.execute(
+            "INSERT INTO workspaces (id, row) VALUES ($1, $2::text::json)",
+            &[&workspace.id.as_str(), &codec::encode_str(&workspace)],
+        )?;
+        txn.execute(
+            "INSERT INTO tidings_meta (key, value) VALUES ($1, $2)",
+            &[&DEFAULT_WORKSPACE_KEY, &workspace.id.as_str()],
+        )?;
+        workspace.id
+    };
+    txn.commit()?;
+    Ok(id)
+}
+
+fn meta_get(
+    client: &mut impl postgres::GenericClient,
+    key: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(client
+        .query_opt("SELECT value FROM tidings_meta WHERE key = $1", &[&key])?
+        .map(|row| row.get(0)))
+}
+
+/// Loads the keys and checks them against the store: the first node to start records a
+/// known text sealed with its key; every later one must open it. Master-key rotation on
+/// PostgreSQL is refused for now (a rotation re-seals every row while no node runs).
+pub(super) fn check_master_key(
+    pool: &Pool,
+    keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+) -> Result<MasterKey, StoreError> {
+    let mut conn = connect::get(pool)?;
+    let check = meta_get(&mut *conn, KEY_CHECK)?;
+    let keyring = keys()
+        .and_then(|k| k.settle(check.is_some()))
+        .map_err(|e| StoreError::MasterKey(e.to_string()))?;
+    if keyring.next.is_some() {
+        return Err(StoreError::MasterKey(
+            "a master-key rotation is pending (master.key.new or TIDINGS_NEW_MASTER_KEY), but rotation is not available on PostgreSQL yet; remove the new key".into(),
+        ));
+    }
+    let key = keyring.current;
+    let opens = |sealed: &str| Sealed::parse(sealed).is_some_and(|s| key.open(&s).is_ok());
+    let stored = if let Some(check) = check {
+        check
+    } else {
+        // Two nodes starting at once: the first insert wins and both check against it.
+        let mine = key.seal(CHECK_TEXT).into_string();
+        conn.execute(
+            "INSERT INTO tidings_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&KEY_CHECK, &mine],
+        )?;
+        meta_get(&mut *conn, KEY_CHECK)?.unwrap_or(mine)
+    };
+    if !opens(&stored) {
+        return Err(StoreError::MasterKey(
+            "the master key does not open this PostgreSQL store: its values were sealed with another key; every node of one store needs the same TIDINGS_MASTER_KEY (or the same master.key)".into(),
+        ));
+    }
+    Ok(key)
+}

@@ -1,0 +1,226 @@
+//! Admin UI users and their sessions, shared by every node (a session made on one node is
+//! valid on all).
+
+use postgres::Client;
+
+use super::audit::append_audit;
+use super::{PgStore, decode};
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::user::{Session, User, UserRole};
+use crate::store::codec::encode_str;
+use crate::store::types::not_found;
+use crate::store::{StoreError, UserChange, UserStore};
+
+/// Sessions are looked up by the SHA-256 of the cookie value (see `Session`).
+fn session_key(cookie: &str) -> String {
+    crate::security::crypto::api_key_hash(cookie)
+}
+
+fn put_user(txn: &mut Client, user: &User) -> Result<(), StoreError> {
+    txn.execute(
+        "UPDATE users SET role = $2, row = $3::text::json WHERE id = $1",
+        &[&user.id.as_str(), &user.role.as_str(), &encode_str(user)],
+    )?;
+    Ok(())
+}
+
+fn user_for_update(
+    txn: &mut Client,
+    workspace: &WorkspaceId,
+    id: &UserId,
+) -> Result<User, StoreError> {
+    txn.query_opt(
+        "SELECT row::text AS row FROM users WHERE id = $1 AND workspace_id = $2 FOR UPDATE",
+        &[&id.as_str(), &workspace.as_str()],
+    )?
+    .map(|r| decode("users", &r))
+    .transpose()?
+    .ok_or_else(|| not_found("user", id.as_str()))
+}
+
+/// A conflict unless another admin exists besides the one about to go. The admins' rows are
+/// locked, so two nodes cannot each remove one of the last two.
+fn refuse_last_admin(txn: &mut Client) -> Result<(), StoreError> {
+    let admins = txn
+        .query(
+            "SELECT id FROM users WHERE role = $1 FOR UPDATE",
+            &[&UserRole::Admin.as_str()],
+        )?
+        .len();
+    if admins <= 1 {
+        return Err(StoreError::Conflict(
+            "this is the only admin; make another admin first".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn end_sessions(txn: &mut Client, user: &UserId) -> Result<(), StoreError> {
+    txn.execute("DELETE FROM sessions WHERE user_id = $1", &[&user.as_str()])?;
+    Ok(())
+}
+
+impl UserStore for PgStore {
+    fn user_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()?
+            .query_one("SELECT count(*) FROM users", &[])?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn users(&self, workspace: &WorkspaceId) -> Result<Vec<User>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT row::text AS row FROM users WHERE workspace_id = $1 ORDER BY id",
+            &[&workspace.as_str()],
+        )?;
+        rows.iter().map(|r| decode("users", r)).collect()
+    }
+
+    fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.conn()?
+            .query_opt(
+                "SELECT row::text AS row FROM users WHERE id = $1",
+                &[&id.as_str()],
+            )?
+            .map(|r| decode("users", &r))
+            .transpose()
+    }
+
+    fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        self.conn()?
+            .query_opt(
+                "SELECT row::text AS row FROM users WHERE username = $1",
+                &[&username],
+            )?
+            .map(|r| decode("users", &r))
+            .transpose()
+    }
+
+    fn insert_user(
+        &self,
+        user: User,
+        only_if_none: bool,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.writer.write(move |txn| {
+            if only_if_none {
+                // Serialises first-run setups across nodes: the second sees the first's user.
+                txn.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE", &[])?;
+                let any = txn.query_opt("SELECT 1 FROM users LIMIT 1", &[])?;
+                if any.is_some() {
+                    return Err(StoreError::Conflict(
+                        "setup is already done: an admin exists; sign in instead".into(),
+                    ));
+                }
+            }
+            let inserted = txn.execute(
+                "INSERT INTO users (id, username, workspace_id, role, row)
+                 VALUES ($1, $2, $3, $4, $5::text::json) ON CONFLICT (username) DO NOTHING",
+                &[
+                    &user.id.as_str(),
+                    &user.username,
+                    &user.workspace_id.as_str(),
+                    &user.role.as_str(),
+                    &encode_str(&user),
+                ],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the username {:?} is taken",
+                    user.username
+                )));
+            }
+            append_audit(txn, &audit)?;
+            Ok(user)
+        })
+    }
+
+    fn delete_user(
+        &self,
+        workspace: WorkspaceId,
+        id: UserId,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.writer.write(move |txn| {
+            let user = user_for_update(txn, &workspace, &id)?;
+            if user.role == UserRole::Admin {
+                refuse_last_admin(txn)?;
+            }
+            txn.execute("DELETE FROM users WHERE id = $1", &[&id.as_str()])?;
+            end_sessions(txn, &user.id)?;
+            append_audit(txn, &audit)?;
+            Ok(user)
+        })
+    }
+
+    fn update_user(
+        &self,
+        workspace: WorkspaceId,
+        id: UserId,
+        change: UserChange,
+        audit: AuditEntry,
+    ) -> Result<User, StoreError> {
+        self.writer.write(move |txn| {
+            let mut user = user_for_update(txn, &workspace, &id)?;
+            match change {
+                UserChange::Role(role) => {
+                    if user.role == UserRole::Admin && role != UserRole::Admin {
+                        refuse_last_admin(txn)?;
+                    }
+                    user.role = role;
+                }
+                UserChange::PasswordHash(hash) => user.password_hash = hash,
+            }
+            put_user(txn, &user)?;
+            end_sessions(txn, &user.id)?;
+            append_audit(txn, &audit)?;
+            Ok(user)
+        })
+    }
+
+    fn create_session(
+        &self,
+        cookie: &str,
+        session: Session,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let (key, clock) = (session_key(cookie), self.clock.clone());
+        self.writer.write(move |txn| {
+            txn.execute(
+                "DELETE FROM sessions WHERE expires_at <= $1",
+                &[&clock.now_ms()],
+            )?;
+            txn.execute(
+                "INSERT INTO sessions (hash, user_id, expires_at, row) VALUES ($1, $2, $3, $4::text::json)",
+                &[
+                    &key,
+                    &session.user_id.as_str(),
+                    &session.expires_at,
+                    &encode_str(&session),
+                ],
+            )?;
+            append_audit(txn, &audit)
+        })
+    }
+
+    fn session(&self, cookie: &str) -> Result<Option<Session>, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT row::text AS row FROM sessions WHERE hash = $1 AND expires_at > $2",
+            &[&session_key(cookie), &self.clock.now_ms()],
+        )?;
+        row.map(|r| decode("sessions", &r)).transpose()
+    }
+
+    fn delete_session(&self, cookie: &str, audit: Option<AuditEntry>) -> Result<(), StoreError> {
+        let key = session_key(cookie);
+        self.writer.write(move |txn| {
+            txn.execute("DELETE FROM sessions WHERE hash = $1", &[&key])?;
+            match &audit {
+                Some(a) => append_audit(txn, a),
+                None => Ok(()),
+            }
+        })
+    }
+}
