@@ -36,6 +36,7 @@ pub struct Config {
     pub signing: SigningConfig,
     pub alerts: AlertsConfig,
     pub delivery: DeliveryConfig,
+    pub store: StoreConfig,
     pub tls: TlsConfig,
 }
 
@@ -102,6 +103,46 @@ pub struct DeliveryConfig {
     /// How long an open breaker holds the rule's deliveries back before one probe goes.
     #[serde(deserialize_with = "duration")]
     pub breaker_cooldown: Duration,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: the embedded redb file. `postgres://…`: PostgreSQL.
+    pub url: String,
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+}
+
+impl StoreConfig {
+    /// The PostgreSQL store's settings, or `None` for the embedded one.
+    pub fn postgres(&self) -> Option<crate::store::PgOptions> {
+        (!self.url.is_empty()).then(|| crate::store::PgOptions {
+            url: self.url.clone(),
+            lease: self.lease,
+        })
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    // The URL may hold the database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &mask_password(&self.url))
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// A store URL with its password (if any) replaced by `********`, for printing.
+pub fn mask_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("********"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -236,6 +277,18 @@ impl Config {
         if self.delivery.breaker_failures == 0 {
             return bad("delivery.breaker_failures", "must be at least 1");
         }
+        if !self.store.url.is_empty()
+            && !(self.store.url.starts_with("postgres://")
+                || self.store.url.starts_with("postgresql://"))
+        {
+            return bad(
+                "store.url",
+                "must be empty (the embedded database) or a postgres:// URL",
+            );
+        }
+        if self.store.lease < Duration::from_secs(1) {
+            return bad("store.lease", "must be at least 1s");
+        }
         if self.delivery.breaker_cooldown.is_zero() {
             return bad("delivery.breaker_cooldown", "must be greater than zero");
         }
@@ -283,6 +336,9 @@ impl Config {
             max_workers_per_destination = (i64::try_from(self.delivery.max_workers_per_destination).unwrap_or(i64::MAX))
             breaker_failures = (i64::from(self.delivery.breaker_failures))
             breaker_cooldown = (humantime::format_duration(self.delivery.breaker_cooldown).to_string())
+            [store]
+            url = (mask_password(&self.store.url))
+            lease = (humantime::format_duration(self.store.lease).to_string())
             [tls]
             cert = (self.tls.cert.clone())
             key = (self.tls.key.clone())

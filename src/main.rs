@@ -54,6 +54,9 @@ enum Command {
     },
     /// Write a consistent snapshot of the database to a file, while tidings runs or not.
     Backup {
+        /// Config file (TOML), for `[store] url`; `TIDINGS_STORE_URL` also names the store.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Where to write the snapshot (must not exist).
         #[arg(long)]
         out: PathBuf,
@@ -80,6 +83,9 @@ enum Command {
         after_help = "With key files, a new master.key is generated in the data dir. With TIDINGS_MASTER_KEY, give the new key as TIDINGS_NEW_MASTER_KEY (32 bytes, base64 or hex) and switch the server to it afterwards."
     )]
     RotateMasterKey {
+        /// Config file (TOML), for `[store] url`; `TIDINGS_STORE_URL` also names the store.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
@@ -107,6 +113,9 @@ enum Command {
 enum KeyCommand {
     /// Create an API key in the Default workspace and print it (alone) on stdout.
     Create {
+        /// Config file (TOML), for `[store] url`; `TIDINGS_STORE_URL` also names the store.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
         /// admin or ingest.
@@ -122,6 +131,9 @@ enum UserCommand {
     /// Add an admin UI user. The password is read from `TIDINGS_PASSWORD`, else from the first
     /// line of standard input (so it stays out of the shell history and `ps`).
     Add {
+        /// Config file (TOML), for `[store] url`; `TIDINGS_STORE_URL` also names the store.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
         #[arg(long)]
@@ -153,29 +165,34 @@ fn main() -> ExitCode {
         Command::Key {
             command:
                 KeyCommand::Create {
+                    config,
                     data_dir,
                     role,
                     name,
                 },
-        } => create_key(&data_dir, &role, &name),
+        } => create_key(config.as_deref(), &data_dir, &role, &name),
         Command::User {
             command:
                 UserCommand::Add {
+                    config,
                     data_dir,
                     username,
                     role,
                     password,
                 },
-        } => add_user(&data_dir, &username, &role, password),
+        } => add_user(config.as_deref(), &data_dir, &username, &role, password),
         Command::CheckConfig { file } => check_config(&file),
         Command::Backup {
+            config,
             out,
             data_dir,
             url,
             key,
-        } => backup(&out, &data_dir, &url, key.as_deref()),
+        } => backup(config.as_deref(), &out, &data_dir, &url, key.as_deref()),
         Command::Restore { from, data_dir } => restore(&from, &data_dir),
-        Command::RotateMasterKey { data_dir } => rotate_master_key(&data_dir),
+        Command::RotateMasterKey { config, data_dir } => {
+            rotate_master_key(config.as_deref(), &data_dir)
+        }
         Command::Verify {
             secret,
             header,
@@ -223,9 +240,21 @@ fn serve(config_file: Option<PathBuf>, overrides: &Overrides) -> anyhow::Result<
     app.wait().context("server stopped with an error")
 }
 
-fn create_key(data_dir: &Path, role: &str, name: &str) -> anyhow::Result<()> {
+/// The PostgreSQL store a command's config file or `TIDINGS_STORE_URL` names, if any.
+fn postgres_store(config: Option<&Path>) -> anyhow::Result<Option<tidings::store::PgOptions>> {
+    let config = Config::load(config, std::env::vars(), &Overrides::default())?;
+    Ok(config.store.postgres())
+}
+
+fn create_key(
+    config: Option<&Path>,
+    data_dir: &Path,
+    role: &str,
+    name: &str,
+) -> anyhow::Result<()> {
     let role = tidings::app::keys::validate_new_key(name, role).map_err(anyhow::Error::msg)?;
-    let store = tidings::store::RedbStore::open(data_dir, Clock::system())?;
+    let pg = postgres_store(config)?;
+    let store = tidings::store::open(pg.as_ref(), data_dir, Clock::system())?;
     let (key, secret) = tidings::app::keys::mint(store.default_workspace(), name.trim(), role);
     let audit = tidings::domain::audit::AuditEntry::new(
         store.default_workspace(),
@@ -245,6 +274,7 @@ fn create_key(data_dir: &Path, role: &str, name: &str) -> anyhow::Result<()> {
 }
 
 fn add_user(
+    config: Option<&Path>,
     data_dir: &Path,
     username: &str,
     role: &str,
@@ -265,8 +295,9 @@ fn add_user(
             .context("reading the password from standard input")?;
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
-    // A running server holds the database; the message says to stop it or use the UI.
-    let store = tidings::store::RedbStore::open(data_dir, Clock::system())?;
+    // A running server holds an embedded database; the message says to stop it or use the UI.
+    let pg = postgres_store(config)?;
+    let store = tidings::store::open(pg.as_ref(), data_dir, Clock::system())?;
     let user = tidings::app::users::new_user(
         &store,
         store.default_workspace(),
@@ -322,7 +353,17 @@ fn verify(
 
 /// Snapshots directly when no server holds the database, else asks the server (same host) to
 /// write one into its data dir and copies it out.
-fn backup(out: &Path, data_dir: &Path, url: &str, key: Option<&str>) -> anyhow::Result<()> {
+fn backup(
+    config: Option<&Path>,
+    out: &Path,
+    data_dir: &Path,
+    url: &str,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        postgres_store(config)?.is_none(),
+        "the store is PostgreSQL ([store] url / TIDINGS_STORE_URL): back it up with pg_dump, or your database's own backups; `tidings backup` copies the embedded database only"
+    );
     anyhow::ensure!(
         !out.exists(),
         "{} already exists; choose a new file",
@@ -369,7 +410,11 @@ fn copy_out(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rotate_master_key(data_dir: &Path) -> anyhow::Result<()> {
+fn rotate_master_key(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        postgres_store(config)?.is_none(),
+        "the store is PostgreSQL ([store] url / TIDINGS_STORE_URL): rotate-master-key works on the embedded database only for now; keep the current TIDINGS_MASTER_KEY"
+    );
     use tidings::security::crypto::Keyring;
     use tidings::store::{RedbStore, StoreError};
     let env_key = std::env::var("TIDINGS_MASTER_KEY").ok();

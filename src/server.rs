@@ -21,7 +21,7 @@ use crate::retention::Retention;
 use crate::routines::Routines;
 use crate::security::crypto::Keyring;
 use crate::security::ssrf::AddressPolicy;
-use crate::store::{RedbStore, Store};
+use crate::store::Store;
 use crate::telemetry::Metrics;
 
 /// A running appliance.
@@ -111,7 +111,8 @@ pub fn run_with_clock(
         .transpose()?;
     // The store seals event payloads and logged bodies itself; it hands back the key that
     // rule secrets are sealed with too (a new one if it finished an interrupted rotation).
-    let (store, master_key) = RedbStore::open_with_keys(
+    let (store, master_key) = crate::store::open_with_keys(
+        config.store.postgres().as_ref(),
         &config.data_dir,
         || Keyring::load(&config.data_dir, env_key),
         clock.clone(),

@@ -204,6 +204,13 @@ impl Dispatcher {
             threads: Arc::default(),
         };
         dispatcher.enqueue(open);
+        // On a store shared by several nodes: deliveries taken over from a node that died.
+        let taker = Arc::downgrade(&dispatcher.shared);
+        dispatcher.shared.store.on_reclaimed(Box::new(move |due| {
+            if let Some(shared) = taker.upgrade() {
+                shared.enqueue(due);
+            }
+        }));
         let mut threads = Vec::with_capacity(WORKERS);
         for i in 0..WORKERS {
             let shared = Arc::clone(&dispatcher.shared);

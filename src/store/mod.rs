@@ -16,7 +16,11 @@ mod traits;
 mod types;
 mod writer;
 
+use std::path::Path;
 use std::sync::Arc;
+
+use crate::domain::time::Clock;
+use crate::security::crypto::{CryptoError, Keyring, MasterKey};
 
 pub use self::postgres::{PgOptions, PgStore};
 pub use self::redb::RedbStore;
@@ -34,6 +38,29 @@ use self::redb::{migrations, reseal, tables};
 
 /// The store as the rest of tidings holds it: cheap to clone, any backend behind it.
 pub type Store = Arc<dyn Storage>;
+
+/// Opens the store `[store] url` names (`pg`; `None`: the embedded file in `data_dir`) with
+/// the master keys, as `serve` does.
+pub fn open_with_keys(
+    pg: Option<&PgOptions>,
+    data_dir: &Path,
+    keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+    clock: Clock,
+) -> Result<(Store, MasterKey), StoreError> {
+    match pg {
+        Some(options) => PgStore::open_with_keys(options, keys, clock),
+        None => RedbStore::open_with_keys(data_dir, keys, clock),
+    }
+}
+
+/// Opens the store without the master key, for commands that never touch payloads
+/// (`key create`, `user add`).
+pub fn open(pg: Option<&PgOptions>, data_dir: &Path, clock: Clock) -> Result<Store, StoreError> {
+    match pg {
+        Some(options) => PgStore::open(options, clock),
+        None => RedbStore::open(data_dir, clock),
+    }
+}
 
 /// Every role trait, so `Store`'s methods resolve: `use crate::store::prelude::*;`.
 pub mod prelude {

@@ -25,6 +25,7 @@ mod layering;
 mod network;
 mod observability;
 mod openapi;
+mod postgres;
 mod readiness;
 mod readme_verifiers;
 mod retention;

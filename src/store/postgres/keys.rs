@@ -1,11 +1,13 @@
 //! Workspaces and API keys, with the in-memory key map every request authenticates against
 //! (refreshed on every node by changes.rs).
 
-use postgres::Client;
+use std::sync::Arc;
+
+use postgres::{Client, GenericClient};
 
 use super::audit::append_audit;
 use super::changes::{Change, notify};
-use super::{PgStore, decode};
+use super::{PgStore, Snapshots, decode};
 use crate::domain::access::{ApiKey, Workspace};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
@@ -18,20 +20,39 @@ impl PgStore {
     /// Reloads the key map: after every key write here, and when another node says keys
     /// changed.
     pub(super) fn refresh_keys(&self) -> Result<(), StoreError> {
-        let keys = self.all_keys(None)?;
-        if let Ok(mut slot) = self.keys.write() {
-            *slot = keys.into_iter().map(|k| (k.hash.clone(), k)).collect();
-        }
+        let ticket = self.snapshots.ticket();
+        let keys = keys_of(&mut *self.conn()?, None)?;
+        self.install_keys((ticket, keys));
         Ok(())
     }
 
-    fn all_keys(&self, workspace: Option<&WorkspaceId>) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = self.conn()?.query(
-            "SELECT row::text AS row FROM api_keys WHERE $1::text IS NULL OR workspace_id = $1 ORDER BY id",
-            &[&workspace.map(WorkspaceId::as_str)],
-        )?;
-        rows.iter().map(|r| decode("api_keys", r)).collect()
+    /// Fills the key map from a snapshot, unless a newer one is there already.
+    fn install_keys(&self, (ticket, keys): KeySnapshot) {
+        if Snapshots::newer(&self.snapshots.keys, ticket)
+            && let Ok(mut slot) = self.keys.write()
+        {
+            *slot = keys.into_iter().map(|k| (k.hash.clone(), k)).collect();
+        }
     }
+}
+
+/// Every key, read in a write's transaction with its ticket.
+type KeySnapshot = (u64, Vec<ApiKey>);
+
+fn snapshot(txn: &mut Client, snapshots: &Snapshots) -> Result<KeySnapshot, StoreError> {
+    let ticket = snapshots.ticket();
+    Ok((ticket, keys_of(txn, None)?))
+}
+
+fn keys_of(
+    client: &mut impl GenericClient,
+    workspace: Option<&WorkspaceId>,
+) -> Result<Vec<ApiKey>, StoreError> {
+    let rows = client.query(
+        "SELECT row::text AS row FROM api_keys WHERE $1::text IS NULL OR workspace_id = $1 ORDER BY id",
+        &[&workspace.map(WorkspaceId::as_str)],
+    )?;
+    rows.iter().map(|r| decode("api_keys", r)).collect()
 }
 
 fn insert_api_key(txn: &mut Client, key: &ApiKey) -> Result<(), StoreError> {
@@ -85,7 +106,7 @@ impl KeyStore for PgStore {
     }
 
     fn api_keys(&self, workspace: &WorkspaceId) -> Result<Vec<ApiKey>, StoreError> {
-        self.all_keys(Some(workspace))
+        keys_of(&mut *self.conn()?, Some(workspace))
     }
 
     fn insert_api_key(&self, key: ApiKey, audit: AuditEntry) -> Result<(), StoreError> {
@@ -97,16 +118,18 @@ impl KeyStore for PgStore {
     }
 
     fn insert_api_key_async(&self, key: ApiKey, audit: AuditEntry) -> StoreFuture<()> {
-        let store = self.clone();
+        let (store, snapshots) = (self.clone(), Arc::clone(&self.snapshots));
         Box::pin(async move {
-            store
+            let keys = store
                 .writer
                 .write_async(move |txn| {
                     insert_api_key(txn, &key)?;
-                    append_audit(txn, &audit)
+                    append_audit(txn, &audit)?;
+                    snapshot(txn, &snapshots)
                 })
                 .await?;
-            store.refresh_keys()
+            store.install_keys(keys);
+            Ok(())
         })
     }
 
@@ -116,9 +139,9 @@ impl KeyStore for PgStore {
         id: ApiKeyId,
         audit: AuditEntry,
     ) -> StoreFuture<()> {
-        let store = self.clone();
+        let (store, snapshots) = (self.clone(), Arc::clone(&self.snapshots));
         Box::pin(async move {
-            store
+            let keys = store
                 .writer
                 .write_async(move |txn| {
                     let removed = txn.execute(
@@ -129,10 +152,12 @@ impl KeyStore for PgStore {
                         return Err(not_found("API key", id.as_str()));
                     }
                     notify(txn, Change::Keys)?;
-                    append_audit(txn, &audit)
+                    append_audit(txn, &audit)?;
+                    snapshot(txn, &snapshots)
                 })
                 .await?;
-            store.refresh_keys()
+            store.install_keys(keys);
+            Ok(())
         })
     }
 }

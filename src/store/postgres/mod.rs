@@ -58,6 +58,8 @@ pub struct PgStore {
     rules: Arc<RwLock<Arc<RuleCache>>>,
     /// API keys by hash: every request authenticates without a query.
     keys: Arc<RwLock<HashMap<String, ApiKey>>>,
+    /// Orders the snapshots the caches are filled from (see `Snapshots`).
+    snapshots: Arc<Snapshots>,
     default_workspace: WorkspaceId,
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     seen_types: Arc<SeenThrottle>,
@@ -124,6 +126,7 @@ impl PgStore {
             writer,
             rules: Arc::default(),
             keys: Arc::default(),
+            snapshots: Arc::default(),
             default_workspace,
             workspace_names: Arc::default(),
             seen_types: Arc::default(),
@@ -137,6 +140,7 @@ impl PgStore {
         };
         store.refresh_rules()?;
         store.refresh_keys()?;
+        store.load_workspace_names()?;
         if serve {
             store.register_node()?;
             let heartbeat = store.start_heartbeat();
@@ -150,8 +154,56 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Names are read on async threads (payloads, conditions), where no query may run; they
+    /// never change once a workspace exists.
+    fn load_workspace_names(&self) -> Result<(), StoreError> {
+        let rows = self
+            .conn()?
+            .query("SELECT row::text AS row FROM workspaces", &[])?;
+        let mut names = self
+            .workspace_names
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for row in &rows {
+            let w: crate::domain::access::Workspace = decode("workspaces", row)?;
+            names.insert(w.id, w.name);
+        }
+        Ok(())
+    }
+
     fn conn(&self) -> Result<PooledClient, StoreError> {
         connect::get(&self.pool)
+    }
+}
+
+/// Caches are filled from snapshots read on several threads: a write's own (read in its
+/// transaction on the writer thread, so a request handler never queries the database from
+/// an async thread), a refresh's after a notification. Each read takes a ticket; a cache
+/// takes a snapshot only if it is newer than the one it holds, so a late older one never
+/// undoes a newer one. (A refresh that read just before a commit is followed by that
+/// commit's own notification.)
+#[derive(Default)]
+struct Snapshots {
+    next: std::sync::atomic::AtomicU64,
+    rules: Mutex<u64>,
+    keys: Mutex<u64>,
+}
+
+impl Snapshots {
+    fn ticket(&self) -> u64 {
+        self.next
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            .saturating_add(1)
+    }
+
+    /// Whether a snapshot with `ticket` is newer than the one `held` is at (and marks it held).
+    fn newer(held: &Mutex<u64>, ticket: u64) -> bool {
+        let mut held = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ticket <= *held {
+            return false;
+        }
+        *held = ticket;
+        true
     }
 }
 

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
 use super::audit::append_audit;
 use super::changes::{Change, notify};
-use super::{PgStore, decode};
+use super::{PgStore, Snapshots, decode};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::event::EventType;
 use crate::domain::ids::{AuditId, RuleId, WorkspaceId};
@@ -22,20 +22,39 @@ impl PgStore {
     /// Reloads the cache from the table: after every rule write here, and when another
     /// node says rules changed.
     pub(super) fn refresh_rules(&self) -> Result<(), StoreError> {
-        let rules = self.all_rules(None)?;
-        if let Ok(mut slot) = self.rules.write() {
-            *slot = Arc::new(RuleCache::new(rules));
-        }
+        let ticket = self.snapshots.ticket();
+        let rules = rules_of(&mut *self.conn()?, None)?;
+        self.install_rules((ticket, rules));
         Ok(())
     }
 
-    fn all_rules(&self, workspace: Option<&WorkspaceId>) -> Result<Vec<Rule>, StoreError> {
-        let rows = self.conn()?.query(
-            "SELECT row::text AS row FROM rules WHERE $1::text IS NULL OR workspace_id = $1 ORDER BY id",
-            &[&workspace.map(WorkspaceId::as_str)],
-        )?;
-        rows.iter().map(|r| decode("rules", r)).collect()
+    /// Fills the cache from a snapshot, unless a newer one is there already.
+    fn install_rules(&self, (ticket, rules): RuleSnapshot) {
+        if Snapshots::newer(&self.snapshots.rules, ticket)
+            && let Ok(mut slot) = self.rules.write()
+        {
+            *slot = Arc::new(RuleCache::new(rules));
+        }
     }
+}
+
+/// Every rule, read in a write's transaction with its ticket.
+type RuleSnapshot = (u64, Vec<Rule>);
+
+fn snapshot(txn: &mut Client, snapshots: &Snapshots) -> Result<RuleSnapshot, StoreError> {
+    let ticket = snapshots.ticket();
+    Ok((ticket, rules_of(txn, None)?))
+}
+
+fn rules_of(
+    client: &mut impl GenericClient,
+    workspace: Option<&WorkspaceId>,
+) -> Result<Vec<Rule>, StoreError> {
+    let rows = client.query(
+        "SELECT row::text AS row FROM rules WHERE $1::text IS NULL OR workspace_id = $1 ORDER BY id",
+        &[&workspace.map(WorkspaceId::as_str)],
+    )?;
+    rows.iter().map(|r| decode("rules", r)).collect()
 }
 
 fn rule_for_update(txn: &mut Client, id: &RuleId) -> Result<Option<Rule>, StoreError> {
@@ -90,13 +109,13 @@ impl RuleStore for PgStore {
     }
 
     fn rules(&self, workspace: &WorkspaceId) -> Result<Vec<Rule>, StoreError> {
-        self.all_rules(Some(workspace))
+        rules_of(&mut *self.conn()?, Some(workspace))
     }
 
     fn save_rule(&self, rule: Rule, expect_existing: bool, audit: AuditEntry) -> StoreFuture<Rule> {
-        let store = self.clone();
+        let (store, snapshots) = (self.clone(), Arc::clone(&self.snapshots));
         Box::pin(async move {
-            let saved = store
+            let (saved, rules) = store
                 .writer
                 .write_async(move |txn| {
                     let existing = rule_for_update(txn, &rule.id)?;
@@ -112,10 +131,10 @@ impl RuleStore for PgStore {
                     }
                     put_rule(txn, &rule)?;
                     append_audit(txn, &audit)?;
-                    Ok(rule)
+                    Ok((rule, snapshot(txn, &snapshots)?))
                 })
                 .await?;
-            store.refresh_rules()?;
+            store.install_rules(rules);
             Ok(saved)
         })
     }
@@ -126,9 +145,9 @@ impl RuleStore for PgStore {
         id: RuleId,
         audit: AuditEntry,
     ) -> StoreFuture<Rule> {
-        let store = self.clone();
+        let (store, snapshots) = (self.clone(), Arc::clone(&self.snapshots));
         Box::pin(async move {
-            let removed = store
+            let (removed, rules) = store
                 .writer
                 .write_async(move |txn| {
                     let rule = rule_for_update(txn, &id)?
@@ -137,10 +156,10 @@ impl RuleStore for PgStore {
                     txn.execute("DELETE FROM rules WHERE id = $1", &[&id.as_str()])?;
                     notify(txn, Change::Rules)?;
                     append_audit(txn, &audit)?;
-                    Ok(rule)
+                    Ok((rule, snapshot(txn, &snapshots)?))
                 })
                 .await?;
-            store.refresh_rules()?;
+            store.install_rules(rules);
             Ok(removed)
         })
     }

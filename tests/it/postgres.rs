@@ -1,0 +1,296 @@
+//! Several nodes on one PostgreSQL store (SPEC §10), as an operator runs them: real
+//! `tidings serve` processes sharing a database of their own on the server
+//! `TIDINGS_TEST_POSTGRES` names (`tests/pg_cluster.sh` starts a throwaway one). Without it
+//! these skip, unless `TIDINGS_REQUIRE_EXTERNAL=1`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::app::wait_until;
+use crate::support::external::require_external;
+use crate::support::process::{Scratch, Served, fast_retry_config, request, run, tidings};
+use crate::support::receiver::{Reply, TestReceiver};
+
+/// Every node of one store shares the master key.
+const MASTER_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+/// Short, so the survivor takes over a dead node's deliveries within the test.
+const LEASE: &str = "2s";
+
+/// A database for one test on the test server, dropped with the guard.
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn new() -> Option<Self> {
+        let Ok(admin) = std::env::var("TIDINGS_TEST_POSTGRES") else {
+            let why = "TIDINGS_TEST_POSTGRES is not set (start a server with tests/pg_cluster.sh)";
+            assert!(
+                !require_external(),
+                "TIDINGS_REQUIRE_EXTERNAL=1 but the PostgreSQL tests cannot run: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return None;
+        };
+        let name = format!("tidings_it_{:016x}", rand::random::<u64>());
+        postgres::Client::connect(&admin, postgres::NoTls)
+            .expect("connect to TIDINGS_TEST_POSTGRES")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create a test database");
+        let mut url = url::Url::parse(&admin).expect("TIDINGS_TEST_POSTGRES is a URL");
+        url.set_path(&name);
+        Some(Self {
+            admin,
+            url: url.to_string(),
+            name,
+        })
+    }
+
+    fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.admin, postgres::NoTls).expect("connect as admin")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = self.admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A node's environment: the shared store and key.
+fn node_env(db: &TestDb) -> Vec<(&'static str, String)> {
+    vec![
+        ("TIDINGS_STORE_URL", db.url.clone()),
+        ("TIDINGS_MASTER_KEY", MASTER_KEY.to_owned()),
+        ("TIDINGS_STORE_LEASE", LEASE.to_owned()),
+    ]
+}
+
+/// `tidings serve --dev` on the shared store, with its own (empty) data dir.
+fn start_node(scratch: &Scratch, name: &str, db: &TestDb, config: &str) -> Served {
+    let config = scratch.write(&format!("{name}.toml"), config);
+    let env = node_env(db);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Served::start_with_env(
+        &scratch.path(name),
+        &["--dev", "--config", config.to_str().unwrap()],
+        &env,
+    )
+}
+
+/// `tidings key create` against the shared store (no server needed, none stopped).
+fn create_key(scratch: &Scratch, db: &TestDb) -> String {
+    let mut cmd = tidings();
+    cmd.args(["key", "create", "--role", "admin", "--name", "cli admin"])
+        .arg("--data-dir")
+        .arg(scratch.path("cli"))
+        .env("TIDINGS_STORE_URL", &db.url);
+    let ran = run(cmd);
+    assert!(ran.success(), "key create failed: {ran:?}");
+    ran.stdout.trim().to_owned()
+}
+
+fn create_rule(node: &Served, key: &str, url: &str, events: &[&str]) -> Value {
+    let resp = request(
+        "POST",
+        &node.url("/api/v1/rules"),
+        Some(key),
+        Some(&json!({
+            "name": "shared",
+            "trigger": {"type": "event", "events": events},
+            "webhook": {"url": url},
+        })),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    resp.body
+}
+
+/// Posts an event; its status (0 when nothing answered: a node that is gone).
+fn post_event(node_port: u16, key: &str, n: usize) -> u16 {
+    let url = format!("http://127.0.0.1:{node_port}/api/v1/events");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    agent
+        .post(&url)
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(json!({"type": "order:placed", "data": {"n": n}}).to_string())
+        .map_or(0, |r| r.status().as_u16())
+}
+
+#[test]
+fn a_rule_made_on_one_node_is_in_force_on_the_other_within_a_second() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-cache");
+    let key = create_key(&scratch, &db);
+    let config = fast_retry_config(3);
+    let a = start_node(&scratch, "a", &db, &config);
+    let b = start_node(&scratch, "b", &db, &config);
+    let receiver = TestReceiver::start();
+
+    // Both nodes already answer for the key made before they started; the rule is new.
+    create_rule(&a, &key, &receiver.url("/hook"), &["order:*"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(post_event(b.port, &key, 1), 202);
+    wait_until(Duration::from_secs(20), "B to deliver by A's rule", || {
+        (receiver.count() == 1).then_some(())
+    });
+
+    // A key made on A works on B within the second too.
+    let made = request(
+        "POST",
+        &a.url("/api/v1/api-keys"),
+        Some(&key),
+        Some(&json!({"name": "made on a", "role": "ingest"})),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let new_key = made.body["key"].as_str().expect("the new key").to_owned();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(post_event(b.port, &new_key, 2), 202);
+}
+
+#[test]
+fn two_nodes_under_load_lose_nothing_when_one_is_killed() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-kill");
+    let key = create_key(&scratch, &db);
+    // Patient retries: nothing may fail for good while the survivor takes over.
+    let config = fast_retry_config(1000);
+    let a = start_node(&scratch, "a", &db, &config);
+    let b = start_node(&scratch, "b", &db, &config);
+    let receiver = TestReceiver::start();
+    // A little slow, so A holds deliveries in flight and queued when it dies.
+    receiver.set_default(Reply::status(200).delay(Duration::from_millis(5)));
+    create_rule(&a, &key, &receiver.url("/hook"), &["order:*"]);
+    std::thread::sleep(Duration::from_secs(1));
+
+    const EVENTS: usize = 5_000;
+    const SENDERS: usize = 4;
+    let next = Arc::new(AtomicUsize::new(0));
+    let (a_port, b_port) = (a.port, b.port);
+    let accepted: Vec<usize> = std::thread::scope(|s| {
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let (next, key) = (Arc::clone(&next), key.clone());
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= EVENTS {
+                            return mine;
+                        }
+                        // Alternate nodes; once A is gone its share is refused, not accepted.
+                        let port = if n % 2 == 0 { a_port } else { b_port };
+                        if post_event(port, &key, n) == 202 {
+                            mine.push(n);
+                        }
+                    }
+                })
+            })
+            .collect();
+        // kill -9 A half-way through the load.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while next.load(Ordering::Relaxed) < EVENTS / 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        a.kill9();
+        senders
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert!(accepted.len() > EVENTS / 2, "B accepted its share");
+
+    // Every accepted event arrives at least once, A's too: B takes them over after the lease.
+    let arrivals = || {
+        let mut seen = BTreeMap::<usize, usize>::new();
+        for r in receiver.requests() {
+            if let Some(n) = r.body_json()["n"].as_u64() {
+                *seen.entry(usize::try_from(n).unwrap()).or_default() += 1;
+            }
+        }
+        seen
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let seen = loop {
+        let seen = arrivals();
+        let missing: Vec<usize> = accepted
+            .iter()
+            .copied()
+            .filter(|n| !seen.contains_key(n))
+            .collect();
+        if missing.is_empty() {
+            break seen;
+        }
+        if Instant::now() > deadline {
+            let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+            let open = admin
+                .query("SELECT delivery_id, due_at, node FROM open_deliveries", &[])
+                .unwrap();
+            let open: Vec<(String, i64, Option<String>)> = open
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            panic!(
+                "{} accepted events never arrived (first: {:?}); open deliveries: {open:?}\nB's log:\n{}",
+                missing.len(),
+                &missing[..missing.len().min(10)],
+                b.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let duplicates: usize = seen.values().map(|c| c - 1).sum();
+    eprintln!(
+        "two nodes, A killed: {} accepted, all {} arrived, {duplicates} duplicate deliveries (at least once)",
+        accepted.len(),
+        accepted.len()
+    );
+    assert!(
+        b.log().contains("took over open deliveries"),
+        "B took A's deliveries over:\n{}",
+        b.log()
+    );
+}
+
+#[test]
+fn readiness_follows_the_database_and_the_node_reconnects_by_itself() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-ready");
+    let node = start_node(&scratch, "a", &db, &fast_retry_config(3));
+    let ready = || request("GET", &node.url("/readyz"), None, None).status;
+    assert_eq!(ready(), 200);
+
+    // The database goes away: no new connections, every open one cut.
+    let mut admin = db.admin();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+            db.name
+        ))
+        .unwrap();
+    wait_until(Duration::from_secs(30), "/readyz to say 503", || {
+        (ready() == 503).then_some(())
+    });
+
+    admin
+        .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name))
+        .unwrap();
+    wait_until(Duration::from_secs(30), "/readyz to recover", || {
+        (ready() == 200).then_some(())
+    });
+}
