@@ -85,8 +85,9 @@ enum Command {
     },
     /// Check a captured webhook request's signature, and say why it fails if it does.
     Verify {
-        /// The rule's signing secret (whsec_…).
-        #[arg(long)]
+        /// The rule's signing secret (whsec_…), or the public key (whpk_…) of a rule that
+        /// signs with ed25519.
+        #[arg(long, visible_alias = "public-key")]
         secret: String,
         /// A received header, "Name: value"; repeat for each.
         #[arg(long = "header")]

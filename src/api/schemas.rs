@@ -98,10 +98,20 @@ pub struct RuleWebhook {
 
 list_schema!(RuleList, Rule, "rules, newest first");
 
-/// A rule's current signing secret (a view or a rotation is audited).
-#[derive(ToSchema)]
-pub struct SigningSecret {
-    pub secret: String,
+/// What a rule's receivers verify with: its current signing secret (a view or a rotation is
+/// audited), or for `signing` `ed25519` its current public key.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SigningSecret {
+    Secret {
+        /// `whsec_…`: the HMAC secret.
+        secret: String,
+    },
+    PublicKey {
+        /// `whpk_` and the 32-byte ed25519 public key in standard base64.
+        #[schema(pattern = "^whpk_[A-Za-z0-9+/]{43}=$")]
+        public_key: String,
+    },
 }
 
 /// What a delivery would send now, signature included, without sending it.

@@ -335,11 +335,12 @@ fn validate_webhook(
     let signing = match webhook.signing.as_deref() {
         None | Some("hmac-sha256") => Signing::HmacSha256,
         Some("standard-webhooks") => Signing::StandardWebhooks,
+        Some("ed25519") => Signing::Ed25519,
         Some("none") => Signing::None,
         Some(other) => {
             errors.push(FieldError::new(
                 "webhook.signing",
-                format!("must be hmac-sha256, standard-webhooks or none, not {other:?}"),
+                format!("must be hmac-sha256, standard-webhooks, ed25519 or none, not {other:?}"),
             ));
             Signing::None
         }

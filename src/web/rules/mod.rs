@@ -11,12 +11,12 @@ use serde_json::Value;
 use super::auth::CsrfForm;
 use super::deliveries::{DeliveryRow, delivery_rows};
 use super::{AnyUser, EditorUser, Layout, UiState, WebError, fmt_time, ok, see_other};
-use crate::app::rules::{self as rule_cases, editable_json, load};
+use crate::app::rules::{self as rule_cases, Verifier, editable_json, load};
 use crate::app::samples::{self, SampleRequest};
 use crate::app::{AppState, deliveries};
 use crate::domain::ids::RuleId;
 use crate::domain::pattern::Pattern;
-use crate::domain::rule::{Rule, RuleInput, Trigger};
+use crate::domain::rule::{Rule, RuleInput, Signing, Trigger};
 use crate::security::crypto::Secret;
 use crate::store::DeliveryFilter;
 
@@ -184,6 +184,8 @@ struct RuleView {
     timeout_ms: u32,
     max_concurrency: u32,
     secret_hint: String,
+    /// The current public key of an ed25519 rule: not secret, so always shown.
+    public_key: Option<String>,
     created: String,
     updated: String,
     failing_since: Option<String>,
@@ -223,6 +225,9 @@ impl RuleView {
             timeout_ms: rule.webhook.timeout_ms,
             max_concurrency: rule.max_concurrency,
             secret_hint: rule.secret_hint().to_owned(),
+            public_key: (rule.webhook.signing == Signing::Ed25519)
+                .then(|| rule.signing_keys.first().and_then(|k| k.public_key.clone()))
+                .flatten(),
             created: fmt_time(rule.created_at),
             updated: fmt_time(rule.updated_at),
             failing_since: failing_since.map(fmt_time),
@@ -335,6 +340,9 @@ async fn detail(
         (Some("rotated"), false) => Some(format!(
             "The signing secret was rotated. The new one was shown once and is not shown again; reveal it if you need it. The previous one keeps signing for {overlap} after the rotation."
         )),
+        (Some("rotated-key"), _) => Some(format!(
+            "New key pair made: give the receiver the public key below. The previous key keeps signing alongside it for {overlap}."
+        )),
         (Some("redelivered"), _) => Some(format!(
             "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
             query.count.unwrap_or(0)
@@ -353,11 +361,16 @@ async fn reveal(
     ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
-    let secret = rule_cases::reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
     let page = rule_path(&id);
-    ui.once
-        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
-    Ok(see_other(&format!("{page}?done=revealed")))
+    match rule_cases::reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await? {
+        Verifier::Secret(secret) => {
+            ui.once
+                .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+            Ok(see_other(&format!("{page}?done=revealed")))
+        }
+        // The page shows a public key anyway.
+        Verifier::PublicKey(_) => Ok(see_other(&page)),
+    }
 }
 
 /// Rotates the secret; the new one is shown once by the page it redirects to, so a reload
@@ -370,11 +383,15 @@ async fn rotate(
     ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
-    let secret = rule_cases::rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
     let page = rule_path(&id);
-    ui.once
-        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
-    Ok(see_other(&format!("{page}?done=rotated")))
+    match rule_cases::rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await? {
+        Verifier::Secret(secret) => {
+            ui.once
+                .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+            Ok(see_other(&format!("{page}?done=rotated")))
+        }
+        Verifier::PublicKey(_) => Ok(see_other(&format!("{page}?done=rotated-key"))),
+    }
 }
 
 #[derive(Deserialize)]
