@@ -11,7 +11,8 @@ use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
 use crate::domain::payload::{self, Context};
 use crate::domain::rule::{
-    MASK, PayloadFormat, Rule, RuleInput, RuleSpec, SecretValue, Signing, SigningSecret,
+    FieldError, MASK, PayloadFormat, ReceiverAuth, Rule, RuleInput, RuleSpec, SecretValue, Signing,
+    SigningSecret,
 };
 use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
@@ -46,6 +47,7 @@ pub fn editable_json(rule: &Rule) -> Value {
             "body_template": w.body_template,
             "tls_verify": w.tls_verify,
             "timeout_ms": w.timeout_ms,
+            "auth": w.auth.shown(),
         },
     })
 }
@@ -103,9 +105,42 @@ pub fn validate(
     input: RuleInput,
     existing: Option<&Rule>,
 ) -> Result<RuleSpec, AppError> {
-    input
+    let spec = input
         .validate(&state.policy, existing)
-        .map_err(|e| AppError::validation(e.to_string()))
+        .map_err(|e| AppError::validation(e.to_string()))?;
+    check_credentials(state, &spec, existing).map_err(|e| AppError::validation(e.to_string()))?;
+    Ok(spec)
+}
+
+/// The checks of receiver credentials that need the clock: a new or changed client
+/// certificate must not have expired. An unchanged one is not judged again, so an admin can
+/// still edit or turn off a rule whose certificate ran out (its page says so).
+pub fn check_credentials(
+    state: &AppState,
+    spec: &RuleSpec,
+    existing: Option<&Rule>,
+) -> Result<(), FieldError> {
+    let ReceiverAuth::Mtls {
+        client_cert,
+        client_cert_expires_at,
+        ..
+    } = &spec.webhook.auth
+    else {
+        return Ok(());
+    };
+    let unchanged = existing.is_some_and(|r| {
+        matches!(&r.webhook.auth, ReceiverAuth::Mtls { client_cert: stored, .. } if stored == client_cert)
+    });
+    if !unchanged && *client_cert_expires_at <= state.clock.now_ms() {
+        return Err(FieldError::new(
+            "webhook.auth.client_cert",
+            format!(
+                "expired on {}: ask the receiver's administrator for a renewed certificate",
+                to_rfc3339(*client_cert_expires_at)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Stores a new rule from a validated spec, with its audit entry.
@@ -167,6 +202,12 @@ pub fn merged_input(existing: &Rule, changes: &Value) -> Result<RuleInput, AppEr
         ));
     }
     let mut merged = editable_json(existing);
+    // Another auth type shares no field with the stored one: start it from nothing, so
+    // `{"auth": {"type": "none"}}` does not inherit the certificate it replaces.
+    let new_type = changes["webhook"]["auth"]["type"].as_str();
+    if new_type.is_some_and(|t| merged["webhook"]["auth"]["type"].as_str() != Some(t)) {
+        merged["webhook"]["auth"] = json!({});
+    }
     json_patch::merge(&mut merged, changes);
     serde_path_to_error::deserialize(merged).map_err(|e| AppError::invalid_json_at(&e))
 }
@@ -306,13 +347,9 @@ fn build_rule(
 ) -> Rule {
     let now = state.clock.now_ms();
     let key = &state.master_key;
-    let old_secret_headers = existing
-        .as_ref()
-        .map(|r| r.webhook.secret_headers.clone())
-        .unwrap_or_default();
-    let webhook = spec.webhook.map_secrets(|name, value| match value {
-        SecretValue::Keep => old_secret_headers.get(name).cloned(),
-        SecretValue::New(plain) => Some(key.seal(&plain)),
+    let webhook = spec.webhook.map_secrets(|_, value| match value {
+        SecretValue::Keep(sealed) => sealed,
+        SecretValue::New(plain) => key.seal(&plain),
     });
     let (id, created_at, signing_secrets, mut signing_keys, status_reason) = match existing {
         Some(r) => {

@@ -133,16 +133,25 @@ pub struct Webhook<S = Sealed> {
     pub body_template: Option<String>,
     pub tls_verify: bool,
     pub timeout_ms: u32,
+    /// How tidings authenticates to the receiver beyond the signature; none in rules saved
+    /// before it existed.
+    #[serde(default = "ReceiverAuth::default")]
+    pub auth: ReceiverAuth<S>,
 }
 
 impl<S> Webhook<S> {
-    /// The same webhook with each secret header value turned into another form (or dropped).
-    pub fn map_secrets<T>(self, mut f: impl FnMut(&str, S) -> Option<T>) -> Webhook<T> {
+    /// The same webhook with each write-only value (secret headers, receiver credentials)
+    /// turned into another form; `f` gets the header name or the credential's field path.
+    pub fn map_secrets<T>(self, mut f: impl FnMut(&str, S) -> T) -> Webhook<T> {
         let secret_headers = self
             .secret_headers
             .into_iter()
-            .filter_map(|(name, value)| f(&name, value).map(|v| (name, v)))
+            .map(|(name, value)| {
+                let v = f(&name, value);
+                (name, v)
+            })
             .collect();
+        let auth = self.auth.map_secrets(&mut f);
         Webhook {
             url: self.url,
             method: self.method,
@@ -154,6 +163,7 @@ impl<S> Webhook<S> {
             body_template: self.body_template,
             tls_verify: self.tls_verify,
             timeout_ms: self.timeout_ms,
+            auth,
         }
     }
 }
@@ -259,7 +269,9 @@ impl Rule {
     }
 }
 
+mod auth;
 mod input;
+pub use auth::{AuthInput, AuthInputDoc, ReceiverAuth};
 pub use input::{
     EventPatternDoc, FieldError, HeaderValueDoc, RuleInput, RuleSpec, SecretValue, TriggerInput,
     TriggerInputDoc, WebhookInput,

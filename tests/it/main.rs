@@ -23,6 +23,7 @@ mod encryption;
 mod fairness;
 mod fuzz;
 mod layering;
+mod mtls;
 mod network;
 mod observability;
 mod openapi;

@@ -160,7 +160,8 @@ pub fn rules_deactivate_and_keep_failing_clocks(store: &Store, clock: &Clock) {
 }
 
 /// Everything a rule signs and authenticates with comes back exactly as saved: ed25519 key
-/// pairs (sealed private half, public half in clear, overlap times) beside the HMAC secrets.
+/// pairs (sealed private half, public half in clear, overlap times) beside the HMAC secrets,
+/// and `webhook.auth` (an mTLS certificate in clear, its key sealed, the expiry).
 /// The sealed strings are opaque to the store: it neither opens nor re-seals them.
 pub fn rules_keep_signing_keys_and_receiver_credentials_as_given(store: &Store, _clock: &Clock) {
     let ws = store.default_workspace().clone();
@@ -178,6 +179,11 @@ pub fn rules_keep_signing_keys_and_receiver_credentials_as_given(store: &Store, 
         pair("whpk_new-public-key", None),
         pair("whpk_old-public-key", Some(START + 1000)),
     ];
+    new.webhook.auth = crate::domain::rule::ReceiverAuth::Mtls {
+        client_cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----".into(),
+        client_key: key.seal("-----BEGIN PRIVATE KEY-----"),
+        client_cert_expires_at: START + 86_400_000,
+    };
     block_on(store.save_rule(new.clone(), false, audit(&ws, "rule.create"))).unwrap();
     for got in [
         store.rule(&ws, &new.id).unwrap(),

@@ -186,6 +186,9 @@ struct RuleView {
     secret_hint: String,
     /// The current public key of an ed25519 rule: not secret, so always shown.
     public_key: Option<String>,
+    /// When the rule's TLS client certificate expires, and a warning once it is near.
+    client_cert_expires: Option<String>,
+    client_cert_warning: Option<String>,
     created: String,
     updated: String,
     failing_since: Option<String>,
@@ -225,6 +228,12 @@ impl RuleView {
             timeout_ms: rule.webhook.timeout_ms,
             max_concurrency: rule.max_concurrency,
             secret_hint: rule.secret_hint().to_owned(),
+            client_cert_expires: rule.webhook.auth.client_cert_expires_at().map(fmt_time),
+            client_cert_warning: rule
+                .webhook
+                .auth
+                .client_cert_expires_at()
+                .and_then(|at| cert_warning(at, state.clock.now_ms())),
             public_key: (rule.webhook.signing == Signing::Ed25519)
                 .then(|| rule.signing_keys.first().and_then(|k| k.public_key.clone()))
                 .flatten(),
@@ -233,6 +242,26 @@ impl RuleView {
             failing_since: failing_since.map(fmt_time),
             next_runs: next_runs(rule, state, 5),
         }
+    }
+}
+
+/// A client certificate this close to its expiry is warned about (SPEC §12).
+const CERT_WARNING_MS: i64 = 14 * 24 * 3600 * 1000;
+
+fn cert_warning(expires_at: i64, now: i64) -> Option<String> {
+    if expires_at <= now {
+        Some(format!(
+            "The client certificate expired on {}: the receiver refuses deliveries until a renewed one is saved here.",
+            fmt_time(expires_at)
+        ))
+    } else if expires_at - now <= CERT_WARNING_MS {
+        let days = (expires_at - now) / (24 * 3600 * 1000);
+        Some(format!(
+            "The client certificate expires on {} (in {days} days): ask the receiver's administrator for a renewed one and save it here before then.",
+            fmt_time(expires_at)
+        ))
+    } else {
+        None
     }
 }
 
