@@ -200,6 +200,18 @@ fn bad_certificates_and_keys_are_refused_at_their_field_and_store_nothing() {
             "webhook.auth.type",
             "mtls",
         ),
+        (
+            json!({"name": "x", "trigger": {"type": "event", "events": ["ping"]},
+                   "webhook": {"url": url, "auth": {"type": null}}}),
+            "webhook.auth.type",
+            "required",
+        ),
+        (
+            json!({"name": "x", "trigger": {"type": "event", "events": ["ping"]},
+                   "webhook": {"url": url, "auth": {"type": "none", "client_cert": cert}}}),
+            "webhook.auth.type",
+            "takes no certificate",
+        ),
     ];
     for (body, field, words) in cases {
         let resp = app.post("/api/v1/rules", &body);

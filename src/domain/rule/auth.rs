@@ -138,7 +138,8 @@ pub fn validate_auth(
         return Ok(ReceiverAuth::None);
     };
     match input.kind.as_deref() {
-        None | Some("none") => {
+        None => Err(at("type", "is required: \"none\" or \"mtls\"")),
+        Some("none") => {
             if input.client_cert.is_some() || input.client_key.is_some() {
                 return Err(at(
                     "type",
