@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::app::{TestApp, spawn_app_with, wait_until};
+use crate::support::app::{TestApp, spawn_app_with, start, test_config, wait_until};
+use crate::support::process::{run, tidings};
 use crate::support::receiver::{TestCa, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -257,4 +258,66 @@ fn a_patch_to_another_auth_type_drops_the_certificate() {
     );
     assert_eq!(back.status, 400, "{}", back.text);
     assert!(back.text.contains("no stored key"), "{}", back.text);
+}
+
+/// A master-key rotation re-seals the client key and the ed25519 private key with the rest:
+/// after it, with only the new key, both rules still deliver, and the database file holds
+/// neither key in the clear at any point.
+#[test]
+fn a_master_key_rotation_keeps_client_keys_and_signing_keys_working() {
+    let ca = TestCa::new();
+    let receiver = TestReceiver::start_mtls(&ca);
+    let plain = TestReceiver::start();
+    let app = app();
+    let (cert, key) = ca.client_pems("tidings-client", 90);
+    app.create_rule_with(mtls_rule(&receiver.url("/ehr"), &cert, &key));
+    let signed = app.create_rule_with(json!({
+        "name": "ed25519",
+        "trigger": {"type": "event", "events": ["ping"]},
+        "webhook": {"url": plain.url("/signed"), "signing": "ed25519"},
+    }));
+    let signed_id = signed["id"].as_str().unwrap().to_owned();
+    let public = app.get(&format!("/api/v1/rules/{signed_id}/secret")).body["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_line = key.lines().nth(1).unwrap().to_owned();
+    let data_dir = app.stop();
+    drop(crate::encryption::open_raw(&data_dir));
+    let file = std::fs::read(data_dir.join("tidings.redb")).unwrap();
+    assert!(
+        !crate::encryption::contains(&file, &key_line),
+        "the client key is sealed"
+    );
+    let mut cmd = tidings();
+    cmd.arg("rotate-master-key")
+        .arg("--data-dir")
+        .arg(&data_dir);
+    let ran = run(cmd);
+    assert!(ran.success(), "{ran:?}");
+
+    let app = start({
+        let mut c = test_config(&data_dir);
+        c.retry.max_attempts = 1;
+        c
+    });
+    let event = app.ingest(&json!({"type": "ping"}));
+    let settled = app.wait_settled(event.body["id"].as_str().unwrap(), WAIT);
+    assert_eq!(settled.len(), 2);
+    assert!(
+        settled.iter().all(|d| d["status"] == "succeeded"),
+        "{settled:#?}"
+    );
+    assert_eq!(receiver.wait_for(1, WAIT)[0].path, "/ehr");
+    let got = plain.wait_for(1, WAIT).remove(0);
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let verified = tidings::delivery::verify::verify(&public, &got.headers, &got.body, now, 300)
+        .expect("the same key pair signs after the rotation");
+    assert_eq!(verified.scheme, "ed25519");
 }
