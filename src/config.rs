@@ -277,10 +277,8 @@ impl Config {
         if self.delivery.breaker_failures == 0 {
             return bad("delivery.breaker_failures", "must be at least 1");
         }
-        if !self.store.url.is_empty()
-            && !(self.store.url.starts_with("postgres://")
-                || self.store.url.starts_with("postgresql://"))
-        {
+        let url = &self.store.url;
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return bad(
                 "store.url",
                 "must be empty (the embedded database) or a postgres:// URL",

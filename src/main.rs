@@ -91,8 +91,9 @@ enum Command {
     },
     /// Check a captured webhook request's signature, and say why it fails if it does.
     Verify {
-        /// The rule's signing secret (whsec_…).
-        #[arg(long)]
+        /// The rule's signing secret (whsec_…), or the public key (whpk_…) of a rule that
+        /// signs with ed25519.
+        #[arg(long, visible_alias = "public-key")]
         secret: String,
         /// A received header, "Name: value"; repeat for each.
         #[arg(long = "header")]
@@ -411,12 +412,12 @@ fn copy_out(from: &Path, to: &Path) -> anyhow::Result<()> {
 }
 
 fn rotate_master_key(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<()> {
+    use tidings::security::crypto::Keyring;
+    use tidings::store::{RedbStore, StoreError};
     anyhow::ensure!(
         postgres_store(config)?.is_none(),
         "the store is PostgreSQL ([store] url / TIDINGS_STORE_URL): rotate-master-key works on the embedded database only for now; keep the current TIDINGS_MASTER_KEY"
     );
-    use tidings::security::crypto::Keyring;
-    use tidings::store::{RedbStore, StoreError};
     let env_key = std::env::var("TIDINGS_MASTER_KEY").ok();
     let new_env_key = std::env::var("TIDINGS_NEW_MASTER_KEY").ok();
     anyhow::ensure!(

@@ -124,7 +124,7 @@ pub fn run_with_clock(
     ));
     let retry = RetryPolicy::from(&config.retry);
     let metrics = Metrics::default();
-    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&policy));
+    let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&policy, master_key.clone()));
     let dispatcher = Dispatcher::start(
         store.clone(),
         Settings {

@@ -3,8 +3,8 @@
 
 Reads one JSON object from stdin:
 
-    {"scheme": "hmac-sha256" | "standard-webhooks",
-     "secret": "whsec_...",
+    {"scheme": "hmac-sha256" | "standard-webhooks" | "ed25519",
+     "secret": "whsec_..." (or for ed25519 the public key "whpk_..."),
      "headers": {"Header-Name": "value", ...},
      "body_b64": "<base64 of the exact request body>"}
 
@@ -15,10 +15,13 @@ Verification is done by the official libraries only (no HMAC code here):
                      HMAC key = UTF-8 bytes of the whole secret string).
 * standard-webhooks: standardwebhooks.Webhook(secret).verify(...)
                      (key = base64-decoded part after "whsec_").
+* ed25519:           Standard Webhooks v1a, checked with the `cryptography` package's
+                     Ed25519PublicKey (key = base64-decoded part after "whpk_") over
+                     "<webhook-id>.<webhook-timestamp>.<body>"; any v1a entry may match.
 
 Exit codes: 0 and "ok" on stdout when verified; 1 and the library's error when
 rejected; 2 for malformed input; 3 when a library is not installed
-(pip install stripe standardwebhooks).
+(pip install stripe standardwebhooks cryptography).
 """
 
 import base64
@@ -82,6 +85,40 @@ def verify_standard_webhooks(secret, headers, body):
         fail(1, f"standardwebhooks: {type(exc).__name__}: {exc}")
 
 
+def verify_ed25519(public_key, headers, raw_body):
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError as exc:
+        fail(3, f"python package 'cryptography' is not installed ({exc}); pip install cryptography")
+    import time
+
+    if not public_key.startswith("whpk_"):
+        fail(1, "the public key does not start with whpk_")
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key[5:], validate=True))
+    except (ValueError, binascii.Error) as exc:
+        fail(1, f"bad public key: {exc}")
+    msg_id = header_lookup(headers, "webhook-id")
+    timestamp = header_lookup(headers, "webhook-timestamp")
+    signature = header_lookup(headers, "webhook-signature")
+    if msg_id is None or timestamp is None or signature is None:
+        fail(1, "missing webhook-id, webhook-timestamp or webhook-signature")
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
+        fail(1, f"timestamp {timestamp!r} is not within {TOLERANCE_SECONDS} s of now")
+    message = f"{msg_id}.{timestamp}.".encode() + raw_body
+    for entry in signature.split(" "):
+        version, _, b64 = entry.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            key.verify(base64.b64decode(b64, validate=True), message)
+            return
+        except (InvalidSignature, ValueError, binascii.Error):
+            continue
+    fail(1, f"no v1a entry of {signature!r} verifies with this public key")
+
+
 def main():
     try:
         request = json.load(sys.stdin)
@@ -103,6 +140,8 @@ def main():
         verify_hmac_sha256(secret, headers, body)
     elif scheme == "standard-webhooks":
         verify_standard_webhooks(secret, headers, body)
+    elif scheme == "ed25519":
+        verify_ed25519(secret, headers, raw)
     else:
         fail(2, f"bad input: unknown scheme {scheme!r}")
     print("ok")

@@ -205,7 +205,15 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The current signing secret; the view is audited.
+/// `{"secret"}` for HMAC schemes, `{"public_key"}` for ed25519 (SPEC §12).
+fn verifier_json(verifier: rules::Verifier) -> Value {
+    match verifier {
+        rules::Verifier::Secret(secret) => json!({ "secret": secret }),
+        rules::Verifier::PublicKey(public_key) => json!({ "public_key": public_key }),
+    }
+}
+
+/// The current signing secret (the view is audited), or an ed25519 rule's public key.
 #[utoipa::path(
     get,
     path = "/api/v1/rules/{id}/secret",
@@ -220,11 +228,12 @@ async fn secret(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path)?;
-    let plain = rules::reveal_secret(&state, &key.workspace_id, Actor::key(&key), id).await?;
-    Ok(HttpResponse::Ok().json(json!({"secret": plain})))
+    let verifier = rules::reveal_secret(&state, &key.workspace_id, Actor::key(&key), id).await?;
+    Ok(HttpResponse::Ok().json(verifier_json(verifier)))
 }
 
-/// A new signing secret; the previous one signs too until `signing.rotation_overlap` ends.
+/// A new signing secret (or ed25519 key pair); the previous one signs too until
+/// `signing.rotation_overlap` ends.
 #[utoipa::path(
     post,
     path = "/api/v1/rules/{id}/secret/rotate",
@@ -239,8 +248,8 @@ async fn rotate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let id = parse_id(&path)?;
-    let plain = rules::rotate_secret(&state, &key.workspace_id, Actor::key(&key), id).await?;
-    Ok(HttpResponse::Ok().json(json!({"secret": plain})))
+    let verifier = rules::rotate_secret(&state, &key.workspace_id, Actor::key(&key), id).await?;
+    Ok(HttpResponse::Ok().json(verifier_json(verifier)))
 }
 
 /// Sends one request now (no retries) and logs it as a test delivery.

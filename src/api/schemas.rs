@@ -94,14 +94,42 @@ pub struct RuleWebhook {
     pub body_template: Option<String>,
     pub tls_verify: bool,
     pub timeout_ms: u32,
+    pub auth: RuleAuth,
+}
+
+/// How tidings authenticates to the receiver beyond the signature.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RuleAuth {
+    None,
+    /// A TLS client certificate.
+    Mtls {
+        /// The PEM chain, leaf first.
+        client_cert: String,
+        /// Write-only: always `********`.
+        client_key: String,
+        /// When the leaf certificate expires.
+        #[schema(format = DateTime)]
+        client_cert_expires_at: String,
+    },
 }
 
 list_schema!(RuleList, Rule, "rules, newest first");
 
-/// A rule's current signing secret (a view or a rotation is audited).
-#[derive(ToSchema)]
-pub struct SigningSecret {
-    pub secret: String,
+/// What a rule's receivers verify with: its current signing secret (a view or a rotation is
+/// audited), or for `signing` `ed25519` its current public key.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SigningSecret {
+    Secret {
+        /// `whsec_…`: the HMAC secret.
+        secret: String,
+    },
+    PublicKey {
+        /// `whpk_` and the 32-byte ed25519 public key in standard base64.
+        #[schema(pattern = "^whpk_[A-Za-z0-9+/]{43}=$")]
+        public_key: String,
+    },
 }
 
 /// What a delivery would send now, signature included, without sending it.
@@ -207,6 +235,31 @@ pub struct WebhookPatch {
     pub tls_verify: Option<bool>,
     #[schema(minimum = 1, maximum = 30000)]
     pub timeout_ms: Option<u32>,
+    /// Replaces `auth` whole when it names another `type`; otherwise its fields are merged
+    /// into the stored auth.
+    pub auth: Option<AuthPatch>,
+}
+
+/// The auth's fields to change (see `AuthInput`); `client_key` `********` keeps the stored
+/// key while the certificate is unchanged.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthPatch {
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<AuthKind>)]
+    pub kind: Option<String>,
+    #[schema(min_length = 1, max_length = 65536)]
+    pub client_cert: Option<String>,
+    #[schema(min_length = 1, max_length = 65536)]
+    pub client_key: Option<String>,
+    pub client_cert_expires_at: Option<Value>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum AuthKind {
+    None,
+    Mtls,
 }
 
 /// A header's new value (printable ASCII and tabs, at most 8 KiB), or null to remove it.

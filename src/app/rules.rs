@@ -11,11 +11,13 @@ use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
 use crate::domain::payload::{self, Context};
 use crate::domain::rule::{
-    MASK, PayloadFormat, Rule, RuleInput, RuleSpec, SecretValue, SigningSecret,
+    FieldError, MASK, PayloadFormat, ReceiverAuth, Rule, RuleInput, RuleSpec, SecretValue, Signing,
+    SigningSecret,
 };
 use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
 use crate::security::crypto::{MasterKey, new_signing_secret};
+use crate::security::keypair;
 use crate::store::StoreError;
 
 /// The fields an admin sets, as `RuleInput` reads them back (secret values masked): the
@@ -45,6 +47,7 @@ pub fn editable_json(rule: &Rule) -> Value {
             "body_template": w.body_template,
             "tls_verify": w.tls_verify,
             "timeout_ms": w.timeout_ms,
+            "auth": w.auth.shown(),
         },
     })
 }
@@ -102,9 +105,42 @@ pub fn validate(
     input: RuleInput,
     existing: Option<&Rule>,
 ) -> Result<RuleSpec, AppError> {
-    input
+    let spec = input
         .validate(&state.policy, existing)
-        .map_err(|e| AppError::validation(e.to_string()))
+        .map_err(|e| AppError::validation(e.to_string()))?;
+    check_credentials(state, &spec, existing).map_err(|e| AppError::validation(e.to_string()))?;
+    Ok(spec)
+}
+
+/// The checks of receiver credentials that need the clock: a new or changed client
+/// certificate must not have expired. An unchanged one is not judged again, so an admin can
+/// still edit or turn off a rule whose certificate ran out (its page says so).
+pub fn check_credentials(
+    state: &AppState,
+    spec: &RuleSpec,
+    existing: Option<&Rule>,
+) -> Result<(), FieldError> {
+    let ReceiverAuth::Mtls {
+        client_cert,
+        client_cert_expires_at,
+        ..
+    } = &spec.webhook.auth
+    else {
+        return Ok(());
+    };
+    let unchanged = existing.is_some_and(|r| {
+        matches!(&r.webhook.auth, ReceiverAuth::Mtls { client_cert: stored, .. } if stored == client_cert)
+    });
+    if !unchanged && *client_cert_expires_at <= state.clock.now_ms() {
+        return Err(FieldError::new(
+            "webhook.auth.client_cert",
+            format!(
+                "expired on {}: ask the receiver's administrator for a renewed certificate",
+                to_rfc3339(*client_cert_expires_at)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Stores a new rule from a validated spec, with its audit entry.
@@ -166,6 +202,12 @@ pub fn merged_input(existing: &Rule, changes: &Value) -> Result<RuleInput, AppEr
         ));
     }
     let mut merged = editable_json(existing);
+    // Another auth type shares no field with the stored one: start it from nothing, so
+    // `{"auth": {"type": "none"}}` does not inherit the certificate it replaces.
+    let new_type = changes["webhook"]["auth"]["type"].as_str();
+    if new_type.is_some_and(|t| merged["webhook"]["auth"]["type"].as_str() != Some(t)) {
+        merged["webhook"]["auth"] = json!({});
+    }
     json_patch::merge(&mut merged, changes);
     serde_path_to_error::deserialize(merged).map_err(|e| AppError::invalid_json_at(&e))
 }
@@ -187,14 +229,26 @@ pub async fn delete(
     Ok(())
 }
 
-/// The current signing secret, in plain text; the viewing is audited before it is returned.
+/// What a rule's receivers verify with: its HMAC secret (secret, so its viewing is
+/// audited) or, for ed25519, its public key (which anyone may see).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verifier {
+    Secret(String),
+    PublicKey(String),
+}
+
+/// The current signing secret in plain text, or the current public key of an ed25519 rule;
+/// the viewing of a secret is audited before it is returned.
 pub async fn reveal_secret(
     state: &AppState,
     workspace: &WorkspaceId,
     actor: Actor,
     id: RuleId,
-) -> Result<String, AppError> {
+) -> Result<Verifier, AppError> {
     let rule = load(state, workspace.clone(), id).await?;
+    if rule.webhook.signing == Signing::Ed25519 {
+        return current_public_key(&rule).map(Verifier::PublicKey);
+    }
     let current = rule.signing_secrets.first().ok_or_else(|| {
         AppError::internal(anyhow::anyhow!("rule {} has no signing secret", rule.id))
     })?;
@@ -211,38 +265,54 @@ pub async fn reveal_secret(
         rule.id.as_str(),
     );
     state.store.audit(audit).await?;
-    Ok(plain.expose().to_owned())
+    Ok(Verifier::Secret(plain.expose().to_owned()))
 }
 
-/// Replaces the signing secret; the old one keeps signing through `signing.rotation_overlap`.
-/// Returns the new secret, in plain text.
+fn current_public_key(rule: &Rule) -> Result<String, AppError> {
+    rule.signing_keys
+        .first()
+        .and_then(|k| k.public_key.clone())
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("rule {} has no key pair", rule.id)))
+}
+
+/// Replaces what the rule signs with (its secret, or for ed25519 its key pair); the old one
+/// keeps signing through `signing.rotation_overlap`. Returns the new secret in plain text,
+/// or the new public key.
 pub async fn rotate_secret(
     state: &AppState,
     workspace: &WorkspaceId,
     actor: Actor,
     id: RuleId,
-) -> Result<String, AppError> {
+) -> Result<Verifier, AppError> {
     let mut rule = load(state, workspace.clone(), id).await?;
     let now = state.clock.now_ms();
     let overlap =
         i64::try_from(state.config.signing.rotation_overlap.as_millis()).unwrap_or(i64::MAX / 2);
-    // Only the secret being replaced keeps signing through the overlap; any older one from an
-    // earlier rotation stops now, so receivers never have to track more than two.
-    rule.signing_secrets.truncate(1);
-    for old in &mut rule.signing_secrets {
-        old.expires_at.get_or_insert(now + overlap);
-    }
-    rule.signing_secrets
-        .retain(|s| s.expires_at.is_none_or(|at| at > now));
-    let fresh = fresh_secret(&state.master_key, now);
-    let plain = state
-        .master_key
-        .open(&fresh.sealed)
-        .map_err(AppError::internal)?;
-    rule.signing_secrets.insert(0, fresh);
+    let ed25519 = rule.webhook.signing == Signing::Ed25519;
+    let (list, fresh) = if ed25519 {
+        (
+            &mut rule.signing_keys,
+            fresh_key_pair(&state.master_key, now),
+        )
+    } else {
+        (
+            &mut rule.signing_secrets,
+            fresh_secret(&state.master_key, now),
+        )
+    };
+    retire_current(list, now, overlap);
+    list.insert(0, fresh);
+    let verifier = if ed25519 {
+        Verifier::PublicKey(current_public_key(&rule)?)
+    } else {
+        let sealed = &rule.signing_secrets[0].sealed;
+        let plain = state.master_key.open(sealed).map_err(AppError::internal)?;
+        Verifier::Secret(plain.expose().to_owned())
+    };
     rule.updated_at = now;
+    let what = if ed25519 { "key pair" } else { "secret" };
     let detail = format!(
-        "new secret ends in {}; the previous one signs until {}",
+        "new {what} ends in {}; the previous one signs until {}",
         rule.secret_hint(),
         to_rfc3339(now + overlap)
     );
@@ -255,7 +325,17 @@ pub async fn rotate_secret(
     )
     .detail(detail);
     state.store.save_rule(rule, true, audit).await?;
-    Ok(plain.expose().to_owned())
+    Ok(verifier)
+}
+
+/// Only the secret (or key pair) being replaced keeps signing through the overlap; any older
+/// one from an earlier rotation stops now, so receivers never have to track more than two.
+fn retire_current(list: &mut Vec<SigningSecret>, now: i64, overlap: i64) {
+    list.truncate(1);
+    for old in list.iter_mut() {
+        old.expires_at.get_or_insert(now + overlap);
+    }
+    list.retain(|s| s.expires_at.is_none_or(|at| at > now));
 }
 
 /// Applies a validated spec onto a new or existing rule, sealing new secret header values.
@@ -267,27 +347,39 @@ fn build_rule(
 ) -> Rule {
     let now = state.clock.now_ms();
     let key = &state.master_key;
-    let old_secret_headers = existing
-        .as_ref()
-        .map(|r| r.webhook.secret_headers.clone())
-        .unwrap_or_default();
-    let webhook = spec.webhook.map_secrets(|name, value| match value {
-        SecretValue::Keep => old_secret_headers.get(name).cloned(),
-        SecretValue::New(plain) => Some(key.seal(&plain)),
+    let webhook = spec.webhook.map_secrets(|_, value| match value {
+        SecretValue::Keep(sealed) => sealed,
+        SecretValue::New(plain) => key.seal(&plain),
     });
-    let (id, created_at, signing_secrets, status_reason) = match existing {
+    let (id, created_at, signing_secrets, mut signing_keys, status_reason) = match existing {
         Some(r) => {
             // Re-activating a rule clears the reason tidings turned it off.
             let reason = if spec.active { None } else { r.status_reason };
-            (r.id, r.created_at, r.signing_secrets, reason)
+            (
+                r.id,
+                r.created_at,
+                r.signing_secrets,
+                r.signing_keys,
+                reason,
+            )
         }
         None => (
             RuleId::generate(now),
             now,
             vec![fresh_secret(key, now)],
+            Vec::new(),
             None,
         ),
     };
+    // A rule gets its key pair when it first signs with ed25519 (or when the last one it had
+    // has expired), so a receiver is given a public key only for a rule that uses it.
+    if webhook.signing == Signing::Ed25519
+        && !signing_keys
+            .iter()
+            .any(|k| k.expires_at.is_none_or(|at| at > now))
+    {
+        signing_keys.insert(0, fresh_key_pair(key, now));
+    }
     Rule {
         id,
         workspace_id: workspace.clone(),
@@ -299,6 +391,7 @@ fn build_rule(
         condition: spec.condition,
         webhook,
         signing_secrets,
+        signing_keys,
         created_at,
         updated_at: now,
         status_reason,
@@ -311,6 +404,18 @@ fn fresh_secret(key: &MasterKey, now: i64) -> SigningSecret {
     SigningSecret {
         sealed: key.seal(plain),
         hint: plain[plain.len() - 4..].to_owned(),
+        public_key: None,
+        created_at: now,
+        expires_at: None,
+    }
+}
+
+fn fresh_key_pair(key: &MasterKey, now: i64) -> SigningSecret {
+    let (private, public) = keypair::generate();
+    SigningSecret {
+        sealed: key.seal(private.expose()),
+        hint: public[public.len() - 4..].to_owned(),
+        public_key: Some(public),
         created_at: now,
         expires_at: None,
     }

@@ -11,7 +11,7 @@ use crate::delivery::transport::{Failure, SendOptions, Sent, Transport};
 use crate::domain::delivery::{Delivery, ErrorKind, LoggedRequest};
 use crate::domain::event::Event;
 use crate::domain::payload::{self, Context};
-use crate::domain::rule::{MASK, Rule};
+use crate::domain::rule::{MASK, Rule, Signing};
 use crate::domain::template::TemplateError;
 use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, MasterKey, Secret};
@@ -67,8 +67,13 @@ pub fn prepare(
         ("X-Webhook-Id".to_owned(), delivery_id.to_owned()),
         ("X-Webhook-Event".to_owned(), event.event_type.to_string()),
     ];
-    let secrets = rule
-        .live_secrets(now_ms)
+    let live: Vec<_> = if webhook.signing == Signing::Ed25519 {
+        rule.live_keys(now_ms).collect()
+    } else {
+        rule.live_secrets(now_ms).collect()
+    };
+    let secrets = live
+        .into_iter()
         .map(|s| key.open(&s.sealed))
         .collect::<Result<Vec<_>, _>>()?;
     let secret_strs: Vec<&str> = secrets.iter().map(Secret::expose).collect();

@@ -1,52 +1,85 @@
 //! The HTTP transport, over ureq: redirects off, no environment proxy (it would bypass the
 //! address check), every name resolved and vetted by `VettingResolver`, per-request timeouts,
-//! and a plain classification of what went wrong.
+//! a rule's TLS client certificate when it has one, and a plain classification of what went
+//! wrong.
 
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ureq::Agent;
-use ureq::tls::{RootCerts, TlsConfig};
+use ureq::tls::{ClientCert, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 
 use crate::delivery::attempt::{PreparedRequest, user_agent};
+use crate::delivery::client_agents::ClientAgents;
 use crate::delivery::transport::{
     Failure, RESPONSE_LOG_LIMIT, Received, SendOptions, Sent, Transport,
 };
 use crate::domain::delivery::ErrorKind;
+use crate::domain::rule::ReceiverAuth;
+use crate::security::crypto::MasterKey;
 use crate::security::ssrf::{AddressPolicy, VettingResolver, blocked_by_policy};
 
 /// Per-connection I/O buffer size (each way).
 const BUFFER_SIZE: usize = 32 * 1024;
 
 /// Two agents, because certificate checking is an agent-wide setting in ureq and a rule may
-/// turn it off. Each keeps its own keep-alive pool; `for_worker` makes a new pair.
+/// turn it off, plus agents per client certificate (`ClientAgents`). Each keeps its own
+/// keep-alive pool; `for_worker` makes a new set.
 pub struct HttpTransport {
     policy: Arc<AddressPolicy>,
+    /// Opens the rules' sealed client keys.
+    master_key: MasterKey,
     verified: Agent,
     unverified: Agent,
+    client_agents: ClientAgents,
 }
 
 impl HttpTransport {
-    pub fn new(policy: &Arc<AddressPolicy>) -> Self {
+    pub fn new(policy: &Arc<AddressPolicy>, master_key: MasterKey) -> Self {
         Self {
             policy: Arc::clone(policy),
-            verified: agent(policy, true),
-            unverified: agent(policy, false),
+            master_key,
+            verified: agent(policy, true, None),
+            unverified: agent(policy, false, None),
+            client_agents: ClientAgents::default(),
+        }
+    }
+
+    /// The agent for a rule: its own when it presents a client certificate.
+    fn agent_for(&self, options: &SendOptions<'_>) -> Result<Agent, Failure> {
+        match options.auth {
+            ReceiverAuth::Mtls {
+                client_cert,
+                client_key,
+                ..
+            } => self
+                .client_agents
+                .get(
+                    options.rule_id,
+                    client_cert,
+                    client_key,
+                    options.tls_verify,
+                    &self.master_key,
+                    |identity, verify| agent(&self.policy, verify, Some(identity)),
+                )
+                .map_err(|message| Failure {
+                    kind: ErrorKind::Tls,
+                    message,
+                }),
+            ReceiverAuth::None if options.tls_verify => Ok(self.verified.clone()),
+            ReceiverAuth::None => Ok(self.unverified.clone()),
         }
     }
 }
 
 impl Transport for HttpTransport {
-    fn send(&self, request: &PreparedRequest, options: &SendOptions) -> Sent {
+    fn send(&self, request: &PreparedRequest, options: &SendOptions<'_>) -> Sent {
         let started = Instant::now();
-        let agent = if options.tls_verify {
-            &self.verified
-        } else {
-            &self.unverified
-        };
-        let result = send_with(agent, request, options);
+        let result = self
+            .agent_for(options)
+            .and_then(|agent| send_with(&agent, request, options));
         Sent {
             result,
             elapsed: started.elapsed(),
@@ -54,14 +87,15 @@ impl Transport for HttpTransport {
     }
 
     fn for_worker(&self) -> Box<dyn Transport> {
-        Box::new(Self::new(&self.policy))
+        Box::new(Self::new(&self.policy, self.master_key.clone()))
     }
 }
 
-fn agent(policy: &Arc<AddressPolicy>, verify: bool) -> Agent {
+fn agent(policy: &Arc<AddressPolicy>, verify: bool, client: Option<ClientCert>) -> Agent {
     let tls = TlsConfig::builder()
         .root_certs(RootCerts::PlatformVerifier)
         .disable_verification(!verify)
+        .client_cert(client)
         .build();
     let config = Agent::config_builder()
         .max_redirects(0)
@@ -87,7 +121,7 @@ fn agent(policy: &Arc<AddressPolicy>, verify: bool) -> Agent {
 fn send_with(
     agent: &Agent,
     req: &PreparedRequest,
-    options: &SendOptions,
+    options: &SendOptions<'_>,
 ) -> Result<Received, Failure> {
     let mut builder = match req.method {
         "PUT" => agent.put(req.url.as_str()),

@@ -4,6 +4,7 @@
 
 pub mod attempt;
 pub mod breaker;
+pub mod client_agents;
 pub mod dispatcher;
 pub mod http;
 pub mod outcome;

@@ -3,6 +3,8 @@
 //! `hmac-sha256` is Stripe's scheme byte for byte: `t=<unix>,v1=<hex>` over `"<t>." ‖ body`,
 //! keyed by the secret string's UTF-8 bytes. `standard-webhooks` follows the Standard Webhooks
 //! spec: base64 HMAC over `"<id>.<ts>." ‖ body`, keyed by the decoded `whsec_` bytes.
+//! `ed25519` is that spec's asymmetric `v1a`: the same message, signed with the rule's
+//! private key (`whsk_`), verified by receivers with its public key (`whpk_`).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -10,6 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::domain::rule::Signing;
+use crate::security::keypair;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -65,7 +68,26 @@ pub fn standard_webhooks_signature(
         .join(" ")
 }
 
-/// The signature headers for a scheme; `msg_id` is the delivery id.
+/// `v1a,<b64>[ v1a,<b64>…]` for the `webhook-signature` header, one per live private key
+/// (`whsk_…`), newest first. A key that does not parse (it never does for keys tidings made)
+/// signs nothing rather than sending a signature no receiver could check.
+pub fn ed25519_signature(
+    private_keys: &[&str],
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let prefix = format!("{msg_id}.{timestamp}.");
+    private_keys
+        .iter()
+        .filter_map(|k| keypair::sign(k, &[prefix.as_bytes(), body]).ok())
+        .map(|sig| format!("v1a,{sig}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The signature headers for a scheme; `msg_id` is the delivery id. `secrets` are what the
+/// scheme signs with: HMAC secrets, or ed25519 private keys for `Ed25519`.
 pub fn signature_headers(
     scheme: Signing,
     secrets: &[&str],
@@ -84,6 +106,14 @@ pub fn signature_headers(
             (
                 "webhook-signature".into(),
                 standard_webhooks_signature(secrets, msg_id, timestamp, body),
+            ),
+        ],
+        Signing::Ed25519 => vec![
+            ("webhook-id".into(), msg_id.into()),
+            ("webhook-timestamp".into(), timestamp.to_string()),
+            (
+                "webhook-signature".into(),
+                ed25519_signature(secrets, msg_id, timestamp, body),
             ),
         ],
         Signing::None => Vec::new(),
@@ -123,7 +153,21 @@ mod tests {
     }
 
     #[test]
+    fn ed25519_signs_the_standard_webhooks_message() {
+        let (private, public) = keypair::generate();
+        let sig = ed25519_signature(&[private.expose()], "msg_1", 1_614_265_330, b"{}");
+        let b64 = sig.strip_prefix("v1a,").unwrap();
+        let key = keypair::parse_public(&public).unwrap();
+        assert!(keypair::verifies(&key, b"msg_1.1614265330.{}", b64));
+        assert!(!keypair::verifies(&key, b"msg_1.1614265331.{}", b64));
+    }
+
+    #[test]
     fn rotation_carries_both_signatures() {
+        let (new, _) = keypair::generate();
+        let (old, _) = keypair::generate();
+        let both = ed25519_signature(&[new.expose(), old.expose()], "msg", 1, b"x");
+        assert_eq!(both.split(' ').filter(|s| s.starts_with("v1a,")).count(), 2);
         let header = hmac_sha256_header(&["new", "old"], 1, b"x");
         assert_eq!(header.matches(",v1=").count(), 2);
         let sw = standard_webhooks_signature(&["whsec_AAAA", "whsec_BBBB"], "msg", 1, b"x");

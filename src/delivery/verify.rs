@@ -1,4 +1,5 @@
-//! Checking a captured webhook request against a signing secret, for `tidings verify`: it says
+//! Checking a captured webhook request against a signing secret (or, for ed25519 `v1a`, a
+//! public key), for `tidings verify`: it says
 //! not only whether the signature holds but, when it does not, the likeliest reason — the
 //! questions receivers ask most (re-serialised JSON, the wrong secret form, stale timestamps).
 
@@ -8,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use super::signing::{HMAC_HEADER, hmac_sha256_header, standard_webhooks_signature};
+use crate::security::keypair;
 
 /// A verified request: which scheme, and how old its timestamp was.
 #[derive(Debug, PartialEq, Eq)]
@@ -96,11 +98,22 @@ pub fn verify(
             .split(' ')
             .filter_map(|s| s.strip_prefix("v1,"))
             .collect();
-        if given.is_empty() {
-            return Err(fail(
-                format!("webhook-signature {sig:?} has no v1,<base64> entry"),
-                "pass the header exactly as received",
-            ));
+        let given_v1a: Vec<&str> = sig
+            .split(' ')
+            .filter_map(|s| s.strip_prefix("v1a,"))
+            .collect();
+        if secret.starts_with("whpk_") || secret.starts_with("whsk_") || given.is_empty() {
+            return verify_v1a(
+                secret,
+                sig,
+                &given,
+                &given_v1a,
+                id,
+                timestamp,
+                body,
+                now,
+                tolerance_secs,
+            );
         }
         let matches = |secret: &str, body: &[u8]| {
             let expected = standard_webhooks_signature(&[secret], id, timestamp, body);
@@ -126,6 +139,68 @@ pub fn verify(
         ),
         "the rule may have signing \"none\", or the headers were not captured; pass them with --header or --headers",
     ))
+}
+
+/// The asymmetric branch of Standard Webhooks (`v1a`, ed25519), checked with a public key.
+#[allow(clippy::too_many_arguments)]
+fn verify_v1a(
+    key: &str,
+    header: &str,
+    given_v1: &[&str],
+    given: &[&str],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<Verified, Failure> {
+    if key.starts_with("whsk_") {
+        return Err(fail(
+            "that is a private key (whsk_…); receivers verify with the public key",
+            "use the rule's public key (whpk_…) from its page or GET /api/v1/rules/{id}/secret; tidings never shows private keys",
+        ));
+    }
+    if given.is_empty() {
+        return Err(if given_v1.is_empty() {
+            fail(
+                format!("webhook-signature {header:?} has no v1,<base64> or v1a,<base64> entry"),
+                "pass the header exactly as received",
+            )
+        } else {
+            fail(
+                "the request carries v1 (HMAC) signatures, which a public key cannot check",
+                "this rule signs with standard-webhooks: verify with its secret (whsec_…)",
+            )
+        });
+    }
+    if !key.starts_with("whpk_") {
+        return Err(fail(
+            "the request carries v1a (ed25519) signatures, which are checked with a public key, not a secret",
+            "use the rule's public key (whpk_…) from its page or GET /api/v1/rules/{id}/secret",
+        ));
+    }
+    let public = keypair::parse_public(key).map_err(|e| {
+        fail(
+            format!("the public key does not parse: {e}"),
+            "copy it again from the rule's page; it is whpk_ and 44 base64 characters",
+        )
+    })?;
+    let prefix = format!("{id}.{timestamp}.");
+    let matches = |_: &str, body: &[u8]| {
+        let message = [prefix.as_bytes(), body].concat();
+        given
+            .iter()
+            .any(|g| keypair::verifies(&public, &message, g))
+    };
+    finish(
+        "ed25519",
+        timestamp,
+        now,
+        tolerance_secs,
+        key,
+        body,
+        matches,
+    )
 }
 
 fn parse_hmac_header(sig: &str) -> Result<(i64, Vec<String>), Failure> {
@@ -197,6 +272,12 @@ fn explain_mismatch(
         return fail(
             format!("the body was changed after signing: it verifies once {how}"),
             "verify the raw request bytes exactly as received, before any JSON parsing or re-serialising",
+        );
+    }
+    if scheme == "ed25519" {
+        return fail(
+            "the v1a signature does not match this public key and body",
+            "either the key is not this rule's (after a rotation the request carries one v1a per live key, so the newest public key verifies; an older one stops after the overlap) or the body is not the raw bytes as received",
         );
     }
     if !secret.starts_with("whsec_") {
@@ -319,6 +400,34 @@ mod tests {
                 .reason
                 .contains("webhook-id")
         );
+    }
+
+    #[test]
+    fn ed25519_verifies_with_the_public_key_and_explains_the_rest() {
+        let (private, public) = crate::security::keypair::generate();
+        let body = br#"{"a":1}"#;
+        let headers = signature_headers(Signing::Ed25519, &[private.expose()], "dlv_1", NOW, body);
+        let v = verify(&public, &headers, body, NOW + 2, 300).unwrap();
+        assert_eq!((v.scheme, v.age_secs), ("ed25519", 2));
+        let err = verify(&public, &headers, br#"{"a": 1}"#, NOW, 300).unwrap_err();
+        assert!(err.reason.contains("body was changed"), "{err}");
+        let (_, other) = crate::security::keypair::generate();
+        let err = verify(&other, &headers, body, NOW, 300).unwrap_err();
+        assert!(
+            err.reason.contains("does not match this public key"),
+            "{err}"
+        );
+        let err = verify(SECRET, &headers, body, NOW, 300).unwrap_err();
+        assert!(err.reason.contains("checked with a public key"), "{err}");
+        let err = verify(private.expose(), &headers, body, NOW, 300).unwrap_err();
+        assert!(err.reason.contains("private key"), "{err}");
+        let err = verify("whpk_short", &headers, body, NOW, 300).unwrap_err();
+        assert!(err.reason.contains("does not parse"), "{err}");
+        let err = verify(&public, &headers, body, NOW + 3600, 300).unwrap_err();
+        assert!(err.reason.contains("3600 s old"), "{err}");
+        let hmac_signed = signed(Signing::StandardWebhooks, body, NOW);
+        let err = verify(&public, &hmac_signed, body, NOW, 300).unwrap_err();
+        assert!(err.reason.contains("v1 (HMAC)"), "{err}");
     }
 
     #[test]

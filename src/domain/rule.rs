@@ -46,6 +46,8 @@ impl HttpMethod {
 pub enum Signing {
     HmacSha256,
     StandardWebhooks,
+    /// Standard Webhooks `v1a`: an ed25519 signature made with the rule's own key pair.
+    Ed25519,
     None,
 }
 
@@ -100,12 +102,17 @@ impl Trigger {
     }
 }
 
-/// One signing secret; during a rotation overlap a rule has two.
+/// One signing secret, or one ed25519 key pair; during a rotation overlap a rule has two.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SigningSecret {
+    /// The HMAC secret (`whsec_…`) or the ed25519 private key (`whsk_…`).
     pub sealed: Sealed,
-    /// Last 4 characters, shown so admins can tell secrets apart.
+    /// Last 4 characters (of the public key, for a key pair), shown so admins can tell them
+    /// apart.
     pub hint: String,
+    /// A key pair's public half (`whpk_…`), which receivers verify with; not secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     pub created_at: i64,
     /// Set on the previous secret when a new one replaces it.
     pub expires_at: Option<i64>,
@@ -126,16 +133,25 @@ pub struct Webhook<S = Sealed> {
     pub body_template: Option<String>,
     pub tls_verify: bool,
     pub timeout_ms: u32,
+    /// How tidings authenticates to the receiver beyond the signature; none in rules saved
+    /// before it existed.
+    #[serde(default = "ReceiverAuth::default")]
+    pub auth: ReceiverAuth<S>,
 }
 
 impl<S> Webhook<S> {
-    /// The same webhook with each secret header value turned into another form (or dropped).
-    pub fn map_secrets<T>(self, mut f: impl FnMut(&str, S) -> Option<T>) -> Webhook<T> {
+    /// The same webhook with each write-only value (secret headers, receiver credentials)
+    /// turned into another form; `f` gets the header name or the credential's field path.
+    pub fn map_secrets<T>(self, mut f: impl FnMut(&str, S) -> T) -> Webhook<T> {
         let secret_headers = self
             .secret_headers
             .into_iter()
-            .filter_map(|(name, value)| f(&name, value).map(|v| (name, v)))
+            .map(|(name, value)| {
+                let v = f(&name, value);
+                (name, v)
+            })
             .collect();
+        let auth = self.auth.map_secrets(&mut f);
         Webhook {
             url: self.url,
             method: self.method,
@@ -147,6 +163,7 @@ impl<S> Webhook<S> {
             body_template: self.body_template,
             tls_verify: self.tls_verify,
             timeout_ms: self.timeout_ms,
+            auth,
         }
     }
 }
@@ -163,8 +180,12 @@ pub struct Rule {
     pub trigger: Trigger,
     pub condition: Option<Condition>,
     pub webhook: Webhook,
-    /// Newest first.
+    /// HMAC secrets (hmac-sha256, standard-webhooks), newest first.
     pub signing_secrets: Vec<SigningSecret>,
+    /// ed25519 key pairs, newest first; made when the rule first signs with ed25519, kept
+    /// when it switches away so switching back does not change what receivers trust.
+    #[serde(default)]
+    pub signing_keys: Vec<SigningSecret>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Why tidings deactivated the rule itself (a 410 answer, long failure), if it did.
@@ -207,8 +228,21 @@ impl Rule {
             .filter(move |s| s.expires_at.is_none_or(|at| at > now_ms))
     }
 
+    /// Key pairs that sign now (ed25519), as `live_secrets`.
+    pub fn live_keys(&self, now_ms: i64) -> impl Iterator<Item = &SigningSecret> {
+        self.signing_keys
+            .iter()
+            .filter(move |s| s.expires_at.is_none_or(|at| at > now_ms))
+    }
+
+    /// The hint of what the rule signs with: its public key's for ed25519, else its secret's.
     pub fn secret_hint(&self) -> &str {
-        self.signing_secrets.first().map_or("", |s| s.hint.as_str())
+        let current = if self.webhook.signing == Signing::Ed25519 {
+            self.signing_keys.first()
+        } else {
+            self.signing_secrets.first()
+        };
+        current.map_or("", |s| s.hint.as_str())
     }
 
     /// The data of this routine's `routine:fired` event for the slot at `slot_ms`.
@@ -235,7 +269,9 @@ impl Rule {
     }
 }
 
+mod auth;
 mod input;
+pub use auth::{AuthInput, AuthInputDoc, ReceiverAuth};
 pub use input::{
     EventPatternDoc, FieldError, HeaderValueDoc, RuleInput, RuleSpec, SecretValue, TriggerInput,
     TriggerInputDoc, WebhookInput,

@@ -1,7 +1,9 @@
 //! Security pieces with one job each: network safety, encryption at rest, signing secrets,
-//! owner-only files.
+//! ed25519 signing key pairs, TLS client certificates, owner-only files.
 
+pub mod client_cert;
 pub mod crypto;
 pub mod files;
+pub mod keypair;
 pub mod passwords;
 pub mod ssrf;

@@ -17,6 +17,9 @@ use crate::support::receiver::{Reply, TestReceiver};
 
 /// Every node of one store shares the master key.
 const MASTER_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+/// The load of the kill test, posted by this many threads at once.
+const EVENTS: usize = 5_000;
+const SENDERS: usize = 4;
 /// Short, so the survivor takes over a dead node's deliveries within the test.
 const LEASE: &str = "2s";
 
@@ -59,6 +62,11 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        // Kept when the test fails, to inspect.
+        if std::thread::panicking() {
+            eprintln!("kept the database {} of the failed test", self.url);
+            return;
+        }
         let _ = self.admin().batch_execute(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
@@ -177,8 +185,6 @@ fn two_nodes_under_load_lose_nothing_when_one_is_killed() {
     create_rule(&a, &key, &receiver.url("/hook"), &["order:*"]);
     std::thread::sleep(Duration::from_secs(1));
 
-    const EVENTS: usize = 5_000;
-    const SENDERS: usize = 4;
     let next = Arc::new(AtomicUsize::new(0));
     let (a_port, b_port) = (a.port, b.port);
     let accepted: Vec<usize> = std::thread::scope(|s| {
@@ -288,7 +294,10 @@ fn readiness_follows_the_database_and_the_node_reconnects_by_itself() {
     });
 
     admin
-        .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name))
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            db.name
+        ))
         .unwrap();
     wait_until(Duration::from_secs(30), "/readyz to recover", || {
         (ready() == 200).then_some(())

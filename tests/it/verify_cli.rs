@@ -82,3 +82,54 @@ fn verify_accepts_a_real_delivery_and_explains_each_failure() {
         no_sig.stderr
     );
 }
+
+#[test]
+fn verify_checks_an_ed25519_delivery_with_the_public_key_and_explains_a_secret() {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    let rule = app.create_rule_with(json!({
+        "name": "ed25519",
+        "trigger": {"type": "event", "events": ["member:created"]},
+        "webhook": {"url": receiver.url("/"), "signing": "ed25519"},
+    }));
+    let id = rule["id"].as_str().unwrap();
+    let key = app.get(&format!("/api/v1/rules/{id}/secret")).body["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ingest(&json!({"type": "member:created", "data": {"member": {"id": 1}}}));
+    let got = receiver.wait_for(1, Duration::from_secs(20)).remove(0);
+    let scratch = Scratch::new("verify-ed25519");
+    let head = got
+        .headers
+        .iter()
+        .fold(String::new(), |acc, (k, v)| acc + k + ": " + v + "\n");
+    let headers = scratch.write("headers.txt", &head);
+    let body = scratch.path("body.json");
+    std::fs::write(&body, &got.body).unwrap();
+    let verify = |flag: &str, key: &str| {
+        let mut cmd = tidings();
+        cmd.args(["verify", flag, key, "--headers"])
+            .arg(&headers)
+            .arg("--body")
+            .arg(&body);
+        run(cmd)
+    };
+    let ok = verify("--public-key", &key);
+    assert!(ok.success(), "{}", ok.stderr);
+    assert!(
+        ok.stdout.starts_with("ok: ed25519 signature verified"),
+        "{}",
+        ok.stdout
+    );
+    let with_secret = verify(
+        "--secret",
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    assert!(!with_secret.success());
+    assert!(
+        with_secret.stderr.contains("v1a (ed25519)") && with_secret.stderr.contains("whpk_"),
+        "{}",
+        with_secret.stderr
+    );
+}

@@ -11,7 +11,10 @@ use crate::domain::condition::Condition;
 use crate::domain::pattern::Pattern;
 use crate::domain::schedule::{Schedule, ScheduleError};
 use crate::domain::template;
+use crate::security::crypto::Sealed;
 use crate::security::ssrf::AddressPolicy;
+
+use super::auth::{AuthInput, validate_auth};
 
 use super::{
     DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_MS, HttpMethod, MASK, MAX_HEADERS,
@@ -165,12 +168,16 @@ pub struct WebhookInput {
     /// 1-30000 (10000).
     #[schema(minimum = 1, maximum = 30000)]
     pub timeout_ms: Option<u64>,
+    /// How tidings authenticates to the receiver beyond the signature; none when absent.
+    #[schema(value_type = Option<super::AuthInputDoc>)]
+    pub auth: Option<AuthInput>,
 }
 
-/// A secret header value after validation: a new plain value to seal, or "keep what is stored".
+/// A write-only value after validation: a new plain value to seal, or the stored (sealed)
+/// one to keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretValue {
-    Keep,
+    Keep(Sealed),
     New(String),
 }
 
@@ -335,11 +342,12 @@ fn validate_webhook(
     let signing = match webhook.signing.as_deref() {
         None | Some("hmac-sha256") => Signing::HmacSha256,
         Some("standard-webhooks") => Signing::StandardWebhooks,
+        Some("ed25519") => Signing::Ed25519,
         Some("none") => Signing::None,
         Some(other) => {
             errors.push(FieldError::new(
                 "webhook.signing",
-                format!("must be hmac-sha256, standard-webhooks or none, not {other:?}"),
+                format!("must be hmac-sha256, standard-webhooks, ed25519 or none, not {other:?}"),
             ));
             Signing::None
         }
@@ -367,8 +375,13 @@ fn validate_webhook(
             format!("must be between 1 and {MAX_TIMEOUT_MS}"),
         ));
     }
-    match (url, headers, payload_format) {
-        (Some(url), Some((headers, secret_headers)), Some(payload_format)) if errors.is_empty() => {
+    let auth = validate_auth(webhook.auth, existing.map(|r| &r.webhook.auth))
+        .map_err(|e| errors.push(e))
+        .ok();
+    match (url, headers, payload_format, auth) {
+        (Some(url), Some((headers, secret_headers)), Some(payload_format), Some(auth))
+            if errors.is_empty() =>
+        {
             Ok(Webhook {
                 url,
                 method,
@@ -380,6 +393,7 @@ fn validate_webhook(
                 body_template,
                 tls_verify: webhook.tls_verify.unwrap_or(true),
                 timeout_ms: u32::try_from(timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS),
+                auth,
             })
         }
         _ => Err(errors),
@@ -433,16 +447,16 @@ fn validate_headers(
     let mut secret_headers = BTreeMap::new();
     for (name, value) in secret_input {
         let value = if value == MASK {
-            let kept = existing.is_some_and(|r| r.webhook.secret_headers.contains_key(&name));
-            if !kept {
+            let kept = existing.and_then(|r| r.webhook.secret_headers.get(&name));
+            let Some(kept) = kept else {
                 return Err(FieldError::new(
                     "webhook.secret_headers",
                     format!(
                         "{name:?} has the masked value {MASK:?} but no stored value to keep; send the real value"
                     ),
                 ));
-            }
-            SecretValue::Keep
+            };
+            SecretValue::Keep(kept.clone())
         } else {
             SecretValue::New(value)
         };

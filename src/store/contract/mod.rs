@@ -44,6 +44,7 @@ macro_rules! store_contract_tests {
             rules_cache_matches_active_rules_and_lists_routines,
             rules_of_another_workspace_are_not_found,
             rules_deactivate_and_keep_failing_clocks,
+            rules_keep_signing_keys_and_receiver_credentials_as_given,
             ingest_stores_the_event_with_its_deliveries,
             ingest_blocking_stores_like_ingest,
             events_and_deliveries_of_another_workspace_are_not_found,

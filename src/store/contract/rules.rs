@@ -158,3 +158,50 @@ pub fn rules_deactivate_and_keep_failing_clocks(store: &Store, clock: &Clock) {
         store.rules_failing_since().unwrap().is_empty()
     });
 }
+
+/// Everything a rule signs and authenticates with comes back exactly as saved: ed25519 key
+/// pairs (sealed private half, public half in clear, overlap times) beside the HMAC secrets,
+/// and `webhook.auth` (an mTLS certificate in clear, its key sealed, the expiry).
+/// The sealed strings are opaque to the store: it neither opens nor re-seals them.
+pub fn rules_keep_signing_keys_and_receiver_credentials_as_given(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let key = crate::security::crypto::MasterKey::from_bytes(&[9; 32]);
+    let mut new = rule(&ws, "signed", &["member:*"]);
+    new.webhook.signing = crate::domain::rule::Signing::Ed25519;
+    let pair = |public: &str, expires_at| crate::domain::rule::SigningSecret {
+        sealed: key.seal("whsk_private"),
+        hint: public[public.len() - 4..].to_owned(),
+        public_key: Some(public.to_owned()),
+        created_at: START,
+        expires_at,
+    };
+    new.signing_keys = vec![
+        pair("whpk_new-public-key", None),
+        pair("whpk_old-public-key", Some(START + 1000)),
+    ];
+    new.webhook.auth = crate::domain::rule::ReceiverAuth::Mtls {
+        client_cert: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----".into(),
+        client_key: key.seal("-----BEGIN PRIVATE KEY-----"),
+        client_cert_expires_at: START + 86_400_000,
+    };
+    block_on(store.save_rule(new.clone(), false, audit(&ws, "rule.create"))).unwrap();
+    for got in [
+        store.rule(&ws, &new.id).unwrap(),
+        (*store.cached_rule(&new.id).unwrap()).clone(),
+    ] {
+        assert_eq!(got.webhook.signing, new.webhook.signing);
+        assert_eq!(got.signing_keys.len(), 2);
+        for (got, want) in got.signing_keys.iter().zip(&new.signing_keys) {
+            assert_eq!(got.sealed, want.sealed);
+            assert_eq!(got.public_key, want.public_key);
+            assert_eq!(
+                (got.created_at, got.expires_at),
+                (want.created_at, want.expires_at)
+            );
+        }
+        assert_eq!(
+            key.open(&got.signing_keys[0].sealed).unwrap().expose(),
+            "whsk_private"
+        );
+    }
+}

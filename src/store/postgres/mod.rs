@@ -198,7 +198,9 @@ impl Snapshots {
 
     /// Whether a snapshot with `ticket` is newer than the one `held` is at (and marks it held).
     fn newer(held: &Mutex<u64>, ticket: u64) -> bool {
-        let mut held = held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if ticket <= *held {
             return false;
         }

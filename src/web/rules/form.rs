@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::app::rules::{self as rule_cases, editable_json, load};
 use crate::domain::rule::{
-    FieldError, MASK, Rule, RuleInput, RuleSpec, TriggerInput, WebhookInput,
+    AuthInput, FieldError, MASK, Rule, RuleInput, RuleSpec, TriggerInput, WebhookInput,
 };
 use crate::error::AppError;
 use crate::web::auth::CsrfForm;
@@ -44,6 +44,11 @@ pub struct RuleForm {
     body_template: String,
     tls_verify: bool,
     timeout_ms: String,
+    /// `none` or `mtls`.
+    auth_type: String,
+    client_cert: String,
+    /// Write-only: blank keeps a stored key.
+    client_key: String,
 }
 
 impl Default for RuleForm {
@@ -68,6 +73,9 @@ impl Default for RuleForm {
             body_template: String::new(),
             tls_verify: true,
             timeout_ms: "10000".into(),
+            auth_type: "none".into(),
+            client_cert: String::new(),
+            client_key: String::new(),
         }
     }
 }
@@ -120,6 +128,9 @@ impl RuleForm {
             body_template: text(&w["body_template"]),
             tls_verify: w["tls_verify"].as_bool().unwrap_or(true),
             timeout_ms: text(&w["timeout_ms"]),
+            auth_type: w["auth"]["type"].as_str().unwrap_or("none").to_owned(),
+            client_cert: text(&w["auth"]["client_cert"]),
+            client_key: String::new(),
         }
     }
 
@@ -158,6 +169,34 @@ impl RuleForm {
             body_template: f.get("body_template").to_owned(),
             tls_verify: f.has("tls_verify"),
             timeout_ms: f.get("timeout_ms").trim().to_owned(),
+            auth_type: Some(f.get("auth_type"))
+                .filter(|t| !t.is_empty())
+                .unwrap_or("none")
+                .to_owned(),
+            client_cert: f.get("client_cert").to_owned(),
+            client_key: f.get("client_key").to_owned(),
+        }
+    }
+
+    /// `webhook.auth` from the form: a blank key keeps the stored one (as secret headers do).
+    fn auth_input(&self, existing: Option<&Rule>) -> AuthInput {
+        if self.auth_type != "mtls" {
+            return AuthInput {
+                kind: Some(self.auth_type.clone()),
+                ..AuthInput::default()
+            };
+        }
+        let stored = existing.is_some_and(|r| r.webhook.auth.client_cert_expires_at().is_some());
+        let key = if self.client_key.trim().is_empty() && stored {
+            MASK.to_owned()
+        } else {
+            self.client_key.clone()
+        };
+        AuthInput {
+            kind: Some("mtls".into()),
+            client_cert: Some(self.client_cert.clone()),
+            client_key: Some(key),
+            client_cert_expires_at: None,
         }
     }
 
@@ -236,6 +275,7 @@ impl RuleForm {
                 body_template,
                 tls_verify: Some(self.tls_verify),
                 timeout_ms,
+                auth: Some(self.auth_input(existing)),
             }),
             ..RuleInput::default()
         };
@@ -289,7 +329,7 @@ impl RuleForm {
 }
 
 /// The form's fields in the order the page shows them: errors are listed in this order.
-const FORM_ORDER: [&str; 20] = [
+const FORM_ORDER: [&str; 23] = [
     "name",
     "description",
     "trigger",
@@ -310,6 +350,9 @@ const FORM_ORDER: [&str; 20] = [
     "webhook.timeout_ms",
     "max_concurrency",
     "webhook.tls_verify",
+    "webhook.auth.type",
+    "webhook.auth.client_cert",
+    "webhook.auth.client_key",
 ];
 
 /// Checks a posted form in one pass: the form's own errors, every field `validate_all`
@@ -325,8 +368,11 @@ async fn check_form(
     let (input, mut errors) = form.to_input(existing);
     let probe = input.clone();
     match input.validate_all(&state.policy, existing) {
-        Ok(spec) if errors.is_empty() => return Ok(Ok(spec)),
-        Ok(_) => {}
+        Ok(spec) => match rule_cases::check_credentials(state, &spec, existing) {
+            Ok(()) if errors.is_empty() => return Ok(Ok(spec)),
+            Ok(()) => {}
+            Err(e) => errors.push(e),
+        },
         Err(found) => errors.extend(found),
     }
     // The sample check needs a valid trigger and webhook; fields it does not read are
@@ -380,6 +426,9 @@ fn field_label(field: &str) -> &'static str {
         "webhook.body_template" => "Body template",
         "webhook.tls_verify" => "TLS verification",
         "webhook.timeout_ms" => "Timeout",
+        "webhook.auth.type" => "Receiver authentication",
+        "webhook.auth.client_cert" => "Client certificate",
+        "webhook.auth.client_key" => "Client certificate key",
         _ => "A field",
     }
 }
@@ -396,6 +445,8 @@ struct RuleFormPage {
     header_rows: Vec<(String, String)>,
     /// (name, stored) — stored ones show a masked placeholder and keep their value if blank.
     secret_rows: Vec<(String, bool)>,
+    /// Whether a client certificate key is stored (a blank key field keeps it).
+    client_key_stored: bool,
 }
 
 impl RuleFormPage {
@@ -435,6 +486,8 @@ impl RuleFormPage {
             errors,
             header_rows,
             secret_rows,
+            client_key_stored: existing
+                .is_some_and(|r| r.webhook.auth.client_cert_expires_at().is_some()),
         }
     }
 
@@ -474,6 +527,9 @@ impl RuleFormPage {
             "webhook.payload_format" => "payload_format",
             "webhook.body_template" => "body_template",
             "webhook.tls_verify" => "tls_verify",
+            "webhook.auth.type" => "auth_type",
+            "webhook.auth.client_cert" => "client_cert",
+            "webhook.auth.client_key" => "client_key",
             "webhook.timeout_ms" => "timeout_ms",
             _ => "url",
         }

@@ -11,12 +11,12 @@ use serde_json::Value;
 use super::auth::CsrfForm;
 use super::deliveries::{DeliveryRow, delivery_rows};
 use super::{AnyUser, EditorUser, Layout, UiState, WebError, fmt_time, ok, see_other};
-use crate::app::rules::{self as rule_cases, editable_json, load};
+use crate::app::rules::{self as rule_cases, Verifier, editable_json, load};
 use crate::app::samples::{self, SampleRequest};
 use crate::app::{AppState, deliveries};
 use crate::domain::ids::RuleId;
 use crate::domain::pattern::Pattern;
-use crate::domain::rule::{Rule, RuleInput, Trigger};
+use crate::domain::rule::{Rule, RuleInput, Signing, Trigger};
 use crate::security::crypto::Secret;
 use crate::store::DeliveryFilter;
 
@@ -184,6 +184,11 @@ struct RuleView {
     timeout_ms: u32,
     max_concurrency: u32,
     secret_hint: String,
+    /// The current public key of an ed25519 rule: not secret, so always shown.
+    public_key: Option<String>,
+    /// When the rule's TLS client certificate expires, and a warning once it is near.
+    client_cert_expires: Option<String>,
+    client_cert_warning: Option<String>,
     created: String,
     updated: String,
     failing_since: Option<String>,
@@ -223,11 +228,40 @@ impl RuleView {
             timeout_ms: rule.webhook.timeout_ms,
             max_concurrency: rule.max_concurrency,
             secret_hint: rule.secret_hint().to_owned(),
+            client_cert_expires: rule.webhook.auth.client_cert_expires_at().map(fmt_time),
+            client_cert_warning: rule
+                .webhook
+                .auth
+                .client_cert_expires_at()
+                .and_then(|at| cert_warning(at, state.clock.now_ms())),
+            public_key: (rule.webhook.signing == Signing::Ed25519)
+                .then(|| rule.signing_keys.first().and_then(|k| k.public_key.clone()))
+                .flatten(),
             created: fmt_time(rule.created_at),
             updated: fmt_time(rule.updated_at),
             failing_since: failing_since.map(fmt_time),
             next_runs: next_runs(rule, state, 5),
         }
+    }
+}
+
+/// A client certificate this close to its expiry is warned about (SPEC §12).
+const CERT_WARNING_MS: i64 = 14 * 24 * 3600 * 1000;
+
+fn cert_warning(expires_at: i64, now: i64) -> Option<String> {
+    if expires_at <= now {
+        Some(format!(
+            "The client certificate expired on {}: the receiver refuses deliveries until a renewed one is saved here.",
+            fmt_time(expires_at)
+        ))
+    } else if expires_at - now <= CERT_WARNING_MS {
+        let days = (expires_at - now) / (24 * 3600 * 1000);
+        Some(format!(
+            "The client certificate expires on {} (in {days} days): ask the receiver's administrator for a renewed one and save it here before then.",
+            fmt_time(expires_at)
+        ))
+    } else {
+        None
     }
 }
 
@@ -335,6 +369,9 @@ async fn detail(
         (Some("rotated"), false) => Some(format!(
             "The signing secret was rotated. The new one was shown once and is not shown again; reveal it if you need it. The previous one keeps signing for {overlap} after the rotation."
         )),
+        (Some("rotated-key"), _) => Some(format!(
+            "New key pair made: give the receiver the public key below. The previous key keeps signing alongside it for {overlap}."
+        )),
         (Some("redelivered"), _) => Some(format!(
             "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
             query.count.unwrap_or(0)
@@ -353,11 +390,16 @@ async fn reveal(
     ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
-    let secret = rule_cases::reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
     let page = rule_path(&id);
-    ui.once
-        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
-    Ok(see_other(&format!("{page}?done=revealed")))
+    match rule_cases::reveal_secret(&state, me.workspace(), me.actor(), id.clone()).await? {
+        Verifier::Secret(secret) => {
+            ui.once
+                .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+            Ok(see_other(&format!("{page}?done=revealed")))
+        }
+        // The page shows a public key anyway.
+        Verifier::PublicKey(_) => Ok(see_other(&page)),
+    }
 }
 
 /// Rotates the secret; the new one is shown once by the page it redirects to, so a reload
@@ -370,11 +412,15 @@ async fn rotate(
     ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let id = rule_id(&path)?;
-    let secret = rule_cases::rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await?;
     let page = rule_path(&id);
-    ui.once
-        .put(&me, &page, Secret::new(secret), state.clock.now_ms());
-    Ok(see_other(&format!("{page}?done=rotated")))
+    match rule_cases::rotate_secret(&state, me.workspace(), me.actor(), id.clone()).await? {
+        Verifier::Secret(secret) => {
+            ui.once
+                .put(&me, &page, Secret::new(secret), state.clock.now_ms());
+            Ok(see_other(&format!("{page}?done=rotated")))
+        }
+        Verifier::PublicKey(_) => Ok(see_other(&format!("{page}?done=rotated-key"))),
+    }
 }
 
 #[derive(Deserialize)]

@@ -47,6 +47,8 @@ pub struct TestCa {
     server_key: PrivatePkcs8KeyDer<'static>,
     server_cert_pem: String,
     server_key_pem: String,
+    /// Issues client certificates (`client_pems`).
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl Default for TestCa {
@@ -92,7 +94,52 @@ impl TestCa {
             server_key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()),
             server_cert_pem: leaf_cert.pem(),
             server_key_pem: leaf_key.serialize_pem(),
+            issuer,
         }
+    }
+
+    /// A TLS client certificate this CA issued (CN `common_name`), valid from 400 days ago
+    /// until `valid_days` from now (negative: already expired), and its key, PEM encoded.
+    pub fn client_pems(&self, common_name: &str, valid_days: i64) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(400);
+        params.not_after = now + time::Duration::days(valid_days);
+        let key = KeyPair::generate().expect("generate client key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("issue client cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A server config that refuses any client without a certificate this CA issued.
+    fn mtls_server_config(&self) -> Arc<ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).expect("CA as a root");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&provider),
+        )
+        .build()
+        .expect("client verifier");
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![self.server_cert.clone()],
+                PrivateKeyDer::Pkcs8(self.server_key.clone_key()),
+            )
+            .expect("server cert/key accepted by rustls");
+        Arc::new(config)
     }
 
     /// The CA certificate, PEM encoded (trust anchor for clients).
@@ -314,6 +361,11 @@ impl TestReceiver {
     /// HTTPS with a certificate issued by `ca`, recording every request.
     pub fn start_https(ca: &TestCa) -> Self {
         Self::spawn(Some(ca.server_config()), true)
+    }
+
+    /// HTTPS that requires a client certificate issued by `ca` (mTLS), recording every request.
+    pub fn start_mtls(ca: &TestCa) -> Self {
+        Self::spawn(Some(ca.mtls_server_config()), true)
     }
 
     /// Plain HTTP. With `recording == false` (benchmark mode) only the count
