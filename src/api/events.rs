@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::deliveries::delivery_summary;
 use super::openapi::Op;
 use super::{AdminKey, AnyKey, parse_json};
-use crate::app::intake::{Accepted, Recipients};
+use crate::app::intake::{Accepted, Recipients, check_posted_type};
 use crate::app::{AppState, deliveries};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
@@ -73,6 +73,7 @@ async fn ingest(
     let body = read_limited(&req, &mut payload, state.config.limits.max_event_bytes).await?;
     let input: IngestRequest = parse_json(&body)?;
     let event_type = EventType::parse(&input.event_type).map_err(AppError::invalid_event_type)?;
+    check_posted_type(&event_type)?;
     let data: Map<String, Value> = match input.data {
         None => Map::new(),
         Some(Value::Object(map)) => map,

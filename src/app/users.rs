@@ -26,6 +26,7 @@ pub fn new_user(
     check_password(password).map_err(|e| format!("password {e}"))?;
     let now = now_ms();
     let user = User {
+        alert_email: None,
         id: UserId::generate(now),
         workspace_id: workspace.clone(),
         username,

@@ -86,6 +86,7 @@ fn user(ws: &WorkspaceId, name: &str, role: UserRole) -> User {
         role,
         password_hash: format!("hash-of-{name}"),
         created_at: START,
+        alert_email: None,
     }
 }
 

@@ -43,6 +43,7 @@ macro_rules! store_contract_tests {
             rules_cache_matches_active_rules_and_lists_routines,
             rules_of_another_workspace_are_not_found,
             rules_deactivate_and_keep_failing_clocks,
+            rules_alert_states_are_stored_and_forgotten,
             ingest_stores_the_event_with_its_deliveries,
             ingest_blocking_stores_like_ingest,
             events_and_deliveries_of_another_workspace_are_not_found,
