@@ -1,0 +1,238 @@
+//! Alerts (SPEC §11): system events made when a rule starts failing, recovers or is turned
+//! off, routed by ordinary rules on `tidings:*`; once per episode, across a restart, and
+//! never about a delivery of a system event itself.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::app::{TestApp, spawn_app_with, start, temp_dir, test_config};
+use crate::support::receiver::{Recorded, Reply, TestReceiver};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn member(app: &TestApp) {
+    let resp = app.ingest(
+        &json!({"type": "member:created", "data": {"member": {"id": 1, "name": "Jane Example"}}}),
+    );
+    assert_eq!(resp.status, 202, "{}", resp.text);
+}
+
+fn rule_named(app: &TestApp, name: &str, url: &str, events: &[&str]) -> String {
+    let rule = app.create_rule_with(json!({
+        "name": name,
+        "trigger": {"type": "event", "events": events},
+        "webhook": {"url": url},
+    }));
+    rule["id"].as_str().unwrap().to_owned()
+}
+
+fn kinds(got: &[Recorded]) -> Vec<String> {
+    got.iter()
+        .map(|r| {
+            r.body_json()["event"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn open_alerts(app: &TestApp) -> Vec<Value> {
+    let resp = app.get("/api/v1/alerts");
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    resp.body["data"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_failing_receiver_alerts_once_and_its_recovery_once() {
+    let app = spawn_app_with(|c| c.alerts.failing_after = 3);
+    let alerts = TestReceiver::start();
+    let everything = TestReceiver::start();
+    let ehr = TestReceiver::start();
+    ehr.set_default(Reply::status(503));
+    rule_named(&app, "alert hook", &alerts.url("/slack"), &["tidings:*"]);
+    rule_named(&app, "everything", &everything.url("/all"), &["*"]);
+    let ehr_rule = rule_named(&app, "EHR", &ehr.url("/ehr"), &["member:created"]);
+
+    member(&app);
+    member(&app);
+    // Two deliveries of five attempts each, all failing: one alert.
+    ehr.wait_for(10, WAIT);
+    let got = alerts.wait_for(1, WAIT);
+    let body = got[0].body_json();
+    assert_eq!(body["event"], "tidings:rule.failing", "{body}");
+    assert_eq!(body["rule"]["id"], ehr_rule.as_str());
+    assert_eq!(body["rule"]["name"], "EHR");
+    assert_eq!(body["failed_attempts"], 3);
+    assert_eq!(body["last_status_code"], 503);
+    assert_eq!(body["last_error_kind"], "http_status");
+    assert!(body["since"].as_str().is_some_and(|s| s.ends_with('Z')));
+    assert!(
+        body.get("member").is_none(),
+        "no event data in an alert: {body}"
+    );
+    assert_eq!(alerts.expect_quiet(Duration::from_millis(1500)), 1);
+
+    let open = open_alerts(&app);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["kind"], "tidings:rule.failing");
+    assert_eq!(open[0]["rule"]["id"], ehr_rule.as_str());
+    assert!(open[0]["detail"].as_str().unwrap().contains("503"));
+
+    ehr.set_default(Reply::status(200));
+    member(&app);
+    let got = alerts.wait_for(2, WAIT);
+    let body = got[1].body_json();
+    assert_eq!(body["event"], "tidings:rule.recovered", "{body}");
+    assert_eq!(body["rule"]["id"], ehr_rule.as_str());
+    assert!(body["failed_since"].is_string() && body["recovered_at"].is_string());
+    member(&app);
+    ehr.wait_for(12, WAIT);
+    assert_eq!(alerts.expect_quiet(Duration::from_millis(800)), 2);
+    assert!(open_alerts(&app).is_empty());
+
+    // `*` never matched tidings' own events; the catalog knows them, with samples.
+    let seen = kinds(&everything.wait_for(4, WAIT));
+    assert!(seen.iter().all(|k| k == "member:created"), "{seen:?}");
+    let catalog = app.get("/api/v1/event-types");
+    let failing = catalog.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "tidings:rule.failing")
+        .cloned()
+        .expect("tidings:rule.failing in the catalog");
+    // Seen now, so its sample is the shape of the real one.
+    assert!(failing["sample"]["rule"]["id"].is_string(), "{failing}");
+    assert!(
+        failing["sample"].get("last_status_code").is_some(),
+        "{failing}"
+    );
+}
+
+#[test]
+fn a_410_turns_the_rule_off_with_one_alert_that_stays_open() {
+    let app = spawn_app_with(|c| c.alerts.failing_after = 3);
+    let alerts = TestReceiver::start();
+    let gone = TestReceiver::start();
+    gone.set_default(Reply::status(410));
+    rule_named(&app, "alert hook", &alerts.url("/slack"), &["tidings:*"]);
+    let rule = rule_named(&app, "old CRM", &gone.url("/crm"), &["member:created"]);
+    member(&app);
+    let got = alerts.wait_for(1, WAIT);
+    let body = got[0].body_json();
+    assert_eq!(body["event"], "tidings:rule.deactivated", "{body}");
+    assert_eq!(body["rule"]["id"], rule.as_str());
+    assert!(body["reason"].as_str().unwrap().contains("410"), "{body}");
+    assert_eq!(alerts.expect_quiet(Duration::from_secs(1)), 1);
+    let open = open_alerts(&app);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["kind"], "tidings:rule.deactivated");
+    assert!(open[0]["detail"].as_str().unwrap().contains("410"));
+}
+
+#[test]
+fn a_restart_neither_repeats_nor_forgets_an_episode() {
+    let dir = temp_dir("alerts-restart");
+    let mut config = test_config(&dir);
+    config.alerts.failing_after = 7;
+    let alerts = TestReceiver::start();
+    let ehr = TestReceiver::start();
+    ehr.set_default(Reply::status(500));
+
+    let app = start(config.clone());
+    rule_named(&app, "alert hook", &alerts.url("/slack"), &["tidings:*"]);
+    let ehr_rule = rule_named(&app, "EHR", &ehr.url("/ehr"), &["member:created"]);
+    member(&app);
+    ehr.wait_for(5, WAIT);
+    // Five failures of seven: nothing yet, and the count survives the restart.
+    assert_eq!(alerts.expect_quiet(Duration::from_millis(500)), 0);
+    app.stop();
+
+    let app = start(config.clone());
+    member(&app);
+    let got = alerts.wait_for(1, WAIT);
+    assert_eq!(got[0].body_json()["event"], "tidings:rule.failing");
+    assert_eq!(got[0].body_json()["failed_attempts"], 7);
+    ehr.wait_for(10, WAIT);
+    app.stop();
+
+    let app = start(config);
+    member(&app);
+    ehr.wait_for(15, WAIT);
+    assert_eq!(
+        alerts.expect_quiet(Duration::from_millis(800)),
+        1,
+        "no second alert for the same episode"
+    );
+    let open = open_alerts(&app);
+    assert_eq!(open.len(), 1, "the open alert is remembered: {open:?}");
+    ehr.set_default(Reply::status(200));
+    member(&app);
+    let got = alerts.wait_for(2, WAIT);
+    assert_eq!(got[1].body_json()["event"], "tidings:rule.recovered");
+    assert_eq!(got[1].body_json()["rule"]["id"], ehr_rule.as_str());
+}
+
+#[test]
+fn a_rule_on_tidings_events_to_a_failing_receiver_does_not_alert_about_itself() {
+    let app = spawn_app_with(|c| c.alerts.failing_after = 2);
+    let broken_chat = TestReceiver::start();
+    broken_chat.set_default(Reply::status(500));
+    let ehr = TestReceiver::start();
+    ehr.set_default(Reply::status(503));
+    let chat_rule = rule_named(&app, "chat", &broken_chat.url("/hook"), &["tidings:*"]);
+    let ehr_rule = rule_named(&app, "EHR", &ehr.url("/ehr"), &["member:created"]);
+    member(&app);
+    ehr.wait_for(5, WAIT);
+    // One system event, tried five times, and nothing about the chat rule's own failures.
+    let got = broken_chat.wait_for(5, WAIT);
+    assert!(kinds(&got).iter().all(|k| k == "tidings:rule.failing"));
+    assert_eq!(broken_chat.expect_quiet(Duration::from_millis(1500)), 5);
+    let open = open_alerts(&app);
+    let rules: Vec<&str> = open
+        .iter()
+        .filter_map(|a| a["rule"]["id"].as_str())
+        .collect();
+    assert_eq!(rules, [ehr_rule.as_str()], "{open:?}");
+    assert!(!rules.contains(&chat_rule.as_str()));
+}
+
+#[test]
+fn the_tidings_prefix_is_reserved_for_tidings() {
+    let app = spawn_app_with(|_| {});
+    let receiver = TestReceiver::start();
+    rule_named(&app, "alert hook", &receiver.url("/a"), &["tidings:*"]);
+    let resp = app.ingest(&json!({"type": "tidings:rule.failing", "data": {}}));
+    resp.assert_error(400);
+    assert_eq!(resp.code(), "invalid_event_type");
+    assert!(resp.message().contains("reserved"), "{}", resp.text);
+    let resp = app.post(
+        "/api/v1/event-types",
+        &json!({"name": "tidings:rule.failing", "description": "mine"}),
+    );
+    resp.assert_error(400);
+    assert_eq!(receiver.expect_quiet(Duration::from_millis(300)), 0);
+    // The list is for admins; an ingest key may not read it.
+    app.raw(
+        "GET",
+        "/api/v1/alerts",
+        Some(&app.ingest_key.clone()),
+        None,
+        &[],
+    )
+    .assert_error(403);
+}
+
+#[test]
+fn the_test_mail_says_alert_mail_is_off_when_it_is() {
+    let app = spawn_app_with(|_| {});
+    let resp = app.post("/api/v1/alerts/test-email", &json!({}));
+    resp.assert_error(409);
+    assert!(
+        resp.message().contains("alerts.email.smtp_url"),
+        "{}",
+        resp.text
+    );
+}
