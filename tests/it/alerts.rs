@@ -7,7 +7,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::app::{TestApp, spawn_app_with, start, temp_dir, test_config};
-use crate::support::receiver::{Recorded, Reply, TestReceiver};
+use crate::support::receiver::{Recorded, Reply, TestCa, TestReceiver};
+use crate::support::smtp::{self, TestSmtp};
+use tidings::config::Mode;
+use tidings::domain::time::Clock;
+use tidings::security::crypto::Secret;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -235,4 +239,127 @@ fn the_test_mail_says_alert_mail_is_off_when_it_is() {
         "{}",
         resp.text
     );
+}
+
+#[test]
+fn alert_mail_goes_out_over_starttls_with_auth_and_no_event_data() {
+    let ca = TestCa::new();
+    let Some(smtp) = TestSmtp::start(&ca) else {
+        return;
+    };
+    let app = spawn_app_with(|c| {
+        c.alerts.failing_after = 3;
+        c.public_url = "https://tidings.clinic.example/".into();
+        c.alerts.email.smtp_url = format!("smtp://alerts%40clinic.example@127.0.0.1:{}", smtp.port);
+        c.alerts.email.password = Some(Secret::new(smtp::PASSWORD.into()));
+        c.alerts.email.from = "tidings <tidings@clinic.example>".into();
+        c.alerts.email.to = vec!["office@clinic.example".into()];
+        c.alerts.email.ca_file = smtp.ca_file(&ca);
+    });
+    let ehr = TestReceiver::start();
+    ehr.set_default(Reply::status(503));
+    let rule = rule_named(
+        &app,
+        "EHR appointments",
+        &ehr.url("/ehr"),
+        &["member:created"],
+    );
+    member(&app);
+
+    let mail = smtp.wait_for_mail(WAIT);
+    assert_eq!(mail["tls"], true, "STARTTLS was used: {mail}");
+    assert_eq!(mail["authenticated"], true, "{mail}");
+    assert_eq!(mail["mail_from"], "tidings@clinic.example");
+    assert_eq!(mail["rcpt_to"], json!(["office@clinic.example"]));
+    assert_eq!(mail["from"], "tidings <tidings@clinic.example>");
+    let subject = mail["subject"].as_str().unwrap();
+    assert!(subject.starts_with("[tidings] "), "{subject}");
+    assert!(subject.contains("EHR appointments"), "{subject}");
+    let body = mail["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!("https://tidings.clinic.example/rules/{rule}")),
+        "{body}"
+    );
+    assert!(body.contains("503"), "what is wrong: {body}");
+    for phi in ["Jane", "member", "\"id\""] {
+        assert!(
+            !body.contains(phi) && !subject.contains(phi),
+            "{phi} in {body}"
+        );
+    }
+
+    // The recovery comes within alerts.email.min_interval (1h): an event, but no mail.
+    let alerts = TestReceiver::start();
+    rule_named(
+        &app,
+        "alert hook",
+        &alerts.url("/a"),
+        &["tidings:rule.recovered"],
+    );
+    ehr.set_default(Reply::status(200));
+    member(&app);
+    alerts.wait_for(1, WAIT);
+    smtp.expect_no_mail(Duration::from_secs(1));
+
+    let resp = app.post("/api/v1/alerts/test-email", &json!({}));
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    assert_eq!(resp.body["to"], json!(["office@clinic.example"]));
+    let mail = smtp.wait_for_mail(WAIT);
+    assert_eq!(mail["subject"], "[tidings] Test mail");
+    assert_eq!(mail["tls"], true);
+}
+
+#[test]
+fn a_mail_the_server_refuses_is_a_502_mail_failed() {
+    let ca = TestCa::new();
+    let Some(smtp) = TestSmtp::start(&ca) else {
+        return;
+    };
+    let app = spawn_app_with(|c| {
+        c.alerts.email.smtp_url = format!(
+            "smtp://alerts%40clinic.example:wrong@127.0.0.1:{}",
+            smtp.port
+        );
+        c.alerts.email.from = "tidings@clinic.example".into();
+        c.alerts.email.to = vec!["office@clinic.example".into()];
+        c.alerts.email.ca_file = smtp.ca_file(&ca);
+    });
+    let resp = app.post("/api/v1/alerts/test-email", &json!({}));
+    resp.assert_error(502);
+    assert_eq!(resp.code(), "mail_failed");
+    assert!(
+        resp.message().contains("did not take the mail"),
+        "{}",
+        resp.text
+    );
+    smtp.expect_no_mail(Duration::from_millis(300));
+}
+
+#[test]
+fn bad_mail_settings_stop_start_up_naming_the_key() {
+    for (url, mode, needle) in [
+        (
+            "mail.example.org:587",
+            Mode::Development,
+            "alerts.email.smtp_url",
+        ),
+        (
+            "smtp://mail.example.org:25?tls=none",
+            Mode::Production,
+            "alerts.email.smtp_url",
+        ),
+    ] {
+        let dir = temp_dir("alerts-config");
+        let mut config = test_config(&dir);
+        config.mode = mode;
+        config.alerts.email.smtp_url = url.into();
+        config.alerts.email.from = "tidings@clinic.example".into();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = tidings::run_with_clock(config, listener, None, Clock::system())
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        let text = format!("{err:#}");
+        assert!(text.contains(needle), "{url}: {text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
