@@ -6,7 +6,7 @@
 //! Loop guard: attempts of deliveries that carry system events are not counted, so a rule on
 //! `tidings:*` whose receiver fails never alerts about itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -70,6 +70,8 @@ pub struct Outage {
 #[derive(Default)]
 pub struct Known {
     pub rules: HashMap<RuleId, RuleAlertState>,
+    /// Rules tidings turned off (whether they still are is read from the rule cache).
+    pub deactivated: HashSet<RuleId>,
     pub stalled: Option<Outage>,
     pub write_failed: Option<Outage>,
     /// When each readiness problem was last mailed (by event type).
@@ -107,8 +109,15 @@ impl Alerts {
             observations,
             mailer,
         } = parts;
+        let deactivated = store
+            .rules(store.default_workspace())?
+            .into_iter()
+            .filter(|r| !r.active && r.status_reason.is_some())
+            .map(|r| r.id)
+            .collect();
         let known = Arc::new(Mutex::new(Known {
             rules: store.rule_alert_states()?,
+            deactivated,
             ..Known::default()
         }));
         let settings = Arc::new(settings);
@@ -146,7 +155,7 @@ impl Alerts {
         })
     }
 
-    /// What is known now (the failing episodes and readiness problems).
+    /// What is known now (failing episodes, rules turned off, readiness problems).
     pub fn known(&self) -> MutexGuard<'_, Known> {
         lock(&self.known)
     }
@@ -269,6 +278,7 @@ impl Monitor {
     fn deactivated(&self, rule_id: &RuleId, reason: String) {
         let state = {
             let mut known = lock(&self.known);
+            known.deactivated.insert(rule_id.clone());
             let state = known.rules.entry(rule_id.clone()).or_default();
             state.deactivated();
             state.clone()

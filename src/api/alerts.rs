@@ -64,7 +64,7 @@ async fn list(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let open = alerts::open(&state, key.workspace_id).await?;
+    let open = alerts::open(&state, &key.workspace_id);
     let data: Vec<Value> = open
         .into_iter()
         .map(|a| {

@@ -26,52 +26,74 @@ pub struct OpenAlert {
 }
 
 /// What is wrong now for a workspace, oldest first: its failing and turned-off rules, and
-/// readiness problems (which concern every workspace).
-pub async fn open(state: &AppState, workspace: WorkspaceId) -> Result<Vec<OpenAlert>, AppError> {
-    let store = state.store.clone();
-    let rules = blocking(move || store.rules(&workspace)).await?;
+/// readiness problems (which concern every workspace). From memory only (the monitor and the
+/// rule cache), so every page can show it without a store read.
+pub fn open(state: &AppState, workspace: &WorkspaceId) -> Vec<OpenAlert> {
+    let known = state.alerts.known();
+    let ours = |id| {
+        state
+            .store
+            .cached_rule(id)
+            .filter(|r| &r.workspace_id == workspace)
+    };
     let mut out = Vec::new();
-    {
-        let known = state.alerts.known();
-        for rule in rules.iter().filter(|r| r.active) {
-            let Some(episode) = known.rules.get(&rule.id).and_then(|s| s.episode.as_ref()) else {
-                continue;
-            };
-            if episode.alerted_at.is_some() {
-                out.push(OpenAlert {
-                    kind: RULE_FAILING,
-                    rule: Some(rule_ref(rule)),
-                    since: episode.since,
-                    detail: failing_detail(episode),
-                });
-            }
-        }
-        for (kind, outage) in [
-            (DISPATCHER_STALLED, &known.stalled),
-            (STORE_WRITE_FAILED, &known.write_failed),
-        ] {
-            if let Some(outage) = outage {
-                out.push(OpenAlert {
-                    kind,
-                    rule: None,
-                    since: outage.since,
-                    detail: outage.detail.clone(),
-                });
-            }
+    for (id, alert_state) in &known.rules {
+        let Some(episode) = alert_state
+            .episode
+            .as_ref()
+            .filter(|e| e.alerted_at.is_some())
+        else {
+            continue;
+        };
+        if let Some(rule) = ours(id).filter(|r| r.active) {
+            out.push(OpenAlert {
+                kind: RULE_FAILING,
+                rule: Some(rule_ref(&rule)),
+                since: episode.since,
+                detail: failing_detail(episode),
+            });
         }
     }
-    for rule in rules.iter().filter(|r| !r.active) {
+    for id in &known.deactivated {
+        // Turned on again by an admin, or deleted: no longer wrong.
+        let Some(rule) = ours(id).filter(|r| !r.active) else {
+            continue;
+        };
         if let Some(reason) = &rule.status_reason {
             out.push(OpenAlert {
                 kind: RULE_DEACTIVATED,
-                rule: Some(rule_ref(rule)),
+                rule: Some(rule_ref(&rule)),
                 since: rule.updated_at,
                 detail: reason.clone(),
             });
         }
     }
-    out.sort_by_key(|a| a.since);
-    Ok(out)
+    for (kind, outage) in [
+        (DISPATCHER_STALLED, &known.stalled),
+        (STORE_WRITE_FAILED, &known.write_failed),
+    ] {
+        if let Some(outage) = outage {
+            out.push(OpenAlert {
+                kind,
+                rule: None,
+                since: outage.since,
+                detail: outage.detail.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.since, a.kind).cmp(&(b.since, b.kind)));
+    out
+}
+
+/// A one-line title of an alert, for the banner and the dashboard.
+pub fn headline(alert: &OpenAlert) -> String {
+    let name = alert.rule.as_ref().map_or("", |r| r.name.as_str());
+    match alert.kind {
+        RULE_FAILING => format!("Rule \"{name}\" is failing"),
+        RULE_DEACTIVATED => format!("Rule \"{name}\" was turned off by tidings"),
+        DISPATCHER_STALLED => "Webhooks are not going out".to_owned(),
+        _ => "tidings cannot save to its database".to_owned(),
+    }
 }
 
 fn rule_ref(rule: &crate::domain::rule::Rule) -> RuleRef {

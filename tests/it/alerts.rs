@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::app::{TestApp, spawn_app_with, start, temp_dir, test_config};
+use crate::support::app::{TestApp, spawn_app_with, start, temp_dir, test_config, wait_until};
 use crate::support::receiver::{Recorded, Reply, TestCa, TestReceiver};
 use crate::support::smtp::{self, TestSmtp};
+use crate::support::ui::setup_admin;
 use tidings::config::Mode;
 use tidings::domain::time::Clock;
 use tidings::security::crypto::Secret;
@@ -362,4 +363,61 @@ fn bad_mail_settings_stop_start_up_naming_the_key() {
         assert!(text.contains(needle), "{url}: {text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// The markup from the element with this id up to `end`.
+fn element<'a>(html: &'a str, id: &str, end: &str) -> Option<&'a str> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let len = html[at..].find(end)?;
+    Some(&html[at..at + len])
+}
+
+#[test]
+fn the_ui_shows_open_alerts_on_every_page_and_lists_them_on_the_dashboard() {
+    let app = spawn_app_with(|c| c.alerts.failing_after = 2);
+    let browser = setup_admin(&app, "anna");
+    let page = browser.get("/rules");
+    assert!(
+        element(&page.text, "alert-banner", "</div>").is_none(),
+        "no banner while all is well"
+    );
+    assert!(browser.get("/").by_id("no-alerts").is_some());
+
+    let ehr = TestReceiver::start();
+    ehr.set_default(Reply::status(503));
+    let rule = rule_named(
+        &app,
+        "EHR <appointments>",
+        &ehr.url("/ehr"),
+        &["member:created"],
+    );
+    member(&app);
+    wait_until(WAIT, "the alert", || {
+        (!open_alerts(&app).is_empty()).then_some(())
+    });
+    for path in ["/", "/rules", "/deliveries", "/event-types", "/settings"] {
+        let page = browser.get(path);
+        let banner = element(&page.text, "alert-banner", "</div>")
+            .unwrap_or_else(|| panic!("no banner on {path}"));
+        assert!(
+            banner.contains(&format!("/rules/{rule}")),
+            "{path}: {banner}"
+        );
+        assert!(
+            banner.contains("EHR &lt;appointments&gt;")
+                || banner.contains("EHR &#60;appointments&#62;"),
+            "escaped: {banner}"
+        );
+    }
+    let dashboard = browser.get("/");
+    let list = element(&dashboard.text, "open-alerts", "</ul>").expect("the dashboard's list");
+    assert!(list.contains("is failing</a>, for "), "{list}");
+    assert!(list.contains("503"), "{list}");
+
+    // The settings page's button, while alert mail is off, says so and sends nothing.
+    let page = browser.get("/settings");
+    assert!(page.by_id("mail-off").is_some());
+    let page = browser.post("/settings/test-email", &[]);
+    assert_eq!(page.status, 409, "{}", page.text);
+    assert!(page.text.contains("No test mail was sent"), "{}", page.text);
 }
