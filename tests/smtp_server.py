@@ -13,13 +13,9 @@ import email.policy
 import json
 import ssl
 import sys
-import warnings
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
-# aiosmtpd's own use of its Session.login_data warns on every AUTH; nothing to act on here.
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
 
 port, cert, key, user, password = sys.argv[1:6]
 

@@ -22,6 +22,7 @@ use crate::domain::event::Event;
 use crate::domain::ids::{EventId, RuleId, WorkspaceId};
 use crate::domain::system::{RuleRef, SystemEvent};
 use crate::domain::time::Clock;
+use crate::domain::user::UserRole;
 use crate::store::{Store, StoreError};
 
 /// How often readiness is looked at (and the longest `stop` waits).
@@ -193,7 +194,9 @@ fn recipients(store: &Store, configured: &[String]) -> Vec<String> {
     let mut to: Vec<String> = configured.to_vec();
     match store.users(store.default_workspace()) {
         Ok(users) => {
-            for address in users.into_iter().filter_map(|u| u.alert_email) {
+            // Only admins get alert mail: a user demoted since opting in no longer does.
+            let admins = users.into_iter().filter(|u| u.role == UserRole::Admin);
+            for address in admins.filter_map(|u| u.alert_email) {
                 if !to.iter().any(|t| t.eq_ignore_ascii_case(&address)) {
                     to.push(address);
                 }

@@ -207,8 +207,8 @@ pub trait UserStore {
         audit: AuditEntry,
     ) -> Result<User, StoreError>;
 
-    /// Changes a user's role or password and ends their sessions; refuses to demote the
-    /// last admin.
+    /// Changes a user's role or password and ends their sessions (an alert-mail address
+    /// change keeps them); refuses to demote the last admin.
     fn update_user(
         &self,
         workspace: WorkspaceId,

@@ -2,6 +2,7 @@
 //! programs. Sessions, CSRF and roles live in `auth`; every page goes through the same store
 //! and rule functions as the API, so the UI can never do what the API would refuse.
 
+pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod auth;
@@ -42,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(catalog::routes)
             .configure(deliveries::routes)
             .configure(admin::routes)
+            .configure(account::routes)
             .default_service(web::to(not_found)),
     );
 }

@@ -302,12 +302,50 @@ fn alert_mail_goes_out_over_starttls_with_auth_and_no_event_data() {
     alerts.wait_for(1, WAIT);
     smtp.expect_no_mail(Duration::from_secs(1));
 
+    // An admin opts in on their account page (a bad address is refused, changing nothing).
+    let anna = setup_admin(&app, "anna");
+    let page = anna.post(
+        "/account",
+        &[("alerts", "on"), ("alert_email", "anna at clinic")],
+    );
+    assert_eq!(page.status, 400, "{}", page.text);
+    assert!(page.text.contains("not an email address"), "{}", page.text);
+    let page = anna.post(
+        "/account",
+        &[("alerts", "on"), ("alert_email", "anna@clinic.example")],
+    );
+    assert_eq!(page.status, 303, "{}", page.text);
+    assert!(
+        anna.get("/account")
+            .text
+            .contains("value=\"anna@clinic.example\"")
+    );
+
     let resp = app.post("/api/v1/alerts/test-email", &json!({}));
     assert_eq!(resp.status, 200, "{}", resp.text);
-    assert_eq!(resp.body["to"], json!(["office@clinic.example"]));
+    assert_eq!(
+        resp.body["to"],
+        json!(["office@clinic.example", "anna@clinic.example"])
+    );
     let mail = smtp.wait_for_mail(WAIT);
     assert_eq!(mail["subject"], "[tidings] Test mail");
     assert_eq!(mail["tls"], true);
+    assert_eq!(
+        mail["rcpt_to"],
+        json!(["office@clinic.example", "anna@clinic.example"])
+    );
+
+    // Opting out again leaves the configured address only.
+    let page = anna.post("/account", &[("alert_email", "anna@clinic.example")]);
+    assert_eq!(page.status, 303, "{}", page.text);
+    let resp = app.post("/api/v1/alerts/test-email", &json!({}));
+    assert_eq!(
+        resp.body["to"],
+        json!(["office@clinic.example"]),
+        "{}",
+        resp.text
+    );
+    smtp.wait_for_mail(WAIT);
 }
 
 #[test]
