@@ -28,7 +28,8 @@ pub fn routes() -> Vec<Op> {
 #[serde(deny_unknown_fields)]
 struct IngestRequest {
     /// Event type, e.g. `appointment.booked`: lowercase letters, digits and `_ . : -`,
-    /// starting with a letter or digit, at most 128 characters.
+    /// starting with a letter or digit, at most 128 characters. The prefix `tidings:` is
+    /// reserved for tidings' own alerts (400 `invalid_event_type`).
     #[serde(rename = "type")]
     #[schema(pattern = r"^[a-z0-9][a-z0-9_.:-]{0,127}$")]
     event_type: String,

@@ -58,6 +58,15 @@ fn a_failing_receiver_alerts_once_and_its_recovery_once() {
     ehr.set_default(Reply::status(503));
     rule_named(&app, "alert hook", &alerts.url("/slack"), &["tidings:*"]);
     rule_named(&app, "everything", &everything.url("/all"), &["*"]);
+    // README's chat example, saved (its template checked against every system event's
+    // sample) and delivered.
+    let chat = TestReceiver::start();
+    app.create_rule_with(json!({
+        "name": "tidings alerts to Slack",
+        "trigger": {"type": "event", "events": ["tidings:*"]},
+        "webhook": {"url": chat.url("/services/x"), "payload_format": "template",
+                    "body_template": "{\"text\": {{ (event ~ \": \" ~ (rule.name if rule is defined else detail))|tojson }}}"},
+    }));
     let ehr_rule = rule_named(&app, "EHR", &ehr.url("/ehr"), &["member:created"]);
 
     member(&app);
@@ -78,6 +87,10 @@ fn a_failing_receiver_alerts_once_and_its_recovery_once() {
         "no event data in an alert: {body}"
     );
     assert_eq!(alerts.expect_quiet(Duration::from_millis(1500)), 1);
+    assert_eq!(
+        chat.wait_for(1, WAIT)[0].body_json(),
+        json!({"text": "tidings:rule.failing: EHR"})
+    );
 
     let open = open_alerts(&app);
     assert_eq!(open.len(), 1, "{open:?}");
