@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::mail::{Mail, Mailer, compose};
 use crate::app::intake::{Intake, Recipients};
@@ -136,13 +136,19 @@ impl Alerts {
         let thread = std::thread::Builder::new()
             .name("alerts".into())
             .spawn(move || {
+                // Readiness once a TICK, however many observations arrive in between.
+                let mut next_check = Instant::now();
                 while !stopping.load(Ordering::Relaxed) {
-                    match observations.recv_timeout(TICK) {
+                    let wait = next_check.saturating_duration_since(Instant::now());
+                    match observations.recv_timeout(wait) {
                         Ok(observation) => monitor.observed(observation),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
-                    monitor.check_readiness();
+                    if Instant::now() >= next_check {
+                        monitor.check_readiness();
+                        next_check = Instant::now() + TICK;
+                    }
                 }
             })
             .map_err(|e| StoreError::Storage(format!("starting the alerts thread: {e}")))?;
@@ -242,6 +248,13 @@ impl Monitor {
     }
 
     fn attempted(&self, rule_id: &RuleId, outcome: Outcome) {
+        if self.store.cached_rule(rule_id).is_none() {
+            // Deleted since: nothing to tell, and nothing left to remember.
+            if lock(&self.known).rules.remove(rule_id).is_some() {
+                self.remember(rule_id, RuleAlertState::default());
+            }
+            return;
+        }
         let (step, state) = {
             let mut known = lock(&self.known);
             let state = known.rules.entry(rule_id.clone()).or_default();
