@@ -29,6 +29,18 @@ pub fn check_posted_type(event_type: &EventType) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Refuses a posted idempotency key with the reserved prefix: system events are deduplicated
+/// by such keys in the same workspace, and a posted one must not be able to silence an alert.
+pub fn check_posted_key(key: &str) -> Result<(), AppError> {
+    if key.starts_with(system::PREFIX) {
+        return Err(AppError::validation(format!(
+            "idempotency_key may not start with {:?}: that prefix is reserved for the events tidings makes itself (alerts)",
+            system::PREFIX
+        )));
+    }
+    Ok(())
+}
+
 /// Who an event goes to.
 pub enum Recipients {
     /// Every active rule of its workspace whose trigger matches its type (a posted event).

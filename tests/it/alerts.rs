@@ -226,6 +226,11 @@ fn the_tidings_prefix_is_reserved_for_tidings() {
     resp.assert_error(400);
     assert_eq!(resp.code(), "invalid_event_type");
     assert!(resp.message().contains("reserved"), "{}", resp.text);
+    let resp = app.ingest(
+        &json!({"type": "member:created", "idempotency_key": "tidings:rule.failing:rul_x:1"}),
+    );
+    resp.assert_error(400);
+    assert!(resp.message().contains("reserved"), "{}", resp.text);
     let resp = app.post(
         "/api/v1/event-types",
         &json!({"name": "tidings:rule.failing", "description": "mine"}),
