@@ -477,3 +477,47 @@ fn the_ui_shows_open_alerts_on_every_page_and_lists_them_on_the_dashboard() {
     assert_eq!(page.status, 409, "{}", page.text);
     assert!(page.text.contains("No test mail was sent"), "{}", page.text);
 }
+
+#[test]
+fn a_stuck_dispatcher_is_announced_once_and_listed_until_it_moves() {
+    use tidings::delivery::dispatcher::{RESERVED_WORKERS, WORKERS};
+    let app = spawn_app_with(|c| {
+        c.alerts.dispatcher_stuck_after = Duration::from_millis(500);
+        c.delivery.max_workers_per_destination = WORKERS;
+    });
+    // The alert rule has nothing in flight, so a reserved worker takes its delivery even
+    // while every other worker waits on the slow receiver.
+    let alerts = TestReceiver::start();
+    rule_named(&app, "alert hook", &alerts.url("/a"), &["tidings:*"]);
+    let slow = TestReceiver::start();
+    slow.set_default(Reply::status(200).delay(Duration::from_secs(5)));
+    app.create_rule_with(json!({
+        "name": "slow",
+        "max_concurrency": 64,
+        "trigger": {"type": "event", "events": ["ping"]},
+        "webhook": {"url": slow.url("/"), "timeout_ms": 30_000},
+    }));
+    for n in 0..WORKERS + 8 {
+        let resp = app.ingest(&json!({"type": "ping", "data": {"n": n}}));
+        assert_eq!(resp.status, 202, "{}", resp.text);
+    }
+    slow.wait_for(WORKERS - RESERVED_WORKERS, WAIT);
+    let got = alerts.wait_for(1, WAIT);
+    let body = got[0].body_json();
+    assert_eq!(body["event"], "tidings:dispatcher.stalled", "{body}");
+    assert!(
+        body["since"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    let open = open_alerts(&app);
+    assert!(
+        open.iter()
+            .any(|a| a["kind"] == "tidings:dispatcher.stalled" && a["rule"].is_null()),
+        "{open:?}"
+    );
+    slow.set_default(Reply::status(200));
+    wait_until(Duration::from_secs(30), "the stall to clear", || {
+        open_alerts(&app).is_empty().then_some(())
+    });
+    assert_eq!(alerts.count(), 1, "announced once");
+}
