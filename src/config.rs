@@ -10,8 +10,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::security::crypto::Secret;
+
 /// The commented example config, which doubles as the built-in defaults.
 pub const DEFAULTS_TOML: &str = include_str!("../packaging/tidings.toml");
+
+/// The SMTP password's variable: a secret, so never a key of the file.
+pub const SMTP_PASSWORD_ENV: &str = "TIDINGS_ALERTS_EMAIL_PASSWORD";
 
 /// Where `serve` looks for a config file when `--config` is not given.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/tidings/tidings.toml";
@@ -38,6 +43,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub store: StoreConfig,
     pub tls: TlsConfig,
+    /// Where people reach the admin UI (alert mails link to it); empty: `http(s)://listen`.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +96,57 @@ pub struct AlertsConfig {
     /// worker pool holds back has waited this long.
     #[serde(deserialize_with = "duration")]
     pub deliveries_delayed_after: Duration,
+    /// A rule whose last this many attempts all failed is failing (`tidings:rule.failing`).
+    pub failing_after: u32,
+    pub email: EmailConfig,
+}
+
+/// `[alerts.email]`: alert mail over SMTP; off while `smtp_url` is empty.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://[user[:password]@]host[:port]` (STARTTLS) or `smtps://…` (implicit TLS).
+    pub smtp_url: String,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(deserialize_with = "duration")]
+    pub min_interval: Duration,
+    /// PEM file of an extra certificate authority to trust for the SMTP server.
+    pub ca_file: String,
+    /// `TIDINGS_ALERTS_EMAIL_PASSWORD`, which wins over a password in `smtp_url`; never in a
+    /// file, never printed.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+impl EmailConfig {
+    pub fn enabled(&self) -> bool {
+        !self.smtp_url.is_empty()
+    }
+
+    /// `smtp_url` with any password in it replaced by `***`, for logs and `check-config`.
+    pub fn smtp_url_redacted(&self) -> String {
+        match url::Url::parse(&self.smtp_url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => self.smtp_url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("smtp_url", &self.smtp_url_redacted())
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("min_interval", &self.min_interval)
+            .field("ca_file", &self.ca_file)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// How the delivery workers are shared between rules and destinations.
@@ -217,7 +275,15 @@ impl Config {
                 .map_err(|e: toml::de::Error| ConfigError::invalid(&origin, e.message()))?;
             merge(&mut merged, table, "", &origin)?;
         }
-        apply_env(&mut merged, env)?;
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TIDINGS_"))
+            .collect();
+        let smtp_password = env
+            .iter()
+            .find(|(k, _)| k == SMTP_PASSWORD_ENV)
+            .map(|(_, v)| Secret::new(v.clone()));
+        apply_env(&mut merged, &env)?;
         if let Some(listen) = &overrides.listen {
             merged.insert("listen".into(), toml::Value::String(listen.clone()));
         }
@@ -230,9 +296,10 @@ impl Config {
         if overrides.development {
             merged.insert("mode".into(), toml::Value::String("development".into()));
         }
-        let config: Config = toml::Value::Table(merged)
+        let mut config: Config = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::invalid("config", one_line(&e)))?;
+        config.alerts.email.password = smtp_password;
         config.validate()?;
         Ok(config)
     }
@@ -290,8 +357,55 @@ impl Config {
         if self.delivery.breaker_cooldown.is_zero() {
             return bad("delivery.breaker_cooldown", "must be greater than zero");
         }
+        if self.alerts.failing_after == 0 {
+            return bad("alerts.failing_after", "must be at least 1");
+        }
+        self.validate_email()?;
+        if !self.public_url.is_empty() {
+            let url = url::Url::parse(&self.public_url).ok();
+            if !url.is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+                return bad(
+                    "public_url",
+                    "must be an http:// or https:// address such as https://tidings.clinic.example",
+                );
+            }
+        }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             return bad("tls", "set both tls.cert and tls.key, or neither");
+        }
+        Ok(())
+    }
+
+    /// `[alerts.email]`: a usable URL, and a sender and recipients that are addresses.
+    fn validate_email(&self) -> Result<(), ConfigError> {
+        use crate::alerts::smtp::{SmtpTarget, mailbox};
+        let email = &self.alerts.email;
+        let invalid = |key: &str, why: String| Err(ConfigError::invalid(key, why));
+        if !email.enabled() {
+            return Ok(());
+        }
+        if let Err(why) = SmtpTarget::parse(&email.smtp_url, self.is_development()) {
+            return invalid("alerts.email.smtp_url", why);
+        }
+        if email.from.trim().is_empty() {
+            return invalid(
+                "alerts.email.from",
+                "is needed once smtp_url is set: the sender of alert mail".into(),
+            );
+        }
+        if let Err(why) = mailbox(&email.from) {
+            return invalid("alerts.email.from", why);
+        }
+        for to in &email.to {
+            if let Err(why) = mailbox(to) {
+                return invalid("alerts.email.to", why);
+            }
+        }
+        if email.min_interval.is_zero() {
+            return invalid(
+                "alerts.email.min_interval",
+                "must be greater than zero".into(),
+            );
         }
         Ok(())
     }
@@ -330,6 +444,7 @@ impl Config {
             disable_after = (humantime::format_duration(self.alerts.disable_after).to_string())
             dispatcher_stuck_after = (humantime::format_duration(self.alerts.dispatcher_stuck_after).to_string())
             deliveries_delayed_after = (humantime::format_duration(self.alerts.deliveries_delayed_after).to_string())
+            failing_after = (i64::from(self.alerts.failing_after))
             [delivery]
             max_workers_per_destination = (i64::try_from(self.delivery.max_workers_per_destination).unwrap_or(i64::MAX))
             breaker_failures = (i64::from(self.delivery.breaker_failures))
@@ -341,6 +456,22 @@ impl Config {
             cert = (self.tls.cert.clone())
             key = (self.tls.key.clone())
         };
+        let mut value = value;
+        value.insert(
+            "public_url".into(),
+            toml::Value::String(self.public_url.clone()),
+        );
+        let email = &self.alerts.email;
+        let email = toml::toml! {
+            smtp_url = (email.smtp_url_redacted())
+            from = (email.from.clone())
+            to = (email.to.clone())
+            min_interval = (humantime::format_duration(email.min_interval).to_string())
+            ca_file = (email.ca_file.clone())
+        };
+        if let Some(toml::Value::Table(alerts)) = value.get_mut("alerts") {
+            alerts.insert("email".into(), toml::Value::Table(email));
+        }
         toml::to_string(&value).unwrap_or_default()
     }
 }
@@ -380,33 +511,27 @@ fn merge(
     Ok(())
 }
 
-/// `TIDINGS_<SECTION>_<KEY>` for every key the defaults have; other variables are ignored so
-/// unrelated `TIDINGS_*` settings (such as `TIDINGS_MASTER_KEY`) can live beside them.
-fn apply_env(
-    merged: &mut toml::Table,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
-    let env: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("TIDINGS_"))
-        .collect();
+/// `TIDINGS_<SECTION>_<KEY>` (and `TIDINGS_<SECTION>_<SUBSECTION>_<KEY>`) for every key the
+/// defaults have; other variables are ignored so unrelated `TIDINGS_*` settings (such as
+/// `TIDINGS_MASTER_KEY`) can live beside them.
+fn apply_env(merged: &mut toml::Table, env: &[(String, String)]) -> Result<(), ConfigError> {
     if env.is_empty() {
         return Ok(());
     }
-    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    for (key, slot) in merged.iter_mut() {
+    apply_env_to(merged, "TIDINGS", env)
+}
+
+fn apply_env_to(
+    table: &mut toml::Table,
+    prefix: &str,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    for (key, slot) in table.iter_mut() {
+        let name = format!("{prefix}_{key}").to_uppercase();
         if let toml::Value::Table(section) = slot {
-            for (inner, value) in section.iter_mut() {
-                let name = format!("TIDINGS_{key}_{inner}").to_uppercase();
-                if let Some(raw) = lookup(&name) {
-                    *value = env_value(&name, value, &raw)?;
-                }
-            }
-        } else {
-            let name = format!("TIDINGS_{key}").to_uppercase();
-            if let Some(raw) = lookup(&name) {
-                *slot = env_value(&name, slot, &raw)?;
-            }
+            apply_env_to(section, &name, env)?;
+        } else if let Some((_, raw)) = env.iter().find(|(k, _)| *k == name) {
+            *slot = env_value(&name, slot, raw)?;
         }
     }
     Ok(())
@@ -509,6 +634,38 @@ mod tests {
     }
 
     #[test]
+    fn alert_mail_reads_nested_env_and_keeps_the_password_out_of_sight() {
+        let c = load_str(
+            "[alerts.email]\nfrom = \"tidings@clinic.example\"\n",
+            &[
+                (
+                    "TIDINGS_ALERTS_EMAIL_SMTP_URL",
+                    "smtp://u:urlpass@mail.example.org",
+                ),
+                (
+                    "TIDINGS_ALERTS_EMAIL_TO",
+                    "a@clinic.example, b@clinic.example",
+                ),
+                ("TIDINGS_ALERTS_EMAIL_PASSWORD", "s3cret-pw"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.alerts.email.to.len(), 2);
+        assert_eq!(c.alerts.failing_after, 5);
+        assert_eq!(c.alerts.email.min_interval, Duration::from_secs(3600));
+        assert_eq!(
+            c.alerts.email.password.as_ref().map(Secret::expose),
+            Some("s3cret-pw")
+        );
+        let shown = format!("{c:?}{}", c.to_toml());
+        assert!(
+            !shown.contains("s3cret-pw") && !shown.contains("urlpass"),
+            "{shown}"
+        );
+        assert!(c.to_toml().contains("smtp://u:***@mail.example.org"));
+    }
+
+    #[test]
     fn bad_values_are_explained() {
         let err = load_str("[retry]\nbase_delay = \"soon\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("invalid duration"), "{err}");
@@ -516,6 +673,30 @@ mod tests {
         assert!(err.to_string().contains("TIDINGS_RETRY_JITTER"), "{err}");
         let err = load_str("[tls]\ncert = \"a.pem\"\n", &[]).unwrap_err();
         assert!(err.to_string().contains("tls.key"), "{err}");
+        let err = load_str(
+            "[alerts.email]\nsmtp_url = \"mail.example.org:587\"\nfrom = \"a@b.example\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("alerts.email.smtp_url"), "{err}");
+        let err = load_str(
+            "[alerts.email]\nsmtp_url = \"smtp://mail.example.org?tls=none\"\nfrom = \"a@b.example\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("alerts.email.smtp_url")
+                && err.to_string().contains("production"),
+            "{err}"
+        );
+        let err = load_str(
+            "[alerts.email]\nsmtp_url = \"smtps://mail.example.org\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("alerts.email.from"), "{err}");
+        let err = load_str("public_url = \"tidings.clinic\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("public_url"), "{err}");
         let err = load_str("[network]\nallow = [\"10.0.0.0/33\"]\n", &[]).unwrap_err();
         assert!(err.to_string().contains("config"), "{err}");
     }

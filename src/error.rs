@@ -33,6 +33,8 @@ pub enum Code {
     UnsupportedMediaType,
     /// The store's write queue is full; try again shortly (503, with `Retry-After`).
     Overloaded,
+    /// The mail server did not take a mail (502).
+    MailFailed,
     /// Something broke inside; the log has details (500).
     Internal,
 }
@@ -53,6 +55,7 @@ impl Code {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Overloaded => "overloaded",
+            Self::MailFailed => "mail_failed",
             Self::Internal => "internal",
         }
     }
@@ -73,6 +76,7 @@ impl Code {
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::Internal => 500,
+            Self::MailFailed => 502,
             Self::Overloaded => 503,
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! `run` starts the whole appliance on a listener; `main.rs` is only the command line.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod config;

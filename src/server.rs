@@ -9,6 +9,9 @@ use actix_web::dev::Service;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
+use crate::alerts::Alerts;
+use crate::alerts::mail::Mailer;
+use crate::alerts::smtp::SmtpMailer;
 use crate::app::AppState;
 use crate::app::intake::Intake;
 use crate::config::Config;
@@ -33,6 +36,7 @@ pub struct AppHandle {
     store: Store,
     retention: Retention,
     routines: Routines,
+    alerts: Arc<Alerts>,
     ui: web::Data<crate::web::UiState>,
 }
 
@@ -55,6 +59,8 @@ impl AppHandle {
     pub fn wait(mut self) -> std::io::Result<()> {
         let result = self.join_server();
         self.routines.stop();
+        // Before the dispatcher: its shutdown must not read as a stall.
+        self.alerts.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
         self.store.shutdown();
@@ -67,6 +73,8 @@ impl AppHandle {
         actix_web::rt::System::new().block_on(server.stop(true));
         let _ = self.join_server();
         self.routines.stop();
+        // Before the dispatcher: its shutdown must not read as a stall.
+        self.alerts.stop();
         self.dispatcher.shutdown();
         self.retention.stop();
         self.store.shutdown();
@@ -125,6 +133,9 @@ pub fn run_with_clock(
     let retry = RetryPolicy::from(&config.retry);
     let metrics = Metrics::default();
     let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&policy, master_key.clone()));
+    // Checked before anything runs: a mail server tidings cannot use stops start-up.
+    let mailer = mailer(&config)?;
+    let (observer, observations) = crate::delivery::observer::channel();
     let dispatcher = Dispatcher::start(
         store.clone(),
         Settings {
@@ -138,6 +149,7 @@ pub fn run_with_clock(
             transport: Arc::clone(&transport),
             clock: clock.clone(),
             fairness: crate::delivery::dispatcher::Fairness::from(&config),
+            observer: Some(observer),
         },
     )
     .context("starting the dispatcher")?;
@@ -146,6 +158,11 @@ pub fn run_with_clock(
     let max_attempts = retry.max_attempts;
     log_start(&config, &listener);
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let ui_url = if config.public_url.is_empty() {
+        format!("{scheme}://{}", listener.local_addr()?)
+    } else {
+        config.public_url.trim_end_matches('/').to_owned()
+    };
     let ui = web::Data::new(
         crate::web::UiState::start(&store, &format!("{scheme}://{}", listener.local_addr()?))
             .context("reading admin UI users")?,
@@ -157,7 +174,22 @@ pub fn run_with_clock(
         max_attempts,
         config.logs.store_bodies,
     );
+    let alerts = Arc::new(
+        Alerts::start(
+            crate::alerts::Parts {
+                store: store.clone(),
+                intake: intake.clone(),
+                dispatcher: dispatcher.clone(),
+                clock: clock.clone(),
+                observations,
+                mailer,
+            },
+            crate::alerts::Settings::new(&config, ui_url),
+        )
+        .context("starting the alerts monitor")?,
+    );
     let state = web::Data::new(AppState {
+        alerts: Arc::clone(&alerts),
         intake: intake.clone(),
         transport,
         config: Arc::new(config),
@@ -181,8 +213,19 @@ pub fn run_with_clock(
         store,
         retention,
         routines,
+        alerts,
         ui,
     })
+}
+
+/// The alert mailer `[alerts.email]` describes, if it is set.
+fn mailer(config: &Config) -> anyhow::Result<Option<Arc<dyn Mailer>>> {
+    if !config.alerts.email.enabled() {
+        return Ok(None);
+    }
+    let mailer = SmtpMailer::new(&config.alerts.email, config.is_development())
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(mailer)))
 }
 
 /// Serves the API and the UI on `listener` from a thread of its own (with its own actix

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::deliveries::delivery_summary;
 use super::openapi::Op;
 use super::{AdminKey, AnyKey, parse_json};
-use crate::app::intake::{Accepted, Recipients};
+use crate::app::intake::{Accepted, Recipients, check_posted_key, check_posted_type};
 use crate::app::{AppState, deliveries};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
@@ -28,7 +28,8 @@ pub fn routes() -> Vec<Op> {
 #[serde(deny_unknown_fields)]
 struct IngestRequest {
     /// Event type, e.g. `appointment.booked`: lowercase letters, digits and `_ . : -`,
-    /// starting with a letter or digit, at most 128 characters.
+    /// starting with a letter or digit, at most 128 characters. The prefix `tidings:` is
+    /// reserved for tidings' own alerts (400 `invalid_event_type`).
     #[serde(rename = "type")]
     #[schema(pattern = r"^[a-z0-9][a-z0-9_.:-]{0,127}$")]
     event_type: String,
@@ -39,7 +40,7 @@ struct IngestRequest {
     data: Option<Value>,
     /// Kept 24 h: a repeat answers 200 with the original id and creates nothing. The
     /// `Idempotency-Key` header may carry it instead (the same key, if both are sent).
-    /// 1-255 bytes of UTF-8.
+    /// 1-255 bytes of UTF-8, not starting with `tidings:` (reserved for tidings' alerts).
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255)]
     idempotency_key: Option<String>,
@@ -57,7 +58,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
     path = "/api/v1/events",
     tag = "events",
     request_body = IngestRequest,
-    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = r"^[\t -~]*$", description = "the idempotency key, instead of or as well as the body's (then the same): 1-255 printable ASCII characters")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = r"^[\t -~]*$", description = "the idempotency key, instead of or as well as the body's (then the same): 1-255 printable ASCII characters, not starting with `tidings:`")),
     responses(
         (status = 202, description = "stored; deliveries created", body = Ingested),
         (status = 200, description = "a repeated idempotency key: nothing created", body = Ingested),
@@ -73,6 +74,7 @@ async fn ingest(
     let body = read_limited(&req, &mut payload, state.config.limits.max_event_bytes).await?;
     let input: IngestRequest = parse_json(&body)?;
     let event_type = EventType::parse(&input.event_type).map_err(AppError::invalid_event_type)?;
+    check_posted_type(&event_type)?;
     let data: Map<String, Value> = match input.data {
         None => Map::new(),
         Some(Value::Object(map)) => map,
@@ -214,6 +216,9 @@ fn idempotency_key(
         return Err(AppError::validation(format!(
             "idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
         )));
+    }
+    if let Some(k) = &key {
+        check_posted_key(k)?;
     }
     Ok(key)
 }

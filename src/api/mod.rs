@@ -2,6 +2,7 @@
 //! with its OpenAPI operation); authentication is an extractor in each handler's signature, so
 //! a handler states the role it needs.
 
+pub mod alerts;
 pub mod audit;
 pub mod backup;
 pub mod deliveries;
@@ -53,6 +54,7 @@ pub fn routes_table() -> Vec<openapi::Op> {
         keys::routes,
         audit::routes,
         backup::routes,
+        alerts::routes,
     ] {
         ops.extend(module());
     }

@@ -52,6 +52,8 @@ pub fn declaration(
 ) -> Result<(EventType, Declared), AppError> {
     let name =
         EventType::parse(name).map_err(|m| AppError::invalid_event_type(format!("name: {m}")))?;
+    // System events are described by tidings; an admin's declaration would only hide that.
+    super::intake::check_posted_type(&name)?;
     let description = description.unwrap_or_default().trim().to_owned();
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(AppError::validation(format!(

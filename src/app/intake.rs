@@ -8,17 +8,46 @@ use std::sync::Arc;
 
 use crate::delivery::dispatcher::Dispatcher;
 use crate::domain::delivery::Delivery;
-use crate::domain::event::Event;
+use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{EventId, RuleId};
 use crate::domain::intake::deliveries_for;
 use crate::domain::rule::Rule;
+use crate::domain::system::{self, is_system};
+use crate::error::AppError;
 use crate::store::{IngestOutcome, NewEvent, Store, StoreError};
 use crate::telemetry::Metrics;
+
+/// Refuses a posted event whose type has the reserved `tidings:` prefix: only tidings makes
+/// system events, so a rule on `tidings:*` can trust that what it receives is tidings' own.
+pub fn check_posted_type(event_type: &EventType) -> Result<(), AppError> {
+    if is_system(event_type) {
+        return Err(AppError::invalid_event_type(format!(
+            "event type \"{event_type}\" uses the prefix {:?}, which is reserved for the events tidings makes itself (alerts)",
+            system::PREFIX
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a posted idempotency key with the reserved prefix: system events are deduplicated
+/// by such keys in the same workspace, and a posted one must not be able to silence an alert.
+pub fn check_posted_key(key: &str) -> Result<(), AppError> {
+    if key.starts_with(system::PREFIX) {
+        return Err(AppError::validation(format!(
+            "idempotency_key may not start with {:?}: that prefix is reserved for the events tidings makes itself (alerts)",
+            system::PREFIX
+        )));
+    }
+    Ok(())
+}
 
 /// Who an event goes to.
 pub enum Recipients {
     /// Every active rule of its workspace whose trigger matches its type (a posted event).
     Matching,
+    /// A system event (`tidings:…`, made by `alerts`): like `Matching`, but only rules with a
+    /// `tidings:` pattern match it, and it is not counted as ingested.
+    System,
     /// One routine, for its own firing at `slot` (recorded so a slot never fires twice).
     Routine { rule: Arc<Rule>, slot: i64 },
 }
@@ -109,7 +138,7 @@ impl Intake {
         recipients: Recipients,
     ) -> (Vec<Arc<Rule>>, Option<(RuleId, i64)>) {
         match recipients {
-            Recipients::Matching => {
+            Recipients::Matching | Recipients::System => {
                 let rules = self
                     .store
                     .matching_rules(&event.workspace_id, &event.event_type);

@@ -2,6 +2,7 @@
 //! scheduler all call. It speaks domain types and answers in `AppError`; `api/` turns that
 //! into JSON and `web/` into pages, and neither knows the other (docs/ARCHITECTURE.md).
 
+pub mod alerts;
 pub mod audit;
 pub mod catalog;
 pub mod deliveries;

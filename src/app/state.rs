@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::intake::Intake;
+use crate::alerts::Alerts;
 use crate::config::Config;
 use crate::delivery::dispatcher::Dispatcher;
 use crate::delivery::retry::RetryPolicy;
@@ -15,6 +16,8 @@ use crate::store::Store;
 use crate::telemetry::Metrics;
 
 pub struct AppState {
+    /// What is wrong now, and the alert mailer.
+    pub alerts: Arc<Alerts>,
     pub config: Arc<Config>,
     pub store: Store,
     pub dispatcher: Dispatcher,

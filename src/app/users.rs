@@ -26,6 +26,7 @@ pub fn new_user(
     check_password(password).map_err(|e| format!("password {e}"))?;
     let now = now_ms();
     let user = User {
+        alert_email: None,
         id: UserId::generate(now),
         workspace_id: workspace.clone(),
         username,
@@ -261,4 +262,31 @@ pub async fn end_session(state: &AppState, user: &User, cookie: String) -> Resul
 pub async fn count(state: &AppState) -> Result<u64, AppError> {
     let store = state.store.clone();
     blocking(move || store.user_count()).await
+}
+
+/// Opts an admin in to alert mail at `address`, or out (None or blank); audited. The address
+/// must be one a mail server takes (`alerts.email.to` is checked the same way).
+pub async fn set_alert_email(
+    state: &AppState,
+    workspace: WorkspaceId,
+    actor: Actor,
+    id: UserId,
+    address: Option<String>,
+) -> Result<User, AppError> {
+    let address = address
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    if let Some(a) = &address {
+        crate::alerts::smtp::mailbox(a)
+            .map_err(|e| AppError::validation(format!("The alert mail address {e}.")))?;
+    }
+    let detail = if address.is_some() {
+        "opted in to alert mail"
+    } else {
+        "opted out of alert mail"
+    };
+    let audit =
+        AuditEntry::new(&workspace, actor, "user.alert_email", "user", id.as_str()).detail(detail);
+    let store = state.store.clone();
+    blocking(move || store.update_user(workspace, id, UserChange::AlertEmail(address), audit)).await
 }

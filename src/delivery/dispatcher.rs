@@ -19,12 +19,14 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::delivery::attempt::{Env, PrepareError, perform, prepare, template_failure};
 use crate::delivery::breaker::{Breaker, BreakerPolicy, Signal};
+use crate::delivery::observer::{Observation, Observer};
 use crate::delivery::outcome::{Judged, Verdict};
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::transport::Transport;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
+use crate::domain::system::is_system;
 use crate::domain::time::{Clock, to_rfc3339};
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
@@ -64,6 +66,8 @@ pub struct Settings {
     pub clock: Clock,
     /// How the workers are shared between rules and destinations.
     pub fairness: Fairness,
+    /// Told of every finished attempt and every rule turned off (the alerts monitor).
+    pub observer: Option<Observer>,
 }
 
 /// The `[delivery]` settings and the delay `/readyz` reports (`alerts.deliveries_delayed_after`).
@@ -297,6 +301,12 @@ impl Dispatcher {
 }
 
 impl Shared {
+    fn observe(&self, observation: Observation) {
+        if let Some(observer) = &self.settings.observer {
+            observer.send(observation);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A worker that panicked while holding the lock leaves the queue usable.
         self.queue
@@ -574,15 +584,25 @@ fn deliver(
             return Err(Box::new(e));
         }
     };
+    let system_event = is_system(&delivery.event_type);
+    shared.observe(Observation::Attempt {
+        rule_id: rule.id.clone(),
+        at: attempt.started_at,
+        succeeded: attempt.succeeded(),
+        error_kind: attempt.error_kind,
+        status_code: attempt.status_code,
+        test: delivery.test,
+        system_event,
+    });
     if verdict == Verdict::Gone {
         let reason = format!(
             "deactivated after the receiver answered 410 Gone to delivery {} at {}",
             delivery.id,
             to_rfc3339(attempt.started_at)
         );
-        deactivate(store, &rule, reason);
+        deactivate(shared, &rule, reason, system_event);
     } else {
-        track_failing(shared, &rule, &attempt);
+        track_failing(shared, &rule, &attempt, system_event);
     }
     let signal = Signal::of(&attempt);
     let outcome = verdict.next_state();
@@ -615,7 +635,7 @@ fn deliver(
 /// Keeps each rule's failing clock: started by a failed attempt, cleared by a success, and a
 /// rule that has failed for `alerts.disable_after` is deactivated so a dead endpoint stops
 /// taking worker time.
-fn track_failing(shared: &Shared, rule: &Rule, attempt: &Attempt) {
+fn track_failing(shared: &Shared, rule: &Rule, attempt: &Attempt, system_event: bool) {
     let mut failing = shared
         .failing_since
         .lock()
@@ -643,14 +663,19 @@ fn track_failing(shared: &Shared, rule: &Rule, attempt: &Attempt) {
             to_rfc3339(since),
             humantime::format_duration(shared.settings.disable_after)
         );
-        deactivate(&shared.store, rule, reason);
+        deactivate(shared, rule, reason, system_event);
     }
 }
 
-fn deactivate(store: &Store, rule: &Rule, reason: String) {
+fn deactivate(shared: &Shared, rule: &Rule, reason: String, system_event: bool) {
     tracing::warn!(rule = %rule.id, "{reason}");
-    if let Err(e) = store.deactivate_rule(&rule.id, reason) {
-        tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule");
+    match shared.store.deactivate_rule(&rule.id, reason.clone()) {
+        Ok(()) => shared.observe(Observation::Deactivated {
+            rule_id: rule.id.clone(),
+            reason,
+            system_event,
+        }),
+        Err(e) => tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule"),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Getting webhooks out: the retry policy, signatures, building one attempt, the transport
 //! that sends it (HTTP today), the one place that judges what came back, and the dispatcher
-//! that feeds worker threads from the durable queue.
+//! that feeds worker threads from the durable queue, telling its observer (alerts) what each
+//! attempt said.
 
 pub mod attempt;
 pub mod breaker;
 pub mod client_agents;
 pub mod dispatcher;
 pub mod http;
+pub mod observer;
 pub mod outcome;
 pub mod retry;
 pub mod signing;

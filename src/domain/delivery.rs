@@ -52,6 +52,37 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// What an error kind means and what to do about it, in words for the person reading the
+    /// delivery log or an alert mail.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Tls => {
+                "The receiver's HTTPS certificate was not accepted: it may be expired, self-signed, or made out for another name. Fix the certificate on the receiver, or add its authority to this server's trust store. Turning TLS verification off is unsafe."
+            }
+            Self::Dns => {
+                "The receiver's host name could not be found. Check the URL for typing mistakes, and that the name exists in DNS as this server sees it."
+            }
+            Self::Timeout => {
+                "The receiver did not answer within the rule's timeout. It may be down or overloaded: ask whoever runs it, or give it longer (timeout, at most 30 seconds)."
+            }
+            Self::Connect => {
+                "No connection could be made: nothing is listening at that address and port, or a firewall refuses it. Check the URL and that the receiver is running."
+            }
+            Self::WebhookUrlBlocked => {
+                "This URL is not allowed in production mode (for example http:// instead of https://, or an IP address instead of a name). Edit the rule's URL; this is not retried."
+            }
+            Self::SsrfBlocked => {
+                "The host name led to a private or local network address, which production mode refuses so webhooks cannot reach internal systems. If the receiver really is on the clinic's network, an admin can allow its range with network.allow."
+            }
+            Self::HttpStatus => {
+                "The receiver answered, but not with success (2xx). The response, shown with the attempt in the delivery log, usually says why: 401 or 403, check the secret headers; 404, check the URL path; 5xx, a problem on the receiver's side; 410 turns the rule off."
+            }
+            Self::TemplateError => {
+                "The rule's body template could not be made into a request for this event. Fix the template on the rule; this is not retried."
+            }
+        }
+    }
+
     /// Blocked destinations and broken templates fail the same way every time: no retry.
     pub fn is_retryable(self) -> bool {
         !matches!(

@@ -3,6 +3,7 @@
 //! from then on.
 
 pub mod access;
+pub mod alert;
 pub mod audit;
 pub mod catalog;
 pub mod condition;
@@ -15,6 +16,7 @@ pub mod payload;
 pub mod rule;
 pub mod samples;
 pub mod schedule;
+pub mod system;
 pub mod template;
 pub mod time;
 pub mod user;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::{EventType, is_type_body};
+use super::system::{self, is_system};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -24,7 +25,13 @@ impl Pattern {
         }
     }
 
+    /// A system event (`tidings:…`) is matched only by a pattern that itself starts with
+    /// `tidings:`, so `*` and other wildcards that were written before alerts existed never
+    /// start receiving tidings' own events.
     pub fn matches(&self, event_type: &EventType) -> bool {
+        if is_system(event_type) && !self.0.starts_with(system::PREFIX) {
+            return false;
+        }
         match self.0.strip_suffix('*') {
             Some(prefix) => event_type.as_str().starts_with(prefix),
             None => self.0 == event_type.as_str(),
@@ -76,6 +83,22 @@ mod tests {
         let exact = Pattern::parse("data_record:created").unwrap();
         assert!(exact.matches(&t("data_record:created")));
         assert!(!exact.matches(&t("data_record:created2")));
+    }
+
+    #[test]
+    fn only_tidings_patterns_match_system_events() {
+        let failing = t("tidings:rule.failing");
+        for no in ["*", "t*", "tidings*", "rule.failing"] {
+            assert!(!Pattern::parse(no).unwrap().matches(&failing), "{no}");
+        }
+        for yes in ["tidings:*", "tidings:rule.*", "tidings:rule.failing"] {
+            assert!(Pattern::parse(yes).unwrap().matches(&failing), "{yes}");
+        }
+        assert!(
+            !Pattern::parse("tidings:*")
+                .unwrap()
+                .matches(&t("member:created"))
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@
 use serde_json::{Map, Value, json};
 
 use super::rule::ROUTINE_FIRED;
+use super::system;
 
 /// The built-in types, each with a one-line description.
-pub const BUILTIN_TYPES: [(&str, &str); 8] = [
+pub const BUILTIN_TYPES: [(&str, &str); 13] = [
     (
         "ping",
         "A test event: tidings' own, for checking that a receiver answers.",
@@ -22,6 +23,11 @@ pub const BUILTIN_TYPES: [(&str, &str); 8] = [
     ("member:updated", "A member's details changed."),
     ("call:completed", "A phone or chat call ended."),
     ("call:missed", "A call went unanswered."),
+    system::TYPES[0],
+    system::TYPES[1],
+    system::TYPES[2],
+    system::TYPES[3],
+    system::TYPES[4],
 ];
 
 /// The built-in description of a type, if it is built in.
@@ -52,7 +58,10 @@ pub fn sample_data(event_type: &str) -> Map<String, Value> {
             "call": {"id": 789, "direction": "inbound", "durationSeconds": 312, "from": "+15555550100"},
             "member": member,
         }),
-        other => json!({"message": format!("Test event of type {other} from tidings")}),
+        other => match system::sample(other) {
+            Some(data) => return data,
+            None => json!({"message": format!("Test event of type {other} from tidings")}),
+        },
     };
     match value {
         Value::Object(map) => map,

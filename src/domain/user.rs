@@ -44,6 +44,9 @@ pub struct User {
     pub role: UserRole,
     pub password_hash: String,
     pub created_at: i64,
+    /// Where this admin gets alert mail, if they opted in on their account page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_email: Option<String>,
 }
 
 /// A signed-in browser. Stored under the SHA-256 of its cookie value, so a copy of the

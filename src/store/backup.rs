@@ -11,7 +11,7 @@ use redb::{
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
     EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
-    RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
+    RULE_ALERTS, RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use super::{RedbStore, StoreError};
 use crate::security::files::PartialFile;
@@ -47,6 +47,7 @@ fn copy_all(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, StoreE
         + copy_table(from, to, ATTEMPTS)?
         + copy_table(from, to, AUDIT)?
         + copy_table(from, to, RULE_FAILING_SINCE)?
+        + copy_table(from, to, RULE_ALERTS)?
         + copy_table(from, to, OPEN_DELIVERIES)?
         + copy_table(from, to, EVENT_TYPES)?
         + copy_table(from, to, ROUTINE_LAST_FIRED)?

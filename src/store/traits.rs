@@ -18,6 +18,7 @@ use super::types::{
     UserChange, WriteDone,
 };
 use crate::domain::access::{ApiKey, Workspace};
+use crate::domain::alert::RuleAlertState;
 use crate::domain::audit::AuditEntry;
 use crate::domain::catalog::{Declared, StoredType};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -64,6 +65,17 @@ pub trait RuleStore {
 
     /// Starts (`Some`) or clears (`None`) a rule's failing clock; fire-and-forget.
     fn set_rule_failing_since(&self, id: &RuleId, since: Option<i64>);
+
+    /// What alerts remember about each rule (its failing episode, its last mail).
+    fn rule_alert_states(&self) -> Result<HashMap<RuleId, RuleAlertState>, StoreError>;
+
+    /// Stores (`Some`) or forgets (`None`) a rule's alert state, blocking until durable: an
+    /// alert that went out must not go out again after a restart.
+    fn set_rule_alert_state(
+        &self,
+        id: &RuleId,
+        state: Option<RuleAlertState>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Events, their deliveries, and the durable queue of open deliveries.
@@ -201,8 +213,8 @@ pub trait UserStore {
         audit: AuditEntry,
     ) -> Result<User, StoreError>;
 
-    /// Changes a user's role or password and ends their sessions; refuses to demote the
-    /// last admin.
+    /// Changes a user's role or password and ends their sessions (an alert-mail address
+    /// change keeps them); refuses to demote the last admin.
     fn update_user(
         &self,
         workspace: WorkspaceId,

@@ -100,4 +100,6 @@ pub enum UserChange {
     Role(UserRole),
     /// An Argon2id hash (hashing is done by the caller, off the writer thread).
     PasswordHash(String),
+    /// Where the admin gets alert mail (None: not at all); their sessions stay.
+    AlertEmail(Option<String>),
 }

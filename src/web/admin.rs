@@ -9,9 +9,7 @@ use serde::Deserialize;
 use super::auth::CsrfForm;
 use std::collections::HashMap;
 
-use super::{
-    AdminUser, Layout, UiState, WebError, fmt_time, ok, parse_local_time, render, see_other,
-};
+use super::{AdminUser, Layout, UiState, WebError, fmt_time, parse_local_time, render, see_other};
 use crate::app::{AppState, audit, keys, users};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, AuditId, UserId};
@@ -38,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(change_password)),
     )
     .service(web::resource("/settings").route(web::get().to(settings)))
+    .service(web::resource("/settings/test-email").route(web::post().to(test_email)))
     .service(web::resource("/audit").route(web::get().to(audit)));
 }
 
@@ -407,6 +406,8 @@ struct SettingsPage {
     toml: String,
     version: &'static str,
     tls: bool,
+    /// `[alerts.email]` is set.
+    mail_on: bool,
 }
 
 /// The effective config as `check-config` prints it, with anything secret masked. (Secrets
@@ -432,12 +433,53 @@ async fn settings(
     AdminUser(me): AdminUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    ok(&SettingsPage {
-        l: Layout::new(&state, Some(&me), "settings", "Settings"),
-        toml: masked_toml(&state.config.to_toml()),
-        version: env!("CARGO_PKG_VERSION"),
-        tls: !state.config.tls.cert.is_empty(),
-    })
+    settings_page(&state, &me, StatusCode::OK, None)
+}
+
+fn settings_page(
+    state: &AppState,
+    me: &super::auth::CurrentUser,
+    status: StatusCode,
+    flash: Option<String>,
+) -> Result<HttpResponse, WebError> {
+    let email = &state.config.alerts.email;
+    super::render(
+        status,
+        &SettingsPage {
+            l: Layout::new(state, Some(me), "settings", "Settings").flash(flash),
+            toml: masked_toml(&state.config.to_toml()),
+            version: env!("CARGO_PKG_VERSION"),
+            tls: !state.config.tls.cert.is_empty(),
+            mail_on: email.enabled(),
+        },
+    )
+}
+
+/// The settings page's "Send a test mail" button.
+async fn test_email(
+    AdminUser(me): AdminUser,
+    CsrfForm(_): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let by = format!("{} in the admin UI", me.user.username);
+    match crate::app::alerts::send_test_email(&state, by).await {
+        Ok(to) => settings_page(
+            &state,
+            &me,
+            StatusCode::OK,
+            Some(format!("Test mail sent to {}.", to.join(", "))),
+        ),
+        Err(AppError::Refused { code, message }) => {
+            let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            settings_page(
+                &state,
+                &me,
+                status,
+                Some(format!("No test mail was sent: {message}")),
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 struct AuditRow {

@@ -270,36 +270,6 @@ async fn list(
     super::render(status, &page)
 }
 
-/// What an error kind means and what to do about it, for the person reading the log.
-pub fn hint(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Tls => {
-            "The receiver's HTTPS certificate was not accepted: it may be expired, self-signed, or made out for another name. Fix the certificate on the receiver, or add its authority to this server's trust store. Turning TLS verification off is unsafe."
-        }
-        ErrorKind::Dns => {
-            "The receiver's host name could not be found. Check the URL for typing mistakes, and that the name exists in DNS as this server sees it."
-        }
-        ErrorKind::Timeout => {
-            "The receiver did not answer within the rule's timeout. It may be down or overloaded: ask whoever runs it, or give it longer (timeout, at most 30 seconds)."
-        }
-        ErrorKind::Connect => {
-            "No connection could be made: nothing is listening at that address and port, or a firewall refuses it. Check the URL and that the receiver is running."
-        }
-        ErrorKind::WebhookUrlBlocked => {
-            "This URL is not allowed in production mode (for example http:// instead of https://, or an IP address instead of a name). Edit the rule's URL; this is not retried."
-        }
-        ErrorKind::SsrfBlocked => {
-            "The host name led to a private or local network address, which production mode refuses so webhooks cannot reach internal systems. If the receiver really is on the clinic's network, an admin can allow its range with network.allow."
-        }
-        ErrorKind::HttpStatus => {
-            "The receiver answered, but not with success (2xx). Its response below usually says why: 401 or 403, check the secret headers; 404, check the URL path; 5xx, a problem on the receiver's side; 410 turns the rule off."
-        }
-        ErrorKind::TemplateError => {
-            "The rule's body template could not be made into a request for this event. Fix the template on the rule; this is not retried."
-        }
-    }
-}
-
 struct AttemptView {
     number: u32,
     started: String,
@@ -334,7 +304,7 @@ impl AttemptView {
                     .and_then(|v| v.as_str().map(str::to_owned))
             }),
             error: a.error.clone(),
-            hint: kind.map(hint),
+            hint: kind.map(ErrorKind::hint),
             method: a.request.method.clone(),
             url: a.request.url.clone(),
             request_headers: a.request.headers.clone(),

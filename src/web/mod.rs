@@ -2,6 +2,7 @@
 //! programs. Sessions, CSRF and roles live in `auth`; every page goes through the same store
 //! and rule functions as the API, so the UI can never do what the API would refuse.
 
+pub mod account;
 pub mod admin;
 pub mod assets;
 pub mod auth;
@@ -42,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(catalog::routes)
             .configure(deliveries::routes)
             .configure(admin::routes)
+            .configure(account::routes)
             .default_service(web::to(not_found)),
     );
 }
@@ -108,6 +110,50 @@ pub struct Layout {
     pub flash: Option<String>,
     pub css: String,
     pub js: String,
+    /// What is wrong now, for the banner on every page of a signed-in user.
+    pub alerts: Vec<AlertLine>,
+}
+
+/// One open alert as the banner and the dashboard show it.
+pub struct AlertLine {
+    pub headline: String,
+    pub detail: String,
+    /// The rule's page, or the dashboard.
+    pub link: String,
+    pub since: String,
+    /// How long it has been wrong, e.g. "3 hours".
+    pub age: String,
+}
+
+impl AlertLine {
+    fn all(state: &AppState, workspace: &crate::domain::ids::WorkspaceId) -> Vec<Self> {
+        let now = state.clock.now_ms();
+        crate::app::alerts::open(state, workspace)
+            .iter()
+            .map(|a| Self {
+                headline: crate::app::alerts::headline(a),
+                detail: a.detail.clone(),
+                link: a
+                    .rule
+                    .as_ref()
+                    .map_or_else(|| "/".to_owned(), |r| format!("/rules/{}", r.id)),
+                since: fmt_time(a.since),
+                age: age(now - a.since),
+            })
+            .collect()
+    }
+}
+
+/// A duration in the largest whole unit, for "failing for 3 hours".
+pub fn age(ms: i64) -> String {
+    let minutes = ms.max(0) / 60_000;
+    let (n, unit) = match minutes {
+        0 => return "less than a minute".to_owned(),
+        1..60 => (minutes, "minute"),
+        60..1440 => (minutes / 60, "hour"),
+        _ => (minutes / 1440, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 impl Layout {
@@ -130,6 +176,9 @@ impl Layout {
             flash: None,
             css: assets::url("css/app.css"),
             js: assets::url("js/app.js"),
+            alerts: user
+                .map(|u| AlertLine::all(state, &u.user.workspace_id))
+                .unwrap_or_default(),
         }
     }
 
@@ -147,6 +196,7 @@ impl Layout {
             flash: None,
             css: assets::url("css/app.css"),
             js: assets::url("js/app.js"),
+            alerts: Vec::new(),
         }
     }
 
@@ -387,5 +437,15 @@ mod tests {
         assert_eq!(f.all("h"), ["x", "y"]);
         assert_eq!(f.get("e"), "<b>");
         assert_eq!(f.get("missing"), "");
+    }
+
+    #[test]
+    fn ages_are_in_the_largest_whole_unit() {
+        assert_eq!(age(-5), "less than a minute");
+        assert_eq!(age(59_999), "less than a minute");
+        assert_eq!(age(60_000), "1 minute");
+        assert_eq!(age(3 * 3_600_000 + 59 * 60_000), "3 hours");
+        assert_eq!(age(86_400_000), "1 day");
+        assert_eq!(age(9 * 86_400_000), "9 days");
     }
 }

@@ -10,6 +10,7 @@
 
 mod support;
 
+mod alerts;
 mod api_errors;
 mod audit;
 mod backup;

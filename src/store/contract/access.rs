@@ -9,7 +9,7 @@ use crate::domain::access::Role;
 use crate::domain::ids::{ApiKeyId, AuditId, UserId, WorkspaceId};
 use crate::domain::time::Clock;
 use crate::domain::user::{Session, User, UserRole};
-use crate::store::{Store, UserChange};
+use crate::store::{Store, StoreError, UserChange};
 
 pub fn workspaces_start_with_the_default_one(store: &Store, _clock: &Clock) {
     let ws = store.default_workspace().clone();
@@ -86,6 +86,7 @@ fn user(ws: &WorkspaceId, name: &str, role: UserRole) -> User {
         role,
         password_hash: format!("hash-of-{name}"),
         created_at: START,
+        alert_email: None,
     }
 }
 
@@ -251,4 +252,59 @@ pub fn audit_log_pages_newest_first_per_workspace(store: &Store, _clock: &Clock)
     assert_eq!(audit_actions(store, &other), ["theirs"]);
     let (entry, _) = store.audit_log(&ws, None, 1).unwrap();
     assert_eq!(entry[0].at, START + 4);
+}
+
+pub fn users_alert_email_is_set_and_cleared_keeping_sessions(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let anna = user(&ws, "anna", UserRole::Admin);
+    store
+        .insert_user(anna.clone(), false, audit(&ws, "user.create"))
+        .unwrap();
+    let session = Session {
+        user_id: anna.id.clone(),
+        csrf: "csrf-token".into(),
+        created_at: START,
+        expires_at: START + 60_000,
+    };
+    store
+        .create_session("cookie-a", session, audit(&ws, "session.create"))
+        .unwrap();
+    let changed = store
+        .update_user(
+            ws.clone(),
+            anna.id.clone(),
+            UserChange::AlertEmail(Some("anna@clinic.example".into())),
+            audit(&ws, "user.alert_email"),
+        )
+        .unwrap();
+    assert_eq!(changed.alert_email.as_deref(), Some("anna@clinic.example"));
+    let stored = store.user(&anna.id).unwrap().unwrap();
+    assert_eq!(stored.alert_email.as_deref(), Some("anna@clinic.example"));
+    assert!(
+        store.session("cookie-a").unwrap().is_some(),
+        "opting in to mail does not sign anyone out"
+    );
+    store
+        .update_user(
+            ws.clone(),
+            anna.id.clone(),
+            UserChange::AlertEmail(None),
+            audit(&ws, "user.alert_email"),
+        )
+        .unwrap();
+    assert_eq!(store.user(&anna.id).unwrap().unwrap().alert_email, None);
+    assert_access_other_workspace_refused(store, &anna.id);
+}
+
+fn assert_access_other_workspace_refused(store: &Store, id: &UserId) {
+    let other = other_workspace();
+    let err = store
+        .update_user(
+            other.clone(),
+            id.clone(),
+            UserChange::AlertEmail(Some("x@clinic.example".into())),
+            audit(&other, "user.alert_email"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }

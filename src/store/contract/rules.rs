@@ -205,3 +205,48 @@ pub fn rules_keep_signing_keys_and_receiver_credentials_as_given(store: &Store, 
         );
     }
 }
+
+pub fn rules_alert_states_are_stored_and_forgotten(store: &Store, _clock: &Clock) {
+    use crate::domain::alert::{Episode, RuleAlertState};
+    use crate::domain::delivery::ErrorKind;
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "flaky", &["a"]);
+    let other = rule(&ws, "quiet", &["b"]);
+    assert!(store.rule_alert_states().unwrap().is_empty());
+    let state = RuleAlertState {
+        episode: Some(Episode {
+            since: START - 60_000,
+            failed_attempts: 3,
+            last_error_kind: Some(ErrorKind::Timeout),
+            last_status_code: None,
+            alerted_at: Some(START - 1_000),
+        }),
+        last_mailed_at: Some(START - 1_000),
+    };
+    // Durable once the call returns: no `eventually` here.
+    store
+        .set_rule_alert_state(&r.id, Some(state.clone()))
+        .unwrap();
+    store
+        .set_rule_alert_state(&other.id, Some(RuleAlertState::default()))
+        .unwrap();
+    let states = store.rule_alert_states().unwrap();
+    assert_eq!(states.get(&r.id), Some(&state));
+    assert_eq!(states.len(), 2);
+    let recovered = RuleAlertState {
+        episode: None,
+        ..state
+    };
+    store
+        .set_rule_alert_state(&r.id, Some(recovered.clone()))
+        .unwrap();
+    assert_eq!(
+        store.rule_alert_states().unwrap().get(&r.id),
+        Some(&recovered)
+    );
+    store.set_rule_alert_state(&other.id, None).unwrap();
+    store.set_rule_alert_state(&other.id, None).unwrap();
+    let states = store.rule_alert_states().unwrap();
+    assert_eq!(states.len(), 1, "forgetting twice is harmless");
+    assert!(states.contains_key(&r.id));
+}

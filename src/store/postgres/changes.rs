@@ -1,8 +1,8 @@
 //! Keeping every node's caches true: a write that changes rules or API keys notifies the
 //! channel `tidings_changes` in its transaction (delivered at commit), and each serving node
 //! listens on a connection of its own and reloads what changed — within moments, well inside
-//! the second the spec allows. After the listener reconnects it reloads everything, since
-//! notifications sent while it was away are lost.
+//! the second the spec allows. Each time the listener (re)connects it reloads everything,
+//! since notifications sent while it was not listening are lost.
 
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -44,32 +44,42 @@ pub(super) fn notify(txn: &mut Client, change: Change) -> Result<(), StoreError>
     Ok(())
 }
 
-pub(super) fn listen(store: &PgStore, url: &str) -> JoinHandle<()> {
+/// Starts listening before it returns (so the store serves nothing it could miss a change
+/// of), then keeps listening on a thread of its own until the store stops.
+pub(super) fn listen(store: &PgStore, url: &str) -> Result<JoinHandle<()>, StoreError> {
+    let first = subscribe(url)?;
     let (store, url) = (store.clone(), url.to_owned());
-    std::thread::Builder::new()
+    Ok(std::thread::Builder::new()
         .name("store-changes".into())
         .spawn(move || {
-            let mut first = true;
+            let mut client = Some(first);
             while !store.stopping.load(Ordering::Acquire) {
-                if let Err(e) = listen_once(&store, &url, !first) {
+                let result = match client.take() {
+                    Some(c) => Ok(c),
+                    None => subscribe(&url),
+                }
+                .and_then(|c| follow(&store, c));
+                if let Err(e) = result {
                     tracing::warn!(error = %e, "change listener lost PostgreSQL; reconnecting");
                     sleep_unless_stopping(&store, RECONNECT_PAUSE);
                 }
-                first = false;
             }
         })
-        .expect("spawn the change listener")
+        .expect("spawn the change listener"))
 }
 
-/// Listens until the connection breaks or the store stops; `reload` first if changes may
-/// have been missed.
-fn listen_once(store: &PgStore, url: &str, reload: bool) -> Result<(), StoreError> {
+/// A connection listening on the channel.
+fn subscribe(url: &str) -> Result<Client, StoreError> {
     let mut client = connect::client(url)?;
     client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
-    if reload {
-        store.refresh_rules()?;
-        store.refresh_keys()?;
-    }
+    Ok(client)
+}
+
+/// Reloads (changes made before this connection listened were announced to nobody), then
+/// follows the notifications until the connection breaks or the store stops.
+fn follow(store: &PgStore, mut client: Client) -> Result<(), StoreError> {
+    store.refresh_rules()?;
+    store.refresh_keys()?;
     while !store.stopping.load(Ordering::Acquire) {
         if client.is_closed() {
             return Err(StoreError::Storage(

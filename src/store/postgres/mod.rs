@@ -138,18 +138,26 @@ impl PgStore {
             reclaimed: nodes::Reclaimed::default(),
             background: Arc::default(),
         };
+        // Listening first: a change made while the caches load is announced to this node.
+        if serve {
+            let listener = changes::listen(&store, &options.url)?;
+            store
+                .background
+                .lock()
+                .expect("background lock")
+                .push(listener);
+        }
         store.refresh_rules()?;
         store.refresh_keys()?;
         store.load_workspace_names()?;
         if serve {
             store.register_node()?;
             let heartbeat = store.start_heartbeat();
-            let listener = changes::listen(&store, &options.url);
             store
                 .background
                 .lock()
                 .expect("background lock")
-                .extend([heartbeat, listener]);
+                .push(heartbeat);
         }
         Ok(store)
     }

@@ -9,6 +9,7 @@ use postgres::{Client, GenericClient};
 use super::audit::append_audit;
 use super::changes::{Change, notify};
 use super::{PgStore, Snapshots, decode};
+use crate::domain::alert::RuleAlertState;
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::event::EventType;
 use crate::domain::ids::{AuditId, RuleId, WorkspaceId};
@@ -199,6 +200,41 @@ impl RuleStore for PgStore {
             .iter()
             .filter_map(|r| Some((RuleId::parse(r.get(0))?, r.get(1))))
             .collect())
+    }
+
+    fn rule_alert_states(&self) -> Result<HashMap<RuleId, RuleAlertState>, StoreError> {
+        let rows = self
+            .conn()?
+            .query("SELECT rule_id, row::text AS row FROM rule_alerts", &[])?;
+        let mut out = HashMap::new();
+        for row in &rows {
+            if let Some(id) = RuleId::parse(row.get(0)) {
+                out.insert(id, decode("rule_alerts", row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_rule_alert_state(
+        &self,
+        id: &RuleId,
+        state: Option<RuleAlertState>,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.writer.write(move |txn| {
+            match state {
+                Some(state) => txn.execute(
+                    "INSERT INTO rule_alerts (rule_id, row) VALUES ($1, $2::text::json)
+                     ON CONFLICT (rule_id) DO UPDATE SET row = EXCLUDED.row",
+                    &[&id.as_str(), &encode_str(&state)],
+                )?,
+                None => txn.execute(
+                    "DELETE FROM rule_alerts WHERE rule_id = $1",
+                    &[&id.as_str()],
+                )?,
+            };
+            Ok(())
+        })
     }
 
     fn set_rule_failing_since(&self, id: &RuleId, since: Option<i64>) {

@@ -115,6 +115,10 @@ CREATE TABLE nodes (
     heartbeat_at bigint NOT NULL
 );
 "#,
+    // 2: what alerts remember about each rule (its failing episode, its last mail).
+    r#"
+CREATE TABLE rule_alerts (rule_id text COLLATE "C" PRIMARY KEY, row json NOT NULL);
+"#,
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

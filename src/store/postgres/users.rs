@@ -164,7 +164,10 @@ impl UserStore for PgStore {
     ) -> Result<User, StoreError> {
         self.writer.write(move |txn| {
             let mut user = user_for_update(txn, &workspace, &id)?;
+            // Where an admin gets alert mail is no reason to sign them out.
+            let ends_sessions = !matches!(change, UserChange::AlertEmail(_));
             match change {
+                UserChange::AlertEmail(address) => user.alert_email = address,
                 UserChange::Role(role) => {
                     if user.role == UserRole::Admin && role != UserRole::Admin {
                         refuse_last_admin(txn)?;
@@ -174,7 +177,9 @@ impl UserStore for PgStore {
                 UserChange::PasswordHash(hash) => user.password_hash = hash,
             }
             put_user(txn, &user)?;
-            end_sessions(txn, &user.id)?;
+            if ends_sessions {
+                end_sessions(txn, &user.id)?;
+            }
             append_audit(txn, &audit)?;
             Ok(user)
         })

@@ -6,13 +6,13 @@ use super::StoreError;
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
     EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
-    RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
+    RULE_ALERTS, RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
 use crate::store::codec;
 
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
 
 /// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
@@ -70,6 +70,11 @@ pub fn migrate(db: &Database, now: i64) -> Result<WorkspaceId, StoreError> {
         txn.open_table(SESSIONS)?;
         txn.open_table(HOURLY_OUTCOMES)?;
         txn.open_table(META)?.insert("schema_version", "3")?;
+    }
+    if version < 4 {
+        // Version 4: what alerts remember about each rule.
+        txn.open_table(RULE_ALERTS)?;
+        txn.open_table(META)?.insert("schema_version", "4")?;
     }
     let id = {
         let meta = txn.open_table(META)?;

@@ -1,18 +1,22 @@
 //! Rules and routines: the table, the in-memory cache every ingest and attempt reads, and
-//! the failing-since clocks behind `alerts.disable_after`.
+//! the failing-since clocks behind `alerts.disable_after`, and what alerts remember per rule.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use redb::{ReadableTable, TableHandle};
+
 use super::RedbStore;
 use super::audit::append_audit;
 use super::rows::{get, get_w, put, scan, time_by_rule};
-use super::tables::{RULE_FAILING_SINCE, RULES};
+use super::tables::{RULE_ALERTS, RULE_FAILING_SINCE, RULES};
+use crate::domain::alert::RuleAlertState;
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::event::EventType;
 use crate::domain::ids::{AuditId, RuleId, WorkspaceId};
 use crate::domain::rule::Rule;
 use crate::store::cache::RuleCache;
+use crate::store::codec;
 use crate::store::types::not_found;
 use crate::store::{RuleStore, StoreError, StoreFuture};
 
@@ -159,5 +163,35 @@ impl RuleStore for RedbStore {
                 }
             },
         );
+    }
+
+    fn rule_alert_states(&self) -> Result<HashMap<RuleId, RuleAlertState>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(RULE_ALERTS)?;
+        let mut out = HashMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            if let Some(id) = RuleId::parse(k.value()) {
+                out.insert(id, codec::decode(RULE_ALERTS.name(), v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn set_rule_alert_state(
+        &self,
+        id: &RuleId,
+        state: Option<RuleAlertState>,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.writer.write(move |txn| {
+            match state {
+                Some(state) => put(txn, RULE_ALERTS, id.as_str(), &state)?,
+                None => {
+                    txn.open_table(RULE_ALERTS)?.remove(id.as_str())?;
+                }
+            }
+            Ok(())
+        })
     }
 }

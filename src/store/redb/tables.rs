@@ -49,6 +49,10 @@ pub const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit-v1")
 pub const RULE_FAILING_SINCE: TableDefinition<&str, i64> =
     TableDefinition::new("rule-failing-since-v1");
 
+/// Key: rule id. Value: `RuleAlertState` (the failing episode under way, the last alert
+/// mail). Present only while there is something to remember.
+pub const RULE_ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rule-alerts-v1");
+
 /// Key: delivery id. Value: Unix ms the next attempt is due. The durable queue: every open
 /// delivery is here until it succeeds or fails for good, so a restart picks all of them up.
 pub const OPEN_DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("open-deliveries-v1");

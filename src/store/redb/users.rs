@@ -113,7 +113,9 @@ impl UserStore for RedbStore {
             let mut user: User = get_w::<User>(txn, USERS, id.as_str())?
                 .filter(|u| u.workspace_id == workspace)
                 .ok_or_else(|| not_found("user", id.as_str()))?;
+            let ends_sessions = !matches!(change, UserChange::AlertEmail(_));
             match change {
+                UserChange::AlertEmail(address) => user.alert_email = address,
                 UserChange::Role(role) => {
                     if user.role == UserRole::Admin && role != UserRole::Admin {
                         refuse_last_admin(txn)?;
@@ -123,7 +125,9 @@ impl UserStore for RedbStore {
                 UserChange::PasswordHash(hash) => user.password_hash = hash,
             }
             put(txn, USERS, user.id.as_str(), &user)?;
-            end_sessions(txn, &user.id)?;
+            if ends_sessions {
+                end_sessions(txn, &user.id)?;
+            }
             append_audit(txn, &audit)?;
             Ok(user)
         })

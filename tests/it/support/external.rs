@@ -13,7 +13,7 @@ pub fn require_external() -> bool {
     std::env::var("TIDINGS_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
 }
 
-fn skip(why: &str) {
+pub fn skip(why: &str) {
     assert!(
         !require_external(),
         "TIDINGS_REQUIRE_EXTERNAL=1 but an external check cannot run: {why}"

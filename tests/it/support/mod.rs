@@ -3,5 +3,6 @@ pub mod app;
 pub mod external;
 pub mod process;
 pub mod receiver;
+pub mod smtp;
 pub mod ui;
 pub mod webdriver;
