@@ -303,3 +303,48 @@ fn readiness_follows_the_database_and_the_node_reconnects_by_itself() {
         (ready() == 200).then_some(())
     });
 }
+
+#[test]
+fn a_routine_on_three_nodes_fires_once_per_slot() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-routine");
+    let key = create_key(&scratch, &db);
+    let config = fast_retry_config(3);
+    let nodes: Vec<Served> = ["a", "b", "c"]
+        .iter()
+        .map(|name| start_node(&scratch, name, &db, &config))
+        .collect();
+    let receiver = TestReceiver::start();
+    let resp = request(
+        "POST",
+        &nodes[0].url("/api/v1/rules"),
+        Some(&key),
+        Some(&json!({
+            "name": "every minute",
+            "trigger": {"type": "schedule", "cron": "* * * * *", "timezone": "UTC"},
+            "webhook": {"url": receiver.url("/tick")},
+        })),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text);
+
+    // The next minute's slot: all three nodes' schedulers reach it within moments.
+    wait_until(
+        Duration::from_secs(75),
+        "the routine's first firing",
+        || (receiver.count() >= 1).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    // Grouped by slot (a new minute may begin within the wait): each slot once.
+    let mut per_slot = BTreeMap::<String, usize>::new();
+    for r in receiver.requests() {
+        let slot = r.body_json()["occurredAt"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        *per_slot.entry(slot).or_default() += 1;
+    }
+    assert!(
+        per_slot.values().all(|&n| n == 1),
+        "one firing per slot, not one per node: {per_slot:?}"
+    );
+}
