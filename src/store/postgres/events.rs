@@ -155,21 +155,8 @@ impl EventStore for PgStore {
     /// The open deliveries this node may send now: those it held before a restart under its
     /// id, those nobody holds, and those of nodes silent past the lease; all claimed for it.
     fn open_deliveries(&self) -> Result<Vec<DueDelivery>, StoreError> {
-        let mut all = Vec::new();
-        loop {
-            let batch = self.take_over(true)?;
-            if batch.is_empty() {
-                return Ok(all);
-            }
-            let before = all.len();
-            all.extend(batch);
-            // Claims already ours come back each time: stop once nothing new arrives.
-            all.sort_by(|a, b| a.id.cmp(&b.id));
-            all.dedup_by(|a, b| a.id == b.id);
-            if all.len() == before {
-                return Ok(all);
-            }
-        }
+        // All at once: the dispatcher's queue must hold every one this node may send.
+        self.take_over(true, i64::MAX)
     }
 
     fn on_reclaimed(&self, sink: ReclaimSink) {

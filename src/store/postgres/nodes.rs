@@ -92,17 +92,19 @@ impl PgStore {
             &[&&*self.node],
         )?;
         drop(conn);
-        let taken = self.take_over(false)?;
+        let taken = self.take_over(false, TAKEOVER_BATCH)?;
         if !taken.is_empty() {
             tracing::warn!(
                 count = taken.len(),
                 "took over open deliveries of a node that stopped renewing its lease"
             );
+            let ids: Vec<String> = taken.iter().map(|d| d.id.as_str().to_owned()).collect();
             if !self.reclaimed.hand_over(taken) {
-                // Nobody to send them yet: release them for the next heartbeat.
+                // Nobody to send them yet (the dispatcher is starting): release just these;
+                // its start claims them again.
                 self.conn()?.execute(
-                    "UPDATE open_deliveries SET node = NULL WHERE node = $1",
-                    &[&&*self.node],
+                    "UPDATE open_deliveries SET node = NULL WHERE delivery_id = ANY($1) AND node = $2",
+                    &[&ids, &&*self.node],
                 )?;
             }
         }
@@ -111,8 +113,12 @@ impl PgStore {
 
     /// Claims for this node the open deliveries nobody holds and those of nodes silent past
     /// the lease (with `include_own`, also the ones this node's id holds: at start, when
-    /// its dispatcher loads everything it owns). Returns them.
-    pub(super) fn take_over(&self, include_own: bool) -> Result<Vec<DueDelivery>, StoreError> {
+    /// its dispatcher loads everything it owns), at most `limit`. Returns them.
+    pub(super) fn take_over(
+        &self,
+        include_own: bool,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let mut conn = self.conn()?;
         let rows = conn.query(
             &format!(
@@ -130,12 +136,7 @@ impl PgStore {
                  FROM claimable c WHERE o.delivery_id = c.delivery_id
                  RETURNING o.delivery_id, o.rule_id, o.due_at"
             ),
-            &[
-                &&*self.node,
-                &self.lease_ms(),
-                &include_own,
-                &TAKEOVER_BATCH,
-            ],
+            &[&&*self.node, &self.lease_ms(), &include_own, &limit],
         )?;
         // Silent nodes with nothing left to take are forgotten.
         conn.execute(
