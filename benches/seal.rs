@@ -49,6 +49,8 @@ fn main() {
         received_at: 0,
         data,
         test: false,
+        subject: None,
+        erased: false,
     };
     let sealed = key.seal(&plain);
     let seal = median_us(|| {

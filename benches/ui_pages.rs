@@ -90,6 +90,8 @@ fn main() {
                     received_at: at,
                     data: serde_json::Map::new(),
                     test: false,
+                    subject: None,
+                    erased: false,
                 };
                 let delivery = Delivery {
                     id: DeliveryId::generate(at),
@@ -109,6 +111,8 @@ fn main() {
                     attempts_left: 0,
                     next_attempt_at: None,
                     condition_error: None,
+                    subject: None,
+                    erased: false,
                 };
                 some_delivery = Some(delivery.id.clone());
                 let store = store.clone();

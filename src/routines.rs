@@ -121,6 +121,8 @@ impl Scheduler {
             received_at,
             data: rule.firing_data(slot),
             test: false,
+            subject: None,
+            erased: false,
         };
         let recipients = Recipients::Routine {
             rule: Arc::clone(rule),

@@ -173,6 +173,7 @@ pub fn run_with_clock(
         metrics.clone(),
         max_attempts,
         config.logs.store_bodies,
+        master_key.subject_key().clone(),
     );
     let alerts = Arc::new(
         Alerts::start(

@@ -377,6 +377,8 @@ impl Monitor {
             received_at: now,
             data: system.data(),
             test: false,
+            subject: None,
+            erased: false,
         };
         match self
             .intake

@@ -381,6 +381,8 @@ mod tests {
             attempts_left: 4,
             next_attempt_at: Some(2_000),
             condition_error: None,
+            subject: None,
+            erased: false,
         };
         let a = Attempt {
             number: 1,

@@ -26,6 +26,10 @@ fn entry_json(e: &Entry) -> Value {
         "sample": e.sample,
         "sources": e.sources,
         "last_seen_at": e.last_seen_at.map(to_rfc3339),
+        "subject_path": e.subject_path,
+        "subject_missing": e.subject_missing.as_ref().map(|(reason, at)| json!({
+            "reason": reason, "at": to_rfc3339(*at),
+        })),
     })
 }
 
@@ -62,6 +66,11 @@ struct DeclareRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     sample: Option<Value>,
+    /// Where an event of this type posted without a `subject` names it: object keys joined
+    /// by dots, such as `member.id` (the value there, a string or number, is the subject).
+    #[serde(default)]
+    #[schema(max_length = 256)]
+    subject_path: Option<String>,
 }
 
 /// Declare (or re-declare) an event type.
@@ -78,8 +87,13 @@ async fn declare(
     JsonBody(input): JsonBody<DeclareRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let (name, declared) =
-        catalog::declaration(&state, &input.name, input.description, input.sample)?;
+    let (name, declared) = catalog::declaration(
+        &state,
+        &input.name,
+        input.description,
+        input.sample,
+        input.subject_path.as_deref(),
+    )?;
     let actor = Actor::key(&key);
     let entry = catalog::declare(&state, &key.workspace_id, actor, name, declared).await?;
     Ok(HttpResponse::Created().json(entry_json(&entry)))

@@ -9,10 +9,11 @@ use utoipa::ToSchema;
 use super::deliveries::delivery_summary;
 use super::openapi::Op;
 use super::{AdminKey, AnyKey, parse_json};
-use crate::app::intake::{Accepted, Recipients, check_posted_key, check_posted_type};
+use crate::app::intake::{Accepted, check_posted_key, check_posted_type};
 use crate::app::{AppState, deliveries};
 use crate::domain::event::{Event, EventType, check_data};
 use crate::domain::ids::EventId;
+use crate::domain::subject::Subject;
 use crate::domain::time::{parse_rfc3339, to_rfc3339};
 use crate::error::{AppError, Code};
 
@@ -48,6 +49,12 @@ struct IngestRequest {
     #[serde(default)]
     #[schema(format = DateTime)]
     occurred_at: Option<String>,
+    /// The person the event is about, such as `member:123` (1-128 characters): stored only
+    /// as a keyed hash, for the accounting of disclosures and erasure. When absent, taken
+    /// from the type's declared `subject_path`, if any.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
+    subject: Option<String>,
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -86,6 +93,12 @@ async fn ingest(
         }
     };
     check_data(&data).map_err(AppError::validation)?;
+    let subject = input
+        .subject
+        .as_deref()
+        .map(Subject::parse)
+        .transpose()
+        .map_err(AppError::validation)?;
     let idempotency_key = idempotency_key(&req, input.idempotency_key)?;
     let received_at = state.clock.now_ms();
     let occurred_at = match input.occurred_at.as_deref() {
@@ -105,10 +118,12 @@ async fn ingest(
         received_at,
         data,
         test: false,
+        subject: None,
+        erased: false,
     };
     let outcome = state
         .intake
-        .accept(event, Recipients::Matching, idempotency_key)
+        .accept_posted(event, subject, idempotency_key)
         .await?;
     match outcome {
         Accepted::Created { deliveries } => Ok(HttpResponse::Accepted().json(Ingested {
@@ -146,7 +161,11 @@ struct EventJson<'a> {
     occurred_at: String,
     #[schema(format = DateTime)]
     received_at: String,
-    data: &'a Map<String, Value>,
+    /// Null once the event's subject was erased.
+    #[schema(value_type = Option<Object>, required = true)]
+    data: Option<&'a Map<String, Value>>,
+    /// True once the event's subject was erased: its data is destroyed.
+    erased: bool,
     #[schema(value_type = Vec<super::deliveries::DeliverySummary>)]
     deliveries: Vec<Value>,
 }
@@ -256,7 +275,8 @@ async fn get_event(
         event_type: event.event_type.as_str(),
         occurred_at: to_rfc3339(event.occurred_at),
         received_at: to_rfc3339(event.received_at),
-        data: &event.data,
+        data: (!event.erased).then_some(&event.data),
+        erased: event.erased,
         deliveries: deliveries.iter().map(delivery_summary).collect(),
     }))
 }

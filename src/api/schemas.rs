@@ -48,6 +48,20 @@ pub struct EventTypeEntry {
     pub sources: Vec<String>,
     #[schema(required = true, format = DateTime)]
     pub last_seen_at: Option<String>,
+    /// Where an event posted without a `subject` names it (declared), or null.
+    #[schema(required = true)]
+    pub subject_path: Option<String>,
+    /// Why the latest event that needed `subject_path` got no subject, or null.
+    #[schema(required = true)]
+    pub subject_missing: Option<SubjectMissing>,
+}
+
+/// An event was accepted without a subject although its type declares a `subject_path`.
+#[derive(ToSchema)]
+pub struct SubjectMissing {
+    pub reason: String,
+    #[schema(format = DateTime)]
+    pub at: String,
 }
 
 list_schema!(EventTypeList, EventTypeEntry, "catalog entries, by name");

@@ -9,6 +9,7 @@ use crate::domain::catalog::{Declared, Entry, MAX_DESCRIPTION_CHARS};
 use crate::domain::event::{EventType, check_data};
 use crate::domain::ids::WorkspaceId;
 use crate::domain::samples::BUILTIN_TYPES;
+use crate::domain::subject::SubjectPath;
 use crate::error::AppError;
 use crate::store::{Store, StoreError};
 
@@ -43,13 +44,21 @@ pub async fn list(state: &AppState, workspace: WorkspaceId) -> Result<Vec<Entry>
 }
 
 /// Checks a declaration: a valid type name, a short description, a sample that is a JSON
-/// object of event data (no reserved keys, at most 64 KiB).
+/// object of event data (no reserved keys, at most 64 KiB), and a well-formed subject path
+/// (empty means none).
 pub fn declaration(
     state: &AppState,
     name: &str,
     description: Option<String>,
     sample: Option<Value>,
+    subject_path: Option<&str>,
 ) -> Result<(EventType, Declared), AppError> {
+    let subject_path = subject_path
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(SubjectPath::parse)
+        .transpose()
+        .map_err(AppError::validation)?;
     let name =
         EventType::parse(name).map_err(|m| AppError::invalid_event_type(format!("name: {m}")))?;
     // System events are described by tidings; an admin's declaration would only hide that.
@@ -80,6 +89,7 @@ pub fn declaration(
         description,
         sample,
         declared_at: state.clock.now_ms(),
+        subject_path,
     };
     Ok((name, declared))
 }
@@ -99,7 +109,10 @@ pub async fn declare(
         "event_type",
         name.as_str(),
     )
-    .after(json!({"description": declared.description, "sample": declared.sample}));
+    .after(
+        json!({"description": declared.description, "sample": declared.sample,
+        "subject_path": declared.subject_path}),
+    );
     let row = state
         .store
         .declare_event_type(workspace.clone(), name.clone(), declared, audit)

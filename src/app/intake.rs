@@ -8,12 +8,16 @@ use std::sync::Arc;
 
 use crate::delivery::dispatcher::Dispatcher;
 use crate::domain::delivery::Delivery;
+use serde_json::{Map, Value};
+
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{EventId, RuleId};
+use crate::domain::ids::{EventId, RuleId, WorkspaceId};
 use crate::domain::intake::deliveries_for;
 use crate::domain::rule::Rule;
+use crate::domain::subject::{Subject, SubjectHash};
 use crate::domain::system::{self, is_system};
 use crate::error::AppError;
+use crate::security::crypto::SubjectKey;
 use crate::store::{IngestOutcome, NewEvent, Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -69,6 +73,8 @@ pub struct Intake {
     metrics: Metrics,
     max_attempts: u32,
     store_bodies: bool,
+    /// Hashes the subject an event is about; only the hash is stored.
+    subject_key: SubjectKey,
 }
 
 impl Intake {
@@ -78,6 +84,7 @@ impl Intake {
         metrics: Metrics,
         max_attempts: u32,
         store_bodies: bool,
+        subject_key: SubjectKey,
     ) -> Self {
         Self {
             store,
@@ -85,6 +92,60 @@ impl Intake {
             metrics,
             max_attempts,
             store_bodies,
+            subject_key,
+        }
+    }
+
+    /// Accepts an event a source system posted, about `subject` if it names one. Without
+    /// one, the subject is taken from the type's declared `subject_path`, if any; when that
+    /// finds nothing the event is still accepted, and the catalog says why.
+    pub async fn accept_posted(
+        &self,
+        mut event: Event,
+        subject: Option<Subject>,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, StoreError> {
+        event.subject = if let Some(subject) = subject {
+            Some(self.subject_key.hash(&subject))
+        } else {
+            // A catalog read: off the threads that answer HTTP.
+            let intake = self.clone();
+            let (workspace, event_type) = (event.workspace_id.clone(), event.event_type.clone());
+            let data = event.data.clone();
+            let now = event.received_at;
+            tokio::task::spawn_blocking(move || {
+                intake.subject_from_path(&workspace, &event_type, &data, now)
+            })
+            .await
+            .map_err(|e| StoreError::Storage(format!("finding the subject failed: {e}")))??
+        };
+        self.accept(event, Recipients::Matching, idempotency_key)
+            .await
+    }
+
+    /// The subject at the type's declared `subject_path`, hashed; a path that finds none is
+    /// noted in the catalog.
+    fn subject_from_path(
+        &self,
+        workspace: &WorkspaceId,
+        event_type: &EventType,
+        data: &Map<String, Value>,
+        now: i64,
+    ) -> Result<Option<SubjectHash>, StoreError> {
+        let declared = self.store.event_type(workspace, event_type)?;
+        let Some(path) = declared
+            .and_then(|t| t.declared)
+            .and_then(|d| d.subject_path)
+        else {
+            return Ok(None);
+        };
+        match path.resolve(data) {
+            Ok(subject) => Ok(Some(self.subject_key.hash(&subject))),
+            Err(reason) => {
+                self.store
+                    .note_subject_missing(workspace, event_type, reason, now);
+                Ok(None)
+            }
         }
     }
 

@@ -60,6 +60,8 @@ pub fn test_event(
         received_at: now,
         data,
         test: true,
+        subject: None,
+        erased: false,
     }
 }
 

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use super::event::EventType;
 use super::rule::Trigger;
 use super::samples::{BUILTIN_TYPES, builtin_description, sample_data};
+use super::subject::SubjectPath;
 
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
 
@@ -20,6 +21,10 @@ pub struct StoredType {
     pub seen_sample: Option<Map<String, Value>>,
     pub first_seen_at: Option<i64>,
     pub last_seen_at: Option<i64>,
+    /// Why the latest event of this type that had to be given a subject by its declared
+    /// `subject_path` got none, and when (cleared by a re-declaration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_missing: Option<(String, i64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +32,9 @@ pub struct Declared {
     pub description: String,
     pub sample: Map<String, Value>,
     pub declared_at: i64,
+    /// Where an event of this type names its subject when it is posted without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_path: Option<SubjectPath>,
 }
 
 /// One catalog entry as listed.
@@ -41,6 +49,9 @@ pub struct Entry {
     /// events), `builtin`, or `placeholder` (a type nothing is known about).
     pub sample_from: &'static str,
     pub last_seen_at: Option<i64>,
+    pub subject_path: Option<SubjectPath>,
+    /// Why the latest event that needed its `subject_path` got no subject, and when.
+    pub subject_missing: Option<(String, i64)>,
 }
 
 impl Entry {
@@ -80,6 +91,8 @@ impl Entry {
             sources,
             sample_from,
             last_seen_at: stored.and_then(|s| s.last_seen_at),
+            subject_path: declared.and_then(|d| d.subject_path.clone()),
+            subject_missing: stored.and_then(|s| s.subject_missing.clone()),
         }
     }
 }
@@ -305,6 +318,7 @@ mod tests {
                 description: "Ours".into(),
                 sample: map(json!({"member": {"name": "declared"}})),
                 declared_at: 1,
+                subject_path: None,
             }),
             ..seen
         };

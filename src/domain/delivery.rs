@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::EventType;
 use super::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
+use super::subject::SubjectHash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -113,6 +114,13 @@ pub struct Delivery {
     /// `condition_error` (kept if an admin re-sends it anyway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition_error: Option<String>,
+    /// The event's subject hash, so each attempt can record a disclosure without reading
+    /// the (sealed) event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectHash>,
+    /// Closed or emptied by its subject's erasure: never sent again, nothing logged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 /// The new state of a delivery after an attempt.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::ids::{EventId, WorkspaceId};
+use super::subject::SubjectHash;
 
 /// `^[a-z0-9][a-z0-9_.:-]{0,127}$`, e.g. `data_record:created`, `medical-encounters.create`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,6 +63,12 @@ pub struct Event {
     pub data: Map<String, Value>,
     #[serde(default)]
     pub test: bool,
+    /// Whom the event is about, as a keyed hash (§13); never the subject itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectHash>,
+    /// Its data was destroyed by a subject's erasure; `data` is then empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 /// Checks event data against the payload's reserved keys.

@@ -78,5 +78,7 @@ fn new_delivery(
         attempts_left: if open { max_attempts } else { 0 },
         next_attempt_at: open.then_some(event.received_at),
         condition_error,
+        subject: event.subject.clone(),
+        erased: false,
     }
 }

@@ -16,6 +16,7 @@ pub mod payload;
 pub mod rule;
 pub mod samples;
 pub mod schedule;
+pub mod subject;
 pub mod system;
 pub mod template;
 pub mod time;

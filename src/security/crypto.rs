@@ -11,8 +11,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
+
+use crate::domain::subject::{Subject, SubjectHash};
 
 const KEY_FILE: &str = "master.key";
 /// The key a rotation moves to, on disk (0600, synced) before anything is sealed with it.
@@ -94,6 +97,8 @@ pub struct MasterKey {
     cipher: XChaCha20Poly1305,
     /// SHA-256 of the key bytes, only to tell two keys apart (never stored or shown).
     id: [u8; 32],
+    /// Derived once from the key bytes, which are not kept (see `SubjectKey`).
+    subject_key: SubjectKey,
 }
 
 impl fmt::Debug for MasterKey {
@@ -108,7 +113,13 @@ impl MasterKey {
         Self {
             cipher: XChaCha20Poly1305::new(bytes.into()),
             id: sha2::Sha256::digest(bytes).into(),
+            subject_key: SubjectKey::derive(bytes),
         }
+    }
+
+    /// The key subjects are hashed with.
+    pub fn subject_key(&self) -> &SubjectKey {
+        &self.subject_key
     }
 
     /// Whether both are the same key.
@@ -335,6 +346,41 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Hashes subjects (`member:123`) for storage and lookup: HMAC-SHA256 under a key derived from
+/// the master key, so the same subject always finds its events while the store file alone
+/// (without the master key) cannot be searched for a known patient's id.
+#[derive(Clone)]
+pub struct SubjectKey(Hmac<sha2::Sha256>);
+
+/// Separates this key from any other use of the master key's bytes.
+const SUBJECT_KEY_LABEL: &[u8] = b"tidings subject hash v1";
+
+impl SubjectKey {
+    fn derive(master: &[u8; 32]) -> Self {
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(master)
+            .expect("HMAC accepts keys of any length");
+        mac.update(SUBJECT_KEY_LABEL);
+        let derived: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
+        Self(
+            <Hmac<sha2::Sha256> as Mac>::new_from_slice(derived.as_slice())
+                .expect("HMAC accepts keys of any length"),
+        )
+    }
+
+    pub fn hash(&self, subject: &Subject) -> SubjectHash {
+        let mut mac = self.0.clone();
+        mac.update(subject.as_str().as_bytes());
+        SubjectHash::from_hex(hex::encode(mac.finalize().into_bytes()))
+            .expect("an HMAC-SHA256 in hex is 64 hex digits")
+    }
+}
+
+impl fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectKey(***)")
+    }
+}
+
 /// A new signing secret: `whsec_` + standard padded base64 of 32 random bytes. The same string
 /// is the HMAC key for `hmac-sha256` (as Stripe does) and decodes to the key for
 /// `standard-webhooks`.
@@ -358,6 +404,22 @@ pub fn api_key_hash(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subject_hashes_are_stable_per_master_key() {
+        let subject = Subject::parse("member:123").unwrap();
+        let a = MasterKey::from_bytes(&[7; 32]);
+        let again = MasterKey::from_bytes(&[7; 32]);
+        let other = MasterKey::from_bytes(&[8; 32]);
+        let h = a.subject_key().hash(&subject);
+        assert_eq!(h, again.subject_key().hash(&subject));
+        assert_ne!(h, other.subject_key().hash(&subject));
+        assert_ne!(
+            h,
+            a.subject_key().hash(&Subject::parse("member:124").unwrap())
+        );
+        assert!(!h.as_str().contains("123"));
+    }
 
     #[test]
     fn seal_round_trip_and_tamper() {

@@ -10,8 +10,9 @@ use redb::{
 
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
-    RULE_ALERTS, RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
+    DISCLOSURES, EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES,
+    ROUTINE_LAST_FIRED, RULE_ALERTS, RULE_FAILING_SINCE, RULES, SESSIONS, SUBJECT_EVENTS, USERS,
+    USERS_BY_NAME, WORKSPACES,
 };
 use super::{RedbStore, StoreError};
 use crate::security::files::PartialFile;
@@ -54,7 +55,9 @@ fn copy_all(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, StoreE
         + copy_table(from, to, USERS)?
         + copy_table(from, to, USERS_BY_NAME)?
         + copy_table(from, to, SESSIONS)?
-        + copy_table(from, to, HOURLY_OUTCOMES)?)
+        + copy_table(from, to, HOURLY_OUTCOMES)?
+        + copy_table(from, to, SUBJECT_EVENTS)?
+        + copy_table(from, to, DISCLOSURES)?)
 }
 
 impl RedbStore {
@@ -72,7 +75,7 @@ impl RedbStore {
                 path.display()
             )));
         }
-        if super::reseal::rotation_pending(&self.db)? {
+        if super::reseal::rotation_pending(&self.shared_db())? {
             // Values are sealed partly with each key: a copy would need both to be read.
             return Err(StoreError::Conflict(
                 "a master-key rotation is unfinished; finish it first (start `tidings serve`, or run `tidings rotate-master-key` again)".into(),
@@ -84,7 +87,7 @@ impl RedbStore {
         let (partial, file) = PartialFile::create(path).map_err(|e| cannot(&e))?;
         // redb opens the file itself (and takes its lock); the empty file is its to fill.
         drop(file);
-        let snapshot = self.db.begin_read()?;
+        let snapshot = self.read_snapshot()?;
         let target = Database::create(partial.path()).map_err(|e| cannot(&e))?;
         let txn = target.begin_write()?;
         let rows = copy_all(&snapshot, &txn)?;

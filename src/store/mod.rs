@@ -26,11 +26,11 @@ pub use self::postgres::{PgOptions, PgStore};
 pub use self::redb::RedbStore;
 pub use traits::{
     AttemptStore, AuditStore, CatalogStore, EventStore, KeyStore, MaintenanceStore, RuleStore,
-    StatsStore, Storage, UserStore,
+    StatsStore, Storage, SubjectStore, UserStore,
 };
 pub use types::{
-    DeliveryFilter, DueDelivery, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent, ReclaimSink,
-    StoreError, StoreFuture, UserChange, WriteDone,
+    DeliveryFilter, DisclosureFilter, DueDelivery, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
+    ReclaimSink, StoreError, StoreFuture, UserChange, WriteDone,
 };
 
 // The redb backend's schema modules, where backup.rs has always found them.
@@ -66,6 +66,6 @@ pub fn open(pg: Option<&PgOptions>, data_dir: &Path, clock: Clock) -> Result<Sto
 pub mod prelude {
     pub use super::traits::{
         AttemptStore, AuditStore, CatalogStore, EventStore, KeyStore, MaintenanceStore, RuleStore,
-        StatsStore, Storage, UserStore,
+        StatsStore, Storage, SubjectStore, UserStore,
     };
 }

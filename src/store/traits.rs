@@ -14,8 +14,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::types::{
-    DeliveryFilter, DueDelivery, IngestOutcome, NewEvent, ReclaimSink, StoreError, StoreFuture,
-    UserChange, WriteDone,
+    DeliveryFilter, DisclosureFilter, DueDelivery, IngestOutcome, NewEvent, ReclaimSink,
+    StoreError, StoreFuture, UserChange, WriteDone,
 };
 use crate::domain::access::{ApiKey, Workspace};
 use crate::domain::alert::RuleAlertState;
@@ -25,6 +25,7 @@ use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ApiKeyId, AuditId, DeliveryId, EventId, RuleId, UserId, WorkspaceId};
 use crate::domain::rule::Rule;
+use crate::domain::subject::{Disclosure, Erased, SubjectHash};
 use crate::domain::user::{Session, User};
 
 /// Event rules and routines, with the in-memory view every ingest and attempt reads.
@@ -290,6 +291,17 @@ pub trait CatalogStore {
         now: i64,
     );
 
+    /// Records why an event of this type, posted without a subject, got none from the
+    /// type's declared `subject_path` (shown in the catalog until the type is re-declared).
+    /// Fire-and-forget and throttled like `note_event_seen`.
+    fn note_subject_missing(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        reason: String,
+        now: i64,
+    );
+
     /// The last slot each routine fired for (recorded by `ingest`).
     fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError>;
 }
@@ -304,6 +316,37 @@ pub trait StatsStore {
         now_ms: i64,
         hours: i64,
     ) -> Result<Vec<(i64, u64, u64)>, StoreError>;
+}
+
+/// The people events are about (§13): who their data went to, and erasure. A backend keeps
+/// the subject index (subject hash → events) in the event's own transaction and a
+/// `Disclosure` for each delivery of a subject's event from the first attempt that may have
+/// reached the receiver (a response or a timeout), updated by later attempts
+/// (`AttemptStore::record_attempt`); those records outlive retention and erasure.
+pub trait SubjectStore {
+    /// A workspace's disclosures of a subject, by delivery id (oldest first), those whose
+    /// first attempt lies in `[since, until]`, after the cursor. Returns the page and the
+    /// cursor of the next one (the last delivery id returned) if more may follow.
+    fn disclosures(
+        &self,
+        workspace: &WorkspaceId,
+        subject: &SubjectHash,
+        filter: &DisclosureFilter,
+    ) -> Result<(Vec<Disclosure>, Option<DeliveryId>), StoreError>;
+
+    /// Destroys a workspace's events about a subject, in one durable write with its audit
+    /// entry: each event's data is emptied and it reads `erased`; every request and response
+    /// body logged for its deliveries is removed; its open deliveries are closed `failed`
+    /// without being sent, and no delivery of it is re-sent or logged with a body again.
+    /// Then the store makes sure the destroyed bytes are gone from its files (redb: a
+    /// compaction). Events erased before are not counted again; an unknown subject erases
+    /// nothing and is no error. Disclosure records stay.
+    fn erase_subject(
+        &self,
+        workspace: WorkspaceId,
+        subject: SubjectHash,
+        audit: AuditEntry,
+    ) -> StoreFuture<Erased>;
 }
 
 /// Health, retention, backup and the end of the store's life.
@@ -339,6 +382,7 @@ pub trait Storage:
     + AuditStore
     + CatalogStore
     + StatsStore
+    + SubjectStore
     + MaintenanceStore
     + Send
     + Sync
@@ -354,6 +398,7 @@ impl<T> Storage for T where
         + AuditStore
         + CatalogStore
         + StatsStore
+        + SubjectStore
         + MaintenanceStore
         + Send
         + Sync

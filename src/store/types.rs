@@ -95,6 +95,18 @@ pub struct DeliveryFilter {
     pub limit: usize,
 }
 
+/// A page of a subject's disclosures, oldest first.
+#[derive(Debug, Default, Clone)]
+pub struct DisclosureFilter {
+    /// Only disclosures first attempted at or after this (Unix ms).
+    pub since: Option<i64>,
+    /// Only disclosures first attempted at or before this (Unix ms).
+    pub until: Option<i64>,
+    /// Exclusive lower bound: the last delivery id of the previous page.
+    pub after: Option<DeliveryId>,
+    pub limit: usize,
+}
+
 /// What an admin may change about a user.
 pub enum UserChange {
     Role(UserRole),

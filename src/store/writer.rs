@@ -44,6 +44,10 @@ pub(in crate::store) trait Engine: Send + 'static {
         txn: &mut Self::Txn,
         write: impl FnOnce(&mut Self::Txn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError>;
+
+    /// Makes the space of deleted rows unreadable, not merely free (an erasure's promise),
+    /// between batches; synced when it returns.
+    fn compact(&mut self) -> Result<(), StoreError>;
 }
 
 /// Runs after the batch's commit (or abort) with its outcome; on the writer thread, so keep it short.
@@ -94,6 +98,8 @@ enum Msg<E: Engine> {
         /// Whether the caller needs this write on disk before it hears back.
         durable: bool,
     },
+    /// Reclaim the space of deleted rows between batches (see `compact_async`).
+    Compact(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
     /// Commit what is queued, sync, and end the thread.
     Stop,
 }
@@ -110,7 +116,6 @@ const MAX_BATCH: usize = 2048;
 const QUEUE_DEPTH: usize = 8192;
 /// Longest a lazy write may stay unsynced.
 const MAX_UNSYNCED: Duration = Duration::from_millis(200);
-
 pub struct Writer<E: Engine> {
     tx: SyncSender<Msg<E>>,
     /// Why the last batch could not be committed, until one commits again. Reads may still
@@ -266,6 +271,22 @@ impl<E: Engine> Writer<E> {
         rx.recv().unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Compacts the database file once every write queued before it is committed, so pages
+    /// that held deleted rows are overwritten or cut off the file rather than left free
+    /// with their old bytes (an erasure's promise). Reads wait while it runs.
+    pub async fn compact_async(&self) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let refused = match self.tx.try_send(Msg::Compact(tx)) {
+            Ok(()) => None,
+            Err(TrySendError::Full(_)) => Some(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Some(StoreError::Closed),
+        };
+        if let Some(why) = refused {
+            return Err(why);
+        }
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
     /// Async write for request handlers: awaits durability without holding a thread, and
     /// fails at once with `Overloaded` when the queue is full.
     pub async fn write_async<T: Send + 'static>(
@@ -314,10 +335,16 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
             }
         };
         let mut batch = Vec::with_capacity(64);
+        let mut compactions = Vec::new();
         let mut next = first;
         loop {
             match next {
                 Some(Msg::Write { job, durable }) => batch.push((job, durable)),
+                Some(Msg::Compact(reply)) => {
+                    compactions.push(reply);
+                    // Writes queued after it wait for the compaction.
+                    break;
+                }
                 Some(Msg::Stop) => stopping = true,
                 None => {}
             }
@@ -339,6 +366,15 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
             unsynced = false;
         } else if !durable {
             unsynced = true;
+        }
+        for reply in compactions {
+            // Compaction's own commits are durable: nothing is left unsynced after it.
+            let outcome = engine.compact();
+            if outcome.is_ok() {
+                last_sync = Instant::now();
+                unsynced = false;
+            }
+            let _ = reply.send(outcome);
         }
     }
 }

@@ -28,6 +28,9 @@ struct TypeRow {
     sample: String,
     /// Where the sample comes from, in words.
     sample_from: &'static str,
+    subject_path: Option<String>,
+    /// Why the latest event that needed the subject path got no subject, and when.
+    subject_missing: Option<String>,
 }
 
 #[derive(Template)]
@@ -39,6 +42,7 @@ struct CatalogPage {
     name: String,
     description: String,
     sample: String,
+    subject_path: String,
     error: Option<String>,
 }
 
@@ -50,7 +54,7 @@ struct DoneQuery {
 async fn show(
     state: &AppState,
     me: &super::CurrentUser,
-    form: (String, String, String),
+    form: (String, String, String, String),
     error: Option<String>,
     flash: Option<String>,
 ) -> Result<HttpResponse, WebError> {
@@ -69,6 +73,11 @@ async fn show(
                 "builtin" => "Built-in sample (invented data).",
                 _ => "Nothing is known about this type's data yet.",
             },
+            subject_path: e.subject_path.as_ref().map(|p| p.as_str().to_owned()),
+            subject_missing: e
+                .subject_missing
+                .as_ref()
+                .map(|(reason, at)| format!("{} ({reason})", fmt_time(*at))),
         })
         .collect();
     let status = if error.is_some() {
@@ -76,7 +85,7 @@ async fn show(
     } else {
         StatusCode::OK
     };
-    let (name, description, sample) = form;
+    let (name, description, sample, subject_path) = form;
     render(
         status,
         &CatalogPage {
@@ -85,6 +94,7 @@ async fn show(
             name,
             description,
             sample,
+            subject_path,
             error,
         },
     )
@@ -110,6 +120,7 @@ async fn declare(
         fields.get("name").trim().to_owned(),
         fields.get("description").to_owned(),
         fields.get("sample").to_owned(),
+        fields.get("subject_path").trim().to_owned(),
     );
     let sample = if form.2.trim().is_empty() {
         Ok(None)
@@ -119,7 +130,8 @@ async fn declare(
             .map_err(|e| format!("The sample is not valid JSON: {e}"))
     };
     let checked = sample.and_then(|sample| {
-        catalog::declaration(&state, &form.0, Some(form.1.clone()), sample).map_err(|e| refusal(&e))
+        catalog::declaration(&state, &form.0, Some(form.1.clone()), sample, Some(&form.3))
+            .map_err(|e| refusal(&e))
     });
     let (name, declared) = match checked {
         Ok(ok) => ok,

@@ -11,11 +11,13 @@
 mod access;
 mod events;
 mod rules;
+mod subjects;
 mod upkeep;
 
 pub use access::*;
 pub use events::*;
 pub use rules::*;
+pub use subjects::*;
 pub use upkeep::*;
 
 use std::future::Future;
@@ -69,6 +71,12 @@ macro_rules! store_contract_tests {
             prune_forgets_expired_idempotency_keys_by_the_clock,
             ping_open_count_and_backup,
             shutdown_finishes_queued_writes_and_refuses_later_ones,
+            disclosures_are_recorded_from_the_first_attempt_that_may_reach_the_receiver,
+            disclosures_page_oldest_first_and_filter_by_first_attempt,
+            erase_subject_destroys_data_and_bodies_closes_open_deliveries_and_keeps_disclosures,
+            erase_of_an_unknown_subject_erases_nothing_and_is_audited,
+            disclosures_outlive_the_pruning_of_the_delivery_log,
+            catalog_notes_why_a_subject_path_found_no_subject,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
@@ -230,6 +238,8 @@ pub fn event(workspace: &WorkspaceId, kind: &str, at: i64) -> Event {
         received_at: at,
         data: data(json!({"patient": "Jane Doe", "at": at})),
         test: false,
+        subject: None,
+        erased: false,
     }
 }
 
@@ -252,6 +262,8 @@ pub fn delivery(event: &Event, rule: &Rule, status: DeliveryStatus) -> Delivery 
         attempts_left: if open { 3 } else { 0 },
         next_attempt_at: open.then_some(at),
         condition_error: None,
+        subject: None,
+        erased: false,
     }
 }
 

@@ -25,6 +25,7 @@ pub fn catalog_declares_types_and_notes_seen_ones(store: &Store, _clock: &Clock)
         description: "An appointment was booked".into(),
         sample: data(json!({"slot": "09:00"})),
         declared_at: START,
+        subject_path: None,
     };
     let row = block_on(store.declare_event_type(
         ws.clone(),
@@ -84,6 +85,7 @@ pub fn catalog_declares_types_and_notes_seen_ones(store: &Store, _clock: &Clock)
         description: "Admitted".into(),
         sample: data(json!({"name": "Sample"})),
         declared_at: START,
+        subject_path: None,
     };
     let row =
         block_on(store.declare_event_type(ws.clone(), seen.clone(), declared, audit(&ws, "d")))

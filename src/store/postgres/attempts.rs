@@ -2,10 +2,10 @@
 //! delivery's new state, its place in the open queue and the hourly counters.
 
 use super::events::put_delivery;
-use super::{PgStore, json_text};
+use super::{PgStore, json_text, subjects};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::ids::DeliveryId;
-use crate::store::{AttemptStore, StoreError, WriteDone};
+use crate::store::{AttemptStore, RuleStore, StoreError, WriteDone};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -45,14 +45,37 @@ impl AttemptStore for PgStore {
         };
         let number = i32::try_from(attempt.number).unwrap_or(i32::MAX);
         let (delivery, node) = (delivery.clone(), self.node.clone());
+        // A subject's delivery also keeps its disclosure record, which names the rule as
+        // it was when the data went out.
+        let subject_part = delivery.subject.is_some().then(|| {
+            let rule_name = self
+                .cached_rule(&delivery.rule_id)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
+            (rule_name, attempt.clone(), self.seal.clone())
+        });
         self.writer.submit_lazy(
             move |txn| {
+                let (delivery, encoded_attempt) = match subject_part {
+                    None => (delivery, encoded_attempt),
+                    Some((rule_name, attempt, seal)) => subjects::record_subject_attempt(
+                        txn,
+                        &seal,
+                        delivery,
+                        &attempt,
+                        &rule_name,
+                        encoded_attempt,
+                    )?,
+                };
                 txn.execute(
                     "INSERT INTO attempts (delivery_id, number, row) VALUES ($1, $2, $3::text::json)
                      ON CONFLICT (delivery_id, number) DO UPDATE SET row = EXCLUDED.row",
                     &[&delivery.id.as_str(), &number, &encoded_attempt],
                 )?;
                 put_delivery(txn, &delivery, &node)?;
+                if delivery.erased {
+                    return Ok(());
+                }
                 count_finished(txn, &delivery)
             },
             done,

@@ -66,6 +66,7 @@ impl CatalogStore for PgStore {
                 .write_async(move |txn| {
                     let row = update_row(txn, &seal, &workspace, &name, |row| {
                         row.declared = Some(declared);
+                        row.subject_missing = None;
                     })?;
                     append_audit(txn, &audit)?;
                     Ok(row)
@@ -114,6 +115,33 @@ impl CatalogStore for PgStore {
         );
     }
 
+    /// Lazy and throttled like `note_event_seen`.
+    fn note_subject_missing(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        reason: String,
+        now: i64,
+    ) {
+        if !self.subject_misses.admit(workspace, name, now) {
+            return;
+        }
+        let (workspace, name, seal) = (workspace.clone(), name.clone(), self.seal.clone());
+        self.writer.try_submit_lazy(
+            move |txn| {
+                update_row(txn, &seal, &workspace, &name, |row| {
+                    row.subject_missing = Some((reason, now));
+                })
+                .map(drop)
+            },
+            |r| {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "an event type's missing-subject note was skipped");
+                }
+            },
+        );
+    }
+
     fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
         let rows = self
             .conn()?
@@ -123,6 +151,26 @@ impl CatalogStore for PgStore {
             .filter_map(|r| Some((RuleId::parse(r.get(0))?, r.get(1))))
             .collect())
     }
+}
+
+/// Keeps the shape of an erased event type's stored seen sample and none of its values: it
+/// may have been the erased subject's data (when `logs.store_bodies` keeps values).
+pub(super) fn scrub_seen_sample(
+    txn: &mut Client,
+    seal: &RowSeal,
+    workspace: &WorkspaceId,
+    name: &EventType,
+) -> Result<(), StoreError> {
+    let exists = txn.query_opt(
+        "SELECT 1 FROM event_types WHERE workspace_id = $1 AND name = $2",
+        &[&workspace.as_str(), &name.as_str()],
+    )?;
+    if exists.is_some() {
+        update_row(txn, seal, workspace, name, |row| {
+            row.seen_sample = row.seen_sample.as_ref().map(structure_only);
+        })?;
+    }
+    Ok(())
 }
 
 /// Reads a type's row (or a blank one) locked, changes it and writes it back; returns it.

@@ -205,6 +205,11 @@ impl EventStore for PgStore {
                     let d = delivery_for_update(txn, &id)?
                         .filter(|d| d.workspace_id == workspace)
                         .ok_or_else(|| not_found("delivery", id.as_str()))?;
+                    if d.erased {
+                        return Err(StoreError::Conflict(format!(
+                            "delivery {id} belongs to an erased subject: its event's data is destroyed and cannot be sent again"
+                        )));
+                    }
                     if d.status.is_open() {
                         return Err(StoreError::Conflict(format!(
                             "delivery {id} is still {} and will be attempted again; re-send it once it has succeeded or failed",
@@ -238,6 +243,7 @@ impl EventStore for PgStore {
                     let rows = txn.query(
                         "SELECT row::text AS row FROM deliveries
                          WHERE rule_id = $1 AND id >= $2 AND id < $3 AND status = $4 AND NOT test
+                           AND NOT coalesce((row->>'erased')::boolean, false)
                          ORDER BY id FOR UPDATE",
                         &[
                             &rule_id.as_str(),
@@ -342,6 +348,7 @@ fn ingest(
         }
     }
     insert_event(txn, event, &encoded.event)?;
+    super::subjects::index_event(txn, event)?;
     for d in &new.deliveries {
         insert_delivery(txn, d, node)?;
     }

@@ -20,6 +20,7 @@ mod maintenance;
 mod nodes;
 mod rules;
 mod schema;
+mod subjects;
 #[cfg(test)]
 pub(crate) mod tests;
 mod users;
@@ -63,6 +64,8 @@ pub struct PgStore {
     default_workspace: WorkspaceId,
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     seen_types: Arc<SeenThrottle>,
+    /// When each event type's missing-subject note was last written (see catalog.rs).
+    subject_misses: Arc<SeenThrottle>,
     seal: RowSeal,
     clock: Clock,
     /// This process's row in `nodes`: the owner of the claims it makes.
@@ -130,6 +133,7 @@ impl PgStore {
             default_workspace,
             workspace_names: Arc::default(),
             seen_types: Arc::default(),
+            subject_misses: Arc::default(),
             seal,
             clock,
             node,

@@ -119,6 +119,25 @@ CREATE TABLE nodes (
     r#"
 CREATE TABLE rule_alerts (rule_id text COLLATE "C" PRIMARY KEY, row json NOT NULL);
 "#,
+    // 3: the subject index and the accounting of disclosures (§13). An event's index rows go
+    // with it when retention prunes it; disclosures hold no event data and stay.
+    r#"
+CREATE TABLE subject_events (
+    workspace_id text COLLATE "C" NOT NULL,
+    subject text COLLATE "C" NOT NULL,
+    event_id text COLLATE "C" NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    PRIMARY KEY (workspace_id, subject, event_id)
+);
+CREATE INDEX subject_events_by_event ON subject_events (event_id);
+CREATE TABLE disclosures (
+    workspace_id text COLLATE "C" NOT NULL,
+    subject text COLLATE "C" NOT NULL,
+    delivery_id text COLLATE "C" NOT NULL,
+    first_attempt_at bigint NOT NULL,
+    row json NOT NULL,
+    PRIMARY KEY (workspace_id, subject, delivery_id)
+);
+"#,
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

@@ -3,11 +3,11 @@
 
 use super::events::set_open;
 use super::tables::{ATTEMPTS, DELIVERIES};
-use super::{RedbStore, stats};
+use super::{RedbStore, stats, subjects};
 use crate::domain::delivery::{Attempt, Delivery};
 use crate::domain::ids::DeliveryId;
-use crate::store::codec;
 use crate::store::{AttemptStore, StoreError, WriteDone};
+use crate::store::{RuleStore, codec};
 
 impl AttemptStore for RedbStore {
     fn record_attempt(&self, delivery: &Delivery, attempt: &Attempt, done: WriteDone) {
@@ -20,14 +20,36 @@ impl AttemptStore for RedbStore {
         let encoded_delivery = codec::encode(delivery);
         let number = attempt.number;
         let delivery = delivery.clone();
+        // A subject's delivery also keeps its disclosure record, which names the rule as
+        // it was when the data went out.
+        let subject_part = delivery.subject.is_some().then(|| {
+            let rule_name = self
+                .cached_rule(&delivery.rule_id)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
+            (rule_name, attempt.clone(), self.seal.clone())
+        });
         self.writer.submit_lazy(
             move |txn| {
+                let (delivery, encoded_delivery, encoded_attempt) = match subject_part {
+                    None => (delivery, encoded_delivery, encoded_attempt),
+                    Some((rule_name, attempt, seal)) => subjects::record_subject_attempt(
+                        txn,
+                        &seal,
+                        &delivery,
+                        &attempt,
+                        &rule_name,
+                        (encoded_delivery, encoded_attempt),
+                    )?,
+                };
                 let id = delivery.id.as_str();
                 txn.open_table(ATTEMPTS)?
                     .insert((id, number), encoded_attempt.as_slice())?;
                 txn.open_table(DELIVERIES)?
                     .insert(id, encoded_delivery.as_slice())?;
-                stats::count_finished(txn, &delivery)?;
+                if !delivery.erased {
+                    stats::count_finished(txn, &delivery)?;
+                }
                 set_open(txn, &delivery)
             },
             done,

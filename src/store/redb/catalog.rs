@@ -65,6 +65,7 @@ impl CatalogStore for RedbStore {
                 .write_async(move |txn| {
                     let row = update_row(txn, &seal, &workspace, &name, |row| {
                         row.declared = Some(declared);
+                        row.subject_missing = None;
                     })?;
                     append_audit(txn, &audit)?;
                     Ok(row)
@@ -116,10 +117,63 @@ impl CatalogStore for RedbStore {
         );
     }
 
+    fn note_subject_missing(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        reason: String,
+        now: i64,
+    ) {
+        if !self.subject_misses.admit(workspace, name, now) {
+            return;
+        }
+        let (workspace, name, seal) = (workspace.clone(), name.clone(), self.seal.clone());
+        self.writer.try_submit_lazy(
+            move |txn| {
+                update_row(txn, &seal, &workspace, &name, |row| {
+                    row.subject_missing = Some((reason, now));
+                })
+                .map(drop)
+            },
+            |r| {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "an event type's missing-subject note was skipped");
+                }
+            },
+        );
+    }
+
     /// The last slot each routine fired for.
     fn routine_last_fired(&self) -> Result<HashMap<RuleId, i64>, StoreError> {
         time_by_rule(&self.read()?, ROUTINE_LAST_FIRED)
     }
+}
+
+/// Keeps the shape of an erased event type's stored seen sample and none of its values: it
+/// may have been the erased subject's data (when `logs.store_bodies` keeps values).
+pub(super) fn scrub_seen_sample(
+    txn: &WriteTransaction,
+    seal: &RowSeal,
+    workspace: &WorkspaceId,
+    name: &EventType,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(EVENT_TYPES)?;
+    let key = (workspace.as_str(), name.as_str());
+    let Some(mut row) = table
+        .get(key)?
+        .map(|v| seal.open_event_type(v.value()))
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    if let Some(sample) = &row.seen_sample {
+        let scrubbed = structure_only(sample);
+        if &scrubbed != sample {
+            row.seen_sample = Some(scrubbed);
+            table.insert(key, seal.event_type(&row)?.as_slice())?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads a type's row (or a blank one), changes it and writes it back; returns it.

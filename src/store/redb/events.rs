@@ -246,6 +246,11 @@ impl EventStore for RedbStore {
                     let d: Delivery = get_w::<Delivery>(txn, DELIVERIES, id.as_str())?
                         .filter(|d| d.workspace_id == workspace)
                         .ok_or_else(|| not_found("delivery", id.as_str()))?;
+                    if d.erased {
+                        return Err(StoreError::Conflict(format!(
+                            "delivery {id} belongs to an erased subject: its event's data is destroyed and cannot be sent again"
+                        )));
+                    }
                     if d.status.is_open() {
                         return Err(StoreError::Conflict(format!(
                             "delivery {id} is still {} and will be attempted again; re-send it once it has succeeded or failed",
@@ -298,6 +303,7 @@ fn failed_in(
         if let Some(d) = get_from::<Delivery>(&deliveries, "deliveries", key.value().1)?
             && d.status == DeliveryStatus::Failed
             && !d.test
+            && !d.erased
         {
             out.push(d);
         }
@@ -365,6 +371,7 @@ fn ingest(
     }
     txn.open_table(EVENTS)?
         .insert(event.id.as_str(), encoded.event.as_slice())?;
+    super::subjects::index_event(txn, event)?;
     for (d, bytes) in new.deliveries.iter().zip(&encoded.deliveries) {
         insert_delivery(txn, d, bytes)?;
     }

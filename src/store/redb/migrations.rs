@@ -5,14 +5,15 @@ use redb::{Database, ReadableTable};
 use super::StoreError;
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
-    RULE_ALERTS, RULE_FAILING_SINCE, RULES, SESSIONS, USERS, USERS_BY_NAME, WORKSPACES,
+    DISCLOSURES, EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_DELIVERIES,
+    ROUTINE_LAST_FIRED, RULE_ALERTS, RULE_FAILING_SINCE, RULES, SESSIONS, SUBJECT_EVENTS, USERS,
+    USERS_BY_NAME, WORKSPACES,
 };
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
 use crate::store::codec;
 
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
 
 /// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
@@ -75,6 +76,12 @@ pub fn migrate(db: &Database, now: i64) -> Result<WorkspaceId, StoreError> {
         // Version 4: what alerts remember about each rule.
         txn.open_table(RULE_ALERTS)?;
         txn.open_table(META)?.insert("schema_version", "4")?;
+    }
+    if version < 5 {
+        // Version 5: the subject index and the accounting of disclosures (§13).
+        txn.open_table(SUBJECT_EVENTS)?;
+        txn.open_table(DISCLOSURES)?;
+        txn.open_table(META)?.insert("schema_version", "5")?;
     }
     let id = {
         let meta = txn.open_table(META)?;

@@ -14,6 +14,7 @@ pub(super) mod reseal;
 mod rows;
 mod rules;
 mod stats;
+mod subjects;
 pub(super) mod tables;
 #[cfg(test)]
 mod tests;
@@ -32,7 +33,7 @@ use crate::security::crypto::{CryptoError, Keyring, MasterKey};
 use crate::store::cache::{RuleCache, SeenThrottle};
 use crate::store::seal::RowSeal;
 use crate::store::{Store, StoreError};
-use engine::{RedbEngine, RedbWriter};
+use engine::{RedbEngine, RedbWriter, SharedDb, shared};
 use reseal::Rotation;
 
 /// redb's page cache. Its default (1 GiB) would let a years-old delivery log grow the
@@ -47,7 +48,7 @@ const MAX_SCAN: usize = 20_000;
 
 #[derive(Clone)]
 pub struct RedbStore {
-    pub(super) db: Arc<Database>,
+    pub(super) db: SharedDb,
     writer: RedbWriter,
     rules: Arc<RwLock<Arc<RuleCache>>>,
     /// API keys by hash: every request authenticates without touching the disk.
@@ -58,6 +59,8 @@ pub struct RedbStore {
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     /// When each event type's seen sample was last written (see catalog.rs).
     seen_types: Arc<SeenThrottle>,
+    /// When each event type's missing-subject note was last written (see catalog.rs).
+    subject_misses: Arc<SeenThrottle>,
     /// Seals event payloads and logged bodies as rows are encoded, opens them when decoded.
     seal: RowSeal,
     /// Where the store reads "now": the times it stamps itself and session expiry.
@@ -138,7 +141,7 @@ impl RedbStore {
         seal: RowSeal,
         clock: Clock,
     ) -> Result<Self, StoreError> {
-        let db = Arc::new(db);
+        let db = Arc::new(RwLock::new(db));
         // The writer thread ends once `shutdown` is called, or by itself once the last
         // RedbStore clone (its last sender) is gone.
         let writer = RedbWriter::start(RedbEngine(Arc::clone(&db)));
@@ -150,6 +153,7 @@ impl RedbStore {
             default_workspace,
             workspace_names: Arc::default(),
             seen_types: Arc::default(),
+            subject_misses: Arc::default(),
             seal,
             clock,
         };
@@ -159,7 +163,17 @@ impl RedbStore {
     }
 
     fn read(&self) -> Result<ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
+        Ok(shared(&self.db).begin_read()?)
+    }
+
+    /// A read transaction, for the backup (store/backup.rs).
+    pub(in crate::store) fn read_snapshot(&self) -> Result<ReadTransaction, StoreError> {
+        self.read()
+    }
+
+    /// The database, for a pass that takes its own transactions (store/backup.rs).
+    pub(in crate::store) fn shared_db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        shared(&self.db)
     }
 }
 

@@ -81,3 +81,15 @@ pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("session
 /// most 168 rows instead of scanning a week of the delivery log.
 pub const HOURLY_OUTCOMES: TableDefinition<(&str, i64), (u64, u64)> =
     TableDefinition::new("hourly-outcomes-v1");
+
+/// Key: (workspace id, subject hash, event id). Value: nothing. A subject's events, written
+/// in the transaction of the event; what an erasure walks.
+pub const SUBJECT_EVENTS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("subject-events-v1");
+
+/// Key: (workspace id, subject hash, delivery id). Value: `Disclosure`. The accounting of
+/// disclosures: written with the attempt that may first have carried a subject's data to a
+/// receiver and kept up to date by later ones; neither retention nor erasure removes it
+/// (it holds no event data).
+pub const DISCLOSURES: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("disclosures-v1");

@@ -1,15 +1,16 @@
 //! The redb backend's tests: the storage contract on a temp file, and what only this backend
 //! has — the writer's bounded queue, its shutdown, and its end with the last handle.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::channel;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
 use super::RedbStore;
-use super::engine::{RedbEngine, RedbWriter};
+use super::engine::{RedbEngine, RedbWriter, SharedDb, shared};
 use crate::domain::time::Clock;
 use crate::security::crypto::Keyring;
 use crate::store::contract::{block_on, store_contract_tests};
@@ -61,9 +62,12 @@ fn count(db: &Database) -> usize {
         .map_or(0, |t| usize::try_from(t.len().unwrap()).unwrap())
 }
 
-fn temp_db(dir: &TempDir) -> (Arc<Database>, PathBuf) {
+fn temp_db(dir: &TempDir) -> (SharedDb, PathBuf) {
     let path = dir.0.join("writer.redb");
-    (Arc::new(Database::create(&path).unwrap()), path)
+    (
+        Arc::new(RwLock::new(Database::create(&path).unwrap())),
+        path,
+    )
 }
 
 #[test]
@@ -112,7 +116,7 @@ fn a_full_queue_refuses_async_writes_at_once_and_blocking_ones_wait() {
     release.send(()).unwrap();
     waiting.join().unwrap().unwrap();
     block_on(writer.write_async(insert(6))).unwrap();
-    assert_eq!(count(&db), 4, "1, 2, 5 and 6; never 3 or 4");
+    assert_eq!(count(&shared(&db)), 4, "1, 2, 5 and 6; never 3 or 4");
     writer.shutdown();
 }
 
@@ -135,7 +139,7 @@ fn shutdown_commits_what_is_queued_syncs_and_joins() {
     writer.submit_lazy(insert(502), move |r| told.send(r).unwrap());
     assert!(matches!(was_told.try_recv(), Ok(Err(StoreError::Closed))));
     writer.shutdown();
-    assert_eq!(count(&db), 100);
+    assert_eq!(count(&shared(&db)), 100);
     // The thread has let go of the database: it reopens with every lazy write on disk.
     drop(writer);
     drop(db);
@@ -172,4 +176,96 @@ fn store_is_held(dir: &TempDir, store: &Store) {
         RedbStore::open(&dir.0, Clock::system()),
         Err(StoreError::InUse(_))
     ));
+}
+
+/// Every sealed value (`xc1:` and its base64) in a file's bytes.
+fn sealed_values(file: &Path) -> HashSet<String> {
+    let bytes = std::fs::read(file).unwrap();
+    let mut out = HashSet::new();
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(4).position(|w| w == b"xc1:") {
+        let start = at + found;
+        let end = bytes[start + 4..]
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')))
+            .map_or(bytes.len(), |n| start + 4 + n);
+        out.insert(String::from_utf8_lossy(&bytes[start..end]).into_owned());
+        at = end;
+    }
+    out
+}
+
+/// Erasure's promise, measured on the file: every sealed copy of the erased subject's data
+/// and logged bodies — including copies in pages freed by earlier writes — is gone from
+/// `tidings.redb` afterwards, and another subject's data is still there. Without the
+/// compaction that follows the erasing write, the freed pages keep them.
+#[test]
+fn erasure_leaves_no_sealed_copy_of_the_subjects_data_in_the_file() {
+    use crate::domain::delivery::DeliveryStatus;
+    use crate::domain::subject::SubjectHash;
+    use crate::store::contract::{attempt, audit, data, delivery, event, new_event, record, rule};
+
+    let dir = TempDir::new("erase-bytes");
+    let file = dir.0.join("tidings.redb");
+    let clock = Clock::manual(crate::store::contract::START);
+    let (store, _) =
+        RedbStore::open_with_keys(&dir.0, || Keyring::load(&dir.0, None), clock.clone()).unwrap();
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "crm", &["patient.*"]);
+    block_on(store.save_rule(r.clone(), false, audit(&ws, "rule.create"))).unwrap();
+    let about = |n: u8, at: i64| {
+        let who = SubjectHash::from_hex(format!("{n:02x}").repeat(32)).unwrap();
+        let mut e = event(&ws, "patient.admitted", at);
+        e.subject = Some(who.clone());
+        e.data = data(serde_json::json!({"patient": "MARKER-Jane-Doe", "n": n}));
+        let mut d = delivery(&e, &r, DeliveryStatus::Pending);
+        d.subject = Some(who.clone());
+        block_on(store.ingest(new_event(e, vec![d.clone()]))).unwrap();
+        let mut done = d.clone();
+        done.status = DeliveryStatus::Succeeded;
+        done.next_attempt_at = None;
+        done.attempts = 1;
+        record(&store, &done, &attempt(1, at + 1, 200)).unwrap();
+        who
+    };
+    let before_any = sealed_values(&file);
+    let erased = about(1, crate::store::contract::START);
+    // Lazy writes reach the file at the next durable commit.
+    block_on(store.audit(audit(&ws, "sync"))).unwrap();
+    let of_erased: HashSet<String> = sealed_values(&file)
+        .difference(&before_any)
+        .cloned()
+        .collect();
+    assert!(
+        of_erased.len() >= 2,
+        "the event's data and its logged body are sealed in the file: {of_erased:?}"
+    );
+    let before_kept = sealed_values(&file);
+    about(2, crate::store::contract::START + 10);
+    block_on(store.audit(audit(&ws, "sync"))).unwrap();
+    let of_kept: HashSet<String> = sealed_values(&file)
+        .difference(&before_kept)
+        .cloned()
+        .collect();
+    assert!(!of_kept.is_empty());
+
+    let counts =
+        block_on(store.erase_subject(ws.clone(), erased, audit(&ws, "subject.erase"))).unwrap();
+    assert_eq!((counts.events, counts.deliveries), (1, 1));
+    let after = sealed_values(&file);
+    let left: Vec<_> = of_erased.intersection(&after).collect();
+    assert!(
+        left.is_empty(),
+        "sealed copies of erased data remain: {left:?}"
+    );
+    assert!(
+        of_kept.iter().any(|v| after.contains(v)),
+        "the other subject's data is still in the file"
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(
+        !bytes.windows(6).any(|w| w == b"MARKER"),
+        "no plain copy of any payload is in the file"
+    );
+    store.shutdown();
 }
