@@ -8,14 +8,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ErrorBody;
 use super::openapi::Op;
 use super::schemas::DeliveryList;
-use super::{AdminKey, JsonBody, list_response};
+use super::{AdminKey, JsonBody, list_response, time_param};
 use crate::app::AppState;
 use crate::app::deliveries::{self, FilterInput};
 use crate::app::paging::page_limit;
 use crate::domain::audit::Actor;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
 use crate::domain::ids::{DeliveryId, RuleId};
-use crate::domain::time::{parse_rfc3339, to_rfc3339};
+use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
 use crate::store::DeliveryFilter;
 
@@ -53,18 +53,6 @@ struct ListQuery {
     /// The `next_cursor` of the previous page.
     #[param(pattern = r"^dlv_[A-Za-z0-9]{1,64}$")]
     cursor: Option<String>,
-}
-
-fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
-    value
-        .map(|v| {
-            parse_rfc3339(v).ok_or_else(|| {
-                AppError::invalid_query(format!(
-                    "{name} {v:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
-                ))
-            })
-        })
-        .transpose()
 }
 
 impl ListQuery {

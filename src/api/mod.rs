@@ -14,6 +14,7 @@ pub mod keys;
 pub mod openapi;
 pub mod rules;
 pub mod schemas;
+pub mod subjects;
 
 use std::future::{Ready, ready};
 
@@ -25,6 +26,19 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::domain::access::{ApiKey, Role};
 use crate::error::{AppError, Code};
+
+/// An RFC 3339 query parameter, or `invalid_query` naming it.
+pub fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, AppError> {
+    value
+        .map(|v| {
+            crate::domain::time::parse_rfc3339(v).ok_or_else(|| {
+                AppError::invalid_query(format!(
+                    "{name} {v:?} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
+                ))
+            })
+        })
+        .transpose()
+}
 
 /// Where the API is mounted; every `/api/v1` operation's documented path starts with it.
 pub const PREFIX: &str = "/api/v1";
@@ -55,6 +69,7 @@ pub fn routes_table() -> Vec<openapi::Op> {
         audit::routes,
         backup::routes,
         alerts::routes,
+        subjects::routes,
     ] {
         ops.extend(module());
     }

@@ -14,6 +14,7 @@ pub mod paging;
 pub mod rules;
 pub mod samples;
 mod state;
+pub mod subjects;
 pub mod users;
 
 pub use state::AppState;

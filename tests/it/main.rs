@@ -35,6 +35,7 @@ mod retention;
 mod rotation;
 mod routines;
 mod signatures;
+mod subjects;
 mod templates;
 mod tls_trust;
 mod ui;

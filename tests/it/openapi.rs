@@ -347,7 +347,7 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
         admin,
         Some(json!({"data": {"clinic": "north"}})),
     );
-    let event = json!({"type": "appointment.booked", "data": {"clinic": "north"}, "idempotency_key": "walk-1"});
+    let event = json!({"type": "appointment.booked", "data": {"clinic": "north"}, "idempotency_key": "walk-1", "subject": "member:walk"});
     let ingested = call("post", "/api/v1/events", &[], ingest, Some(event.clone()));
     call("post", "/api/v1/events", &[], ingest, Some(event));
     let event_id = ingested["id"].as_str().expect("event id").to_owned();
@@ -397,6 +397,20 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
     );
     let key_id = key["id"].as_str().expect("key id").to_owned();
     call("delete", "/api/v1/api-keys/{id}", &[&key_id], admin, None);
+    call(
+        "get",
+        "/api/v1/subjects/{subject}/disclosures",
+        &["member:walk"],
+        admin,
+        None,
+    );
+    call(
+        "post",
+        "/api/v1/subjects/{subject}/erase",
+        &["member:walk"],
+        admin,
+        None,
+    );
     call("get", "/api/v1/audit", &[], admin, None);
     call("get", "/api/v1/alerts", &[], admin, None);
     call("post", "/api/v1/backup", &[], admin, None);

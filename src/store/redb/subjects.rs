@@ -68,6 +68,10 @@ impl SubjectStore for RedbStore {
             let erased = writer
                 .write_async(move |txn| {
                     let erased = erase(txn, &seal, &workspace, &subject, clock.now_ms())?;
+                    let audit = audit.after(serde_json::json!({
+                        "events": erased.events,
+                        "deliveries": erased.deliveries,
+                    }));
                     append_audit(txn, &audit)?;
                     Ok(erased)
                 })
