@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod dashboard;
 pub mod deliveries;
 pub mod rules;
+pub mod subjects;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -44,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(deliveries::routes)
             .configure(admin::routes)
             .configure(account::routes)
+            .configure(subjects::routes)
             .default_service(web::to(not_found)),
     );
 }

@@ -24,6 +24,12 @@ document.addEventListener("DOMContentLoaded", () => {
     sel.addRange(range);
     return document.execCommand("copy");
   };
+  // Print buttons (the subjects page's accounting of disclosures): the print stylesheet
+  // leaves out navigation and forms.
+  for (const button of document.querySelectorAll("button[data-print]")) {
+    button.addEventListener("click", () => window.print());
+  }
+
   for (const button of document.querySelectorAll("button[data-copy]")) {
     const label = button.textContent;
     button.addEventListener("click", async () => {

@@ -44,5 +44,6 @@ mod ui_catalog_users;
 mod ui_receiver_auth;
 mod ui_rule_power;
 mod ui_safety;
+mod ui_subjects;
 mod ui_words;
 mod verify_cli;
