@@ -50,10 +50,14 @@ struct IngestRequest {
     #[schema(format = DateTime)]
     occurred_at: Option<String>,
     /// The person the event is about, such as `member:123` (1-128 characters): stored only
-    /// as a keyed hash, for the accounting of disclosures and erasure. When absent, taken
-    /// from the type's declared `subject_path`, if any.
+    /// as a keyed hash, for the accounting of disclosures and erasure; not only spaces, no
+    /// control characters. When absent, taken from the type's declared `subject_path`, if any.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     subject: Option<String>,
 }
 

@@ -102,7 +102,7 @@ fn disclosure_json(d: &Disclosure) -> DisclosureJson<'_> {
     path = "/api/v1/subjects/{subject}/disclosures",
     tag = "subjects",
     params(
-        ("subject" = String, Path, min_length = 1, max_length = 128, description = "the subject as sent at ingest, such as member:123 (URL-encoded)"),
+        ("subject" = String, Path, min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$", description = "the subject as sent at ingest, such as member:123 (URL-encoded)"),
         DisclosureParams,
     ),
     responses(
@@ -172,7 +172,7 @@ struct ErasedJson {
     post,
     path = "/api/v1/subjects/{subject}/erase",
     tag = "subjects",
-    params(("subject" = String, Path, min_length = 1, max_length = 128, description = "the subject as sent at ingest, such as member:123 (URL-encoded)")),
+    params(("subject" = String, Path, min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$", description = "the subject as sent at ingest, such as member:123 (URL-encoded)")),
     responses(
         (status = 200, description = "what was destroyed", body = ErasedJson),
         (status = 400, description = "the subject is empty, too long or has control characters (`validation_failed`)", body = super::error::ErrorBody),

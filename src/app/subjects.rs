@@ -39,11 +39,6 @@ pub async fn disclosures(
     query: &DisclosureQuery<'_>,
 ) -> Result<(Vec<Disclosure>, Option<DeliveryId>), AppError> {
     let subject = hash(state, query.subject)?;
-    if let (Some(since), Some(until)) = (query.since, query.until)
-        && since > until
-    {
-        return Err(AppError::invalid_query("since must not be after until"));
-    }
     let filter = DisclosureFilter {
         since: query.since,
         until: query.until,

@@ -145,7 +145,10 @@ impl RedbStore {
                 self.writer.write(move |txn| {
                     let mut events = txn.open_table(EVENTS)?;
                     for id in &batch {
-                        events.remove(id.as_str())?;
+                        let row = events.remove(id.as_str())?.map(|v| v.value().to_vec());
+                        if let Some(row) = row {
+                            super::subjects::unindex_event(txn, id, &row)?;
+                        }
                     }
                     Ok(())
                 })?;

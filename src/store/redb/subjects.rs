@@ -99,6 +99,32 @@ pub(super) fn index_event(txn: &WriteTransaction, event: &Event) -> Result<(), S
     Ok(())
 }
 
+/// The plain part of an event row that places it in the subject index (its sealed data is
+/// never opened for this).
+#[derive(serde::Deserialize)]
+struct IndexedAs {
+    workspace_id: String,
+    #[serde(default)]
+    subject: Option<String>,
+}
+
+/// Takes a pruned event (its row as stored) out of its subject's index.
+pub(super) fn unindex_event(
+    txn: &WriteTransaction,
+    id: &str,
+    row: &[u8],
+) -> Result<(), StoreError> {
+    let placed: IndexedAs = codec::decode("events", row)?;
+    if let Some(subject) = placed.subject {
+        txn.open_table(SUBJECT_EVENTS)?.remove((
+            placed.workspace_id.as_str(),
+            subject.as_str(),
+            id,
+        ))?;
+    }
+    Ok(())
+}
+
 /// The attempt log's part for a delivery of a subject's event, in the attempt's transaction:
 /// its disclosure record, and, if the subject was erased while this attempt was under way,
 /// the erasure kept (the delivery stays closed and the attempt is logged without bodies).
