@@ -251,6 +251,54 @@ mod tests {
         assert_eq!(destination("http://127.0.0.1:9/"), "http://127.0.0.1:9");
     }
 
+    fn delivered(status: DeliveryStatus) -> Delivery {
+        serde_json::from_value(json!({
+            "id": "dlv_1", "event_id": "evt_1", "rule_id": "rul_1", "workspace_id": "wsp_1",
+            "event_type": "patient.admitted", "status": status, "test": false,
+            "created_at": 1, "updated_at": 1, "attempts": 1, "attempts_left": 0,
+            "next_attempt_at": null,
+        }))
+        .unwrap()
+    }
+
+    fn tried(at: i64, status_code: Option<u16>, error_kind: Option<ErrorKind>) -> Attempt {
+        serde_json::from_value(json!({
+            "number": 1, "started_at": at, "duration_ms": 1, "status_code": status_code,
+            "error_kind": error_kind, "error": null, "response": null,
+            "request": {"url": "https://crm.example/h", "method": "POST", "headers": [], "body": null},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_disclosure_starts_at_the_first_attempt_that_may_reach_the_receiver() {
+        let retrying = delivered(DeliveryStatus::Retrying);
+        let refused = tried(10, None, Some(ErrorKind::Connect));
+        assert_eq!(
+            Disclosure::after_attempt(None, &retrying, &refused, "crm"),
+            None
+        );
+        let timed_out = tried(20, None, Some(ErrorKind::Timeout));
+        let first = Disclosure::after_attempt(None, &retrying, &timed_out, "crm").unwrap();
+        assert_eq!((first.first_attempt_at, first.succeeded_at), (20, None));
+        assert_eq!(first.destination, "https://crm.example");
+        let ok = tried(30, Some(200), None);
+        let done = delivered(DeliveryStatus::Succeeded);
+        let after = Disclosure::after_attempt(Some(first), &done, &ok, "renamed").unwrap();
+        assert_eq!((after.first_attempt_at, after.succeeded_at), (20, Some(30)));
+        assert_eq!(after.status, DeliveryStatus::Succeeded);
+        assert_eq!(
+            after.rule_name, "crm",
+            "named as it was when the data first went out"
+        );
+        let again = Disclosure::after_attempt(Some(after), &done, &tried(40, Some(200), None), "x");
+        assert_eq!(
+            again.unwrap().succeeded_at,
+            Some(30),
+            "the first success is kept"
+        );
+    }
+
     #[test]
     fn hashes_are_hex_of_sha256_length() {
         assert!(SubjectHash::from_hex("a".repeat(64)).is_some());
