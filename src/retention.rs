@@ -1,4 +1,5 @@
-//! The retention thread: prunes delivery logs older than `logs.retention_days` at start and
+//! The retention thread: prunes delivery logs older than `logs.retention_days` (or a rule's
+//! shorter `log.retention_days`) at start and
 //! then every hour, by the injected clock, so a test that moves a manual clock past the next
 //! hour sees the prune happen instead of waiting for it.
 
@@ -91,6 +92,19 @@ fn prune(store: &Store, days: u32, now: i64) -> i64 {
             tracing::info!(deliveries, events, days, "pruned the delivery log");
         }
         Err(e) => tracing::error!(error = %e, "pruning the delivery log failed"),
+    }
+    // A rule's own log.retention_days counts only where it is the shorter.
+    for (rule, rule_days) in store.rules_with_retention() {
+        if rule_days >= days {
+            continue;
+        }
+        match store.prune_rule_before(&rule, now - i64::from(rule_days) * DAY_MS) {
+            Ok((0, 0)) => {}
+            Ok((deliveries, events)) => {
+                tracing::info!(%rule, deliveries, events, days = rule_days, "pruned a rule's delivery log");
+            }
+            Err(e) => tracing::error!(%rule, error = %e, "pruning a rule's delivery log failed"),
+        }
     }
     now + PRUNE_EVERY_MS
 }

@@ -78,6 +78,7 @@ pub struct Rule {
     #[schema(required = true)]
     pub condition: Option<String>,
     pub webhook: RuleWebhook,
+    pub log: RuleLog,
     pub id: String,
     pub workspace_id: String,
     pub status: RuleStatus,
@@ -92,6 +93,19 @@ pub struct Rule {
     pub secret_hint: String,
     /// A routine's next 5 firings (empty for event rules).
     pub next_runs: Vec<String>,
+}
+
+/// What the delivery log keeps of this rule's deliveries (SPEC §13).
+#[derive(ToSchema)]
+pub struct RuleLog {
+    /// Request and response bodies are logged (when the server's `logs.store_bodies` is too).
+    pub store_bodies: bool,
+    /// Days this rule's deliveries are kept, when shorter than the server's; null: the
+    /// server's `logs.retention_days`.
+    #[schema(required = true, minimum = 1, maximum = 3650)]
+    pub retention_days: Option<u32>,
+    /// Paths into the event's data logged as `********`.
+    pub redact: Vec<String>,
 }
 
 #[derive(ToSchema)]
@@ -195,6 +209,7 @@ pub struct RulePatch {
     pub trigger: Option<TriggerPatch>,
     pub condition: Option<String>,
     pub webhook: Option<WebhookPatch>,
+    pub log: Option<crate::domain::rule::LogInput>,
     pub id: Option<Value>,
     pub workspace_id: Option<Value>,
     pub status: Option<Value>,

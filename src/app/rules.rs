@@ -49,6 +49,7 @@ pub fn editable_json(rule: &Rule) -> Value {
             "timeout_ms": w.timeout_ms,
             "auth": w.auth.shown(),
         },
+        "log": rule.log,
     })
 }
 
@@ -395,6 +396,7 @@ fn build_rule(
         created_at,
         updated_at: now,
         status_reason,
+        log: spec.log,
     }
 }
 

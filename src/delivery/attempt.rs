@@ -31,6 +31,20 @@ pub struct PreparedRequest {
     /// Names of headers whose values are write-only (redacted in logs).
     pub secret_names: Vec<String>,
     pub body: Vec<u8>,
+    /// What the delivery log keeps of `body` (the rule's `log.redact`).
+    pub logged_body: LoggedBody,
+}
+
+/// The body as the delivery log keeps it.
+#[derive(Debug, Clone)]
+pub enum LoggedBody {
+    /// The body as sent (the rule redacts nothing).
+    AsSent,
+    /// The body built again from the event with the redacted paths masked.
+    Redacted(Vec<u8>),
+    /// The masked event did not render (a template that cannot take `"********"` where a
+    /// redacted value was): rather no body than the one with the values in it.
+    Withheld,
 }
 
 /// Why no request could be built.
@@ -53,13 +67,21 @@ pub fn prepare(
     key: &MasterKey,
     now_ms: i64,
 ) -> Result<PreparedRequest, PrepareError> {
-    let body = payload::body(
-        event,
-        &Context {
-            rule,
-            workspace_name,
-        },
-    )?;
+    let context = Context {
+        rule,
+        workspace_name,
+    };
+    let body = payload::body(event, &context)?;
+    let logged_body = match rule.log.redacted(&event.data) {
+        None => LoggedBody::AsSent,
+        Some(data) => {
+            let masked = Event {
+                data,
+                ..event.clone()
+            };
+            payload::body(&masked, &context).map_or(LoggedBody::Withheld, LoggedBody::Redacted)
+        }
+    };
     let webhook = &rule.webhook;
     let mut headers = vec![
         ("Content-Type".to_owned(), webhook.content_type.clone()),
@@ -96,6 +118,7 @@ pub fn prepare(
         headers,
         secret_names,
         body,
+        logged_body,
     })
 }
 
@@ -118,7 +141,12 @@ impl PreparedRequest {
             url: self.url.clone(),
             method: self.method.to_owned(),
             headers: self.redacted_headers(true),
-            body: store_bodies.then(|| String::from_utf8_lossy(&self.body).into_owned()),
+            body: match &self.logged_body {
+                _ if !store_bodies => None,
+                LoggedBody::AsSent => Some(String::from_utf8_lossy(&self.body).into_owned()),
+                LoggedBody::Redacted(body) => Some(String::from_utf8_lossy(body).into_owned()),
+                LoggedBody::Withheld => None,
+            },
         }
     }
 }
@@ -153,11 +181,12 @@ pub fn perform(
     request: &PreparedRequest,
     delivery: &Delivery,
 ) -> Judged {
+    let store_bodies = rule.log.keeps_bodies(env.store_bodies);
     let record = Record {
         number: delivery.attempts + 1,
         started_at: env.clock.now_ms(),
-        request: request.logged(env.store_bodies),
-        store_bodies: env.store_bodies,
+        request: request.logged(store_bodies),
+        store_bodies,
     };
     let sent = match rule.url_problem(env.policy) {
         Some(problem) => Sent {
@@ -188,7 +217,7 @@ pub fn template_failure(
             headers: Vec::new(),
             body: None,
         },
-        store_bodies: env.store_bodies,
+        store_bodies: rule.log.keeps_bodies(env.store_bodies),
     };
     let sent = Sent {
         result: Err(Failure {

@@ -7,6 +7,7 @@ pub mod alert;
 pub mod audit;
 pub mod catalog;
 pub mod condition;
+pub mod data_path;
 pub mod delivery;
 pub mod event;
 pub mod ids;

@@ -190,6 +190,9 @@ pub struct Rule {
     pub updated_at: i64,
     /// Why tidings deactivated the rule itself (a 410 answer, long failure), if it did.
     pub status_reason: Option<String>,
+    /// What the delivery log keeps of this rule's deliveries.
+    #[serde(default)]
+    pub log: RuleLog,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -271,11 +274,13 @@ impl Rule {
 
 mod auth;
 mod input;
+mod log;
 pub use auth::{AuthInput, AuthInputDoc, ReceiverAuth};
 pub use input::{
     EventPatternDoc, FieldError, HeaderValueDoc, RuleInput, RuleSpec, SecretValue, TriggerInput,
     TriggerInputDoc, WebhookInput,
 };
+pub use log::{LogInput, RuleLog};
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::data_path::DataPath;
 use super::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
 use super::event::EventType;
 use super::ids::{DeliveryId, EventId, RuleId};
@@ -65,44 +66,30 @@ impl SubjectHash {
     }
 }
 
-/// A declared `subject_path` (`member.id`): dot-separated object keys into event data.
+/// A declared `subject_path` (`member.id`): where in event data the subject is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct SubjectPath(String);
+pub struct SubjectPath(DataPath);
 
 impl SubjectPath {
     pub fn parse(s: &str) -> Result<Self, String> {
-        if s.is_empty() || s.len() > 256 {
-            return Err("subject_path must be 1-256 characters, such as member.id".into());
-        }
-        if s.split('.').any(str::is_empty) {
-            return Err(format!(
-                "subject_path {s:?} has an empty segment: write keys joined by single dots, such as member.id"
-            ));
-        }
-        Ok(Self(s.to_owned()))
+        DataPath::parse("subject_path", s).map(Self)
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// The subject at this path of `data`: a string or a number (`member.id: 123` is
     /// `"123"`), or why there is none, in words for the catalog.
     pub fn resolve(&self, data: &Map<String, Value>) -> Result<Subject, String> {
-        let mut segments = self.0.split('.');
-        let first = segments.next().unwrap_or_default();
-        let mut at = data.get(first);
-        for segment in segments {
-            at = at.and_then(|v| v.get(segment));
-        }
-        match at {
-            None => Err(format!("the event has no value at {}", self.0)),
-            Some(Value::String(s)) => Subject::parse(s).map_err(|e| format!("{}: {e}", self.0)),
+        let path = self.as_str();
+        match self.0.lookup(data) {
+            None => Err(format!("the event has no value at {path}")),
+            Some(Value::String(s)) => Subject::parse(s).map_err(|e| format!("{path}: {e}")),
             Some(Value::Number(n)) => Subject::parse(&n.to_string()),
             Some(other) => Err(format!(
-                "{} holds {}, not a string or number",
-                self.0,
+                "{path} holds {}, not a string or number",
                 match other {
                     Value::Null => "null",
                     Value::Bool(_) => "a boolean",

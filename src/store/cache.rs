@@ -44,6 +44,14 @@ impl RuleCache {
         rules
     }
 
+    /// Every rule that keeps its deliveries for a number of days of its own.
+    pub(in crate::store) fn with_retention(&self) -> Vec<(RuleId, u32)> {
+        self.by_id
+            .values()
+            .filter_map(|r| Some((r.id.clone(), r.log.retention_days?)))
+            .collect()
+    }
+
     /// Active rules with a schedule trigger.
     pub(in crate::store) fn routines(&self) -> Vec<Arc<Rule>> {
         self.by_id

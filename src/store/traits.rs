@@ -39,6 +39,9 @@ pub trait RuleStore {
     /// Active routines (rules with a schedule trigger), from the cache.
     fn routines(&self) -> Vec<Arc<Rule>>;
 
+    /// Every cached rule with a `log.retention_days` of its own, and those days (from cache).
+    fn rules_with_retention(&self) -> Vec<(RuleId, u32)>;
+
     /// A workspace's rule; another workspace's is `NotFound`.
     fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError>;
 
@@ -361,6 +364,15 @@ pub trait MaintenanceStore {
     /// `cutoff_ms`, and expired idempotency keys. Open deliveries, and the events they need,
     /// are kept. Returns (deliveries, events) removed.
     fn prune_before(&self, cutoff_ms: i64) -> Result<(usize, usize), StoreError>;
+
+    /// Deletes one rule's finished deliveries (with their attempts) created before
+    /// `cutoff_ms`, and each of their events that has no delivery left (a rule's shorter
+    /// `log.retention_days`). Returns (deliveries, events) removed.
+    fn prune_rule_before(
+        &self,
+        rule: &RuleId,
+        cutoff_ms: i64,
+    ) -> Result<(usize, usize), StoreError>;
 
     /// Writes a consistent snapshot of the whole store to `path` (which must not exist) and
     /// returns the number of rows in it; `Unsupported` (writing nothing) from a backend whose

@@ -34,6 +34,7 @@ mod readme_verifiers;
 mod retention;
 mod rotation;
 mod routines;
+mod rule_log;
 mod signatures;
 mod subjects;
 mod templates;

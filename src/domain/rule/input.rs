@@ -15,6 +15,7 @@ use crate::security::crypto::Sealed;
 use crate::security::ssrf::AddressPolicy;
 
 use super::auth::{AuthInput, validate_auth};
+use super::log::{LogInput, RuleLog, validate_log};
 
 use super::{
     DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_MS, HttpMethod, MASK, MAX_HEADERS,
@@ -69,6 +70,8 @@ pub struct RuleInput {
     pub condition: Option<String>,
     #[schema(value_type = WebhookInput, required = true)]
     pub webhook: Option<WebhookInput>,
+    /// What the delivery log keeps of this rule's deliveries (SPEC §13).
+    pub log: Option<LogInput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +197,7 @@ pub struct RuleSpec {
     pub trigger: Trigger,
     pub condition: Option<Condition>,
     pub webhook: Webhook<SecretValue>,
+    pub log: RuleLog,
 }
 
 impl RuleInput {
@@ -281,16 +285,20 @@ impl RuleInput {
             ));
             None
         };
-        match (trigger, condition, webhook) {
-            (Some(trigger), Some(condition), Some(webhook)) if errors.is_empty() => Ok(RuleSpec {
-                name,
-                description,
-                active: self.active.unwrap_or(true),
-                max_concurrency,
-                trigger,
-                condition,
-                webhook,
-            }),
+        let log = validate_log(self.log).map_err(|e| errors.extend(e)).ok();
+        match (trigger, condition, webhook, log) {
+            (Some(trigger), Some(condition), Some(webhook), Some(log)) if errors.is_empty() => {
+                Ok(RuleSpec {
+                    name,
+                    description,
+                    active: self.active.unwrap_or(true),
+                    max_concurrency,
+                    trigger,
+                    condition,
+                    webhook,
+                    log,
+                })
+            }
             _ => Err(errors),
         }
     }

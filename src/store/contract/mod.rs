@@ -68,6 +68,7 @@ macro_rules! store_contract_tests {
             catalog_declares_types_and_notes_seen_ones,
             hourly_outcomes_count_finished_deliveries,
             prune_keeps_open_deliveries_and_their_events,
+            prune_of_one_rule_keeps_other_rules_open_deliveries_and_shared_events,
             prune_forgets_expired_idempotency_keys_by_the_clock,
             ping_open_count_and_backup,
             shutdown_finishes_queued_writes_and_refuses_later_ones,

@@ -190,6 +190,61 @@ pub fn prune_keeps_open_deliveries_and_their_events(store: &Store, _clock: &Cloc
     assert_eq!(store.prune_before(START - 24 * HOUR).unwrap(), (0, 0));
 }
 
+/// A rule's shorter `log.retention_days`: only its finished deliveries go, and only the
+/// events left without any delivery.
+pub fn prune_of_one_rule_keeps_other_rules_open_deliveries_and_shared_events(
+    store: &Store,
+    _clock: &Clock,
+) {
+    let ws = store.default_workspace().clone();
+    let mut short = rule(&ws, "short", &["x"]);
+    short.log.retention_days = Some(1);
+    block_on(store.save_rule(short.clone(), false, audit(&ws, "rule.create"))).unwrap();
+    let other = rule(&ws, "other", &["x"]);
+    assert_eq!(store.rules_with_retention(), vec![(short.id.clone(), 1)]);
+
+    let old = START - 10 * 24 * HOUR;
+    let alone = event(&ws, "x", old);
+    let alone_d = ingest_with(store, &alone, &[&short], DeliveryStatus::Succeeded).remove(0);
+    let shared = event(&ws, "x", old + 1);
+    let shared_d = ingest_with(store, &shared, &[&short, &other], DeliveryStatus::Failed);
+    let open = event(&ws, "x", old + 2);
+    let open_d = ingest_with(store, &open, &[&short], DeliveryStatus::Retrying).remove(0);
+    let recent = event(&ws, "x", START);
+    let recent_d = ingest_with(store, &recent, &[&short], DeliveryStatus::Succeeded).remove(0);
+
+    assert_eq!(
+        store
+            .prune_rule_before(&short.id, START - 24 * HOUR)
+            .unwrap(),
+        (2, 1)
+    );
+    assert_not_found(store.delivery(&ws, &alone_d.id), "delivery");
+    assert_not_found(store.event(&ws, &alone.id), "event");
+    assert_not_found(store.delivery(&ws, &shared_d[0].id), "delivery");
+    assert!(
+        store.delivery(&ws, &shared_d[1].id).is_ok(),
+        "the other rule's"
+    );
+    assert!(store.event(&ws, &shared.id).is_ok(), "still has a delivery");
+    assert!(store.delivery(&ws, &open_d.id).is_ok(), "open");
+    assert!(store.event(&ws, &open.id).is_ok());
+    assert!(store.delivery(&ws, &recent_d.id).is_ok(), "recent");
+    assert_eq!(
+        store
+            .prune_rule_before(&short.id, START - 24 * HOUR)
+            .unwrap(),
+        (0, 0)
+    );
+    assert_eq!(
+        store
+            .prune_rule_before(&other.id, START - 24 * HOUR)
+            .unwrap(),
+        (1, 1),
+        "the other rule's own prune then takes the shared event"
+    );
+}
+
 pub fn prune_forgets_expired_idempotency_keys_by_the_clock(store: &Store, clock: &Clock) {
     let ws = store.default_workspace().clone();
     let keyed = |at: i64| {

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use super::PgStore;
 use super::events::id_at;
 use crate::domain::delivery::DeliveryStatus;
-use crate::domain::ids::{DeliveryId, EventId};
+use crate::domain::ids::{DeliveryId, EventId, RuleId};
 use crate::store::{MaintenanceStore, StoreError};
 
 /// Rows one pruning statement removes, so delivery never waits long behind it.
@@ -74,6 +74,49 @@ impl MaintenanceStore for PgStore {
             &[&self.clock.now_ms()],
         )?;
         Ok((deliveries, events))
+    }
+
+    /// A chunk per transaction: its deliveries, then the events they leave without any.
+    fn prune_rule_before(
+        &self,
+        rule: &RuleId,
+        cutoff_ms: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        let open = [
+            DeliveryStatus::Pending.as_str(),
+            DeliveryStatus::Retrying.as_str(),
+        ];
+        let upper = id_at(cutoff_ms);
+        let mut conn = self.conn()?;
+        let (mut deliveries, mut events) = (0, 0);
+        loop {
+            let mut txn = conn.transaction()?;
+            let touched: Vec<String> = txn
+                .query(
+                    "WITH doomed AS (
+                         SELECT id FROM deliveries
+                         WHERE rule_id = $1 AND id < $2 AND status <> ALL($3) ORDER BY id LIMIT $4
+                     ), gone_attempts AS (
+                         DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM doomed)
+                     )
+                     DELETE FROM deliveries WHERE id IN (SELECT id FROM doomed) RETURNING event_id",
+                    &[&rule.as_str(), &upper, &&open[..], &CHUNK],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if touched.is_empty() {
+                return Ok((deliveries, events));
+            }
+            deliveries += touched.len();
+            let n = txn.execute(
+                "DELETE FROM events e WHERE e.id = ANY($1)
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)",
+                &[&touched],
+            )?;
+            events += usize::try_from(n).unwrap_or(0);
+            txn.commit()?;
+        }
     }
 
     fn backup_to(&self, _path: &Path) -> Result<u64, StoreError> {

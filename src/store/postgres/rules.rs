@@ -99,6 +99,13 @@ impl RuleStore for PgStore {
             .unwrap_or_default()
     }
 
+    fn rules_with_retention(&self) -> Vec<(RuleId, u32)> {
+        self.rules
+            .read()
+            .map(|cache| cache.with_retention())
+            .unwrap_or_default()
+    }
+
     fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError> {
         let row = self.conn()?.query_opt(
             "SELECT row::text AS row FROM rules WHERE id = $1 AND workspace_id = $2",

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use redb::ReadableTableMetadata;
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::RedbStore;
 use super::events::IdempotencyRecord;
@@ -13,7 +13,7 @@ use super::tables::{
     OPEN_DELIVERIES, WORKSPACES,
 };
 use crate::domain::delivery::Delivery;
-use crate::domain::ids::{DeliveryId, EventId};
+use crate::domain::ids::{DeliveryId, EventId, RuleId};
 use crate::store::codec;
 use crate::store::{MaintenanceStore, StoreError};
 
@@ -50,6 +50,14 @@ impl MaintenanceStore for RedbStore {
             Ok(())
         })?;
         Ok((deliveries, events))
+    }
+
+    fn prune_rule_before(
+        &self,
+        rule: &RuleId,
+        cutoff_ms: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        self.prune_rule_deliveries(rule, &id_at(cutoff_ms))
     }
 
     fn backup_to(&self, path: &Path) -> Result<u64, StoreError> {
@@ -89,20 +97,8 @@ impl RedbStore {
             };
             if !batch.is_empty() {
                 removed += batch.len();
-                self.writer.write(move |txn| {
-                    let mut deliveries = txn.open_table(DELIVERIES)?;
-                    let mut attempts = txn.open_table(ATTEMPTS)?;
-                    let mut by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
-                    let mut by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
-                    for d in &batch {
-                        let id = d.id.as_str();
-                        deliveries.remove(id)?;
-                        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-                        by_rule.remove((d.rule_id.as_str(), id))?;
-                        by_event.remove((d.event_id.as_str(), id))?;
-                    }
-                    Ok(())
-                })?;
+                self.writer
+                    .write(move |txn| remove_deliveries(txn, &batch))?;
             }
             match next {
                 Some(n) if n != from => from = n,
@@ -142,16 +138,7 @@ impl RedbStore {
             };
             if !batch.is_empty() {
                 removed += batch.len();
-                self.writer.write(move |txn| {
-                    let mut events = txn.open_table(EVENTS)?;
-                    for id in &batch {
-                        let row = events.remove(id.as_str())?.map(|v| v.value().to_vec());
-                        if let Some(row) = row {
-                            super::subjects::unindex_event(txn, id, &row)?;
-                        }
-                    }
-                    Ok(())
-                })?;
+                self.writer.write(move |txn| remove_events(txn, &batch))?;
             }
             match next {
                 Some(n) if n != from => from = n,
@@ -159,4 +146,99 @@ impl RedbStore {
             }
         }
     }
+}
+
+impl RedbStore {
+    /// One rule's finished deliveries below `upper`, a chunk per write, each with the
+    /// events it leaves without a delivery; returns (deliveries, events).
+    fn prune_rule_deliveries(
+        &self,
+        rule: &RuleId,
+        upper: &str,
+    ) -> Result<(usize, usize), StoreError> {
+        let (mut deliveries, mut events) = (0, 0);
+        let mut from = DeliveryId::PREFIX.to_owned();
+        loop {
+            let (batch, next) = {
+                let txn = self.read()?;
+                let by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
+                let table = txn.open_table(DELIVERIES)?;
+                let mut batch = Vec::new();
+                let mut next = None;
+                for entry in
+                    by_rule.range((rule.as_str(), from.as_str())..(rule.as_str(), upper))?
+                {
+                    let (key, _) = entry?;
+                    let id = key.value().1.to_owned();
+                    next = Some(format!("{id}~"));
+                    let Some(value) = table.get(id.as_str())? else {
+                        continue;
+                    };
+                    let d: Delivery = codec::decode("deliveries", value.value())?;
+                    if !d.status.is_open() {
+                        batch.push(d);
+                    }
+                    if batch.len() >= CHUNK {
+                        break;
+                    }
+                }
+                (batch, next)
+            };
+            if !batch.is_empty() {
+                deliveries += batch.len();
+                events += self.writer.write(move |txn| {
+                    remove_deliveries(txn, &batch)?;
+                    let mut orphans: Vec<String> = Vec::new();
+                    {
+                        let by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+                        for d in &batch {
+                            let event = d.event_id.as_str();
+                            let left = by_event
+                                .range((event, "")..(event, "~"))?
+                                .next()
+                                .transpose()?
+                                .is_some();
+                            if !left && !orphans.iter().any(|o| o == event) {
+                                orphans.push(event.to_owned());
+                            }
+                        }
+                    }
+                    remove_events(txn, &orphans)?;
+                    Ok(orphans.len())
+                })?;
+            }
+            match next {
+                Some(n) if n != from => from = n,
+                _ => return Ok((deliveries, events)),
+            }
+        }
+    }
+}
+
+/// Removes deliveries with their attempts and index entries.
+fn remove_deliveries(txn: &WriteTransaction, batch: &[Delivery]) -> Result<(), StoreError> {
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut attempts = txn.open_table(ATTEMPTS)?;
+    let mut by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
+    let mut by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+    for d in batch {
+        let id = d.id.as_str();
+        deliveries.remove(id)?;
+        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+        by_rule.remove((d.rule_id.as_str(), id))?;
+        by_event.remove((d.event_id.as_str(), id))?;
+    }
+    Ok(())
+}
+
+/// Removes events, taking them out of their subject's index.
+fn remove_events(txn: &WriteTransaction, ids: &[String]) -> Result<(), StoreError> {
+    let mut events = txn.open_table(EVENTS)?;
+    for id in ids {
+        let row = events.remove(id.as_str())?.map(|v| v.value().to_vec());
+        if let Some(row) = row {
+            super::subjects::unindex_event(txn, id, &row)?;
+        }
+    }
+    Ok(())
 }

@@ -50,6 +50,13 @@ impl RuleStore for RedbStore {
             .unwrap_or_default()
     }
 
+    fn rules_with_retention(&self) -> Vec<(RuleId, u32)> {
+        self.rules
+            .read()
+            .map(|cache| cache.with_retention())
+            .unwrap_or_default()
+    }
+
     fn rule(&self, workspace: &WorkspaceId, id: &RuleId) -> Result<Rule, StoreError> {
         get::<Rule>(&self.read()?, RULES, id.as_str())?
             .filter(|r| &r.workspace_id == workspace)

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::app::rules::{self as rule_cases, editable_json, load};
 use crate::domain::rule::{
-    AuthInput, FieldError, MASK, Rule, RuleInput, RuleSpec, TriggerInput, WebhookInput,
+    AuthInput, FieldError, LogInput, MASK, Rule, RuleInput, RuleSpec, TriggerInput, WebhookInput,
 };
 use crate::error::AppError;
 use crate::web::auth::CsrfForm;
@@ -277,6 +277,8 @@ impl RuleForm {
                 timeout_ms,
                 auth: Some(self.auth_input(existing)),
             }),
+            // The form has no log settings yet: an edit keeps the rule's own.
+            log: existing.map(|r| LogInput::from(&r.log)),
             ..RuleInput::default()
         };
         (input, errors)
