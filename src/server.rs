@@ -173,7 +173,10 @@ pub fn run_with_clock(
         metrics.clone(),
         max_attempts,
         config.logs.store_bodies,
-        master_key.subject_key().clone(),
+        master_key
+            .subject_key()
+            .context("the store opened without setting the subject key")?
+            .clone(),
     );
     let alerts = Arc::new(
         Alerts::start(

@@ -28,7 +28,12 @@ pub struct DisclosureQuery<'a> {
 /// The subject's hash under this installation's subject key, or why the subject is refused.
 fn hash(state: &AppState, subject: &str) -> Result<SubjectHash, AppError> {
     let subject = Subject::parse(subject).map_err(AppError::validation)?;
-    Ok(state.master_key.subject_key().hash(&subject))
+    let key = state.master_key.subject_key().ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!(
+            "the store has not set the subject key of its master key"
+        ))
+    })?;
+    Ok(key.hash(&subject))
 }
 
 /// One page of a subject's disclosures, oldest first, and the next cursor; audited.

@@ -97,8 +97,8 @@ pub struct MasterKey {
     cipher: XChaCha20Poly1305,
     /// SHA-256 of the key bytes, only to tell two keys apart (never stored or shown).
     id: [u8; 32],
-    /// Derived once from the key bytes, which are not kept (see `SubjectKey`).
-    subject_key: SubjectKey,
+    /// Set by the store once it has opened its subject key seed (`with_subject_seed`).
+    subject_key: Option<SubjectKey>,
 }
 
 impl fmt::Debug for MasterKey {
@@ -113,13 +113,21 @@ impl MasterKey {
         Self {
             cipher: XChaCha20Poly1305::new(bytes.into()),
             id: sha2::Sha256::digest(bytes).into(),
-            subject_key: SubjectKey::derive(bytes),
+            subject_key: None,
         }
     }
 
-    /// The key subjects are hashed with.
-    pub fn subject_key(&self) -> &SubjectKey {
-        &self.subject_key
+    /// The key subjects are hashed with, once the store that opened this key has set it.
+    pub fn subject_key(&self) -> Option<&SubjectKey> {
+        self.subject_key.as_ref()
+    }
+
+    /// This key, hashing subjects under the key made from `seed`: the store's, which it
+    /// keeps sealed with the master key so that it outlives a master-key rotation.
+    #[must_use]
+    pub fn with_subject_seed(mut self, seed: &Secret) -> Self {
+        self.subject_key = Some(SubjectKey::from_seed(seed.expose().as_bytes()));
+        self
     }
 
     /// Whether both are the same key.
@@ -347,17 +355,24 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Hashes subjects (`member:123`) for storage and lookup: HMAC-SHA256 under a key derived from
-/// the master key, so the same subject always finds its events while the store file alone
-/// (without the master key) cannot be searched for a known patient's id.
+/// a random seed the store keeps sealed with the master key (`new_subject_seed`), so the same
+/// subject always finds its events — through master-key rotations too, which re-seal the
+/// seed — while the store file alone (without the master key) cannot be searched for a known
+/// patient's id.
 #[derive(Clone)]
 pub struct SubjectKey(Hmac<sha2::Sha256>);
 
-/// Separates this key from any other use of the master key's bytes.
+/// Separates this key from any other use of the seed.
 const SUBJECT_KEY_LABEL: &[u8] = b"tidings subject hash v1";
 
+/// A new subject key seed: 32 random bytes in hex.
+pub fn new_subject_seed() -> Secret {
+    Secret::new(hex::encode(rand::random::<[u8; 32]>()))
+}
+
 impl SubjectKey {
-    fn derive(master: &[u8; 32]) -> Self {
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(master)
+    fn from_seed(seed: &[u8]) -> Self {
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(seed)
             .expect("HMAC accepts keys of any length");
         mac.update(SUBJECT_KEY_LABEL);
         let derived: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
@@ -406,18 +421,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subject_hashes_are_stable_per_master_key() {
-        let subject = Subject::parse("member:123").unwrap();
-        let a = MasterKey::from_bytes(&[7; 32]);
-        let again = MasterKey::from_bytes(&[7; 32]);
-        let other = MasterKey::from_bytes(&[8; 32]);
-        let h = a.subject_key().hash(&subject);
-        assert_eq!(h, again.subject_key().hash(&subject));
-        assert_ne!(h, other.subject_key().hash(&subject));
-        assert_ne!(
-            h,
-            a.subject_key().hash(&Subject::parse("member:124").unwrap())
+    fn subject_hashes_are_stable_per_seed_whatever_the_master_key() {
+        let seed = new_subject_seed();
+        assert!(
+            MasterKey::from_bytes(&[7; 32]).subject_key().is_none(),
+            "only the store sets it"
         );
+        let a = MasterKey::from_bytes(&[7; 32]).with_subject_seed(&seed);
+        let rotated = MasterKey::from_bytes(&[8; 32]).with_subject_seed(&seed);
+        let other = MasterKey::from_bytes(&[7; 32]).with_subject_seed(&new_subject_seed());
+        let hash =
+            |k: &MasterKey, s: &str| k.subject_key().unwrap().hash(&Subject::parse(s).unwrap());
+        let h = hash(&a, "member:123");
+        assert_eq!(h, hash(&rotated, "member:123"), "the seed, not the key");
+        assert_ne!(h, hash(&other, "member:123"));
+        assert_ne!(h, hash(&a, "member:124"));
         assert!(!h.as_str().contains("123"));
     }
 

@@ -16,11 +16,26 @@ use super::{StoreError, codec};
 use crate::domain::catalog::StoredType;
 use crate::domain::delivery::Attempt;
 use crate::domain::event::Event;
-use crate::security::crypto::{MasterKey, Sealed};
+use crate::security::crypto::{MasterKey, Sealed, Secret};
 
 /// The known text sealed under `master_key_check`, so a wrong key is refused at open
 /// instead of failing every delivery.
 pub(super) const CHECK_TEXT: &str = "tidings master key check";
+
+/// Meta key: the subject key's seed (`crypto::new_subject_seed`), sealed with the master key.
+pub(super) const SUBJECT_SEED: &str = "subject_key_seed";
+
+/// Opens a stored subject key seed with whichever of `keys` sealed it (during a rotation,
+/// the old key or the new one).
+pub(super) fn open_subject_seed(stored: &str, keys: &[&MasterKey]) -> Result<Secret, StoreError> {
+    let sealed = Sealed::parse(stored)
+        .ok_or_else(|| StoreError::Corrupt("the subject key seed is not a sealed value".into()))?;
+    keys.iter()
+        .find_map(|k| k.open(&sealed).ok())
+        .ok_or_else(|| {
+            StoreError::MasterKey("the master key does not open the subject key seed".into())
+        })
+}
 /// The field a sealed body is kept under.
 const SEALED_FIELD: &str = "sealed";
 /// Where an attempt row keeps bodies.

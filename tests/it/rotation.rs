@@ -1,7 +1,8 @@
 //! `tidings rotate-master-key`: every sealed value (signing secrets, secret headers, event
 //! payloads, logged bodies) moves to a new key; the old key no longer opens the data; a
 //! running server makes it refuse and change nothing; an interrupted rotation is finished at
-//! the next start; with `TIDINGS_MASTER_KEY` the new key comes from `TIDINGS_NEW_MASTER_KEY`.
+//! the next start; with `TIDINGS_MASTER_KEY` the new key comes from `TIDINGS_NEW_MASTER_KEY`;
+//! a subject recorded before is still found after.
 
 use std::path::Path;
 use std::time::Duration;
@@ -23,6 +24,7 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta-v1");
 
 const PATIENT: &str = "Ignatius Fairweather-Nakamura";
 const HEADER_VALUE: &str = "Bearer ehr-token-5521";
+const SUBJECT: &str = "member:5521";
 
 /// What a data dir must still hold after a rotation.
 struct Before {
@@ -39,7 +41,9 @@ fn provision(app: &TestApp, receiver: &TestReceiver) -> Before {
         "webhook": {"url": receiver.url("/"), "secret_headers": {"Authorization": HEADER_VALUE}},
     }));
     let rule_id = rule["id"].as_str().unwrap().to_owned();
-    let resp = app.ingest(&json!({"type": "patient:admitted", "data": {"name": PATIENT}}));
+    let resp = app.ingest(
+        &json!({"type": "patient:admitted", "subject": SUBJECT, "data": {"name": PATIENT}}),
+    );
     assert_eq!(resp.status, 202, "{}", resp.text);
     let event_id = resp.body["id"].as_str().unwrap().to_owned();
     app.wait_settled(&event_id, Duration::from_secs(20));
@@ -58,6 +62,14 @@ fn assert_everything_reads(app: &TestApp, before: &Before) {
     assert_eq!(event.status, 200, "{}", event.text);
     assert_eq!(event.body["data"]["name"], PATIENT);
     let delivery = event.body["deliveries"][0]["id"].as_str().unwrap();
+    // Subjects hash under a seed the rotation re-sealed, so the subject is still found.
+    let disclosures = app.get(&format!("/api/v1/subjects/{SUBJECT}/disclosures"));
+    assert_eq!(disclosures.status, 200, "{}", disclosures.text);
+    assert_eq!(
+        disclosures.body["data"][0]["delivery_id"], delivery,
+        "{}",
+        disclosures.text
+    );
     let attempt = &app.delivery(delivery)["attempts"][0];
     assert!(
         attempt["request"]["body"]

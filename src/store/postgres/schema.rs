@@ -9,8 +9,8 @@
 use super::connect::{self, Pool};
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
-use crate::security::crypto::{CryptoError, Keyring, MasterKey, Sealed};
-use crate::store::seal::CHECK_TEXT;
+use crate::security::crypto::{CryptoError, Keyring, MasterKey, Sealed, new_subject_seed};
+use crate::store::seal::{CHECK_TEXT, SUBJECT_SEED, open_subject_seed};
 use crate::store::{StoreError, codec};
 
 /// `pg_advisory_xact_lock` key: "tidings" in ASCII, so other applications on the same
@@ -239,5 +239,13 @@ pub(super) fn check_master_key(
             "the master key does not open this PostgreSQL store: its values were sealed with another key; every node of one store needs the same TIDINGS_MASTER_KEY (or the same master.key)".into(),
         ));
     }
-    Ok(key)
+    // As the key check: the first node's seed wins and every node opens that one.
+    let mine = key.seal(new_subject_seed().expose()).into_string();
+    conn.execute(
+        "INSERT INTO tidings_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        &[&SUBJECT_SEED, &mine],
+    )?;
+    let stored = meta_get(&mut *conn, SUBJECT_SEED)?.unwrap_or(mine);
+    let seed = open_subject_seed(&stored, &[&key])?;
+    Ok(key.with_subject_seed(&seed))
 }

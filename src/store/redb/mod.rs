@@ -193,5 +193,5 @@ fn reconcile(
         db.compact()
             .map_err(|e| StoreError::Storage(format!("compacting after re-sealing: {e}")))?;
     }
-    Ok(key)
+    reseal::settle_subject_seed(db, key)
 }

@@ -8,8 +8,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::tables::{ATTEMPTS, EVENT_TYPES, EVENTS, META, RULES};
 use crate::domain::rule::Rule;
-use crate::security::crypto::{Keyring, MasterKey, Sealed};
-use crate::store::seal::{CHECK_TEXT, Rows, reseal_row};
+use crate::security::crypto::{Keyring, MasterKey, Sealed, new_subject_seed};
+use crate::store::seal::{CHECK_TEXT, Rows, SUBJECT_SEED, open_subject_seed, reseal_row};
 use crate::store::{StoreError, codec};
 
 /// Meta key: a known text sealed with the key the database's values are sealed with, so a
@@ -183,12 +183,19 @@ pub(super) fn reconcile(
         }
         let changed = reseal_all(db, Some(current), next)?;
         let check = next.seal(CHECK_TEXT).into_string();
+        // Re-sealed in the same write that ends the rotation; a pass cut short before it
+        // finds the seed still under the old key, which it is given again.
+        let seed = meta_get(db, SUBJECT_SEED)?
+            .map(|stored| open_subject_seed(&stored, &[current, next]))
+            .transpose()?
+            .map(|seed| next.seal(seed.expose()).into_string());
         meta_set(
             db,
             &[
                 (KEY_CHECK, Some(&check)),
                 (PAYLOADS_SEALED, Some("1")),
                 (ROTATING_TO, None),
+                (SUBJECT_SEED, seed.as_deref()),
             ],
         )?;
         tracing::info!(
@@ -218,6 +225,21 @@ pub(super) fn reconcile(
         )?;
     }
     Ok((keyring.current, changed))
+}
+
+/// The key with the database's subject key seed set, made (and stored sealed) the first time.
+pub(super) fn settle_subject_seed(db: &Database, key: MasterKey) -> Result<MasterKey, StoreError> {
+    let seed = if let Some(stored) = meta_get(db, SUBJECT_SEED)? {
+        open_subject_seed(&stored, &[&key])?
+    } else {
+        let seed = new_subject_seed();
+        meta_set(
+            db,
+            &[(SUBJECT_SEED, Some(&key.seal(seed.expose()).into_string()))],
+        )?;
+        seed
+    };
+    Ok(key.with_subject_seed(&seed))
 }
 
 /// A database from before the key check: its rules' signing secrets must open with the key,
