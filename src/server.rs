@@ -107,6 +107,15 @@ pub fn run_with_key(
 
 /// `run_with_key` with the clock the dispatcher, routines and retention read (tests drive it
 /// by hand).
+/// The address mail and alerts link to: `public_url` if set, else where this server listens.
+fn public_url(config: &Config, listening: &str) -> String {
+    if config.public_url.is_empty() {
+        listening.to_owned()
+    } else {
+        config.public_url.trim_end_matches('/').to_owned()
+    }
+}
+
 pub fn run_with_clock(
     config: Config,
     listener: TcpListener,
@@ -158,25 +167,19 @@ pub fn run_with_clock(
     let max_attempts = retry.max_attempts;
     log_start(&config, &listener);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let ui_url = if config.public_url.is_empty() {
-        format!("{scheme}://{}", listener.local_addr()?)
-    } else {
-        config.public_url.trim_end_matches('/').to_owned()
-    };
+    let ui_url = public_url(&config, &format!("{scheme}://{}", listener.local_addr()?));
     let ui = web::Data::new(
         crate::web::UiState::start(&store, &format!("{scheme}://{}", listener.local_addr()?))
             .context("reading admin UI users")?,
     );
+    let subject_key = master_key.subject_key().context("no subject key")?.clone();
     let intake = Intake::new(
         store.clone(),
         dispatcher.clone(),
         metrics.clone(),
         max_attempts,
         config.logs.store_bodies,
-        master_key
-            .subject_key()
-            .context("the store opened without setting the subject key")?
-            .clone(),
+        subject_key,
     );
     let alerts = Arc::new(
         Alerts::start(
