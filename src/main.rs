@@ -89,6 +89,18 @@ enum Command {
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Copy the embedded database into an empty PostgreSQL database (stop the server first),
+    /// every row as stored: sealed values stay sealed.
+    #[command(
+        after_help = "Every node then needs the same master key: copy DATA_DIR/master.key to each node's data dir, or set TIDINGS_MASTER_KEY, and point [store] url (or TIDINGS_STORE_URL) at the database. The embedded database is left as it was."
+    )]
+    Migrate {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// The PostgreSQL database to copy into: postgres://user:pass@host:port/db.
+        #[arg(long, env = "TIDINGS_STORE_URL", hide_env_values = true)]
+        to: String,
+    },
     /// Check a captured webhook request's signature, and say why it fails if it does.
     Verify {
         /// The rule's signing secret (whsec_…), or the public key (whpk_…) of a rule that
@@ -191,6 +203,7 @@ fn main() -> ExitCode {
             key,
         } => backup(config.as_deref(), &out, &data_dir, &url, key.as_deref()),
         Command::Restore { from, data_dir } => restore(&from, &data_dir),
+        Command::Migrate { data_dir, to } => migrate(&data_dir, &to),
         Command::RotateMasterKey { config, data_dir } => {
             rotate_master_key(config.as_deref(), &data_dir)
         }
@@ -408,6 +421,47 @@ fn copy_out(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::io::copy(&mut source, &mut file)?;
     drop(file);
     partial.finish()?;
+    Ok(())
+}
+
+fn migrate(data_dir: &Path, to: &str) -> anyhow::Result<()> {
+    use tidings::security::crypto::Keyring;
+    use tidings::store::{PgOptions, StoreError};
+    anyhow::ensure!(
+        to.starts_with("postgres://") || to.starts_with("postgresql://"),
+        "--to must be a postgres:// URL, such as postgres://tidings@db.internal/tidings"
+    );
+    anyhow::ensure!(
+        data_dir.join("tidings.redb").exists(),
+        "{} holds no tidings database: nothing to migrate",
+        data_dir.display()
+    );
+    let env_key = std::env::var("TIDINGS_MASTER_KEY").ok();
+    if env_key.is_none() {
+        // Without it, loading would create a fresh key that opens nothing.
+        anyhow::ensure!(
+            data_dir.join("master.key").exists(),
+            "{} has no master.key: put back the key this database was sealed with (or set TIDINGS_MASTER_KEY)",
+            data_dir.display()
+        );
+    }
+    let options = PgOptions {
+        url: to.to_owned(),
+        lease: std::time::Duration::from_secs(60),
+    };
+    let keys = || Keyring::load(data_dir, env_key.as_deref());
+    let copied = match tidings::store::migrate_to_postgres(data_dir, keys, &options) {
+        Ok(copied) => copied,
+        Err(StoreError::InUse(path)) => anyhow::bail!(
+            "{path} is in use by a running tidings server: stop it first (e.g. `systemctl stop tidings`); migrate copies a database nobody is writing to"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    println!("copied {copied} into PostgreSQL");
+    println!(
+        "every node needs this master key: copy {} to each node's data dir or set TIDINGS_MASTER_KEY; then set [store] url (or TIDINGS_STORE_URL) and start the nodes",
+        data_dir.join("master.key").display()
+    );
     Ok(())
 }
 

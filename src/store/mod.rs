@@ -13,6 +13,7 @@ mod postgres;
 mod redb;
 mod seal;
 mod traits;
+mod transfer;
 mod types;
 mod writer;
 
@@ -24,6 +25,7 @@ use crate::security::crypto::{CryptoError, Keyring, MasterKey};
 
 pub use self::postgres::{PgOptions, PgStore};
 pub use self::redb::RedbStore;
+pub use self::transfer::Copied;
 pub use traits::{
     AttemptStore, AuditStore, CatalogStore, EventStore, KeyStore, MaintenanceStore, RuleStore,
     StatsStore, Storage, SubjectStore, UserStore,
@@ -60,6 +62,19 @@ pub fn open(pg: Option<&PgOptions>, data_dir: &Path, clock: Clock) -> Result<Sto
         Some(options) => PgStore::open(options, clock),
         None => RedbStore::open(data_dir, clock),
     }
+}
+
+/// `tidings migrate`: copies the embedded database in `data_dir` (its server stopped) into
+/// the unused PostgreSQL store `options` names, every row as stored, in one transaction.
+pub fn migrate_to_postgres(
+    data_dir: &Path,
+    keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+    options: &PgOptions,
+) -> Result<Copied, StoreError> {
+    let now = Clock::system().now_ms();
+    RedbStore::with_export(data_dir, keys, |export| {
+        postgres::import::import(&options.url, now, export)
+    })
 }
 
 /// Every role trait, so `Store`'s methods resolve: `use crate::store::prelude::*;`.

@@ -24,6 +24,7 @@ mod encryption;
 mod fairness;
 mod fuzz;
 mod layering;
+mod migrate;
 mod mtls;
 mod network;
 mod observability;

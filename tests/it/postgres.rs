@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::app::wait_until;
-use crate::support::external::require_external;
+use crate::support::postgres::TestDb;
 use crate::support::process::{Scratch, Served, fast_retry_config, request, run, tidings};
 use crate::support::receiver::{Reply, TestReceiver};
 
@@ -22,57 +22,6 @@ const EVENTS: usize = 5_000;
 const SENDERS: usize = 4;
 /// Short, so the survivor takes over a dead node's deliveries within the test.
 const LEASE: &str = "2s";
-
-/// A database for one test on the test server, dropped with the guard.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    fn new() -> Option<Self> {
-        let Ok(admin) = std::env::var("TIDINGS_TEST_POSTGRES") else {
-            let why = "TIDINGS_TEST_POSTGRES is not set (start a server with tests/pg_cluster.sh)";
-            assert!(
-                !require_external(),
-                "TIDINGS_REQUIRE_EXTERNAL=1 but the PostgreSQL tests cannot run: {why}"
-            );
-            eprintln!("skipped: {why}");
-            return None;
-        };
-        let name = format!("tidings_it_{:016x}", rand::random::<u64>());
-        postgres::Client::connect(&admin, postgres::NoTls)
-            .expect("connect to TIDINGS_TEST_POSTGRES")
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create a test database");
-        let mut url = url::Url::parse(&admin).expect("TIDINGS_TEST_POSTGRES is a URL");
-        url.set_path(&name);
-        Some(Self {
-            admin,
-            url: url.to_string(),
-            name,
-        })
-    }
-
-    fn admin(&self) -> postgres::Client {
-        postgres::Client::connect(&self.admin, postgres::NoTls).expect("connect as admin")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Kept when the test fails, to inspect.
-        if std::thread::panicking() {
-            eprintln!("kept the database {} of the failed test", self.url);
-            return;
-        }
-        let _ = self.admin().batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
 
 /// A node's environment: the shared store and key.
 fn node_env(db: &TestDb) -> Vec<(&'static str, String)> {

@@ -15,6 +15,7 @@ mod changes;
 mod connect;
 mod engine;
 mod events;
+pub(super) mod import;
 mod keys;
 mod maintenance;
 mod nodes;

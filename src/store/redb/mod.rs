@@ -7,6 +7,7 @@ mod audit;
 mod catalog;
 mod engine;
 mod events;
+mod export;
 mod keys;
 mod maintenance;
 pub(super) mod migrations;
@@ -32,6 +33,7 @@ use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey};
 use crate::store::cache::{RuleCache, SeenThrottle};
 use crate::store::seal::RowSeal;
+use crate::store::transfer::Sink;
 use crate::store::{Store, StoreError};
 use engine::{RedbEngine, RedbWriter, SharedDb, shared};
 use reseal::Rotation;
@@ -108,6 +110,24 @@ impl RedbStore {
     ) -> Result<MasterKey, StoreError> {
         let (mut db, _) = Self::open_db(data_dir, &Clock::system())?;
         reconcile(&mut db, keys, Rotation::Begin(new_env_key))
+    }
+
+    /// `tidings migrate`: with the server stopped, opens the database with its keys (checked,
+    /// and whatever an open finishes, finished) and hands `copy` the export of one snapshot
+    /// of it (export.rs).
+    pub(in crate::store) fn with_export<T>(
+        data_dir: &Path,
+        keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+        copy: impl FnOnce(
+            &mut dyn FnMut(&mut Sink<'_>) -> Result<(), StoreError>,
+        ) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (mut db, _) = Self::open_db(data_dir, &Clock::system())?;
+        // Refuses a wrong key and finishes an interrupted rotation, so every row exported is
+        // sealed with the one key the PostgreSQL store will check.
+        reconcile(&mut db, keys, Rotation::No)?;
+        let txn = db.begin_read()?;
+        copy(&mut |sink| export::export(&txn, sink))
     }
 
     /// The database, locked against other processes, with its schema up to date; and the

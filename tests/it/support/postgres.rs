@@ -1,0 +1,56 @@
+//! A PostgreSQL database of its own for a test, on the server `TIDINGS_TEST_POSTGRES` names
+//! (`tests/pg_cluster.sh` starts a throwaway one); `None` (the test skips) without it, unless
+//! `TIDINGS_REQUIRE_EXTERNAL=1`.
+
+use crate::support::external::require_external;
+
+/// A database for one test on the test server, dropped with the guard.
+pub(crate) struct TestDb {
+    admin: String,
+    pub(crate) name: String,
+    pub(crate) url: String,
+}
+
+impl TestDb {
+    pub(crate) fn new() -> Option<Self> {
+        let Ok(admin) = std::env::var("TIDINGS_TEST_POSTGRES") else {
+            let why = "TIDINGS_TEST_POSTGRES is not set (start a server with tests/pg_cluster.sh)";
+            assert!(
+                !require_external(),
+                "TIDINGS_REQUIRE_EXTERNAL=1 but the PostgreSQL tests cannot run: {why}"
+            );
+            eprintln!("skipped: {why}");
+            return None;
+        };
+        let name = format!("tidings_it_{:016x}", rand::random::<u64>());
+        postgres::Client::connect(&admin, postgres::NoTls)
+            .expect("connect to TIDINGS_TEST_POSTGRES")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create a test database");
+        let mut url = url::Url::parse(&admin).expect("TIDINGS_TEST_POSTGRES is a URL");
+        url.set_path(&name);
+        Some(Self {
+            admin,
+            url: url.to_string(),
+            name,
+        })
+    }
+
+    pub(crate) fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.admin, postgres::NoTls).expect("connect as admin")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Kept when the test fails, to inspect.
+        if std::thread::panicking() {
+            eprintln!("kept the database {} of the failed test", self.url);
+            return;
+        }
+        let _ = self.admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
