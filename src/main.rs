@@ -467,15 +467,12 @@ fn migrate(data_dir: &Path, to: &str) -> anyhow::Result<()> {
 
 fn rotate_master_key(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<()> {
     use tidings::security::crypto::Keyring;
-    use tidings::store::{RedbStore, StoreError};
-    anyhow::ensure!(
-        postgres_store(config)?.is_none(),
-        "the store is PostgreSQL ([store] url / TIDINGS_STORE_URL): rotate-master-key works on the embedded database only for now; keep the current TIDINGS_MASTER_KEY"
-    );
+    use tidings::store::{PgStore, RedbStore, StoreError};
+    let pg = postgres_store(config)?;
     let env_key = std::env::var("TIDINGS_MASTER_KEY").ok();
     let new_env_key = std::env::var("TIDINGS_NEW_MASTER_KEY").ok();
     anyhow::ensure!(
-        data_dir.join("tidings.redb").exists(),
+        pg.is_some() || data_dir.join("tidings.redb").exists(),
         "{} holds no tidings database: nothing to rotate",
         data_dir.display()
     );
@@ -493,8 +490,17 @@ fn rotate_master_key(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<(
         );
     }
     let keys = || Keyring::load(data_dir, env_key.as_deref());
-    match RedbStore::rotate_master_key(data_dir, keys, new_env_key.as_deref()) {
-        Ok(_) => {}
+    let rotated = match &pg {
+        Some(options) => {
+            PgStore::rotate_master_key(options, keys, new_env_key.as_deref()).map(drop)
+        }
+        None => RedbStore::rotate_master_key(data_dir, keys, new_env_key.as_deref()).map(drop),
+    };
+    match rotated {
+        Ok(()) => {}
+        Err(StoreError::InUse(path)) if pg.is_some() => anyhow::bail!(
+            "{path} is in use: stop every node first (e.g. `systemctl stop tidings` on each); the master key can only be rotated while no node runs"
+        ),
         Err(StoreError::InUse(path)) => anyhow::bail!(
             "{path} is in use by a running tidings server: stop it first (e.g. `systemctl stop tidings`); the master key can only be rotated while the server is stopped"
         ),

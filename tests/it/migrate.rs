@@ -44,8 +44,7 @@ const AUDIT: &str = "/api/v1/audit?limit=250";
 
 /// Rows of a table in the test's database.
 fn count(db: &TestDb, table: &str) -> i64 {
-    postgres::Client::connect(&db.url, postgres::NoTls)
-        .expect("connect to the test database")
+    db.client()
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .expect("count")
         .get(0)

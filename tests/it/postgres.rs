@@ -297,3 +297,147 @@ fn a_routine_on_three_nodes_fires_once_per_slot() {
         "one firing per slot, not one per node: {per_slot:?}"
     );
 }
+
+/// `tidings rotate-master-key` against the shared store, keys from the environment.
+fn rotate(scratch: &Scratch, db: &TestDb, old: &str, new: &str) -> crate::support::process::Ran {
+    let mut cmd = tidings();
+    cmd.args(["rotate-master-key", "--data-dir"])
+        .arg(scratch.path("cli"))
+        .env("TIDINGS_STORE_URL", &db.url)
+        .env("TIDINGS_STORE_LEASE", LEASE)
+        .env("TIDINGS_MASTER_KEY", old)
+        .env("TIDINGS_NEW_MASTER_KEY", new);
+    run(cmd)
+}
+
+/// A node on the shared store with a master key of the test's choosing.
+fn start_node_with_key(scratch: &Scratch, name: &str, db: &TestDb, key: &str) -> Served {
+    Served::start_with_env(
+        &scratch.path(name),
+        &["--dev"],
+        &[
+            ("TIDINGS_STORE_URL", &db.url),
+            ("TIDINGS_MASTER_KEY", key),
+            ("TIDINGS_STORE_LEASE", LEASE),
+        ],
+    )
+}
+
+#[test]
+fn rotation_on_postgresql_reseals_every_value_once_every_node_has_stopped() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-rotate");
+    let new_key = "3333333333333333333333333333333333333333333333333333333333333333";
+    let key = create_key(&scratch, &db);
+    let node = start_node_with_key(&scratch, "a", &db, MASTER_KEY);
+    let receiver = TestReceiver::start();
+    let rule = request(
+        "POST",
+        &node.url("/api/v1/rules"),
+        Some(&key),
+        Some(&json!({
+            "name": "EHR",
+            "trigger": {"type": "event", "events": ["*"]},
+            "webhook": {"url": receiver.url("/"), "secret_headers": {"Authorization": "Bearer ehr-1"}},
+        })),
+    );
+    assert_eq!(rule.status, 201, "{}", rule.text);
+    let rule_id = rule.body["id"].as_str().unwrap().to_owned();
+    let secret_path = format!("/api/v1/rules/{rule_id}/secret");
+    let secret = request("GET", &node.url(&secret_path), Some(&key), None).body["secret"].clone();
+    let event = request(
+        "POST",
+        &node.url("/api/v1/events"),
+        Some(&key),
+        Some(
+            &json!({"type": "patient:admitted", "subject": "member:1", "data": {"name": "Ada Quist"}}),
+        ),
+    );
+    assert_eq!(event.status, 202, "{}", event.text);
+    let event_id = event.body["id"].as_str().unwrap().to_owned();
+    receiver.wait_for(1, Duration::from_secs(20));
+
+    // Refused while a node runs, and nothing changes.
+    let ran = rotate(&scratch, &db, MASTER_KEY, new_key);
+    assert!(!ran.success(), "{ran:?}");
+    assert!(ran.stderr.contains("stop every node"), "{}", ran.stderr);
+    node.kill9();
+    // The killed node counts as running until its lease has passed.
+    wait_until(
+        Duration::from_secs(20),
+        "the rotation to be allowed",
+        || {
+            let ran = rotate(&scratch, &db, MASTER_KEY, new_key);
+            if !ran.success() {
+                assert!(ran.stderr.contains("stop every node"), "{}", ran.stderr);
+            }
+            ran.success().then_some(ran)
+        },
+    );
+
+    // Every sealed value now opens with the new key only.
+    let stored: String = db
+        .client()
+        .query_one(
+            "SELECT row->>'data' FROM events WHERE id = $1",
+            &[&event_id.as_str()],
+        )
+        .unwrap()
+        .get(0);
+    let sealed = tidings::security::crypto::Sealed::parse(&stored).expect("sealed");
+    let key_of = |hex: &str| {
+        let bytes: [u8; 32] = hex::decode(hex).unwrap().try_into().unwrap();
+        tidings::security::crypto::MasterKey::from_bytes(&bytes)
+    };
+    assert!(key_of(MASTER_KEY).open(&sealed).is_err());
+    assert!(
+        key_of(new_key)
+            .open(&sealed)
+            .unwrap()
+            .expose()
+            .contains("Ada Quist")
+    );
+
+    // The old key is refused at start; with the new one everything reads as before.
+    let mut refused = Served::spawn(
+        &scratch.path("stale"),
+        &["--dev"],
+        &[
+            ("TIDINGS_STORE_URL", &db.url),
+            ("TIDINGS_MASTER_KEY", MASTER_KEY),
+        ],
+    );
+    refused.wait_exit();
+    assert!(refused.log().contains("does not open"), "{}", refused.log());
+    let node = start_node_with_key(&scratch, "b", &db, new_key);
+    let again = request("GET", &node.url(&secret_path), Some(&key), None);
+    assert_eq!(again.body["secret"], secret, "the same signing secret");
+    let read = request(
+        "GET",
+        &node.url(&format!("/api/v1/events/{event_id}")),
+        Some(&key),
+        None,
+    );
+    assert_eq!(read.body["data"]["name"], "Ada Quist");
+    let found = request(
+        "GET",
+        &node.url("/api/v1/subjects/member:1/disclosures"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(
+        found.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        found.text
+    );
+    let resp = request(
+        "POST",
+        &node.url("/api/v1/events"),
+        Some(&key),
+        Some(&json!({"type": "ping"})),
+    );
+    assert_eq!(resp.status, 202);
+    let got = receiver.wait_for(2, Duration::from_secs(20));
+    assert_eq!(got[1].header("authorization"), Some("Bearer ehr-1"));
+}

@@ -19,6 +19,7 @@ pub(super) mod import;
 mod keys;
 mod maintenance;
 mod nodes;
+mod rotation;
 mod rules;
 mod schema;
 mod subjects;
@@ -80,6 +81,25 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// `tidings rotate-master-key` with every node stopped: re-seals every sealed value with
+    /// a new master key in one transaction (rotation.rs). `new_env_key` is
+    /// `TIDINGS_NEW_MASTER_KEY`. Returns the new key and how many rows were re-sealed.
+    pub fn rotate_master_key(
+        options: &PgOptions,
+        keys: impl FnOnce() -> Result<Keyring, CryptoError>,
+        new_env_key: Option<&str>,
+    ) -> Result<(MasterKey, u64), StoreError> {
+        let keyring = keys().map_err(|e| StoreError::MasterKey(e.to_string()))?;
+        let lease_ms = i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX);
+        rotation::rotate(
+            &options.url,
+            keyring,
+            new_env_key,
+            lease_ms,
+            Clock::system().now_ms(),
+        )
+    }
+
     /// Connects and brings the schema up to date, without the master key: for commands that
     /// never touch event payloads or logged bodies (`key create`, `user add`).
     pub fn open(options: &PgOptions, clock: Clock) -> Result<Store, StoreError> {

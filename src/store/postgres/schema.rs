@@ -15,7 +15,7 @@ use crate::store::{StoreError, codec};
 
 /// `pg_advisory_xact_lock` key: "tidings" in ASCII, so other applications on the same
 /// database are unlikely to share it.
-const MIGRATION_LOCK: i64 = 0x0074_6964_696e_6773;
+pub(super) const MIGRATION_LOCK: i64 = 0x0074_6964_696e_6773;
 
 /// Each step, applied once, in order; the schema's version is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -141,7 +141,7 @@ CREATE TABLE disclosures (
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
-const KEY_CHECK: &str = "master_key_check";
+pub(super) const KEY_CHECK: &str = "master_key_check";
 
 /// Brings the schema up to date and returns the Default workspace's id (created with the
 /// schema, dated `now`).
@@ -205,8 +205,8 @@ fn meta_get(
 }
 
 /// Loads the keys and checks them against the store: the first node to start records a
-/// known text sealed with its key; every later one must open it. Master-key rotation on
-/// PostgreSQL is refused for now (a rotation re-seals every row while no node runs).
+/// known text sealed with its key; every later one must open it. A rotation (rotation.rs)
+/// that committed but did not rename its new key file is finished here.
 pub(super) fn check_master_key(
     pool: &Pool,
     keys: impl FnOnce() -> Result<Keyring, CryptoError>,
@@ -216,13 +216,21 @@ pub(super) fn check_master_key(
     let keyring = keys()
         .and_then(|k| k.settle(check.is_some()))
         .map_err(|e| StoreError::MasterKey(e.to_string()))?;
-    if keyring.next.is_some() {
-        return Err(StoreError::MasterKey(
-            "a master-key rotation is pending (master.key.new or TIDINGS_NEW_MASTER_KEY), but rotation is not available on PostgreSQL yet; remove the new key".into(),
-        ));
-    }
-    let key = keyring.current;
-    let opens = |sealed: &str| Sealed::parse(sealed).is_some_and(|s| key.open(&s).is_ok());
+    let opens_with =
+        |key: &MasterKey, sealed: &str| Sealed::parse(sealed).is_some_and(|s| key.open(&s).is_ok());
+    let key = match &keyring.next {
+        None => keyring.current,
+        // A rotation committed (rotation.rs) and died before renaming master.key.new.
+        Some(next) if check.as_deref().is_some_and(|c| opens_with(next, c)) => keyring
+            .finish_rotation()
+            .map_err(|e| StoreError::MasterKey(e.to_string()))?,
+        Some(_) => {
+            return Err(StoreError::MasterKey(
+                "a master-key rotation was started and not finished (master.key.new is there, or TIDINGS_NEW_MASTER_KEY is set): with every node stopped, run `tidings rotate-master-key` again to finish it, or unset TIDINGS_NEW_MASTER_KEY".into(),
+            ));
+        }
+    };
+    let opens = |sealed: &str| opens_with(&key, sealed);
     let stored = if let Some(check) = check {
         check
     } else {

@@ -36,6 +36,11 @@ impl TestDb {
         })
     }
 
+    /// A connection to the test's own database.
+    pub(crate) fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect to the test database")
+    }
+
     pub(crate) fn admin(&self) -> postgres::Client {
         postgres::Client::connect(&self.admin, postgres::NoTls).expect("connect as admin")
     }
