@@ -176,30 +176,63 @@ pub async fn set_password(
 /// How long a sign-in lasts. A working day: staff sign in once in the morning.
 pub const SESSION_MS: i64 = 12 * 3600 * 1000;
 
-/// The user whose name and password these are, or `None`; a failure is audited with the
-/// address it came from. Argon2 takes tens of milliseconds: off the async threads, and a
-/// name that does not exist costs the same as a wrong password.
+/// Failed sign-ins allowed per (username, address) in `LIMIT_WINDOW_MS`: keyed on both so one
+/// attacker cannot lock a user out from everywhere, and one address cannot try a username
+/// indefinitely. Counted by the store, so on several nodes the limit holds for them together.
+pub const MAX_FAILURES: u32 = 5;
+pub const LIMIT_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// How a sign-in went.
+pub enum SignIn {
+    Welcome(User),
+    /// Wrong username or password (audited).
+    Refused,
+    /// This username has used up its failures from this address: wait this many seconds.
+    Limited(i64),
+}
+
+/// Checks a username and password against the sign-in limit and the users; a failure is
+/// counted and audited with the address it came from. Argon2 takes tens of milliseconds: off
+/// the async threads, and a name that does not exist costs the same as a wrong password.
 pub async fn sign_in(
     state: &AppState,
     username: String,
     password: String,
     from: Option<std::net::IpAddr>,
-) -> Result<Option<User>, AppError> {
+) -> Result<SignIn, AppError> {
     let store = state.store.clone();
     let lookup = username.clone();
-    let user = blocking(move || -> Result<Option<User>, StoreError> {
+    let key = format!(
+        "{username}|{}",
+        from.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+    );
+    let now = state.clock.now_ms();
+    let outcome = blocking(move || -> Result<SignIn, StoreError> {
+        if let Some((failures, start)) = store.sign_in_failures(&key, now, LIMIT_WINDOW_MS)?
+            && failures >= MAX_FAILURES
+        {
+            return Ok(SignIn::Limited(
+                (start + LIMIT_WINDOW_MS - now).div_euclid(1000) + 1,
+            ));
+        }
         let user = store.user_by_name(&lookup)?;
-        match user {
-            Some(u) if verify_password(&password, &u.password_hash) => Ok(Some(u)),
-            Some(_) => Ok(None),
+        let user = match user {
+            Some(u) if verify_password(&password, &u.password_hash) => Some(u),
+            Some(_) => None,
             None => {
                 verify_against_dummy(&password);
-                Ok(None)
+                None
             }
+        };
+        if let Some(user) = user {
+            store.clear_sign_in_failures(&key)?;
+            return Ok(SignIn::Welcome(user));
         }
+        store.note_sign_in_failure(&key, now, LIMIT_WINDOW_MS)?;
+        Ok(SignIn::Refused)
     })
     .await?;
-    if user.is_none() {
+    if matches!(outcome, SignIn::Refused) {
         let audit = AuditEntry::new(
             state.store.default_workspace(),
             Actor::System,
@@ -213,7 +246,7 @@ pub async fn sign_in(
         ));
         state.store.audit(audit).await?;
     }
-    Ok(user)
+    Ok(outcome)
 }
 
 /// Stores a new session for `user` under `cookie` (audited as `action`) and returns it.

@@ -92,3 +92,92 @@ impl SeenThrottle {
         true
     }
 }
+
+/// Keys (username and address) whose failed sign-ins are remembered at most; past this the
+/// oldest window is forgotten, so a flood of made-up names cannot grow memory.
+const MAX_SIGN_IN_KEYS: usize = 10_000;
+
+/// Failed sign-ins per key in fixed windows, in memory: for a backend one process owns (the
+/// embedded file), where memory is where every request of the store is seen.
+#[derive(Default)]
+pub(in crate::store) struct SignInFailures(Mutex<HashMap<String, (u32, i64)>>);
+
+impl SignInFailures {
+    pub(in crate::store) fn get(&self, key: &str, now: i64, window_ms: i64) -> Option<(u32, i64)> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key)
+            .copied()
+            .filter(|(_, start)| now - start < window_ms)
+    }
+
+    pub(in crate::store) fn note(&self, key: &str, now: i64, window_ms: i64) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_SIGN_IN_KEYS && !map.contains_key(key) {
+            map.retain(|_, (_, start)| now - *start < window_ms);
+            if map.len() >= MAX_SIGN_IN_KEYS
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, (_, start))| *start)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        let entry = map.entry(key.to_owned()).or_insert((0, now));
+        if now - entry.1 >= window_ms {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    pub(in crate::store) fn clear(&self, key: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().map_or(0, |m| m.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: i64 = 900_000;
+
+    #[test]
+    fn sign_in_failures_count_in_windows_and_forget_the_oldest_when_full() {
+        let failures = SignInFailures::default();
+        for _ in 0..3 {
+            failures.note("anna|10.0.0.1", 1_000, WINDOW);
+        }
+        assert_eq!(
+            failures.get("anna|10.0.0.1", 2_000, WINDOW),
+            Some((3, 1_000))
+        );
+        assert_eq!(failures.get("anna|10.0.0.2", 2_000, WINDOW), None);
+        assert_eq!(failures.get("anna|10.0.0.1", 1_000 + WINDOW, WINDOW), None);
+        failures.note("anna|10.0.0.1", 1_000 + WINDOW, WINDOW);
+        assert_eq!(
+            failures.get("anna|10.0.0.1", 1_000 + WINDOW, WINDOW),
+            Some((1, 1_000 + WINDOW)),
+            "a new window"
+        );
+        failures.clear("anna|10.0.0.1");
+        assert_eq!(failures.get("anna|10.0.0.1", 1_000 + WINDOW, WINDOW), None);
+        for i in 0..(MAX_SIGN_IN_KEYS + 50) {
+            let at = i64::try_from(i).unwrap();
+            failures.note(&format!("u{i}|x"), at, WINDOW);
+        }
+        assert_eq!(failures.len(), MAX_SIGN_IN_KEYS);
+        assert_eq!(
+            failures.get("u0|x", 10, WINDOW),
+            None,
+            "the oldest went first"
+        );
+    }
+}

@@ -239,6 +239,22 @@ pub trait UserStore {
     fn session(&self, cookie: &str) -> Result<Option<Session>, StoreError>;
 
     fn delete_session(&self, cookie: &str, audit: Option<AuditEntry>) -> Result<(), StoreError>;
+
+    /// The failed sign-ins counted for `key` (a username and the address they came from) in
+    /// its window open at `now` (`window_ms` long), and when that window began; `None` if
+    /// none is open. Every node of a store counts together.
+    fn sign_in_failures(
+        &self,
+        key: &str,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<(u32, i64)>, StoreError>;
+
+    /// Counts a failed sign-in for `key`, opening a window at `now` if none is open.
+    fn note_sign_in_failure(&self, key: &str, now: i64, window_ms: i64) -> Result<(), StoreError>;
+
+    /// Forgets `key`'s failures (it has signed in).
+    fn clear_sign_in_failures(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// The append-only audit log.

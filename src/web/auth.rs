@@ -3,7 +3,6 @@
 //! role extractors (`AnyUser`, `EditorUser`, `AdminUser`) that every page handler states.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 
 use actix_web::dev::Payload;
@@ -14,6 +13,7 @@ use askama::Template;
 use subtle::ConstantTimeEq;
 
 use super::{Fields, Layout, WebError, render};
+use crate::app::users::SignIn;
 use crate::app::{AppState, users};
 use crate::domain::audit::Actor;
 use crate::domain::ids::WorkspaceId;
@@ -22,11 +22,6 @@ use crate::security::crypto::Secret;
 use crate::store::{Store, StoreError};
 
 pub use crate::app::users::SESSION_MS;
-/// Failed sign-ins allowed per (username, address) in `LIMIT_WINDOW_MS`.
-pub const MAX_FAILURES: u32 = 5;
-pub const LIMIT_WINDOW_MS: i64 = 15 * 60 * 1000;
-/// Most (username, address) pairs remembered; bounds the limiter's memory under a flood.
-const LIMIT_ENTRIES: usize = 10_000;
 
 const SESSION_COOKIE: &str = "tidings_session";
 /// With TLS the `__Host-` prefix makes browsers insist on Secure, Path=/ and no Domain.
@@ -48,11 +43,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// UI state that is not the store's: the first-run token, the sign-in limiter and the
-/// values a page shows once after a redirect.
+/// UI state that is not the store's: the first-run token and the values a page shows once
+/// after a redirect. (The sign-in limit is the store's, so several nodes count together.)
 pub struct UiState {
     setup_token: Mutex<Option<String>>,
-    limiter: LoginLimiter,
     pub once: ShowOnce,
 }
 
@@ -71,7 +65,6 @@ impl UiState {
         };
         Ok(Self {
             setup_token: Mutex::new(token),
-            limiter: LoginLimiter::default(),
             once: ShowOnce::default(),
         })
     }
@@ -153,70 +146,6 @@ impl ShowOnce {
 fn random_token() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
-}
-
-/// Failed sign-ins per (username, client address), in fixed windows. Keyed on both so one
-/// attacker cannot lock a user out from everywhere, and one address cannot try a username
-/// indefinitely; memory is bounded by evicting the oldest window when full.
-/// (username, client address) → (failures, window start in Unix ms).
-type Windows = HashMap<(String, Option<IpAddr>), (u32, i64)>;
-
-#[derive(Default)]
-pub struct LoginLimiter {
-    windows: Mutex<Windows>,
-}
-
-impl LoginLimiter {
-    /// `Err(seconds to wait)` when this pair has used up its failures.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Result<(), i64> {
-        let Ok(map) = self.windows.lock() else {
-            return Ok(());
-        };
-        match map.get(&(username.to_owned(), ip)) {
-            Some(&(failures, start))
-                if failures >= MAX_FAILURES && now - start < LIMIT_WINDOW_MS =>
-            {
-                Err((start + LIMIT_WINDOW_MS - now).div_euclid(1000) + 1)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    pub fn failed(&self, username: &str, ip: Option<IpAddr>, now: i64) {
-        let Ok(mut map) = self.windows.lock() else {
-            return;
-        };
-        if map.len() >= LIMIT_ENTRIES {
-            map.retain(|_, (_, start)| now - *start < LIMIT_WINDOW_MS);
-            if map.len() >= LIMIT_ENTRIES
-                && let Some(oldest) = map
-                    .iter()
-                    .min_by_key(|(_, (_, s))| *s)
-                    .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        let entry = map.entry((username.to_owned(), ip)).or_insert((0, now));
-        if now - entry.1 >= LIMIT_WINDOW_MS {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-    }
-
-    pub fn succeeded(&self, username: &str, ip: Option<IpAddr>) {
-        if let Ok(mut map) = self.windows.lock() {
-            map.remove(&(username.to_owned(), ip));
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.windows.lock().map_or(0, |m| m.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, WebError> {
@@ -463,7 +392,6 @@ async fn login(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
-    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let fields = Fields::parse(&body);
     check_form_token(&req, &fields)?;
@@ -471,7 +399,6 @@ async fn login(
     let password = fields.get("password").to_owned();
     let next = safe_next(fields.get("next"));
     let ip = req.peer_addr().map(|a| a.ip());
-    let now = state.clock.now_ms();
     let retry = |status: StatusCode, error: String| {
         let token = random_token();
         let page = LoginPage {
@@ -484,25 +411,20 @@ async fn login(
         };
         with_form_cookie(&state, status, &token, &page)
     };
-    if let Err(wait) = ui.limiter.check(&username, ip, now) {
-        return retry(
+    match users::sign_in(&state, username.clone(), password, ip).await? {
+        SignIn::Welcome(user) => start_session(&state, &user, "user.login", &next).await,
+        SignIn::Refused => retry(
+            StatusCode::UNAUTHORIZED,
+            "That username and password do not match an account.".into(),
+        ),
+        SignIn::Limited(wait) => retry(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "Too many failed sign-ins for this account from here. Wait {} minute(s) and try again.",
                 wait.div_euclid(60) + 1
             ),
-        );
+        ),
     }
-    let user = users::sign_in(&state, username.clone(), password, ip).await?;
-    let Some(user) = user else {
-        ui.limiter.failed(&username, ip, now);
-        return retry(
-            StatusCode::UNAUTHORIZED,
-            "That username and password do not match an account.".into(),
-        );
-    };
-    ui.limiter.succeeded(&username, ip);
-    start_session(&state, &user, "user.login", &next).await
 }
 
 /// Creates a session for `user` and sends the browser to `next` with its cookie.
@@ -646,35 +568,6 @@ async fn setup(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limiter_blocks_after_the_failures_and_forgets_after_the_window() {
-        let l = LoginLimiter::default();
-        let ip = Some(IpAddr::from([127, 0, 0, 1]));
-        for _ in 0..MAX_FAILURES {
-            assert!(l.check("anna", ip, 0).is_ok());
-            l.failed("anna", ip, 0);
-        }
-        assert!(l.check("anna", ip, 1000).is_err());
-        assert!(l.check("bob", ip, 1000).is_ok(), "per username");
-        assert!(
-            l.check("anna", Some(IpAddr::from([10, 0, 0, 1])), 1000)
-                .is_ok(),
-            "per address"
-        );
-        assert!(l.check("anna", ip, LIMIT_WINDOW_MS + 1).is_ok());
-        l.succeeded("anna", ip);
-        assert!(l.check("anna", ip, 1000).is_ok());
-    }
-
-    #[test]
-    fn limiter_memory_is_bounded() {
-        let l = LoginLimiter::default();
-        for i in 0..(LIMIT_ENTRIES + 50) {
-            l.failed(&format!("user{i}"), None, 0);
-        }
-        assert!(l.len() <= LIMIT_ENTRIES);
-    }
 
     #[test]
     fn a_value_is_shown_once_to_its_session_and_page_and_expires() {

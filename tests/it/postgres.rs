@@ -14,6 +14,7 @@ use crate::support::app::wait_until;
 use crate::support::postgres::TestDb;
 use crate::support::process::{Scratch, Served, fast_retry_config, request, run, tidings};
 use crate::support::receiver::{Reply, TestReceiver};
+use crate::support::ui::Browser;
 
 /// Every node of one store shares the master key.
 const MASTER_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -440,4 +441,67 @@ fn rotation_on_postgresql_reseals_every_value_once_every_node_has_stopped() {
     assert_eq!(resp.status, 202);
     let got = receiver.wait_for(2, Duration::from_secs(20));
     assert_eq!(got[1].header("authorization"), Some("Bearer ehr-1"));
+}
+
+/// `tidings user add` against the shared store.
+fn add_user(scratch: &Scratch, db: &TestDb, username: &str, password: &str) {
+    let mut cmd = tidings();
+    cmd.args([
+        "user",
+        "add",
+        "--role",
+        "admin",
+        "--username",
+        username,
+        "--data-dir",
+    ])
+    .arg(scratch.path("cli"))
+    .env("TIDINGS_STORE_URL", &db.url)
+    .env("TIDINGS_PASSWORD", password);
+    let ran = run(cmd);
+    assert!(ran.success(), "user add failed: {ran:?}");
+}
+
+#[test]
+fn sign_in_limits_and_sessions_hold_across_nodes() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-sign-in");
+    let password = "correct horse battery staple";
+    add_user(&scratch, &db, "ops", password);
+    add_user(&scratch, &db, "desk", password);
+    let a = start_node(&scratch, "a", &db, "");
+    let b = start_node(&scratch, "b", &db, "");
+
+    // Failures on one node count on the other: five on A, then B refuses the right password.
+    let on_a = Browser::at(&a.url(""));
+    for _ in 0..5 {
+        on_a.login("ops", "wrong password!!").assert_status(401);
+    }
+    let on_b = Browser::at(&b.url(""));
+    let limited = on_b.login("ops", password);
+    limited.assert_status(429);
+    assert!(
+        limited.text.contains("Too many failed sign-ins"),
+        "{}",
+        limited.text
+    );
+
+    // A session made on A is valid on B, and signing out on B ends it on A.
+    let desk_a = Browser::at(&a.url(""));
+    desk_a.login("desk", password).assert_status(303);
+    let desk_b = Browser::at(&b.url(""));
+    for (name, value) in desk_a.cookies() {
+        desk_b.set_cookie(&name, &value);
+    }
+    let home = desk_b.get("/");
+    home.assert_status(200);
+    assert!(home.text.contains("desk"), "signed in on B: {}", home.text);
+    desk_b.post("/logout", &[]).assert_status(303);
+    let after = desk_a.get("/");
+    assert!(
+        after.status == 303 && after.location().starts_with("/login"),
+        "signed out on A too: {} {}",
+        after.status,
+        after.location()
+    );
 }

@@ -165,6 +165,49 @@ pub fn users_insert_update_and_delete_with_last_admin_guard(store: &Store, _cloc
         .unwrap();
 }
 
+pub fn sign_in_failures_count_per_key_in_windows(store: &Store, _clock: &Clock) {
+    const WINDOW: i64 = 900_000;
+    let key = "anna|10.0.0.1";
+    assert_eq!(store.sign_in_failures(key, START, WINDOW).unwrap(), None);
+    for i in 0..3 {
+        store.note_sign_in_failure(key, START + i, WINDOW).unwrap();
+    }
+    assert_eq!(
+        store.sign_in_failures(key, START + 10, WINDOW).unwrap(),
+        Some((3, START)),
+        "counted in the window the first failure opened"
+    );
+    assert_eq!(
+        store
+            .sign_in_failures("anna|10.0.0.2", START + 10, WINDOW)
+            .unwrap(),
+        None,
+        "per key"
+    );
+    assert_eq!(
+        store.sign_in_failures(key, START + WINDOW, WINDOW).unwrap(),
+        None,
+        "the window has closed"
+    );
+    store
+        .note_sign_in_failure(key, START + WINDOW, WINDOW)
+        .unwrap();
+    assert_eq!(
+        store
+            .sign_in_failures(key, START + WINDOW + 1, WINDOW)
+            .unwrap(),
+        Some((1, START + WINDOW)),
+        "a new window"
+    );
+    store.clear_sign_in_failures(key).unwrap();
+    assert_eq!(
+        store
+            .sign_in_failures(key, START + WINDOW + 1, WINDOW)
+            .unwrap(),
+        None
+    );
+}
+
 pub fn sessions_live_until_they_expire_or_end(store: &Store, clock: &Clock) {
     let ws = store.default_workspace().clone();
     let anna = user(&ws, "anna", UserRole::Admin);

@@ -63,6 +63,7 @@ macro_rules! store_contract_tests {
             api_keys_are_found_by_token_until_deleted,
             users_insert_update_and_delete_with_last_admin_guard,
             sessions_live_until_they_expire_or_end,
+            sign_in_failures_count_per_key_in_windows,
             users_alert_email_is_set_and_cleared_keeping_sessions,
             audit_log_pages_newest_first_per_workspace,
             catalog_declares_types_and_notes_seen_ones,

@@ -73,6 +73,11 @@ impl MaintenanceStore for PgStore {
             "DELETE FROM idempotency_keys WHERE expires_at <= $1",
             &[&self.clock.now_ms()],
         )?;
+        // No sign-in window outlives a day.
+        conn.execute(
+            "DELETE FROM sign_in_failures WHERE window_start < $1",
+            &[&(self.clock.now_ms() - 86_400_000)],
+        )?;
         Ok((deliveries, events))
     }
 

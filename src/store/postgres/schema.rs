@@ -138,6 +138,14 @@ CREATE TABLE disclosures (
     PRIMARY KEY (workspace_id, subject, delivery_id)
 );
 "#,
+    // 4: failed sign-ins, counted by every node together.
+    "
+CREATE TABLE sign_in_failures (
+    key text PRIMARY KEY,
+    failures integer NOT NULL,
+    window_start bigint NOT NULL
+);
+",
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

@@ -228,4 +228,38 @@ impl UserStore for PgStore {
             }
         })
     }
+
+    /// A table every node counts in, so the limit holds for the nodes together.
+    fn sign_in_failures(
+        &self,
+        key: &str,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<(u32, i64)>, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT failures, window_start FROM sign_in_failures WHERE key = $1 AND window_start > $2",
+            &[&key, &(now - window_ms)],
+        )?;
+        Ok(row.map(|r| (u32::try_from(r.get::<_, i32>(0)).unwrap_or(0), r.get(1))))
+    }
+
+    fn note_sign_in_failure(&self, key: &str, now: i64, window_ms: i64) -> Result<(), StoreError> {
+        // One statement: two nodes counting at once both count.
+        self.conn()?.execute(
+            "INSERT INTO sign_in_failures (key, failures, window_start) VALUES ($1, 1, $2)
+             ON CONFLICT (key) DO UPDATE SET
+                 failures = CASE WHEN sign_in_failures.window_start <= $2 - $3 THEN 1
+                                 ELSE sign_in_failures.failures + 1 END,
+                 window_start = CASE WHEN sign_in_failures.window_start <= $2 - $3 THEN $2
+                                     ELSE sign_in_failures.window_start END",
+            &[&key, &now, &window_ms],
+        )?;
+        Ok(())
+    }
+
+    fn clear_sign_in_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute("DELETE FROM sign_in_failures WHERE key = $1", &[&key])?;
+        Ok(())
+    }
 }

@@ -31,7 +31,7 @@ use crate::domain::access::ApiKey;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey};
-use crate::store::cache::{RuleCache, SeenThrottle};
+use crate::store::cache::{RuleCache, SeenThrottle, SignInFailures};
 use crate::store::seal::RowSeal;
 use crate::store::transfer::Sink;
 use crate::store::{Store, StoreError};
@@ -61,6 +61,8 @@ pub struct RedbStore {
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     /// When each event type's seen sample was last written (see catalog.rs).
     seen_types: Arc<SeenThrottle>,
+    /// Failed sign-ins: in memory, since one process owns the file (see cache.rs).
+    sign_in_failures: Arc<SignInFailures>,
     /// When each event type's missing-subject note was last written (see catalog.rs).
     subject_misses: Arc<SeenThrottle>,
     /// Seals event payloads and logged bodies as rows are encoded, opens them when decoded.
@@ -173,6 +175,7 @@ impl RedbStore {
             default_workspace,
             workspace_names: Arc::default(),
             seen_types: Arc::default(),
+            sign_in_failures: Arc::default(),
             subject_misses: Arc::default(),
             seal,
             clock,

@@ -170,6 +170,25 @@ impl UserStore for RedbStore {
             }
         })
     }
+
+    fn sign_in_failures(
+        &self,
+        key: &str,
+        now: i64,
+        window_ms: i64,
+    ) -> Result<Option<(u32, i64)>, StoreError> {
+        Ok(self.sign_in_failures.get(key, now, window_ms))
+    }
+
+    fn note_sign_in_failure(&self, key: &str, now: i64, window_ms: i64) -> Result<(), StoreError> {
+        self.sign_in_failures.note(key, now, window_ms);
+        Ok(())
+    }
+
+    fn clear_sign_in_failures(&self, key: &str) -> Result<(), StoreError> {
+        self.sign_in_failures.clear(key);
+        Ok(())
+    }
 }
 
 /// A conflict unless another admin exists besides the one about to go.

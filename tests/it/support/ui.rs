@@ -67,8 +67,13 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(app: &TestApp) -> Self {
+        Self::at(&app.url(""))
+    }
+
+    /// A browser for the server at `base` (`http://127.0.0.1:PORT`), e.g. a node process.
+    pub fn at(base: &str) -> Self {
         Self {
-            base: app.url(""),
+            base: base.to_owned(),
             http: client(),
             cookies: RefCell::default(),
             csrf: RefCell::default(),
@@ -77,6 +82,15 @@ impl Browser {
 
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.cookies.borrow().get(name).cloned()
+    }
+
+    /// Every cookie this browser holds.
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.cookies
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     pub fn set_cookie(&self, name: &str, value: &str) {
