@@ -30,7 +30,7 @@ use crate::domain::system::is_system;
 use crate::domain::time::{Clock, to_rfc3339};
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
-use crate::store::{DueDelivery, Store};
+use crate::store::{DueDelivery, Slot, Store};
 use crate::telemetry::Metrics;
 
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
@@ -46,6 +46,8 @@ pub const HANGING_SHARE: usize = WORKERS / 2;
 /// The longest a waiting worker sleeps without re-checking, so shutdown and health stay prompt.
 /// (A manual clock wakes the workers whenever it moves.)
 const MAX_WAIT: Duration = Duration::from_secs(1);
+/// How soon a delivery whose rule had no slot free on any node is looked at again.
+const SLOT_RETRY_MS: i64 = 50;
 
 /// What the dispatcher needs besides the store.
 #[derive(Clone)]
@@ -465,6 +467,16 @@ impl Shared {
         self.wake.notify_all();
     }
 
+    /// Puts a job whose rule has no slot free on any node back in the queue, due shortly.
+    fn hold_back(&self, job: &Job) {
+        let due_at = self.settings.clock.now_ms() + SLOT_RETRY_MS;
+        self.enqueue([DueDelivery {
+            id: job.id.clone(),
+            rule_id: job.rule.clone(),
+            due_at,
+        }]);
+    }
+
     /// Frees the job's worker, notes what the attempt said about the receiver (`signal`:
     /// None when no attempt was made), and lets a waiting worker look again.
     fn finish(&self, job: &Job, signal: Option<Signal>) {
@@ -519,6 +531,16 @@ fn worker(shared: &Arc<Shared>) {
     let transport = shared.settings.transport.for_worker();
     while let Some(job) = shared.next_job() {
         let id = &job.id;
+        // The rule's slot among every node of a shared store, held through the attempt.
+        let limit = shared.admission(&job.rule).max_concurrency;
+        let _slot = match shared.store.concurrency_slot(&job.rule, limit) {
+            Slot::Busy => {
+                shared.finish(&job, None);
+                shared.hold_back(&job);
+                continue;
+            }
+            held => held,
+        };
         // A panic must not take the worker, or the rule's concurrency slot, with it.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             deliver(shared, &*transport, id, &job.rule)

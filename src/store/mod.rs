@@ -32,7 +32,7 @@ pub use traits::{
 };
 pub use types::{
     DeliveryFilter, DisclosureFilter, DueDelivery, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
-    ReclaimSink, StoreError, StoreFuture, UserChange, WriteDone,
+    ReclaimSink, Slot, StoreError, StoreFuture, UserChange, WriteDone,
 };
 
 // The redb backend's schema modules, where backup.rs has always found them.

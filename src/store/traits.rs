@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::types::{
-    DeliveryFilter, DisclosureFilter, DueDelivery, IngestOutcome, NewEvent, ReclaimSink,
+    DeliveryFilter, DisclosureFilter, DueDelivery, IngestOutcome, NewEvent, ReclaimSink, Slot,
     StoreError, StoreFuture, UserChange, WriteDone,
 };
 use crate::domain::access::{ApiKey, Workspace};
@@ -125,6 +125,11 @@ pub trait EventStore {
     /// From now on, open deliveries taken over from a node that stopped renewing its lease
     /// go to `sink`. A one-node backend never calls it.
     fn on_reclaimed(&self, sink: ReclaimSink);
+
+    /// Takes one of `rule`'s `limit` concurrency slots for an attempt about to start, shared
+    /// by every node of the store (SPEC §10: `max_concurrency` holds for the nodes
+    /// together); `Slot::Local` where one process owns the store. Never blocks for long.
+    fn concurrency_slot(&self, rule: &RuleId, limit: u32) -> Slot;
 
     /// A delivery and its event, read together for an attempt.
     fn delivery_with_event(&self, id: &DeliveryId)

@@ -55,6 +55,16 @@ pub type WriteDone = Box<dyn FnOnce(Result<(), StoreError>) + Send + 'static>;
 /// node whose lease ran out (the dispatcher queues them).
 pub type ReclaimSink = Box<dyn Fn(Vec<DueDelivery>) + Send + Sync + 'static>;
 
+/// One of a rule's `max_concurrency` slots, as the nodes of a shared store count them.
+pub enum Slot {
+    /// One process owns the store: its own count of attempts in flight is the whole count.
+    Local,
+    /// Held for every node until dropped (what it holds is the backend's).
+    Held(Box<dyn Send>),
+    /// Every slot is taken by some node: try again shortly.
+    Busy,
+}
+
 /// How long a producer's idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 

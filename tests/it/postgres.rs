@@ -505,3 +505,44 @@ fn sign_in_limits_and_sessions_hold_across_nodes() {
         after.location()
     );
 }
+
+#[test]
+fn a_rules_max_concurrency_holds_for_the_nodes_together() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-concurrency");
+    let key = create_key(&scratch, &db);
+    let a = start_node(&scratch, "a", &db, "");
+    let b = start_node(&scratch, "b", &db, "");
+    // Each request is answered after 400 ms, so requests in flight together arrive together.
+    let receiver = TestReceiver::start();
+    receiver.set_default(Reply::status(200).delay(Duration::from_millis(400)));
+    let rule = request(
+        "POST",
+        &a.url("/api/v1/rules"),
+        Some(&key),
+        Some(&json!({
+            "name": "slow CRM",
+            "max_concurrency": 2,
+            "trigger": {"type": "event", "events": ["order:*"]},
+            "webhook": {"url": receiver.url("/")},
+        })),
+    );
+    assert_eq!(rule.status, 201, "{}", rule.text);
+    std::thread::sleep(Duration::from_millis(1500)); // the rule reaches B's cache
+    // Both nodes accept events, so both have deliveries of the rule to send at once.
+    for n in 0..12 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        assert_eq!(post_event(node.port, &key, n), 202);
+    }
+    let got = receiver.wait_for(12, Duration::from_secs(60));
+    let mut arrivals: Vec<Instant> = got.iter().map(|r| r.at).collect();
+    arrivals.sort();
+    // With two in flight at most, any three arrivals span at least one 400 ms answer.
+    for three in arrivals.windows(3) {
+        let span = three[2] - three[0];
+        assert!(
+            span >= Duration::from_millis(300),
+            "three requests within {span:?}: more than 2 in flight across the nodes"
+        );
+    }
+}

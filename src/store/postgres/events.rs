@@ -13,7 +13,7 @@ use crate::store::seal::RowSeal;
 use crate::store::types::not_found;
 use crate::store::{
     DeliveryFilter, DueDelivery, EventStore, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
-    ReclaimSink, StoreError, StoreFuture,
+    ReclaimSink, Slot, StoreError, StoreFuture,
 };
 
 /// The smallest delivery id created at `ms` (ids begin with their creation time).
@@ -161,6 +161,10 @@ impl EventStore for PgStore {
 
     fn on_reclaimed(&self, sink: ReclaimSink) {
         self.reclaimed.set(sink);
+    }
+
+    fn concurrency_slot(&self, rule: &RuleId, limit: u32) -> Slot {
+        self.slots.take(rule, limit)
     }
 
     fn delivery_with_event(

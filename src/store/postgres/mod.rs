@@ -22,6 +22,7 @@ mod nodes;
 mod rotation;
 mod rules;
 mod schema;
+mod slots;
 mod subjects;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -66,6 +67,8 @@ pub struct PgStore {
     default_workspace: WorkspaceId,
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     seen_types: Arc<SeenThrottle>,
+    /// This node's hold on rules' concurrency slots (slots.rs).
+    slots: Arc<slots::Slots>,
     /// When each event type's missing-subject note was last written (see catalog.rs).
     subject_misses: Arc<SeenThrottle>,
     seal: RowSeal,
@@ -154,6 +157,7 @@ impl PgStore {
             default_workspace,
             workspace_names: Arc::default(),
             seen_types: Arc::default(),
+            slots: slots::Slots::new(&options.url),
             subject_misses: Arc::default(),
             seal,
             clock,

@@ -20,7 +20,7 @@ use crate::store::seal::RowSeal;
 use crate::store::types::not_found;
 use crate::store::{
     DeliveryFilter, DueDelivery, EventStore, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
-    ReclaimSink, StoreError, StoreFuture,
+    ReclaimSink, Slot, StoreError, StoreFuture,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -208,6 +208,10 @@ impl EventStore for RedbStore {
 
     /// One node owns the file: nothing is ever taken over.
     fn on_reclaimed(&self, _sink: ReclaimSink) {}
+
+    fn concurrency_slot(&self, _rule: &RuleId, _limit: u32) -> Slot {
+        Slot::Local
+    }
 
     fn delivery_with_event(
         &self,
