@@ -3,6 +3,8 @@
 //! tidings, the receiver and the load generator in this one process on 127.0.0.1 (release
 //! profile); h–k (processes.rs) run them as three separate processes, the way a user sees it.
 //! `cargo bench --bench pipeline`; `BENCH_EVENTS=N` changes the event count.
+//! `BENCH_POSTGRES=postgres://…` (a server where the bench may create databases) runs the
+//! `tidings serve` of h–k on PostgreSQL, a new database per scenario.
 #![allow(clippy::cast_precision_loss)]
 
 #[path = "support/processes.rs"]
@@ -46,6 +48,21 @@ struct App {
     dir: PathBuf,
 }
 
+/// A new database on the `BENCH_POSTGRES` server, as a store URL; empty (the embedded
+/// store) without it.
+fn postgres_database() -> String {
+    let Ok(admin) = std::env::var("BENCH_POSTGRES") else {
+        return String::new();
+    };
+    let name = format!("tidings_bench_{:016x}", rand::random::<u64>());
+    postgres::Client::connect(&admin, postgres::NoTls)
+        .and_then(|mut c| c.batch_execute(&format!("CREATE DATABASE {name}")))
+        .expect("BENCH_POSTGRES: create a database for the scenario");
+    let mut url = url::Url::parse(&admin).expect("BENCH_POSTGRES is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
 fn bench_dir() -> PathBuf {
     std::env::temp_dir().join(format!(
         "tidings-bench-{}-{:x}",
@@ -55,11 +72,14 @@ fn bench_dir() -> PathBuf {
 }
 
 impl App {
-    /// `tidings serve --dev` as a child process, its key made by `tidings key create`.
+    /// `tidings serve --dev` as a child process, its key made by `tidings key create`; on a
+    /// new PostgreSQL database of its own with `BENCH_POSTGRES`.
     fn spawn() -> Self {
         let dir = bench_dir();
         let bin = env!("CARGO_BIN_EXE_tidings");
+        let store_url = postgres_database();
         let out = std::process::Command::new(bin)
+            .env("TIDINGS_STORE_URL", &store_url)
             .args([
                 "key",
                 "create",
@@ -82,6 +102,7 @@ impl App {
             .expect("a free port")
             .port();
         let child = std::process::Command::new(bin)
+            .env("TIDINGS_STORE_URL", &store_url)
             .args([
                 "serve",
                 "--dev",

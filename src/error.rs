@@ -156,7 +156,10 @@ impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound { what, id } => Self::not_found(what, &id),
-            StoreError::Conflict(message) => Self::conflict(message),
+            // What this backend leaves to the database's own tools (a PostgreSQL backup).
+            StoreError::Conflict(message) | StoreError::Unsupported(message) => {
+                Self::conflict(message)
+            }
             StoreError::Overloaded => Self::new(
                 Code::Overloaded,
                 "tidings is writing as fast as its disk allows and its queue is full; try again in a moment",

@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AdminKey;
+use super::error::ErrorBody;
 use super::openapi::Op;
 use crate::app::AppState;
 use crate::app::blocking;
@@ -24,7 +25,10 @@ pub fn routes() -> Vec<Op> {
     post,
     path = "/api/v1/backup",
     tag = "backup",
-    responses((status = 201, description = "the snapshot written", body = Backup)),
+    responses(
+        (status = 201, description = "the snapshot written", body = Backup),
+        (status = 409, description = "a master-key rotation is unfinished, or the store is PostgreSQL, which is backed up with pg_dump (`conflict`)", body = ErrorBody),
+    ),
     security(("api_key" = ["admin"])),
 )]
 async fn create(

@@ -13,6 +13,9 @@ use crate::support::receiver::TestReceiver;
 
 #[test]
 fn a_backup_taken_under_load_restores_rules_secrets_and_logs() {
+    if crate::support::postgres::redb_only("backup and restore of the embedded file") {
+        return;
+    }
     let app = spawn_app();
     let receiver = TestReceiver::start();
     let rule = app.create_rule_with(
@@ -203,6 +206,9 @@ fn mode_of(path: &std::path::Path) -> u32 {
 
 #[test]
 fn a_killed_offline_backup_leaves_nothing_at_out_and_the_next_backup_removes_its_leftover() {
+    if crate::support::postgres::redb_only("backup and restore of the embedded file") {
+        return;
+    }
     let (data, _) = data_dir_with_events(300);
     let scratch = Scratch::new("backup-killed");
     let out = scratch.path("snapshot.redb");
@@ -243,6 +249,9 @@ fn own_writer_tag() -> String {
 
 #[test]
 fn start_up_removes_what_an_interrupted_snapshot_left_in_backups_and_nothing_else() {
+    if crate::support::postgres::redb_only("backup and restore of the embedded file") {
+        return;
+    }
     let (data, _) = data_dir_with_events(300);
     let backups = data.join("backups");
     std::fs::create_dir_all(&backups).unwrap();
@@ -299,6 +308,9 @@ fn restore(from: &std::path::Path, data_dir: &std::path::Path) -> Ran {
 
 #[test]
 fn restore_never_changes_its_source_whether_it_restores_or_refuses() {
+    if crate::support::postgres::redb_only("backup and restore of the embedded file") {
+        return;
+    }
     let scratch = Scratch::new("restore-source");
     let (data, last_event) = data_dir_with_events(20);
     let good = scratch.path("good.redb");

@@ -106,6 +106,9 @@ fn provision(
 
 #[test]
 fn a_migrated_store_reads_the_same_on_postgresql_and_sends_what_was_owed() {
+    if crate::support::postgres::redb_only("migrating from the embedded file") {
+        return;
+    }
     let Some(db) = TestDb::new() else { return };
     let ok = TestReceiver::start();
     let failing = TestReceiver::start();
@@ -255,6 +258,9 @@ fn without(page: &Value, owed_event: &str) -> Value {
 
 #[test]
 fn migrate_refuses_bad_input_and_changes_nothing() {
+    if crate::support::postgres::redb_only("migrating from the embedded file") {
+        return;
+    }
     let Some(db) = TestDb::new() else { return };
     let receiver = TestReceiver::start();
     let app = spawn_app_with(|_| {});

@@ -61,6 +61,9 @@ fn audit_actions(app: &TestApp) -> Vec<Value> {
 
 #[test]
 fn disclosures_are_listed_and_erasure_destroys_one_subject_only() {
+    if crate::support::postgres::redb_only("scanning the embedded file for erased bytes") {
+        return;
+    }
     let app = spawn_app();
     let receiver = TestReceiver::start();
     let rule = app.create_rule_with(json!({

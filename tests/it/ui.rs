@@ -1043,6 +1043,9 @@ fn the_settings_page_shows_the_effective_config_with_the_key_path_masked() {
 #[test]
 fn user_add_on_the_command_line_makes_a_user_who_can_sign_in() {
     use crate::support::process::{Scratch, run, tidings};
+    if crate::support::postgres::redb_only("the CLI on the data dir") {
+        return;
+    }
     let scratch = Scratch::new("user-add");
     let data = scratch.path("data");
     let mut cmd = tidings();

@@ -313,6 +313,16 @@ pub fn erase_of_an_unknown_subject_erases_nothing_and_is_audited(store: &Store, 
             .count(),
         2
     );
+    let (entries, _) = store.audit_log(&ws, None, 10).unwrap();
+    let erase = entries
+        .iter()
+        .find(|e| e.action == "subject.erase")
+        .expect("audited");
+    assert_eq!(
+        erase.after,
+        Some(serde_json::json!({"events": 0, "deliveries": 0})),
+        "the counts are in the entry"
+    );
 }
 
 pub fn disclosures_outlive_the_pruning_of_the_delivery_log(store: &Store, _clock: &Clock) {

@@ -73,6 +73,10 @@ impl SubjectStore for PgStore {
             let erased = writer
                 .write_async(move |txn| {
                     let erased = erase(txn, &seal, &workspace, &subject, clock.now_ms(), &node)?;
+                    let audit = audit.after(serde_json::json!({
+                        "events": erased.events,
+                        "deliveries": erased.deliveries,
+                    }));
                     append_audit(txn, &audit)?;
                     Ok(erased)
                 })

@@ -36,9 +36,14 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 /// Development mode (loopback receivers allowed), retries 5 × 50 ms doubling, no jitter.
+/// With `TIDINGS_TEST_BACKEND=postgres` the store is a PostgreSQL database of the data dir's
+/// own (see `support::postgres::database_for`), so the same tests run on either backend.
 pub fn test_config(data_dir: &std::path::Path) -> Config {
     let mut config = Config::defaults();
     data_dir.clone_into(&mut config.data_dir);
+    if let Some(url) = crate::support::postgres::database_for(data_dir) {
+        config.store.url = url;
+    }
     config.mode = Mode::Development;
     config.retry.base_delay = Duration::from_millis(50);
     config.retry.max_delay = Duration::from_secs(2);
