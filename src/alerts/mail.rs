@@ -106,6 +106,20 @@ pub fn compose(event: &SystemEvent, ui: &str) -> (String, String) {
                 since = to_rfc3339(*since),
             ),
         ),
+        SystemEvent::RuleCertExpiring { rule, expires_at } => (
+            format!(
+                "[tidings] Rule \"{}\": its client certificate expires soon",
+                rule.name
+            ),
+            format!(
+                "The rule \"{name}\" signs in to its receiver with a client certificate that expires on {at}.\n\n\
+                 After that the receiver refuses its webhooks. Ask the receiver's administrator for a renewed \
+                 certificate and save it on the rule's page before then:\n{link}\n",
+                name = rule.name,
+                at = to_rfc3339(*expires_at),
+                link = rule_link(&rule.id),
+            ),
+        ),
     }
 }
 
@@ -187,6 +201,10 @@ mod tests {
             SystemEvent::StoreWriteFailed {
                 since: 0,
                 detail: "d".into(),
+            },
+            SystemEvent::RuleCertExpiring {
+                rule: rule(),
+                expires_at: 0,
             },
         ] {
             let (subject, body) = compose(&event, "http://x");
