@@ -101,7 +101,9 @@ pub fn compose(event: &SystemEvent, ui: &str) -> (String, String) {
             format!(
                 "Since {since}, tidings cannot write to its database ({detail}). New events are refused until it can, \
                  so the systems sending them will retry.\n\n\
-                 Common causes: a full disk, or the data folder's permissions. Tell whoever looks after the server.\n\
+                 Common causes: a full disk, or the data folder's permissions. Tell whoever looks after the server: \
+                 once the cause is fixed, restart tidings if this does not clear by itself (its database file \
+                 refuses further writes after a failed one until it is opened again).\n\
                  {ui}/\n",
                 since = to_rfc3339(*since),
             ),

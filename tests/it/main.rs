@@ -35,6 +35,7 @@ mod retention;
 mod rotation;
 mod routines;
 mod signatures;
+mod store_full;
 mod subjects;
 mod templates;
 mod tls_trust;
