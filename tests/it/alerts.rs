@@ -287,6 +287,7 @@ fn alert_mail_goes_out_over_starttls_with_auth_and_no_event_data() {
 
     let mail = smtp.wait_for_mail(WAIT);
     assert_eq!(mail["tls"], true, "STARTTLS was used: {mail}");
+    assert_eq!(mail["starttls"], true, "{mail}");
     assert_eq!(mail["authenticated"], true, "{mail}");
     assert_eq!(mail["mail_from"], "tidings@clinic.example");
     assert_eq!(mail["rcpt_to"], json!(["office@clinic.example"]));
@@ -663,4 +664,45 @@ fn a_client_certificate_close_to_expiry_alerts_once_per_certificate() {
             "the next certificate is mailed too"
         );
     }
+}
+
+#[test]
+fn alert_mail_goes_out_over_implicit_tls_with_smtps() {
+    let ca = TestCa::new();
+    let Some(smtp) = TestSmtp::start_implicit_tls(&ca) else {
+        return;
+    };
+    let app = spawn_app_with(|c| {
+        c.alerts.failing_after = 2;
+        c.public_url = "https://tidings.clinic.example/".into();
+        c.alerts.email.smtp_url =
+            format!("smtps://alerts%40clinic.example@127.0.0.1:{}", smtp.port);
+        c.alerts.email.password = Some(Secret::new(smtp::PASSWORD.into()));
+        c.alerts.email.from = "tidings <tidings@clinic.example>".into();
+        c.alerts.email.to = vec!["office@clinic.example".into()];
+        c.alerts.email.ca_file = smtp.ca_file(&ca);
+    });
+    let resp = app.post("/api/v1/alerts/test-email", &json!({}));
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let mail = smtp.wait_for_mail(WAIT);
+    assert_eq!(mail["subject"], "[tidings] Test mail");
+    assert_eq!(mail["tls"], true, "{mail}");
+    assert_eq!(mail["starttls"], false, "TLS from the first byte: {mail}");
+    assert_eq!(mail["authenticated"], true, "{mail}");
+
+    let ehr = TestReceiver::start();
+    ehr.set_default(Reply::status(503));
+    let rule = rule_named(&app, "EHR", &ehr.url("/ehr"), &["member:created"]);
+    member(&app);
+    let mail = smtp.wait_for_mail(WAIT);
+    assert_eq!(mail["subject"], "[tidings] Rule \"EHR\" is failing");
+    assert_eq!(mail["tls"], true, "{mail}");
+    assert_eq!(mail["rcpt_to"], json!(["office@clinic.example"]));
+    assert!(
+        mail["body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/rules/{rule}")),
+        "{mail}"
+    );
 }
