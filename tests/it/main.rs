@@ -45,6 +45,7 @@ mod ui_catalog_users;
 mod ui_receiver_auth;
 mod ui_rule_power;
 mod ui_safety;
+mod ui_settings;
 mod ui_subjects;
 mod ui_words;
 mod verify_cli;
