@@ -18,6 +18,7 @@ mod catalog;
 mod cli;
 mod conditions;
 mod delivery;
+mod delivery_filter;
 mod durability;
 mod ed25519;
 mod encryption;
