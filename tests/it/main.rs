@@ -48,5 +48,6 @@ mod ui_rule_power;
 mod ui_safety;
 mod ui_settings;
 mod ui_subjects;
+mod ui_times;
 mod ui_words;
 mod verify_cli;
