@@ -45,7 +45,14 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Where people reach the admin UI (alert mails link to it); empty: `http(s)://listen`.
     pub public_url: String,
+    /// The config file `load` read (its absolute path), or `NO_FILE`: shown on the settings
+    /// page, so an admin editing a file can tell whether it is the one in effect.
+    #[serde(skip)]
+    pub source: String,
 }
+
+/// `Config::source` when tidings started without a config file.
+pub const NO_FILE: &str = "none: defaults and environment";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,6 +307,16 @@ impl Config {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::invalid("config", one_line(&e)))?;
         config.alerts.email.password = smtp_password;
+        config.source = file.map_or_else(
+            || NO_FILE.to_owned(),
+            // Absolute, so a relative --config still names one file.
+            |path| {
+                std::fs::canonicalize(path)
+                    .unwrap_or_else(|_| path.to_owned())
+                    .display()
+                    .to_string()
+            },
+        );
         config.validate()?;
         Ok(config)
     }
@@ -604,6 +621,24 @@ mod tests {
         assert_eq!(c.alerts.disable_after, Duration::from_secs(5 * 86_400));
         assert_eq!(c.alerts.dispatcher_stuck_after, Duration::from_secs(60));
         assert_eq!(c.logs.retention_days, 30);
+    }
+
+    #[test]
+    fn the_source_names_the_file_read_or_says_there_was_none() {
+        assert_eq!(Config::defaults().source, NO_FILE);
+        let dir = std::env::temp_dir().join(format!("tidings-cfg-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("site.toml");
+        std::fs::write(&path, "mode = \"development\"\n").unwrap();
+        let c = Config::load(Some(&path), std::iter::empty(), &Overrides::default()).unwrap();
+        let expected = std::fs::canonicalize(&path).unwrap();
+        assert_eq!(c.source, expected.display().to_string());
+        assert!(c.to_toml().contains("mode = \"development\""));
+        // It is not a key a file may set.
+        std::fs::write(&path, "source = \"/elsewhere.toml\"\n").unwrap();
+        let err = Config::load(Some(&path), std::iter::empty(), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("unknown key `source`"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]

@@ -1,9 +1,10 @@
 """A real SMTP server for the alert-mail tests (aiosmtpd), on 127.0.0.1 only.
 
-Usage: smtp_server.py PORT CERT_PEM KEY_PEM USER PASSWORD
+Usage: smtp_server.py PORT CERT_PEM KEY_PEM USER PASSWORD [implicit]
 
 Offers STARTTLS with the given certificate and refuses mail before it; requires AUTH (over
-TLS only) with USER/PASSWORD. Prints one JSON line "ready" once listening, then one JSON line
+TLS only) with USER/PASSWORD. With "implicit" it speaks TLS from the first byte instead
+(smtps, port 465 style) and offers no STARTTLS. Prints one JSON line "ready" once listening, then one JSON line
 per mail received: envelope sender and recipients, whether TLS and AUTH were used, and the
 decoded From, To, Subject and text body. Stops when its stdin closes.
 """
@@ -18,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 port, cert, key, user, password = sys.argv[1:6]
+implicit = sys.argv[6:7] == ["implicit"]
 
 
 class Record:
@@ -29,7 +31,9 @@ class Record:
                 {
                     "mail_from": envelope.mail_from,
                     "rcpt_to": envelope.rcpt_tos,
-                    "tls": session.ssl is not None,
+                    # STARTTLS sets session.ssl; implicit TLS only shows on the transport.
+                    "tls": server.transport.get_extra_info("ssl_object") is not None,
+                    "starttls": session.ssl is not None,
                     "authenticated": bool(session.authenticated),
                     "from": str(message["From"]),
                     "to": str(message["To"]),
@@ -53,15 +57,18 @@ def authenticate(server, session, envelope, mechanism, auth_data):
 
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
+if implicit:
+    # The whole connection is TLS, which aiosmtpd's STARTTLS-based AUTH check cannot see.
+    tls = dict(ssl_context=context, auth_require_tls=False)
+else:
+    tls = dict(tls_context=context, require_starttls=True, auth_require_tls=True)
 controller = Controller(
     Record(),
     hostname="127.0.0.1",
     port=int(port),
-    tls_context=context,
-    require_starttls=True,
     authenticator=authenticate,
     auth_required=True,
-    auth_require_tls=True,
+    **tls,
 )
 controller.start()
 print(json.dumps({"ready": True}), flush=True)

@@ -101,9 +101,25 @@ pub fn compose(event: &SystemEvent, ui: &str) -> (String, String) {
             format!(
                 "Since {since}, tidings cannot write to its database ({detail}). New events are refused until it can, \
                  so the systems sending them will retry.\n\n\
-                 Common causes: a full disk, or the data folder's permissions. Tell whoever looks after the server.\n\
+                 Common causes: a full disk, or the data folder's permissions. Tell whoever looks after the server: \
+                 once the cause is fixed, restart tidings if this does not clear by itself (its database file \
+                 refuses further writes after a failed one until it is opened again).\n\
                  {ui}/\n",
                 since = to_rfc3339(*since),
+            ),
+        ),
+        SystemEvent::RuleCertExpiring { rule, expires_at } => (
+            format!(
+                "[tidings] Rule \"{}\": its client certificate expires soon",
+                rule.name
+            ),
+            format!(
+                "The rule \"{name}\" signs in to its receiver with a client certificate that expires on {at}.\n\n\
+                 After that the receiver refuses its webhooks. Ask the receiver's administrator for a renewed \
+                 certificate and save it on the rule's page before then:\n{link}\n",
+                name = rule.name,
+                at = to_rfc3339(*expires_at),
+                link = rule_link(&rule.id),
             ),
         ),
     }
@@ -187,6 +203,10 @@ mod tests {
             SystemEvent::StoreWriteFailed {
                 since: 0,
                 detail: "d".into(),
+            },
+            SystemEvent::RuleCertExpiring {
+                rule: rule(),
+                expires_at: 0,
             },
         ] {
             let (subject, body) = compose(&event, "http://x");

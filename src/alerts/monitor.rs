@@ -3,6 +3,10 @@
 //! and when something goes wrong or right again makes a system event through intake — stored,
 //! catalogued and routed by ordinary rules like any event — and mails the people who asked.
 //!
+//! Client certificates: a rule's is looked at after each of its attempts and, for rules that
+//! send nothing, in a sweep once a `CERT_SWEEP`; one within 14 days of expiry is announced
+//! once per certificate (`tidings:rule.cert_expiring`, stored like a failing episode).
+//!
 //! Loop guard: attempts of deliveries that carry system events are not counted, so a rule on
 //! `tidings:*` whose receiver fails never alerts about itself.
 
@@ -17,9 +21,10 @@ use super::mail::{Mail, Mailer, compose};
 use crate::app::intake::{Intake, Recipients};
 use crate::delivery::dispatcher::Dispatcher;
 use crate::delivery::observer::Observation;
-use crate::domain::alert::{Outcome, RuleAlertState, Step};
+use crate::domain::alert::{CertStep, Outcome, RuleAlertState, Step};
 use crate::domain::event::Event;
 use crate::domain::ids::{EventId, RuleId, WorkspaceId};
+use crate::domain::rule::Rule;
 use crate::domain::system::{RuleRef, SystemEvent};
 use crate::domain::time::Clock;
 use crate::domain::user::UserRole;
@@ -27,6 +32,10 @@ use crate::store::{Store, StoreError};
 
 /// How often readiness is looked at (and the longest `stop` waits).
 const TICK: Duration = Duration::from_secs(1);
+
+/// How often every rule's client certificate is looked at (a store read of the rules), for
+/// rules with no attempts to look at it after. Expiry is counted in days, so a minute is soon.
+const CERT_SWEEP: Duration = Duration::from_secs(60);
 
 /// What the monitor is told to do, fixed at start.
 pub struct Settings {
@@ -138,6 +147,7 @@ impl Alerts {
             .spawn(move || {
                 // Readiness once a TICK, however many observations arrive in between.
                 let mut next_check = Instant::now();
+                let mut next_sweep = Instant::now();
                 while !stopping.load(Ordering::Relaxed) {
                     let wait = next_check.saturating_duration_since(Instant::now());
                     match observations.recv_timeout(wait) {
@@ -148,6 +158,10 @@ impl Alerts {
                     if Instant::now() >= next_check {
                         monitor.check_readiness();
                         next_check = Instant::now() + TICK;
+                    }
+                    if Instant::now() >= next_sweep {
+                        monitor.sweep_certificates();
+                        next_sweep = Instant::now() + CERT_SWEEP;
                     }
                 }
             })
@@ -248,6 +262,14 @@ impl Monitor {
     }
 
     fn attempted(&self, rule_id: &RuleId, outcome: Outcome) {
+        self.count_attempt(rule_id, outcome);
+        if let Some(rule) = self.store.cached_rule(rule_id) {
+            self.check_certificate(&rule);
+        }
+    }
+
+    /// The attempt's part in the rule's failing episode.
+    fn count_attempt(&self, rule_id: &RuleId, outcome: Outcome) {
         if self.store.cached_rule(rule_id).is_none() {
             // Deleted since: nothing to tell, and nothing left to remember.
             if lock(&self.known).rules.remove(rule_id).is_some() {
@@ -289,6 +311,46 @@ impl Monitor {
             None => state,
         };
         self.remember(rule_id, state);
+    }
+
+    /// Every rule of the default workspace, for those that send nothing.
+    fn sweep_certificates(&self) {
+        match self.store.rules(self.store.default_workspace()) {
+            Ok(rules) => rules.iter().for_each(|r| self.check_certificate(r)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the rules to check their client certificates");
+            }
+        }
+    }
+
+    /// Announces an active rule's client certificate once it is within 14 days of expiry,
+    /// and forgets the announcement once the rule presents another certificate (or none).
+    fn check_certificate(&self, rule: &Rule) {
+        if !rule.active {
+            return;
+        }
+        let mut state = lock(&self.known)
+            .rules
+            .get(&rule.id)
+            .cloned()
+            .unwrap_or_default();
+        let expires_at = rule.webhook.auth.client_cert_expires_at();
+        let state = match state.observe_cert(expires_at, self.clock.now_ms()) {
+            CertStep::Quiet => return,
+            CertStep::Ended => state,
+            CertStep::Expiring { expires_at } => {
+                let event = SystemEvent::RuleCertExpiring {
+                    rule: RuleRef {
+                        id: rule.id.as_str().to_owned(),
+                        name: rule.name.clone(),
+                    },
+                    expires_at,
+                };
+                // Once per certificate, mailed whatever else was mailed lately.
+                self.tell_about_rule(&rule.id, &event, state, true)
+            }
+        };
+        self.remember(&rule.id, state);
     }
 
     fn deactivated(&self, rule_id: &RuleId, reason: String) {
@@ -335,6 +397,9 @@ impl Monitor {
             }
             SystemEvent::RuleRecovered { failed_since, .. } => {
                 format!("{}:{rule_id}:{failed_since}", event.type_name())
+            }
+            SystemEvent::RuleCertExpiring { expires_at, .. } => {
+                format!("{}:{rule_id}:{expires_at}", event.type_name())
             }
             _ => format!("{}:{rule_id}:{}", event.type_name(), rule.updated_at),
         };

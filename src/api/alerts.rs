@@ -24,7 +24,7 @@ pub fn routes() -> Vec<Op> {
 #[schema(as = Alert)]
 struct AlertJson {
     /// The system event that announced it: `tidings:rule.failing`, `tidings:rule.deactivated`,
-    /// `tidings:dispatcher.stalled` or `tidings:store.write_failed`.
+    /// `tidings:rule.cert_expiring`, `tidings:dispatcher.stalled` or `tidings:store.write_failed`.
     kind: String,
     /// The rule concerned; null for the dispatcher and the store.
     #[schema(required = true)]

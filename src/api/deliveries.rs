@@ -10,14 +10,13 @@ use super::openapi::Op;
 use super::schemas::DeliveryList;
 use super::{AdminKey, JsonBody, list_response, time_param};
 use crate::app::AppState;
-use crate::app::deliveries::{self, FilterInput};
+use crate::app::deliveries::{self, DeliveryQuery, FilterInput};
 use crate::app::paging::page_limit;
 use crate::domain::audit::Actor;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
-use crate::store::DeliveryFilter;
 
 pub fn routes() -> Vec<Op> {
     vec![
@@ -38,8 +37,11 @@ struct ListQuery {
     /// Only deliveries in this state.
     #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
-    /// Only events of this exact type.
-    #[param(pattern = r"^[a-z0-9][a-z0-9_.:-]{0,127}$")]
+    /// Only events of this type (`member:created`), or of a family: a prefix ending in `*`
+    /// (`member:*`; `*` is every type but tidings' own `tidings:` events, as in a rule's
+    /// trigger). A family is read on through the log, at most 5 store pages per request, so
+    /// a rare one may give a short page with a `next_cursor`.
+    #[param(pattern = r"^(\*|[a-z0-9][a-z0-9_.:-]{0,127}|[a-z0-9_.:-]{1,128}\*)$")]
     event_type: Option<String>,
     /// RFC 3339: created at or after.
     #[param(format = DateTime)]
@@ -56,7 +58,7 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn filter(&self) -> Result<DeliveryFilter, AppError> {
+    fn query(&self) -> Result<DeliveryQuery, AppError> {
         FilterInput {
             rule_id: self.rule_id.as_deref(),
             status: self.status.as_deref(),
@@ -84,8 +86,8 @@ async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let filter = query.filter()?;
-    let (page, cursor) = deliveries::list(&state, key.workspace_id, filter).await?;
+    let wanted = query.query()?;
+    let (page, cursor) = deliveries::query(&state, key.workspace_id, wanted).await?;
     let data: Vec<Value> = page.iter().map(delivery_summary).collect();
     Ok(list_response(
         &data,

@@ -8,8 +8,10 @@ use crate::alerts::mail::{Mail, compose_test};
 use crate::domain::alert::Episode;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::system::{
-    DISPATCHER_STALLED, RULE_DEACTIVATED, RULE_FAILING, RuleRef, STORE_WRITE_FAILED,
+    DISPATCHER_STALLED, RULE_CERT_EXPIRING, RULE_DEACTIVATED, RULE_FAILING, RuleRef,
+    STORE_WRITE_FAILED,
 };
+use crate::domain::time::to_rfc3339;
 use crate::error::{AppError, Code};
 use crate::store::StoreError;
 
@@ -54,6 +56,26 @@ pub fn open(state: &AppState, workspace: &WorkspaceId) -> Vec<OpenAlert> {
             });
         }
     }
+    for (id, alert_state) in &known.rules {
+        let Some(cert) = &alert_state.cert_expiring else {
+            continue;
+        };
+        // Still the announced certificate (a renewed one ends it at the monitor's next look).
+        let Some(rule) = ours(id).filter(|r| {
+            r.active && r.webhook.auth.client_cert_expires_at() == Some(cert.expires_at)
+        }) else {
+            continue;
+        };
+        out.push(OpenAlert {
+            kind: RULE_CERT_EXPIRING,
+            rule: Some(rule_ref(&rule)),
+            since: cert.alerted_at,
+            detail: format!(
+                "its client certificate expires on {}: save a renewed one on the rule's page",
+                to_rfc3339(cert.expires_at)
+            ),
+        });
+    }
     for id in &known.deactivated {
         // Turned on again by an admin, or deleted: no longer wrong.
         let Some(rule) = ours(id).filter(|r| !r.active) else {
@@ -91,6 +113,7 @@ pub fn headline(alert: &OpenAlert) -> String {
     match alert.kind {
         RULE_FAILING => format!("Rule \"{name}\" is failing"),
         RULE_DEACTIVATED => format!("Rule \"{name}\" was turned off by tidings"),
+        RULE_CERT_EXPIRING => format!("Rule \"{name}\": its client certificate expires soon"),
         DISPATCHER_STALLED => "Webhooks are not going out".to_owned(),
         _ => "tidings cannot save to its database".to_owned(),
     }

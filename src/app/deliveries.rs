@@ -14,7 +14,8 @@ use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
 use crate::store::{DeliveryFilter, StoreError};
 
-/// A delivery-log filter as given (text fields as typed, times already read).
+/// A delivery-log filter as given (text fields as typed, times already read). `event_type` is
+/// an exact type or, as in a rule's trigger, a family ending in `*` (`member:*`, `*`).
 #[derive(Debug, Default)]
 pub struct FilterInput<'a> {
     pub rule_id: Option<&'a str>,
@@ -26,9 +27,17 @@ pub struct FilterInput<'a> {
     pub limit: usize,
 }
 
+/// What a delivery-log filter asks for: the store's filter, and a `family:*` pattern the
+/// store cannot filter by (an exact type goes into the filter).
+#[derive(Debug)]
+pub struct DeliveryQuery {
+    pub filter: DeliveryFilter,
+    pub pattern: Option<Pattern>,
+}
+
 impl FilterInput<'_> {
-    /// The filter, or `invalid_query` saying which part is wrong.
-    pub fn parse(&self) -> Result<DeliveryFilter, AppError> {
+    /// The query, or `invalid_query` saying which part is wrong.
+    pub fn parse(&self) -> Result<DeliveryQuery, AppError> {
         let rule_id = self
             .rule_id
             .map(|r| {
@@ -47,8 +56,20 @@ impl FilterInput<'_> {
                 })
             })
             .transpose()?;
+        let pattern = self
+            .event_type
+            .filter(|t| t.ends_with('*'))
+            .map(|t| {
+                Pattern::parse(t).map_err(|_| {
+                    AppError::invalid_query(format!(
+                        "event_type {t:?} is not a type (member:created) or a family ending in * (member:*)"
+                    ))
+                })
+            })
+            .transpose()?;
         let event_type = self
             .event_type
+            .filter(|_| pattern.is_none())
             .map(|t| EventType::parse(t).map_err(AppError::invalid_query))
             .transpose()?;
         if let (Some(s), Some(u)) = (self.since, self.until)
@@ -58,7 +79,7 @@ impl FilterInput<'_> {
                 "since must not be later than until",
             ));
         }
-        Ok(DeliveryFilter {
+        let filter = DeliveryFilter {
             rule_id,
             status,
             event_type,
@@ -66,7 +87,21 @@ impl FilterInput<'_> {
             until: self.until,
             before: page_cursor(self.cursor, DeliveryId::parse)?,
             limit: self.limit,
-        })
+        };
+        Ok(DeliveryQuery { filter, pattern })
+    }
+}
+
+/// One page of the log for a parsed filter, the API's and the UI's alike: through the
+/// store's filter alone, or reading on for a `family:*` pattern (`list_matching`).
+pub async fn query(
+    state: &AppState,
+    workspace: WorkspaceId,
+    query: DeliveryQuery,
+) -> Result<(Vec<Delivery>, Option<DeliveryId>), AppError> {
+    match query.pattern {
+        None => list(state, workspace, query.filter).await,
+        Some(pattern) => list_matching(state, workspace, query.filter, pattern).await,
     }
 }
 
@@ -173,8 +208,8 @@ pub async fn redeliver_failed(
 /// scan, so a rare family costs a few short pages rather than one unbounded read.
 const MATCHING_STORE_PAGES: usize = 5;
 
-/// One page of the log whose event types match `pattern` (`member:*`), for the UI's filter;
-/// the store filters exact types only. Reads store pages (with every other filter applied)
+/// One page of the log whose event types match `pattern` (`member:*`); the store filters
+/// exact types only. Reads store pages (with every other filter applied)
 /// until `filter.limit` deliveries match or `MATCHING_STORE_PAGES` were read. The cursor is
 /// the last delivery looked at, so the next page goes on from there and none is skipped; a
 /// page may come back short with a cursor, as the store's own pages may.

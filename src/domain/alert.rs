@@ -3,6 +3,10 @@
 //! row is reached, and ends with the next success (which is a recovery only if it alerted).
 //! The state is stored (`RuleStore::set_rule_alert_state`), so a restart neither repeats an
 //! alert nor forgets one that is open.
+//!
+//! A client certificate close to expiry is an episode of its own: it alerts once per
+//! certificate (its expiry is what tells one from the next), and ends when the rule presents
+//! a certificate that is not close to expiry, or none.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +19,33 @@ pub struct RuleAlertState {
     pub episode: Option<Episode>,
     /// When the last alert mail about this rule went out (`alerts.email.min_interval`).
     pub last_mailed_at: Option<i64>,
+    /// The client certificate already announced as expiring, if any. `default` so states
+    /// stored before certificates existed still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_expiring: Option<CertExpiring>,
+}
+
+/// How long before a client certificate's expiry it is an alert (SPEC §12: 14 days).
+pub const CERT_EXPIRY_WARNING_MS: i64 = 14 * 24 * 3_600_000;
+
+/// A client certificate announced as expiring (`tidings:rule.cert_expiring`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertExpiring {
+    /// The announced certificate's expiry (Unix ms): another expiry is another certificate.
+    pub expires_at: i64,
+    /// When it was announced.
+    pub alerted_at: i64,
+}
+
+/// What looking at a rule's client certificate changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertStep {
+    /// Nothing to store or tell.
+    Quiet,
+    /// The announced certificate was replaced or removed: the episode ended (store it).
+    Ended,
+    /// A certificate newly within the warning window: tell people, once.
+    Expiring { expires_at: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +122,27 @@ impl RuleAlertState {
             return Step::Failing(episode.clone());
         }
         Step::Changed
+    }
+
+    /// Looks at the rule's client certificate expiry (`None`: the rule presents none) at
+    /// `now`; an expired one is still expiring (the alert says when it ran out).
+    pub fn observe_cert(&mut self, expires_at: Option<i64>, now: i64) -> CertStep {
+        let close = expires_at.filter(|at| at - now <= CERT_EXPIRY_WARNING_MS);
+        match (&self.cert_expiring, close) {
+            (Some(known), Some(at)) if known.expires_at == at => CertStep::Quiet,
+            (_, Some(at)) => {
+                self.cert_expiring = Some(CertExpiring {
+                    expires_at: at,
+                    alerted_at: now,
+                });
+                CertStep::Expiring { expires_at: at }
+            }
+            (Some(_), None) => {
+                self.cert_expiring = None;
+                CertStep::Ended
+            }
+            (None, None) => CertStep::Quiet,
+        }
     }
 
     /// The rule was turned off: the failing episode ends without a recovery (the
@@ -197,5 +249,54 @@ mod tests {
         s.last_mailed_at = Some(5_000);
         assert!(!s.may_mail(5_999, 1000));
         assert!(s.may_mail(6_000, 1000));
+    }
+
+    #[test]
+    fn a_certificate_alerts_once_within_14_days_and_a_new_one_ends_it() {
+        const DAY: i64 = 24 * 3_600_000;
+        let mut s = RuleAlertState::default();
+        let now = 100 * DAY;
+        assert_eq!(s.observe_cert(None, now), CertStep::Quiet);
+        assert_eq!(s.observe_cert(Some(now + 15 * DAY), now), CertStep::Quiet);
+        assert!(s.is_empty(), "nothing to remember far from expiry");
+        let at = now + 14 * DAY;
+        assert_eq!(
+            s.observe_cert(Some(at), now),
+            CertStep::Expiring { expires_at: at }
+        );
+        assert_eq!(s.observe_cert(Some(at), now + DAY), CertStep::Quiet);
+        assert_eq!(
+            s.observe_cert(Some(at), at + DAY),
+            CertStep::Quiet,
+            "expired: still the same episode"
+        );
+
+        let text = serde_json::to_string(&s).unwrap();
+        let mut restored: RuleAlertState = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            restored.observe_cert(Some(at), now + 2 * DAY),
+            CertStep::Quiet
+        );
+
+        // A renewed certificate ends the episode; one close to expiry starts the next.
+        assert_eq!(
+            restored.observe_cert(Some(now + 400 * DAY), now + 2 * DAY),
+            CertStep::Ended
+        );
+        assert!(restored.is_empty());
+        let next = now + 5 * DAY;
+        assert_eq!(
+            restored.observe_cert(Some(next), now + 2 * DAY),
+            CertStep::Expiring { expires_at: next }
+        );
+        assert_eq!(restored.observe_cert(None, now + 3 * DAY), CertStep::Ended);
+    }
+
+    #[test]
+    fn a_state_stored_before_certificates_still_reads() {
+        let s: RuleAlertState =
+            serde_json::from_str(r#"{"episode":null,"last_mailed_at":7}"#).unwrap();
+        assert_eq!(s.last_mailed_at, Some(7));
+        assert_eq!(s.cert_expiring, None);
     }
 }

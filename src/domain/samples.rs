@@ -8,7 +8,7 @@ use super::rule::ROUTINE_FIRED;
 use super::system;
 
 /// The built-in types, each with a one-line description.
-pub const BUILTIN_TYPES: [(&str, &str); 13] = [
+pub const BUILTIN_TYPES: [(&str, &str); 14] = [
     (
         "ping",
         "A test event: tidings' own, for checking that a receiver answers.",
@@ -28,6 +28,7 @@ pub const BUILTIN_TYPES: [(&str, &str); 13] = [
     system::TYPES[2],
     system::TYPES[3],
     system::TYPES[4],
+    system::TYPES[5],
 ];
 
 /// The built-in description of a type, if it is built in.

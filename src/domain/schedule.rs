@@ -109,6 +109,17 @@ impl Schedule {
         out
     }
 
+    /// `at_ms` as this schedule's zone shows it, labelled with the zone:
+    /// `2026-11-23 04:00:00 America/New_York` (a routine's runs are read in its own zone).
+    pub fn wall_text(&self, at_ms: i64) -> Option<String> {
+        let wall = self.wall(at_ms)?;
+        Some(format!(
+            "{} {}",
+            wall.format("%Y-%m-%d %H:%M:%S"),
+            self.tz.name()
+        ))
+    }
+
     /// `at_ms` on this zone's wall clock, at whole-second precision.
     fn wall(&self, at_ms: i64) -> Option<NaiveDateTime> {
         let utc = DateTime::<Utc>::from_timestamp(at_ms.div_euclid(1000), 0)?;
@@ -466,6 +477,21 @@ mod tests {
         assert_eq!(
             ny.latest_at_or_before(ms("2026-11-01T06:45:00Z")),
             Some(ms("2026-11-01T05:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_run_reads_in_the_schedules_own_zone() {
+        let s = Schedule::read("0 9 * * *", "America/New_York").unwrap();
+        // 2026-11-23T14:00:00Z is 09:00 in New York (EST, UTC-5).
+        assert_eq!(
+            s.wall_text(1_795_442_400_000).as_deref(),
+            Some("2026-11-23 09:00:00 America/New_York")
+        );
+        let utc = Schedule::read("0 9 * * *", "UTC").unwrap();
+        assert_eq!(
+            utc.wall_text(1_795_442_400_000).as_deref(),
+            Some("2026-11-23 14:00:00 UTC")
         );
     }
 }

@@ -17,9 +17,10 @@ pub const RULE_RECOVERED: &str = "tidings:rule.recovered";
 pub const RULE_DEACTIVATED: &str = "tidings:rule.deactivated";
 pub const DISPATCHER_STALLED: &str = "tidings:dispatcher.stalled";
 pub const STORE_WRITE_FAILED: &str = "tidings:store.write_failed";
+pub const RULE_CERT_EXPIRING: &str = "tidings:rule.cert_expiring";
 
 /// Every system event type with its catalog description.
-pub const TYPES: [(&str, &str); 5] = [
+pub const TYPES: [(&str, &str); 6] = [
     (
         RULE_FAILING,
         "tidings: a rule's recent deliveries all failed (once per failing episode).",
@@ -39,6 +40,10 @@ pub const TYPES: [(&str, &str); 5] = [
     (
         STORE_WRITE_FAILED,
         "tidings: the database does not answer or could not commit a write (readiness failed).",
+    ),
+    (
+        RULE_CERT_EXPIRING,
+        "tidings: a rule's mTLS client certificate expires within 14 days (once per certificate).",
     ),
 ];
 
@@ -81,6 +86,11 @@ pub enum SystemEvent {
         since: i64,
         detail: String,
     },
+    /// The rule's client certificate (`webhook.auth`, mTLS) is close to its `expires_at`.
+    RuleCertExpiring {
+        rule: RuleRef,
+        expires_at: i64,
+    },
 }
 
 impl SystemEvent {
@@ -91,6 +101,7 @@ impl SystemEvent {
             Self::RuleDeactivated { .. } => RULE_DEACTIVATED,
             Self::DispatcherStalled { .. } => DISPATCHER_STALLED,
             Self::StoreWriteFailed { .. } => STORE_WRITE_FAILED,
+            Self::RuleCertExpiring { .. } => RULE_CERT_EXPIRING,
         }
     }
 
@@ -102,7 +113,8 @@ impl SystemEvent {
         match self {
             Self::RuleFailing { rule, .. }
             | Self::RuleRecovered { rule, .. }
-            | Self::RuleDeactivated { rule, .. } => Some(rule),
+            | Self::RuleDeactivated { rule, .. }
+            | Self::RuleCertExpiring { rule, .. } => Some(rule),
             Self::DispatcherStalled { .. } | Self::StoreWriteFailed { .. } => None,
         }
     }
@@ -141,6 +153,11 @@ impl SystemEvent {
             | Self::StoreWriteFailed { since, detail } => {
                 json!({"since": to_rfc3339(*since), "detail": detail})
             }
+            // Named like the rule's own read-only `client_cert_expires_at`.
+            Self::RuleCertExpiring { rule, expires_at } => json!({
+                "rule": rule_json(rule),
+                "client_cert_expires_at": to_rfc3339(*expires_at),
+            }),
         };
         match value {
             Value::Object(map) => map,
@@ -180,6 +197,10 @@ pub fn sample(event_type: &str) -> Option<Map<String, Value>> {
         STORE_WRITE_FAILED => SystemEvent::StoreWriteFailed {
             since: at,
             detail: "the database did not answer".into(),
+        },
+        RULE_CERT_EXPIRING => SystemEvent::RuleCertExpiring {
+            rule,
+            expires_at: at + 10 * 24 * 3_600_000,
         },
         _ => return None,
     };
@@ -229,5 +250,13 @@ mod tests {
         let data = sample(STORE_WRITE_FAILED).unwrap();
         let keys: Vec<&str> = data.keys().map(String::as_str).collect();
         assert_eq!(keys, ["since", "detail"]);
+    }
+
+    #[test]
+    fn cert_expiring_names_the_rule_and_the_expiry() {
+        let data = sample(RULE_CERT_EXPIRING).unwrap();
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["rule", "client_cert_expires_at"]);
+        assert_eq!(data["client_cert_expires_at"], "2026-12-03T09:20:00Z");
     }
 }

@@ -404,6 +404,8 @@ fn refusal(e: AppError) -> Result<String, WebError> {
 struct SettingsPage {
     l: Layout,
     toml: String,
+    /// The config file in effect (`Config::source`).
+    source: String,
     version: &'static str,
     tls: bool,
     /// `[alerts.email]` is set.
@@ -448,6 +450,7 @@ fn settings_page(
         &SettingsPage {
             l: Layout::new(state, Some(me), "settings", "Settings").flash(flash),
             toml: masked_toml(&state.config.to_toml()),
+            source: state.config.source.clone(),
             version: env!("CARGO_PKG_VERSION"),
             tls: !state.config.tls.cert.is_empty(),
             mail_on: email.enabled(),

@@ -11,13 +11,11 @@ use serde::Deserialize;
 use super::auth::CsrfForm;
 use super::rules::pretty;
 use super::{AnyUser, EditorUser, Layout, WebError, fmt_time, ok, parse_local_time, see_other};
-use crate::app::deliveries::{self, FilterInput};
+use crate::app::deliveries::{self, DeliveryQuery, FilterInput};
 use crate::app::{AppState, rules};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, ErrorKind};
 use crate::domain::ids::{DeliveryId, RuleId};
-use crate::domain::pattern::Pattern;
 use crate::error::AppError;
-use crate::store::DeliveryFilter;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/deliveries").route(web::get().to(list)))
@@ -137,13 +135,6 @@ struct DeliveriesPage {
     refresh: Option<u32>,
 }
 
-/// What the form asks for: the store's filter, and a `family:*` pattern the store cannot
-/// filter by (an exact type goes into the filter).
-struct Wanted {
-    filter: DeliveryFilter,
-    pattern: Option<Pattern>,
-}
-
 const PAGE: usize = 50;
 
 fn nonempty(v: Option<&String>) -> Option<&str> {
@@ -153,18 +144,7 @@ fn nonempty(v: Option<&String>) -> Option<&str> {
 /// The filter the form asks for, or why it cannot be read. Times are the form's
 /// `datetime-local` values, read as UTC; "Until 10:00" includes the whole minute. An event
 /// type ending in `*` (`member:*`, `*`) is a pattern, as in a rule's trigger.
-fn filter_from(q: &ListQuery) -> Result<Wanted, String> {
-    let typed = nonempty(q.event_type.as_ref());
-    let pattern = typed
-        .filter(|t| t.ends_with('*'))
-        .map(|t| {
-            Pattern::parse(t).map_err(|_| {
-                format!(
-                    "Event type {t:?} is not a type (member:created) or a family ending in * (member:*)"
-                )
-            })
-        })
-        .transpose()?;
+fn filter_from(q: &ListQuery) -> Result<DeliveryQuery, String> {
     let time = |name: &str, v: Option<&String>| {
         nonempty(v)
             .map(|v| {
@@ -175,14 +155,13 @@ fn filter_from(q: &ListQuery) -> Result<Wanted, String> {
     FilterInput {
         rule_id: nonempty(q.rule_id.as_ref()),
         status: nonempty(q.status.as_ref()),
-        event_type: typed.filter(|_| pattern.is_none()),
+        event_type: nonempty(q.event_type.as_ref()),
         since: time("From", q.since.as_ref())?,
         until: time("Until", q.until.as_ref())?.map(|u| u + 59_999),
         cursor: nonempty(q.cursor.as_ref()),
         limit: PAGE,
     }
     .parse()
-    .map(|filter| Wanted { filter, pattern })
     .map_err(|e| match e {
         AppError::Refused { message, .. } => message,
         AppError::Internal(_) => "The filter could not be read.".to_owned(),
@@ -199,14 +178,7 @@ async fn list(
     let ws = me.workspace().clone();
     let rules = rules::list(&state, ws.clone()).await?;
     let page = match wanted {
-        Ok(Wanted {
-            filter,
-            pattern: None,
-        }) => Ok(deliveries::list(&state, ws, filter).await?),
-        Ok(Wanted {
-            filter,
-            pattern: Some(p),
-        }) => Ok(deliveries::list_matching(&state, ws, filter, p).await?),
+        Ok(wanted) => Ok(deliveries::query(&state, ws, wanted).await?),
         Err(e) => Err(e),
     };
     let names: HashMap<RuleId, String> = rules

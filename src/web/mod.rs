@@ -9,6 +9,7 @@ pub mod auth;
 pub mod catalog;
 pub mod dashboard;
 pub mod deliveries;
+pub mod filters;
 pub mod rules;
 pub mod subjects;
 

@@ -2,7 +2,26 @@
 "use strict";
 document.documentElement.classList.replace("no-js", "js");
 
+// Times are rendered in UTC (<time datetime="…Z" title="… UTC">); show them in the viewer's
+// zone, named, keeping UTC in the title for hover. Without this script they stay UTC.
+const pad = (n) => String(n).padStart(2, "0");
+const zoneName = (d) => {
+  const part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+    .formatToParts(d).find((p) => p.type === "timeZoneName");
+  return part ? part.value : "";
+};
+const localTimes = (root) => {
+  for (const t of root.querySelectorAll("time[datetime]")) {
+    const d = new Date(t.getAttribute("datetime"));
+    if (Number.isNaN(d.getTime())) continue;
+    t.textContent = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} `
+      + `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`;
+    t.dataset.local = "yes";
+  }
+};
+
 document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
   // Forms that change something important ask first.
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (e) => {
@@ -104,7 +123,9 @@ document.addEventListener("DOMContentLoaded", () => {
         const page = new DOMParser().parseFromString(await res.text(), "text/html");
         const fresh = page.getElementById("delivery-list");
         if (!fresh) return;
-        current.replaceWith(document.importNode(fresh, true));
+        const swapped = document.importNode(fresh, true);
+        localTimes(swapped);
+        current.replaceWith(swapped);
       } catch {
         // Offline for a moment: try again on the next tick.
       }

@@ -287,6 +287,7 @@ fn alert_mail_goes_out_over_starttls_with_auth_and_no_event_data() {
 
     let mail = smtp.wait_for_mail(WAIT);
     assert_eq!(mail["tls"], true, "STARTTLS was used: {mail}");
+    assert_eq!(mail["starttls"], true, "{mail}");
     assert_eq!(mail["authenticated"], true, "{mail}");
     assert_eq!(mail["mail_from"], "tidings@clinic.example");
     assert_eq!(mail["rcpt_to"], json!(["office@clinic.example"]));
@@ -530,5 +531,178 @@ fn a_stuck_dispatcher_is_announced_and_listed_until_it_moves() {
             .all(|k| k == "tidings:dispatcher.stalled"),
         "{:?}",
         kinds(&got)
+    );
+}
+
+/// A rule presenting `cert` (mTLS) to `url`, whose own certificate is from the test CA.
+fn mtls_rule(app: &TestApp, name: &str, url: &str, (cert, key): &(String, String)) -> String {
+    let rule = app.create_rule_with(json!({
+        "name": name,
+        "trigger": {"type": "event", "events": ["ping"]},
+        "webhook": {"url": url, "tls_verify": false,
+                    "auth": {"type": "mtls", "client_cert": cert, "client_key": key}},
+    }));
+    rule["id"].as_str().unwrap().to_owned()
+}
+
+fn ping(app: &TestApp) {
+    let resp = app.ingest(&json!({"type": "ping"}));
+    assert_eq!(resp.status, 202, "{}", resp.text);
+}
+
+#[test]
+fn a_client_certificate_close_to_expiry_alerts_once_per_certificate() {
+    let ca = TestCa::new();
+    let smtp = TestSmtp::start(&ca);
+    let dir = temp_dir("alerts-cert");
+    let mut config = test_config(&dir);
+    config.public_url = "https://tidings.clinic.example/".into();
+    if let Some(smtp) = &smtp {
+        config.alerts.email.smtp_url =
+            format!("smtp://alerts%40clinic.example@127.0.0.1:{}", smtp.port);
+        config.alerts.email.password = Some(Secret::new(smtp::PASSWORD.into()));
+        config.alerts.email.from = "tidings <tidings@clinic.example>".into();
+        config.alerts.email.to = vec!["office@clinic.example".into()];
+        config.alerts.email.ca_file = smtp.ca_file(&ca);
+    }
+    let app = start(config.clone());
+    let hook = TestReceiver::start();
+    rule_named(&app, "alert hook", &hook.url("/a"), &["tidings:*"]);
+    let ehr = TestReceiver::start_mtls(&ca);
+    let renewed = ca.client_pems("tidings-client", 90);
+    let expiring = ca.client_pems("tidings-client", 5);
+    mtls_rule(&app, "lab results", &ehr.url("/lab"), &renewed);
+    let rule = mtls_rule(&app, "EHR <appointments>", &ehr.url("/ehr"), &expiring);
+    ping(&app);
+
+    let got = hook.wait_for(1, WAIT);
+    let alert = got[0].body_json();
+    assert_eq!(alert["event"], "tidings:rule.cert_expiring", "{alert}");
+    assert_eq!(alert["rule"]["id"], rule.as_str());
+    assert_eq!(alert["rule"]["name"], "EHR <appointments>");
+    let stored = app.get(&format!("/api/v1/rules/{rule}"));
+    let expires_at = stored.body["webhook"]["auth"]["client_cert_expires_at"].clone();
+    assert_eq!(alert["client_cert_expires_at"], expires_at, "{alert}");
+
+    // Remembered just after it is told.
+    let open = wait_until(WAIT, "the open alert", || {
+        Some(open_alerts(&app)).filter(|open| !open.is_empty())
+    });
+    assert_eq!(open.len(), 1, "only the expiring certificate: {open:?}");
+    assert_eq!(open[0]["kind"], "tidings:rule.cert_expiring");
+    assert_eq!(open[0]["rule"]["id"], rule.as_str());
+    let expiry = expires_at.as_str().unwrap();
+    assert!(
+        open[0]["detail"].as_str().unwrap().contains(expiry),
+        "{open:?}"
+    );
+    let browser = setup_admin(&app, "anna");
+    let banner = element(&browser.get("/deliveries").text, "alert-banner", "</div>")
+        .map(str::to_owned)
+        .expect("a banner");
+    assert!(
+        banner.contains("client certificate expires soon"),
+        "{banner}"
+    );
+    assert!(banner.contains(&format!("/rules/{rule}")), "{banner}");
+
+    if let Some(smtp) = &smtp {
+        let mail = smtp.wait_for_mail(WAIT);
+        let subject = mail["subject"].as_str().unwrap();
+        assert!(subject.starts_with("[tidings] "), "{subject}");
+        assert!(subject.contains("EHR <appointments>"), "{subject}");
+        let body = mail["body"].as_str().unwrap();
+        assert!(body.contains(expiry), "{body}");
+        assert!(
+            body.contains(&format!("https://tidings.clinic.example/rules/{rule}")),
+            "{body}"
+        );
+    } else {
+        eprintln!("aiosmtpd is missing: the cert_expiring mail is not checked");
+    }
+
+    // More attempts and a restart (whose sweep looks at every rule) say nothing new.
+    ping(&app);
+    ehr.wait_for(4, WAIT);
+    assert_eq!(hook.expect_quiet(Duration::from_millis(800)), 1);
+    app.stop();
+    let app = start(config);
+    ping(&app);
+    ehr.wait_for(6, WAIT);
+    assert_eq!(
+        hook.expect_quiet(Duration::from_millis(1500)),
+        1,
+        "no second alert for the same certificate"
+    );
+    assert_eq!(open_alerts(&app).len(), 1, "remembered across the restart");
+
+    // A renewed certificate ends the episode; the next one close to expiry is announced.
+    let patch = |pems: &(String, String)| {
+        let resp = app.send(
+            "PATCH",
+            &format!("/api/v1/rules/{rule}"),
+            &json!({"webhook": {"auth": {"type": "mtls", "client_cert": pems.0, "client_key": pems.1}}}),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text);
+    };
+    patch(&renewed);
+    assert!(open_alerts(&app).is_empty(), "renewed: nothing open");
+    ping(&app);
+    ehr.wait_for(8, WAIT);
+    assert_eq!(hook.expect_quiet(Duration::from_millis(800)), 1);
+    patch(&ca.client_pems("tidings-client", 3));
+    ping(&app);
+    let got = hook.wait_for(2, WAIT);
+    assert_eq!(got[1].body_json()["event"], "tidings:rule.cert_expiring");
+    assert_ne!(got[1].body_json()["client_cert_expires_at"], expires_at);
+    if let Some(smtp) = &smtp {
+        assert!(
+            smtp.wait_for_mail(WAIT)["subject"]
+                .as_str()
+                .unwrap()
+                .contains("client certificate"),
+            "the next certificate is mailed too"
+        );
+    }
+}
+
+#[test]
+fn alert_mail_goes_out_over_implicit_tls_with_smtps() {
+    let ca = TestCa::new();
+    let Some(smtp) = TestSmtp::start_implicit_tls(&ca) else {
+        return;
+    };
+    let app = spawn_app_with(|c| {
+        c.alerts.failing_after = 2;
+        c.public_url = "https://tidings.clinic.example/".into();
+        c.alerts.email.smtp_url =
+            format!("smtps://alerts%40clinic.example@127.0.0.1:{}", smtp.port);
+        c.alerts.email.password = Some(Secret::new(smtp::PASSWORD.into()));
+        c.alerts.email.from = "tidings <tidings@clinic.example>".into();
+        c.alerts.email.to = vec!["office@clinic.example".into()];
+        c.alerts.email.ca_file = smtp.ca_file(&ca);
+    });
+    let resp = app.post("/api/v1/alerts/test-email", &json!({}));
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let mail = smtp.wait_for_mail(WAIT);
+    assert_eq!(mail["subject"], "[tidings] Test mail");
+    assert_eq!(mail["tls"], true, "{mail}");
+    assert_eq!(mail["starttls"], false, "TLS from the first byte: {mail}");
+    assert_eq!(mail["authenticated"], true, "{mail}");
+
+    let ehr = TestReceiver::start();
+    ehr.set_default(Reply::status(503));
+    let rule = rule_named(&app, "EHR", &ehr.url("/ehr"), &["member:created"]);
+    member(&app);
+    let mail = smtp.wait_for_mail(WAIT);
+    assert_eq!(mail["subject"], "[tidings] Rule \"EHR\" is failing");
+    assert_eq!(mail["tls"], true, "{mail}");
+    assert_eq!(mail["rcpt_to"], json!(["office@clinic.example"]));
+    assert!(
+        mail["body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/rules/{rule}")),
+        "{mail}"
     );
 }

@@ -683,3 +683,36 @@ fn cron_and_condition_errors_in_chromium_speak_about_what_was_typed() {
     d.scroll_down_to("#err-cron");
     d.screenshot("words-cron-error");
 }
+
+#[test]
+fn an_ed25519_rule_page_in_chromium_copies_its_public_key() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let rule = app.create_rule_with(json!({
+        "name": "Standard Webhooks receiver",
+        "trigger": {"type": "event", "events": ["ping"]},
+        "webhook": {"url": receiver.url("/hook"), "signing": "ed25519"},
+    }));
+    let id = rule["id"].as_str().unwrap();
+    let secret = app.get(&format!("/api/v1/rules/{id}/secret"));
+    assert_eq!(secret.status, 200, "{}", secret.text);
+    let public_key = secret.body["public_key"].as_str().unwrap().to_owned();
+    assert!(public_key.starts_with("whpk_"), "{public_key}");
+
+    d.allow_clipboard();
+    d.goto(&format!("{}/rules/{id}", app.url("")));
+    assert_eq!(d.text("#public-key"), public_key);
+    assert!(d.displayed("#copy-public-key"), "JavaScript shows it");
+    d.click("#copy-public-key");
+    d.wait_for_text("Copied");
+    let read = "const done = arguments[arguments.length - 1]; \
+                navigator.clipboard.readText().then(done, (e) => done('error: ' + e));";
+    assert_eq!(d.execute_async(read).as_str(), Some(public_key.as_str()));
+    d.scroll_to("#public-key");
+    d.screenshot("rule-public-key-copied");
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("#public-key");
+    d.screenshot("rule-public-key-phone");
+}

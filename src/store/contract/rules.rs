@@ -207,7 +207,7 @@ pub fn rules_keep_signing_keys_and_receiver_credentials_as_given(store: &Store, 
 }
 
 pub fn rules_alert_states_are_stored_and_forgotten(store: &Store, _clock: &Clock) {
-    use crate::domain::alert::{Episode, RuleAlertState};
+    use crate::domain::alert::{CertExpiring, Episode, RuleAlertState};
     use crate::domain::delivery::ErrorKind;
     let ws = store.default_workspace().clone();
     let r = rule(&ws, "flaky", &["a"]);
@@ -222,6 +222,10 @@ pub fn rules_alert_states_are_stored_and_forgotten(store: &Store, _clock: &Clock
             alerted_at: Some(START - 1_000),
         }),
         last_mailed_at: Some(START - 1_000),
+        cert_expiring: Some(CertExpiring {
+            expires_at: START + 86_400_000,
+            alerted_at: START - 1_000,
+        }),
     };
     // Durable once the call returns: no `eventually` here.
     store

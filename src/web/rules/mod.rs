@@ -79,10 +79,18 @@ fn trigger_label(rule: &Rule) -> String {
 }
 
 /// When a routine fires next, readable; empty for event rules and inactive routines.
+/// In the routine's own zone, labelled with it: `09:00 America/New_York` is what the admin
+/// wrote in the cron expression.
 fn next_runs(rule: &Rule, state: &AppState, n: usize) -> Vec<String> {
+    let schedule = rule.trigger.schedule();
     rule.next_runs(state.clock.now_ms(), n)
         .into_iter()
-        .map(fmt_time)
+        .map(|at| {
+            schedule
+                .as_ref()
+                .and_then(|s| s.wall_text(at))
+                .unwrap_or_else(|| fmt_time(at))
+        })
         .collect()
 }
 

@@ -1,7 +1,7 @@
 //! A real SMTP server for a test: `tests/smtp_server.py` (Python's aiosmtpd) on 127.0.0.1,
-//! offering STARTTLS with a certificate from a `TestCa` and requiring AUTH. Each mail it
-//! receives comes back as one JSON value (envelope, TLS and AUTH used, decoded headers and
-//! body). Skips (None) when python3 or aiosmtpd is missing, unless external tools are required.
+//! offering STARTTLS (or, `start_implicit_tls`, TLS from the start) with a certificate from a
+//! `TestCa`, and requiring AUTH. Each mail it receives comes back as one JSON value
+//! (envelope, TLS and AUTH used, decoded headers and body). Skips (None) when python3 or aiosmtpd is missing, unless external tools are required.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -27,7 +27,17 @@ pub struct TestSmtp {
 }
 
 impl TestSmtp {
+    /// A server offering STARTTLS (and refusing mail before it).
     pub fn start(ca: &TestCa) -> Option<Self> {
+        Self::start_in(ca, false)
+    }
+
+    /// A server speaking TLS from the first byte (`smtps://`), with no STARTTLS.
+    pub fn start_implicit_tls(ca: &TestCa) -> Option<Self> {
+        Self::start_in(ca, true)
+    }
+
+    fn start_in(ca: &TestCa, implicit: bool) -> Option<Self> {
         let have = Command::new("python3")
             .args(["-c", "import aiosmtpd.controller"])
             .stdout(Stdio::null())
@@ -57,6 +67,7 @@ impl TestSmtp {
             .arg(dir.join("cert.pem"))
             .arg(dir.join("key.pem"))
             .args([USER, PASSWORD])
+            .args(implicit.then_some("implicit"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -46,8 +46,15 @@ pub struct Driver {
 
 impl Driver {
     pub fn start(chromedriver: &Path) -> Self {
+        Self::start_with_env(chromedriver, &[])
+    }
+
+    /// Chromium with these environment variables (it inherits chromedriver's), e.g. `TZ` for
+    /// the viewer's time zone.
+    pub fn start_with_env(chromedriver: &Path, env: &[(&str, &str)]) -> Self {
         let port = super::process::free_port();
         let child = Command::new(chromedriver)
+            .envs(env.iter().copied())
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -166,10 +173,25 @@ impl Driver {
 
     /// Whether the element is rendered visibly (not `hidden`, not `display: none`).
     pub fn displayed(&self, css: &str) -> bool {
-        let el = self.find(css);
-        self.session_call("GET", &format!("/element/{el}/displayed"), None)
+        self.read_element(css, "displayed")
             .as_bool()
             .unwrap_or(false)
+    }
+
+    /// `GET /element/{id}/{what}` of the element matching `css`, found afresh when a page
+    /// that rewrites itself (the delivery log's refresh) replaced it between finding and
+    /// reading ("stale element reference"): what is read is always the current element.
+    fn read_element(&self, css: &str, what: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let el = self.find(css);
+            let path = format!("/session/{}/element/{el}/{what}", self.session);
+            match self.call("GET", &path, None) {
+                Ok(v) => return v,
+                Err(e) if e.contains("stale element") && Instant::now() < deadline => {}
+                Err(e) => panic!("webdriver: {e}"),
+            }
+        }
     }
 
     pub fn current_url(&self) -> String {
@@ -252,9 +274,15 @@ impl Driver {
         );
     }
 
+    /// An attribute of the element matching `css` (None when it has none).
+    pub fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        self.read_element(css, &format!("attribute/{name}"))
+            .as_str()
+            .map(str::to_owned)
+    }
+
     pub fn text(&self, css: &str) -> String {
-        let el = self.find(css);
-        self.session_call("GET", &format!("/element/{el}/text"), None)
+        self.read_element(css, "text")
             .as_str()
             .unwrap_or("")
             .to_owned()
