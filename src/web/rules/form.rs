@@ -196,7 +196,7 @@ impl RuleForm {
             kind: Some("mtls".into()),
             client_cert: Some(self.client_cert.clone()),
             client_key: Some(key),
-            client_cert_expires_at: None,
+            ..AuthInput::default()
         }
     }
 
