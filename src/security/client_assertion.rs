@@ -33,11 +33,19 @@ pub fn key_alg(pem: &str) -> Result<KeyAlg, String> {
         "is not a PEM private key: paste the text from -----BEGIN PRIVATE KEY----- on".to_owned()
     })?;
     let rsa = match &der {
-        PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()).ok(),
-        PrivateKeyDer::Pkcs8(k) => RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()).ok(),
+        PrivateKeyDer::Pkcs1(k) => Some(RsaKeyPair::from_der(k.secret_pkcs1_der())),
+        PrivateKeyDer::Pkcs8(k) => Some(RsaKeyPair::from_pkcs8(k.secret_pkcs8_der())),
         _ => None,
     };
-    if let Some(rsa) = rsa {
+    // ring itself refuses RSA keys under 2048 bits, and says so ("TooSmall").
+    if let Some(Err(rejected)) = &rsa
+        && rejected.to_string() == "TooSmall"
+    {
+        return Err(format!(
+            "is an RSA key shorter than {MIN_RSA_BITS} bits; at least {MIN_RSA_BITS} are required"
+        ));
+    }
+    if let Some(Ok(rsa)) = rsa {
         let bits = rsa.public().modulus_len() * 8;
         if bits < MIN_RSA_BITS {
             return Err(format!(

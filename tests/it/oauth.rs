@@ -11,6 +11,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use crate::support::app::{TestApp, spawn_app, spawn_app_with, wait_until};
+use crate::support::external::skip;
 use crate::support::receiver::{Recorded, Reply, TestReceiver};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -179,6 +180,20 @@ fn private_key_jwt_signs_an_assertion_the_public_key_verifies() {
     assert_eq!(delivery["status"], "succeeded", "{delivery:#}");
     assert_eq!(
         receiver.wait_for(1, WAIT)[0].header("authorization"),
+        Some("Bearer jwt-token")
+    );
+
+    // A test send goes the same way (with the cached token).
+    let id = rule["id"].as_str().unwrap();
+    let test = app.post(&format!("/api/v1/rules/{id}/test"), &json!({}));
+    assert_eq!(test.status, 200, "{}", test.text);
+    assert_eq!(
+        test.body["attempts"][0]["status_code"], 200,
+        "{}",
+        test.text
+    );
+    assert_eq!(
+        receiver.wait_for(2, WAIT)[1].header("authorization"),
         Some("Bearer jwt-token")
     );
 
@@ -362,4 +377,103 @@ fn an_http_token_url_is_refused_in_production() {
     assert_eq!(resp.status, 400, "{}", resp.text);
     let message = resp.body["error"]["message"].as_str().unwrap();
     assert!(message.starts_with("webhook.auth.token_url"), "{message}");
+}
+
+#[test]
+fn a_token_url_nothing_listens_on_is_an_auth_error_and_nothing_is_sent() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let token_url = format!("http://{}/token", closed.local_addr().unwrap());
+    drop(closed);
+    let receiver = TestReceiver::start();
+    let app = spawn_app_with(|c| c.retry.max_attempts = 1);
+    app.create_rule_with(oauth_rule(
+        &receiver.url("/ehr"),
+        json!({"type": "oauth2_client_credentials", "token_url": token_url,
+               "client_id": "cid", "client_secret": "pw",
+               "client_auth": "client_secret_post"}),
+    ));
+    let event = app.ingest(&json!({"type": "ping"}));
+    let id = event.body["id"].as_str().unwrap().to_owned();
+    let settled = app.wait_settled(&id, WAIT);
+    let delivery = app.delivery(settled[0]["id"].as_str().unwrap());
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["error_kind"], "auth", "{delivery:#}");
+    assert!(
+        attempt["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not be reached")),
+        "{delivery:#}"
+    );
+    assert_eq!(receiver.count(), 0);
+}
+
+/// An RSA key of `bits` from Python's `cryptography`: (PKCS#8 PEM, PKCS#1 public DER).
+fn python_rsa(bits: u32) -> Option<(String, Vec<u8>)> {
+    let script = format!(
+        "from cryptography.hazmat.primitives.asymmetric import rsa\n\
+         from cryptography.hazmat.primitives import serialization as s\n\
+         k = rsa.generate_private_key(public_exponent=65537, key_size={bits})\n\
+         print(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()).decode())\n\
+         print(k.public_key().public_bytes(s.Encoding.DER, s.PublicFormat.PKCS1).hex())\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let Some(out) = out else {
+        skip("python3 with the cryptography package is needed to make an RSA key");
+        return None;
+    };
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (pem, public) = text.trim().rsplit_once('\n').unwrap();
+    Some((pem.to_owned(), hex::decode(public.trim()).unwrap()))
+}
+
+#[test]
+fn an_rsa_key_signs_rs384_and_a_short_one_is_refused() {
+    let Some((pem, public)) = python_rsa(2048) else {
+        return;
+    };
+    let tokens = TestReceiver::start();
+    tokens.set_default(token_reply("rsa-token", 300));
+    let receiver = TestReceiver::start();
+    let app = spawn_app();
+    app.create_rule_with(oauth_rule(
+        &receiver.url("/ehr"),
+        json!({"type": "oauth2_client_credentials", "token_url": tokens.url("/token"),
+               "client_id": "rsa-client", "client_auth": "private_key_jwt",
+               "private_key": pem}),
+    ));
+    assert_eq!(deliver(&app)["status"], "succeeded");
+    let fields = form(&tokens.requests()[0]);
+    let jwt = field(&fields, "client_assertion").expect("an assertion");
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header: Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "RS384");
+    ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA384, &public)
+        .verify(
+            format!("{}.{}", parts[0], parts[1]).as_bytes(),
+            &b64.decode(parts[2]).unwrap(),
+        )
+        .expect("the RS384 assertion verifies with the public key");
+
+    let Some((short, _)) = python_rsa(1024) else {
+        return;
+    };
+    let resp = app.post(
+        "/api/v1/rules",
+        &oauth_rule(
+            &receiver.url("/ehr"),
+            json!({"type": "oauth2_client_credentials", "token_url": tokens.url("/token"),
+                   "client_id": "rsa-client", "client_auth": "private_key_jwt",
+                   "private_key": short}),
+        ),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text);
+    let message = resp.body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("webhook.auth.private_key"), "{message}");
+    assert!(message.contains("shorter than 2048 bits"), "{message}");
 }
