@@ -477,3 +477,29 @@ fn an_rsa_key_signs_rs384_and_a_short_one_is_refused() {
     assert!(message.starts_with("webhook.auth.private_key"), "{message}");
     assert!(message.contains("shorter than 2048 bits"), "{message}");
 }
+
+#[test]
+fn the_openapi_document_has_the_oauth_auth_and_the_auth_error_kind() {
+    let app = spawn_app();
+    let doc = app.get("/api/v1/openapi.json");
+    assert_eq!(doc.status, 200);
+    let schemas = &doc.body["components"]["schemas"];
+    let kinds = schemas["ErrorKind"]["enum"]
+        .as_array()
+        .expect("ErrorKind enum");
+    assert!(kinds.contains(&json!("auth")), "{kinds:?}");
+    let methods = schemas["ClientAuth"]["enum"]
+        .as_array()
+        .expect("ClientAuth enum");
+    assert_eq!(methods.len(), 3, "{methods:?}");
+    assert!(methods.contains(&json!("private_key_jwt")), "{methods:?}");
+    let auth = schemas["AuthInput"].to_string();
+    for name in [
+        "oauth2_client_credentials",
+        "token_url",
+        "client_secret",
+        "private_key",
+    ] {
+        assert!(auth.contains(name), "{name} missing from {auth}");
+    }
+}
