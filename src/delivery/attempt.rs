@@ -11,7 +11,7 @@ use crate::delivery::transport::{Failure, SendOptions, Sent, Transport};
 use crate::domain::delivery::{Delivery, ErrorKind, LoggedRequest};
 use crate::domain::event::Event;
 use crate::domain::payload::{self, Context};
-use crate::domain::rule::{MASK, Rule, Signing};
+use crate::domain::rule::{MASK, ReceiverAuth, Rule, Signing};
 use crate::domain::template::TemplateError;
 use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, MasterKey, Secret};
@@ -108,6 +108,10 @@ pub fn prepare(
     ));
     headers.extend(webhook.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut secret_names = Vec::new();
+    if matches!(webhook.auth, ReceiverAuth::OAuth2 { .. }) {
+        // The transport puts the token in; logs and previews show it masked.
+        headers.push(("Authorization".to_owned(), format!("Bearer {MASK}")));
+    }
     for (name, sealed) in &webhook.secret_headers {
         headers.push((name.clone(), key.open(sealed)?.expose().to_owned()));
         secret_names.push(name.clone());

@@ -13,6 +13,7 @@ use ureq::unversioned::transport::DefaultConnector;
 
 use crate::delivery::attempt::{PreparedRequest, user_agent};
 use crate::delivery::client_agents::ClientAgents;
+use crate::delivery::oauth_token::{Fetcher, OAuth2, TokenCache};
 use crate::delivery::transport::{
     Failure, RESPONSE_LOG_LIMIT, Received, SendOptions, Sent, Transport,
 };
@@ -34,17 +35,62 @@ pub struct HttpTransport {
     verified: Agent,
     unverified: Agent,
     client_agents: ClientAgents,
+    /// OAuth 2 tokens, one cache for all worker copies (a token is good for all of them).
+    tokens: Arc<TokenCache>,
 }
 
 impl HttpTransport {
     pub fn new(policy: &Arc<AddressPolicy>, master_key: MasterKey) -> Self {
+        Self::with_tokens(policy, master_key, Arc::default())
+    }
+
+    fn with_tokens(
+        policy: &Arc<AddressPolicy>,
+        master_key: MasterKey,
+        tokens: Arc<TokenCache>,
+    ) -> Self {
         Self {
             policy: Arc::clone(policy),
             master_key,
             verified: agent(policy, true, None),
             unverified: agent(policy, false, None),
             client_agents: ClientAgents::default(),
+            tokens,
         }
+    }
+
+    /// Sends with the rule's OAuth 2 token; a 401 fetches a new token once and sends again,
+    /// and only that second answer is reported.
+    fn send_with_token(
+        &self,
+        agent: &Agent,
+        settings: &OAuth2<'_>,
+        request: &PreparedRequest,
+        options: &SendOptions<'_>,
+    ) -> Result<Received, Failure> {
+        let fetcher = Fetcher {
+            agent,
+            policy: &self.policy,
+            master_key: &self.master_key,
+            timeout: options.timeout,
+        };
+        let no_token = |message| Failure {
+            kind: ErrorKind::Auth,
+            message,
+        };
+        let token = self
+            .tokens
+            .token(options.rule_id, settings, None, &fetcher)
+            .map_err(no_token)?;
+        let first = send_with(agent, request, options, Some(&token))?;
+        if first.status != 401 {
+            return Ok(first);
+        }
+        let renewed = self
+            .tokens
+            .token(options.rule_id, settings, Some(&token), &fetcher)
+            .map_err(no_token)?;
+        send_with(agent, request, options, Some(&renewed))
     }
 
     /// The agent for a rule: its own when it presents a client certificate.
@@ -68,8 +114,10 @@ impl HttpTransport {
                     kind: ErrorKind::Tls,
                     message,
                 }),
-            ReceiverAuth::None if options.tls_verify => Ok(self.verified.clone()),
-            ReceiverAuth::None => Ok(self.unverified.clone()),
+            ReceiverAuth::None | ReceiverAuth::OAuth2 { .. } if options.tls_verify => {
+                Ok(self.verified.clone())
+            }
+            ReceiverAuth::None | ReceiverAuth::OAuth2 { .. } => Ok(self.unverified.clone()),
         }
     }
 }
@@ -79,7 +127,10 @@ impl Transport for HttpTransport {
         let started = Instant::now();
         let result = self
             .agent_for(options)
-            .and_then(|agent| send_with(&agent, request, options));
+            .and_then(|agent| match OAuth2::of(options.auth) {
+                Some(settings) => self.send_with_token(&agent, &settings, request, options),
+                None => send_with(&agent, request, options, None),
+            });
         Sent {
             result,
             elapsed: started.elapsed(),
@@ -87,7 +138,11 @@ impl Transport for HttpTransport {
     }
 
     fn for_worker(&self) -> Box<dyn Transport> {
-        Box::new(Self::new(&self.policy, self.master_key.clone()))
+        Box::new(Self::with_tokens(
+            &self.policy,
+            self.master_key.clone(),
+            Arc::clone(&self.tokens),
+        ))
     }
 }
 
@@ -118,10 +173,13 @@ fn agent(policy: &Arc<AddressPolicy>, verify: bool, client: Option<ClientCert>) 
     )
 }
 
+/// `bearer` is the OAuth 2 token, which takes the place of the masked `Authorization`
+/// header `prepare` put in the request.
 fn send_with(
     agent: &Agent,
     req: &PreparedRequest,
     options: &SendOptions<'_>,
+    bearer: Option<&str>,
 ) -> Result<Received, Failure> {
     let mut builder = match req.method {
         "PUT" => agent.put(req.url.as_str()),
@@ -129,7 +187,13 @@ fn send_with(
         _ => agent.post(req.url.as_str()),
     };
     for (name, value) in &req.headers {
+        if bearer.is_some() && name.eq_ignore_ascii_case("authorization") {
+            continue;
+        }
         builder = builder.header(name.as_str(), value.as_str());
+    }
+    if let Some(token) = bearer {
+        builder = builder.header("Authorization", format!("Bearer {token}"));
     }
     let mut response = builder
         .config()

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod client_agents;
 pub mod dispatcher;
 pub mod http;
+pub mod oauth_token;
 pub mod observer;
 pub mod outcome;
 pub mod retry;

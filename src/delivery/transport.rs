@@ -7,10 +7,10 @@
 //! - Receiver authentication per rule is a field of `SendOptions`, borrowed from the rule
 //!   by `SendOptions::of` (callers build it only there), with the rule id as cache key.
 //!   mTLS: the transport keeps an agent per client identity beside its two TLS agents (ureq
-//!   sets TLS per agent; `client_agents.rs`). Planned, OAuth 2 client credentials: a token
-//!   cache shared by the transport's per-worker copies, filled from the token URL, and on a
-//!   401 the token is dropped, fetched once more and the request re-sent; `send` reports
-//!   only the final answer.
+//!   sets TLS per agent; `client_agents.rs`). OAuth 2 client credentials: a token cache
+//!   shared by the transport's per-worker copies (`oauth_token.rs`), filled from the token
+//!   URL, and on a 401 the token is dropped, fetched once more and the request re-sent;
+//!   `send` reports only the final answer.
 //! - ed25519 signatures are part of building the request (`attempt::prepare`, `signing`),
 //!   not of sending it.
 //! - Several nodes sharing one store change where due deliveries come from, not this seam.

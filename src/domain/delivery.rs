@@ -50,6 +50,8 @@ pub enum ErrorKind {
     WebhookUrlBlocked,
     SsrfBlocked,
     TemplateError,
+    /// The receiver's login token (OAuth 2) could not be had from its token URL.
+    Auth,
 }
 
 impl ErrorKind {
@@ -77,6 +79,9 @@ impl ErrorKind {
             }
             Self::HttpStatus => {
                 "The receiver answered, but not with success (2xx). The response, shown with the attempt in the delivery log, usually says why: 401 or 403, check the secret headers; 404, check the URL path; 5xx, a problem on the receiver's side; 410 turns the rule off."
+            }
+            Self::Auth => {
+                "The receiver wants a login token, and its token URL did not give one: the token server may be down, or refused the client id, secret or key. The attempt's error says what it answered; check the rule's login settings with whoever runs the receiver. This is retried."
             }
             Self::TemplateError => {
                 "The rule's body template could not be made into a request for this event. Fix the template on the rule; this is not retried."

@@ -275,7 +275,8 @@ impl Rule {
 mod auth;
 mod input;
 mod log;
-pub use auth::{AuthInput, AuthInputDoc, ReceiverAuth};
+mod oauth;
+pub use auth::{AuthInput, AuthInputDoc, ClientAuth, ReceiverAuth};
 pub use input::{
     EventPatternDoc, FieldError, HeaderValueDoc, RuleInput, RuleSpec, SecretValue, TriggerInput,
     TriggerInputDoc, WebhookInput,

@@ -1,6 +1,7 @@
 //! Security pieces with one job each: network safety, encryption at rest, signing secrets,
 //! ed25519 signing key pairs, TLS client certificates, owner-only files.
 
+pub mod client_assertion;
 pub mod client_cert;
 pub mod crypto;
 pub mod files;

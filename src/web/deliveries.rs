@@ -90,6 +90,7 @@ pub fn kind_label(kind: ErrorKind) -> &'static str {
         ErrorKind::WebhookUrlBlocked => "URL not allowed",
         ErrorKind::SsrfBlocked => "private address",
         ErrorKind::TemplateError => "template error",
+        ErrorKind::Auth => "no login token",
     }
 }
 

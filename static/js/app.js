@@ -140,7 +140,8 @@ document.addEventListener("DOMContentLoaded", () => {
     for (const el of toggles) {
       const [name, value] = el.dataset.showWhen.split("=");
       const field = document.querySelector(`[name="${name}"]:checked`) || document.querySelector(`select[name="${name}"]`);
-      if (field) el.hidden = field.value !== value;
+      // `name=a|b` shows the element for either value.
+      if (field) el.hidden = !value.split("|").includes(field.value);
     }
   };
   document.addEventListener("change", update);

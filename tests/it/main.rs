@@ -28,6 +28,7 @@ mod layering;
 mod migrate;
 mod mtls;
 mod network;
+mod oauth;
 mod observability;
 mod openapi;
 mod postgres;

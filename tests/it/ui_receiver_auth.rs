@@ -173,3 +173,79 @@ fn the_form_takes_a_client_certificate_in_plain_words_and_warns_before_it_expire
     let far_page = admin.get(&format!("/rules/{}", rule_id(far.location())));
     assert!(far_page.by_id("cert-warning").is_none());
 }
+
+#[test]
+fn the_form_takes_a_login_token_setting_keeps_its_secret_and_drops_the_hidden_key() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "olga");
+    let form = admin.get("/rules/new");
+    assert!(
+        form.text.contains("The receiver wants a login token"),
+        "{}",
+        form.text
+    );
+    let oauth = [
+        ("auth_type", "oauth2_client_credentials"),
+        ("token_url", "http://127.0.0.1:9/token"),
+        ("client_id", "tidings"),
+        ("client_auth", "client_secret_basic"),
+        ("scope", "system/Patient.read"),
+        ("audience", ""),
+        // Hidden with a secret method: dropped, never checked.
+        ("private_key", "not a key"),
+    ];
+    let refused = admin.post("/rules/new", &fields(&oauth));
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.by_id("err-client_secret").is_some(),
+        "{}",
+        refused.text
+    );
+    let mut with_secret = oauth.to_vec();
+    with_secret.push(("client_secret", "s3cret"));
+    let made = admin.post("/rules/new", &fields(&with_secret));
+    assert_eq!(made.status, 303, "{}", made.text);
+    let id = rule_id(made.location());
+    let auth = &app.get(&format!("/api/v1/rules/{id}")).body["webhook"]["auth"];
+    assert_eq!(auth["type"], "oauth2_client_credentials", "{auth:#}");
+    assert_eq!(auth["client_secret"], "********");
+    assert_eq!(auth["scope"], "system/Patient.read");
+    assert!(auth.get("private_key").is_none(), "{auth:#}");
+
+    // Saving again with the secret left blank keeps it; the preview masks the token.
+    let edit = admin.get(&format!("/rules/{id}/edit"));
+    assert!(
+        edit.text.contains("leave blank to keep the stored secret"),
+        "{}",
+        edit.text
+    );
+    let again = admin.post(&format!("/rules/{id}/edit"), &fields(&oauth));
+    assert_eq!(again.status, 303, "{}", again.text);
+    let preview = app.post(
+        &format!("/api/v1/rules/{id}/preview"),
+        &serde_json::json!({}),
+    );
+    assert_eq!(
+        preview.body["headers"]["Authorization"], "Bearer ********",
+        "{}",
+        preview.text
+    );
+
+    // A signing key of the wrong kind is refused at its field.
+    let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let mut jwt = oauth.to_vec();
+    jwt.retain(|(k, _)| *k != "client_auth" && *k != "private_key");
+    jwt.push(("client_auth", "private_key_jwt"));
+    jwt.push(("private_key", &p256));
+    let bad_key = admin.post(&format!("/rules/{id}/edit"), &fields(&jwt));
+    assert_eq!(bad_key.status, 400, "{}", bad_key.text);
+    assert!(
+        bad_key
+            .by_id("err-private_key")
+            .is_some_and(|m| m.contains("P-384")),
+        "{}",
+        bad_key.text
+    );
+}

@@ -10,6 +10,7 @@ use super::input::{FieldError, SecretValue};
 use crate::domain::time::to_rfc3339;
 use crate::security::client_cert::{self, CertProblem};
 use crate::security::crypto::Sealed;
+use crate::security::ssrf::AddressPolicy;
 
 /// Certificates and keys are a few KiB; a bound keeps a pasted file from bloating every row.
 const MAX_PEM_BYTES: usize = 64 * 1024;
@@ -29,6 +30,52 @@ pub enum ReceiverAuth<S = Sealed> {
         /// The leaf's notAfter, Unix ms, read when it was saved.
         client_cert_expires_at: i64,
     },
+    /// An OAuth 2 access token from the receiver's token URL (RFC 6749 §4.4), sent as
+    /// `Authorization: Bearer`.
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        /// For the two secret methods; `None` with `private_key_jwt`.
+        client_secret: Option<S>,
+        scope: Option<String>,
+        audience: Option<String>,
+        client_auth: ClientAuth,
+        /// The PEM signing key of `private_key_jwt`.
+        private_key: Option<S>,
+    },
+}
+
+/// How the client proves itself to the token URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// The client id and secret as form fields.
+    ClientSecretPost,
+    /// A JWT signed with the client's private key (RFC 7523).
+    PrivateKeyJwt,
+}
+
+impl ClientAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Self> {
+        [
+            Self::ClientSecretBasic,
+            Self::ClientSecretPost,
+            Self::PrivateKeyJwt,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
 }
 
 // Written out so no `S: Default` bound is needed (`Sealed` has no default).
@@ -54,6 +101,23 @@ impl<S> ReceiverAuth<S> {
                 client_key: f("webhook.auth.client_key", client_key),
                 client_cert_expires_at,
             },
+            Self::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                audience,
+                client_auth,
+                private_key,
+            } => ReceiverAuth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret: client_secret.map(|v| f("webhook.auth.client_secret", v)),
+                scope,
+                audience,
+                client_auth,
+                private_key: private_key.map(|v| f("webhook.auth.private_key", v)),
+            },
         }
     }
 
@@ -64,7 +128,7 @@ impl<S> ReceiverAuth<S> {
                 client_cert_expires_at,
                 ..
             } => Some(*client_cert_expires_at),
-            Self::None => None,
+            Self::None | Self::OAuth2 { .. } => None,
         }
     }
 
@@ -82,6 +146,34 @@ impl<S> ReceiverAuth<S> {
                 "client_key": MASK,
                 "client_cert_expires_at": to_rfc3339(*client_cert_expires_at),
             }),
+            Self::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                audience,
+                client_auth,
+                private_key,
+            } => {
+                let mut shown = json!({
+                    "type": "oauth2_client_credentials",
+                    "token_url": token_url,
+                    "client_id": client_id,
+                    "client_auth": client_auth.as_str(),
+                });
+                let optional = [
+                    ("client_secret", client_secret.as_ref().map(|_| MASK)),
+                    ("scope", scope.as_deref()),
+                    ("audience", audience.as_deref()),
+                    ("private_key", private_key.as_ref().map(|_| MASK)),
+                ];
+                for (name, value) in optional {
+                    if let Some(value) = value {
+                        shown[name] = json!(value);
+                    }
+                }
+                shown
+            }
         }
     }
 }
@@ -98,6 +190,37 @@ pub struct AuthInput {
     pub client_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cert_expires_at: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+}
+
+impl AuthInput {
+    /// Whether any OAuth 2 field was given.
+    fn has_oauth_fields(&self) -> bool {
+        [
+            &self.token_url,
+            &self.client_id,
+            &self.client_secret,
+            &self.scope,
+            &self.audience,
+            &self.client_auth,
+            &self.private_key,
+        ]
+        .iter()
+        .any(|f| f.is_some())
+    }
 }
 
 /// `webhook.auth` as the API documents it.
@@ -122,9 +245,52 @@ pub enum AuthInputDoc {
         #[schema(value_type = Option<String>, format = DateTime)]
         client_cert_expires_at: Option<Value>,
     },
+    /// Fetch an OAuth 2 access token (client credentials grant) and send it as
+    /// `Authorization: Bearer` (the receiver wants a login token).
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2 {
+        /// The token endpoint; `https://` outside development mode, and the network policy
+        /// applies to it as to webhook URLs.
+        #[schema(min_length = 1, max_length = 2048)]
+        token_url: String,
+        #[schema(min_length = 1, max_length = 512)]
+        client_id: String,
+        /// Required with `client_secret_basic` and `client_secret_post`; write-only:
+        /// `********` keeps the stored secret.
+        #[schema(max_length = 4096)]
+        client_secret: Option<String>,
+        /// Space-separated scopes to ask for.
+        #[schema(max_length = 2048)]
+        scope: Option<String>,
+        /// An `audience` form field, for token servers that want one.
+        #[schema(max_length = 2048)]
+        audience: Option<String>,
+        /// How tidings proves itself to the token URL.
+        #[schema(value_type = ClientAuthDoc)]
+        client_auth: String,
+        /// `private_key_jwt`'s signing key in PEM: RSA of at least 2048 bits (RS384) or EC
+        /// P-384 (ES384), unencrypted; write-only: `********` keeps the stored key.
+        #[schema(max_length = 65536)]
+        private_key: Option<String>,
+    },
 }
 
-fn at(field: &str, message: impl Into<String>) -> FieldError {
+/// How tidings authenticates to the token URL.
+#[derive(utoipa::ToSchema)]
+#[schema(as = ClientAuth)]
+#[allow(dead_code)]
+pub enum ClientAuthDoc {
+    #[schema(rename = "client_secret_basic")]
+    ClientSecretBasic,
+    #[schema(rename = "client_secret_post")]
+    ClientSecretPost,
+    #[schema(rename = "private_key_jwt")]
+    PrivateKeyJwt,
+}
+
+const KINDS: &str = "\"none\", \"mtls\" or \"oauth2_client_credentials\"";
+
+pub(super) fn at(field: &str, message: impl Into<String>) -> FieldError {
     FieldError::new(format!("webhook.auth.{field}"), message)
 }
 
@@ -133,26 +299,39 @@ fn at(field: &str, message: impl Into<String>) -> FieldError {
 pub fn validate_auth(
     input: Option<AuthInput>,
     existing: Option<&ReceiverAuth>,
+    policy: &AddressPolicy,
 ) -> Result<ReceiverAuth<SecretValue>, FieldError> {
     let Some(input) = input else {
         return Ok(ReceiverAuth::None);
     };
     match input.kind.as_deref() {
-        None => Err(at("type", "is required: \"none\" or \"mtls\"")),
+        None => Err(at("type", format!("is required: {KINDS}"))),
         Some("none") => {
-            if input.client_cert.is_some() || input.client_key.is_some() {
+            if input.client_cert.is_some() || input.client_key.is_some() || input.has_oauth_fields()
+            {
                 return Err(at(
                     "type",
-                    "is \"none\", which takes no certificate or key; use \"mtls\" to present one",
+                    "is \"none\", which takes no certificate, key or token settings",
                 ));
             }
             Ok(ReceiverAuth::None)
         }
-        Some("mtls") => validate_mtls(input, existing),
-        Some(other) => Err(at(
-            "type",
-            format!("must be \"none\" or \"mtls\", not {other:?}"),
-        )),
+        Some("mtls") => {
+            if input.has_oauth_fields() {
+                return Err(at("type", "is \"mtls\", which takes no token settings"));
+            }
+            validate_mtls(input, existing)
+        }
+        Some("oauth2_client_credentials") => {
+            if input.client_cert.is_some() || input.client_key.is_some() {
+                return Err(at(
+                    "type",
+                    "is \"oauth2_client_credentials\", which takes no client certificate",
+                ));
+            }
+            super::oauth::validate_oauth2(input, existing, policy)
+        }
+        Some(other) => Err(at("type", format!("must be one of {KINDS}, not {other:?}"))),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::domain::template;
 use crate::security::crypto::Sealed;
 use crate::security::ssrf::AddressPolicy;
 
-use super::auth::{AuthInput, validate_auth};
+use super::auth::{AuthInput, ReceiverAuth, validate_auth};
 use super::log::{LogInput, RuleLog, validate_log};
 
 use super::{
@@ -383,9 +383,12 @@ fn validate_webhook(
             format!("must be between 1 and {MAX_TIMEOUT_MS}"),
         ));
     }
-    let auth = validate_auth(webhook.auth, existing.map(|r| &r.webhook.auth))
+    let auth = validate_auth(webhook.auth, existing.map(|r| &r.webhook.auth), policy)
         .map_err(|e| errors.push(e))
         .ok();
+    if let (Some(auth), Some((plain, secret))) = (&auth, &headers) {
+        errors.extend(authorization_clash(auth, plain.keys().chain(secret.keys())));
+    }
     match (url, headers, payload_format, auth) {
         (Some(url), Some((headers, secret_headers)), Some(payload_format), Some(auth))
             if errors.is_empty() =>
@@ -406,6 +409,21 @@ fn validate_webhook(
         }
         _ => Err(errors),
     }
+}
+
+/// The OAuth 2 token goes in `Authorization`; a header of the same name would send two.
+fn authorization_clash<'a>(
+    auth: &ReceiverAuth<SecretValue>,
+    mut names: impl Iterator<Item = &'a String>,
+) -> Option<FieldError> {
+    (matches!(auth, ReceiverAuth::OAuth2 { .. })
+        && names.any(|k| k.eq_ignore_ascii_case("authorization")))
+    .then(|| {
+        FieldError::new(
+            "webhook.auth.type",
+            "sends the token in Authorization: remove the Authorization header",
+        )
+    })
 }
 
 /// A template is required with, and only allowed with, the template format; it must parse.

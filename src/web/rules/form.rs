@@ -13,7 +13,8 @@ use serde_json::Value;
 use crate::app::AppState;
 use crate::app::rules::{self as rule_cases, editable_json, load};
 use crate::domain::rule::{
-    AuthInput, FieldError, LogInput, MASK, Rule, RuleInput, RuleSpec, TriggerInput, WebhookInput,
+    AuthInput, FieldError, LogInput, MASK, ReceiverAuth, Rule, RuleInput, RuleSpec, TriggerInput,
+    WebhookInput,
 };
 use crate::error::AppError;
 use crate::web::auth::CsrfForm;
@@ -44,11 +45,20 @@ pub struct RuleForm {
     body_template: String,
     tls_verify: bool,
     timeout_ms: String,
-    /// `none` or `mtls`.
+    /// `none`, `mtls` or `oauth2_client_credentials`.
     auth_type: String,
     client_cert: String,
     /// Write-only: blank keeps a stored key.
     client_key: String,
+    token_url: String,
+    client_id: String,
+    /// Write-only: blank keeps a stored secret.
+    client_secret: String,
+    scope: String,
+    audience: String,
+    client_auth: String,
+    /// Write-only: blank keeps a stored key.
+    private_key: String,
 }
 
 impl Default for RuleForm {
@@ -76,6 +86,13 @@ impl Default for RuleForm {
             auth_type: "none".into(),
             client_cert: String::new(),
             client_key: String::new(),
+            token_url: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            scope: String::new(),
+            audience: String::new(),
+            client_auth: "client_secret_basic".into(),
+            private_key: String::new(),
         }
     }
 }
@@ -131,6 +148,16 @@ impl RuleForm {
             auth_type: w["auth"]["type"].as_str().unwrap_or("none").to_owned(),
             client_cert: text(&w["auth"]["client_cert"]),
             client_key: String::new(),
+            token_url: text(&w["auth"]["token_url"]),
+            client_id: text(&w["auth"]["client_id"]),
+            client_secret: String::new(),
+            scope: text(&w["auth"]["scope"]),
+            audience: text(&w["auth"]["audience"]),
+            client_auth: w["auth"]["client_auth"]
+                .as_str()
+                .unwrap_or("client_secret_basic")
+                .to_owned(),
+            private_key: String::new(),
         }
     }
 
@@ -175,11 +202,21 @@ impl RuleForm {
                 .to_owned(),
             client_cert: f.get("client_cert").to_owned(),
             client_key: f.get("client_key").to_owned(),
+            token_url: f.get("token_url").trim().to_owned(),
+            client_id: f.get("client_id").trim().to_owned(),
+            client_secret: f.get("client_secret").to_owned(),
+            scope: f.get("scope").trim().to_owned(),
+            audience: f.get("audience").trim().to_owned(),
+            client_auth: f.get("client_auth").to_owned(),
+            private_key: f.get("private_key").to_owned(),
         }
     }
 
     /// `webhook.auth` from the form: a blank key keeps the stored one (as secret headers do).
     fn auth_input(&self, existing: Option<&Rule>) -> AuthInput {
+        if self.auth_type == "oauth2_client_credentials" {
+            return self.oauth_input(existing);
+        }
         if self.auth_type != "mtls" {
             return AuthInput {
                 kind: Some(self.auth_type.clone()),
@@ -196,7 +233,40 @@ impl RuleForm {
             kind: Some("mtls".into()),
             client_cert: Some(self.client_cert.clone()),
             client_key: Some(key),
-            client_cert_expires_at: None,
+            ..AuthInput::default()
+        }
+    }
+
+    /// The OAuth 2 fields: only the write-only value the chosen `client_auth` uses is sent
+    /// (the other is hidden, so dropped), and a blank one keeps the stored value.
+    fn oauth_input(&self, existing: Option<&Rule>) -> AuthInput {
+        let stored = match existing.map(|r| &r.webhook.auth) {
+            Some(ReceiverAuth::OAuth2 {
+                client_secret,
+                private_key,
+                ..
+            }) => (client_secret.is_some(), private_key.is_some()),
+            _ => (false, false),
+        };
+        let kept = |typed: &str, stored: bool| {
+            if typed.trim().is_empty() && stored {
+                MASK.to_owned()
+            } else {
+                typed.to_owned()
+            }
+        };
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let jwt = self.client_auth == "private_key_jwt";
+        AuthInput {
+            kind: Some(self.auth_type.clone()),
+            token_url: Some(self.token_url.clone()),
+            client_id: Some(self.client_id.clone()),
+            client_secret: (!jwt).then(|| kept(&self.client_secret, stored.0)),
+            scope: opt(&self.scope),
+            audience: opt(&self.audience),
+            client_auth: opt(&self.client_auth),
+            private_key: jwt.then(|| kept(&self.private_key, stored.1)),
+            ..AuthInput::default()
         }
     }
 
@@ -331,7 +401,7 @@ impl RuleForm {
 }
 
 /// The form's fields in the order the page shows them: errors are listed in this order.
-const FORM_ORDER: [&str; 23] = [
+const FORM_ORDER: [&str; 30] = [
     "name",
     "description",
     "trigger",
@@ -355,6 +425,13 @@ const FORM_ORDER: [&str; 23] = [
     "webhook.auth.type",
     "webhook.auth.client_cert",
     "webhook.auth.client_key",
+    "webhook.auth.token_url",
+    "webhook.auth.client_id",
+    "webhook.auth.client_auth",
+    "webhook.auth.client_secret",
+    "webhook.auth.private_key",
+    "webhook.auth.scope",
+    "webhook.auth.audience",
 ];
 
 /// Checks a posted form in one pass: the form's own errors, every field `validate_all`
@@ -431,6 +508,13 @@ fn field_label(field: &str) -> &'static str {
         "webhook.auth.type" => "Receiver authentication",
         "webhook.auth.client_cert" => "Client certificate",
         "webhook.auth.client_key" => "Client certificate key",
+        "webhook.auth.token_url" => "Token URL",
+        "webhook.auth.client_id" => "Client id",
+        "webhook.auth.client_auth" => "How tidings logs in",
+        "webhook.auth.client_secret" => "Client secret",
+        "webhook.auth.private_key" => "Signing key",
+        "webhook.auth.scope" => "Scope",
+        "webhook.auth.audience" => "Audience",
         _ => "A field",
     }
 }
@@ -449,6 +533,9 @@ struct RuleFormPage {
     secret_rows: Vec<(String, bool)>,
     /// Whether a client certificate key is stored (a blank key field keeps it).
     client_key_stored: bool,
+    /// Whether an OAuth 2 client secret, or signing key, is stored (blank keeps it).
+    client_secret_stored: bool,
+    private_key_stored: bool,
 }
 
 impl RuleFormPage {
@@ -490,6 +577,24 @@ impl RuleFormPage {
             secret_rows,
             client_key_stored: existing
                 .is_some_and(|r| r.webhook.auth.client_cert_expires_at().is_some()),
+            client_secret_stored: existing.is_some_and(|r| {
+                matches!(
+                    &r.webhook.auth,
+                    ReceiverAuth::OAuth2 {
+                        client_secret: Some(_),
+                        ..
+                    }
+                )
+            }),
+            private_key_stored: existing.is_some_and(|r| {
+                matches!(
+                    &r.webhook.auth,
+                    ReceiverAuth::OAuth2 {
+                        private_key: Some(_),
+                        ..
+                    }
+                )
+            }),
         }
     }
 
@@ -532,6 +637,13 @@ impl RuleFormPage {
             "webhook.auth.type" => "auth_type",
             "webhook.auth.client_cert" => "client_cert",
             "webhook.auth.client_key" => "client_key",
+            "webhook.auth.token_url" => "token_url",
+            "webhook.auth.client_id" => "client_id",
+            "webhook.auth.client_auth" => "client_auth",
+            "webhook.auth.client_secret" => "client_secret",
+            "webhook.auth.private_key" => "private_key",
+            "webhook.auth.scope" => "scope",
+            "webhook.auth.audience" => "audience",
             "webhook.timeout_ms" => "timeout_ms",
             _ => "url",
         }
