@@ -253,16 +253,13 @@ impl RuleView {
     }
 }
 
-/// A client certificate this close to its expiry is warned about (SPEC §12).
-const CERT_WARNING_MS: i64 = 14 * 24 * 3600 * 1000;
-
 fn cert_warning(expires_at: i64, now: i64) -> Option<String> {
     if expires_at <= now {
         Some(format!(
             "The client certificate expired on {}: the receiver refuses deliveries until a renewed one is saved here.",
             fmt_time(expires_at)
         ))
-    } else if expires_at - now <= CERT_WARNING_MS {
+    } else if expires_at - now <= crate::domain::alert::CERT_EXPIRY_WARNING_MS {
         let days = (expires_at - now) / (24 * 3600 * 1000);
         Some(format!(
             "The client certificate expires on {} (in {days} days): ask the receiver's administrator for a renewed one and save it here before then.",
