@@ -213,3 +213,69 @@ fn bad_log_settings_are_refused_at_their_field_and_store_nothing() {
         "the rest keep their defaults"
     );
 }
+
+#[test]
+fn the_rule_form_sets_and_shows_the_log_settings_and_names_bad_ones() {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    let admin = crate::support::ui::setup_admin(&app, "anna");
+    admin.get("/rules/new");
+    let url = receiver.url("/hook");
+    let mut fields = crate::ui::form_fields(&url, "CRM");
+    // Bad settings: each is named at its box, and nothing is saved.
+    fields.extend([
+        ("log_retention_days", "soon"),
+        ("log_redact", "member.ssn\ndata.member.dob"),
+    ]);
+    let refused = admin.post("/rules/new", &fields);
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("err-log_retention_days"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("err-log_redact"));
+    let box_at = refused
+        .text
+        .find("err-log_redact\">")
+        .expect("the error box");
+    let shown = &refused.text[box_at..(box_at + 300).min(refused.text.len())];
+    assert!(shown.contains("member.dob"), "{shown}");
+    assert_eq!(
+        app.get("/api/v1/rules").body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let mut fields = crate::ui::form_fields(&url, "CRM");
+    fields.extend([
+        ("log_retention_days", "7"),
+        ("log_redact", "member.ssn\n\n dataRecord.fields.dob "),
+    ]);
+    let made = admin.post("/rules/new", &fields);
+    assert_eq!(made.status, 303, "{}", made.text);
+    let rule = &app.get("/api/v1/rules").body["data"][0];
+    assert_eq!(
+        rule["log"],
+        json!({"store_bodies": false, "retention_days": 7, "redact": ["member.ssn", "dataRecord.fields.dob"]}),
+        "an unticked box keeps no bodies"
+    );
+    let id = rule["id"].as_str().unwrap();
+    let page = admin.get(&format!("/rules/{id}"));
+    assert!(
+        page.text
+            .contains("no bodies; kept 7 days at most; hidden: member.ssn, dataRecord.fields.dob"),
+        "{}",
+        page.text
+    );
+    let edit = admin.get(&format!("/rules/{id}/edit"));
+    assert!(
+        edit.text
+            .contains("member.ssn\ndataRecord.fields.dob</textarea>"),
+        "{}",
+        edit.text
+    );
+    assert!(edit.text.contains("value=\"7\""));
+}

@@ -467,7 +467,7 @@ fn a_post_without_the_sessions_csrf_token_is_refused() {
     assert!(admin.get(done.location()).text.contains("Rule deleted"));
 }
 
-fn form_fields<'a>(url: &'a str, name: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn form_fields<'a>(url: &'a str, name: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("name", name),
         ("description", "sends members"),

@@ -45,6 +45,12 @@ pub struct RuleForm {
     body_template: String,
     tls_verify: bool,
     timeout_ms: String,
+    /// `log.store_bodies`.
+    log_bodies: bool,
+    /// `log.retention_days`: blank for the server's.
+    log_retention_days: String,
+    /// `log.redact`, one path per line.
+    log_redact: String,
     /// `none`, `mtls` or `oauth2_client_credentials`.
     auth_type: String,
     client_cert: String,
@@ -83,6 +89,9 @@ impl Default for RuleForm {
             body_template: String::new(),
             tls_verify: true,
             timeout_ms: "10000".into(),
+            log_bodies: true,
+            log_retention_days: String::new(),
+            log_redact: String::new(),
             auth_type: "none".into(),
             client_cert: String::new(),
             client_key: String::new(),
@@ -145,6 +154,19 @@ impl RuleForm {
             body_template: text(&w["body_template"]),
             tls_verify: w["tls_verify"].as_bool().unwrap_or(true),
             timeout_ms: text(&w["timeout_ms"]),
+            log_bodies: rule.log.store_bodies,
+            log_retention_days: rule
+                .log
+                .retention_days
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            log_redact: rule
+                .log
+                .redact
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
             auth_type: w["auth"]["type"].as_str().unwrap_or("none").to_owned(),
             client_cert: text(&w["auth"]["client_cert"]),
             client_key: String::new(),
@@ -196,6 +218,9 @@ impl RuleForm {
             body_template: f.get("body_template").to_owned(),
             tls_verify: f.has("tls_verify"),
             timeout_ms: f.get("timeout_ms").trim().to_owned(),
+            log_bodies: f.has("log_bodies"),
+            log_retention_days: f.get("log_retention_days").trim().to_owned(),
+            log_redact: f.get("log_redact").to_owned(),
             auth_type: Some(f.get("auth_type"))
                 .filter(|t| !t.is_empty())
                 .unwrap_or("none")
@@ -209,6 +234,35 @@ impl RuleForm {
             audience: f.get("audience").trim().to_owned(),
             client_auth: f.get("client_auth").to_owned(),
             private_key: f.get("private_key").to_owned(),
+        }
+    }
+
+    /// `log` from the form: a blank retention is the server's, one redacted path per line.
+    fn log_input(&self, errors: &mut Vec<FieldError>) -> LogInput {
+        let retention_days = if self.log_retention_days.is_empty() {
+            None
+        } else {
+            self.log_retention_days
+                .parse()
+                .map_err(|_| {
+                    errors.push(FieldError::new(
+                        "log.retention_days",
+                        "must be a whole number of days, such as 7, or blank for the server's",
+                    ));
+                })
+                .ok()
+        };
+        LogInput {
+            store_bodies: Some(self.log_bodies),
+            retention_days,
+            redact: Some(
+                self.log_redact
+                    .lines()
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
         }
     }
 
@@ -347,8 +401,7 @@ impl RuleForm {
                 timeout_ms,
                 auth: Some(self.auth_input(existing)),
             }),
-            // The form has no log settings yet: an edit keeps the rule's own.
-            log: existing.map(|r| LogInput::from(&r.log)),
+            log: Some(self.log_input(&mut errors)),
             ..RuleInput::default()
         };
         (input, errors)
@@ -401,7 +454,7 @@ impl RuleForm {
 }
 
 /// The form's fields in the order the page shows them: errors are listed in this order.
-const FORM_ORDER: [&str; 30] = [
+const FORM_ORDER: [&str; 33] = [
     "name",
     "description",
     "trigger",
@@ -432,6 +485,9 @@ const FORM_ORDER: [&str; 30] = [
     "webhook.auth.private_key",
     "webhook.auth.scope",
     "webhook.auth.audience",
+    "log.store_bodies",
+    "log.retention_days",
+    "log.redact",
 ];
 
 /// Checks a posted form in one pass: the form's own errors, every field `validate_all`
@@ -452,7 +508,13 @@ async fn check_form(
             Ok(()) => {}
             Err(e) => errors.push(e),
         },
-        Err(found) => errors.extend(found),
+        // The form has one box for every redacted path; each message names its path.
+        Err(found) => errors.extend(found.into_iter().map(|mut e| {
+            if e.field.starts_with("log.redact[") {
+                "log.redact".clone_into(&mut e.field);
+            }
+            e
+        })),
     }
     // The sample check needs a valid trigger and webhook; fields it does not read are
     // replaced by harmless ones so it can still run while they fail.
@@ -515,6 +577,9 @@ fn field_label(field: &str) -> &'static str {
         "webhook.auth.private_key" => "Signing key",
         "webhook.auth.scope" => "Scope",
         "webhook.auth.audience" => "Audience",
+        "log.store_bodies" => "Keep bodies in the log",
+        "log.retention_days" => "Keep this rule's log",
+        "log.redact" => "Hide in the log",
         _ => "A field",
     }
 }
@@ -645,6 +710,9 @@ impl RuleFormPage {
             "webhook.auth.scope" => "scope",
             "webhook.auth.audience" => "audience",
             "webhook.timeout_ms" => "timeout_ms",
+            "log.store_bodies" => "log_bodies",
+            "log.retention_days" => "log_retention_days",
+            "log.redact" => "log_redact",
             _ => "url",
         }
     }

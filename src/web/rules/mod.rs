@@ -191,6 +191,8 @@ struct RuleView {
     tls_verify: bool,
     timeout_ms: u32,
     max_concurrency: u32,
+    /// What the delivery log keeps, in words.
+    log: String,
     secret_hint: String,
     /// The current public key of an ed25519 rule: not secret, so always shown.
     public_key: Option<String>,
@@ -235,6 +237,7 @@ impl RuleView {
             tls_verify: rule.webhook.tls_verify,
             timeout_ms: rule.webhook.timeout_ms,
             max_concurrency: rule.max_concurrency,
+            log: log_in_words(&rule.log),
             secret_hint: rule.secret_hint().to_owned(),
             client_cert_expires: rule.webhook.auth.client_cert_expires_at().map(fmt_time),
             client_cert_warning: rule
@@ -251,6 +254,23 @@ impl RuleView {
             next_runs: next_runs(rule, state, 5),
         }
     }
+}
+
+/// A rule's `log` settings as the rule page says them.
+fn log_in_words(log: &crate::domain::rule::RuleLog) -> String {
+    let mut parts = vec![if log.store_bodies {
+        "bodies kept (if the server keeps them)".to_owned()
+    } else {
+        "no bodies".to_owned()
+    }];
+    if let Some(days) = log.retention_days {
+        parts.push(format!("kept {days} days at most"));
+    }
+    if !log.redact.is_empty() {
+        let paths: Vec<&str> = log.redact.iter().map(|p| p.as_str()).collect();
+        parts.push(format!("hidden: {}", paths.join(", ")));
+    }
+    parts.join("; ")
 }
 
 fn cert_warning(expires_at: i64, now: i64) -> Option<String> {
