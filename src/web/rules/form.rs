@@ -164,7 +164,7 @@ impl RuleForm {
                 .log
                 .redact
                 .iter()
-                .map(|p| p.as_str())
+                .map(crate::domain::data_path::DataPath::as_str)
                 .collect::<Vec<_>>()
                 .join("\n"),
             auth_type: w["auth"]["type"].as_str().unwrap_or("none").to_owned(),

@@ -267,7 +267,11 @@ fn log_in_words(log: &crate::domain::rule::RuleLog) -> String {
         parts.push(format!("kept {days} days at most"));
     }
     if !log.redact.is_empty() {
-        let paths: Vec<&str> = log.redact.iter().map(|p| p.as_str()).collect();
+        let paths: Vec<&str> = log
+            .redact
+            .iter()
+            .map(crate::domain::data_path::DataPath::as_str)
+            .collect();
         parts.push(format!("hidden: {}", paths.join(", ")));
     }
     parts.join("; ")
