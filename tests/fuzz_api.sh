@@ -100,12 +100,16 @@ nice -n 10 schemathesis --config-file "$work/schemathesis.toml" run "$base/api/v
   --suppress-health-check all \
   --generation-database none \
   --output-sanitize false \
-  --no-color
+  --no-color >"$work/schemathesis.out" 2>&1
 status=$?
 set -e
-echo "schemathesis finished in $(($(date +%s) - start)) s with exit code $status"
+# On failure the server's log comes first and schemathesis' report last: a log excerpt that
+# keeps only the end (as CI's does) then still shows what failed and how to reproduce it.
 if [ "$status" -ne 0 ]; then
   echo "--- the server's log (last 40 lines) ---"
   tail -n 40 "$work/serve.log"
+  echo "--- schemathesis ---"
 fi
+cat "$work/schemathesis.out"
+echo "schemathesis finished in $(($(date +%s) - start)) s with exit code $status"
 exit "$status"

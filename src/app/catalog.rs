@@ -63,8 +63,11 @@ pub fn declaration(
         EventType::parse(name).map_err(|m| AppError::invalid_event_type(format!("name: {m}")))?;
     // System events are described by tidings; an admin's declaration would only hide that.
     super::intake::check_posted_type(&name)?;
-    let description = description.unwrap_or_default().trim().to_owned();
-    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+    // The limit counts what was sent, as the document's maxLength does, then spaces go.
+    let description = description.unwrap_or_default();
+    let too_long = description.chars().count() > MAX_DESCRIPTION_CHARS;
+    let description = description.trim().to_owned();
+    if too_long {
         return Err(AppError::validation(format!(
             "description must be at most {MAX_DESCRIPTION_CHARS} characters"
         )));

@@ -29,8 +29,8 @@ pub fn mint(workspace: &WorkspaceId, name: &str, role: Role) -> (ApiKey, Secret)
 
 /// A new key's name (1-100 characters) and role.
 pub fn validate_new_key(name: &str, role: &str) -> Result<Role, String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    // The limit counts what was sent, as the document's maxLength does.
+    if name.trim().is_empty() || name.chars().count() > 100 {
         return Err("name is required (1-100 characters)".into());
     }
     Role::parse(role).ok_or_else(|| format!("role must be \"admin\" or \"ingest\", not {role:?}"))

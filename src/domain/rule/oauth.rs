@@ -28,14 +28,17 @@ pub(super) fn validate_oauth2(
         _ => (None, None),
     };
     let token_url = token_url(input.token_url, policy)?;
-    let client_id = input.client_id.unwrap_or_default().trim().to_owned();
+    let sent = input.client_id.unwrap_or_default();
+    // Counted as sent, in characters, as the document's maxLength does.
+    let too_long = sent.chars().count() > MAX_CLIENT_ID;
+    let client_id = sent.trim().to_owned();
     if client_id.is_empty() {
         return Err(at(
             "client_id",
             "is required: the client id the token server gave",
         ));
     }
-    if client_id.len() > MAX_CLIENT_ID {
+    if too_long {
         return Err(at("client_id", "must be at most 512 characters"));
     }
     let client_auth = match input.client_auth.as_deref() {
