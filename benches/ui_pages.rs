@@ -113,6 +113,7 @@ fn main() {
                     condition_error: None,
                     subject: None,
                     erased: false,
+                    ordering_key: None,
                 };
                 some_delivery = Some(delivery.id.clone());
                 let store = store.clone();

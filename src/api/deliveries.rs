@@ -373,6 +373,7 @@ mod tests {
             condition_error: None,
             subject: None,
             erased: false,
+            ordering_key: None,
         };
         let a = Attempt {
             number: 1,

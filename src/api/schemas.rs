@@ -79,6 +79,10 @@ pub struct Rule {
     pub condition: Option<String>,
     pub webhook: RuleWebhook,
     pub log: RuleLog,
+    /// A CEL expression over the event whose value orders this rule's deliveries (SPEC §15);
+    /// null: no ordering.
+    #[schema(required = true)]
+    pub ordering_key: Option<String>,
     pub id: String,
     pub workspace_id: String,
     pub status: RuleStatus,

@@ -161,7 +161,7 @@ impl Intake {
     ) -> Result<Accepted, StoreError> {
         let posted = matches!(recipients, Recipients::Matching);
         let (rules, routine_slot) = self.rules_for(&event, recipients);
-        let new = if rules.iter().any(|r| r.condition.is_some()) {
+        let new = if rules.iter().any(|r| has_expressions(r)) {
             let planner = self.clone();
             tokio::task::spawn_blocking(move || {
                 planner.plan(event, &rules, routine_slot, idempotency_key)
@@ -229,12 +229,15 @@ impl Intake {
         idempotency_key: Option<String>,
     ) -> Result<NewEvent, StoreError> {
         // Conditions may read the workspace's name; most rules have none, so skip the read then.
-        let workspace_name = if rules.iter().any(|r| r.condition.is_some()) {
+        let workspace_name = if rules.iter().any(|r| has_expressions(r)) {
             self.store.workspace_name(&event.workspace_id)?
         } else {
             String::new()
         };
-        let deliveries = deliveries_for(&event, rules, &workspace_name, self.max_attempts);
+        let key_hash =
+            |rule: &Rule, key: &str| self.subject_key.ordering_hash(rule.id.as_str(), key);
+        let deliveries =
+            deliveries_for(&event, rules, &workspace_name, self.max_attempts, &key_hash);
         Ok(NewEvent {
             event,
             deliveries,
@@ -259,4 +262,9 @@ impl Intake {
             IngestOutcome::Duplicate(original) => Accepted::Duplicate(original),
         }
     }
+}
+
+/// Whether the rule has CEL to evaluate per event: a condition or an ordering key.
+fn has_expressions(rule: &Rule) -> bool {
+    rule.condition.is_some() || rule.ordering_key.is_some()
 }

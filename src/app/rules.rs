@@ -50,6 +50,7 @@ pub fn editable_json(rule: &Rule) -> Value {
             "auth": w.auth.shown(),
         },
         "log": rule.log,
+        "ordering_key": rule.ordering_key,
     })
 }
 
@@ -397,6 +398,7 @@ fn build_rule(
         updated_at: now,
         status_reason,
         log: spec.log,
+        ordering_key: spec.ordering_key,
     }
 }
 

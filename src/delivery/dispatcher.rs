@@ -11,7 +11,7 @@
 //! (`breaker.rs`), and such rules together hold at most `HANGING_SHARE`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,7 +30,7 @@ use crate::domain::system::is_system;
 use crate::domain::time::{Clock, to_rfc3339};
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
-use crate::store::{DueDelivery, Slot, Store};
+use crate::store::{DueDelivery, Slot, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
@@ -48,6 +48,10 @@ pub const HANGING_SHARE: usize = WORKERS / 2;
 const MAX_WAIT: Duration = Duration::from_secs(1);
 /// How soon a delivery whose rule had no slot free on any node is looked at again.
 const SLOT_RETRY_MS: i64 = 50;
+/// How often the first waiting delivery of an ordering key is looked at again without being
+/// told that the one ahead of it finished: that one may be on another node, or closed by
+/// something else than an attempt (its rule deleted, its subject erased).
+const ORDER_RECHECK_MS: i64 = 1_000;
 
 /// What the dispatcher needs besides the store.
 #[derive(Clone)]
@@ -123,6 +127,19 @@ struct Queue {
     seq: u64,
     shutdown: bool,
     last_progress_ms: i64,
+    /// Deliveries of ordered rules waiting for the one ahead of them with the same key
+    /// (SPEC §15), by (rule, key hash). They are in no other queue until released.
+    parked: HashMap<(RuleId, String), Parked>,
+    /// Counts releases of ordering keys, so a delivery found blocked just before the one
+    /// ahead of it finished is looked at again rather than parked.
+    order_epoch: u64,
+}
+
+/// The waiting deliveries of one ordering key, in ingest (id) order.
+struct Parked {
+    ids: BTreeSet<DeliveryId>,
+    /// When the first of them is looked at again anyway (`ORDER_RECHECK_MS`).
+    recheck_at: i64,
 }
 
 impl Queue {
@@ -135,6 +152,38 @@ impl Queue {
             let Reverse((due, _, id, rule)) = self.due.pop().expect("peeked");
             self.make_ready(rule, due, id);
         }
+    }
+
+    /// Puts a delivery in the due queue unless it is queued already; whether it was added.
+    fn push_due(&mut self, id: DeliveryId, rule: RuleId, due_at: i64) -> bool {
+        if !self.queued.insert(id.clone()) {
+            return false;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        self.due.push(Reverse((due_at, seq, id, rule)));
+        true
+    }
+
+    /// Hands the first waiting delivery of each ordering key whose time to look again has
+    /// come back to the due queue; the earliest such time still ahead.
+    fn recheck_parked(&mut self, now: i64) -> Option<i64> {
+        let mut freed = Vec::new();
+        let mut next = None::<i64>;
+        for ((rule, _), parked) in &mut self.parked {
+            if parked.recheck_at <= now {
+                if let Some(id) = parked.ids.pop_first() {
+                    freed.push((id, rule.clone()));
+                }
+                parked.recheck_at = now + ORDER_RECHECK_MS;
+            }
+            next = Some(next.map_or(parked.recheck_at, |n| n.min(parked.recheck_at)));
+        }
+        self.parked.retain(|_, p| !p.ids.is_empty());
+        for (id, rule) in freed {
+            self.push_due(id, rule, now);
+        }
+        next
     }
 
     fn make_ready(&mut self, rule: RuleId, due: i64, id: DeliveryId) {
@@ -320,10 +369,7 @@ impl Shared {
         let mut q = self.lock();
         let mut added = 0;
         for d in deliveries {
-            if q.queued.insert(d.id.clone()) {
-                q.seq += 1;
-                let seq = q.seq;
-                q.due.push(Reverse((d.due_at, seq, d.id, d.rule_id)));
+            if q.push_due(d.id, d.rule_id, d.due_at) {
                 added += 1;
             }
         }
@@ -406,6 +452,7 @@ impl Shared {
                 return None;
             }
             let now = self.settings.clock.now_ms();
+            let recheck = q.recheck_parked(now);
             q.promote(now);
             for _ in 0..q.turns.len() {
                 let rule = q.turns.pop_front().expect("counted");
@@ -448,6 +495,7 @@ impl Shared {
             let wait = next_due
                 .into_iter()
                 .chain(reopens)
+                .chain(recheck)
                 .min()
                 .map_or(MAX_WAIT, |at| {
                     Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(MAX_WAIT)
@@ -465,6 +513,53 @@ impl Shared {
     fn clock_moved(&self) {
         drop(self.lock());
         self.wake.notify_all();
+    }
+
+    /// The order epoch now: read before asking the store for a key's head, handed to `park`.
+    fn order_epoch(&self) -> u64 {
+        self.lock().order_epoch
+    }
+
+    /// Sets aside an ordered delivery whose key has an older open delivery, until that one
+    /// finishes (`release_key`) or the recheck time comes. If a key was released since
+    /// `epoch`, the head read may be stale: the delivery goes back to the queue at once.
+    fn park(&self, rule: &RuleId, key: &str, id: &DeliveryId, epoch: u64) {
+        let mut q = self.lock();
+        let now = self.settings.clock.now_ms();
+        if q.order_epoch != epoch {
+            let added = q.push_due(id.clone(), rule.clone(), now);
+            drop(q);
+            if added {
+                self.wake.notify_one();
+            }
+            return;
+        }
+        q.parked
+            .entry((rule.clone(), key.to_owned()))
+            .or_insert_with(|| Parked {
+                ids: BTreeSet::new(),
+                recheck_at: now + ORDER_RECHECK_MS,
+            })
+            .ids
+            .insert(id.clone());
+    }
+
+    /// An ordered delivery of `key` finished for good (its closing write is on disk): the
+    /// next one waiting for it may go now.
+    fn release_key(&self, rule: &RuleId, key: &str) {
+        let mut q = self.lock();
+        q.order_epoch += 1;
+        let slot = (rule.clone(), key.to_owned());
+        let next = q.parked.get_mut(&slot).and_then(|p| p.ids.pop_first());
+        if q.parked.get(&slot).is_some_and(|p| p.ids.is_empty()) {
+            q.parked.remove(&slot);
+        }
+        let now = self.settings.clock.now_ms();
+        let added = next.is_some_and(|id| q.push_due(id, rule.clone(), now));
+        drop(q);
+        if added {
+            self.wake.notify_one();
+        }
     }
 
     /// Puts a job whose rule has no slot free on any node back in the queue, due shortly.
@@ -583,6 +678,9 @@ fn deliver(
             return Ok(None);
         }
     };
+    if waits_its_turn(shared, &delivery)? {
+        return Ok(None);
+    }
     let workspace_name = store.workspace_name(&event.workspace_id)?;
     let env = Env {
         transport,
@@ -636,6 +734,12 @@ fn deliver(
     let shared_after = Arc::clone(shared);
     let delivery_id = id.clone();
     let updated = delivery.advanced(attempt.number, outcome, settings.clock.now_ms());
+    // Finished for good: the next delivery of its ordering key may go once this is on disk.
+    let released = updated
+        .ordering_key
+        .clone()
+        .filter(|_| !updated.status.is_open())
+        .map(|key| (rule_id.clone(), key));
     #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
     let seconds = attempt.duration_ms as f64 / 1000.0;
     settings
@@ -645,13 +749,33 @@ fn deliver(
         &updated,
         &attempt,
         Box::new(move |r| match r {
-            Ok(()) => shared_after.enqueue(retry),
+            Ok(()) => {
+                shared_after.enqueue(retry);
+                if let Some((rule, key)) = released {
+                    shared_after.release_key(&rule, &key);
+                }
+            }
             Err(e) => {
                 tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");
             }
         }),
     );
     Ok(Some(signal))
+}
+
+/// Whether an ordered delivery must wait for an older open one of its key (SPEC §15); if so,
+/// it is parked until that one is closed.
+fn waits_its_turn(shared: &Shared, delivery: &Delivery) -> Result<bool, StoreError> {
+    let Some(key) = &delivery.ordering_key else {
+        return Ok(false);
+    };
+    let epoch = shared.order_epoch();
+    let head = shared.store.ordering_head(&delivery.rule_id, key)?;
+    if head.is_some_and(|head| head != delivery.id) {
+        shared.park(&delivery.rule_id, key, &delivery.id, epoch);
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// Keeps each rule's failing clock: started by a failed attempt, cleared by a success, and a

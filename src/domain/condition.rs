@@ -75,6 +75,33 @@ impl Condition {
     /// `evaluate` with another budget. A condition stored before the cost check existed is
     /// held to the budget the same way.
     pub fn evaluate_within(&self, subject: &Subject<'_>, budget: Budget) -> Result<bool, String> {
+        match self.value_within(subject, budget)? {
+            cel::Value::Bool(b) => Ok(b),
+            other => Err(format!(
+                "the condition must give true or false, but gave {}",
+                describe(&other)
+            )),
+        }
+    }
+
+    /// The expression read as an ordering key (SPEC §15): a text, a whole number or a
+    /// boolean, as text; `None` for null (no key: the delivery is not ordered). A list, a map
+    /// or a fraction is an error, since two of them that look alike may not compare equal.
+    pub fn evaluate_key(&self, subject: &Subject<'_>) -> Result<Option<String>, String> {
+        match self.value_within(subject, Budget::DEFAULT)? {
+            cel::Value::Null => Ok(None),
+            cel::Value::String(s) => Ok(Some(format!("s:{s}"))),
+            cel::Value::Int(i) => Ok(Some(format!("n:{i}"))),
+            cel::Value::UInt(u) => Ok(Some(format!("n:{u}"))),
+            cel::Value::Bool(b) => Ok(Some(format!("b:{b}"))),
+            other => Err(format!(
+                "the ordering key must give a text or a whole number, but gave {}",
+                describe(&other)
+            )),
+        }
+    }
+
+    fn value_within(&self, subject: &Subject<'_>, budget: Budget) -> Result<cel::Value, String> {
         let program = self
             .program
             .get_or_init(|| compile(&self.source).map(Arc::new))
@@ -85,7 +112,7 @@ impl Condition {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run(program, subject, budget)
         }))
-        .unwrap_or_else(|_| Err("the condition could not be evaluated (interpreter fault)".into()))
+        .unwrap_or_else(|_| Err("the expression could not be evaluated (interpreter fault)".into()))
     }
 }
 
@@ -109,7 +136,7 @@ fn compile(source: &str) -> Result<Compiled, String> {
     parse_program(source).map(|p| instrumented(&p))
 }
 
-fn run(program: &Compiled, s: &Subject<'_>, budget: Budget) -> Result<bool, String> {
+fn run(program: &Compiled, s: &Subject<'_>, budget: Budget) -> Result<cel::Value, String> {
     let mut context = cel::Context::with_env(Arc::clone(&ENV));
     let meter = Arc::new(budget::Meter::new(budget));
     for (name, function) in budget::Meter::functions(&meter) {
@@ -133,14 +160,7 @@ fn run(program: &Compiled, s: &Subject<'_>, budget: Budget) -> Result<bool, Stri
     if let Some(why) = meter.exhausted() {
         return Err(why);
     }
-    match result {
-        Ok(cel::Value::Bool(b)) => Ok(b),
-        Ok(other) => Err(format!(
-            "the condition must give true or false, but gave {}",
-            describe(&other)
-        )),
-        Err(e) => Err(e.to_string()),
-    }
+    result.map_err(|e| e.to_string())
 }
 
 /// Adds a variable to the context, converted from its serde form.
@@ -163,7 +183,8 @@ fn describe(v: &cel::Value) -> String {
         cel::Value::String(s) => format!("the text {:?}", s.as_str()),
         cel::Value::List(_) => "a list".into(),
         cel::Value::Map(_) => "a map".into(),
-        _ => "a value that is not a boolean".into(),
+        cel::Value::Bool(b) => format!("the boolean {b}"),
+        _ => "a value of another kind".into(),
     }
 }
 

@@ -126,6 +126,11 @@ pub struct Delivery {
     /// Closed or emptied by its subject's erasure: never sent again, nothing logged.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub erased: bool,
+    /// For a rule with an `ordering_key`: a keyed hash of the key its event gave (the key
+    /// itself may be patient data). Open deliveries of one rule with the same one go out one
+    /// at a time, in ingest (id) order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
 }
 
 /// The new state of a delivery after an attempt.

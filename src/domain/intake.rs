@@ -12,11 +12,13 @@ use super::rule::Rule;
 use super::time::to_rfc3339;
 
 /// The deliveries `event` creates for `rules` (already matched by trigger and active).
+/// `key_hash` turns a rule's ordering key into what is stored (a keyed hash, never the value).
 pub fn deliveries_for(
     event: &Event,
     rules: &[Arc<Rule>],
     workspace_name: &str,
     max_attempts: u32,
+    key_hash: &dyn Fn(&Rule, &str) -> String,
 ) -> Vec<Delivery> {
     let occurred_at = to_rfc3339(event.occurred_at);
     let subject = Subject {
@@ -39,15 +41,37 @@ pub fn deliveries_for(
                 Ok(true) => (DeliveryStatus::Pending, None),
                 Err(message) => (DeliveryStatus::ConditionError, Some(message)),
             };
-            Some(new_delivery(
-                event,
-                rule,
-                status,
-                condition_error,
-                max_attempts,
-            ))
+            // A key that cannot be read is an error like a condition's: sending the delivery
+            // unordered would break the promise silently.
+            let (status, condition_error, ordering_key) =
+                match (status, ordering_key(rule, &subject, key_hash)) {
+                    (DeliveryStatus::Pending, Err(message)) => (
+                        DeliveryStatus::ConditionError,
+                        Some(format!("ordering key: {message}")),
+                        None,
+                    ),
+                    (status, key) => (status, condition_error, key.ok().flatten()),
+                };
+            let mut delivery = new_delivery(event, rule, status, condition_error, max_attempts);
+            delivery.ordering_key = ordering_key;
+            Some(delivery)
         })
         .collect()
+}
+
+/// The stored form of the rule's ordering key for this event: None when the rule has none
+/// or the expression gives null.
+fn ordering_key(
+    rule: &Rule,
+    subject: &Subject<'_>,
+    key_hash: &dyn Fn(&Rule, &str) -> String,
+) -> Result<Option<String>, String> {
+    let Some(expression) = &rule.ordering_key else {
+        return Ok(None);
+    };
+    Ok(expression
+        .evaluate_key(subject)?
+        .map(|key| key_hash(rule, &key)))
 }
 
 /// A test send's delivery: one attempt, never retried, whatever the rule's condition says.
@@ -80,5 +104,6 @@ fn new_delivery(
         condition_error,
         subject: event.subject.clone(),
         erased: false,
+        ordering_key: None,
     }
 }

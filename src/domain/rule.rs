@@ -193,6 +193,10 @@ pub struct Rule {
     /// What the delivery log keeps of this rule's deliveries.
     #[serde(default)]
     pub log: RuleLog,
+    /// A CEL expression over the event (SPEC §15): deliveries whose events give the same key
+    /// are sent one at a time, in ingest order. None: no ordering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<Condition>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]

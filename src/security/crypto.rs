@@ -388,6 +388,18 @@ impl SubjectKey {
         SubjectHash::from_hex(hex::encode(mac.finalize().into_bytes()))
             .expect("an HMAC-SHA256 in hex is 64 hex digits")
     }
+
+    /// What is stored of a rule's ordering key (SPEC §15): the key may be patient data (a
+    /// member id), so only this keyed hash, 128 bits in hex, which only compares equal.
+    pub fn ordering_hash(&self, rule: &str, key: &str) -> String {
+        let mut mac = self.0.clone();
+        // NUL never occurs in a subject, so these never collide with subject hashes.
+        mac.update(b"ordering\0");
+        mac.update(rule.as_bytes());
+        mac.update(b"\0");
+        mac.update(key.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
 }
 
 impl fmt::Debug for SubjectKey {

@@ -131,6 +131,10 @@ pub trait EventStore {
     /// together); `Slot::Local` where one process owns the store. Never blocks for long.
     fn concurrency_slot(&self, rule: &RuleId, limit: u32) -> Slot;
 
+    /// The oldest open delivery of `rule` whose ordering key (hash) is `key` (SPEC §15): the
+    /// one that may be sent; the others of that key wait for it. Every node sees the same.
+    fn ordering_head(&self, rule: &RuleId, key: &str) -> Result<Option<DeliveryId>, StoreError>;
+
     /// A delivery and its event, read together for an attempt.
     fn delivery_with_event(&self, id: &DeliveryId)
     -> Result<Option<(Delivery, Event)>, StoreError>;

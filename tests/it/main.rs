@@ -31,6 +31,7 @@ mod network;
 mod oauth;
 mod observability;
 mod openapi;
+mod ordering;
 mod postgres;
 mod readiness;
 mod readme_verifiers;

@@ -72,6 +72,11 @@ pub struct RuleInput {
     pub webhook: Option<WebhookInput>,
     /// What the delivery log keeps of this rule's deliveries (SPEC §13).
     pub log: Option<LogInput>,
+    /// A CEL expression over the event, such as `data.member.id` (checked on save): deliveries
+    /// whose events give the same key are sent one at a time, in ingest order (SPEC §15).
+    /// null or empty: no ordering.
+    #[schema(max_length = 4096)]
+    pub ordering_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +203,7 @@ pub struct RuleSpec {
     pub condition: Option<Condition>,
     pub webhook: Webhook<SecretValue>,
     pub log: RuleLog,
+    pub ordering_key: Option<Condition>,
 }
 
 impl RuleInput {
@@ -241,10 +247,12 @@ impl RuleInput {
         existing: Option<&Rule>,
     ) -> Result<RuleSpec, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let name = self.name.unwrap_or_default().trim().to_owned();
+        let sent = self.name.unwrap_or_default();
+        let name = sent.trim().to_owned();
         if name.is_empty() {
             errors.push(FieldError::new("name", "is required"));
-        } else if name.chars().count() > 200 {
+        } else if sent.chars().count() > 200 {
+            // Counted as sent, as the document's maxLength does.
             errors.push(FieldError::new("name", "must be at most 200 characters"));
         }
         let description = self.description.unwrap_or_default();
@@ -286,8 +294,20 @@ impl RuleInput {
             None
         };
         let log = validate_log(self.log).map_err(|e| errors.extend(e)).ok();
-        match (trigger, condition, webhook, log) {
-            (Some(trigger), Some(condition), Some(webhook), Some(log)) if errors.is_empty() => {
+        // Parsed and cost-checked like a condition; empty means "no ordering".
+        let ordering_key = self
+            .ordering_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| Condition::parse(k).map_err(|e| FieldError::new("ordering_key", e)))
+            .transpose()
+            .map_err(|e| errors.push(e))
+            .ok();
+        match (trigger, condition, webhook, log, ordering_key) {
+            (Some(trigger), Some(condition), Some(webhook), Some(log), Some(ordering_key))
+                if errors.is_empty() =>
+            {
                 Ok(RuleSpec {
                     name,
                     description,
@@ -297,6 +317,7 @@ impl RuleInput {
                     condition,
                     webhook,
                     log,
+                    ordering_key,
                 })
             }
             _ => Err(errors),

@@ -7,8 +7,9 @@ use super::{
     START, assert_conflict, assert_not_found, attempt, audit, block_on, delivery, event, ids,
     ingest_with, new_event, other_workspace, record, routine, rule,
 };
-use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::delivery::{AttemptOutcome, Delivery, DeliveryStatus};
 use crate::domain::ids::{DeliveryId, EventId, RuleId};
+use crate::domain::rule::Rule;
 use crate::domain::time::Clock;
 use crate::store::{DeliveryFilter, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent, Store};
 
@@ -460,4 +461,63 @@ pub fn test_deliveries_are_logged_finished(store: &Store, _clock: &Clock) {
     assert_eq!(store.attempts(&d.id).unwrap()[0].status_code, Some(204));
     assert_eq!(ids(&store.event_deliveries(&e.id).unwrap()), [d.id]);
     assert_eq!(store.open_count().unwrap(), 0);
+}
+
+pub fn ordering_head_is_the_oldest_open_delivery_of_a_key(store: &Store, clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let (r, other_rule) = (rule(&ws, "r", &["x"]), rule(&ws, "o", &["x"]));
+    let keyed = |n: i64, key: &str, rule: &Rule| {
+        let e = event(&ws, "x", START + n);
+        let mut d = delivery(&e, rule, DeliveryStatus::Pending);
+        d.ordering_key = Some(key.to_owned());
+        let outcome = block_on(store.ingest(new_event(e, vec![d.clone()])));
+        assert_eq!(outcome.unwrap(), crate::store::IngestOutcome::Created);
+        d
+    };
+    assert_eq!(store.ordering_head(&r.id, "a").unwrap(), None);
+    let a1 = keyed(1, "a", &r);
+    let b1 = keyed(2, "b", &r);
+    let a2 = keyed(3, "a", &r);
+    let elsewhere = keyed(0, "a", &other_rule);
+    let head = |key: &str| store.ordering_head(&r.id, key).unwrap();
+    assert_eq!(head("a"), Some(a1.id.clone()));
+    assert_eq!(head("b"), Some(b1.id.clone()));
+    assert_eq!(
+        store.ordering_head(&other_rule.id, "a").unwrap(),
+        Some(elsewhere.id.clone()),
+        "keys are per rule"
+    );
+
+    // A retry keeps the head; a success hands it on.
+    clock.set(START + 10);
+    let retrying = a1.advanced(
+        1,
+        AttemptOutcome {
+            status: DeliveryStatus::Retrying,
+            next_attempt_at: Some(START + 60_000),
+            attempts_left: 2,
+        },
+        START + 10,
+    );
+    record(store, &retrying, &attempt(1, START + 10, 500)).unwrap();
+    assert_eq!(head("a"), Some(a1.id.clone()));
+    let done = retrying.advanced(
+        2,
+        AttemptOutcome {
+            status: DeliveryStatus::Succeeded,
+            next_attempt_at: None,
+            attempts_left: 0,
+        },
+        START + 20,
+    );
+    record(store, &done, &attempt(2, START + 20, 200)).unwrap();
+    assert_eq!(head("a"), Some(a2.id.clone()));
+
+    // Closed without an attempt, the last one leaves no head; a re-send makes it one again.
+    store
+        .close_delivery(&a2.id, DeliveryStatus::Failed)
+        .unwrap();
+    assert_eq!(head("a"), None);
+    block_on(store.redeliver(ws, a2.id.clone())).unwrap();
+    assert_eq!(head("a"), Some(a2.id));
 }

@@ -56,6 +56,7 @@ macro_rules! store_contract_tests {
             close_delivery_takes_it_off_the_queue,
             record_attempt_logs_attempts_and_moves_the_delivery,
             redeliver_refuses_open_deliveries_and_reopens_finished_ones,
+            ordering_head_is_the_oldest_open_delivery_of_a_key,
             redeliver_failed_reopens_a_rules_failures_in_a_time_range,
             list_deliveries_filters_and_pages_newest_first,
             test_deliveries_are_logged_finished,
@@ -266,6 +267,7 @@ pub fn delivery(event: &Event, rule: &Rule, status: DeliveryStatus) -> Delivery 
         condition_error: None,
         subject: None,
         erased: false,
+        ordering_key: None,
     }
 }
 

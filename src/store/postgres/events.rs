@@ -167,6 +167,15 @@ impl EventStore for PgStore {
         self.slots.take(rule, limit)
     }
 
+    fn ordering_head(&self, rule: &RuleId, key: &str) -> Result<Option<DeliveryId>, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT delivery_id FROM open_deliveries WHERE rule_id = $1 AND ordering_key = $2
+             ORDER BY delivery_id LIMIT 1",
+            &[&rule.as_str(), &key],
+        )?;
+        Ok(row.and_then(|r| DeliveryId::parse(r.get::<_, &str>(0))))
+    }
+
     fn delivery_with_event(
         &self,
         id: &DeliveryId,
@@ -399,9 +408,16 @@ pub(super) fn put_delivery(txn: &mut Client, d: &Delivery, node: &str) -> Result
 fn set_open(txn: &mut Client, d: &Delivery, node: &str) -> Result<(), StoreError> {
     match (d.status.is_open(), d.next_attempt_at) {
         (true, Some(due)) => txn.execute(
-            "INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node) VALUES ($1, $2, $3, $4)
+            "INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node",
-            &[&d.id.as_str(), &d.rule_id.as_str(), &due, &node],
+            &[
+                &d.id.as_str(),
+                &d.rule_id.as_str(),
+                &due,
+                &node,
+                &d.ordering_key.as_deref(),
+            ],
         )?,
         _ => txn.execute(
             "DELETE FROM open_deliveries WHERE delivery_id = $1",

@@ -99,8 +99,8 @@ impl Inserts {
             )?,
             // Held by no node: the first node to start claims it.
             open: txn.prepare(
-                "INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node)
-                 SELECT id, rule_id, $2, NULL FROM deliveries WHERE id = $1",
+                "INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
+                 SELECT id, rule_id, $2, NULL, row->>'ordering_key' FROM deliveries WHERE id = $1",
             )?,
             attempt: txn.prepare(
                 "INSERT INTO attempts (delivery_id, number, row) VALUES ($1, $2, $3::text::json)",

@@ -146,6 +146,13 @@ CREATE TABLE sign_in_failures (
     window_start bigint NOT NULL
 );
 ",
+    // 5: the ordering key of each queued delivery of an ordered rule (§15), so the head of a
+    // key (its oldest open delivery) is one index read. Older deliveries have none.
+    r#"
+ALTER TABLE open_deliveries ADD COLUMN ordering_key text COLLATE "C";
+CREATE INDEX open_deliveries_by_ordering_key ON open_deliveries (rule_id, ordering_key, delivery_id)
+    WHERE ordering_key IS NOT NULL;
+"#,
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

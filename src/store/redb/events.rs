@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::rows::{get, get_from, get_w, id_at, put};
 use super::tables::{
     ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, EVENTS, IDEMPOTENCY,
-    OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULES,
+    OPEN_BY_ORDERING_KEY, OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULES,
 };
 use super::{MAX_SCAN, RedbStore};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -213,6 +213,21 @@ impl EventStore for RedbStore {
         Slot::Local
     }
 
+    fn ordering_head(&self, rule: &RuleId, key: &str) -> Result<Option<DeliveryId>, StoreError> {
+        let txn = self.read()?;
+        let ordered = txn.open_table(OPEN_BY_ORDERING_KEY)?;
+        let first = ordered
+            .range((rule.as_str(), key, "")..)?
+            .next()
+            .transpose()?;
+        Ok(first.and_then(|(entry, _)| {
+            let (r, k, id) = entry.value();
+            (r == rule.as_str() && k == key)
+                .then(|| DeliveryId::parse(id))
+                .flatten()
+        }))
+    }
+
     fn delivery_with_event(
         &self,
         id: &DeliveryId,
@@ -391,15 +406,24 @@ fn insert_delivery(txn: &WriteTransaction, d: &Delivery, encoded: &[u8]) -> Resu
     set_open(txn, d)
 }
 
-/// Keeps the durable queue equal to "open deliveries and when they are due".
+/// Keeps the durable queue equal to "open deliveries and when they are due", and the
+/// ordered ones' index with it.
 pub(super) fn set_open(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
     let mut open = txn.open_table(OPEN_DELIVERIES)?;
-    match (d.status.is_open(), d.next_attempt_at) {
-        (true, Some(due)) => {
-            open.insert(d.id.as_str(), due)?;
-        }
-        _ => {
-            open.remove(d.id.as_str())?;
+    let queued = if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_at) {
+        open.insert(d.id.as_str(), due)?;
+        true
+    } else {
+        open.remove(d.id.as_str())?;
+        false
+    };
+    if let Some(key) = &d.ordering_key {
+        let mut ordered = txn.open_table(OPEN_BY_ORDERING_KEY)?;
+        let entry = (d.rule_id.as_str(), key.as_str(), d.id.as_str());
+        if queued {
+            ordered.insert(entry, ())?;
+        } else {
+            ordered.remove(entry)?;
         }
     }
     Ok(())

@@ -57,6 +57,12 @@ pub const RULE_ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rule
 /// delivery is here until it succeeds or fails for good, so a restart picks all of them up.
 pub const OPEN_DELIVERIES: TableDefinition<&str, i64> = TableDefinition::new("open-deliveries-v1");
 
+/// Key: (rule id, ordering key hash, delivery id). The open deliveries of rules with an
+/// `ordering_key` (SPEC §15), so the head of each key (its oldest open delivery) is one
+/// range read. Kept with `OPEN_DELIVERIES`.
+pub const OPEN_BY_ORDERING_KEY: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("open-by-ordering-key-v1");
+
 /// Key: (workspace id, event type). Value: `StoredType`: the admin's declaration (description,
 /// sample) and the latest sample seen at ingest. The event catalog.
 pub const EVENT_TYPES: TableDefinition<(&str, &str), &[u8]> =
