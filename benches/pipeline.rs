@@ -46,6 +46,8 @@ struct App {
     base: String,
     key: String,
     dir: PathBuf,
+    /// The PostgreSQL database it runs on; empty on the embedded store.
+    store_url: String,
 }
 
 /// A new database on the `BENCH_POSTGRES` server, as a store URL; empty (the embedded
@@ -75,11 +77,16 @@ impl App {
     /// `tidings serve --dev` as a child process, its key made by `tidings key create`; on a
     /// new PostgreSQL database of its own with `BENCH_POSTGRES`.
     fn spawn() -> Self {
+        Self::spawn_on(&postgres_database())
+    }
+
+    /// `tidings serve --dev` as a child process on `store_url` (empty: the embedded store in
+    /// a data dir of its own). Two of them on one PostgreSQL database are two nodes.
+    fn spawn_on(store_url: &str) -> Self {
         let dir = bench_dir();
         let bin = env!("CARGO_BIN_EXE_tidings");
-        let store_url = postgres_database();
         let out = std::process::Command::new(bin)
-            .env("TIDINGS_STORE_URL", &store_url)
+            .env("TIDINGS_STORE_URL", store_url)
             .args([
                 "key",
                 "create",
@@ -102,7 +109,7 @@ impl App {
             .expect("a free port")
             .port();
         let child = std::process::Command::new(bin)
-            .env("TIDINGS_STORE_URL", &store_url)
+            .env("TIDINGS_STORE_URL", store_url)
             .args([
                 "serve",
                 "--dev",
@@ -128,6 +135,7 @@ impl App {
             base,
             key,
             dir,
+            store_url: store_url.to_owned(),
         }
     }
 
@@ -168,6 +176,7 @@ impl App {
             handle: Some(handle),
             child: None,
             dir,
+            store_url: String::new(),
         }
     }
 
@@ -188,6 +197,11 @@ impl App {
             body["webhook"]["body_template"] = json!(
                 r#"{"seq": {{ seq|tojson }}, "text": {{ ("Form from " ~ member.name)|tojson }}, "fields": {{ dataRecord.fields|tojson }}}"#
             );
+        }
+        // BENCH_ORDERING_KEY gives each rule an ordering key (SPEC §15), e.g. `data.seq % 100`
+        // for a hundred keys, to measure what ordering costs.
+        if let Ok(key) = std::env::var("BENCH_ORDERING_KEY") {
+            body["ordering_key"] = json!(key);
         }
         if let Some(n) = std::env::var("BENCH_MAX_CONCURRENCY")
             .ok()

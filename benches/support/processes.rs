@@ -116,14 +116,18 @@ fn load_role() {
         env_usize("BENCH_CONNS"),
         env_usize("BENCH_RATE"),
     );
-    let url = format!("{base}/api/v1/events");
+    // Several bases (comma-separated: several nodes) share the connections in turn.
+    let urls: Vec<String> = base
+        .split(',')
+        .map(|b| format!("{b}/api/v1/events"))
+        .collect();
     let interval = (rate > 0).then(|| Duration::from_secs(1) / u32::try_from(rate).unwrap_or(1));
     let first_sent = wall_ns();
     let t0 = Instant::now();
     let mut post_ms: Vec<f64> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..conns)
             .map(|c| {
-                let (url, key) = (&url, &key);
+                let (url, key) = (&urls[c % urls.len()], &key);
                 s.spawn(move || {
                     let agent = agent();
                     let mut took = Vec::with_capacity(total / conns + 1);
@@ -236,8 +240,39 @@ pub struct Measured {
 /// One scenario: a fresh `tidings serve`, `rules` rules to a receiver process, `events`
 /// events from a load process at `rate` per second (0: saturation) over `conns` connections.
 pub fn scenario(label: &str, rules: usize, events: usize, rate: usize, conns: usize) -> Measured {
+    on_nodes(label, 1, rules, events, rate, conns)
+}
+
+/// As `scenario`, on `nodes` `tidings serve` processes sharing one PostgreSQL database (more
+/// than one needs `BENCH_POSTGRES`); the load generator's connections take the nodes in turn.
+/// CPU is the nodes' sum, RSS the largest node's.
+fn on_nodes(
+    label: &str,
+    nodes: usize,
+    rules: usize,
+    events: usize,
+    rate: usize,
+    conns: usize,
+) -> Measured {
     let app = App::spawn();
-    let pid = app.child_pid().expect("tidings serve runs as a child");
+    assert!(
+        nodes == 1 || !app.store_url.is_empty(),
+        "several nodes need BENCH_POSTGRES"
+    );
+    let others: Vec<App> = (1..nodes).map(|_| App::spawn_on(&app.store_url)).collect();
+    let pids: Vec<u32> = std::iter::once(&app)
+        .chain(&others)
+        .map(|a| a.child_pid().expect("tidings serve runs as a child"))
+        .collect();
+    let bases: Vec<&str> = std::iter::once(&app)
+        .chain(&others)
+        .map(|a| a.base.as_str())
+        .collect();
+    let cpu_now = || {
+        pids.iter()
+            .map(|&p| cpu_secs(p).unwrap_or(0.0))
+            .sum::<f64>()
+    };
     let mut receiver = Role::start("receiver", &[]);
     let port = receiver
         .line()
@@ -248,11 +283,11 @@ pub fn scenario(label: &str, rules: usize, events: usize, rate: usize, conns: us
     for _ in 0..rules {
         app.rule(&setup, &format!("http://127.0.0.1:{port}/hook"), false);
     }
-    let cpu_before = cpu_secs(pid).unwrap_or(0.0);
+    let cpu_before = cpu_now();
     let mut load = Role::start(
         "load",
         &[
-            ("BENCH_BASE", app.base.clone()),
+            ("BENCH_BASE", bases.join(",")),
             ("BENCH_KEY", app.key.clone()),
             ("BENCH_TOTAL", events.to_string()),
             ("BENCH_CONNS", conns.to_string()),
@@ -273,7 +308,7 @@ pub fn scenario(label: &str, rules: usize, events: usize, rate: usize, conns: us
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let cpu = cpu_secs(pid).unwrap_or(0.0) - cpu_before;
+    let cpu = cpu_now() - cpu_before;
     let report: Value = serde_json::from_str(&receiver.ask("report")).expect("the report");
     let ns = |v: &Value| v.as_str().and_then(|s| s.parse::<u128>().ok()).unwrap_or(0);
     #[allow(clippy::cast_precision_loss)]
@@ -289,14 +324,25 @@ pub fn scenario(label: &str, rules: usize, events: usize, rate: usize, conns: us
         p99_ms: f(&report["p99"]),
         max_ms: f(&report["max"]),
         cpu_us_per_delivery: cpu * 1e6 / expected as f64,
-        rss_mib: app.child_peak_rss_mib().unwrap_or(f64::NAN),
+        rss_mib: std::iter::once(&app)
+            .chain(&others)
+            .filter_map(App::child_peak_rss_mib)
+            .fold(f64::NAN, f64::max),
         repeats: report["repeats"]
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(0),
     };
+    print_line(label, (nodes, rules, events, rate, conns), &m);
+    drop(load);
+    m
+}
+
+/// One scenario's result line: what ran (nodes, rules, events, rate, connections), then `m`.
+fn print_line(label: &str, ran: (usize, usize, usize, usize, usize), m: &Measured) {
+    let (nodes, rules, events, rate, conns) = ran;
     println!(
-        "{label}: {events} events × {rules} rule(s) at {} over {conns} connections: \
+        "{label}: {nodes} node(s), {events} events × {rules} rule(s) at {} over {conns} connections: \
          {:.0} deliveries/s, ingest {:.0} events/s (POST p50 {:.1} ms, p99 {:.1} ms), \
          ingest→receipt p50 {:.1} ms · p90 {:.1} · p99 {:.1} · max {:.1}, \
          tidings CPU {:.0} µs/delivery, peak RSS {:.0} MiB, {} repeats",
@@ -317,11 +363,9 @@ pub fn scenario(label: &str, rules: usize, events: usize, rate: usize, conns: us
         m.rss_mib,
         m.repeats,
     );
-    drop(load);
-    m
 }
 
-/// The separate-process scenarios, h–k.
+/// The separate-process scenarios, h–k, and with `BENCH_POSTGRES` l–m on two nodes.
 pub fn all(events: usize) {
     let fan_out = 10;
     scenario(
@@ -347,4 +391,23 @@ pub fn all(events: usize) {
         PACED_RATE,
         PACED_CONNS,
     );
+    // l–m: h and j again on two nodes sharing the database (issue 10: no slower than one).
+    if std::env::var_os("BENCH_POSTGRES").is_some() {
+        on_nodes(
+            "l. end-to-end, 1 rule, saturation, two nodes",
+            2,
+            1,
+            events,
+            0,
+            SATURATION_CONNS,
+        );
+        on_nodes(
+            "m. latency, 1 rule, two nodes",
+            2,
+            1,
+            paced,
+            PACED_RATE,
+            PACED_CONNS,
+        );
+    }
 }
