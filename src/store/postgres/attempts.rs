@@ -1,6 +1,7 @@
 //! The attempt log: each attempt's request and response (bodies sealed), written with the
 //! delivery's new state, its place in the open queue and the hourly counters.
 
+use super::engine::PgTxn;
 use super::events::put_delivery;
 use super::{PgStore, json_text, subjects};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -11,7 +12,7 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// Counts a delivery that has just finished in the hour it finished (as redb's stats.rs:
 /// test sends and open deliveries are left out; a re-send that finishes again counts again).
-fn count_finished(txn: &mut postgres::Client, d: &Delivery) -> Result<(), StoreError> {
+fn count_finished(txn: &mut PgTxn, d: &Delivery) -> Result<(), StoreError> {
     let failed = match d.status {
         DeliveryStatus::Succeeded => false,
         DeliveryStatus::Failed | DeliveryStatus::Blocked => true,

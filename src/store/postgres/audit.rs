@@ -1,7 +1,7 @@
 //! The append-only audit log: entries are written in the transaction of the change they
 //! record (`append_audit`), or alone for an action that changes nothing else.
 
-use postgres::Client;
+use super::engine::PgTxn;
 
 use super::{MAX_PAGE, PgStore, decode};
 use crate::domain::audit::AuditEntry;
@@ -9,7 +9,7 @@ use crate::domain::ids::{AuditId, WorkspaceId};
 use crate::store::codec::encode_str;
 use crate::store::{AuditStore, StoreError, StoreFuture};
 
-pub(super) fn append_audit(txn: &mut Client, entry: &AuditEntry) -> Result<(), StoreError> {
+pub(super) fn append_audit(txn: &mut PgTxn, entry: &AuditEntry) -> Result<(), StoreError> {
     txn.execute(
         "INSERT INTO audit_log (id, workspace_id, row) VALUES ($1, $2, $3::text::json)",
         &[

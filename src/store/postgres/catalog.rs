@@ -1,8 +1,8 @@
 //! The event catalog's rows, routines' last fired slots, and the dashboard's hourly counters.
 
+use super::engine::PgTxn;
 use std::collections::HashMap;
 
-use postgres::Client;
 use serde_json::{Map, Value};
 
 use super::audit::append_audit;
@@ -156,7 +156,7 @@ impl CatalogStore for PgStore {
 /// Keeps the shape of an erased event type's stored seen sample and none of its values: it
 /// may have been the erased subject's data (when `logs.store_bodies` keeps values).
 pub(super) fn scrub_seen_sample(
-    txn: &mut Client,
+    txn: &mut PgTxn,
     seal: &RowSeal,
     workspace: &WorkspaceId,
     name: &EventType,
@@ -175,7 +175,7 @@ pub(super) fn scrub_seen_sample(
 
 /// Reads a type's row (or a blank one) locked, changes it and writes it back; returns it.
 fn update_row(
-    txn: &mut Client,
+    txn: &mut PgTxn,
     seal: &RowSeal,
     workspace: &WorkspaceId,
     name: &EventType,

@@ -4,6 +4,7 @@
 //! the second the spec allows. Each time the listener (re)connects it reloads everything,
 //! since notifications sent while it was not listening are lost.
 
+use super::engine::PgTxn;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -39,7 +40,7 @@ impl Change {
 }
 
 /// Queues the notification in the write's transaction.
-pub(super) fn notify(txn: &mut Client, change: Change) -> Result<(), StoreError> {
+pub(super) fn notify(txn: &mut PgTxn, change: Change) -> Result<(), StoreError> {
     txn.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &change.as_str()])?;
     Ok(())
 }

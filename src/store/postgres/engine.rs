@@ -4,7 +4,10 @@
 //! writes commits with `synchronous_commit` off: as on redb, a crash can then only repeat an
 //! attempt, never lose an accepted event.
 
-use postgres::Client;
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{Client, Row, Statement};
 
 use super::connect;
 use crate::store::StoreError;
@@ -12,8 +15,76 @@ use crate::store::writer::{Engine, Writer};
 
 pub(super) struct PgEngine {
     url: String,
-    /// Dropped when it breaks; the next batch connects again.
-    client: Option<Client>,
+    /// Dropped when it breaks; the next batch connects again (with no statements prepared).
+    client: Option<PgTxn>,
+}
+
+/// The writer's connection, with every statement it has run kept prepared: a statement
+/// given as text costs two round trips (parse, then execute), a prepared one one, and the
+/// writer is the one serial point of every write.
+pub(super) struct PgTxn {
+    client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+/// Parameters of a statement, as the `postgres` crate takes them.
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl PgTxn {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    pub(super) fn execute(
+        &mut self,
+        sql: &'static str,
+        params: Params,
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params)
+    }
+
+    pub(super) fn query(
+        &mut self,
+        sql: &'static str,
+        params: Params,
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    pub(super) fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params,
+    ) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
+    }
+
+    pub(super) fn query_one(
+        &mut self,
+        sql: &'static str,
+        params: Params,
+    ) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    /// Statements without parameters, sent as text (transaction control, DDL).
+    pub(super) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.client.batch_execute(sql)
+    }
+
+    /// The connection itself, for a statement whose text is built at run time (not cached).
+    pub(super) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
 }
 
 pub(super) type PgWriter = Writer<PgEngine>;
@@ -22,25 +93,34 @@ impl PgEngine {
     pub(super) fn new(url: &str) -> Result<Self, StoreError> {
         Ok(Self {
             url: url.to_owned(),
-            client: Some(connect::client(url)?),
+            client: Some(PgTxn::connect(url)?),
         })
     }
 
-    fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(connect::client(&self.url)?);
+    fn client(&mut self) -> Result<&mut PgTxn, StoreError> {
+        if self.client.as_ref().is_none_or(|c| c.client.is_closed()) {
+            self.client = Some(PgTxn::connect(&self.url)?);
         }
         Ok(self.client.as_mut().expect("just connected"))
     }
 }
 
+impl PgTxn {
+    fn connect(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            client: connect::client(url)?,
+            prepared: HashMap::new(),
+        })
+    }
+}
+
 impl Engine for PgEngine {
-    type Txn = Client;
+    type Txn = PgTxn;
 
     fn batch(
         &mut self,
         durable: bool,
-        apply: &mut dyn FnMut(&mut Client) -> Option<StoreError>,
+        apply: &mut dyn FnMut(&mut PgTxn) -> Option<StoreError>,
     ) -> Result<(), StoreError> {
         let client = self.client()?;
         let begin = if durable {
@@ -50,8 +130,11 @@ impl Engine for PgEngine {
         };
         client.batch_execute(begin)?;
         if let Some(poison) = apply(client) {
-            // A broken connection is replaced at the next batch.
+            // A broken connection is replaced at the next batch. The statements are prepared
+            // afresh: one may have failed because the schema changed under it (another node
+            // migrated), which only a new preparation gets past.
             let _ = client.batch_execute("ROLLBACK");
+            client.prepared.clear();
             return Err(poison);
         }
         client
@@ -60,8 +143,8 @@ impl Engine for PgEngine {
     }
 
     fn isolated<T>(
-        txn: &mut Client,
-        write: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+        txn: &mut PgTxn,
+        write: impl FnOnce(&mut PgTxn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         txn.batch_execute("SAVEPOINT write")?;
         let result = write(txn);

@@ -2,7 +2,7 @@
 //! delivery log and its filters, and the durable queue of open deliveries
 //! (`open_deliveries`, with the node that holds each) that every delivery write keeps in step.
 
-use postgres::Client;
+use super::engine::PgTxn;
 
 use super::{MAX_PAGE, PgStore, decode, json_text};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -280,7 +280,7 @@ impl EventStore for PgStore {
     }
 }
 
-fn delivery_for_update(txn: &mut Client, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+fn delivery_for_update(txn: &mut PgTxn, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
     txn.query_opt(
         "SELECT row::text AS row FROM deliveries WHERE id = $1 FOR UPDATE",
         &[&id.as_str()],
@@ -289,7 +289,7 @@ fn delivery_for_update(txn: &mut Client, id: &DeliveryId) -> Result<Option<Deliv
     .transpose()
 }
 
-fn reopen(txn: &mut Client, mut d: Delivery, now: i64, node: &str) -> Result<Delivery, StoreError> {
+fn reopen(txn: &mut PgTxn, mut d: Delivery, now: i64, node: &str) -> Result<Delivery, StoreError> {
     d.status = DeliveryStatus::Pending;
     d.attempts_left = 1;
     d.next_attempt_at = Some(now);
@@ -313,7 +313,7 @@ impl EncodedIngest {
 }
 
 fn ingest(
-    txn: &mut Client,
+    txn: &mut PgTxn,
     new: &NewEvent,
     encoded: &EncodedIngest,
     node: &str,
@@ -368,7 +368,7 @@ fn ingest(
     Ok(IngestOutcome::Created)
 }
 
-fn insert_event(txn: &mut Client, event: &Event, encoded: &str) -> Result<(), StoreError> {
+fn insert_event(txn: &mut PgTxn, event: &Event, encoded: &str) -> Result<(), StoreError> {
     txn.execute(
         "INSERT INTO events (id, workspace_id, row) VALUES ($1, $2, $3::text::json)",
         &[&event.id.as_str(), &event.workspace_id.as_str(), &encoded],
@@ -376,7 +376,7 @@ fn insert_event(txn: &mut Client, event: &Event, encoded: &str) -> Result<(), St
     Ok(())
 }
 
-fn insert_delivery(txn: &mut Client, d: &Delivery, node: &str) -> Result<(), StoreError> {
+fn insert_delivery(txn: &mut PgTxn, d: &Delivery, node: &str) -> Result<(), StoreError> {
     txn.execute(
         "INSERT INTO deliveries (id, workspace_id, rule_id, event_id, event_type, status, test, row)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::json)",
@@ -395,7 +395,7 @@ fn insert_delivery(txn: &mut Client, d: &Delivery, node: &str) -> Result<(), Sto
 }
 
 /// Stores a delivery's new state (its status column with it) and keeps the queue in step.
-pub(super) fn put_delivery(txn: &mut Client, d: &Delivery, node: &str) -> Result<(), StoreError> {
+pub(super) fn put_delivery(txn: &mut PgTxn, d: &Delivery, node: &str) -> Result<(), StoreError> {
     txn.execute(
         "UPDATE deliveries SET status = $2, row = $3::text::json WHERE id = $1",
         &[&d.id.as_str(), &d.status.as_str(), &encode_str(d)],
@@ -405,7 +405,7 @@ pub(super) fn put_delivery(txn: &mut Client, d: &Delivery, node: &str) -> Result
 
 /// Keeps the durable queue equal to "open deliveries and when they are due"; a queued one
 /// is held by `node`.
-fn set_open(txn: &mut Client, d: &Delivery, node: &str) -> Result<(), StoreError> {
+fn set_open(txn: &mut PgTxn, d: &Delivery, node: &str) -> Result<(), StoreError> {
     match (d.status.is_open(), d.next_attempt_at) {
         (true, Some(due)) => txn.execute(
             "INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)

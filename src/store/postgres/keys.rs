@@ -1,9 +1,10 @@
 //! Workspaces and API keys, with the in-memory key map every request authenticates against
 //! (refreshed on every node by changes.rs).
 
+use super::engine::PgTxn;
 use std::sync::Arc;
 
-use postgres::{Client, GenericClient};
+use postgres::GenericClient;
 
 use super::audit::append_audit;
 use super::changes::{Change, notify};
@@ -39,9 +40,9 @@ impl PgStore {
 /// Every key, read in a write's transaction with its ticket.
 type KeySnapshot = (u64, Vec<ApiKey>);
 
-fn snapshot(txn: &mut Client, snapshots: &Snapshots) -> Result<KeySnapshot, StoreError> {
+fn snapshot(txn: &mut PgTxn, snapshots: &Snapshots) -> Result<KeySnapshot, StoreError> {
     let ticket = snapshots.ticket();
-    Ok((ticket, keys_of(txn, None)?))
+    Ok((ticket, keys_of(txn.client(), None)?))
 }
 
 fn keys_of(
@@ -55,7 +56,7 @@ fn keys_of(
     rows.iter().map(|r| decode("api_keys", r)).collect()
 }
 
-fn insert_api_key(txn: &mut Client, key: &ApiKey) -> Result<(), StoreError> {
+fn insert_api_key(txn: &mut PgTxn, key: &ApiKey) -> Result<(), StoreError> {
     txn.execute(
         "INSERT INTO api_keys (id, workspace_id, hash, row) VALUES ($1, $2, $3, $4::text::json)",
         &[

@@ -1,10 +1,11 @@
 //! Rules and routines: the table, the in-memory cache every ingest and attempt reads
 //! (refreshed on every node by changes.rs), and the failing-since clocks.
 
+use super::engine::PgTxn;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use postgres::{Client, GenericClient};
+use postgres::GenericClient;
 
 use super::audit::append_audit;
 use super::changes::{Change, notify};
@@ -42,9 +43,9 @@ impl PgStore {
 /// Every rule, read in a write's transaction with its ticket.
 type RuleSnapshot = (u64, Vec<Rule>);
 
-fn snapshot(txn: &mut Client, snapshots: &Snapshots) -> Result<RuleSnapshot, StoreError> {
+fn snapshot(txn: &mut PgTxn, snapshots: &Snapshots) -> Result<RuleSnapshot, StoreError> {
     let ticket = snapshots.ticket();
-    Ok((ticket, rules_of(txn, None)?))
+    Ok((ticket, rules_of(txn.client(), None)?))
 }
 
 fn rules_of(
@@ -58,7 +59,7 @@ fn rules_of(
     rows.iter().map(|r| decode("rules", r)).collect()
 }
 
-fn rule_for_update(txn: &mut Client, id: &RuleId) -> Result<Option<Rule>, StoreError> {
+fn rule_for_update(txn: &mut PgTxn, id: &RuleId) -> Result<Option<Rule>, StoreError> {
     txn.query_opt(
         "SELECT row::text AS row FROM rules WHERE id = $1 FOR UPDATE",
         &[&id.as_str()],
@@ -67,7 +68,7 @@ fn rule_for_update(txn: &mut Client, id: &RuleId) -> Result<Option<Rule>, StoreE
     .transpose()
 }
 
-fn put_rule(txn: &mut Client, rule: &Rule) -> Result<(), StoreError> {
+fn put_rule(txn: &mut PgTxn, rule: &Rule) -> Result<(), StoreError> {
     txn.execute(
         "INSERT INTO rules (id, workspace_id, row) VALUES ($1, $2, $3::text::json)
          ON CONFLICT (id) DO UPDATE SET workspace_id = EXCLUDED.workspace_id, row = EXCLUDED.row",

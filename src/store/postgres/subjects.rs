@@ -4,7 +4,7 @@
 //! pruning and erasure), and erasure, which destroys a subject's event data and logged bodies
 //! and then VACUUMs the tables, so the old row versions are removed, not merely dead.
 
-use postgres::Client;
+use super::engine::PgTxn;
 use serde_json::Map;
 
 use super::audit::append_audit;
@@ -99,7 +99,7 @@ impl SubjectStore for PgStore {
 }
 
 /// Adds an event to its subject's index (in the ingest's transaction, after the event row).
-pub(super) fn index_event(txn: &mut Client, event: &Event) -> Result<(), StoreError> {
+pub(super) fn index_event(txn: &mut PgTxn, event: &Event) -> Result<(), StoreError> {
     if let Some(subject) = &event.subject {
         txn.execute(
             "INSERT INTO subject_events (workspace_id, subject, event_id) VALUES ($1, $2, $3)
@@ -119,7 +119,7 @@ pub(super) fn index_event(txn: &mut Client, event: &Event) -> Result<(), StoreEr
 /// the erasure kept (the delivery stays as erased and the attempt is logged without bodies).
 /// Returns the delivery and the encoded attempt to store.
 pub(super) fn record_subject_attempt(
-    txn: &mut Client,
+    txn: &mut PgTxn,
     seal: &RowSeal,
     delivery: Delivery,
     attempt: &Attempt,
@@ -182,7 +182,7 @@ fn strip_bodies(attempt: &mut Attempt) {
 
 /// Erases the subject's events not erased before; see `SubjectStore::erase_subject`.
 fn erase(
-    txn: &mut Client,
+    txn: &mut PgTxn,
     seal: &RowSeal,
     workspace: &WorkspaceId,
     subject: &SubjectHash,
@@ -217,7 +217,7 @@ fn erase(
 /// Closes an erased event's open deliveries unsent and empties every body logged for them;
 /// returns how many deliveries it has.
 fn erase_deliveries(
-    txn: &mut Client,
+    txn: &mut PgTxn,
     seal: &RowSeal,
     event_id: &str,
     now: i64,

@@ -1,7 +1,7 @@
 //! Admin UI users and their sessions, shared by every node (a session made on one node is
 //! valid on all).
 
-use postgres::Client;
+use super::engine::PgTxn;
 
 use super::audit::append_audit;
 use super::{PgStore, decode};
@@ -17,7 +17,7 @@ fn session_key(cookie: &str) -> String {
     crate::security::crypto::api_key_hash(cookie)
 }
 
-fn put_user(txn: &mut Client, user: &User) -> Result<(), StoreError> {
+fn put_user(txn: &mut PgTxn, user: &User) -> Result<(), StoreError> {
     txn.execute(
         "UPDATE users SET role = $2, row = $3::text::json WHERE id = $1",
         &[&user.id.as_str(), &user.role.as_str(), &encode_str(user)],
@@ -26,7 +26,7 @@ fn put_user(txn: &mut Client, user: &User) -> Result<(), StoreError> {
 }
 
 fn user_for_update(
-    txn: &mut Client,
+    txn: &mut PgTxn,
     workspace: &WorkspaceId,
     id: &UserId,
 ) -> Result<User, StoreError> {
@@ -41,7 +41,7 @@ fn user_for_update(
 
 /// A conflict unless another admin exists besides the one about to go. The admins' rows are
 /// locked, so two nodes cannot each remove one of the last two.
-fn refuse_last_admin(txn: &mut Client) -> Result<(), StoreError> {
+fn refuse_last_admin(txn: &mut PgTxn) -> Result<(), StoreError> {
     let admins = txn
         .query(
             "SELECT id FROM users WHERE role = $1 FOR UPDATE",
@@ -56,7 +56,7 @@ fn refuse_last_admin(txn: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn end_sessions(txn: &mut Client, user: &UserId) -> Result<(), StoreError> {
+fn end_sessions(txn: &mut PgTxn, user: &UserId) -> Result<(), StoreError> {
     txn.execute("DELETE FROM sessions WHERE user_id = $1", &[&user.as_str()])?;
     Ok(())
 }
