@@ -131,7 +131,7 @@ enum KeyCommand {
         config: Option<PathBuf>,
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
-        /// admin or ingest.
+        /// admin, ingest or owner (an owner key manages workspaces and acts in any of them).
         #[arg(long)]
         role: String,
         #[arg(long)]

@@ -37,6 +37,15 @@ pub enum StoreError {
     Overloaded,
 }
 
+/// The conflict a second workspace of the same name is (names compare ignoring case), in
+/// every backend's words.
+pub(crate) fn workspace_name_taken(taken: &crate::domain::access::Workspace) -> StoreError {
+    StoreError::Conflict(format!(
+        "a workspace named {:?} exists already ({}); choose another name",
+        taken.name, taken.id
+    ))
+}
+
 pub(crate) fn not_found(what: &'static str, id: &str) -> StoreError {
     StoreError::NotFound {
         what,

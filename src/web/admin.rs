@@ -155,6 +155,7 @@ async fn create_key(
         me.actor(),
         &name,
         fields.get("role"),
+        false,
     )
     .await;
     match made {

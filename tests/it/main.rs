@@ -54,3 +54,5 @@ mod ui_subjects;
 mod ui_times;
 mod ui_words;
 mod verify_cli;
+// Workspaces (SPEC §14).
+mod workspaces;

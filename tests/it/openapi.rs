@@ -148,7 +148,7 @@ fn every_ref_resolves_and_every_operation_is_fully_described() {
             );
         } else {
             assert!(responses.contains_key("401"), "{method} {path} has no 401");
-            assert!(roles.is_subset(&["admin".into(), "ingest".into()].into()));
+            assert!(roles.is_subset(&["admin".into(), "ingest".into(), "owner".into()].into()));
         }
         if op.get("requestBody").is_some() {
             for status in ["400", "413", "415"] {
@@ -397,6 +397,17 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
     );
     let key_id = key["id"].as_str().expect("key id").to_owned();
     call("delete", "/api/v1/api-keys/{id}", &[&key_id], admin, None);
+    // Workspaces take an owner key.
+    let owner_key = crate::workspaces::owner_key(&app);
+    let owner = Some(owner_key.as_str());
+    call(
+        "post",
+        "/api/v1/workspaces",
+        &[],
+        owner,
+        Some(json!({"name": "walk"})),
+    );
+    call("get", "/api/v1/workspaces", &[], owner, None);
     call(
         "get",
         "/api/v1/subjects/{subject}/disclosures",

@@ -146,6 +146,11 @@ CREATE TABLE sign_in_failures (
     window_start bigint NOT NULL
 );
 ",
+    // 5 (workspaces; the lead renumbers it at merge): no two workspaces share a name, ignoring
+    // case, even when two nodes create one at once.
+    "
+CREATE UNIQUE INDEX workspaces_by_name ON workspaces (lower(row->>'name'));
+",
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
