@@ -133,4 +133,7 @@ pub enum UserChange {
     PasswordHash(String),
     /// Where the admin gets alert mail (None: not at all); their sessions stay.
     AlertEmail(Option<String>),
+    /// A role in a workspace other than the user's first (None: no longer a member); their
+    /// sessions end, as for a role change.
+    Membership(crate::domain::ids::WorkspaceId, Option<UserRole>),
 }

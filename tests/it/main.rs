@@ -55,4 +55,5 @@ mod ui_times;
 mod ui_words;
 mod verify_cli;
 // Workspaces (SPEC §14).
+mod ui_workspaces;
 mod workspaces;

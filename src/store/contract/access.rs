@@ -128,6 +128,8 @@ fn user(ws: &WorkspaceId, name: &str, role: UserRole) -> User {
         workspace_id: ws.clone(),
         username: name.into(),
         role,
+        memberships: Vec::new(),
+        group_admin: false,
         password_hash: format!("hash-of-{name}"),
         created_at: START,
         alert_email: None,
