@@ -636,3 +636,48 @@ fn bad_workspace_requests_are_refused_and_change_nothing() {
         3
     );
 }
+
+#[test]
+fn a_backup_holds_every_workspace_so_only_an_owner_takes_one_once_there_are_several() {
+    let app = spawn_app();
+    let owner = owner_key(&app);
+    let north = make_north(&app, &owner);
+    for key in [&app.admin_key, &north.admin] {
+        let resp = call(&app, key, "POST", "/api/v1/backup", None, &[]);
+        resp.assert_error(403);
+        assert!(resp.message().contains("owner key"), "{}", resp.text);
+    }
+    assert!(
+        !app.data_dir.join("backups").exists(),
+        "the refusals wrote nothing"
+    );
+    let resp = call(&app, &owner, "POST", "/api/v1/backup", None, &[]);
+    if crate::support::postgres::on_postgres() {
+        assert_eq!(
+            resp.status, 409,
+            "PostgreSQL is backed up with pg_dump: {}",
+            resp.text
+        );
+        return;
+    }
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    // The snapshot opens as a store with both workspaces and each one's keys.
+    let path = std::path::PathBuf::from(resp.body["path"].as_str().unwrap());
+    let dir = crate::support::app::temp_dir("restored");
+    std::fs::copy(&path, dir.join("tidings.redb")).unwrap();
+    std::fs::copy(app.data_dir.join("master.key"), dir.join("master.key")).unwrap();
+    let restored =
+        tidings::store::open(None, &dir, tidings::domain::time::Clock::system()).unwrap();
+    let names: Vec<String> = restored
+        .workspaces()
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["Default", "North Clinic"]);
+    let north_id = tidings::domain::ids::WorkspaceId::parse(&north.id).unwrap();
+    assert_eq!(restored.api_keys(&north_id).unwrap().len(), 2);
+    assert!(restored.api_key_for_token(&north.admin).is_some());
+    restored.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
