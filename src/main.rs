@@ -131,7 +131,7 @@ enum KeyCommand {
         config: Option<PathBuf>,
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
-        /// admin or ingest.
+        /// admin, ingest or owner (an owner key manages workspaces and acts in any of them).
         #[arg(long)]
         role: String,
         #[arg(long)]
@@ -151,11 +151,30 @@ enum UserCommand {
         data_dir: PathBuf,
         #[arg(long)]
         username: String,
-        /// admin, editor or viewer.
-        #[arg(long)]
+        /// admin, editor or viewer (a group admin is an admin).
+        #[arg(long, default_value = "")]
         role: String,
+        /// An admin of every workspace, present and future, who switches between them all.
+        #[arg(long)]
+        group_admin: bool,
         #[arg(long, env = "TIDINGS_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+    },
+    /// Give an existing user a role in one more workspace (`--role none` takes it away).
+    Grant {
+        /// Config file (TOML), for `[store] url`; `TIDINGS_STORE_URL` also names the store.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        username: String,
+        /// The workspace's id (wsp_…; `GET /api/v1/workspaces` with an owner key lists them).
+        #[arg(long)]
+        workspace: String,
+        /// admin, editor, viewer or none.
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -191,9 +210,26 @@ fn main() -> ExitCode {
                     data_dir,
                     username,
                     role,
+                    group_admin,
                     password,
                 },
-        } => add_user(config.as_deref(), &data_dir, &username, &role, password),
+        } => add_user(
+            config.as_deref(),
+            &data_dir,
+            &username,
+            (&role, group_admin),
+            password,
+        ),
+        Command::User {
+            command:
+                UserCommand::Grant {
+                    config,
+                    data_dir,
+                    username,
+                    workspace,
+                    role,
+                },
+        } => grant_user(config.as_deref(), &data_dir, &username, &workspace, &role),
         Command::CheckConfig { file } => check_config(&file),
         Command::Backup {
             config,
@@ -291,12 +327,18 @@ fn add_user(
     config: Option<&Path>,
     data_dir: &Path,
     username: &str,
-    role: &str,
+    (role, group_admin): (&str, bool),
     password: Option<String>,
 ) -> anyhow::Result<()> {
     use tidings::domain::user::UserRole;
-    let role = UserRole::parse(role)
-        .with_context(|| format!("role must be admin, editor or viewer, not {role:?}"))?;
+    let role = match (UserRole::parse(role), group_admin) {
+        (Some(role), false) | (Some(role @ UserRole::Admin), true) => role,
+        (None, true) if role.is_empty() => UserRole::Admin,
+        (_, true) => anyhow::bail!("a group admin is an admin; leave out --role, or say admin"),
+        (None, false) => {
+            anyhow::bail!("role must be admin, editor or viewer, not {role:?}")
+        }
+    };
     let password = if let Some(p) = password {
         p
     } else {
@@ -312,17 +354,58 @@ fn add_user(
     // A running server holds an embedded database; the message says to stop it or use the UI.
     let pg = postgres_store(config)?;
     let store = tidings::store::open(pg.as_ref(), data_dir, Clock::system())?;
-    let user = tidings::app::users::new_user(
-        &store,
-        store.default_workspace(),
-        username,
-        role,
-        &password,
-        None,
-        false,
-    )
+    let user = if group_admin {
+        tidings::app::users::new_group_admin(&store, username, &password)
+    } else {
+        tidings::app::users::new_user(
+            &store,
+            store.default_workspace(),
+            username,
+            role,
+            &password,
+            None,
+            false,
+        )
+    }
     .map_err(anyhow::Error::msg)?;
-    println!("{} user {} added", role.as_str(), user.username);
+    let what = if group_admin {
+        "group admin"
+    } else {
+        role.as_str()
+    };
+    println!("{what} user {} added", user.username);
+    Ok(())
+}
+
+fn grant_user(
+    config: Option<&Path>,
+    data_dir: &Path,
+    username: &str,
+    workspace: &str,
+    role: &str,
+) -> anyhow::Result<()> {
+    use tidings::domain::user::UserRole;
+    let role = match role {
+        "none" => None,
+        other => Some(UserRole::parse(other).with_context(|| {
+            format!("role must be admin, editor, viewer or none, not {other:?}")
+        })?),
+    };
+    let pg = postgres_store(config)?;
+    let store = tidings::store::open(pg.as_ref(), data_dir, Clock::system())?;
+    let user = tidings::app::users::grant(&store, username, workspace, role)
+        .map_err(anyhow::Error::msg)?;
+    match role {
+        Some(role) => println!(
+            "{} is now {} in workspace {workspace}",
+            user.username,
+            role.as_str()
+        ),
+        None => println!(
+            "{} is no longer a member of workspace {workspace}",
+            user.username
+        ),
+    }
     Ok(())
 }
 

@@ -19,7 +19,8 @@ pub struct Metrics {
     /// Attempts by what they left the delivery as: succeeded, retrying, failed, blocked.
     pub attempts: Family<Labels, Counter>,
     pub attempt_seconds: Histogram,
-    /// Failed attempts per rule, to spot the failing receiver.
+    /// Failed attempts per rule (and its workspace, so a clinic group can sum per practice),
+    /// to spot the failing receiver.
     pub rule_failures: Family<Labels, Counter>,
     /// Set at scrape time.
     pub open_deliveries: Gauge,
@@ -43,14 +44,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn attempt(&self, outcome: &str, rule_id: &str, seconds: f64) {
+    pub fn attempt(&self, outcome: &str, workspace: &str, rule_id: &str, seconds: f64) {
         self.attempts
             .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
             .inc();
         self.attempt_seconds.observe(seconds);
         if outcome != "succeeded" {
             self.rule_failures
-                .get_or_create(&vec![("rule_id".to_owned(), rule_id.to_owned())])
+                .get_or_create(&vec![
+                    ("rule_id".to_owned(), rule_id.to_owned()),
+                    ("workspace".to_owned(), workspace.to_owned()),
+                ])
                 .inc();
         }
     }
@@ -75,7 +79,7 @@ impl Metrics {
         );
         registry.register(
             "rule_failed_attempts",
-            "Attempts that did not succeed, per rule",
+            "Attempts that did not succeed, per rule and workspace",
             self.rule_failures.clone(),
         );
         registry.register(

@@ -119,12 +119,16 @@ impl Alerts {
             observations,
             mailer,
         } = parts;
-        let deactivated = store
-            .rules(store.default_workspace())?
-            .into_iter()
-            .filter(|r| !r.active && r.status_reason.is_some())
-            .map(|r| r.id)
-            .collect();
+        let mut deactivated = HashSet::new();
+        for workspace in store.workspaces()? {
+            deactivated.extend(
+                store
+                    .rules(&workspace.id)?
+                    .into_iter()
+                    .filter(|r| !r.active && r.status_reason.is_some())
+                    .map(|r| r.id),
+            );
+        }
         let known = Arc::new(Mutex::new(Known {
             rules: store.rule_alert_states()?,
             deactivated,
@@ -186,9 +190,10 @@ impl Alerts {
         self.mailer.as_ref()
     }
 
-    /// Everyone an alert mail goes to: `alerts.email.to` and the admins who opted in.
-    pub fn recipients(&self) -> Vec<String> {
-        recipients(&self.store, &self.settings.mail_to)
+    /// Everyone a workspace's alert mail goes to: `alerts.email.to` and the workspace's
+    /// admins who opted in.
+    pub fn recipients(&self, workspace: &WorkspaceId) -> Vec<String> {
+        recipients(&self.store, &self.settings.mail_to, Some(workspace))
     }
 
     pub fn ui(&self) -> &str {
@@ -210,13 +215,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn recipients(store: &Store, configured: &[String]) -> Vec<String> {
+/// `alerts.email.to` and the opted-in admins of `workspace` (the rule's), or of every
+/// workspace (`None`: the dispatcher or the store, which every workspace shares). An admin of
+/// one workspace never hears of another's rules.
+fn recipients(
+    store: &Store,
+    configured: &[String],
+    workspace: Option<&WorkspaceId>,
+) -> Vec<String> {
     let mut to: Vec<String> = configured.to_vec();
-    match store.users(store.default_workspace()) {
-        Ok(users) => {
+    let workspaces = match workspace {
+        Some(one) => Ok(vec![one.clone()]),
+        None => store
+            .workspaces()
+            .map(|all| all.into_iter().map(|w| w.id).collect()),
+    };
+    let admins = workspaces.and_then(|all| {
+        let mut admins = Vec::new();
+        for ws in all {
             // Only admins get alert mail: a user demoted since opting in no longer does.
-            let admins = users.into_iter().filter(|u| u.role == UserRole::Admin);
-            for address in admins.filter_map(|u| u.alert_email) {
+            admins.extend(
+                store
+                    .users(&ws)?
+                    .into_iter()
+                    .filter(|u| u.role_in(&ws) == Some(UserRole::Admin)),
+            );
+        }
+        Ok(admins)
+    });
+    match admins {
+        Ok(admins) => {
+            for address in admins.into_iter().filter_map(|u| u.alert_email) {
                 if !to.iter().any(|t| t.eq_ignore_ascii_case(&address)) {
                     to.push(address);
                 }
@@ -313,9 +342,16 @@ impl Monitor {
         self.remember(rule_id, state);
     }
 
-    /// Every rule of the default workspace, for those that send nothing.
+    /// Every rule of every workspace, for those that send nothing.
     fn sweep_certificates(&self) {
-        match self.store.rules(self.store.default_workspace()) {
+        let rules = self.store.workspaces().and_then(|all| {
+            let mut rules = Vec::new();
+            for workspace in all {
+                rules.extend(self.store.rules(&workspace.id)?);
+            }
+            Ok(rules)
+        });
+        match rules {
             Ok(rules) => rules.iter().for_each(|r| self.check_certificate(r)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the rules to check their client certificates");
@@ -407,7 +443,7 @@ impl Monitor {
         let now = self.clock.now_ms();
         let min = i64::try_from(self.settings.min_interval.as_millis()).unwrap_or(i64::MAX);
         if always_mail || state.may_mail(now, min) {
-            if self.mail(event) {
+            if self.mail(event, Some(&rule.workspace_id)) {
                 state.last_mailed_at = Some(now);
             }
         } else {
@@ -459,11 +495,11 @@ impl Monitor {
     }
 
     /// Mails an alert to everyone who asked; whether it went out.
-    fn mail(&self, event: &SystemEvent) -> bool {
+    fn mail(&self, event: &SystemEvent, workspace: Option<&WorkspaceId>) -> bool {
         let Some(mailer) = &self.mailer else {
             return false;
         };
-        let to = recipients(&self.store, &self.settings.mail_to);
+        let to = recipients(&self.store, &self.settings.mail_to, workspace);
         if to.is_empty() {
             return false;
         }
@@ -514,14 +550,25 @@ impl Monitor {
         };
         let min = i64::try_from(self.settings.min_interval.as_millis()).unwrap_or(i64::MAX);
         for event in began {
-            let workspace = self.store.default_workspace().clone();
-            self.make_event(&workspace, &event, format!("{}:{now}", event.type_name()));
+            // The dispatcher and the store serve every workspace, so each one hears of it
+            // (SPEC §11), through its own rules.
+            match self.store.workspaces() {
+                Ok(all) => {
+                    for workspace in all {
+                        let key = format!("{}:{now}", event.type_name());
+                        self.make_event(&workspace.id, &event, key);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, kind = event.type_name(), "could not read the workspaces to tell of an outage");
+                }
+            }
             let kind = event.type_name();
             let due = lock(&self.known)
                 .mailed
                 .get(kind)
                 .is_none_or(|last| now - last >= min);
-            if due && self.mail(&event) {
+            if due && self.mail(&event, None) {
                 lock(&self.known).mailed.insert(kind, now);
             }
         }

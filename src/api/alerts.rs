@@ -108,6 +108,6 @@ async fn test_email(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
     let by = format!("the API key \"{}\"", key.name);
-    let to = alerts::send_test_email(&state, by).await?;
+    let to = alerts::send_test_email(&state, key.workspace_id.clone(), by).await?;
     Ok(HttpResponse::Ok().json(json!({ "to": to })))
 }

@@ -12,9 +12,10 @@ use super::error::ErrorBody;
 use super::openapi::Op;
 use crate::app::AppState;
 use crate::app::blocking;
+use crate::domain::access::Role;
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::time::{now_ms, to_rfc3339};
-use crate::error::AppError;
+use crate::error::{AppError, Code};
 
 pub fn routes() -> Vec<Op> {
     vec![Op::new(__path_create, create)]
@@ -27,14 +28,28 @@ pub fn routes() -> Vec<Op> {
     tag = "backup",
     responses(
         (status = 201, description = "the snapshot written", body = Backup),
+        (status = 403, description = "an admin key while there are several workspaces: a backup holds them all (`forbidden`)", body = ErrorBody),
         (status = 409, description = "a master-key rotation is unfinished, or the store is PostgreSQL, which is backed up with pg_dump (`conflict`)", body = ErrorBody),
     ),
-    security(("api_key" = ["admin"])),
+    security(("api_key" = ["admin", "owner"])),
 )]
 async fn create(
     AdminKey(key): AdminKey,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    // A snapshot holds every workspace: once there are several, only an owner takes one.
+    if key.role != Role::Owner {
+        let store = state.store.clone();
+        let workspaces = blocking(move || store.workspaces()).await?.len();
+        if workspaces > 1 {
+            return Err(AppError::new(
+                Code::Forbidden,
+                format!(
+                    "a backup holds all {workspaces} workspaces, so it takes an owner key (tidings key create --role owner)"
+                ),
+            ));
+        }
+    }
     let now = now_ms();
     let dir = state.config.data_dir.join("backups");
     let stamp = to_rfc3339(now).replace([':', '-'], "").replace('.', "_");

@@ -9,7 +9,7 @@ use super::error::ErrorBody;
 use super::openapi::Op;
 use super::schemas::ApiKeyList;
 use super::{AdminKey, JsonBody, list_response};
-use crate::app::{AppState, keys};
+use crate::app::{AppState, keys, workspaces};
 use crate::domain::access::{ApiKey, Role};
 use crate::domain::audit::Actor;
 use crate::domain::ids::ApiKeyId;
@@ -28,6 +28,9 @@ pub fn routes() -> Vec<Op> {
 #[schema(as = ApiKey)]
 pub struct KeyJson<'a> {
     id: &'a str,
+    /// The workspace the key belongs to.
+    #[schema(pattern = r"^wsp_[A-Za-z0-9]{1,64}$")]
+    workspace_id: &'a str,
     name: &'a str,
     role: Role,
     /// The key's first 8 characters, to tell keys apart.
@@ -47,6 +50,7 @@ pub struct NewApiKey<'a> {
 fn key_view(k: &ApiKey) -> KeyJson<'_> {
     KeyJson {
         id: k.id.as_str(),
+        workspace_id: k.workspace_id.as_str(),
         name: &k.name,
         role: k.role,
         prefix: &k.prefix,
@@ -83,8 +87,13 @@ struct CreateKey {
     /// 1-100 characters, not only spaces (trimmed).
     #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"\S")]
     name: Option<String>,
+    /// `owner` only from an owner key.
     #[schema(value_type = crate::domain::access::Role, required = true)]
     role: Option<String>,
+    /// The workspace the key is for (default: the one the request acts in). An owner key
+    /// may name any workspace; an admin key only its own (another is `not_found`).
+    #[schema(value_type = Option<String>, pattern = r"^wsp_[A-Za-z0-9]{1,64}$")]
+    workspace_id: Option<String>,
 }
 
 /// Create a key; the answer holds the key, shown this once.
@@ -93,8 +102,12 @@ struct CreateKey {
     path = "/api/v1/api-keys",
     tag = "api keys",
     request_body = CreateKey,
-    responses((status = 201, description = "created", body = NewApiKey)),
-    security(("api_key" = ["admin"])),
+    responses(
+        (status = 201, description = "created", body = NewApiKey),
+        (status = 403, description = "role `owner` asked for by a key that is no owner (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "`workspace_id` names no workspace this key may reach (`not_found`)", body = ErrorBody),
+    ),
+    security(("api_key" = ["admin", "owner"])),
 )]
 async fn create(
     AdminKey(caller): AdminKey,
@@ -103,8 +116,15 @@ async fn create(
 ) -> Result<HttpResponse, AppError> {
     let name = body.name.unwrap_or_default();
     let role = body.role.unwrap_or_default();
+    let workspace = match body.workspace_id {
+        None => caller.workspace_id.clone(),
+        Some(raw) if raw == caller.workspace_id.as_str() => caller.workspace_id.clone(),
+        Some(raw) if caller.role == Role::Owner => workspaces::existing(&state, &raw).await?,
+        Some(raw) => return Err(workspaces::unknown(&raw)),
+    };
     let actor = Actor::key(&caller);
-    let (key, secret) = keys::create(&state, &caller.workspace_id, actor, &name, &role).await?;
+    let by_owner = caller.role == Role::Owner;
+    let (key, secret) = keys::create(&state, &workspace, actor, &name, &role, by_owner).await?;
     Ok(HttpResponse::Created().json(NewApiKey {
         listed: key_view(&key),
         key: secret.expose(),

@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod rules;
 pub mod schemas;
 pub mod subjects;
+pub mod workspaces;
 
 use std::future::{Ready, ready};
 
@@ -66,6 +67,7 @@ pub fn routes_table() -> Vec<openapi::Op> {
         rules::routes,
         deliveries::routes,
         keys::routes,
+        workspaces::routes,
         audit::routes,
         backup::routes,
         alerts::routes,
@@ -90,13 +92,24 @@ pub fn resource(path: &str, methods: &[actix_web::http::Method]) -> actix_web::R
     }))
 }
 
-/// The caller, authenticated by `Authorization: Bearer <api key>`; any role.
+/// The header an owner key names the workspace it acts in with (SPEC §14; README
+/// "Workspaces"). Without it a key acts in its own workspace.
+pub const WORKSPACE_HEADER: &str = "Tidings-Workspace";
+
+/// The caller, authenticated by `Authorization: Bearer <api key>`; any role. Its
+/// `workspace_id` is the workspace the request acts in: the key's own, or for an owner key
+/// the one `Tidings-Workspace` names.
 pub struct AnyKey(pub ApiKey);
 
-/// The caller, with the admin role.
+/// The caller, with the admin role (or owner), acting in one workspace as `AnyKey`.
 pub struct AdminKey(pub ApiKey);
 
-fn authenticate(req: &HttpRequest) -> Result<ApiKey, AppError> {
+/// The caller, with the owner role: it manages workspaces.
+pub struct OwnerKey(pub ApiKey);
+
+type KeyFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, AppError>>>>;
+
+fn authenticate(req: &HttpRequest) -> Result<(ApiKey, Option<String>), AppError> {
     let unauthorized = |msg: &str| AppError::new(Code::Unauthorized, msg);
     let state = req
         .app_data::<web::Data<AppState>>()
@@ -116,31 +129,91 @@ fn authenticate(req: &HttpRequest) -> Result<ApiKey, AppError> {
         })
         .map(str::trim)
         .ok_or_else(|| unauthorized("the Authorization header must be: Bearer <api key>"))?;
-    state
+    let key = state
         .store
         .api_key_for_token(token)
-        .ok_or_else(|| unauthorized("this API key is not valid (unknown or deleted)"))
+        .ok_or_else(|| unauthorized("this API key is not valid (unknown or deleted)"))?;
+    let chosen = match req.headers().get(WORKSPACE_HEADER) {
+        None => None,
+        Some(value) => Some(value.to_str().map(|v| v.trim().to_owned()).map_err(|_| {
+            AppError::new(
+                Code::InvalidQuery,
+                format!("the {WORKSPACE_HEADER} header must be a workspace id (wsp_…)"),
+            )
+        })?),
+    };
+    Ok((key, chosen))
+}
+
+/// The key, acting in the workspace the request names. An owner may name any workspace
+/// that exists; any other key only its own: another workspace, like an unknown one, is a
+/// 404, so a key learns nothing of workspaces it does not belong to.
+fn authenticate_in_workspace(req: &HttpRequest) -> KeyFuture<ApiKey> {
+    let found = authenticate(req);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    Box::pin(async move {
+        let (mut key, chosen) = found?;
+        let Some(raw) = chosen else {
+            return Ok(key);
+        };
+        if raw == key.workspace_id.as_str() {
+            return Ok(key);
+        }
+        if key.role != Role::Owner {
+            return Err(AppError::new(
+                Code::NotFound,
+                format!("no workspace with id {raw:?}"),
+            ));
+        }
+        let state =
+            state.ok_or_else(|| AppError::internal(anyhow::anyhow!("app state missing")))?;
+        key.workspace_id = crate::app::workspaces::existing(&state, &raw).await?;
+        Ok(key)
+    })
 }
 
 impl FromRequest for AnyKey {
     type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Future = KeyFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).map(AnyKey))
+        let key = authenticate_in_workspace(req);
+        Box::pin(async move { key.await.map(AnyKey) })
     }
 }
 
 impl FromRequest for AdminKey {
     type Error = AppError;
+    type Future = KeyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let key = authenticate_in_workspace(req);
+        Box::pin(async move {
+            let key = key.await?;
+            match key.role {
+                Role::Admin | Role::Owner => Ok(AdminKey(key)),
+                Role::Ingest => Err(AppError::new(
+                    Code::Forbidden,
+                    "this API key has the ingest role, which may only post events; use an admin key",
+                )),
+            }
+        })
+    }
+}
+
+impl FromRequest for OwnerKey {
+    type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).and_then(|key| match key.role {
-            Role::Admin => Ok(AdminKey(key)),
-            Role::Ingest => Err(AppError::new(
+        ready(authenticate(req).and_then(|(key, _)| match key.role {
+            Role::Owner => Ok(OwnerKey(key)),
+            Role::Admin | Role::Ingest => Err(AppError::new(
                 Code::Forbidden,
-                "this API key has the ingest role, which may only post events; use an admin key",
+                format!(
+                    "this API key has the {} role; only an owner key (tidings key create --role owner) manages workspaces",
+                    key.role.as_str()
+                ),
             )),
         }))
     }

@@ -163,8 +163,10 @@ fn build() -> OpenApi {
                     .description(Some(
                         "An API key (`tidings key create` or `POST /api/v1/api-keys`). Each \
                          operation's security requirement names the key roles it accepts: \
-                         `admin`, or `ingest` too for posting events. Routes with no \
-                         requirement need no key.",
+                         `admin`, or `ingest` too for posting events, or `owner` alone for \
+                         workspaces; an `owner` key is accepted wherever `admin` is, acting \
+                         in the workspace its `Tidings-Workspace` header names (its own \
+                         without it). Routes with no requirement need no key.",
                     ))
                     .build(),
             ),
@@ -233,6 +235,12 @@ fn add_common_errors(op: &mut Operation) {
                 .unwrap_or_default()
         })
         .collect();
+    let acts_in_a_workspace = roles.iter().any(|r| r == "admin" || r == "ingest");
+    if acts_in_a_workspace {
+        op.parameters
+            .get_or_insert_with(Vec::new)
+            .push(workspace_header());
+    }
     let located = |at: ParameterIn| {
         op.parameters
             .iter()
@@ -277,10 +285,36 @@ fn add_common_errors(op: &mut Operation) {
     if has_path_param {
         add("404", "no such object in this workspace (`not_found`)");
     }
+    if acts_in_a_workspace {
+        add(
+            "404",
+            "the `Tidings-Workspace` header names no workspace this key may reach (`not_found`)",
+        );
+    }
     add(
         "500",
         "internal error; the server log has details (`internal`)",
     );
+}
+
+/// The header an owner key picks its workspace with (`api::WORKSPACE_HEADER`).
+fn workspace_header() -> RefOr<utoipa::openapi::path::Parameter> {
+    RefOr::T(
+        utoipa::openapi::path::ParameterBuilder::new()
+            .name(super::WORKSPACE_HEADER)
+            .parameter_in(ParameterIn::Header)
+            .required(utoipa::openapi::Required::False)
+            .description(Some(
+                "The workspace an owner key acts in (its own when absent). Any other key may \
+                 name only its own workspace; another is `not_found`.",
+            ))
+            .schema(Some(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(r"^wsp_[A-Za-z0-9]{1,64}$")),
+            ))
+            .build(),
+    )
 }
 
 fn error_response(description: &str) -> Response {

@@ -195,6 +195,12 @@ pub struct ConditionVerdict {
 
 list_schema!(ApiKeyList, KeyJson<'static>, "API keys, newest first");
 
+list_schema!(
+    WorkspaceList,
+    super::workspaces::WorkspaceJson<'static>,
+    "workspaces, oldest first"
+);
+
 list_schema!(AuditList, EntryJson<'static>, "audit entries, newest first");
 
 /// A JSON merge patch (RFC 7396) of a rule: only the fields to change, each as in

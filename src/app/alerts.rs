@@ -141,6 +141,7 @@ fn failing_detail(episode: &Episode) -> String {
 /// Sends the test mail to everyone alert mail goes to; returns who that is.
 pub async fn send_test_email(
     state: &AppState,
+    workspace: WorkspaceId,
     requested_by: String,
 ) -> Result<Vec<String>, AppError> {
     let Some(mailer) = state.alerts.mailer().cloned() else {
@@ -149,7 +150,7 @@ pub async fn send_test_email(
         ));
     };
     let alerts = std::sync::Arc::clone(&state.alerts);
-    let to = blocking(move || Ok::<_, StoreError>(alerts.recipients())).await?;
+    let to = blocking(move || Ok::<_, StoreError>(alerts.recipients(&workspace))).await?;
     if to.is_empty() {
         return Err(AppError::conflict(
             "nobody gets alert mail yet: list addresses in alerts.email.to, or opt in on your account page",

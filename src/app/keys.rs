@@ -8,7 +8,7 @@ use crate::domain::access::{ApiKey, Role};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::domain::time::now_ms;
-use crate::error::AppError;
+use crate::error::{AppError, Code};
 use crate::security::crypto::{Secret, api_key_hash, new_api_key};
 
 /// A new key for a workspace, and its secret (shown once; only the hash is stored).
@@ -33,7 +33,8 @@ pub fn validate_new_key(name: &str, role: &str) -> Result<Role, String> {
     if name.trim().is_empty() || name.chars().count() > 100 {
         return Err("name is required (1-100 characters)".into());
     }
-    Role::parse(role).ok_or_else(|| format!("role must be \"admin\" or \"ingest\", not {role:?}"))
+    Role::parse(role)
+        .ok_or_else(|| format!("role must be \"admin\", \"ingest\" or \"owner\", not {role:?}"))
 }
 
 /// The workspace's keys, newest first.
@@ -44,15 +45,23 @@ pub async fn list(state: &AppState, workspace: WorkspaceId) -> Result<Vec<ApiKey
     Ok(keys)
 }
 
-/// Makes and stores a key, audited; returns it with its secret.
+/// Makes and stores a key, audited; returns it with its secret. Only an owner (`by_owner`)
+/// makes owner keys: an admin making one would reach every other workspace.
 pub async fn create(
     state: &AppState,
     workspace: &WorkspaceId,
     actor: Actor,
     name: &str,
     role: &str,
+    by_owner: bool,
 ) -> Result<(ApiKey, Secret), AppError> {
     let role = validate_new_key(name, role).map_err(AppError::validation)?;
+    if role == Role::Owner && !by_owner {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "only an owner key makes owner keys (or tidings key create --role owner)",
+        ));
+    }
     let (key, secret) = mint(workspace, name.trim(), role);
     let audit = AuditEntry::new(
         workspace,

@@ -16,6 +16,7 @@ pub mod samples;
 mod state;
 pub mod subjects;
 pub mod users;
+pub mod workspaces;
 
 pub use state::AppState;
 

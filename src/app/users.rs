@@ -2,6 +2,7 @@
 //! password — each audited — and the signed-in user behind a session cookie.
 
 use super::{AppState, blocking};
+use crate::domain::access::Workspace;
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::time::now_ms;
@@ -22,6 +23,45 @@ pub fn new_user(
     by: Option<Actor>,
     first_admin: bool,
 ) -> Result<User, String> {
+    make_user(
+        store,
+        workspace,
+        username,
+        role,
+        password,
+        by,
+        first_admin,
+        false,
+    )
+}
+
+/// A group admin (`tidings user add --group-admin`): an admin of every workspace, made in
+/// the Default one.
+pub fn new_group_admin(store: &Store, username: &str, password: &str) -> Result<User, String> {
+    let home = store.default_workspace().clone();
+    make_user(
+        store,
+        &home,
+        username,
+        UserRole::Admin,
+        password,
+        None,
+        false,
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_user(
+    store: &Store,
+    workspace: &WorkspaceId,
+    username: &str,
+    role: UserRole,
+    password: &str,
+    by: Option<Actor>,
+    first_admin: bool,
+    group_admin: bool,
+) -> Result<User, String> {
     let username = normalize_username(username).map_err(|e| format!("username: {e}"))?;
     check_password(password).map_err(|e| format!("password {e}"))?;
     let now = now_ms();
@@ -31,10 +71,15 @@ pub fn new_user(
         workspace_id: workspace.clone(),
         username,
         role,
+        memberships: Vec::new(),
+        group_admin,
         password_hash: hash_password(password)?,
         created_at: now,
     };
     let detail = match (&by, first_admin) {
+        (None, false) if group_admin => {
+            "group admin (every workspace) created with tidings user add --group-admin".to_owned()
+        }
         (_, true) => "first admin, created with the one-time setup link".to_owned(),
         (None, false) => format!("{} user created with tidings user add", role.as_str()),
         (Some(_), false) => format!("{} user created in the admin UI", role.as_str()),
@@ -45,7 +90,11 @@ pub fn new_user(
         Actor::Cli
     });
     let audit = AuditEntry::new(workspace, actor, "user.create", "user", user.id.as_str())
-        .after(serde_json::json!({"username": user.username, "role": role}))
+        .after(if group_admin {
+            serde_json::json!({"username": user.username, "role": role, "group_admin": true})
+        } else {
+            serde_json::json!({"username": user.username, "role": role})
+        })
         .detail(detail);
     store
         .insert_user(user, first_admin, audit)
@@ -83,15 +132,68 @@ pub async fn create(
 pub async fn signed_in(
     state: &AppState,
     cookie: String,
-) -> Result<Option<(Session, User)>, AppError> {
+) -> Result<Option<(Session, User, Vec<Workspace>)>, AppError> {
     let store = state.store.clone();
     blocking(move || {
         let Some(session) = store.session(&cookie)? else {
             return Ok(None);
         };
-        Ok::<_, StoreError>(store.user(&session.user_id)?.map(|user| (session, user)))
+        let Some(user) = store.user(&session.user_id)? else {
+            return Ok(None);
+        };
+        let theirs = workspaces_of(&store, &user)?;
+        Ok::<_, StoreError>(Some((session, user, theirs)))
     })
     .await
+}
+
+/// Gives a user a role in one more workspace (`None`: takes it away), audited in that
+/// workspace; for `tidings user grant`. Their role in the workspace they were made in is
+/// changed on the Users page instead.
+pub fn grant(
+    store: &Store,
+    username: &str,
+    workspace: &str,
+    role: Option<UserRole>,
+) -> Result<User, String> {
+    let name = normalize_username(username).map_err(|e| format!("username: {e}"))?;
+    let user = store
+        .user_by_name(&name)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no user named {name:?}"))?;
+    let target = WorkspaceId::parse(workspace)
+        .and_then(|id| store.workspace(&id).ok())
+        .ok_or_else(|| format!("no workspace with id {workspace:?}"))?;
+    if target.id == user.workspace_id {
+        return Err(format!(
+            "{name} was made in workspace {workspace}; change that role on its Users page"
+        ));
+    }
+    let audit = AuditEntry::new(
+        &target.id,
+        Actor::Cli,
+        "user.membership",
+        "user",
+        user.id.as_str(),
+    )
+    .after(serde_json::json!({"username": name, "role": role}));
+    store
+        .update_user(
+            user.workspace_id.clone(),
+            user.id.clone(),
+            UserChange::Membership(target.id, role),
+            audit,
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// The workspaces a user may switch between, oldest first: every one for a group admin.
+pub fn workspaces_of(store: &Store, user: &User) -> Result<Vec<Workspace>, StoreError> {
+    Ok(store
+        .workspaces()?
+        .into_iter()
+        .filter(|w| user.role_in(&w.id).is_some())
+        .collect())
 }
 
 /// The session a cookie names, if it still exists.

@@ -742,9 +742,12 @@ fn deliver(
         .map(|key| (rule_id.clone(), key));
     #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
     let seconds = attempt.duration_ms as f64 / 1000.0;
-    settings
-        .metrics
-        .attempt(updated.status.as_str(), rule_id.as_str(), seconds);
+    settings.metrics.attempt(
+        updated.status.as_str(),
+        updated.workspace_id.as_str(),
+        rule_id.as_str(),
+        seconds,
+    );
     store.record_attempt(
         &updated,
         &attempt,

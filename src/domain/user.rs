@@ -35,18 +35,62 @@ impl UserRole {
     }
 }
 
-/// A stored user: only the Argon2id hash of the password is kept (a PHC string).
+/// A user's role in one more workspace than the one they were made in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub workspace_id: WorkspaceId,
+    pub role: UserRole,
+}
+
+/// A stored user: only the Argon2id hash of the password is kept (a PHC string). A user is a
+/// member of the workspace they were made in (`workspace_id`, with `role`) and of each of
+/// `memberships`; a group admin is an admin of every workspace. A row stored before
+/// workspaces had neither field, and reads as a member of its one workspace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: UserId,
+    /// The workspace the user was made in.
     pub workspace_id: WorkspaceId,
     pub username: String,
+    /// Their role in `workspace_id`.
     pub role: UserRole,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memberships: Vec<Membership>,
+    /// Admin of every workspace, present and future (`tidings user add --group-admin`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group_admin: bool,
     pub password_hash: String,
     pub created_at: i64,
     /// Where this admin gets alert mail, if they opted in on their account page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert_email: Option<String>,
+}
+
+impl User {
+    /// What this user may do in `workspace`; `None` if they are no member of it.
+    pub fn role_in(&self, workspace: &WorkspaceId) -> Option<UserRole> {
+        if self.group_admin {
+            return Some(UserRole::Admin);
+        }
+        if &self.workspace_id == workspace {
+            return Some(self.role);
+        }
+        self.memberships
+            .iter()
+            .find(|m| &m.workspace_id == workspace)
+            .map(|m| m.role)
+    }
+
+    /// Gives (`Some`) or takes away (`None`) a role in a workspace other than their first.
+    pub fn set_membership(&mut self, workspace: &WorkspaceId, role: Option<UserRole>) {
+        self.memberships.retain(|m| &m.workspace_id != workspace);
+        if let Some(role) = role {
+            self.memberships.push(Membership {
+                workspace_id: workspace.clone(),
+                role,
+            });
+        }
+    }
 }
 
 /// A signed-in browser. Stored under the SHA-256 of its cookie value, so a copy of the
@@ -107,5 +151,30 @@ mod tests {
         assert!(UserRole::Admin > UserRole::Editor && UserRole::Editor > UserRole::Viewer);
         assert_eq!(UserRole::parse("editor"), Some(UserRole::Editor));
         assert_eq!(UserRole::parse("root"), None);
+    }
+
+    #[test]
+    fn a_user_of_the_old_shape_is_a_member_of_its_workspace_only() {
+        let home = WorkspaceId::generate(1);
+        let other = WorkspaceId::generate(2);
+        let old = serde_json::json!({"id": UserId::generate(1), "workspace_id": home,
+            "username": "anna", "role": "editor", "password_hash": "x", "created_at": 1});
+        let mut user: User = serde_json::from_value(old).unwrap();
+        assert_eq!(user.role_in(&home), Some(UserRole::Editor));
+        assert_eq!(user.role_in(&other), None);
+        user.set_membership(&other, Some(UserRole::Viewer));
+        assert_eq!(user.role_in(&other), Some(UserRole::Viewer));
+        user.set_membership(&other, Some(UserRole::Admin));
+        assert_eq!(user.memberships.len(), 1, "replaced, not added");
+        user.set_membership(&other, None);
+        assert_eq!(user.role_in(&other), None);
+        assert!(
+            !serde_json::to_string(&user)
+                .unwrap()
+                .contains("group_admin"),
+            "the new fields are left out while empty, so the row keeps its shape"
+        );
+        user.group_admin = true;
+        assert_eq!(user.role_in(&other), Some(UserRole::Admin));
     }
 }

@@ -179,6 +179,13 @@ pub trait KeyStore {
     /// A workspace's name (what payloads and conditions show), from memory after first use.
     fn workspace_name(&self, id: &WorkspaceId) -> Result<String, StoreError>;
 
+    /// Every workspace, oldest first.
+    fn workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
+
+    /// Adds a workspace with its audit entry; a name another workspace has (ignoring case)
+    /// is a `Conflict`.
+    fn insert_workspace(&self, workspace: Workspace, audit: AuditEntry) -> StoreFuture<Workspace>;
+
     /// The key a bearer token names, if any; answered from memory.
     fn api_key_for_token(&self, token: &str) -> Option<ApiKey>;
 

@@ -37,6 +37,15 @@ pub enum StoreError {
     Overloaded,
 }
 
+/// The conflict a second workspace of the same name is (names compare ignoring case), in
+/// every backend's words.
+pub(crate) fn workspace_name_taken(taken: &crate::domain::access::Workspace) -> StoreError {
+    StoreError::Conflict(format!(
+        "a workspace named {:?} exists already ({}); choose another name",
+        taken.name, taken.id
+    ))
+}
+
 pub(crate) fn not_found(what: &'static str, id: &str) -> StoreError {
     StoreError::NotFound {
         what,
@@ -124,4 +133,7 @@ pub enum UserChange {
     PasswordHash(String),
     /// Where the admin gets alert mail (None: not at all); their sessions stay.
     AlertEmail(Option<String>),
+    /// A role in a workspace other than the user's first (None: no longer a member); their
+    /// sessions end, as for a role change.
+    Membership(crate::domain::ids::WorkspaceId, Option<UserRole>),
 }

@@ -155,6 +155,7 @@ async fn create_key(
         me.actor(),
         &name,
         fields.get("role"),
+        false,
     )
     .await;
     match made {
@@ -218,7 +219,7 @@ async fn users_page(
         .map(|u| UserRow {
             id: u.id.to_string(),
             username: u.username.clone(),
-            role: u.role.as_str(),
+            role: u.role_in(me.workspace()).unwrap_or(u.role).as_str(),
             created: fmt_time(u.created_at),
             me: u.id == me.user.id,
         })
@@ -465,7 +466,7 @@ async fn test_email(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
     let by = format!("{} in the admin UI", me.user.username);
-    match crate::app::alerts::send_test_email(&state, by).await {
+    match crate::app::alerts::send_test_email(&state, me.workspace().clone(), by).await {
         Ok(to) => settings_page(
             &state,
             &me,

@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use super::{Fields, Layout, WebError, render};
 use crate::app::users::SignIn;
 use crate::app::{AppState, users};
+use crate::domain::access::Workspace;
 use crate::domain::audit::Actor;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::user::{Session, User, UserRole, check_password, normalize_username};
@@ -28,6 +29,9 @@ const SESSION_COOKIE: &str = "tidings_session";
 const SESSION_COOKIE_TLS: &str = "__Host-tidings_session";
 /// Double-submit token for the forms shown before a session exists (sign-in, setup).
 const FORM_COOKIE: &str = "tidings_form";
+/// The workspace the header's switcher chose. Not a secret: every request checks it against
+/// the user's memberships, and one they lack is ignored.
+const WORKSPACE_COOKIE: &str = "tidings_workspace";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -36,6 +40,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(login)),
     )
     .service(web::resource("/logout").route(web::post().to(logout)))
+    .service(web::resource("/workspace").route(web::post().to(switch_workspace)))
     .service(
         web::resource("/setup")
             .route(web::get().to(setup_page))
@@ -184,10 +189,16 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age_s: i64) -> Stri
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}")
 }
 
-/// The signed-in person of this request, with their session.
+/// The signed-in person of this request, with their session, the workspace they are in
+/// and their role there.
 pub struct CurrentUser {
     pub user: User,
     pub session: Session,
+    /// What the user may do in `workspace`.
+    pub role: UserRole,
+    /// Every workspace the user may switch to (the header's switcher), oldest first.
+    pub workspaces: Vec<Workspace>,
+    workspace: WorkspaceId,
     cookie: String,
 }
 
@@ -196,8 +207,9 @@ impl CurrentUser {
         Actor::user(&self.user)
     }
 
+    /// The workspace every page of this request shows and changes.
     pub fn workspace(&self) -> &WorkspaceId {
-        &self.user.workspace_id
+        &self.workspace
     }
 
     /// This session's key for server-side slots: a hash of its cookie, so the cookie itself
@@ -229,14 +241,30 @@ fn to_login(req: &HttpRequest) -> WebError {
 async fn current_user(req: HttpRequest, needs: UserRole) -> Result<CurrentUser, WebError> {
     let state = app_state(&req)?;
     let cookie = cookie_value(&req, session_cookie_name(&state)).ok_or_else(|| to_login(&req))?;
-    let (session, user) = users::signed_in(&state, cookie.clone())
+    let (session, user, workspaces) = users::signed_in(&state, cookie.clone())
         .await?
         .ok_or_else(|| to_login(&req))?;
-    if user.role < needs {
+    // The workspace the switcher chose, while the user is still a member of it; else the
+    // one they were made in (or, should they have left it, their first).
+    let chosen = cookie_value(&req, WORKSPACE_COOKIE);
+    let workspace = workspaces
+        .iter()
+        .find(|w| chosen.as_deref() == Some(w.id.as_str()))
+        .or_else(|| workspaces.iter().find(|w| w.id == user.workspace_id))
+        .or_else(|| workspaces.first())
+        .map(|w| w.id.clone())
+        .ok_or_else(|| {
+            WebError::forbidden(format!(
+                "Your account ({}) is a member of no workspace. Ask an admin to add you to one.",
+                user.username
+            ))
+        })?;
+    let role = user.role_in(&workspace).unwrap_or(UserRole::Viewer);
+    if role < needs {
         return Err(WebError::forbidden(format!(
-            "Your account ({}) has the {} role; this needs {}. Ask an admin if you need it.",
+            "Your account ({}) has the {} role in this workspace; this needs {}. Ask an admin if you need it.",
             user.username,
-            user.role.as_str(),
+            role.as_str(),
             match needs {
                 UserRole::Admin => "an admin",
                 UserRole::Editor => "an editor or admin",
@@ -247,6 +275,9 @@ async fn current_user(req: HttpRequest, needs: UserRole) -> Result<CurrentUser, 
     Ok(CurrentUser {
         user,
         session,
+        role,
+        workspaces,
+        workspace,
         cookie,
     })
 }
@@ -457,6 +488,35 @@ async fn logout(
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login?signed_out=1"))
         .append_header((header::SET_COOKIE, set_cookie(&state, name, "", 0)))
+        .finish())
+}
+
+/// The header's switcher: from now on this browser's pages show the chosen workspace, if
+/// the user is a member of it (any other is "not found", as if it did not exist).
+async fn switch_workspace(
+    AnyUser(me): AnyUser,
+    CsrfForm(fields): CsrfForm,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebError> {
+    let wanted = fields.get("workspace_id");
+    let Some(target) = me.workspaces.iter().find(|w| w.id.as_str() == wanted) else {
+        return Err(WebError::status(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("You are not a member of a workspace with id {wanted:?}."),
+        ));
+    };
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/"))
+        .append_header((
+            header::SET_COOKIE,
+            set_cookie(
+                &state,
+                WORKSPACE_COOKIE,
+                target.id.as_str(),
+                SESSION_MS / 1000,
+            ),
+        ))
         .finish())
 }
 

@@ -115,6 +115,17 @@ pub struct Layout {
     pub js: String,
     /// What is wrong now, for the banner on every page of a signed-in user.
     pub alerts: Vec<AlertLine>,
+    /// The header's switcher: the signed-in user's workspaces (empty: none to switch to).
+    pub workspaces: Vec<WorkspaceChoice>,
+    /// The name of the workspace the page shows.
+    pub workspace: String,
+}
+
+/// One workspace in the header's switcher.
+pub struct WorkspaceChoice {
+    pub id: String,
+    pub name: String,
+    pub current: bool,
 }
 
 /// One open alert as the banner and the dashboard show it.
@@ -166,7 +177,19 @@ impl Layout {
         nav: &'static str,
         title: &str,
     ) -> Self {
-        let role = user.map(|u| u.user.role);
+        let role = user.map(|u| u.role);
+        let choices: Vec<WorkspaceChoice> = user
+            .map(|u| {
+                u.workspaces
+                    .iter()
+                    .map(|w| WorkspaceChoice {
+                        id: w.id.to_string(),
+                        name: w.name.clone(),
+                        current: &w.id == u.workspace(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             title: title.to_owned(),
             nav,
@@ -180,8 +203,19 @@ impl Layout {
             css: assets::url("css/app.css"),
             js: assets::url("js/app.js"),
             alerts: user
-                .map(|u| AlertLine::all(state, &u.user.workspace_id))
+                .map(|u| AlertLine::all(state, u.workspace()))
                 .unwrap_or_default(),
+            workspace: choices
+                .iter()
+                .find(|c| c.current)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            // One workspace is nothing to switch between.
+            workspaces: if choices.len() > 1 {
+                choices
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -200,6 +234,8 @@ impl Layout {
             css: assets::url("css/app.css"),
             js: assets::url("js/app.js"),
             alerts: Vec::new(),
+            workspaces: Vec::new(),
+            workspace: String::new(),
         }
     }
 

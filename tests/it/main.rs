@@ -55,3 +55,6 @@ mod ui_subjects;
 mod ui_times;
 mod ui_words;
 mod verify_cli;
+// Workspaces (SPEC §14).
+mod ui_workspaces;
+mod workspaces;

@@ -133,6 +133,23 @@ fn a_migrated_store_reads_the_same_on_postgresql_and_sends_what_was_owed() {
         .to_owned();
     owed_receiver.wait_for(1, Duration::from_secs(20));
 
+    // A second workspace with a key and a rule of its own (SPEC §14) comes along too.
+    let owner = crate::workspaces::owner_key(&app);
+    let north = crate::workspaces::make_north(&app, &owner);
+    let north_rule = app.raw(
+        "POST",
+        "/api/v1/rules",
+        Some(&north.admin),
+        Some(
+            &serde_json::to_vec(
+                &json!({"name": "north", "trigger": {"type": "event", "events": ["ping"]},
+                "webhook": {"url": ok.url("/north")}}),
+            )
+            .unwrap(),
+        ),
+        &[],
+    );
+    assert_eq!(north_rule.status, 201, "{}", north_rule.text);
     let before_rules = app.get("/api/v1/rules").body;
     let read = |p: &str| {
         let resp = app.get(p);
@@ -195,6 +212,18 @@ fn a_migrated_store_reads_the_same_on_postgresql_and_sends_what_was_owed() {
     // The owed delivery goes out from the new store, with its history.
     let sent = owed_receiver.wait_for(2, Duration::from_secs(30));
     assert_eq!(sent.last().unwrap().path, "/owed");
+    let north_rules = request("GET", &node.url("/api/v1/rules"), Some(&north.admin), None);
+    assert_eq!(north_rules.status, 200, "{}", north_rules.text);
+    assert_eq!(north_rules.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(north_rules.body["data"][0]["id"], north_rule.body["id"]);
+    let workspaces = request("GET", &node.url("/api/v1/workspaces"), Some(&owner), None);
+    let names: Vec<&str> = workspaces.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Default", "North Clinic"], "{}", workspaces.text);
     let after_rules = get("/api/v1/rules");
     assert_eq!(before_rules, after_rules);
     let after = views(&get, &rules, &events);

@@ -60,8 +60,9 @@ fn metrics_count_ingest_attempts_and_failures() {
         "{text}"
     );
     let series = format!(
-        r#"tidings_rule_failed_attempts_total{{rule_id="{}"}}"#,
-        failing["id"].as_str().unwrap()
+        r#"tidings_rule_failed_attempts_total{{rule_id="{}",workspace="{}"}}"#,
+        failing["id"].as_str().unwrap(),
+        app.store().default_workspace()
     );
     assert_eq!(sample(&text, &series), Some(1.0), "{text}");
     assert_eq!(

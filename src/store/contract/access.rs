@@ -5,7 +5,7 @@ use super::{
     START, assert_conflict, assert_not_found, audit, audit_actions, audit_at, block_on,
     other_workspace,
 };
-use crate::domain::access::Role;
+use crate::domain::access::{Role, Workspace};
 use crate::domain::ids::{ApiKeyId, AuditId, UserId, WorkspaceId};
 use crate::domain::time::Clock;
 use crate::domain::user::{Session, User, UserRole};
@@ -24,6 +24,50 @@ pub fn workspaces_start_with_the_default_one(store: &Store, _clock: &Clock) {
     );
     assert_not_found(store.workspace(&other_workspace()), "workspace");
     assert_not_found(store.workspace_name(&other_workspace()), "workspace");
+}
+
+pub fn workspaces_are_added_listed_and_named_once(store: &Store, _clock: &Clock) {
+    let default = store.default_workspace().clone();
+    let north = Workspace {
+        id: WorkspaceId::generate(START + 1),
+        name: "North Clinic".into(),
+        created_at: START + 1,
+    };
+    let added =
+        block_on(store.insert_workspace(north.clone(), audit(&north.id, "workspace.create")))
+            .unwrap();
+    assert_eq!(added.id, north.id);
+    assert_eq!(store.workspace(&north.id).unwrap().name, "North Clinic");
+    assert_eq!(store.workspace_name(&north.id).unwrap(), "North Clinic");
+    let listed: Vec<(WorkspaceId, String)> = store
+        .workspaces()
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.id, w.name))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (default.clone(), "Default".into()),
+            (north.id.clone(), "North Clinic".into())
+        ],
+        "oldest first"
+    );
+
+    // The same name in other letters is taken, and the refusal writes nothing.
+    let twin = Workspace {
+        id: WorkspaceId::generate(START + 2),
+        name: "north CLINIC".into(),
+        created_at: START + 2,
+    };
+    assert_conflict(block_on(
+        store.insert_workspace(twin.clone(), audit(&twin.id, "workspace.create")),
+    ));
+    assert_not_found(store.workspace(&twin.id), "workspace");
+    assert!(audit_actions(store, &twin.id).is_empty());
+    assert_eq!(store.workspaces().unwrap().len(), 2);
+    assert_eq!(audit_actions(store, &north.id), ["workspace.create"]);
+    assert!(audit_actions(store, &default).is_empty());
 }
 
 pub fn api_keys_are_found_by_token_until_deleted(store: &Store, _clock: &Clock) {
@@ -84,6 +128,8 @@ fn user(ws: &WorkspaceId, name: &str, role: UserRole) -> User {
         workspace_id: ws.clone(),
         username: name.into(),
         role,
+        memberships: Vec::new(),
+        group_admin: false,
         password_hash: format!("hash-of-{name}"),
         created_at: START,
         alert_email: None,

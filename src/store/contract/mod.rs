@@ -61,6 +61,7 @@ macro_rules! store_contract_tests {
             list_deliveries_filters_and_pages_newest_first,
             test_deliveries_are_logged_finished,
             workspaces_start_with_the_default_one,
+            workspaces_are_added_listed_and_named_once,
             api_keys_are_found_by_token_until_deleted,
             users_insert_update_and_delete_with_last_admin_guard,
             sessions_live_until_they_expire_or_end,

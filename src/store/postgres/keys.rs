@@ -14,7 +14,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::security::crypto::api_key_hash;
 use crate::store::codec::encode_str;
-use crate::store::types::not_found;
+use crate::store::types::{not_found, workspace_name_taken};
 use crate::store::{KeyStore, StoreError, StoreFuture};
 
 impl PgStore {
@@ -99,6 +99,40 @@ impl KeyStore for PgStore {
             names.insert(id.clone(), name.clone());
         }
         Ok(name)
+    }
+
+    fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
+        let rows = self
+            .conn()?
+            .query("SELECT row::text AS row FROM workspaces ORDER BY id", &[])?;
+        rows.iter().map(|r| decode("workspaces", r)).collect()
+    }
+
+    fn insert_workspace(&self, workspace: Workspace, audit: AuditEntry) -> StoreFuture<Workspace> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .writer
+                .write_async(move |txn| {
+                    // The unique index (migration 5) holds against a race; this finds the
+                    // workspace to name in the answer.
+                    let taken = txn.query_opt(
+                        "SELECT row::text AS row FROM workspaces WHERE lower(row->>'name') = lower($1)",
+                        &[&workspace.name],
+                    )?;
+                    if let Some(row) = taken {
+                        let taken: Workspace = decode("workspaces", &row)?;
+                        return Err(workspace_name_taken(&taken));
+                    }
+                    txn.execute(
+                        "INSERT INTO workspaces (id, row) VALUES ($1, $2::text::json)",
+                        &[&workspace.id.as_str(), &encode_str(&workspace)],
+                    )?;
+                    append_audit(txn, &audit)?;
+                    Ok(workspace)
+                })
+                .await
+        })
     }
 
     fn api_key_for_token(&self, token: &str) -> Option<ApiKey> {

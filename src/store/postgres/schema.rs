@@ -153,6 +153,11 @@ ALTER TABLE open_deliveries ADD COLUMN ordering_key text COLLATE "C";
 CREATE INDEX open_deliveries_by_ordering_key ON open_deliveries (rule_id, ordering_key, delivery_id)
     WHERE ordering_key IS NOT NULL;
 "#,
+    // 6: no two workspaces share a name, ignoring
+    // case, even when two nodes create one at once.
+    "
+CREATE UNIQUE INDEX workspaces_by_name ON workspaces (lower(row->>'name'));
+",
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

@@ -4,13 +4,13 @@ use redb::WriteTransaction;
 
 use super::RedbStore;
 use super::audit::append_audit;
-use super::rows::{get, get_w, put, scan};
+use super::rows::{get, get_w, put, scan, scan_w};
 use super::tables::{API_KEY_HASHES, API_KEYS, WORKSPACES};
 use crate::domain::access::{ApiKey, Workspace};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{ApiKeyId, WorkspaceId};
 use crate::security::crypto::api_key_hash;
-use crate::store::types::not_found;
+use crate::store::types::{not_found, workspace_name_taken};
 use crate::store::{KeyStore, StoreError, StoreFuture};
 
 impl RedbStore {
@@ -55,6 +55,32 @@ impl KeyStore for RedbStore {
             names.insert(id.clone(), name.clone());
         }
         Ok(name)
+    }
+
+    fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
+        // Ids begin with their creation time, so id order is age order.
+        scan(&self.read()?, WORKSPACES)
+    }
+
+    fn insert_workspace(&self, workspace: Workspace, audit: AuditEntry) -> StoreFuture<Workspace> {
+        let store = self.clone();
+        Box::pin(async move {
+            store
+                .writer
+                .write_async(move |txn| {
+                    let existing: Vec<Workspace> = scan_w(txn, WORKSPACES)?;
+                    if let Some(taken) = existing
+                        .iter()
+                        .find(|w| w.name.to_lowercase() == workspace.name.to_lowercase())
+                    {
+                        return Err(workspace_name_taken(taken));
+                    }
+                    put(txn, WORKSPACES, workspace.id.as_str(), &workspace)?;
+                    append_audit(txn, &audit)?;
+                    Ok(workspace)
+                })
+                .await
+        })
     }
 
     fn api_key_for_token(&self, token: &str) -> Option<ApiKey> {

@@ -86,6 +86,20 @@ pub(super) fn scan<T: DeserializeOwned>(
     Ok(out)
 }
 
+/// `scan` inside a write transaction.
+pub(super) fn scan_w<T: DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, StoreError> {
+    let t = txn.open_table(table)?;
+    let mut out = Vec::new();
+    for entry in t.iter()? {
+        let (_, v) = entry?;
+        out.push(codec::decode(table.name(), v.value())?);
+    }
+    Ok(out)
+}
+
 /// A whole (rule id → Unix ms) table.
 pub(super) fn time_by_rule(
     txn: &ReadTransaction,

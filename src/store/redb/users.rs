@@ -27,7 +27,7 @@ impl UserStore for RedbStore {
         let users: Vec<User> = scan(&self.read()?, USERS)?;
         Ok(users
             .into_iter()
-            .filter(|u| &u.workspace_id == workspace)
+            .filter(|u| u.role_in(workspace).is_some())
             .collect())
     }
 
@@ -123,6 +123,7 @@ impl UserStore for RedbStore {
                     user.role = role;
                 }
                 UserChange::PasswordHash(hash) => user.password_hash = hash,
+                UserChange::Membership(other, role) => user.set_membership(&other, role),
             }
             put(txn, USERS, user.id.as_str(), &user)?;
             if ends_sessions {

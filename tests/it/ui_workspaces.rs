@@ -1,0 +1,238 @@
+//! Workspaces in the admin UI (SPEC §14): a user sees only the workspaces they are a member
+//! of, switches between them in the header, and cannot reach another's pages by URL; a group
+//! admin sees them all; a user of one workspace sees no switcher and works as before.
+
+use serde_json::json;
+use tidings::domain::user::UserRole;
+
+use crate::support::app::TestApp;
+use crate::support::ui::{Browser, PASSWORD};
+use crate::support::webdriver::{Driver, available};
+use crate::workspaces::owner_key;
+
+/// Makes a workspace with the owner key; returns its id.
+fn workspace(app: &TestApp, owner: &str, name: &str) -> String {
+    let body = serde_json::to_vec(&json!({"name": name})).unwrap();
+    let made = app.raw("POST", "/api/v1/workspaces", Some(owner), Some(&body), &[]);
+    assert_eq!(made.status, 201, "{}", made.text);
+    made.body["id"].as_str().unwrap().to_owned()
+}
+
+/// A rule named `name` in `workspace`, made by the owner key acting there; returns its id.
+fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -> String {
+    let body = serde_json::to_vec(&json!({"name": name,
+        "trigger": {"type": "event", "events": ["ping"]},
+        "webhook": {"url": "http://127.0.0.1:9/hook"}}))
+    .unwrap();
+    let made = app.raw(
+        "POST",
+        "/api/v1/rules",
+        Some(owner),
+        Some(&body),
+        &[("Tidings-Workspace", workspace)],
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    made.body["id"].as_str().unwrap().to_owned()
+}
+
+fn ws_id(raw: &str) -> tidings::domain::ids::WorkspaceId {
+    tidings::domain::ids::WorkspaceId::parse(raw).unwrap()
+}
+
+/// Default, North and South, a rule in each; "nina" is an editor of North (where she was
+/// made) and a viewer of South, and no member of Default.
+struct Group {
+    north: String,
+    south: String,
+    default_rule: String,
+    north_rule: String,
+    south_rule: String,
+}
+
+fn group(app: &TestApp) -> Group {
+    let owner = owner_key(app);
+    let north = workspace(app, &owner, "North Clinic");
+    let south = workspace(app, &owner, "South Clinic");
+    let default = app.store().default_workspace().to_string();
+    let g = Group {
+        default_rule: rule_in(app, &owner, &default, "Default intake"),
+        north_rule: rule_in(app, &owner, &north, "North intake"),
+        south_rule: rule_in(app, &owner, &south, "South intake"),
+        north,
+        south,
+    };
+    tidings::app::users::new_user(
+        app.store(),
+        &ws_id(&g.north),
+        "nina",
+        UserRole::Editor,
+        PASSWORD,
+        None,
+        false,
+    )
+    .unwrap();
+    tidings::app::users::grant(app.store(), "nina", &g.south, Some(UserRole::Viewer)).unwrap();
+    g
+}
+
+#[test]
+fn a_member_of_two_workspaces_switches_in_chromium_and_cannot_reach_the_third() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let app = crate::support::app::spawn_app();
+    let g = group(&app);
+    let base = app.url("");
+    let d = Driver::start(&chromedriver);
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/login"));
+    d.type_into("#username", "nina");
+    d.type_into("#password", PASSWORD);
+    d.click("#sign-in");
+    d.wait_for_text("Sign out");
+
+    // She starts in North, where she was made; the switcher lists her two workspaces only.
+    let switcher = d.text("#workspace-switcher");
+    assert!(
+        switcher.contains("North Clinic") && switcher.contains("South Clinic"),
+        "{switcher}"
+    );
+    assert!(!switcher.contains("Default"), "{switcher}");
+    d.goto(&format!("{base}/rules"));
+    d.wait_for_text("North intake");
+    let rules = d.text("main");
+    assert!(
+        !rules.contains("South intake") && !rules.contains("Default intake"),
+        "{rules}"
+    );
+    assert!(d.text("header").contains("editor"));
+    d.screenshot("workspaces-north");
+
+    // Switch to South: its rules, her viewer role there.
+    d.click(&format!("#workspace-select option[value='{}']", g.south));
+    d.click("#workspace-switch");
+    d.wait_for_text("Dashboard");
+    d.goto(&format!("{base}/rules"));
+    d.wait_for_text("South intake");
+    let rules = d.text("main");
+    assert!(
+        !rules.contains("North intake") && !rules.contains("Default intake"),
+        "{rules}"
+    );
+    assert!(d.text("header").contains("viewer"), "{}", d.text("header"));
+    assert!(!d.exists("#new-rule"), "a viewer in South makes no rules");
+    d.screenshot("workspaces-south");
+
+    // North's rule is not South's, and Default's is hers nowhere: "not found" by URL.
+    d.goto(&format!("{base}/rules/{}", g.north_rule));
+    d.wait_for_text("Not found");
+    d.goto(&format!("{base}/rules/{}", g.default_rule));
+    d.wait_for_text("Not found");
+    assert!(!d.text("main").contains("Default intake"));
+    d.goto(&format!("{base}/rules/{}", g.south_rule));
+    d.wait_for_text("South intake");
+
+    // Switching back shows North again.
+    d.click(&format!("#workspace-select option[value='{}']", g.north));
+    d.click("#workspace-switch");
+    d.wait_for_text("Dashboard");
+    d.goto(&format!("{base}/rules/{}", g.north_rule));
+    d.wait_for_text("North intake");
+}
+
+#[test]
+fn the_switcher_refuses_other_workspaces_and_a_forged_choice_is_ignored() {
+    let app = crate::support::app::spawn_app();
+    let g = group(&app);
+    let default = app.store().default_workspace().to_string();
+    let b = Browser::new(&app);
+    b.login("nina", PASSWORD).assert_status(303);
+
+    // Asking for Default, of which she is no member, is a 404 that changes nothing.
+    let csrf = b.csrf();
+    let refused = b.post("/workspace", &[("csrf", &csrf), ("workspace_id", &default)]);
+    refused.assert_status(404);
+    assert!(refused.text.contains("not a member"), "{}", refused.text);
+    assert!(b.cookie("tidings_workspace").is_none());
+    let still = b.get("/rules");
+    assert!(still.text.contains("North intake") && !still.text.contains("Default intake"));
+    // Without the form's token nothing switches either.
+    b.post_raw("/workspace", &[("workspace_id", &g.south)])
+        .assert_status(403);
+    assert!(b.get("/rules").text.contains("North intake"));
+
+    // A cookie naming Default by hand is ignored: she stays in North.
+    b.set_cookie("tidings_workspace", &default);
+    let page = b.get("/rules");
+    assert!(page.text.contains("North intake"), "{}", page.text);
+    assert!(!page.text.contains("Default intake"));
+    b.get(&format!("/rules/{}", g.default_rule))
+        .assert_status(404);
+
+    // Switching to South works, and its dashboard is South's.
+    let switched = b.post("/workspace", &[("csrf", &csrf), ("workspace_id", &g.south)]);
+    switched.assert_status(303);
+    assert_eq!(switched.location(), "/");
+    let rules = b.get("/rules");
+    assert!(rules.text.contains("South intake") && !rules.text.contains("North intake"));
+    b.get(&format!("/rules/{}", g.north_rule))
+        .assert_status(404);
+    let edit = b.get(&format!("/rules/{}/edit", g.south_rule));
+    edit.assert_status(403);
+    assert!(
+        edit.text.contains("viewer role in this workspace"),
+        "{}",
+        edit.text
+    );
+
+    // Once her South membership is taken away, the cookie no longer takes her there.
+    tidings::app::users::grant(app.store(), "nina", &g.south, None).unwrap();
+    let b = Browser::new(&app);
+    b.login("nina", PASSWORD).assert_status(303);
+    b.set_cookie("tidings_workspace", &g.south);
+    let rules = b.get("/rules");
+    assert!(rules.text.contains("North intake") && !rules.text.contains("South intake"));
+    assert!(
+        !rules.text.contains("workspace-switcher"),
+        "one workspace left: nothing to switch"
+    );
+}
+
+#[test]
+fn a_group_admin_sees_every_workspace_and_a_one_workspace_user_sees_no_switcher() {
+    let app = crate::support::app::spawn_app();
+    let g = group(&app);
+    tidings::app::users::new_group_admin(app.store(), "gina", PASSWORD).unwrap();
+    let b = Browser::new(&app);
+    b.login("gina", PASSWORD).assert_status(303);
+    let page = b.get("/rules");
+    for name in ["Default", "North Clinic", "South Clinic"] {
+        assert!(page.text.contains(name), "{name} in the switcher");
+    }
+    assert!(page.text.contains("Default intake"), "starts in Default");
+    let csrf = b.csrf();
+    b.post("/workspace", &[("csrf", &csrf), ("workspace_id", &g.north)])
+        .assert_status(303);
+    assert!(b.get("/rules").text.contains("North intake"));
+    // An admin in every workspace: North's users page lists North's members.
+    let users = b.get("/users");
+    users.assert_status(200);
+    assert!(users.text.contains("nina"), "{}", users.text);
+
+    // A user of the Default workspace alone (as every user before workspaces) sees no
+    // switcher and only Default's rules, as before.
+    let v = crate::support::ui::user(&app, "victor", UserRole::Viewer);
+    let rules = v.get("/rules");
+    rules.assert_status(200);
+    assert!(rules.text.contains("Default intake"));
+    assert!(!rules.text.contains("North intake") && !rules.text.contains("workspace-switcher"));
+    v.get(&format!("/rules/{}", g.north_rule))
+        .assert_status(404);
+
+    // The CLI refuses what it cannot do, and the refusal changes nothing.
+    assert!(tidings::app::users::grant(app.store(), "nobody", &g.north, None).is_err());
+    assert!(tidings::app::users::grant(app.store(), "victor", "wsp_nope", None).is_err());
+    let home = app.store().default_workspace().to_string();
+    assert!(tidings::app::users::grant(app.store(), "victor", &home, None).is_err());
+    assert!(v.get("/rules").text.contains("Default intake"));
+}
