@@ -193,6 +193,10 @@ pub struct Rule {
     /// What the delivery log keeps of this rule's deliveries.
     #[serde(default)]
     pub log: RuleLog,
+    /// The published version this is (SPEC §14): 1 at create, the next at each change;
+    /// 0 for a rule stored before versions, until its first change.
+    #[serde(default)]
+    pub version: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -282,6 +286,8 @@ pub use input::{
     TriggerInputDoc, WebhookInput,
 };
 pub use log::{LogInput, RuleLog};
+mod version;
+pub use version::{Change, RuleDraft, RuleVersion, diff, versions_to_write};
 
 #[cfg(test)]
 mod tests;

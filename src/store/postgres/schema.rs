@@ -146,6 +146,21 @@ CREATE TABLE sign_in_failures (
     window_start bigint NOT NULL
 );
 ",
+    // 5: rule versions and drafts (§14); both go with their rule. Rules stored before get
+    // their first version when they are next changed (`domain::rule::versions_to_write`).
+    r#"
+CREATE TABLE rule_versions (
+    rule_id text COLLATE "C" NOT NULL REFERENCES rules (id) ON DELETE CASCADE,
+    version integer NOT NULL,
+    row json NOT NULL,
+    PRIMARY KEY (rule_id, version)
+);
+CREATE TABLE rule_drafts (
+    rule_id text COLLATE "C" PRIMARY KEY REFERENCES rules (id) ON DELETE CASCADE,
+    workspace_id text COLLATE "C" NOT NULL,
+    row json NOT NULL
+);
+"#,
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
