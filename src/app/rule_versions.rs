@@ -174,8 +174,17 @@ pub async fn publish_draft(
         draft.base_version
     );
     let rule = onto_live(state, &live, draft.rule);
-    publish(state, workspace, actor, &live, rule, "rule.publish", detail, Some(draft.saved_at))
-        .await
+    publish(
+        state,
+        workspace,
+        actor,
+        &live,
+        rule,
+        "rule.publish",
+        detail,
+        Some(draft.saved_at),
+    )
+    .await
 }
 
 /// A rule's versions, newest first.
@@ -215,7 +224,17 @@ pub async fn restore(
         })?;
     let rule = onto_live(state, &live, old.rule);
     let detail = format!("restores version {n}");
-    publish(state, workspace, actor, &live, rule, "rule.restore", detail, None).await
+    publish(
+        state,
+        workspace,
+        actor,
+        &live,
+        rule,
+        "rule.restore",
+        detail,
+        None,
+    )
+    .await
 }
 
 // The arguments are the one publish: what it replaces, with what, and how it is audited.

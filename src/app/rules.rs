@@ -377,29 +377,29 @@ pub(super) fn build_rule(
         SecretValue::Keep(sealed) => sealed,
         SecretValue::New(plain) => key.seal(&plain),
     });
-    let (id, created_at, signing_secrets, mut signing_keys, status_reason, version) =
-        match existing {
-            Some(r) => {
-                // Re-activating a rule clears the reason tidings turned it off.
-                let reason = if spec.active { None } else { r.status_reason };
-                (
-                    r.id,
-                    r.created_at,
-                    r.signing_secrets,
-                    r.signing_keys,
-                    reason,
-                    r.version,
-                )
-            }
-            None => (
-                RuleId::generate(now),
-                now,
-                vec![fresh_secret(key, now)],
-                Vec::new(),
-                None,
-                0,
-            ),
-        };
+    let (id, created_at, signing_secrets, mut signing_keys, status_reason, version) = match existing
+    {
+        Some(r) => {
+            // Re-activating a rule clears the reason tidings turned it off.
+            let reason = if spec.active { None } else { r.status_reason };
+            (
+                r.id,
+                r.created_at,
+                r.signing_secrets,
+                r.signing_keys,
+                reason,
+                r.version,
+            )
+        }
+        None => (
+            RuleId::generate(now),
+            now,
+            vec![fresh_secret(key, now)],
+            Vec::new(),
+            None,
+            0,
+        ),
+    };
     if webhook.signing == Signing::Ed25519 {
         ensure_key_pair(&mut signing_keys, None, key, now);
     }
@@ -468,7 +468,10 @@ fn fresh_key_pair(key: &MasterKey, now: i64) -> SigningSecret {
 /// On save, a body template is rendered against the catalog sample of every event type the
 /// rule can see (see `types_to_check`), so a template that cannot render, or renders invalid
 /// JSON for a JSON content type, is refused before any real event meets it.
-pub(super) async fn check_template_with_samples(state: &AppState, rule: &Rule) -> Result<(), AppError> {
+pub(super) async fn check_template_with_samples(
+    state: &AppState,
+    rule: &Rule,
+) -> Result<(), AppError> {
     if rule.webhook.payload_format != PayloadFormat::Template {
         return Ok(());
     }

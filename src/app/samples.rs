@@ -193,7 +193,11 @@ pub async fn preview(
 }
 
 /// `preview` of a rule as given: the live one, or a draft of it (`app::rule_versions`).
-pub async fn preview_of(state: &AppState, rule: Rule, req: SampleRequest) -> Result<Value, AppError> {
+pub async fn preview_of(
+    state: &AppState,
+    rule: Rule,
+    req: SampleRequest,
+) -> Result<Value, AppError> {
     let sample = sample(state, rule, req).await?;
     // The condition runs on the blocking pool, like intake's, never on an HTTP thread.
     let (sample, condition) = blocking(move || {

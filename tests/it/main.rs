@@ -38,6 +38,8 @@ mod retention;
 mod rotation;
 mod routines;
 mod rule_log;
+// Rule versions and drafts (SPEC §14).
+mod rule_versions;
 mod signatures;
 mod store_full;
 mod subjects;

@@ -42,7 +42,10 @@ impl PgStore {
 /// Every rule, read in a write's transaction with its ticket.
 pub(super) type RuleSnapshot = (u64, Vec<Rule>);
 
-pub(super) fn snapshot(txn: &mut Client, snapshots: &Snapshots) -> Result<RuleSnapshot, StoreError> {
+pub(super) fn snapshot(
+    txn: &mut Client,
+    snapshots: &Snapshots,
+) -> Result<RuleSnapshot, StoreError> {
     let ticket = snapshots.ticket();
     Ok((ticket, rules_of(txn, None)?))
 }

@@ -86,7 +86,10 @@ impl RuleVersionStore for PgStore {
                     let draft = draft_for_update(txn, &id)?
                         .filter(|d| d.workspace_id == workspace)
                         .ok_or_else(|| not_found("draft", id.as_str()))?;
-                    txn.execute("DELETE FROM rule_drafts WHERE rule_id = $1", &[&id.as_str()])?;
+                    txn.execute(
+                        "DELETE FROM rule_drafts WHERE rule_id = $1",
+                        &[&id.as_str()],
+                    )?;
                     append_audit(txn, &audit)?;
                     Ok(draft)
                 })
