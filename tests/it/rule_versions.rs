@@ -497,7 +497,9 @@ fn publish_is_atomic_under_load() {
         let body = r.body_json();
         let n = match versions[0] {
             "1" => body["n"].as_u64().filter(|_| body.get("payload").is_none()),
-            "2" => body["payload"]["n"].as_u64().filter(|_| body.get("n").is_none()),
+            "2" => body["payload"]["n"]
+                .as_u64()
+                .filter(|_| body.get("n").is_none()),
             other => panic!("unknown version {other}"),
         };
         let n = usize::try_from(n.unwrap_or_else(|| panic!("a body of neither version: {body}")))
