@@ -268,6 +268,7 @@ pub struct RulePatch {
     pub updated_at: Option<Value>,
     pub secret_hint: Option<Value>,
     pub next_runs: Option<Value>,
+    pub version: Option<Value>,
 }
 
 /// The trigger's fields to change: `events` belong to `event` triggers, `cron` and

@@ -14,7 +14,9 @@ use super::{AppState, blocking};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::delivery::{Attempt, Delivery};
 use crate::domain::ids::{RuleId, WorkspaceId};
-use crate::domain::rule::{Change, Rule, RuleDraft, RuleInput, RuleVersion, Signing, diff};
+use crate::domain::rule::{
+    Change, Rule, RuleDraft, RuleInput, RuleSpec, RuleVersion, Signing, diff,
+};
 use crate::error::{AppError, Code};
 use crate::store::Publish;
 
@@ -31,7 +33,8 @@ pub fn changes(before: &Rule, after: &Rule) -> Vec<Change> {
 }
 
 /// Validates `input` exactly as a rule edit is validated (and its body template against the
-/// catalog's samples) and stores it as the rule's draft; nothing live changes. Audited.
+/// catalog's samples) and stores it as the rule's draft; nothing live changes. Audited. A
+/// masked secret value keeps the live rule's.
 pub async fn save_draft(
     state: &AppState,
     workspace: &WorkspaceId,
@@ -41,7 +44,21 @@ pub async fn save_draft(
 ) -> Result<DraftView, AppError> {
     let live = load(state, workspace.clone(), id).await?;
     let spec = validate(state, input, Some(&live))?;
-    let rule = build_rule(state, spec, Some(live.clone()), workspace);
+    let base = live.clone();
+    save_draft_spec(state, workspace, actor, live, base, spec).await
+}
+
+/// Stores a validated spec as the draft of `live`. `base` is what the spec was validated
+/// against (the live rule, or the draft it edits): a masked secret value keeps its value.
+pub async fn save_draft_spec(
+    state: &AppState,
+    workspace: &WorkspaceId,
+    actor: Actor,
+    live: Rule,
+    base: Rule,
+    spec: RuleSpec,
+) -> Result<DraftView, AppError> {
+    let rule = build_rule(state, spec, Some(base), workspace);
     check_template_with_samples(state, &rule).await?;
     let draft = RuleDraft {
         rule_id: live.id.clone(),
