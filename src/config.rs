@@ -43,6 +43,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub store: StoreConfig,
     pub tls: TlsConfig,
+    pub rules: RulesConfig,
     /// Where people reach the admin UI (alert mails link to it); empty: `http(s)://listen`.
     pub public_url: String,
     /// The config file `load` read (its absolute path), or `NO_FILE`: shown on the settings
@@ -82,6 +83,15 @@ pub struct LimitsConfig {
 pub struct LogsConfig {
     pub retention_days: u32,
     pub store_bodies: bool,
+}
+
+/// How rule changes go live (SPEC §14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// A draft is published only by another user or API key than the one that saved it,
+    /// and a live rule changes only through a draft.
+    pub require_review: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -472,6 +482,8 @@ impl Config {
             [tls]
             cert = (self.tls.cert.clone())
             key = (self.tls.key.clone())
+            [rules]
+            require_review = (self.rules.require_review)
         };
         let mut value = value;
         value.insert(

@@ -63,7 +63,7 @@ cat >"$work/schemathesis.toml" <<EOF
 expected-statuses = [200, 201, 202, 204, 401, 403, 404, 409]
 
 [[operations]]
-include-name-regex = "^(POST|PUT|PATCH) /api/v1/(rules|rules/\\\\{id\\\\}|events)\$"
+include-name-regex = "^(POST|PUT|PATCH) /api/v1/(rules|rules/\\\\{id\\\\}|rules/\\\\{id\\\\}/draft|events)\$"
 checks.positive_data_acceptance.expected-statuses = [200, 201, 202, 204, 400, 401, 403, 404, 409]
 
 # A window whose \`until\` is before its \`since\` is refused; a schema cannot say so.

@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod keys;
 pub mod openapi;
+pub mod rule_versions;
 pub mod rules;
 pub mod schemas;
 pub mod subjects;
@@ -65,6 +66,7 @@ pub fn routes_table() -> Vec<openapi::Op> {
         events::routes,
         event_types::routes,
         rules::routes,
+        rule_versions::routes,
         deliveries::routes,
         keys::routes,
         workspaces::routes,

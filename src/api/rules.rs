@@ -49,6 +49,7 @@ pub fn rule_json(rule: &Rule, policy: &AddressPolicy, now_ms: i64) -> Value {
         "updated_at": to_rfc3339(rule.updated_at),
         "secret_hint": rule.secret_hint(),
         "next_runs": rule.next_runs(now_ms, 5).into_iter().map(to_rfc3339).collect::<Vec<_>>(),
+        "version": rule.version,
     });
     if let (Value::Object(out), Value::Object(extra)) = (&mut v, extra) {
         out.extend(extra);

@@ -97,6 +97,56 @@ pub struct Rule {
     pub secret_hint: String,
     /// A routine's next 5 firings (empty for event rules).
     pub next_runs: Vec<String>,
+    /// The published version this is (SPEC §14); 0 for a rule stored before versions,
+    /// until its next change.
+    pub version: u32,
+}
+
+/// One published version of a rule (SPEC §14).
+#[derive(ToSchema)]
+pub struct RuleVersion {
+    #[schema(minimum = 1)]
+    pub version: u32,
+    #[schema(format = DateTime)]
+    pub published_at: String,
+    pub published_by: crate::domain::audit::Actor,
+    /// The rule as it went live.
+    pub rule: Rule,
+}
+
+/// A rule's versions, newest first.
+#[derive(ToSchema)]
+pub struct RuleVersionList {
+    pub data: Vec<RuleVersion>,
+}
+
+/// A rule's draft: the rule as it would go live, and what publishing it changes.
+#[derive(ToSchema)]
+pub struct RuleDraft {
+    pub rule_id: String,
+    /// The live version the draft was saved against.
+    pub base_version: u32,
+    /// The version live now (publishing replaces it, whatever it is).
+    pub live_version: u32,
+    #[schema(format = DateTime)]
+    pub saved_at: String,
+    pub saved_by: crate::domain::audit::Actor,
+    /// The fields publishing would change, each with its value now and in the draft.
+    pub changes: Vec<RuleChange>,
+    pub rule: Rule,
+}
+
+/// One changed field of a rule.
+#[derive(ToSchema)]
+pub struct RuleChange {
+    /// Dotted path of the field, e.g. `webhook.url`.
+    pub path: String,
+    /// Its value live now (null where absent).
+    #[schema(required = true)]
+    pub before: Option<Value>,
+    /// Its value in the draft (null where absent).
+    #[schema(required = true)]
+    pub after: Option<Value>,
 }
 
 /// What the delivery log keeps of this rule's deliveries (SPEC §13).
@@ -228,6 +278,7 @@ pub struct RulePatch {
     pub updated_at: Option<Value>,
     pub secret_hint: Option<Value>,
     pub next_runs: Option<Value>,
+    pub version: Option<Value>,
 }
 
 /// The trigger's fields to change: `events` belong to `event` triggers, `cron` and

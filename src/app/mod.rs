@@ -11,6 +11,7 @@ pub mod intake;
 pub mod keys;
 pub mod overview;
 pub mod paging;
+pub mod rule_versions;
 pub mod rules;
 pub mod samples;
 mod state;

@@ -18,7 +18,7 @@ use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
 use crate::security::crypto::{MasterKey, new_signing_secret};
 use crate::security::keypair;
-use crate::store::StoreError;
+use crate::store::{Publish, StoreError};
 
 /// The fields an admin sets, as `RuleInput` reads them back (secret values masked): the
 /// audit log's before/after, the base a PATCH merges into, and the edit form's values.
@@ -154,9 +154,21 @@ pub async fn create(
 ) -> Result<Rule, AppError> {
     let rule = build_rule(state, spec, None, workspace);
     check_template_with_samples(state, &rule).await?;
-    let audit = AuditEntry::new(workspace, actor, "rule.create", "rule", rule.id.as_str())
-        .after(editable_json(&rule));
-    Ok(state.store.save_rule(rule, false, audit).await?)
+    let audit = AuditEntry::new(
+        workspace,
+        actor.clone(),
+        "rule.create",
+        "rule",
+        rule.id.as_str(),
+    )
+    .after(editable_json(&rule));
+    let publish = Publish {
+        rule,
+        by: actor,
+        expect_existing: false,
+        from_draft: None,
+    };
+    Ok(state.store.publish_rule(publish, audit).await?.rule)
 }
 
 /// The check a save makes of a body template against the catalog's samples, on its own and
@@ -172,8 +184,9 @@ pub async fn check_template(
     check_template_with_samples(state, &rule).await
 }
 
-/// Applies a validated spec to a stored rule, audited as an update, activation or
-/// deactivation.
+/// Applies a validated spec to a stored rule as its next version, audited as an update,
+/// activation or deactivation. With `rules.require_review` a live rule changes only through
+/// a draft: refused with 409.
 pub async fn update(
     state: &AppState,
     workspace: &WorkspaceId,
@@ -181,6 +194,12 @@ pub async fn update(
     existing: Rule,
     spec: RuleSpec,
 ) -> Result<Rule, AppError> {
+    if state.config.rules.require_review {
+        return Err(AppError::conflict(format!(
+            "rules.require_review is on: a live rule changes only through a draft; save the change with PUT /api/v1/rules/{}/draft and have another user or API key publish it",
+            existing.id
+        )));
+    }
     let before = editable_json(&existing);
     let was_active = existing.active;
     let rule = build_rule(state, spec, Some(existing), workspace);
@@ -190,10 +209,16 @@ pub async fn update(
         (true, false) => "rule.deactivate",
         _ => "rule.update",
     };
-    let audit = AuditEntry::new(workspace, actor, action, "rule", rule.id.as_str())
+    let audit = AuditEntry::new(workspace, actor.clone(), action, "rule", rule.id.as_str())
         .before(before)
         .after(editable_json(&rule));
-    Ok(state.store.save_rule(rule, true, audit).await?)
+    let publish = Publish {
+        rule,
+        by: actor,
+        expect_existing: true,
+        from_draft: None,
+    };
+    Ok(state.store.publish_rule(publish, audit).await?.rule)
 }
 
 /// A JSON merge patch (RFC 7396) over a rule's editable fields, as the input it makes.
@@ -341,7 +366,7 @@ fn retire_current(list: &mut Vec<SigningSecret>, now: i64, overlap: i64) {
 }
 
 /// Applies a validated spec onto a new or existing rule, sealing new secret header values.
-fn build_rule(
+pub(super) fn build_rule(
     state: &AppState,
     spec: RuleSpec,
     existing: Option<Rule>,
@@ -353,7 +378,8 @@ fn build_rule(
         SecretValue::Keep(sealed) => sealed,
         SecretValue::New(plain) => key.seal(&plain),
     });
-    let (id, created_at, signing_secrets, mut signing_keys, status_reason) = match existing {
+    let (id, created_at, signing_secrets, mut signing_keys, status_reason, version) = match existing
+    {
         Some(r) => {
             // Re-activating a rule clears the reason tidings turned it off.
             let reason = if spec.active { None } else { r.status_reason };
@@ -363,6 +389,7 @@ fn build_rule(
                 r.signing_secrets,
                 r.signing_keys,
                 reason,
+                r.version,
             )
         }
         None => (
@@ -371,16 +398,11 @@ fn build_rule(
             vec![fresh_secret(key, now)],
             Vec::new(),
             None,
+            0,
         ),
     };
-    // A rule gets its key pair when it first signs with ed25519 (or when the last one it had
-    // has expired), so a receiver is given a public key only for a rule that uses it.
-    if webhook.signing == Signing::Ed25519
-        && !signing_keys
-            .iter()
-            .any(|k| k.expires_at.is_none_or(|at| at > now))
-    {
-        signing_keys.insert(0, fresh_key_pair(key, now));
+    if webhook.signing == Signing::Ed25519 {
+        ensure_key_pair(&mut signing_keys, None, key, now);
     }
     Rule {
         id,
@@ -399,6 +421,26 @@ fn build_rule(
         status_reason,
         log: spec.log,
         ordering_key: spec.ordering_key,
+        version,
+    }
+}
+
+/// A rule gets its key pair when it first signs with ed25519 (or when the last one it had
+/// has expired), so a receiver is given a public key only for a rule that uses it. `made`
+/// is a pair made for this rule already (a draft's), taken before a new one is made.
+pub(super) fn ensure_key_pair(
+    keys: &mut Vec<SigningSecret>,
+    made: Option<&SigningSecret>,
+    key: &MasterKey,
+    now: i64,
+) {
+    let live = |k: &SigningSecret| k.expires_at.is_none_or(|at| at > now);
+    if !keys.iter().any(live) {
+        let pair = made
+            .filter(|k| live(k))
+            .cloned()
+            .unwrap_or_else(|| fresh_key_pair(key, now));
+        keys.insert(0, pair);
     }
 }
 
@@ -428,7 +470,10 @@ fn fresh_key_pair(key: &MasterKey, now: i64) -> SigningSecret {
 /// On save, a body template is rendered against the catalog sample of every event type the
 /// rule can see (see `types_to_check`), so a template that cannot render, or renders invalid
 /// JSON for a JSON content type, is refused before any real event meets it.
-async fn check_template_with_samples(state: &AppState, rule: &Rule) -> Result<(), AppError> {
+pub(super) async fn check_template_with_samples(
+    state: &AppState,
+    rule: &Rule,
+) -> Result<(), AppError> {
     if rule.webhook.payload_format != PayloadFormat::Template {
         return Ok(());
     }

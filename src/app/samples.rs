@@ -77,13 +77,8 @@ struct Sample {
 
 /// The event a test or preview uses: the given one, or the catalog sample for the rule's
 /// first exact event type (`ping` if it has none).
-async fn sample(
-    state: &AppState,
-    workspace: WorkspaceId,
-    id: RuleId,
-    req: SampleRequest,
-) -> Result<Sample, AppError> {
-    let rule = super::rules::load(state, workspace.clone(), id).await?;
+async fn sample(state: &AppState, rule: Rule, req: SampleRequest) -> Result<Sample, AppError> {
+    let workspace = rule.workspace_id.clone();
     let type_name = req
         .event_type
         .or_else(|| rule.trigger.exact_types().first().map(|t| (*t).to_owned()))
@@ -134,13 +129,23 @@ pub async fn send_test(
     id: RuleId,
     req: SampleRequest,
 ) -> Result<(Delivery, Attempt), AppError> {
+    let rule = super::rules::load(state, workspace.clone(), id).await?;
+    send_test_of(state, rule, req).await
+}
+
+/// `send_test` of a rule as given: the live one, or a draft of it (`app::rule_versions`).
+pub async fn send_test_of(
+    state: &AppState,
+    rule: Rule,
+    req: SampleRequest,
+) -> Result<(Delivery, Attempt), AppError> {
     let Sample {
         rule,
         event,
         delivery,
         request,
         ..
-    } = sample(state, workspace.clone(), id, req).await?;
+    } = sample(state, rule, req).await?;
     let (transport, policy, retry, clock, store_bodies) = (
         state.transport.clone(),
         state.policy.clone(),
@@ -183,7 +188,17 @@ pub async fn preview(
     id: RuleId,
     req: SampleRequest,
 ) -> Result<Value, AppError> {
-    let sample = sample(state, workspace.clone(), id, req).await?;
+    let rule = super::rules::load(state, workspace.clone(), id).await?;
+    preview_of(state, rule, req).await
+}
+
+/// `preview` of a rule as given: the live one, or a draft of it (`app::rule_versions`).
+pub async fn preview_of(
+    state: &AppState,
+    rule: Rule,
+    req: SampleRequest,
+) -> Result<Value, AppError> {
+    let sample = sample(state, rule, req).await?;
     // The condition runs on the blocking pool, like intake's, never on an HTTP thread.
     let (sample, condition) = blocking(move || {
         let condition = sample.rule.condition.as_ref().map(|c| {

@@ -197,6 +197,10 @@ pub struct Rule {
     /// are sent one at a time, in ingest order. None: no ordering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_key: Option<Condition>,
+    /// The published version this is (SPEC §14): 1 at create, the next at each change;
+    /// 0 for a rule stored before versions, until its first change.
+    #[serde(default)]
+    pub version: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -286,6 +290,8 @@ pub use input::{
     TriggerInputDoc, WebhookInput,
 };
 pub use log::{LogInput, RuleLog};
+mod version;
+pub use version::{Change, RuleDraft, RuleVersion, diff, versions_to_write};
 
 #[cfg(test)]
 mod tests;

@@ -30,6 +30,7 @@ pub use traits::{
     AttemptStore, AuditStore, CatalogStore, EventStore, KeyStore, MaintenanceStore, RuleStore,
     StatsStore, Storage, SubjectStore, UserStore,
 };
+pub use traits::{Publish, RuleVersionStore};
 pub use types::{
     DeliveryFilter, DisclosureFilter, DueDelivery, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
     ReclaimSink, Slot, StoreError, StoreFuture, UserChange, WriteDone,
@@ -79,6 +80,7 @@ pub fn migrate_to_postgres(
 
 /// Every role trait, so `Store`'s methods resolve: `use crate::store::prelude::*;`.
 pub mod prelude {
+    pub use super::traits::RuleVersionStore;
     pub use super::traits::{
         AttemptStore, AuditStore, CatalogStore, EventStore, KeyStore, MaintenanceStore, RuleStore,
         StatsStore, Storage, SubjectStore, UserStore,

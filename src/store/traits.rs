@@ -19,12 +19,12 @@ use super::types::{
 };
 use crate::domain::access::{ApiKey, Workspace};
 use crate::domain::alert::RuleAlertState;
-use crate::domain::audit::AuditEntry;
+use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::catalog::{Declared, StoredType};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ApiKeyId, AuditId, DeliveryId, EventId, RuleId, UserId, WorkspaceId};
-use crate::domain::rule::Rule;
+use crate::domain::rule::{Rule, RuleDraft, RuleVersion};
 use crate::domain::subject::{Disclosure, Erased, SubjectHash};
 use crate::domain::user::{Session, User};
 
@@ -80,6 +80,45 @@ pub trait RuleStore {
         id: &RuleId,
         state: Option<RuleAlertState>,
     ) -> Result<(), StoreError>;
+}
+
+/// Rule versions and drafts (SPEC §14). Versions and the draft go with their rule when it
+/// is deleted.
+pub trait RuleVersionStore {
+    /// A rule's published versions, oldest first (none for an unknown rule).
+    fn rule_versions(&self, id: &RuleId) -> Result<Vec<RuleVersion>, StoreError>;
+
+    /// A rule's draft, if it has one.
+    fn rule_draft(&self, id: &RuleId) -> Result<Option<RuleDraft>, StoreError>;
+
+    /// Stores a draft (replacing any other) with its audit entry; `NotFound` when its rule
+    /// is not there in the draft's workspace.
+    fn save_rule_draft(&self, draft: RuleDraft, audit: AuditEntry) -> StoreFuture<RuleDraft>;
+
+    /// Discards a rule's draft with its audit entry; `NotFound` when it has none.
+    fn delete_rule_draft(
+        &self,
+        workspace: WorkspaceId,
+        id: RuleId,
+        audit: AuditEntry,
+    ) -> StoreFuture<RuleDraft>;
+
+    /// Makes `publish.rule` live as its next version in one step: sets its `version`, writes
+    /// the rule, its version row (see `domain::rule::versions_to_write`) and the audit entry,
+    /// and, publishing a draft, removes that draft. `expect_existing` is as for `save_rule`;
+    /// a draft that is gone or was saved again since (`from_draft` is its `saved_at`) is a
+    /// `Conflict`, and nothing changes. Returns the version written.
+    fn publish_rule(&self, publish: Publish, audit: AuditEntry) -> StoreFuture<RuleVersion>;
+}
+
+/// A rule going live as its next version (`RuleVersionStore::publish_rule`).
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub rule: Rule,
+    pub by: Actor,
+    pub expect_existing: bool,
+    /// The `saved_at` of the draft this publishes, which goes with it.
+    pub from_draft: Option<i64>,
 }
 
 /// Events, their deliveries, and the durable queue of open deliveries.
@@ -419,6 +458,7 @@ pub trait MaintenanceStore {
 /// Everything the service layer needs from storage.
 pub trait Storage:
     RuleStore
+    + RuleVersionStore
     + EventStore
     + AttemptStore
     + KeyStore
@@ -435,6 +475,7 @@ pub trait Storage:
 
 impl<T> Storage for T where
     T: RuleStore
+        + RuleVersionStore
         + EventStore
         + AttemptStore
         + KeyStore

@@ -21,6 +21,17 @@ pub(in crate::store) enum Row {
     Rule {
         row: String,
     },
+    /// A published version of a rule (after its rule).
+    RuleVersion {
+        rule_id: String,
+        version: u32,
+        row: String,
+    },
+    /// A rule's draft (after its rule).
+    RuleDraft {
+        rule_id: String,
+        row: String,
+    },
     RuleFailingSince {
         rule_id: String,
         since: i64,

@@ -39,6 +39,8 @@ mod retention;
 mod rotation;
 mod routines;
 mod rule_log;
+// Rule versions and drafts (SPEC §14).
+mod rule_versions;
 mod signatures;
 mod store_full;
 mod subjects;
@@ -49,6 +51,8 @@ mod ui_browser;
 mod ui_catalog_users;
 mod ui_receiver_auth;
 mod ui_rule_power;
+// Rule versions and drafts in the admin UI (SPEC §14).
+mod ui_rule_versions;
 mod ui_safety;
 mod ui_settings;
 mod ui_subjects;

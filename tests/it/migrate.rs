@@ -26,7 +26,10 @@ fn views(get: &dyn Fn(&str) -> Value, rules: &[String], events: &[String]) -> Ve
     for rule in rules {
         paths.push(format!("/api/v1/rules/{rule}"));
         paths.push(format!("/api/v1/rules/{rule}/secret"));
+        paths.push(format!("/api/v1/rules/{rule}/versions"));
     }
+    // The first rule has a draft (§14).
+    paths.push(format!("/api/v1/rules/{}/draft", rules[0]));
     for event in events {
         paths.push(format!("/api/v1/events/{event}"));
     }
@@ -97,6 +100,24 @@ fn provision(
         app.wait_settled(&id, Duration::from_secs(20));
         events.push(id);
     }
+    // Versions and a draft (§14): the CRM rule is at version 2 with a draft waiting.
+    let crm_path = format!("/api/v1/rules/{}", crm["id"].as_str().unwrap());
+    let patched = app.send(
+        "PATCH",
+        &crm_path,
+        &json!({"description": "second version"}),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let drafted = app.send(
+        "PUT",
+        &format!("{crm_path}/draft"),
+        &json!({
+            "name": "CRM next",
+            "trigger": {"type": "event", "events": ["member:*"]},
+            "webhook": {"url": ok.url("/crm-next"), "secret_headers": {"Authorization": "********"}},
+        }),
+    );
+    assert_eq!(drafted.status, 200, "{}", drafted.text);
     let rules = [crm, broken]
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_owned())
@@ -184,6 +205,8 @@ fn a_migrated_store_reads_the_same_on_postgresql_and_sends_what_was_owed() {
         "hourly_outcomes ",
         "idempotency_keys 1",
         "open_deliveries 1",
+        "rule_versions 4",
+        "rule_drafts 1",
     ] {
         assert!(ran.stdout.contains(copied), "{copied}: {}", ran.stdout);
     }

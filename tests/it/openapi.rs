@@ -347,6 +347,57 @@ fn real_answers_of_every_operation_match_the_documented_status_and_schema() {
         admin,
         Some(json!({"data": {"clinic": "north"}})),
     );
+    // Versions and drafts (§14).
+    let draft = json!({
+        "name": "schema walk v2",
+        "trigger": {"type": "event", "events": ["appointment.booked"]},
+        "webhook": {"url": receiver.url("/hook2"), "secret_headers": {"X-Token": "********"}},
+    });
+    call(
+        "put",
+        "/api/v1/rules/{id}/draft",
+        &[rid],
+        admin,
+        Some(draft.clone()),
+    );
+    call("get", "/api/v1/rules/{id}/draft", &[rid], admin, None);
+    call(
+        "post",
+        "/api/v1/rules/{id}/draft/preview",
+        &[rid],
+        admin,
+        None,
+    );
+    call(
+        "post",
+        "/api/v1/rules/{id}/draft/test",
+        &[rid],
+        admin,
+        Some(json!({"data": {"clinic": "north"}})),
+    );
+    call(
+        "post",
+        "/api/v1/rules/{id}/draft/publish",
+        &[rid],
+        admin,
+        None,
+    );
+    call("get", "/api/v1/rules/{id}/versions", &[rid], admin, None);
+    call(
+        "post",
+        "/api/v1/rules/{id}/versions/{n}/restore",
+        &[rid, "1"],
+        admin,
+        None,
+    );
+    call(
+        "put",
+        "/api/v1/rules/{id}/draft",
+        &[rid],
+        admin,
+        Some(draft),
+    );
+    call("delete", "/api/v1/rules/{id}/draft", &[rid], admin, None);
     let event = json!({"type": "appointment.booked", "data": {"clinic": "north"}, "idempotency_key": "walk-1", "subject": "member:walk"});
     let ingested = call("post", "/api/v1/events", &[], ingest, Some(event.clone()));
     call("post", "/api/v1/events", &[], ingest, Some(event));

@@ -162,7 +162,7 @@ fn every_page_renders_for_an_admin_with_security_headers() {
         ("/routines", "No routines yet"),
         ("/event-types", "routine:fired"),
         (&format!("/rules/{id}") as &str, "Recent deliveries"),
-        (&format!("/rules/{id}/edit"), "Save changes"),
+        (&format!("/rules/{id}/edit"), "Save draft"),
         (&format!("/rules/{id}/preview"), "X-Webhook-Signature"),
         ("/deliveries", "member:created"),
         (&format!("/deliveries/{delivery}"), "Attempt 1: succeeded"),
@@ -546,12 +546,16 @@ fn the_rule_form_saves_what_the_api_would_and_keeps_secret_values_write_only() {
     admin.get(&format!("/rules/{id}/edit"));
     let saved = admin.post(&format!("/rules/{id}/edit"), &fields);
     assert_eq!(saved.status, 303, "{}", saved.text);
+    // The form saves a draft (SPEC §14); publishing it makes it live.
+    assert_eq!(app.get(&format!("/api/v1/rules/{id}")).body["name"], "CRM");
+    let published = admin.post(&format!("/rules/{id}/draft/publish"), &[]);
+    assert_eq!(published.status, 303, "{}", published.text);
     let rule = app.get(&format!("/api/v1/rules/{id}")).body;
     assert_eq!(rule["name"], "CRM v2");
     assert_eq!(rule["webhook"]["tls_verify"], true);
     let update = audit_actions(&app)
         .into_iter()
-        .find(|e| e["action"] == "rule.update")
+        .find(|e| e["action"] == "rule.publish")
         .unwrap();
     assert_eq!(update["before"]["name"], "CRM");
     assert_eq!(update["actor"]["name"], "anna");

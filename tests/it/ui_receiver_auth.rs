@@ -156,6 +156,8 @@ fn the_form_takes_a_client_certificate_in_plain_words_and_warns_before_it_expire
         ]),
     );
     assert_eq!(saved.status, 303, "{}", saved.text);
+    let published = admin.post(&format!("/rules/{id}/draft/publish"), &[]);
+    assert_eq!(published.status, 303, "{}", published.text);
     let rule = app.get(&format!("/api/v1/rules/{id}"));
     assert_eq!(rule.body["name"], "Renamed");
     assert_eq!(rule.body["webhook"]["auth"]["client_key"], "********");

@@ -93,6 +93,8 @@ pub struct RuleInput {
     pub secret_hint: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_runs: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<Value>,
 }
 
 /// The trigger as the API documents it; the input is read as one struct (`TriggerInput`) so

@@ -13,12 +13,14 @@ mod events;
 mod rules;
 mod subjects;
 mod upkeep;
+mod versions;
 
 pub use access::*;
 pub use events::*;
 pub use rules::*;
 pub use subjects::*;
 pub use upkeep::*;
+pub use versions::*;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ macro_rules! store_contract_tests {
             rules_deactivate_and_keep_failing_clocks,
             rules_keep_signing_keys_and_receiver_credentials_as_given,
             rules_alert_states_are_stored_and_forgotten,
+            rule_versions_are_numbered_kept_and_go_with_the_rule,
             ingest_stores_the_event_with_its_deliveries,
             ingest_blocking_stores_like_ingest,
             events_and_deliveries_of_another_workspace_are_not_found,

@@ -38,6 +38,12 @@ struct Placed {
     workspace_id: String,
 }
 
+/// A draft's workspace, read without opening anything sealed in it.
+#[derive(Deserialize)]
+struct DraftPlaced {
+    workspace_id: String,
+}
+
 #[derive(Deserialize)]
 struct Idempotency {
     event_id: String,
@@ -50,6 +56,8 @@ struct Inserts {
     workspace: Statement,
     api_key: Statement,
     rule: Statement,
+    rule_version: Statement,
+    rule_draft: Statement,
     failing_since: Statement,
     rule_alert: Statement,
     routine: Statement,
@@ -80,6 +88,12 @@ impl Inserts {
             )?,
             rule: txn.prepare(
                 "INSERT INTO rules (id, workspace_id, row) VALUES ($1, $2, $3::text::json)",
+            )?,
+            rule_version: txn.prepare(
+                "INSERT INTO rule_versions (rule_id, version, row) VALUES ($1, $2, $3::text::json)",
+            )?,
+            rule_draft: txn.prepare(
+                "INSERT INTO rule_drafts (rule_id, workspace_id, row) VALUES ($1, $2, $3::text::json)",
             )?,
             failing_since: txn
                 .prepare("INSERT INTO rule_failing_since (rule_id, since) VALUES ($1, $2)")?,
@@ -198,6 +212,22 @@ fn insert(txn: &mut Transaction<'_>, at: &Inserts, row: Row) -> Result<&'static 
             let placed: Placed = decode_str("rules", &row)?;
             txn.execute(&at.rule, &[&placed.id, &placed.workspace_id, &row])?;
             "rules"
+        }
+        Row::RuleVersion {
+            rule_id,
+            version,
+            row,
+        } => {
+            let version = i32::try_from(version).map_err(|_| {
+                StoreError::Corrupt(format!("rule {rule_id} has version {version}"))
+            })?;
+            txn.execute(&at.rule_version, &[&rule_id, &version, &row])?;
+            "rule_versions"
+        }
+        Row::RuleDraft { rule_id, row } => {
+            let draft: DraftPlaced = decode_str("rule_drafts", &row)?;
+            txn.execute(&at.rule_draft, &[&rule_id, &draft.workspace_id, &row])?;
+            "rule_drafts"
         }
         Row::RuleFailingSince { rule_id, since } => {
             txn.execute(&at.failing_since, &[&rule_id, &since])?;

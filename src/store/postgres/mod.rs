@@ -27,6 +27,7 @@ mod subjects;
 #[cfg(test)]
 pub(crate) mod tests;
 mod users;
+mod versions;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

@@ -22,8 +22,14 @@ type Key = &'static [(&'static str, &'static str)];
 
 /// The tables whose rows hold sealed values, by primary key. A table that stores a `Sealed`
 /// value must be listed here (as in redb/reseal.rs).
-const SEALED_TABLES: [(&str, Key, Rows); 4] = [
+const SEALED_TABLES: [(&str, Key, Rows); 6] = [
     ("rules", &[("id", "text")], Rows::Rules),
+    (
+        "rule_versions",
+        &[("rule_id", "text"), ("version", "integer")],
+        Rows::Rules,
+    ),
+    ("rule_drafts", &[("rule_id", "text")], Rows::Rules),
     ("events", &[("id", "text")], Rows::Events),
     (
         "attempts",

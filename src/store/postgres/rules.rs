@@ -31,7 +31,7 @@ impl PgStore {
     }
 
     /// Fills the cache from a snapshot, unless a newer one is there already.
-    fn install_rules(&self, (ticket, rules): RuleSnapshot) {
+    pub(super) fn install_rules(&self, (ticket, rules): RuleSnapshot) {
         if Snapshots::newer(&self.snapshots.rules, ticket)
             && let Ok(mut slot) = self.rules.write()
         {
@@ -41,9 +41,9 @@ impl PgStore {
 }
 
 /// Every rule, read in a write's transaction with its ticket.
-type RuleSnapshot = (u64, Vec<Rule>);
+pub(super) type RuleSnapshot = (u64, Vec<Rule>);
 
-fn snapshot(txn: &mut PgTxn, snapshots: &Snapshots) -> Result<RuleSnapshot, StoreError> {
+pub(super) fn snapshot(txn: &mut PgTxn, snapshots: &Snapshots) -> Result<RuleSnapshot, StoreError> {
     let ticket = snapshots.ticket();
     Ok((ticket, rules_of(txn.client(), None)?))
 }
@@ -59,7 +59,7 @@ fn rules_of(
     rows.iter().map(|r| decode("rules", r)).collect()
 }
 
-fn rule_for_update(txn: &mut PgTxn, id: &RuleId) -> Result<Option<Rule>, StoreError> {
+pub(super) fn rule_for_update(txn: &mut PgTxn, id: &RuleId) -> Result<Option<Rule>, StoreError> {
     txn.query_opt(
         "SELECT row::text AS row FROM rules WHERE id = $1 FOR UPDATE",
         &[&id.as_str()],
@@ -68,7 +68,7 @@ fn rule_for_update(txn: &mut PgTxn, id: &RuleId) -> Result<Option<Rule>, StoreEr
     .transpose()
 }
 
-fn put_rule(txn: &mut PgTxn, rule: &Rule) -> Result<(), StoreError> {
+pub(super) fn put_rule(txn: &mut PgTxn, rule: &Rule) -> Result<(), StoreError> {
     txn.execute(
         "INSERT INTO rules (id, workspace_id, row) VALUES ($1, $2, $3::text::json)
          ON CONFLICT (id) DO UPDATE SET workspace_id = EXCLUDED.workspace_id, row = EXCLUDED.row",

@@ -153,11 +153,26 @@ ALTER TABLE open_deliveries ADD COLUMN ordering_key text COLLATE "C";
 CREATE INDEX open_deliveries_by_ordering_key ON open_deliveries (rule_id, ordering_key, delivery_id)
     WHERE ordering_key IS NOT NULL;
 "#,
-    // 6: no two workspaces share a name, ignoring
-    // case, even when two nodes create one at once.
+    // 6: no two workspaces share a name, ignoring case, even when two nodes create one at
+    // once.
     "
 CREATE UNIQUE INDEX workspaces_by_name ON workspaces (lower(row->>'name'));
 ",
+    // 7: rule versions and drafts (§14); both go with their rule. Rules stored before get
+    // their first version when they are next changed (`domain::rule::versions_to_write`).
+    r#"
+CREATE TABLE rule_versions (
+    rule_id text COLLATE "C" NOT NULL REFERENCES rules (id) ON DELETE CASCADE,
+    version integer NOT NULL,
+    row json NOT NULL,
+    PRIMARY KEY (rule_id, version)
+);
+CREATE TABLE rule_drafts (
+    rule_id text COLLATE "C" PRIMARY KEY REFERENCES rules (id) ON DELETE CASCADE,
+    workspace_id text COLLATE "C" NOT NULL,
+    row json NOT NULL
+);
+"#,
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

@@ -6,8 +6,8 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition};
 
 use super::tables::{
     API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DISCLOSURES, EVENT_TYPES, EVENTS, HOURLY_OUTCOMES,
-    IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULE_ALERTS, RULE_FAILING_SINCE, RULES,
-    SESSIONS, SUBJECT_EVENTS, USERS, WORKSPACES,
+    IDEMPOTENCY, META, OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULE_ALERTS, RULE_DRAFTS,
+    RULE_FAILING_SINCE, RULE_VERSIONS, RULES, SESSIONS, SUBJECT_EVENTS, USERS, WORKSPACES,
 };
 use crate::store::StoreError;
 use crate::store::transfer::{Row, Sink};
@@ -58,6 +58,22 @@ fn export_settings(txn: &ReadTransaction, sink: &mut Sink<'_>) -> Result<(), Sto
     })?;
     by_id(txn, API_KEYS, "api_keys", sink, |row| Row::ApiKey { row })?;
     by_id(txn, RULES, "rules", sink, |row| Row::Rule { row })?;
+    for entry in txn.open_table(RULE_VERSIONS)?.iter()? {
+        let (k, v) = entry?;
+        let (rule_id, version) = k.value();
+        sink(Row::RuleVersion {
+            rule_id: rule_id.to_owned(),
+            version,
+            row: text("rule_versions", v.value())?,
+        })?;
+    }
+    for entry in txn.open_table(RULE_DRAFTS)?.iter()? {
+        let (k, v) = entry?;
+        sink(Row::RuleDraft {
+            rule_id: k.value().to_owned(),
+            row: text("rule_drafts", v.value())?,
+        })?;
+    }
     for entry in txn.open_table(RULE_FAILING_SINCE)?.iter()? {
         let (k, v) = entry?;
         sink(Row::RuleFailingSince {

@@ -6,14 +6,14 @@ use super::StoreError;
 use super::tables::{
     API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
     DISCLOSURES, EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_BY_ORDERING_KEY,
-    OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULE_ALERTS, RULE_FAILING_SINCE, RULES, SESSIONS,
-    SUBJECT_EVENTS, USERS, USERS_BY_NAME, WORKSPACES,
+    OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULE_ALERTS, RULE_DRAFTS, RULE_FAILING_SINCE,
+    RULE_VERSIONS, RULES, SESSIONS, SUBJECT_EVENTS, USERS, USERS_BY_NAME, WORKSPACES,
 };
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
 use crate::store::codec;
 
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
 
 /// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
@@ -88,6 +88,13 @@ pub fn migrate(db: &Database, now: i64) -> Result<WorkspaceId, StoreError> {
         // before it have no ordering key, so there is nothing to fill in.
         txn.open_table(OPEN_BY_ORDERING_KEY)?;
         txn.open_table(META)?.insert("schema_version", "6")?;
+    }
+    if version < 7 {
+        // Version 7: rule versions and drafts (§14). Rules stored before get their first
+        // version when they are next changed (`domain::rule::versions_to_write`).
+        txn.open_table(RULE_VERSIONS)?;
+        txn.open_table(RULE_DRAFTS)?;
+        txn.open_table(META)?.insert("schema_version", "7")?;
     }
     let id = {
         let meta = txn.open_table(META)?;

@@ -20,6 +20,7 @@ pub(super) mod tables;
 #[cfg(test)]
 mod tests;
 mod users;
+mod versions;
 
 use std::collections::HashMap;
 use std::path::Path;

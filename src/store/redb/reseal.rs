@@ -6,7 +6,7 @@
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::tables::{ATTEMPTS, EVENT_TYPES, EVENTS, META, RULES};
+use super::tables::{ATTEMPTS, EVENT_TYPES, EVENTS, META, RULE_DRAFTS, RULE_VERSIONS, RULES};
 use crate::domain::rule::Rule;
 use crate::security::crypto::{Keyring, MasterKey, Sealed, new_subject_seed};
 use crate::store::seal::{CHECK_TEXT, Rows, SUBJECT_SEED, open_subject_seed, reseal_row};
@@ -68,6 +68,8 @@ fn reseal_table<K: redb::Key + 'static>(
 /// here, or a master-key rotation would leave it sealed with a key that is then gone.
 fn reseal_all(db: &Database, from: Option<&MasterKey>, to: &MasterKey) -> Result<u64, StoreError> {
     Ok(reseal_table(db, RULES, Rows::Rules, from, to)?
+        + reseal_table(db, RULE_VERSIONS, Rows::Rules, from, to)?
+        + reseal_table(db, RULE_DRAFTS, Rows::Rules, from, to)?
         + reseal_table(db, EVENTS, Rows::Events, from, to)?
         + reseal_table(db, ATTEMPTS, Rows::Attempts, from, to)?
         + reseal_table(db, EVENT_TYPES, Rows::EventTypes, from, to)?)

@@ -113,6 +113,7 @@ impl RuleStore for RedbStore {
                         .filter(|r| r.workspace_id == workspace)
                         .ok_or_else(|| not_found("rule", id.as_str()))?;
                     txn.open_table(RULES)?.remove(id.as_str())?;
+                    super::versions::forget_versions(txn, &id)?;
                     append_audit(txn, &audit)?;
                     Ok(rule)
                 })

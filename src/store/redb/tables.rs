@@ -99,3 +99,12 @@ pub const SUBJECT_EVENTS: TableDefinition<(&str, &str, &str), ()> =
 /// (it holds no event data).
 pub const DISCLOSURES: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("disclosures-v1");
+
+/// Key: (rule id, version). Value: `RuleVersion` (the rule as it went live, secrets sealed).
+/// Written with each publish; removed with the rule.
+pub const RULE_VERSIONS: TableDefinition<(&str, u32), &[u8]> =
+    TableDefinition::new("rule-versions-v1");
+
+/// Key: rule id. Value: `RuleDraft` (secrets sealed). At most one per rule; removed when it
+/// is published or discarded, and with the rule.
+pub const RULE_DRAFTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rule-drafts-v1");

@@ -10,8 +10,8 @@ use askama::Template;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::app::AppState;
-use crate::app::rules::{self as rule_cases, editable_json, load};
+use crate::app::rules::{self as rule_cases, editable_json};
+use crate::app::{AppState, rule_versions};
 use crate::domain::rule::{
     AuthInput, FieldError, LogInput, MASK, ReceiverAuth, Rule, RuleInput, RuleSpec, TriggerInput,
     WebhookInput,
@@ -800,31 +800,50 @@ pub(super) async fn edit_form(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let rule = load(&state, me.workspace().clone(), rule_id(&path)?).await?;
+    let (live, draft) =
+        rule_versions::draft_if_any(&state, me.workspace(), rule_id(&path)?).await?;
+    // Editing a rule with a draft goes on from the draft.
+    let base = draft.map_or(live, |d| d.rule);
     let page = RuleFormPage::new(
-        Layout::new(&state, Some(&me), "rules", &format!("Edit {}", rule.name)),
-        Some(rule.id.to_string()),
-        RuleForm::from_rule(&rule),
+        Layout::new(&state, Some(&me), "rules", &format!("Edit {}", base.name)),
+        Some(base.id.to_string()),
+        RuleForm::from_rule(&base),
         Vec::new(),
-        Some(&rule),
+        Some(&base),
     );
     ok(&page)
 }
 
+/// Saves the form as the rule's draft (SPEC §14): nothing live changes; the draft page shows
+/// what publishing it would change.
 pub(super) async fn update(
     EditorUser(me): EditorUser,
     path: web::Path<String>,
     CsrfForm(fields): CsrfForm,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebError> {
-    let existing = load(&state, me.workspace().clone(), rule_id(&path)?).await?;
+    let (live, draft) =
+        rule_versions::draft_if_any(&state, me.workspace(), rule_id(&path)?).await?;
+    let base = draft.map_or_else(|| live.clone(), |d| d.rule);
     let form = RuleForm::from_fields(&fields);
-    let errors = match check_form(&state, &me, &form, Some(&existing)).await? {
+    let errors = match check_form(&state, &me, &form, Some(&base)).await? {
         Ok(spec) => {
-            match rule_cases::update(&state, me.workspace(), me.actor(), existing.clone(), spec)
-                .await
-            {
-                Ok(rule) => return Ok(see_other(&format!("/rules/{}?done=saved", rule.id))),
+            let saved = rule_versions::save_draft_spec(
+                &state,
+                me.workspace(),
+                me.actor(),
+                live,
+                base.clone(),
+                spec,
+            )
+            .await;
+            match saved {
+                Ok(view) => {
+                    return Ok(see_other(&format!(
+                        "/rules/{}/draft?done=draft",
+                        view.live.id
+                    )));
+                }
                 Err(e) => vec![refused_at_field(e)?],
             }
         }
@@ -833,16 +852,11 @@ pub(super) async fn update(
     render(
         StatusCode::BAD_REQUEST,
         &RuleFormPage::new(
-            Layout::new(
-                &state,
-                Some(&me),
-                "rules",
-                &format!("Edit {}", existing.name),
-            ),
-            Some(existing.id.to_string()),
+            Layout::new(&state, Some(&me), "rules", &format!("Edit {}", base.name)),
+            Some(base.id.to_string()),
             form,
             errors,
-            Some(&existing),
+            Some(&base),
         ),
     )
 }

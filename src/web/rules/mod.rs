@@ -21,6 +21,7 @@ use crate::security::crypto::Secret;
 use crate::store::DeliveryFilter;
 
 mod form;
+mod versions;
 
 use form::{create, edit_form, new_form, pairs, text, update};
 
@@ -46,6 +47,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/rules/{id}/test").route(web::post().to(test)))
         .service(
             web::resource("/rules/{id}/redeliver-failed").route(web::post().to(redeliver_failed)),
+        )
+        .service(web::resource("/rules/{id}/draft").route(web::get().to(versions::draft_page)))
+        .service(
+            web::resource("/rules/{id}/draft/publish").route(web::post().to(versions::publish)),
+        )
+        .service(
+            web::resource("/rules/{id}/draft/discard").route(web::post().to(versions::discard)),
+        )
+        .service(web::resource("/rules/{id}/draft/test").route(web::post().to(versions::test)))
+        .service(web::resource("/rules/{id}/versions").route(web::get().to(versions::versions)))
+        .service(
+            web::resource("/rules/{id}/versions/{n}/restore")
+                .route(web::post().to(versions::restore)),
         );
 }
 
@@ -303,6 +317,8 @@ struct RulePage {
     revealed: Option<String>,
     history: Vec<DeliveryRow>,
     more_history: bool,
+    /// The rule has a draft waiting to be published.
+    has_draft: bool,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +334,10 @@ fn done_message(done: Option<&str>) -> Option<String> {
             "Rule created. It has its own signing secret; reveal it below to set up the receiver."
         }
         "saved" => "Changes saved.",
+        "draft" => {
+            "Draft saved. Nothing live changed: look at what it changes below, test it, then publish it."
+        }
+        "discarded" => "Draft discarded. The live rule is as it was.",
         "activated" => "Rule turned on: matching events are delivered again.",
         "deactivated" => "Rule turned off: it matches nothing until it is turned on again.",
         "deleted" => "Rule deleted. Its delivery history is kept.",
@@ -352,7 +372,11 @@ async fn rule_page(
         .map(|d| d.id.clone())
         .collect();
     let latest = deliveries::latest_attempts(state, attempted).await?;
+    let (_, draft) =
+        crate::app::rule_versions::draft_if_any(state, me.workspace(), id.clone()).await?;
+    let has_draft = draft.is_some();
     let page = RulePage {
+        has_draft,
         l: Layout::new(state, Some(me), "rules", &rule.name).flash(flash),
         r: RuleView::new(&rule, state, failing.get(&rule.id).copied()),
         revealed,
@@ -400,6 +424,14 @@ async fn detail(
         )),
         (Some("rotated-key"), _) => Some(format!(
             "New key pair made: give the receiver the public key below. The previous key keeps signing alongside it for {overlap}."
+        )),
+        (Some("published"), _) => Some(format!(
+            "Draft published: version {} is live.",
+            query.count.unwrap_or(0)
+        )),
+        (Some("restored"), _) => Some(format!(
+            "Restored: a copy of the old version is live as version {}.",
+            query.count.unwrap_or(0)
         )),
         (Some("redelivered"), _) => Some(format!(
             "{} failed deliveries queued to be sent again. Reload in a moment to see how they went.",
