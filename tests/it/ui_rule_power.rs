@@ -150,3 +150,38 @@ fn conditions_and_templates_are_saved_or_refused_at_their_field() {
         preview.text
     );
 }
+
+#[test]
+fn an_ordering_key_is_saved_from_the_form_shown_on_the_rule_and_refused_at_its_field() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    admin.get("/rules/new");
+    let mut typo = fields(&[]);
+    typo.push(("ordering_key", "data.member."));
+    let bad = admin.post("/rules/new", &typo);
+    bad.assert_status(400);
+    assert!(bad.text.contains("id=\"err-ordering_key\""), "{}", bad.text);
+    assert!(
+        bad.text.contains("of the ordering key:"),
+        "the mistake is named after the field: {}",
+        bad.text
+    );
+    assert_eq!(app.get("/api/v1/rules").body["data"], serde_json::json!([]));
+
+    let mut good = fields(&[]);
+    good.push(("ordering_key", "data.member.id"));
+    let made = admin.post("/rules/new", &good);
+    assert_eq!(made.status, 303, "{}", made.text);
+    let page = admin.get(made.location());
+    assert!(
+        page.text
+            .contains("<dt>Order by</dt><dd><code>data.member.id</code>"),
+        "{}",
+        page.text
+    );
+    let rules = app.get("/api/v1/rules").body;
+    assert_eq!(
+        rules["data"][0]["ordering_key"], "data.member.id",
+        "{rules}"
+    );
+}

@@ -34,6 +34,7 @@ pub struct RuleForm {
     cron: String,
     timezone: String,
     condition: String,
+    ordering_key: String,
     url: String,
     method: String,
     content_type: String,
@@ -79,6 +80,7 @@ impl Default for RuleForm {
             cron: String::new(),
             timezone: "UTC".into(),
             condition: String::new(),
+            ordering_key: String::new(),
             url: String::new(),
             method: "POST".into(),
             content_type: "application/json".into(),
@@ -141,6 +143,7 @@ impl RuleForm {
             cron: text(&t["cron"]),
             timezone: t["timezone"].as_str().unwrap_or("UTC").to_owned(),
             condition: text(&v["condition"]),
+            ordering_key: text(&v["ordering_key"]),
             url: text(&w["url"]),
             method: text(&w["method"]),
             content_type: text(&w["content_type"]),
@@ -208,6 +211,7 @@ impl RuleForm {
             cron: f.get("cron").to_owned(),
             timezone: f.get("timezone").to_owned(),
             condition: f.get("condition").to_owned(),
+            ordering_key: f.get("ordering_key").to_owned(),
             url: f.get("url").to_owned(),
             method: f.get("method").to_owned(),
             content_type: f.get("content_type").to_owned(),
@@ -402,6 +406,8 @@ impl RuleForm {
                 auth: Some(self.auth_input(existing)),
             }),
             log: Some(self.log_input(&mut errors)),
+            // Blank clears it, as for the condition.
+            ordering_key: Some(self.ordering_key.clone()),
             ..RuleInput::default()
         };
         (input, errors)
@@ -454,7 +460,7 @@ impl RuleForm {
 }
 
 /// The form's fields in the order the page shows them: errors are listed in this order.
-const FORM_ORDER: [&str; 33] = [
+const FORM_ORDER: [&str; 34] = [
     "name",
     "description",
     "trigger",
@@ -474,6 +480,7 @@ const FORM_ORDER: [&str; 33] = [
     "webhook.body_template",
     "webhook.timeout_ms",
     "max_concurrency",
+    "ordering_key",
     "webhook.tls_verify",
     "webhook.auth.type",
     "webhook.auth.client_cert",
@@ -557,6 +564,7 @@ fn field_label(field: &str) -> &'static str {
         "trigger.cron" => "Schedule (cron)",
         "trigger.timezone" => "Time zone",
         "condition" => "Condition",
+        "ordering_key" => "Order by",
         "webhook" | "webhook.url" => "URL",
         "webhook.method" => "Method",
         "webhook.content_type" => "Content type",
@@ -628,6 +636,8 @@ impl RuleFormPage {
             .map(|mut e| {
                 if e.field == "condition" {
                     e.message = condition_message(&e.message);
+                } else if e.field == "ordering_key" {
+                    e.message = expression_message(&e.message, "ordering key");
                 }
                 let (label, anchor) = (field_label(&e.field), Self::anchor(&e.field));
                 (e, label, anchor)
@@ -691,6 +701,7 @@ impl RuleFormPage {
             "trigger.cron" => "cron",
             "trigger.timezone" => "timezone",
             "condition" => "condition",
+            "ordering_key" => "ordering_key",
             "webhook.method" => "method",
             "webhook.content_type" => "content_type",
             "webhook.headers" => "header_name_1",
@@ -865,6 +876,11 @@ pub(super) async fn update(
 /// found there, without the parser's list of the tokens it expected (which reads as noise to
 /// the person fixing it). Any other message is shown as it is.
 pub(super) fn condition_message(message: &str) -> String {
+    expression_message(message, "condition")
+}
+
+/// `condition_message` for any CEL field of the form, named `what` in the message.
+fn expression_message(message: &str, field: &str) -> String {
     let Some(rest) = message.strip_prefix("syntax error at line:column ") else {
         return message.to_owned();
     };
@@ -893,7 +909,7 @@ pub(super) fn condition_message(message: &str) -> String {
     } else {
         format!("line {line}, column {column}")
     };
-    format!("a mistake at {at} of the condition: {what}")
+    format!("a mistake at {at} of the {field}: {what}")
 }
 
 #[cfg(test)]
