@@ -248,6 +248,16 @@ impl Keyring {
             path: path.display().to_string(),
             source,
         };
+        // On PostgreSQL nothing else makes the data dir (on redb the database file lives
+        // there); made 0700, as it holds the key to every sealed value.
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
         write_private(&path, &B64.encode(*new.0)).map_err(io)?;
         sync_dir(dir).map_err(io)?;
         Ok(self)
@@ -563,5 +573,22 @@ mod tests {
         assert!(s.expose().starts_with("whsec_"));
         assert_eq!(s.expose().len(), 6 + 44);
         assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+
+    #[test]
+    fn a_first_start_without_a_data_dir_makes_it_private_with_the_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir()
+            .join(format!("tidings-new-{}", rand::random::<u64>()))
+            .join("data");
+        let ring = Keyring::load(&dir, None).unwrap().settle(false).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the data dir is the owner's alone");
+        let again = Keyring::load(&dir, None).unwrap();
+        assert!(
+            again.current.same_as(&ring.current),
+            "the key written is the one read"
+        );
+        std::fs::remove_dir_all(dir.parent().unwrap()).ok();
     }
 }
