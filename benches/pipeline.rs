@@ -77,13 +77,22 @@ impl App {
     /// `tidings serve --dev` as a child process, its key made by `tidings key create`; on a
     /// new PostgreSQL database of its own with `BENCH_POSTGRES`.
     fn spawn() -> Self {
-        Self::spawn_on(&postgres_database())
+        Self::spawn_on(&postgres_database(), None)
+    }
+
+    /// Another node on this one's PostgreSQL database, with its master key.
+    fn another_node(&self) -> Self {
+        Self::spawn_on(&self.store_url, Some(&self.dir.join("master.key")))
     }
 
     /// `tidings serve --dev` as a child process on `store_url` (empty: the embedded store in
-    /// a data dir of its own). Two of them on one PostgreSQL database are two nodes.
-    fn spawn_on(store_url: &str) -> Self {
+    /// a data dir of its own), with the master key copied from `master_key` if given.
+    fn spawn_on(store_url: &str, master_key: Option<&std::path::Path>) -> Self {
         let dir = bench_dir();
+        if let Some(key) = master_key {
+            std::fs::create_dir_all(&dir).expect("make the node's data dir");
+            std::fs::copy(key, dir.join("master.key")).expect("copy the master key");
+        }
         let bin = env!("CARGO_BIN_EXE_tidings");
         let out = std::process::Command::new(bin)
             .env("TIDINGS_STORE_URL", store_url)

@@ -259,7 +259,7 @@ fn on_nodes(
         nodes == 1 || !app.store_url.is_empty(),
         "several nodes need BENCH_POSTGRES"
     );
-    let others: Vec<App> = (1..nodes).map(|_| App::spawn_on(&app.store_url)).collect();
+    let others: Vec<App> = (1..nodes).map(|_| app.another_node()).collect();
     let pids: Vec<u32> = std::iter::once(&app)
         .chain(&others)
         .map(|a| a.child_pid().expect("tidings serve runs as a child"))
