@@ -221,6 +221,38 @@ mod tests {
 
     use super::*;
 
+    fn key(src: &str, data: &Value) -> Result<Option<String>, String> {
+        let data = data.as_object().unwrap().clone();
+        Condition::parse(src).unwrap().evaluate_key(&Subject {
+            event_type: "visit",
+            event_id: "evt_1",
+            occurred_at: "2026-11-23T10:00:00Z",
+            data: &data,
+            workspace_id: "wsp_1",
+            workspace_name: "Acme Health",
+        })
+    }
+
+    #[test]
+    fn ordering_keys_are_texts_whole_numbers_or_booleans_and_null_is_none() {
+        let d = json!({"member": {"id": "m-1", "n": 7, "vip": true, "tags": ["a"]}, "seq": 42});
+        assert_eq!(key("data.member.id", &d).unwrap(), Some("s:m-1".into()));
+        assert_eq!(key("data.member.n", &d).unwrap(), Some("n:7".into()));
+        assert_eq!(key("data.member.vip", &d).unwrap(), Some("b:true".into()));
+        // A text and a number that print alike are different keys.
+        let text_seven = json!({"member": {"n": "7"}});
+        assert_ne!(key("data.member.n", &d), key("data.member.n", &text_seven));
+        assert_eq!(
+            key("data.member.gone", &json!({"member": {"gone": null}})).unwrap(),
+            None
+        );
+        let list = key("data.member.tags", &d).unwrap_err();
+        assert!(list.contains("a list"), "{list}");
+        // JSON numbers arrive unsigned: arithmetic on them takes unsigned literals.
+        assert!(key("data.seq % 100", &d).is_err());
+        assert_eq!(key("data.seq % 100u", &d).unwrap(), Some("n:42".into()));
+    }
+
     fn eval(src: &str, data: &Value) -> Result<bool, String> {
         let data = data.as_object().unwrap().clone();
         Condition::parse(src).unwrap().evaluate(&Subject {
