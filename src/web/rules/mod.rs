@@ -20,6 +20,7 @@ use crate::domain::rule::{Rule, RuleInput, Signing, Trigger};
 use crate::security::crypto::Secret;
 use crate::store::DeliveryFilter;
 
+mod field_words;
 mod form;
 mod versions;
 
