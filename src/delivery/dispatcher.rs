@@ -1,5 +1,5 @@
 //! The dispatcher: an in-memory due-queue mirrored from the durable one, worker threads that
-//! take due deliveries, and the bookkeeping after each attempt. A retry is queued only once
+//! take due deliveries, and (in `worker.rs`) the bookkeeping after each attempt. A retry is queued only once
 //! its attempt is on disk, so a crash can repeat an attempt (at-least-once) but never lose a
 //! delivery.
 //!
@@ -11,27 +11,27 @@
 //! (`breaker.rs`), and such rules together hold at most `HANGING_SHARE`.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::delivery::attempt::{Env, PrepareError, perform, prepare, template_failure};
 use crate::delivery::breaker::{Breaker, BreakerPolicy, Signal};
 use crate::delivery::observer::{Observation, Observer};
-use crate::delivery::outcome::{Judged, Verdict};
+use crate::delivery::ordering::OrderingWaits;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::transport::Transport;
-use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::delivery::Delivery;
 use crate::domain::ids::{DeliveryId, RuleId};
-use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
-use crate::domain::system::is_system;
-use crate::domain::time::{Clock, to_rfc3339};
+use crate::domain::rule::DEFAULT_MAX_CONCURRENCY;
+use crate::domain::time::Clock;
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
-use crate::store::{DueDelivery, Slot, Store, StoreError};
+use crate::store::{DueDelivery, Store};
 use crate::telemetry::Metrics;
+
+mod worker;
 
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
 pub const WORKERS: usize = 32;
@@ -48,10 +48,6 @@ pub const HANGING_SHARE: usize = WORKERS / 2;
 const MAX_WAIT: Duration = Duration::from_secs(1);
 /// How soon a delivery whose rule had no slot free on any node is looked at again.
 const SLOT_RETRY_MS: i64 = 50;
-/// How often the first waiting delivery of an ordering key is looked at again without being
-/// told that the one ahead of it finished: that one may be on another node, or closed by
-/// something else than an attempt (its rule deleted, its subject erased).
-const ORDER_RECHECK_MS: i64 = 1_000;
 
 /// What the dispatcher needs besides the store.
 #[derive(Clone)]
@@ -128,18 +124,8 @@ struct Queue {
     shutdown: bool,
     last_progress_ms: i64,
     /// Deliveries of ordered rules waiting for the one ahead of them with the same key
-    /// (SPEC §15), by (rule, key hash). They are in no other queue until released.
-    parked: HashMap<(RuleId, String), Parked>,
-    /// Counts releases of ordering keys, so a delivery found blocked just before the one
-    /// ahead of it finished is looked at again rather than parked.
-    order_epoch: u64,
-}
-
-/// The waiting deliveries of one ordering key, in ingest (id) order.
-struct Parked {
-    ids: BTreeSet<DeliveryId>,
-    /// When the first of them is looked at again anyway (`ORDER_RECHECK_MS`).
-    recheck_at: i64,
+    /// (SPEC §15). They are in no other queue until released.
+    ordering: OrderingWaits,
 }
 
 impl Queue {
@@ -168,18 +154,7 @@ impl Queue {
     /// Hands the first waiting delivery of each ordering key whose time to look again has
     /// come back to the due queue; the earliest such time still ahead.
     fn recheck_parked(&mut self, now: i64) -> Option<i64> {
-        let mut freed = Vec::new();
-        let mut next = None::<i64>;
-        for ((rule, _), parked) in &mut self.parked {
-            if parked.recheck_at <= now {
-                if let Some(id) = parked.ids.pop_first() {
-                    freed.push((id, rule.clone()));
-                }
-                parked.recheck_at = now + ORDER_RECHECK_MS;
-            }
-            next = Some(next.map_or(parked.recheck_at, |n| n.min(parked.recheck_at)));
-        }
-        self.parked.retain(|_, p| !p.ids.is_empty());
+        let (freed, next) = self.ordering.due_rechecks(now);
         for (id, rule) in freed {
             self.push_due(id, rule, now);
         }
@@ -271,7 +246,7 @@ impl Dispatcher {
             let shared = Arc::clone(&dispatcher.shared);
             let handle = std::thread::Builder::new()
                 .name(format!("deliver-{i}"))
-                .spawn(move || worker(&shared))
+                .spawn(move || worker::run(&shared))
                 .expect("spawn delivery worker");
             threads.push(handle);
         }
@@ -517,7 +492,7 @@ impl Shared {
 
     /// The order epoch now: read before asking the store for a key's head, handed to `park`.
     fn order_epoch(&self) -> u64 {
-        self.lock().order_epoch
+        self.lock().ordering.epoch()
     }
 
     /// Sets aside an ordered delivery whose key has an older open delivery, until that one
@@ -526,34 +501,21 @@ impl Shared {
     fn park(&self, rule: &RuleId, key: &str, id: &DeliveryId, epoch: u64) {
         let mut q = self.lock();
         let now = self.settings.clock.now_ms();
-        if q.order_epoch != epoch {
-            let added = q.push_due(id.clone(), rule.clone(), now);
-            drop(q);
-            if added {
-                self.wake.notify_one();
-            }
+        if q.ordering.wait(rule, key, id, epoch, now) {
             return;
         }
-        q.parked
-            .entry((rule.clone(), key.to_owned()))
-            .or_insert_with(|| Parked {
-                ids: BTreeSet::new(),
-                recheck_at: now + ORDER_RECHECK_MS,
-            })
-            .ids
-            .insert(id.clone());
+        let added = q.push_due(id.clone(), rule.clone(), now);
+        drop(q);
+        if added {
+            self.wake.notify_one();
+        }
     }
 
     /// An ordered delivery of `key` finished for good (its closing write is on disk): the
     /// next one waiting for it may go now.
     fn release_key(&self, rule: &RuleId, key: &str) {
         let mut q = self.lock();
-        q.order_epoch += 1;
-        let slot = (rule.clone(), key.to_owned());
-        let next = q.parked.get_mut(&slot).and_then(|p| p.ids.pop_first());
-        if q.parked.get(&slot).is_some_and(|p| p.ids.is_empty()) {
-            q.parked.remove(&slot);
-        }
+        let next = q.ordering.release(rule, key);
         let now = self.settings.clock.now_ms();
         let added = next.is_some_and(|id| q.push_due(id, rule.clone(), now));
         drop(q);
@@ -620,212 +582,6 @@ fn destination(url: &str) -> Option<String> {
         url.host_str()?,
         url.port_or_known_default()?
     ))
-}
-
-fn worker(shared: &Arc<Shared>) {
-    let transport = shared.settings.transport.for_worker();
-    while let Some(job) = shared.next_job() {
-        let id = &job.id;
-        // The rule's slot among every node of a shared store, held through the attempt.
-        let limit = shared.admission(&job.rule).max_concurrency;
-        let _slot = match shared.store.concurrency_slot(&job.rule, limit) {
-            Slot::Busy => {
-                shared.finish(&job, None);
-                shared.hold_back(&job);
-                continue;
-            }
-            held => held,
-        };
-        // A panic must not take the worker, or the rule's concurrency slot, with it.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            deliver(shared, &*transport, id, &job.rule)
-        }));
-        let signal = match outcome {
-            Ok(Ok(signal)) => signal,
-            // The delivery stays in the durable queue and is retried after a restart.
-            Ok(Err(e)) => {
-                tracing::error!(delivery = %id, error = %e, "delivery attempt could not be processed");
-                None
-            }
-            Err(_) => {
-                tracing::error!(delivery = %id, "delivery attempt panicked");
-                None
-            }
-        };
-        shared.finish(&job, signal);
-    }
-}
-
-fn deliver(
-    shared: &Arc<Shared>,
-    transport: &dyn Transport,
-    id: &DeliveryId,
-    rule_id: &RuleId,
-) -> Result<Option<Signal>, Box<dyn std::error::Error>> {
-    let store = &shared.store;
-    let settings = &shared.settings;
-    let Some((delivery, event)) = store.delivery_with_event(id)? else {
-        return Ok(None);
-    };
-    if !delivery.status.is_open() {
-        return Ok(None);
-    }
-    let rule = match store.cached_rule(rule_id) {
-        Some(rule) if rule.active => rule,
-        // Deleted or deactivated rules deliver nothing more.
-        _ => {
-            store.close_delivery(id, DeliveryStatus::Failed)?;
-            return Ok(None);
-        }
-    };
-    if waits_its_turn(shared, &delivery)? {
-        return Ok(None);
-    }
-    let workspace_name = store.workspace_name(&event.workspace_id)?;
-    let env = Env {
-        transport,
-        policy: &settings.policy,
-        retry: &settings.retry,
-        clock: &settings.clock,
-        store_bodies: settings.store_bodies,
-    };
-    let Judged { attempt, verdict } = match prepare(
-        &rule,
-        &event,
-        &workspace_name,
-        id.as_str(),
-        &settings.master_key,
-        settings.clock.now_ms(),
-    ) {
-        Ok(request) => perform(&env, &rule, &request, &delivery),
-        Err(PrepareError::Template(e)) => template_failure(&env, &rule, &delivery, &e),
-        Err(PrepareError::Crypto(e)) => {
-            // A secret that does not decrypt cannot sign; retrying will not change that.
-            return Err(Box::new(e));
-        }
-    };
-    let system_event = is_system(&delivery.event_type);
-    shared.observe(Observation::Attempt {
-        rule_id: rule.id.clone(),
-        at: attempt.started_at,
-        succeeded: attempt.succeeded(),
-        error_kind: attempt.error_kind,
-        status_code: attempt.status_code,
-        test: delivery.test,
-        system_event,
-    });
-    if verdict == Verdict::Gone {
-        let reason = format!(
-            "deactivated after the receiver answered 410 Gone to delivery {} at {}",
-            delivery.id,
-            to_rfc3339(attempt.started_at)
-        );
-        deactivate(shared, &rule, reason, system_event);
-    } else {
-        track_failing(shared, &rule, &attempt, system_event);
-    }
-    let signal = Signal::of(&attempt);
-    let outcome = verdict.next_state();
-    let retry = outcome.next_attempt_at.map(|due| DueDelivery {
-        id: id.clone(),
-        rule_id: rule_id.clone(),
-        due_at: due,
-    });
-    let shared_after = Arc::clone(shared);
-    let delivery_id = id.clone();
-    let updated = delivery.advanced(attempt.number, outcome, settings.clock.now_ms());
-    // Finished for good: the next delivery of its ordering key may go once this is on disk.
-    let released = updated
-        .ordering_key
-        .clone()
-        .filter(|_| !updated.status.is_open())
-        .map(|key| (rule_id.clone(), key));
-    #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
-    let seconds = attempt.duration_ms as f64 / 1000.0;
-    settings.metrics.attempt(
-        updated.status.as_str(),
-        updated.workspace_id.as_str(),
-        rule_id.as_str(),
-        seconds,
-    );
-    store.record_attempt(
-        &updated,
-        &attempt,
-        Box::new(move |r| match r {
-            Ok(()) => {
-                shared_after.enqueue(retry);
-                if let Some((rule, key)) = released {
-                    shared_after.release_key(&rule, &key);
-                }
-            }
-            Err(e) => {
-                tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");
-            }
-        }),
-    );
-    Ok(Some(signal))
-}
-
-/// Whether an ordered delivery must wait for an older open one of its key (SPEC §15); if so,
-/// it is parked until that one is closed.
-fn waits_its_turn(shared: &Shared, delivery: &Delivery) -> Result<bool, StoreError> {
-    let Some(key) = &delivery.ordering_key else {
-        return Ok(false);
-    };
-    let epoch = shared.order_epoch();
-    let head = shared.store.ordering_head(&delivery.rule_id, key)?;
-    if head.is_some_and(|head| head != delivery.id) {
-        shared.park(&delivery.rule_id, key, &delivery.id, epoch);
-        return Ok(true);
-    }
-    Ok(false)
-}
-
-/// Keeps each rule's failing clock: started by a failed attempt, cleared by a success, and a
-/// rule that has failed for `alerts.disable_after` is deactivated so a dead endpoint stops
-/// taking worker time.
-fn track_failing(shared: &Shared, rule: &Rule, attempt: &Attempt, system_event: bool) {
-    let mut failing = shared
-        .failing_since
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if attempt.succeeded() {
-        if failing.remove(&rule.id).is_some() {
-            shared.store.set_rule_failing_since(&rule.id, None);
-        }
-        return;
-    }
-    let Some(&since) = failing.get(&rule.id) else {
-        failing.insert(rule.id.clone(), attempt.started_at);
-        shared
-            .store
-            .set_rule_failing_since(&rule.id, Some(attempt.started_at));
-        return;
-    };
-    let limit = i64::try_from(shared.settings.disable_after.as_millis()).unwrap_or(i64::MAX);
-    if attempt.started_at - since >= limit {
-        failing.remove(&rule.id);
-        drop(failing);
-        shared.store.set_rule_failing_since(&rule.id, None);
-        let reason = format!(
-            "deactivated because every attempt has failed since {} (alerts.disable_after = {})",
-            to_rfc3339(since),
-            humantime::format_duration(shared.settings.disable_after)
-        );
-        deactivate(shared, rule, reason, system_event);
-    }
-}
-
-fn deactivate(shared: &Shared, rule: &Rule, reason: String, system_event: bool) {
-    tracing::warn!(rule = %rule.id, "{reason}");
-    match shared.store.deactivate_rule(&rule.id, reason.clone()) {
-        Ok(()) => shared.observe(Observation::Deactivated {
-            rule_id: rule.id.clone(),
-            reason,
-            system_event,
-        }),
-        Err(e) => tracing::error!(rule = %rule.id, error = %e, "could not deactivate rule"),
-    }
 }
 
 #[cfg(test)]
