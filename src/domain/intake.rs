@@ -36,24 +36,28 @@ pub fn deliveries_for(
                 .condition
                 .as_ref()
                 .map_or(Ok(true), |c| c.evaluate(&subject));
-            let (status, condition_error) = match verdict {
-                Ok(false) => return None,
-                Ok(true) => (DeliveryStatus::Pending, None),
-                Err(message) => (DeliveryStatus::ConditionError, Some(message)),
+            let failed = |message| {
+                new_delivery(
+                    event,
+                    rule,
+                    DeliveryStatus::ConditionError,
+                    Some(message),
+                    max_attempts,
+                )
             };
-            // A key that cannot be read is an error like a condition's: sending the delivery
-            // unordered would break the promise silently.
-            let (status, condition_error, ordering_key) =
-                match (status, ordering_key(rule, &subject, key_hash)) {
-                    (DeliveryStatus::Pending, Err(message)) => (
-                        DeliveryStatus::ConditionError,
-                        Some(format!("ordering key: {message}")),
-                        None,
-                    ),
-                    (status, key) => (status, condition_error, key.ok().flatten()),
-                };
-            let mut delivery = new_delivery(event, rule, status, condition_error, max_attempts);
-            delivery.ordering_key = ordering_key;
+            let delivery = match verdict {
+                Ok(false) => return None,
+                Err(message) => failed(message),
+                // A key that cannot be read is an error like a condition's: sending the
+                // delivery unordered would break the promise silently.
+                Ok(true) => match ordering_key(rule, &subject, key_hash) {
+                    Err(message) => failed(format!("ordering key: {message}")),
+                    Ok(key) => Delivery {
+                        ordering_key: key,
+                        ..new_delivery(event, rule, DeliveryStatus::Pending, None, max_attempts)
+                    },
+                },
+            };
             Some(delivery)
         })
         .collect()

@@ -114,7 +114,7 @@ impl KeyStore for PgStore {
             store
                 .writer
                 .write_async(move |txn| {
-                    // The unique index (migration 5) holds against a race; this finds the
+                    // The unique index (migration 6) holds against a race; this finds the
                     // workspace to name in the answer.
                     let taken = txn.query_opt(
                         "SELECT row::text AS row FROM workspaces WHERE lower(row->>'name') = lower($1)",
