@@ -24,14 +24,17 @@ use crate::delivery::retry::RetryPolicy;
 use crate::delivery::transport::Transport;
 use crate::domain::delivery::Delivery;
 use crate::domain::ids::{DeliveryId, RuleId};
-use crate::domain::rule::DEFAULT_MAX_CONCURRENCY;
+use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
 use crate::domain::time::Clock;
 use crate::security::crypto::MasterKey;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::{DueDelivery, Store};
 use crate::telemetry::Metrics;
 
+mod compact;
 mod worker;
+
+use compact::{Compact, QueuedId, RuleIx};
 
 /// Worker threads: each holds one blocking request at a time, so this bounds requests in flight.
 pub const WORKERS: usize = 32;
@@ -98,29 +101,37 @@ impl From<&Config> for Fairness {
 struct Job {
     id: DeliveryId,
     rule: RuleId,
-    destination: Option<String>,
+    rule_ix: RuleIx,
+    /// The rule's `max_concurrency` when it was taken, for its slot among the nodes.
+    max_concurrency: u32,
+    destination: Option<Arc<str>>,
     /// Its rule's receiver was hanging when it started (counted in `HANGING_SHARE`).
     hanging: bool,
 }
 
+/// The in-memory queue. Deliveries and rules are held in their compact forms
+/// (`compact.rs`): with a million deliveries owed, each costs about 70 bytes here.
 #[derive(Default)]
 struct Queue {
-    /// Not yet due: (due ms, insertion order, delivery, rule), earliest first.
-    due: BinaryHeap<Reverse<(i64, u64, DeliveryId, RuleId)>>,
+    /// Not yet due: (due ms, delivery, rule), earliest first (ids break ties in ingest order).
+    due: BinaryHeap<Reverse<(i64, QueuedId, RuleIx)>>,
     /// Deliveries in `due` or `ready`, so one is never queued twice.
-    queued: HashSet<DeliveryId>,
+    queued: HashSet<QueuedId>,
     /// Due deliveries per rule, (due ms, delivery), in the order they fell due.
-    ready: HashMap<RuleId, VecDeque<(i64, DeliveryId)>>,
+    ready: HashMap<RuleIx, VecDeque<(i64, QueuedId)>>,
     /// The rules with ready deliveries, the next to be offered a worker first.
-    turns: VecDeque<RuleId>,
-    in_flight: HashMap<RuleId, u32>,
+    turns: VecDeque<RuleIx>,
+    in_flight: HashMap<RuleIx, u32>,
     /// Attempts in flight per destination (host:port).
-    at_destination: HashMap<String, u32>,
+    at_destination: HashMap<Arc<str>, u32>,
     busy: usize,
     /// Of `busy`, the attempts of rules whose breaker was not closed when they started.
     busy_hanging: usize,
-    breakers: HashMap<RuleId, Breaker>,
-    seq: u64,
+    breakers: HashMap<RuleIx, Breaker>,
+    compact: Compact,
+    /// What each rule's cached version allows, kept while the cache hands out the same
+    /// version, so a turn does not parse the rule's URL again.
+    admissions: HashMap<RuleIx, (Arc<Rule>, Admission)>,
     shutdown: bool,
     last_progress_ms: i64,
     /// Deliveries of ordered rules waiting for the one ahead of them with the same key
@@ -135,19 +146,23 @@ impl Queue {
             if *due > now {
                 break;
             }
-            let Reverse((due, _, id, rule)) = self.due.pop().expect("peeked");
+            let Reverse((due, id, rule)) = self.due.pop().expect("peeked");
             self.make_ready(rule, due, id);
+        }
+        // A drained backlog gives its memory back.
+        if self.due.capacity() > 1024 && self.due.len() < self.due.capacity() / 4 {
+            self.due.shrink_to(self.due.len() * 2);
         }
     }
 
     /// Puts a delivery in the due queue unless it is queued already; whether it was added.
-    fn push_due(&mut self, id: DeliveryId, rule: RuleId, due_at: i64) -> bool {
-        if !self.queued.insert(id.clone()) {
+    fn push_due(&mut self, id: &DeliveryId, rule: &RuleId, due_at: i64) -> bool {
+        let id = self.compact.delivery(id);
+        if !self.queued.insert(id) {
             return false;
         }
-        self.seq += 1;
-        let seq = self.seq;
-        self.due.push(Reverse((due_at, seq, id, rule)));
+        let rule = self.compact.rule(rule);
+        self.due.push(Reverse((due_at, id, rule)));
         true
     }
 
@@ -156,34 +171,35 @@ impl Queue {
     fn recheck_parked(&mut self, now: i64) -> Option<i64> {
         let (freed, next) = self.ordering.due_rechecks(now);
         for (id, rule) in freed {
-            self.push_due(id, rule, now);
+            self.push_due(&id, &rule, now);
         }
         next
     }
 
-    fn make_ready(&mut self, rule: RuleId, due: i64, id: DeliveryId) {
-        let queue = self.ready.entry(rule.clone()).or_default();
+    fn make_ready(&mut self, rule: RuleIx, due: i64, id: QueuedId) {
+        let queue = self.ready.entry(rule).or_default();
         if queue.is_empty() {
             self.turns.push_back(rule);
         }
         queue.push_back((due, id));
     }
 
-    fn is_hanging(&self, rule: &RuleId) -> bool {
-        self.breakers.get(rule).is_some_and(|b| !b.is_closed())
+    fn is_hanging(&self, rule: RuleIx) -> bool {
+        self.breakers.get(&rule).is_some_and(|b| !b.is_closed())
     }
 
-    fn allowance(&self, rule: &RuleId, now: i64) -> u32 {
+    fn allowance(&self, rule: RuleIx, now: i64) -> u32 {
         self.breakers
-            .get(rule)
+            .get(&rule)
             .map_or(u32::MAX, |b| b.allowance(now))
     }
 }
 
 /// What the dispatcher knows of a rule when deciding whether it may take a worker.
+#[derive(Clone)]
 struct Admission {
     max_concurrency: u32,
-    destination: Option<String>,
+    destination: Option<Arc<str>>,
 }
 
 struct Shared {
@@ -280,12 +296,12 @@ impl Dispatcher {
     pub fn is_healthy(&self) -> bool {
         let stuck_after =
             i64::try_from(self.shared.settings.stuck_after.as_millis()).unwrap_or(i64::MAX);
-        let q = self.shared.lock();
+        let mut q = self.shared.lock();
         if q.shutdown {
             return false;
         }
         let now = self.shared.settings.clock.now_ms();
-        let oldest_due = self.shared.oldest_starved(&q, now);
+        let oldest_due = self.shared.oldest_starved(&mut q, now);
         let overdue = oldest_due.is_some_and(|due| now - due > stuck_after);
         !(overdue && now - q.last_progress_ms > stuck_after)
     }
@@ -295,10 +311,10 @@ impl Dispatcher {
     pub fn is_on_time(&self) -> bool {
         let limit = i64::try_from(self.shared.settings.fairness.delayed_after.as_millis())
             .unwrap_or(i64::MAX);
-        let q = self.shared.lock();
+        let mut q = self.shared.lock();
         let now = self.shared.settings.clock.now_ms();
         self.shared
-            .oldest_starved(&q, now)
+            .oldest_starved(&mut q, now)
             .is_none_or(|due| now - due <= limit)
     }
 
@@ -344,7 +360,7 @@ impl Shared {
         let mut q = self.lock();
         let mut added = 0;
         for d in deliveries {
-            if q.push_due(d.id, d.rule_id, d.due_at) {
+            if q.push_due(&d.id, &d.rule_id, d.due_at) {
                 added += 1;
             }
         }
@@ -356,19 +372,32 @@ impl Shared {
         }
     }
 
-    fn admission(&self, rule: &RuleId) -> Admission {
-        let cached = self.store.cached_rule(rule);
-        Admission {
-            max_concurrency: cached
-                .as_ref()
-                .map_or(DEFAULT_MAX_CONCURRENCY, |r| r.max_concurrency),
-            destination: cached.and_then(|r| destination(&r.webhook.url)),
+    /// What the rule's current version allows; a deleted rule gets the defaults (its
+    /// deliveries close when attempted).
+    fn admission(&self, q: &mut Queue, rule: RuleIx) -> Admission {
+        let Some(cached) = self.store.cached_rule(q.compact.rule_id(rule)) else {
+            q.admissions.remove(&rule);
+            return Admission {
+                max_concurrency: DEFAULT_MAX_CONCURRENCY,
+                destination: None,
+            };
+        };
+        if let Some((version, admission)) = q.admissions.get(&rule)
+            && Arc::ptr_eq(version, &cached)
+        {
+            return admission.clone();
         }
+        let admission = Admission {
+            max_concurrency: cached.max_concurrency,
+            destination: destination(&cached.webhook.url).map(Arc::from),
+        };
+        q.admissions.insert(rule, (cached, admission.clone()));
+        admission
     }
 
     /// Whether `rule` may take a worker now; a deleted rule may (its deliveries close).
-    fn may_start(&self, q: &Queue, rule: &RuleId, a: &Admission, now: i64) -> bool {
-        let running = q.in_flight.get(rule).copied().unwrap_or(0);
+    fn may_start(&self, q: &Queue, rule: RuleIx, a: &Admission, now: i64) -> bool {
+        let running = q.in_flight.get(&rule).copied().unwrap_or(0);
         let limit = a.max_concurrency.min(q.allowance(rule, now));
         let at_destination = a
             .destination
@@ -386,13 +415,24 @@ impl Shared {
     /// Since when (Unix ms) the longest-waiting due delivery has been due, among those that
     /// only a busy worker pool holds back: its rule, destination and breaker would let it go.
     /// A rule whose receiver hangs is left out: its deliveries wait on that receiver.
-    fn oldest_starved(&self, q: &Queue, now: i64) -> Option<i64> {
-        let free = |rule: &RuleId| {
+    fn oldest_starved(&self, q: &mut Queue, now: i64) -> Option<i64> {
+        let waiting: Vec<(i64, RuleIx)> = q
+            .ready
+            .iter()
+            .filter_map(|(rule, queue)| queue.front().map(|(due, _)| (*due, *rule)))
+            .chain(
+                q.due
+                    .peek()
+                    .map(|Reverse((due, _, rule))| (*due, *rule))
+                    .filter(|(due, _)| *due <= now),
+            )
+            .collect();
+        let mut free = |rule: RuleIx| {
             if q.is_hanging(rule) {
                 return false;
             }
-            let a = self.admission(rule);
-            let running = q.in_flight.get(rule).copied().unwrap_or(0);
+            let a = self.admission(q, rule);
+            let running = q.in_flight.get(&rule).copied().unwrap_or(0);
             let at_destination = a
                 .destination
                 .as_ref()
@@ -402,18 +442,9 @@ impl Shared {
             running < a.max_concurrency.min(q.allowance(rule, now))
                 && at_destination < self.settings.fairness.max_per_destination
         };
-        let waiting = q
-            .ready
-            .iter()
-            .filter_map(|(rule, queue)| queue.front().map(|(due, _)| (*due, rule)));
-        let not_promoted = q
-            .due
-            .peek()
-            .map(|Reverse((due, _, _, rule))| (*due, rule))
-            .filter(|(due, _)| *due <= now);
         waiting
-            .chain(not_promoted)
-            .filter(|(_, rule)| free(rule))
+            .into_iter()
+            .filter(|(_, rule)| free(*rule))
             .map(|(due, _)| due)
             .min()
     }
@@ -431,8 +462,8 @@ impl Shared {
             q.promote(now);
             for _ in 0..q.turns.len() {
                 let rule = q.turns.pop_front().expect("counted");
-                let admission = self.admission(&rule);
-                if !self.may_start(&q, &rule, &admission, now) {
+                let admission = self.admission(&mut q, rule);
+                if !self.may_start(&q, rule, &admission, now) {
                     q.turns.push_back(rule);
                     continue;
                 }
@@ -444,19 +475,21 @@ impl Shared {
                 if queue.is_empty() {
                     q.ready.remove(&rule);
                 } else {
-                    q.turns.push_back(rule.clone());
+                    q.turns.push_back(rule);
                 }
                 q.queued.remove(&id);
-                *q.in_flight.entry(rule.clone()).or_default() += 1;
+                *q.in_flight.entry(rule).or_default() += 1;
                 if let Some(d) = &admission.destination {
-                    *q.at_destination.entry(d.clone()).or_default() += 1;
+                    *q.at_destination.entry(Arc::clone(d)).or_default() += 1;
                 }
                 q.busy += 1;
-                let hanging = q.is_hanging(&rule);
+                let hanging = q.is_hanging(rule);
                 q.busy_hanging += usize::from(hanging);
                 return Some(Job {
-                    id,
-                    rule,
+                    id: q.compact.take(id),
+                    rule: q.compact.rule_id(rule).clone(),
+                    rule_ix: rule,
+                    max_concurrency: admission.max_concurrency,
                     destination: admission.destination,
                     hanging,
                 });
@@ -504,7 +537,7 @@ impl Shared {
         if q.ordering.wait(rule, key, id, epoch, now) {
             return;
         }
-        let added = q.push_due(id.clone(), rule.clone(), now);
+        let added = q.push_due(id, rule, now);
         drop(q);
         if added {
             self.wake.notify_one();
@@ -517,7 +550,7 @@ impl Shared {
         let mut q = self.lock();
         let next = q.ordering.release(rule, key);
         let now = self.settings.clock.now_ms();
-        let added = next.is_some_and(|id| q.push_due(id, rule.clone(), now));
+        let added = next.is_some_and(|id| q.push_due(&id, rule, now));
         drop(q);
         if added {
             self.wake.notify_one();
@@ -544,15 +577,15 @@ impl Shared {
         if job.hanging {
             q.busy_hanging = q.busy_hanging.saturating_sub(1);
         }
-        release(&mut q.in_flight, &job.rule);
+        release(&mut q.in_flight, &job.rule_ix);
         if let Some(d) = &job.destination {
             release(&mut q.at_destination, d);
         }
         let widened = signal.is_some_and(|signal| {
-            let breaker = q.breakers.entry(job.rule.clone()).or_default();
+            let breaker = q.breakers.entry(job.rule_ix).or_default();
             let widened = breaker.record(signal, now, &self.settings.fairness.breaker);
             if breaker.is_closed() {
-                q.breakers.remove(&job.rule);
+                q.breakers.remove(&job.rule_ix);
             }
             widened
         });

@@ -23,8 +23,10 @@ pub(super) fn run(shared: &Arc<Shared>) {
     while let Some(job) = shared.next_job() {
         let id = &job.id;
         // The rule's slot among every node of a shared store, held through the attempt.
-        let limit = shared.admission(&job.rule).max_concurrency;
-        let _slot = match shared.store.concurrency_slot(&job.rule, limit) {
+        let _slot = match shared
+            .store
+            .concurrency_slot(&job.rule, job.max_concurrency)
+        {
             Slot::Busy => {
                 shared.finish(&job, None);
                 shared.hold_back(&job);
