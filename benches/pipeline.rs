@@ -77,23 +77,36 @@ impl App {
     /// `tidings serve --dev` as a child process, its key made by `tidings key create`; on a
     /// new PostgreSQL database of its own with `BENCH_POSTGRES`.
     fn spawn() -> Self {
-        Self::spawn_on(&postgres_database(), None)
+        Self::spawn_on(&postgres_database(), None, None)
+    }
+
+    /// As `spawn`, with an admin `bench` who signs in to the UI with `password`.
+    fn spawn_with_ui_user(password: &str) -> Self {
+        Self::spawn_on(&postgres_database(), None, Some(password))
     }
 
     /// Another node on this one's PostgreSQL database, with its master key.
     fn another_node(&self) -> Self {
-        Self::spawn_on(&self.store_url, Some(&self.dir.join("master.key")))
+        Self::spawn_on(&self.store_url, Some(&self.dir.join("master.key")), None)
     }
 
     /// `tidings serve --dev` as a child process on `store_url` (empty: the embedded store in
-    /// a data dir of its own), with the master key copied from `master_key` if given.
-    fn spawn_on(store_url: &str, master_key: Option<&std::path::Path>) -> Self {
+    /// a data dir of its own), with the master key copied from `master_key` if given, and a
+    /// UI admin `bench` with `ui_password` if given (made by `tidings user add`).
+    fn spawn_on(
+        store_url: &str,
+        master_key: Option<&std::path::Path>,
+        ui_password: Option<&str>,
+    ) -> Self {
         let dir = bench_dir();
         if let Some(key) = master_key {
             std::fs::create_dir_all(&dir).expect("make the node's data dir");
             std::fs::copy(key, dir.join("master.key")).expect("copy the master key");
         }
         let bin = env!("CARGO_BIN_EXE_tidings");
+        if let Some(password) = ui_password {
+            add_ui_admin(bin, store_url, &dir, password);
+        }
         let out = std::process::Command::new(bin)
             .env("TIDINGS_STORE_URL", store_url)
             .args([
@@ -239,6 +252,34 @@ impl Drop for App {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `tidings user add --username bench --role admin`, the password on standard input.
+fn add_ui_admin(bin: &str, store_url: &str, dir: &std::path::Path, password: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin)
+        .env("TIDINGS_STORE_URL", store_url)
+        .args([
+            "user",
+            "add",
+            "--username",
+            "bench",
+            "--role",
+            "admin",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run tidings user add");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    assert!(child.wait().expect("user add").success(), "user add failed");
 }
 
 /// A keep-alive HTTP client.
@@ -491,6 +532,11 @@ fn main() {
         // BENCH_ONLY=processes: just h–k, the separate-process scenarios.
         Ok("processes") => {
             processes::all(n);
+            return;
+        }
+        // BENCH_ONLY=backlog: just n, a million deliveries owed to a receiver that was down.
+        Ok("backlog") => {
+            processes::backlog::backlog();
             return;
         }
         _ => {}

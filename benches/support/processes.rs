@@ -27,6 +27,9 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Linux reports process CPU time in clock ticks of 1/100 s (`USER_HZ`).
 const TICKS_PER_SEC: f64 = 100.0;
 
+#[path = "backlog.rs"]
+pub mod backlog;
+
 fn wall_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -40,6 +43,11 @@ fn env_usize(name: &str) -> usize {
         .unwrap_or_else(|| panic!("{name} must be set to a whole number"))
 }
 
+/// `name` as a whole number, or `default` when it is not set.
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var_os(name).map_or(default, |_| env_usize(name))
+}
+
 /// Runs this process as a helper role if `BENCH_ROLE` says so; false when it is the benchmark.
 pub fn run_role() -> bool {
     match std::env::var("BENCH_ROLE").as_deref() {
@@ -51,9 +59,18 @@ pub fn run_role() -> bool {
 }
 
 /// The receiver: prints its port, then answers commands on stdin — `count` (deliveries so
-/// far) and `report` (latency figures as JSON) — until stdin closes.
+/// far), `last_ns` (when the latest arrived) and `report` (latency figures as JSON) — until
+/// stdin closes. `BENCH_PORT` binds that port; `BENCH_COUNT_ONLY` keeps no requests (no
+/// `report`), for a backlog of a million.
 fn receiver_role() {
-    let receiver = TestReceiver::start();
+    let recording = std::env::var_os("BENCH_COUNT_ONLY").is_none();
+    let receiver = match std::env::var_os("BENCH_PORT") {
+        Some(_) => TestReceiver::start_on_port(
+            u16::try_from(env_usize("BENCH_PORT")).expect("BENCH_PORT is a port"),
+            recording,
+        ),
+        None => TestReceiver::start_with(recording),
+    };
     // Instants become wall-clock times through one pair read together.
     let (base_instant, base_wall) = (Instant::now(), wall_ns());
     println!("PORT {}", receiver.port());
@@ -61,6 +78,13 @@ fn receiver_role() {
     for line in std::io::stdin().lock().lines() {
         let reply = match line.expect("stdin").trim() {
             "count" => receiver.count().to_string(),
+            "last_ns" => receiver
+                .arrivals()
+                .last()
+                .map_or(0, |at| {
+                    base_wall + at.duration_since(base_instant).as_nanos()
+                })
+                .to_string(),
             "report" => {
                 let mut seen = std::collections::HashSet::new();
                 let mut latencies_ms = Vec::new();

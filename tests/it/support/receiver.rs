@@ -374,6 +374,13 @@ impl TestReceiver {
         Self::spawn(None, recording)
     }
 
+    /// As [`TestReceiver::start_with`], on a given port of 127.0.0.1 (a receiver that comes
+    /// back where it was).
+    pub fn start_on_port(port: u16, recording: bool) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the given port");
+        Self::spawn_on(listener, None, recording)
+    }
+
     /// HTTPS variant of [`TestReceiver::start_with`].
     pub fn start_https_with(ca: &TestCa, recording: bool) -> Self {
         Self::spawn(Some(ca.server_config()), recording)
@@ -381,6 +388,10 @@ impl TestReceiver {
 
     fn spawn(tls: Option<Arc<ServerConfig>>, recording: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::spawn_on(listener, tls, recording)
+    }
+
+    fn spawn_on(listener: TcpListener, tls: Option<Arc<ServerConfig>>, recording: bool) -> Self {
         let addr = listener.local_addr().expect("local_addr");
         let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
