@@ -66,8 +66,9 @@ pub fn backlog() {
         events as f64 / sent["secs"].as_f64().unwrap_or(f64::NAN),
         sent["post_p99"].as_f64().unwrap_or(f64::NAN),
     );
-    let session = sign_in(&http, &app.base);
-    print_pages(&http, &app.base, &session, "with the backlog owed");
+    let browser = ui_agent();
+    let session = sign_in(&browser, &app.base);
+    print_pages(&browser, &app.base, &session, "with the backlog owed");
 
     let back_ns = wall_ns();
     let mut receiver = Role::start(
@@ -87,7 +88,7 @@ pub fn backlog() {
             break;
         }
         if !mid_drain_done && got >= events / 2 {
-            print_pages(&http, &app.base, &session, "mid-drain");
+            print_pages(&browser, &app.base, &session, "mid-drain");
             mid_drain_done = true;
         }
         assert!(
@@ -108,6 +109,18 @@ pub fn backlog() {
 
 fn peak_rss(pid: u32) -> f64 {
     crate::vm_hwm_mib(&format!("/proc/{pid}/status")).unwrap_or(f64::NAN)
+}
+
+/// A client that, like a browser's first look, does not follow redirects: the session
+/// cookie comes on the sign-in's 303.
+fn ui_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent()
 }
 
 /// The value of cookie `name` among an answer's `Set-Cookie` headers.
