@@ -77,17 +77,23 @@ impl App {
     /// `tidings serve --dev` as a child process, its key made by `tidings key create`; on a
     /// new PostgreSQL database of its own with `BENCH_POSTGRES`.
     fn spawn() -> Self {
-        Self::spawn_on(&postgres_database(), None, None)
+        Self::spawn_on(&postgres_database(), None, None, &[])
     }
 
-    /// As `spawn`, with an admin `bench` who signs in to the UI with `password`.
-    fn spawn_with_ui_user(password: &str) -> Self {
-        Self::spawn_on(&postgres_database(), None, Some(password))
+    /// As `spawn`, with an admin `bench` who signs in to the UI with `password`, and `env`
+    /// set for `tidings serve`.
+    fn spawn_with_ui_user(password: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_on(&postgres_database(), None, Some(password), env)
     }
 
     /// Another node on this one's PostgreSQL database, with its master key.
     fn another_node(&self) -> Self {
-        Self::spawn_on(&self.store_url, Some(&self.dir.join("master.key")), None)
+        Self::spawn_on(
+            &self.store_url,
+            Some(&self.dir.join("master.key")),
+            None,
+            &[],
+        )
     }
 
     /// `tidings serve --dev` as a child process on `store_url` (empty: the embedded store in
@@ -97,6 +103,7 @@ impl App {
         store_url: &str,
         master_key: Option<&std::path::Path>,
         ui_password: Option<&str>,
+        env: &[(&str, &str)],
     ) -> Self {
         let dir = bench_dir();
         if let Some(key) = master_key {
@@ -132,6 +139,7 @@ impl App {
             .port();
         let child = std::process::Command::new(bin)
             .env("TIDINGS_STORE_URL", store_url)
+            .envs(env.iter().copied())
             .args([
                 "serve",
                 "--dev",
