@@ -62,3 +62,4 @@ mod verify_cli;
 // Workspaces (SPEC §14).
 mod ui_workspaces;
 mod workspaces;
+mod workspaces_cli;

@@ -11,7 +11,7 @@ use crate::support::webdriver::{Driver, available};
 use crate::workspaces::owner_key;
 
 /// Makes a workspace with the owner key; returns its id.
-fn workspace(app: &TestApp, owner: &str, name: &str) -> String {
+pub(crate) fn workspace(app: &TestApp, owner: &str, name: &str) -> String {
     let body = serde_json::to_vec(&json!({"name": name})).unwrap();
     let made = app.raw("POST", "/api/v1/workspaces", Some(owner), Some(&body), &[]);
     assert_eq!(made.status, 201, "{}", made.text);
@@ -19,7 +19,7 @@ fn workspace(app: &TestApp, owner: &str, name: &str) -> String {
 }
 
 /// A rule named `name` in `workspace`, made by the owner key acting there; returns its id.
-fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -> String {
+pub(crate) fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -> String {
     let body = serde_json::to_vec(&json!({"name": name,
         "trigger": {"type": "event", "events": ["ping"]},
         "webhook": {"url": "http://127.0.0.1:9/hook"}}))
@@ -35,7 +35,7 @@ fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -> String {
     made.body["id"].as_str().unwrap().to_owned()
 }
 
-fn ws_id(raw: &str) -> tidings::domain::ids::WorkspaceId {
+pub(crate) fn ws_id(raw: &str) -> tidings::domain::ids::WorkspaceId {
     tidings::domain::ids::WorkspaceId::parse(raw).unwrap()
 }
 
