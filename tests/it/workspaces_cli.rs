@@ -47,7 +47,10 @@ fn key_create_owner_and_user_grant_as_binaries_refuse_bad_input_and_change_nothi
     let data = scratch.path("data");
 
     // `key create --role owner`: the key alone on stdout.
-    let made = cli(&data, &["key", "create", "--role", "owner", "--name", "ops"]);
+    let made = cli(
+        &data,
+        &["key", "create", "--role", "owner", "--name", "ops"],
+    );
     assert!(made.success(), "{made:?}");
     let owner = made.stdout.trim().to_owned();
     assert_eq!(made.stdout, format!("{owner}\n"), "the key alone: {made:?}");
@@ -72,11 +75,14 @@ fn key_create_owner_and_user_grant_as_binaries_refuse_bad_input_and_change_nothi
     let default = app.store().default_workspace().clone();
     let keys = app.store().api_keys(&default).unwrap();
     assert!(
-        keys.iter().any(|k| k.name == "ops" && k.role == Role::Owner),
+        keys.iter()
+            .any(|k| k.name == "ops" && k.role == Role::Owner),
         "{keys:?}"
     );
     assert!(
-        !keys.iter().any(|k| k.name == "x" || k.name.trim().is_empty()),
+        !keys
+            .iter()
+            .any(|k| k.name == "x" || k.name.trim().is_empty()),
         "refused keys were not stored: {keys:?}"
     );
     let body = serde_json::to_vec(&json!({"name": "North Clinic"})).unwrap();
