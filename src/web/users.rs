@@ -25,9 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/users/members").route(web::post().to(add_member)))
     .service(web::resource("/users/{id}/delete").route(web::post().to(delete_user)))
     .service(web::resource("/users/{id}/role").route(web::post().to(change_role)))
-    .service(
-        web::resource("/users/{id}/membership/delete").route(web::post().to(remove_member)),
-    )
+    .service(web::resource("/users/{id}/membership/delete").route(web::post().to(remove_member)))
     .service(
         web::resource("/users/{id}/password")
             .route(web::get().to(password_page))
