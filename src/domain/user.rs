@@ -255,6 +255,8 @@ mod tests {
             "a group admin alone is the admin of every workspace"
         );
         let viewer = person("vic", &b, UserRole::Viewer);
-        assert!(left_without_admin(&all_ws, &viewer, None, &[viewer.clone()]).is_none());
+        assert!(
+            left_without_admin(&all_ws, &viewer, None, std::slice::from_ref(&viewer)).is_none()
+        );
     }
 }
