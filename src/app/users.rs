@@ -231,12 +231,12 @@ pub async fn add_member(
         };
         if user.group_admin {
             return Err(AppError::conflict(format!(
-                "{name} is a group admin: an admin of every workspace already."
+                "The user {name} is a group admin: an admin of every workspace already."
             )));
         }
         if let Some(has) = user.role_in(&workspace) {
             return Err(AppError::conflict(format!(
-                "{name} is already a member of this workspace, as {}; change their role in \
+                "The user {name} is already a member of this workspace, as {}; change their role in \
                  the list of people.",
                 has.as_str()
             )));
@@ -272,7 +272,7 @@ pub async fn remove_member(
         let user = member(&store, &workspace, &id)?;
         if user.workspace_id == workspace {
             return Err(AppError::conflict(format!(
-                "{} was made in this workspace: remove the user instead.",
+                "The user {} was made in this workspace: remove the user instead.",
                 user.username
             )));
         }
@@ -290,7 +290,7 @@ fn member(store: &Store, workspace: &WorkspaceId, id: &UserId) -> Result<User, A
         .ok_or_else(|| AppError::not_found("user", id.as_str()))?;
     if user.group_admin {
         return Err(AppError::conflict(format!(
-            "{} is a group admin, an admin of every workspace; that is set with tidings user add.",
+            "The user {} is a group admin, an admin of every workspace; that is set with tidings user add.",
             user.username
         )));
     }

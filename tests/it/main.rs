@@ -63,4 +63,6 @@ mod verify_cli;
 mod ui_workspace_members;
 mod ui_workspaces;
 mod workspaces;
+// The Users page across workspaces (SPEC §14).
 mod workspaces_cli;
+mod workspaces_users;

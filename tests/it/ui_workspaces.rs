@@ -381,3 +381,66 @@ fn each_workspaces_dashboard_counts_its_own_deliveries_failures_and_rules() {
     assert_eq!(dash.by_id("stat-day-failed").as_deref(), Some("0"));
     assert_eq!(stat(&dash, "rules"), "0");
 }
+
+#[test]
+fn an_admin_adds_someone_of_their_other_workspace_in_chromium_and_takes_them_out() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let app = crate::support::app::spawn_app();
+    let g = group(&app);
+    // nora is North's admin and Default's too; sam is South's only.
+    let new_user = |ws: &str, name: &str, role| {
+        tidings::app::users::new_user(app.store(), &ws_id(ws), name, role, PASSWORD, None, false)
+            .unwrap();
+    };
+    new_user(&g.north, "nora", UserRole::Admin);
+    new_user(&g.south, "sam", UserRole::Editor);
+    let default = app.store().default_workspace().to_string();
+    tidings::app::users::grant(app.store(), "nora", &default, Some(UserRole::Admin)).unwrap();
+    let base = app.url("");
+    let d = Driver::start(&chromedriver);
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/login"));
+    d.type_into("#username", "nora");
+    d.type_into("#password", PASSWORD);
+    d.click("#sign-in");
+    d.wait_for_text("Sign out");
+    d.click(&format!("#workspace-select option[value='{default}']"));
+    d.click("#workspace-switch");
+    d.wait_for_text("Dashboard");
+
+    // nina (North's editor) gets a role in Default too.
+    d.goto(&format!("{base}/users"));
+    d.wait_for_text("Add someone already on tidings");
+    assert!(!d.text("main").contains("nina"));
+    d.type_into("#member-username", "nina");
+    d.click("#member-role option[value='editor']");
+    d.click("#add-member");
+    d.wait_for_text("Added to this workspace");
+    let row = d.text("#user-nina");
+    assert!(row.contains("from another workspace"), "{row}");
+    assert!(row.contains("set where they were made"), "{row}");
+    let nina = app.store().user_by_name("nina").unwrap().unwrap();
+    assert_eq!(nina.role_in(&ws_id(&default)), Some(UserRole::Editor));
+    d.screenshot("users-member-added");
+
+    // sam is South's, where nora is no admin: the page says the name is unknown to her.
+    d.type_into("#member-username", "sam");
+    d.click("#add-member");
+    d.wait_for_text("There is no user named");
+    assert!(
+        d.text("#member-error")
+            .contains("in a workspace you administer")
+    );
+    assert!(!d.exists("#user-sam"));
+    d.screenshot("users-member-refused");
+
+    // Taken out again (the confirm dialog is accepted): still North's editor.
+    d.click("#unmember-nina");
+    d.wait_for_text("Taken out of this workspace");
+    assert!(!d.exists("#user-nina"));
+    let nina = app.store().user_by_name("nina").unwrap().unwrap();
+    assert_eq!(nina.role_in(&ws_id(&default)), None);
+    assert_eq!(nina.role_in(&ws_id(&g.north)), Some(UserRole::Editor));
+}
