@@ -63,6 +63,4 @@ mod verify_cli;
 mod ui_workspace_members;
 mod ui_workspaces;
 mod workspaces;
-// The Users page across workspaces (SPEC §14).
 mod workspaces_cli;
-mod workspaces_users;

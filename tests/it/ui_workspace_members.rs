@@ -138,6 +138,9 @@ fn an_admin_adds_someone_of_their_other_workspace_changes_their_role_here_and_ta
     let row = &page.text[at..at + page.text[at..].find("</tr>").unwrap()];
     assert!(row.contains("from another workspace"), "{row}");
     assert!(!page.text.contains(&format!("id=\"password-{}\"", ben.id)));
+    // His password is set in South, where he was made: not by North's admin.
+    ada.get(&format!("/users/{}/password", ben.id))
+        .assert_status(404);
     let again = add(&ada, "ben", "viewer");
     again.assert_status(409);
     assert!(
@@ -233,6 +236,29 @@ fn only_an_admin_of_the_workspace_adds_members_and_a_group_admin_adds_anyone() {
     let g = add(&gina, "gina", "viewer");
     g.assert_status(409);
     assert!(g.by_id("member-error").unwrap().contains("group admin"));
+    // Nor does any workspace's page change a group admin's role.
+    let gina_id = stored(&app, "gina").id;
+    let sam = sam_on_south_users(&app, &c.south);
+    let refused = sam.post(&format!("/users/{gina_id}/role"), &[("role", "viewer")]);
+    refused.assert_status(409);
+    assert!(
+        refused
+            .by_id("people-error")
+            .unwrap()
+            .contains("The user gina is a group admin"),
+        "{}",
+        refused.text
+    );
+    assert!(stored(&app, "gina").group_admin);
+}
+
+/// sam, South's admin (made there), signed in and on its Users page.
+fn sam_on_south_users(app: &TestApp, south: &WorkspaceId) -> Browser {
+    let sam = Browser::new(app);
+    sam.login("sam", PASSWORD).assert_status(303);
+    assert_eq!(stored(app, "sam").workspace_id, *south);
+    sam.get("/users").assert_status(200);
+    sam
 }
 
 #[test]
