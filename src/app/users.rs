@@ -169,22 +169,139 @@ pub fn grant(
             "{name} was made in workspace {workspace}; change that role on its Users page"
         ));
     }
+    set_membership(store, &user, &target.id, role, Actor::Cli).map_err(|e| e.to_string())
+}
+
+/// Stores `user`'s role in `workspace`, not the one they were made in (`None`: no longer a
+/// member), audited there as `user.membership`; the store refuses if that leaves the
+/// workspace with no admin.
+fn set_membership(
+    store: &Store,
+    user: &User,
+    workspace: &WorkspaceId,
+    role: Option<UserRole>,
+    actor: Actor,
+) -> Result<User, StoreError> {
     let audit = AuditEntry::new(
-        &target.id,
-        Actor::Cli,
+        workspace,
+        actor,
         "user.membership",
         "user",
         user.id.as_str(),
     )
-    .after(serde_json::json!({"username": name, "role": role}));
-    store
-        .update_user(
-            user.workspace_id.clone(),
-            user.id.clone(),
-            UserChange::Membership(target.id, role),
-            audit,
-        )
-        .map_err(|e| e.to_string())
+    .after(serde_json::json!({"username": user.username, "role": role}));
+    store.update_user(
+        user.workspace_id.clone(),
+        user.id.clone(),
+        UserChange::Membership(workspace.clone(), role),
+        audit,
+    )
+}
+
+/// The Users page's "Add someone already on tidings": gives an existing user (by username)
+/// a role in `workspace`, on behalf of `by`, an admin there. `by` may add only someone who
+/// is a member of another workspace `by` administers (a group admin: anyone); anyone else
+/// is "no user by that name", exactly as a name nobody has, so one practice's admin learns
+/// nothing of another practice's people. Refused: a bad name (400), someone already a
+/// member (409).
+pub async fn add_member(
+    state: &AppState,
+    workspace: WorkspaceId,
+    by: &User,
+    username: String,
+    role: UserRole,
+) -> Result<User, AppError> {
+    let name = normalize_username(&username)
+        .map_err(|e| AppError::validation(format!("The username: {e}.")))?;
+    let (store, by) = (state.store.clone(), by.clone());
+    blocking(move || {
+        let found = store.user_by_name(&name)?;
+        let reachable = found.filter(|u| {
+            by.group_admin
+                || u.role_in(&workspace).is_some()
+                || workspaces_of_user(u)
+                    .iter()
+                    .any(|w| by.role_in(w) == Some(UserRole::Admin))
+        });
+        let Some(user) = reachable else {
+            return Err(AppError::validation(format!(
+                "There is no user named {name:?} in a workspace you administer. To add \
+                 someone from elsewhere in the group, ask a group admin (or use tidings user grant)."
+            )));
+        };
+        if user.group_admin {
+            return Err(AppError::conflict(format!(
+                "The user {name} is a group admin: an admin of every workspace already."
+            )));
+        }
+        if let Some(has) = user.role_in(&workspace) {
+            return Err(AppError::conflict(format!(
+                "The user {name} is already a member of this workspace, as {}; change their role in \
+                 the list of people.",
+                has.as_str()
+            )));
+        }
+        Ok(set_membership(
+            &store,
+            &user,
+            &workspace,
+            Some(role),
+            Actor::user(&by),
+        )?)
+    })
+    .await
+}
+
+/// Takes a user's membership of `workspace` away (not the workspace they were made in:
+/// removing them there removes the user), audited; never one's own, and never a
+/// workspace's last admin (the store refuses).
+pub async fn remove_member(
+    state: &AppState,
+    workspace: WorkspaceId,
+    actor: Actor,
+    me: &UserId,
+    id: UserId,
+) -> Result<User, AppError> {
+    if &id == me {
+        return Err(AppError::conflict(
+            "You cannot take yourself out of this workspace; ask another admin.",
+        ));
+    }
+    let store = state.store.clone();
+    blocking(move || {
+        let user = member(&store, &workspace, &id)?;
+        if user.workspace_id == workspace {
+            return Err(AppError::conflict(format!(
+                "The user {} was made in this workspace: remove the user instead.",
+                user.username
+            )));
+        }
+        Ok(set_membership(&store, &user, &workspace, None, actor)?)
+    })
+    .await
+}
+
+/// A member of `workspace` by id (404 otherwise), and not a group admin, whose role no
+/// workspace's page changes.
+fn member(store: &Store, workspace: &WorkspaceId, id: &UserId) -> Result<User, AppError> {
+    let user = store
+        .user(id)?
+        .filter(|u| u.role_in(workspace).is_some())
+        .ok_or_else(|| AppError::not_found("user", id.as_str()))?;
+    if user.group_admin {
+        return Err(AppError::conflict(format!(
+            "The user {} is a group admin, an admin of every workspace; that is set with tidings user add.",
+            user.username
+        )));
+    }
+    Ok(user)
+}
+
+/// Every workspace `user` is a member of by name (their first and their memberships).
+fn workspaces_of_user(user: &User) -> Vec<WorkspaceId> {
+    std::iter::once(user.workspace_id.clone())
+        .chain(user.memberships.iter().map(|m| m.workspace_id.clone()))
+        .collect()
 }
 
 /// The workspaces a user may switch between, oldest first: every one for a group admin.
@@ -229,8 +346,9 @@ pub async fn delete(
     Ok(())
 }
 
-/// A user's new role; not one's own (an admin demoting themselves by mistake could lock the
-/// workspace out of its admin pages), and never the last admin's (the store refuses).
+/// A user's new role in `workspace` (the one they were made in, or one they are a member
+/// of); not one's own (an admin demoting themselves by mistake could lock the workspace out
+/// of its admin pages), and never a workspace's last admin's (the store refuses).
 pub async fn change_role(
     state: &AppState,
     workspace: WorkspaceId,
@@ -244,11 +362,20 @@ pub async fn change_role(
             "You cannot change your own role; ask another admin.",
         ));
     }
-    let audit = AuditEntry::new(&workspace, actor, "user.role", "user", id.as_str())
-        .after(serde_json::json!({"role": role}));
     let store = state.store.clone();
-    blocking(move || store.update_user(workspace, id, UserChange::Role(role), audit)).await?;
-    Ok(())
+    blocking(move || {
+        let user = member(&store, &workspace, &id)?;
+        let audit = AuditEntry::new(&workspace, actor, "user.role", "user", id.as_str())
+            .after(serde_json::json!({"role": role}));
+        let change = if user.workspace_id == workspace {
+            UserChange::Role(role)
+        } else {
+            UserChange::Membership(workspace, Some(role))
+        };
+        store.update_user(user.workspace_id, id, change, audit)?;
+        Ok::<_, AppError>(())
+    })
+    .await
 }
 
 /// Sets a new password for a user (a forgotten one, or one's own) and ends their sessions.

@@ -93,6 +93,32 @@ impl User {
     }
 }
 
+/// The first of `workspaces` that `before` is an admin of and would leave with no admin by
+/// becoming `after` (`None`: removed), counting every user in `all` but `before` itself.
+/// A group admin is an admin of every workspace, so while one exists no workspace is left
+/// without an admin; a workspace that had none before (just made) is not this change's doing.
+pub fn left_without_admin<'a>(
+    workspaces: &'a [super::access::Workspace],
+    before: &User,
+    after: Option<&User>,
+    all: &[User],
+) -> Option<&'a super::access::Workspace> {
+    let admin = |u: &User, w: &WorkspaceId| u.role_in(w) == Some(UserRole::Admin);
+    workspaces.iter().find(|w| {
+        admin(before, &w.id)
+            && !after.is_some_and(|a| admin(a, &w.id))
+            && !all.iter().any(|u| u.id != before.id && admin(u, &w.id))
+    })
+}
+
+/// Why [`left_without_admin`] refuses a change, naming the workspace.
+pub fn last_admin_message(workspace: &super::access::Workspace) -> String {
+    format!(
+        "this is the only admin of workspace {:?}; make another admin there first",
+        workspace.name
+    )
+}
+
 /// A signed-in browser. Stored under the SHA-256 of its cookie value, so a copy of the
 /// database does not hand out live sessions.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,5 +202,61 @@ mod tests {
         );
         user.group_admin = true;
         assert_eq!(user.role_in(&other), Some(UserRole::Admin));
+    }
+
+    #[test]
+    fn each_workspace_keeps_an_admin_and_a_group_admin_counts_everywhere() {
+        use crate::domain::access::Workspace;
+        let ws = |n: i64| Workspace {
+            id: WorkspaceId::generate(n),
+            name: format!("w{n}"),
+            created_at: n,
+        };
+        let (a, b) = (ws(1), ws(2));
+        let person = |name: &str, home: &Workspace, role| User {
+            id: UserId::generate(1),
+            workspace_id: home.id.clone(),
+            username: name.into(),
+            role,
+            memberships: Vec::new(),
+            group_admin: false,
+            password_hash: String::new(),
+            created_at: 1,
+            alert_email: None,
+        };
+        let all_ws = [a.clone(), b.clone()];
+        let anna = person("anna", &a, UserRole::Admin);
+        let mut ben = person("ben", &b, UserRole::Admin);
+        ben.set_membership(&a.id, Some(UserRole::Admin));
+        let all = [anna.clone(), ben.clone()];
+        // Removing ben leaves b without an admin, though a keeps anna.
+        assert_eq!(
+            left_without_admin(&all_ws, &ben, None, &all).map(|w| &w.name),
+            Some(&b.name)
+        );
+        let mut demoted = ben.clone();
+        demoted.role = UserRole::Editor;
+        assert!(left_without_admin(&all_ws, &ben, Some(&demoted), &all).is_some());
+        let mut left_a = ben.clone();
+        left_a.set_membership(&a.id, None);
+        assert!(
+            left_without_admin(&all_ws, &ben, Some(&left_a), &all).is_none(),
+            "anna is a's"
+        );
+        // The user's own row among `all` does not count for them.
+        assert!(left_without_admin(&all_ws, &anna, None, &all).is_none());
+        let mut gina = person("gina", &a, UserRole::Admin);
+        gina.group_admin = true;
+        let with_gina = [anna.clone(), ben.clone(), gina.clone()];
+        assert!(left_without_admin(&all_ws, &ben, None, &with_gina).is_none());
+        assert_eq!(
+            left_without_admin(&all_ws, &gina, None, &[gina.clone()]).map(|w| &w.name),
+            Some(&a.name),
+            "a group admin alone is the admin of every workspace"
+        );
+        let viewer = person("vic", &b, UserRole::Viewer);
+        assert!(
+            left_without_admin(&all_ws, &viewer, None, std::slice::from_ref(&viewer)).is_none()
+        );
     }
 }

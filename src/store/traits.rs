@@ -264,7 +264,8 @@ pub trait UserStore {
         audit: AuditEntry,
     ) -> Result<User, StoreError>;
 
-    /// Removes a user and every session they have; refuses to remove the last admin.
+    /// Removes a user and every session they have; refuses to leave a workspace with no
+    /// admin (a group admin is an admin of every workspace).
     fn delete_user(
         &self,
         workspace: WorkspaceId,
@@ -273,7 +274,8 @@ pub trait UserStore {
     ) -> Result<User, StoreError>;
 
     /// Changes a user's role or password and ends their sessions (an alert-mail address
-    /// change keeps them); refuses to demote the last admin.
+    /// change keeps them); refuses a role or membership change that leaves a workspace with
+    /// no admin.
     fn update_user(
         &self,
         workspace: WorkspaceId,

@@ -1,5 +1,5 @@
-//! Admin pages: API keys (a new key is shown once), users, the effective settings (read
-//! only) and the audit log.
+//! Admin pages: API keys (a new key is shown once), the effective settings (read only) and
+//! the audit log. The Users page is `web/users.rs`.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use super::{AdminUser, Layout, UiState, WebError, fmt_time, parse_local_time, render, see_other};
 use crate::app::{AppState, audit, keys, users};
 use crate::domain::audit::{Actor, AuditEntry};
-use crate::domain::ids::{ApiKeyId, AuditId, UserId};
-use crate::domain::user::UserRole;
+use crate::domain::ids::{ApiKeyId, AuditId};
 use crate::error::{AppError, Code};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -23,18 +22,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create_key)),
     )
     .service(web::resource("/keys/{id}/delete").route(web::post().to(delete_key)))
-    .service(
-        web::resource("/users")
-            .route(web::get().to(users))
-            .route(web::post().to(create_user)),
-    )
-    .service(web::resource("/users/{id}/delete").route(web::post().to(delete_user)))
-    .service(web::resource("/users/{id}/role").route(web::post().to(change_role)))
-    .service(
-        web::resource("/users/{id}/password")
-            .route(web::get().to(password_page))
-            .route(web::post().to(change_password)),
-    )
     .service(web::resource("/settings").route(web::get().to(settings)))
     .service(web::resource("/settings/test-email").route(web::post().to(test_email)))
     .service(web::resource("/audit").route(web::get().to(audit)));
@@ -187,210 +174,8 @@ async fn delete_key(
     Ok(see_other("/keys?done=deleted"))
 }
 
-struct UserRow {
-    id: String,
-    username: String,
-    role: &'static str,
-    created: String,
-    me: bool,
-}
-
-#[derive(Template)]
-#[template(path = "pages/users.html")]
-struct UsersPage {
-    l: Layout,
-    rows: Vec<UserRow>,
-    username: String,
-    role: String,
-    error: Option<String>,
-}
-
-async fn users_page(
-    state: &AppState,
-    me: &super::CurrentUser,
-    username: String,
-    role: String,
-    error: Option<String>,
-    flash: Option<String>,
-) -> Result<HttpResponse, WebError> {
-    let users = users::list(state, me.workspace().clone()).await?;
-    let rows = users
-        .iter()
-        .map(|u| UserRow {
-            id: u.id.to_string(),
-            username: u.username.clone(),
-            role: u.role_in(me.workspace()).unwrap_or(u.role).as_str(),
-            created: fmt_time(u.created_at),
-            me: u.id == me.user.id,
-        })
-        .collect();
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    render(
-        status,
-        &UsersPage {
-            l: Layout::new(state, Some(me), "users", "Users").flash(flash),
-            rows,
-            username,
-            role,
-            error,
-        },
-    )
-}
-
-async fn users(
-    AdminUser(me): AdminUser,
-    query: web::Query<DoneQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebError> {
-    let flash = match query.done.as_deref() {
-        Some("created") => {
-            Some("User added. Give them their password in person or by phone.".to_owned())
-        }
-        Some("deleted") => Some("User removed and signed out everywhere.".to_owned()),
-        Some("role") => Some("Role changed. They were signed out and get it at their next sign-in.".to_owned()),
-        Some("password") => Some(
-            "Password set and every session of that user ended. Give them the new password in person or by phone."
-                .to_owned(),
-        ),
-        _ => None,
-    };
-    users_page(&state, &me, String::new(), "viewer".into(), None, flash).await
-}
-
-async fn create_user(
-    AdminUser(me): AdminUser,
-    CsrfForm(fields): CsrfForm,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebError> {
-    let username = fields.get("username").to_owned();
-    let role_raw = fields.get("role").to_owned();
-    let password = fields.get("password").to_owned();
-    if password != fields.get("confirm") {
-        let e = "The two passwords are not the same: type the new password twice.".to_owned();
-        return users_page(&state, &me, username, role_raw, Some(e), None).await;
-    }
-    let Some(role) = UserRole::parse(&role_raw) else {
-        let e = "Choose a role: viewer, editor or admin.".to_owned();
-        return users_page(&state, &me, username, role_raw, Some(e), None).await;
-    };
-    let ws = me.workspace().clone();
-    let by = Some(me.actor());
-    let made = users::create(&state, ws, username.clone(), role, password, by, false).await?;
-    match made {
-        Ok(_) => Ok(see_other("/users?done=created")),
-        Err(e) => users_page(&state, &me, username, role_raw, Some(e), None).await,
-    }
-}
-
-async fn delete_user(
-    AdminUser(me): AdminUser,
-    path: web::Path<String>,
-    CsrfForm(_): CsrfForm,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebError> {
-    let id = UserId::parse(&path).ok_or_else(|| {
-        WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
-    })?;
-    users::delete(&state, me.workspace().clone(), me.actor(), &me.user.id, id).await?;
-    Ok(see_other("/users?done=deleted"))
-}
-
-fn user_id(raw: &str) -> Result<UserId, WebError> {
-    UserId::parse(raw).ok_or_else(|| {
-        WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
-    })
-}
-
-/// A user's new role; not one's own (an admin demoting themselves by mistake could lock the
-/// workspace out of its admin pages), and never the last admin's (the store refuses).
-async fn change_role(
-    AdminUser(me): AdminUser,
-    path: web::Path<String>,
-    CsrfForm(fields): CsrfForm,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebError> {
-    let id = user_id(&path)?;
-    let Some(role) = UserRole::parse(fields.get("role")) else {
-        let e = "Choose a role: viewer, editor or admin.".to_owned();
-        return users_page(&state, &me, String::new(), "viewer".into(), Some(e), None).await;
-    };
-    let ws = me.workspace().clone();
-    users::change_role(&state, ws, me.actor(), &me.user.id, id, role).await?;
-    Ok(see_other("/users?done=role"))
-}
-
-/// Sets a new password for a user (a forgotten one, or one's own) and ends their sessions.
-#[derive(Template)]
-#[template(path = "pages/user_password.html")]
-struct PasswordPage {
-    l: Layout,
-    id: String,
-    username: String,
-    error: Option<String>,
-}
-
-/// The one form for a user's new password (typed twice), rather than a box on every row.
-async fn password_form(
-    state: &AppState,
-    me: &super::CurrentUser,
-    id: &UserId,
-    error: Option<String>,
-) -> Result<HttpResponse, WebError> {
-    let users = users::list(state, me.workspace().clone()).await?;
-    let user = users.iter().find(|u| &u.id == id).ok_or_else(|| {
-        WebError::status(StatusCode::NOT_FOUND, "Not found", "There is no such user.")
-    })?;
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    render(
-        status,
-        &PasswordPage {
-            l: Layout::new(state, Some(me), "users", "New password"),
-            id: id.to_string(),
-            username: user.username.clone(),
-            error,
-        },
-    )
-}
-
-async fn password_page(
-    AdminUser(me): AdminUser,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebError> {
-    let id = user_id(&path)?;
-    password_form(&state, &me, &id, None).await
-}
-
-async fn change_password(
-    AdminUser(me): AdminUser,
-    path: web::Path<String>,
-    CsrfForm(fields): CsrfForm,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, WebError> {
-    let id = user_id(&path)?;
-    let password = fields.get("password").to_owned();
-    if password != fields.get("confirm") {
-        let e = "The two passwords are not the same: type the new password twice.".to_owned();
-        return password_form(&state, &me, &id, Some(e)).await;
-    }
-    let ws = me.workspace().clone();
-    if let Err(e) = users::set_password(&state, ws, me.actor(), id.clone(), password).await {
-        let message = refusal(e)?;
-        return password_form(&state, &me, &id, Some(message)).await;
-    }
-    Ok(see_other("/users?done=password"))
-}
-
 /// A refused value's message, to show at the form; anything else is an error page.
-fn refusal(e: AppError) -> Result<String, WebError> {
+pub(super) fn refusal(e: AppError) -> Result<String, WebError> {
     match e {
         AppError::Refused {
             code: Code::ValidationFailed,
@@ -545,6 +330,7 @@ const ACTIONS: [(&str, &[&str]); 7] = [
             "user.create",
             "user.update",
             "user.role",
+            "user.membership",
             "user.password",
             "user.delete",
             "user.login",

@@ -12,6 +12,7 @@ pub mod deliveries;
 pub mod filters;
 pub mod rules;
 pub mod subjects;
+pub mod users;
 
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
@@ -45,6 +46,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(catalog::routes)
             .configure(deliveries::routes)
             .configure(admin::routes)
+            .configure(users::routes)
             .configure(account::routes)
             .configure(subjects::routes)
             .default_service(web::to(not_found)),

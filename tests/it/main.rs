@@ -60,5 +60,7 @@ mod ui_times;
 mod ui_words;
 mod verify_cli;
 // Workspaces (SPEC §14).
+mod ui_workspace_members;
 mod ui_workspaces;
 mod workspaces;
+mod workspaces_cli;

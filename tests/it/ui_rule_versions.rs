@@ -1,14 +1,15 @@
-//! Rule versions and drafts in the admin UI (SPEC §14), over HTTP: the edit form saves a
-//! draft and changes nothing live; the draft page shows what publishing changes, tests and
-//! publishes it; the history lists versions with what each changed and restores one; with
-//! `rules.require_review` the writer of a draft cannot publish it.
+//! Rule versions and drafts in the admin UI (SPEC §14), over HTTP and in headless Chromium:
+//! the edit form saves a draft and changes nothing live; the draft page shows what publishing
+//! changes, tests and publishes it; the history lists versions with what each changed and
+//! restores one; with `rules.require_review` the writer of a draft cannot publish it.
 
 use serde_json::json;
 use tidings::domain::user::UserRole;
 
 use crate::support::app::{spawn_app, spawn_app_with};
 use crate::support::receiver::TestReceiver;
-use crate::support::ui::{setup_admin, user};
+use crate::support::ui::{PASSWORD, setup_admin, user};
+use crate::support::webdriver::{Driver, available};
 use crate::ui::form_fields;
 
 #[test]
@@ -187,4 +188,96 @@ fn with_require_review_the_writer_cannot_publish_their_own_draft() {
         app.get(&format!("/api/v1/rules/{id}")).body["name"],
         "Reviewed"
     );
+}
+
+#[test]
+fn in_chromium_save_draft_shows_the_diff_and_publish_makes_it_live() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    let url = receiver.url("/hook");
+    let rule = app.create_rule_with(json!({
+        "name": "CRM", "trigger": {"type": "event", "events": ["member:*"]},
+        "webhook": {"url": url, "headers": {"X-Clinic": "south"}},
+    }));
+    let id = rule["id"].as_str().unwrap();
+    tidings::app::users::new_user(
+        app.store(),
+        app.store().default_workspace(),
+        "anna",
+        UserRole::Admin,
+        PASSWORD,
+        None,
+        false,
+    )
+    .unwrap();
+    let live = |field: &str| app.get(&format!("/api/v1/rules/{id}")).body[field].clone();
+    let base = app.url("");
+    let d = Driver::start(&chromedriver);
+    d.set_window(1366, 900);
+    d.goto(&format!("{base}/login"));
+    d.type_into("#username", "anna");
+    d.type_into("#password", PASSWORD);
+    d.click("#sign-in");
+    d.wait_for_text("Sign out");
+
+    // Edit two fields and save: a draft, its diff shown, nothing live changed.
+    d.goto(&format!("{base}/rules/{id}/edit"));
+    d.wait_for_text("Save draft");
+    d.type_into("#name", "CRM v2");
+    d.type_into("#header_value_1", "north");
+    d.click("#save-rule");
+    d.wait_for_text("Draft saved. Nothing live changed");
+    assert!(
+        d.current_url().contains(&format!("/rules/{id}/draft?")),
+        "{}",
+        d.current_url()
+    );
+    let diff = d.text("#draft-diff");
+    for shown in ["name", "CRM v2", "south", "north"] {
+        assert!(diff.contains(shown), "{shown:?} in {diff}");
+    }
+    assert_eq!(d.text("#draft-diff del").trim(), "CRM", "{diff}");
+    assert_eq!(d.text("#draft-diff ins").trim(), "CRM v2", "{diff}");
+    assert_eq!((live("name"), live("version")), (json!("CRM"), json!(1)));
+    d.screenshot("rule-draft-diff");
+
+    // A bad edit is shown at its field and leaves the saved draft as it was.
+    d.goto(&format!("{base}/rules/{id}/edit"));
+    d.wait_for_text("Save draft");
+    assert_eq!(d.attribute("#name", "value").as_deref(), Some("CRM v2"));
+    d.type_into("#name", "Broken");
+    d.type_into("#url", "ftp://nope");
+    d.click("#save-rule");
+    d.wait_for_text("Save draft");
+    assert!(d.exists("#err-url"), "{}", d.text("main"));
+    assert_eq!(d.attribute("#url", "aria-invalid").as_deref(), Some("true"));
+    d.goto(&format!("{base}/rules/{id}/draft"));
+    d.wait_for_text("CRM v2");
+    assert!(!d.text("#draft-diff").contains("Broken"));
+
+    // Test the draft: a real request with the draft's header; then publish it.
+    d.click("#test-draft");
+    let got = receiver.wait_for(1, std::time::Duration::from_secs(10));
+    assert_eq!(got[0].header("X-Clinic"), Some("north"));
+    d.goto(&format!("{base}/rules/{id}/draft"));
+    d.wait_for_text("CRM v2");
+    d.click("#publish-draft");
+    d.wait_for_text("version 2 is live");
+    assert_eq!((live("name"), live("version")), (json!("CRM v2"), json!(2)));
+    assert_eq!(
+        live("webhook")["headers"]["X-Clinic"],
+        json!("north"),
+        "{}",
+        live("webhook")
+    );
+    assert!(!d.exists("#has-draft"), "no draft left: {}", d.text("main"));
+    d.goto(&format!("{base}/rules/{id}/versions"));
+    d.wait_for_text("Version 2");
+    let history = d.text("main");
+    assert!(history.contains("Published by user anna"), "{history}");
+    assert!(d.exists("#restore-1") && !d.exists("#restore-2"));
+    d.screenshot("rule-versions");
 }

@@ -1,17 +1,21 @@
 //! Workspaces in the admin UI (SPEC §14): a user sees only the workspaces they are a member
 //! of, switches between them in the header, and cannot reach another's pages by URL; a group
-//! admin sees them all; a user of one workspace sees no switcher and works as before.
+//! admin sees them all; a user of one workspace sees no switcher and works as before. Each
+//! workspace's dashboard counts its own deliveries, failures and rules only.
 
 use serde_json::json;
 use tidings::domain::user::UserRole;
 
+use std::time::Duration;
+
 use crate::support::app::TestApp;
+use crate::support::receiver::TestReceiver;
 use crate::support::ui::{Browser, PASSWORD};
 use crate::support::webdriver::{Driver, available};
 use crate::workspaces::owner_key;
 
 /// Makes a workspace with the owner key; returns its id.
-fn workspace(app: &TestApp, owner: &str, name: &str) -> String {
+pub(crate) fn workspace(app: &TestApp, owner: &str, name: &str) -> String {
     let body = serde_json::to_vec(&json!({"name": name})).unwrap();
     let made = app.raw("POST", "/api/v1/workspaces", Some(owner), Some(&body), &[]);
     assert_eq!(made.status, 201, "{}", made.text);
@@ -19,10 +23,16 @@ fn workspace(app: &TestApp, owner: &str, name: &str) -> String {
 }
 
 /// A rule named `name` in `workspace`, made by the owner key acting there; returns its id.
-fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -> String {
+/// Its webhook goes to a closed port: every attempt fails.
+pub(crate) fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -> String {
+    rule_to(app, owner, workspace, name, "http://127.0.0.1:9/hook")
+}
+
+/// A rule named `name` in `workspace` for `ping` events, sending to `url`; returns its id.
+fn rule_to(app: &TestApp, owner: &str, workspace: &str, name: &str, url: &str) -> String {
     let body = serde_json::to_vec(&json!({"name": name,
         "trigger": {"type": "event", "events": ["ping"]},
-        "webhook": {"url": "http://127.0.0.1:9/hook"}}))
+        "webhook": {"url": url}}))
     .unwrap();
     let made = app.raw(
         "POST",
@@ -35,7 +45,7 @@ fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -> String {
     made.body["id"].as_str().unwrap().to_owned()
 }
 
-fn ws_id(raw: &str) -> tidings::domain::ids::WorkspaceId {
+pub(crate) fn ws_id(raw: &str) -> tidings::domain::ids::WorkspaceId {
     tidings::domain::ids::WorkspaceId::parse(raw).unwrap()
 }
 
@@ -235,4 +245,139 @@ fn a_group_admin_sees_every_workspace_and_a_one_workspace_user_sees_no_switcher(
     let home = app.store().default_workspace().to_string();
     assert!(tidings::app::users::grant(app.store(), "victor", &home, None).is_err());
     assert!(v.get("/rules").text.contains("Default intake"));
+}
+
+/// A `ping` event sent into `workspace` by the owner key acting there; returns its id.
+fn ping_in(app: &TestApp, owner: &str, workspace: &str) -> String {
+    let body = serde_json::to_vec(&json!({"type": "ping", "data": {}})).unwrap();
+    let sent = app.raw(
+        "POST",
+        "/api/v1/events",
+        Some(owner),
+        Some(&body),
+        &[("Tidings-Workspace", workspace)],
+    );
+    assert_eq!(sent.status, 202, "{}", sent.text);
+    sent.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Waits until every delivery of `event` (of `workspace`) has left the open states.
+fn settled(app: &TestApp, owner: &str, workspace: &str, event: &str) {
+    let path = format!("/api/v1/events/{event}");
+    crate::support::app::wait_until(
+        Duration::from_secs(20),
+        &format!("deliveries of {event} to settle"),
+        || {
+            let resp = app.raw(
+                "GET",
+                &path,
+                Some(owner),
+                None,
+                &[("Tidings-Workspace", workspace)],
+            );
+            assert_eq!(resp.status, 200, "{}", resp.text);
+            let deliveries = resp.body["deliveries"].as_array()?.clone();
+            (!deliveries.is_empty()
+                && deliveries
+                    .iter()
+                    .all(|d| !matches!(d["status"].as_str(), Some("pending" | "retrying"))))
+            .then_some(())
+        },
+    );
+}
+
+/// The figure in the dashboard's `<span class="num">` just before `label`.
+fn stat(page: &crate::support::ui::Page, label: &str) -> String {
+    let end = page
+        .text
+        .find(&format!("</span> {label}"))
+        .unwrap_or_else(|| panic!("no {label:?} figure on the dashboard:\n{}", page.text));
+    let start = page.text[..end].rfind('>').unwrap() + 1;
+    page.text[start..end].to_owned()
+}
+
+#[test]
+fn each_workspaces_dashboard_counts_its_own_deliveries_failures_and_rules() {
+    // One attempt each, so a failure is final at once and counted on the chart.
+    let app = crate::support::app::spawn_app_with(|c| c.retry.max_attempts = 1);
+    let receiver = TestReceiver::start();
+    let owner = owner_key(&app);
+    let north = workspace(&app, &owner, "North Clinic");
+    let south = workspace(&app, &owner, "South Clinic");
+    // North: a rule that succeeds and one that fails; South: one rule that succeeds.
+    rule_to(&app, &owner, &north, "North sends", &receiver.url("/north"));
+    let broken = rule_in(&app, &owner, &north, "North broken");
+    rule_to(&app, &owner, &south, "South sends", &receiver.url("/south"));
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push((ping_in(&app, &owner, &north), north.clone()));
+    }
+    events.push((ping_in(&app, &owner, &south), south.clone()));
+    for (e, ws) in &events {
+        settled(&app, &owner, ws, e);
+    }
+    assert_eq!(receiver.wait_for(4, Duration::from_secs(10)).len(), 4);
+
+    // "dora" is an admin of North (made there) and of South.
+    tidings::app::users::new_user(
+        app.store(),
+        &ws_id(&north),
+        "dora",
+        UserRole::Admin,
+        PASSWORD,
+        None,
+        false,
+    )
+    .unwrap();
+    tidings::app::users::grant(app.store(), "dora", &south, Some(UserRole::Admin)).unwrap();
+    let b = Browser::new(&app);
+    b.login("dora", PASSWORD).assert_status(303);
+
+    let dash = b.get("/");
+    dash.assert_status(200);
+    assert_eq!(
+        dash.by_id("stat-day-ok").as_deref(),
+        Some("3"),
+        "North's successes"
+    );
+    assert_eq!(
+        dash.by_id("stat-day-failed").as_deref(),
+        Some("3"),
+        "North's failures"
+    );
+    assert_eq!(stat(&dash, "rules"), "2");
+    assert!(
+        dash.text.contains(&format!("id=\"failing-{broken}\"")),
+        "{}",
+        dash.text
+    );
+    assert!(dash.text.contains("North broken") && !dash.text.contains("South sends"));
+
+    let csrf = b.csrf();
+    b.post("/workspace", &[("csrf", &csrf), ("workspace_id", &south)])
+        .assert_status(303);
+    let dash = b.get("/");
+    dash.assert_status(200);
+    assert_eq!(
+        dash.by_id("stat-day-ok").as_deref(),
+        Some("1"),
+        "South's success"
+    );
+    assert_eq!(
+        dash.by_id("stat-day-failed").as_deref(),
+        Some("0"),
+        "North's are not South's"
+    );
+    assert_eq!(stat(&dash, "rules"), "1");
+    assert!(dash.text.contains("id=\"no-failing\""), "{}", dash.text);
+    assert!(!dash.text.contains("North broken"));
+
+    // The Default workspace, where nothing was sent, counts nothing of either.
+    let gina = Browser::new(&app);
+    tidings::app::users::new_group_admin(app.store(), "gina", PASSWORD).unwrap();
+    gina.login("gina", PASSWORD).assert_status(303);
+    let dash = gina.get("/");
+    assert_eq!(dash.by_id("stat-day-ok").as_deref(), Some("0"));
+    assert_eq!(dash.by_id("stat-day-failed").as_deref(), Some("0"));
+    assert_eq!(stat(&dash, "rules"), "0");
 }

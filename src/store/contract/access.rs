@@ -397,3 +397,106 @@ fn assert_access_other_workspace_refused(store: &Store, id: &UserId) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
+
+/// The last-admin guard counts per workspace: each keeps an admin of its own (a member's
+/// admin role there counts, and a group admin counts everywhere), whatever other
+/// workspaces have; a refusal names the workspace and changes nothing.
+pub fn users_keep_an_admin_in_every_workspace(store: &Store, _clock: &Clock) {
+    let home = store.default_workspace().clone();
+    let north = Workspace {
+        id: WorkspaceId::generate(START + 1),
+        name: "North Clinic".into(),
+        created_at: START + 1,
+    };
+    block_on(store.insert_workspace(north.clone(), audit(&north.id, "workspace.create"))).unwrap();
+    let n = north.id.clone();
+    let insert = |u: &User| {
+        store
+            .insert_user(u.clone(), false, audit(&u.workspace_id, "user.create"))
+            .unwrap();
+    };
+    let change = |u: &User, c: UserChange| {
+        store.update_user(u.workspace_id.clone(), u.id.clone(), c, audit(&n, "user.x"))
+    };
+    let refused = |r: Result<User, StoreError>, name: &str| match r {
+        Err(StoreError::Conflict(m)) => {
+            assert!(m.contains(name) && m.contains("only admin"), "{m}");
+        }
+        other => panic!("expected a conflict naming {name}, got {other:?}"),
+    };
+    // anna: admin of Default. ben: admin of North, where he was made, and of Default too.
+    let anna = user(&home, "anna", UserRole::Admin);
+    let ben = user(&n, "ben", UserRole::Admin);
+    insert(&anna);
+    insert(&ben);
+    change(
+        &ben,
+        UserChange::Membership(home.clone(), Some(UserRole::Admin)),
+    )
+    .unwrap();
+
+    // Two admins in all, but North has one: he is not demoted, nor removed.
+    refused(
+        change(&ben, UserChange::Role(UserRole::Editor)),
+        "North Clinic",
+    );
+    refused(
+        store.delete_user(n.clone(), ben.id.clone(), audit(&n, "x")),
+        "North Clinic",
+    );
+    let kept = store.user(&ben.id).unwrap().unwrap();
+    assert_eq!(
+        (kept.role, kept.role_in(&home)),
+        (UserRole::Admin, Some(UserRole::Admin))
+    );
+    // Default has two (anna, and ben as a member): either may go there, not both.
+    change(&anna, UserChange::Role(UserRole::Editor)).unwrap();
+    refused(
+        change(
+            &ben,
+            UserChange::Membership(home.clone(), Some(UserRole::Viewer)),
+        ),
+        "Default",
+    );
+    refused(
+        change(&ben, UserChange::Membership(home.clone(), None)),
+        "Default",
+    );
+    assert_eq!(
+        store.user(&ben.id).unwrap().unwrap().role_in(&home),
+        Some(UserRole::Admin)
+    );
+    assert_eq!(store.users(&home).unwrap().len(), 2);
+
+    // A group admin is an admin of every workspace: now ben may leave Default...
+    let mut gina = user(&home, "gina", UserRole::Admin);
+    gina.group_admin = true;
+    insert(&gina);
+    change(&ben, UserChange::Membership(home.clone(), None)).unwrap();
+    assert_eq!(store.user(&ben.id).unwrap().unwrap().role_in(&home), None);
+    // ...and step down in North; but then gina is the only admin of both, and stays.
+    change(&ben, UserChange::Role(UserRole::Viewer)).unwrap();
+    refused(
+        store.delete_user(home.clone(), gina.id.clone(), audit(&home, "x")),
+        "Default",
+    );
+    assert!(store.user(&gina.id).unwrap().is_some());
+
+    // A workspace that never had an admin is no change's doing: nobody is held there.
+    let south = Workspace {
+        id: WorkspaceId::generate(START + 2),
+        name: "South Clinic".into(),
+        created_at: START + 2,
+    };
+    block_on(store.insert_workspace(south.clone(), audit(&south.id, "workspace.create"))).unwrap();
+    change(&anna, UserChange::Role(UserRole::Admin)).unwrap();
+    let sam = user(&south.id, "sam", UserRole::Editor);
+    insert(&sam);
+    store
+        .delete_user(
+            south.id.clone(),
+            sam.id.clone(),
+            audit(&south.id, "user.delete"),
+        )
+        .unwrap();
+}

@@ -70,6 +70,7 @@ macro_rules! store_contract_tests {
             sessions_live_until_they_expire_or_end,
             sign_in_failures_count_per_key_in_windows,
             users_alert_email_is_set_and_cleared_keeping_sessions,
+            users_keep_an_admin_in_every_workspace,
             audit_log_pages_newest_first_per_workspace,
             catalog_declares_types_and_notes_seen_ones,
             hourly_outcomes_count_finished_deliveries,

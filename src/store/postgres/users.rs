@@ -5,9 +5,10 @@ use super::engine::PgTxn;
 
 use super::audit::append_audit;
 use super::{PgStore, decode};
+use crate::domain::access::Workspace;
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{UserId, WorkspaceId};
-use crate::domain::user::{Session, User, UserRole};
+use crate::domain::user::{Session, User, last_admin_message, left_without_admin};
 use crate::store::codec::encode_str;
 use crate::store::types::not_found;
 use crate::store::{StoreError, UserChange, UserStore};
@@ -39,21 +40,35 @@ fn user_for_update(
     .ok_or_else(|| not_found("user", id.as_str()))
 }
 
-/// A conflict unless another admin exists besides the one about to go. The admins' rows are
-/// locked, so two nodes cannot each remove one of the last two.
-fn refuse_last_admin(txn: &mut PgTxn) -> Result<(), StoreError> {
-    let admins = txn
-        .query(
-            "SELECT id FROM users WHERE role = $1 FOR UPDATE",
-            &[&UserRole::Admin.as_str()],
-        )?
-        .len();
-    if admins <= 1 {
-        return Err(StoreError::Conflict(
-            "this is the only admin; make another admin first".into(),
-        ));
-    }
+/// Locks every user row, in id order, before a change the last-admin guard checks: two nodes
+/// cannot each take away one of a workspace's last two admins, and a fixed order cannot
+/// deadlock (a clinic group has a handful of users).
+fn lock_users(txn: &mut PgTxn) -> Result<(), StoreError> {
+    txn.query("SELECT id FROM users ORDER BY id FOR UPDATE", &[])?;
     Ok(())
+}
+
+/// A conflict if `before` becoming `after` (`None`: removed) leaves a workspace with no
+/// admin (see `left_without_admin`). The rows are locked (`lock_users`) beforehand.
+fn refuse_last_admin(
+    txn: &mut PgTxn,
+    before: &User,
+    after: Option<&User>,
+) -> Result<(), StoreError> {
+    let all = txn
+        .query("SELECT row::text AS row FROM users", &[])?
+        .iter()
+        .map(|r| decode("users", r))
+        .collect::<Result<Vec<User>, _>>()?;
+    let workspaces = txn
+        .query("SELECT row::text AS row FROM workspaces", &[])?
+        .iter()
+        .map(|r| decode("workspaces", r))
+        .collect::<Result<Vec<Workspace>, _>>()?;
+    match left_without_admin(&workspaces, before, after, &all) {
+        Some(w) => Err(StoreError::Conflict(last_admin_message(w))),
+        None => Ok(()),
+    }
 }
 
 fn end_sessions(txn: &mut PgTxn, user: &UserId) -> Result<(), StoreError> {
@@ -152,10 +167,9 @@ impl UserStore for PgStore {
         audit: AuditEntry,
     ) -> Result<User, StoreError> {
         self.writer.write(move |txn| {
+            lock_users(txn)?;
             let user = user_for_update(txn, &workspace, &id)?;
-            if user.role == UserRole::Admin {
-                refuse_last_admin(txn)?;
-            }
+            refuse_last_admin(txn, &user, None)?;
             txn.execute("DELETE FROM users WHERE id = $1", &[&id.as_str()])?;
             end_sessions(txn, &user.id)?;
             append_audit(txn, &audit)?;
@@ -171,19 +185,22 @@ impl UserStore for PgStore {
         audit: AuditEntry,
     ) -> Result<User, StoreError> {
         self.writer.write(move |txn| {
+            let guarded = matches!(change, UserChange::Role(_) | UserChange::Membership(..));
+            if guarded {
+                lock_users(txn)?;
+            }
             let mut user = user_for_update(txn, &workspace, &id)?;
             // Where an admin gets alert mail is no reason to sign them out.
             let ends_sessions = !matches!(change, UserChange::AlertEmail(_));
+            let before = user.clone();
             match change {
                 UserChange::AlertEmail(address) => user.alert_email = address,
-                UserChange::Role(role) => {
-                    if user.role == UserRole::Admin && role != UserRole::Admin {
-                        refuse_last_admin(txn)?;
-                    }
-                    user.role = role;
-                }
+                UserChange::Role(role) => user.role = role,
                 UserChange::PasswordHash(hash) => user.password_hash = hash,
                 UserChange::Membership(other, role) => user.set_membership(&other, role),
+            }
+            if guarded {
+                refuse_last_admin(txn, &before, Some(&user))?;
             }
             put_user(txn, &user)?;
             if ends_sessions {

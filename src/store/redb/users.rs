@@ -4,11 +4,12 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::RedbStore;
 use super::audit::append_audit;
-use super::rows::{get, get_w, put, scan};
-use super::tables::{SESSIONS, USERS, USERS_BY_NAME};
+use super::rows::{get, get_w, put, scan, scan_w};
+use super::tables::{SESSIONS, USERS, USERS_BY_NAME, WORKSPACES};
+use crate::domain::access::Workspace;
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{UserId, WorkspaceId};
-use crate::domain::user::{Session, User, UserRole};
+use crate::domain::user::{Session, User, last_admin_message, left_without_admin};
 use crate::store::codec;
 use crate::store::types::not_found;
 use crate::store::{StoreError, UserChange, UserStore};
@@ -76,8 +77,8 @@ impl UserStore for RedbStore {
         })
     }
 
-    /// Removes a user and every session they have. Refuses to remove the last admin, so the
-    /// UI can never lock everyone out.
+    /// Removes a user and every session they have. Refuses to remove a workspace's last
+    /// admin, so the UI can never lock a workspace out.
     fn delete_user(
         &self,
         workspace: WorkspaceId,
@@ -88,9 +89,7 @@ impl UserStore for RedbStore {
             let user: User = get_w::<User>(txn, USERS, id.as_str())?
                 .filter(|u| u.workspace_id == workspace)
                 .ok_or_else(|| not_found("user", id.as_str()))?;
-            if user.role == UserRole::Admin {
-                refuse_last_admin(txn)?;
-            }
+            refuse_last_admin(txn, &user, None)?;
             txn.open_table(USERS)?.remove(id.as_str())?;
             txn.open_table(USERS_BY_NAME)?
                 .remove(user.username.as_str())?;
@@ -101,7 +100,7 @@ impl UserStore for RedbStore {
     }
 
     /// Changes a user's role or password and signs them out everywhere, so the change holds
-    /// from their next sign-in. Refuses to demote the last admin.
+    /// from their next sign-in. Refuses to demote or take away a workspace's last admin.
     fn update_user(
         &self,
         workspace: WorkspaceId,
@@ -114,16 +113,16 @@ impl UserStore for RedbStore {
                 .filter(|u| u.workspace_id == workspace)
                 .ok_or_else(|| not_found("user", id.as_str()))?;
             let ends_sessions = !matches!(change, UserChange::AlertEmail(_));
+            let guarded = matches!(change, UserChange::Role(_) | UserChange::Membership(..));
+            let before = user.clone();
             match change {
                 UserChange::AlertEmail(address) => user.alert_email = address,
-                UserChange::Role(role) => {
-                    if user.role == UserRole::Admin && role != UserRole::Admin {
-                        refuse_last_admin(txn)?;
-                    }
-                    user.role = role;
-                }
+                UserChange::Role(role) => user.role = role,
                 UserChange::PasswordHash(hash) => user.password_hash = hash,
                 UserChange::Membership(other, role) => user.set_membership(&other, role),
+            }
+            if guarded {
+                refuse_last_admin(txn, &before, Some(&user))?;
             }
             put(txn, USERS, user.id.as_str(), &user)?;
             if ends_sessions {
@@ -192,21 +191,20 @@ impl UserStore for RedbStore {
     }
 }
 
-/// A conflict unless another admin exists besides the one about to go.
-fn refuse_last_admin(txn: &WriteTransaction) -> Result<(), StoreError> {
-    let users = txn.open_table(USERS)?;
-    let mut admins = 0;
-    for entry in users.iter()? {
-        let (_, v) = entry?;
-        let u: User = codec::decode("users", v.value())?;
-        admins += usize::from(u.role == UserRole::Admin);
+/// A conflict if `before` becoming `after` (`None`: removed) leaves a workspace with no
+/// admin (see `left_without_admin`). Inside the write transaction, so it holds for the
+/// writes that follow.
+fn refuse_last_admin(
+    txn: &WriteTransaction,
+    before: &User,
+    after: Option<&User>,
+) -> Result<(), StoreError> {
+    let all: Vec<User> = scan_w(txn, USERS)?;
+    let workspaces: Vec<Workspace> = scan_w(txn, WORKSPACES)?;
+    match left_without_admin(&workspaces, before, after, &all) {
+        Some(w) => Err(StoreError::Conflict(last_admin_message(w))),
+        None => Ok(()),
     }
-    if admins <= 1 {
-        return Err(StoreError::Conflict(
-            "this is the only admin; make another admin first".into(),
-        ));
-    }
-    Ok(())
 }
 
 fn end_sessions(txn: &WriteTransaction, user: &UserId) -> Result<(), StoreError> {
