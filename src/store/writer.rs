@@ -116,12 +116,6 @@ const MAX_BATCH: usize = 2048;
 const QUEUE_DEPTH: usize = 8192;
 /// Longest a lazy write may stay unsynced.
 const MAX_UNSYNCED: Duration = Duration::from_millis(200);
-/// A batch of fewer lazy writes than this, and nothing durable, waits up to `LAZY_WAIT` for
-/// company before it commits: at a low rate each attempt log would otherwise be a commit
-/// of its own (most of tidings' CPU at 1,000 events/s went to commits), while nobody waits
-/// on a lazy write but the retry queue. A durable write arriving meanwhile ends the wait.
-const LAZY_COMPANY: usize = 16;
-const LAZY_WAIT: Duration = Duration::from_millis(1);
 pub struct Writer<E: Engine> {
     tx: SyncSender<Msg<E>>,
     /// Why the last batch could not be committed, until one commits again. Reads may still
@@ -343,7 +337,6 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
         let mut batch = Vec::with_capacity(64);
         let mut compactions = Vec::new();
         let mut next = first;
-        let gathering = Instant::now();
         loop {
             match next {
                 Some(Msg::Write { job, durable }) => batch.push((job, durable)),
@@ -360,12 +353,6 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
             }
             match rx.try_recv() {
                 Ok(msg) => next = Some(msg),
-                Err(_) if waits_for_company(&batch, stopping) => {
-                    match rx.recv_timeout(LAZY_WAIT.saturating_sub(gathering.elapsed())) {
-                        Ok(msg) => next = Some(msg),
-                        Err(_) => break,
-                    }
-                }
                 Err(_) => break,
             }
         }
@@ -390,14 +377,6 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
             let _ = reply.send(outcome);
         }
     }
-}
-
-/// Whether a batch still gathering should wait for more writes (see `LAZY_COMPANY`).
-fn waits_for_company<J>(batch: &[(J, bool)], stopping: bool) -> bool {
-    !stopping
-        && !batch.is_empty()
-        && batch.len() < LAZY_COMPANY
-        && batch.iter().all(|(_, durable)| !*durable)
 }
 
 /// Makes every earlier lazy commit durable (an empty durable commit).
