@@ -32,8 +32,8 @@ pub use traits::{
 };
 pub use traits::{Publish, RuleVersionStore};
 pub use types::{
-    DeliveryFilter, DisclosureFilter, DueDelivery, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
-    ReclaimSink, Slot, StoreError, StoreFuture, UserChange, WriteDone,
+    ConditionErrorCount, DeliveryFilter, DisclosureFilter, DueDelivery, IDEMPOTENCY_TTL_MS,
+    IngestOutcome, NewEvent, ReclaimSink, Slot, StoreError, StoreFuture, UserChange, WriteDone,
 };
 
 // The redb backend's schema modules, where backup.rs has always found them.

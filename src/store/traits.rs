@@ -14,8 +14,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::types::{
-    DeliveryFilter, DisclosureFilter, DueDelivery, IngestOutcome, NewEvent, ReclaimSink, Slot,
-    StoreError, StoreFuture, UserChange, WriteDone,
+    ConditionErrorCount, DeliveryFilter, DisclosureFilter, DueDelivery, IngestOutcome, NewEvent,
+    ReclaimSink, Slot, StoreError, StoreFuture, UserChange, WriteDone,
 };
 use crate::domain::access::{ApiKey, Workspace};
 use crate::domain::alert::RuleAlertState;
@@ -392,6 +392,20 @@ pub trait StatsStore {
         now_ms: i64,
         hours: i64,
     ) -> Result<Vec<(i64, u64, u64)>, StoreError>;
+
+    /// How many of a workspace's deliveries are waiting for an attempt. Kept as a count, not
+    /// a scan, so the dashboard stays quick with a large backlog.
+    fn open_count_in(&self, workspace: &WorkspaceId) -> Result<u64, StoreError>;
+
+    /// A workspace's deliveries made `condition_error` from the start of the hour holding
+    /// `since_ms` on, per rule, in no particular order. Counted when a delivery is made, so
+    /// a later manual re-send of one does not take it back, and pruning the log does not
+    /// either.
+    fn condition_errors_since(
+        &self,
+        workspace: &WorkspaceId,
+        since_ms: i64,
+    ) -> Result<Vec<ConditionErrorCount>, StoreError>;
 }
 
 /// The people events are about (§13): who their data went to, and erasure. A backend keeps

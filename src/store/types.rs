@@ -137,3 +137,12 @@ pub enum UserChange {
     /// sessions end, as for a role change.
     Membership(crate::domain::ids::WorkspaceId, Option<UserRole>),
 }
+
+/// One rule's `condition_error` deliveries in a window (`StatsStore::condition_errors_since`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionErrorCount {
+    pub rule_id: RuleId,
+    pub count: u64,
+    /// When the latest of them was made.
+    pub latest_at: i64,
+}

@@ -141,7 +141,7 @@ struct FailingRule {
     /// When every attempt started failing, if they are.
     since: Option<String>,
     /// Events in the last 24 hours whose condition could not be evaluated, and the latest.
-    condition_errors: usize,
+    condition_errors: u64,
     condition_latest: Option<String>,
 }
 
@@ -154,8 +154,8 @@ struct DashboardPage {
     failing: Vec<FailingRule>,
     open: u64,
     rule_count: usize,
-    /// `condition_error` deliveries in the last 24 hours, as shown ("1000+" past the cap).
-    condition_errors: String,
+    /// `condition_error` deliveries in the last 24 hours.
+    condition_errors: u64,
     /// The first-run checklist, while a step that can be checked is still to do.
     steps: Option<super::NextSteps>,
 }
@@ -195,14 +195,7 @@ async fn dashboard(
         entry.condition_errors = e.count;
         entry.condition_latest = Some(fmt_time(e.latest_at));
     }
-    let condition_errors = if o.condition_errors_capped {
-        format!("{}+", o.condition_error_count)
-    } else {
-        o.condition_error_count.to_string()
-    };
-    let mut rules = crate::app::rules::list(&state, me.workspace().clone()).await?;
-    rules.sort_by_key(|r| r.name.to_lowercase());
-    let steps = Some(super::NextSteps::of(&state, me.workspace(), &rules).await?)
+    let steps = Some(super::NextSteps::of(&state, me.workspace(), &o.rules).await?)
         .filter(super::NextSteps::pending);
     let week = o.week;
     let day = &week[week.len().saturating_sub(24)..];
@@ -212,8 +205,8 @@ async fn dashboard(
         week: chart("Last 7 days", &week, 24),
         failing,
         open: o.open,
-        rule_count: o.rule_count,
-        condition_errors,
+        rule_count: o.rules.len(),
+        condition_errors: o.condition_error_count,
         steps,
     })
 }

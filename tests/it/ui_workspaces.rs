@@ -1,7 +1,8 @@
 //! Workspaces in the admin UI (SPEC §14): a user sees only the workspaces they are a member
 //! of, switches between them in the header, and cannot reach another's pages by URL; a group
 //! admin sees them all; a user of one workspace sees no switcher and works as before. Each
-//! workspace's dashboard counts its own deliveries, failures and rules only.
+//! workspace's dashboard counts its own deliveries, failures, rules, waiting deliveries and
+//! condition errors only.
 
 use serde_json::json;
 use tidings::domain::user::UserRole;
@@ -30,10 +31,19 @@ pub(crate) fn rule_in(app: &TestApp, owner: &str, workspace: &str, name: &str) -
 
 /// A rule named `name` in `workspace` for `ping` events, sending to `url`; returns its id.
 fn rule_to(app: &TestApp, owner: &str, workspace: &str, name: &str, url: &str) -> String {
-    let body = serde_json::to_vec(&json!({"name": name,
-        "trigger": {"type": "event", "events": ["ping"]},
-        "webhook": {"url": url}}))
-    .unwrap();
+    rule_made(
+        app,
+        owner,
+        workspace,
+        &json!({"name": name,
+            "trigger": {"type": "event", "events": ["ping"]},
+            "webhook": {"url": url}}),
+    )
+}
+
+/// The rule `rule` (its JSON) made in `workspace` by the owner key; returns its id.
+fn rule_made(app: &TestApp, owner: &str, workspace: &str, rule: &serde_json::Value) -> String {
+    let body = serde_json::to_vec(rule).unwrap();
     let made = app.raw(
         "POST",
         "/api/v1/rules",
@@ -380,4 +390,47 @@ fn each_workspaces_dashboard_counts_its_own_deliveries_failures_and_rules() {
     assert_eq!(dash.by_id("stat-day-ok").as_deref(), Some("0"));
     assert_eq!(dash.by_id("stat-day-failed").as_deref(), Some("0"));
     assert_eq!(stat(&dash, "rules"), "0");
+}
+
+#[test]
+fn each_workspaces_dashboard_counts_its_own_waiting_deliveries_and_condition_errors() {
+    // The default retry schedule: a refused connection is retried minutes later, so North's
+    // deliveries stay waiting while the dashboards are read.
+    let app = crate::support::app::spawn_app();
+    let owner = owner_key(&app);
+    let north = workspace(&app, &owner, "North Clinic");
+    let south = workspace(&app, &owner, "South Clinic");
+    rule_in(&app, &owner, &north, "North unreachable");
+    // A ping has no `data.call`: South's condition cannot be evaluated.
+    rule_made(
+        &app,
+        &owner,
+        &south,
+        &json!({"name": "South long calls",
+            "trigger": {"type": "event", "events": ["ping"]},
+            "condition": "data.call.durationSeconds > 60",
+            "webhook": {"url": "http://127.0.0.1:9/south"}}),
+    );
+    for _ in 0..2 {
+        ping_in(&app, &owner, &north);
+    }
+    let south_event = ping_in(&app, &owner, &south);
+    settled(&app, &owner, &south, &south_event);
+
+    tidings::app::users::new_group_admin(app.store(), "gina", PASSWORD).unwrap();
+    let b = Browser::new(&app);
+    b.login("gina", PASSWORD).assert_status(303);
+    let default = app.store().default_workspace().to_string();
+    for (ws, open, errors) in [(&north, "2", "0"), (&south, "0", "1"), (&default, "0", "0")] {
+        let csrf = b.csrf();
+        b.post("/workspace", &[("csrf", &csrf), ("workspace_id", ws)])
+            .assert_status(303);
+        let dash = b.get("/");
+        dash.assert_status(200);
+        assert_eq!(
+            (dash.by_id("stat-open"), dash.by_id("stat-day-condition")),
+            (Some(open.to_owned()), Some(errors.to_owned())),
+            "waiting and condition errors of workspace {ws}"
+        );
+    }
 }

@@ -78,6 +78,8 @@ macro_rules! store_contract_tests {
             prune_of_one_rule_keeps_other_rules_open_deliveries_and_shared_events,
             prune_forgets_expired_idempotency_keys_by_the_clock,
             ping_open_count_and_backup,
+            open_count_in_counts_each_workspaces_waiting_deliveries,
+            condition_errors_are_counted_per_rule_by_the_hour_and_pruned,
             shutdown_finishes_queued_writes_and_refuses_later_ones,
             disclosures_are_recorded_from_the_first_attempt_that_may_reach_the_receiver,
             disclosures_page_oldest_first_and_filter_by_first_attempt,

@@ -9,6 +9,8 @@ use super::{
 };
 use crate::domain::catalog::{Declared, structure_only};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::ids::WorkspaceId;
+use crate::domain::rule::Rule;
 use crate::domain::time::Clock;
 use crate::store::{
     DeliveryFilter, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent, Store, StoreError,
@@ -335,4 +337,136 @@ pub fn shutdown_finishes_queued_writes_and_refuses_later_ones(store: &Store, _cl
     // Reads still answer, and nothing late was written.
     assert_not_found(store.rule(&ws, &r.id), "rule");
     assert!(store.attempts(&d.id).unwrap().is_empty());
+}
+
+pub fn open_count_in_counts_each_workspaces_waiting_deliveries(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let other = other_workspace();
+    let (r, s) = (rule(&ws, "r", &["x"]), rule(&other, "s", &["x"]));
+    let first = ingest_with(
+        store,
+        &event(&ws, "x", START),
+        &[&r],
+        DeliveryStatus::Pending,
+    );
+    let second = ingest_with(
+        store,
+        &event(&ws, "x", START + 1),
+        &[&r],
+        DeliveryStatus::Retrying,
+    );
+    ingest_with(
+        store,
+        &event(&ws, "x", START + 2),
+        &[&r],
+        DeliveryStatus::ConditionError,
+    );
+    let theirs = ingest_with(
+        store,
+        &event(&other, "x", START + 3),
+        &[&s],
+        DeliveryStatus::Pending,
+    );
+    let counts = || {
+        (
+            store.open_count_in(&ws).unwrap(),
+            store.open_count_in(&other).unwrap(),
+            store.open_count().unwrap(),
+        )
+    };
+    assert_eq!(counts(), (2, 1, 3), "a condition error waits for nothing");
+
+    let retried = Delivery {
+        status: DeliveryStatus::Retrying,
+        attempts: 1,
+        attempts_left: 2,
+        next_attempt_at: Some(START + 60_000),
+        updated_at: START + 10,
+        ..first[0].clone()
+    };
+    record(store, &retried, &attempt(1, START + 5, 500)).unwrap();
+    assert_eq!(counts(), (2, 1, 3), "a retry stays one waiting delivery");
+    let done = Delivery {
+        status: DeliveryStatus::Succeeded,
+        attempts: 1,
+        attempts_left: 0,
+        next_attempt_at: None,
+        updated_at: START + 20,
+        ..second[0].clone()
+    };
+    record(store, &done, &attempt(1, START + 15, 200)).unwrap();
+    assert_eq!(counts(), (1, 1, 2));
+    store
+        .close_delivery(&theirs[0].id, DeliveryStatus::Failed)
+        .unwrap();
+    assert_eq!(counts(), (1, 0, 1));
+    block_on(store.redeliver(ws.clone(), done.id.clone())).unwrap();
+    assert_eq!(counts(), (2, 0, 2), "a re-send waits again");
+}
+
+pub fn condition_errors_are_counted_per_rule_by_the_hour_and_pruned(store: &Store, _clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let other = other_workspace();
+    let (a, b, c) = (
+        rule(&ws, "a", &["x"]),
+        rule(&ws, "b", &["x"]),
+        rule(&other, "c", &["x"]),
+    );
+    let error_at = |workspace: &WorkspaceId, r: &Rule, at: i64| {
+        ingest_with(
+            store,
+            &event(workspace, "x", at),
+            &[r],
+            DeliveryStatus::ConditionError,
+        );
+    };
+    error_at(&ws, &a, START + 10);
+    error_at(&ws, &a, START + 20);
+    error_at(&ws, &b, START - HOUR + 5);
+    error_at(&ws, &a, START - 3 * HOUR);
+    error_at(&other, &c, START + 30);
+    // Deliveries that were sent, or waited, are no condition errors.
+    ingest_with(
+        store,
+        &event(&ws, "x", START + 40),
+        &[&a],
+        DeliveryStatus::Pending,
+    );
+    let counted = |since: i64| {
+        let mut counts: Vec<(String, u64, i64)> = store
+            .condition_errors_since(&ws, since)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.rule_id.as_str().to_owned(), c.count, c.latest_at))
+            .collect();
+        counts.sort();
+        counts
+    };
+    let (a_id, b_id) = (a.id.as_str().to_owned(), b.id.as_str().to_owned());
+    let mut expected = vec![
+        (a_id.clone(), 2, START + 20),
+        (b_id.clone(), 1, START - HOUR + 5),
+    ];
+    expected.sort();
+    assert_eq!(
+        counted(START - HOUR + 30),
+        expected,
+        "from the start of the hour holding `since`, per rule, with the latest"
+    );
+    assert_eq!(counted(START - 3 * HOUR)[..].len(), 2);
+    assert!(
+        counted(START - 3 * HOUR).contains(&(a_id.clone(), 3, START + 20)),
+        "{:?}",
+        counted(START - 3 * HOUR)
+    );
+    let theirs = store.condition_errors_since(&other, START - HOUR).unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!((theirs[0].count, theirs[0].latest_at), (1, START + 30));
+
+    store.prune_before(START).unwrap();
+    assert_eq!(
+        counted(START - 3 * HOUR),
+        vec![(a_id, 2, START + 20)],
+        "retention forgets the hours before its cutoff"
+    );
 }

@@ -12,7 +12,7 @@ use crate::domain::catalog::{Declared, StoredType, structure_only};
 use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
 use crate::store::seal::RowSeal;
-use crate::store::{CatalogStore, StatsStore, StoreError, StoreFuture};
+use crate::store::{CatalogStore, ConditionErrorCount, StatsStore, StoreError, StoreFuture};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -228,5 +228,40 @@ impl StatsStore for PgStore {
             }
         }
         Ok(out)
+    }
+
+    fn open_count_in(&self, workspace: &WorkspaceId) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()?
+            .query_one(
+                "SELECT count(*) FROM open_deliveries o JOIN deliveries d ON d.id = o.delivery_id
+                 WHERE d.workspace_id = $1",
+                &[&workspace.as_str()],
+            )?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn condition_errors_since(
+        &self,
+        workspace: &WorkspaceId,
+        since_ms: i64,
+    ) -> Result<Vec<ConditionErrorCount>, StoreError> {
+        let from = since_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let rows = self.conn()?.query(
+            "SELECT rule_id, count(*), max(created_at) FROM condition_error_log
+             WHERE workspace_id = $1 AND created_at >= $2 GROUP BY rule_id",
+            &[&workspace.as_str(), &from],
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                Some(ConditionErrorCount {
+                    rule_id: RuleId::parse(row.get(0))?,
+                    count: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                    latest_at: row.get(2),
+                })
+            })
+            .collect())
     }
 }

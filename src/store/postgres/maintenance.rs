@@ -14,6 +14,7 @@ use crate::store::{MaintenanceStore, StoreError};
 
 /// Rows one pruning statement removes, so delivery never waits long behind it.
 const CHUNK: i64 = 500;
+const HOUR_MS: i64 = 3_600_000;
 
 impl MaintenanceStore for PgStore {
     fn ping(&self) -> Result<(), StoreError> {
@@ -72,6 +73,11 @@ impl MaintenanceStore for PgStore {
         conn.execute(
             "DELETE FROM idempotency_keys WHERE expires_at <= $1",
             &[&self.clock.now_ms()],
+        )?;
+        // The dashboard's condition errors go by the hour, as on redb.
+        conn.execute(
+            "DELETE FROM condition_error_log WHERE created_at < $1",
+            &[&(cutoff_ms.div_euclid(HOUR_MS) * HOUR_MS)],
         )?;
         // No sign-in window outlives a day.
         conn.execute(

@@ -173,6 +173,33 @@ CREATE TABLE rule_drafts (
     row json NOT NULL
 );
 "#,
+    // 8: the dashboard's condition errors: each delivery made `condition_error`, noted by a
+    // trigger as the delivery is inserted (however it is inserted: ingest, import), so the
+    // count of the last day reads those rows only, never the whole log. Insert-only, so nodes
+    // never wait on each other for it. Pruned with the log.
+    r#"
+CREATE TABLE condition_error_log (
+    delivery_id text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL,
+    rule_id text COLLATE "C" NOT NULL,
+    created_at bigint NOT NULL
+);
+CREATE INDEX condition_error_log_by_workspace ON condition_error_log (workspace_id, created_at);
+INSERT INTO condition_error_log
+    SELECT id, workspace_id, rule_id, (row->>'created_at')::bigint
+    FROM deliveries WHERE status = 'condition_error';
+CREATE FUNCTION tidings_log_condition_error() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO condition_error_log (delivery_id, workspace_id, rule_id, created_at)
+        VALUES (NEW.id, NEW.workspace_id, NEW.rule_id, (NEW.row->>'created_at')::bigint)
+        ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER deliveries_log_condition_errors AFTER INSERT ON deliveries
+    FOR EACH ROW WHEN (NEW.status = 'condition_error')
+    EXECUTE FUNCTION tidings_log_condition_error();
+"#,
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

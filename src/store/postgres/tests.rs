@@ -85,3 +85,68 @@ fn open_pg(clock: Clock) -> Option<(Store, TempDb)> {
 }
 
 store_contract_tests!(open_pg);
+
+/// A database from before migration 8 gets its condition-error log from the deliveries
+/// already there, and the trigger notes the ones made after.
+#[test]
+fn migration_8_logs_the_condition_errors_already_there() {
+    use crate::domain::delivery::DeliveryStatus;
+    use crate::store::contract::{START, event, ingest_with, rule};
+
+    let Some(db) = TempDb::new() else {
+        return;
+    };
+    let clock = Clock::manual(START);
+    let open = || {
+        PgStore::open_with_keys(
+            &db.options(Duration::from_secs(60)),
+            || Ok(keyring()),
+            clock.clone(),
+        )
+        .expect("open the PostgreSQL store")
+        .0
+    };
+    let store = open();
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "r", &["x"]);
+    ingest_with(
+        &store,
+        &event(&ws, "x", START - 7),
+        &[&r],
+        DeliveryStatus::ConditionError,
+    );
+    ingest_with(
+        &store,
+        &event(&ws, "x", START - 6),
+        &[&r],
+        DeliveryStatus::Pending,
+    );
+    store.shutdown();
+    drop(store);
+
+    // As migration 7 left it.
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "DROP TRIGGER deliveries_log_condition_errors ON deliveries;
+             DROP FUNCTION tidings_log_condition_error();
+             DROP TABLE condition_error_log;
+             DELETE FROM tidings_schema WHERE version = 8;",
+        )
+        .unwrap();
+    drop(client);
+
+    let store = open();
+    ingest_with(
+        &store,
+        &event(&ws, "x", START + 5),
+        &[&r],
+        DeliveryStatus::ConditionError,
+    );
+    let errors = store
+        .condition_errors_since(&ws, START - 3_600_000)
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].count, errors[0].latest_at), (2, START + 5));
+    store.shutdown();
+}

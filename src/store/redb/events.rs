@@ -403,6 +403,9 @@ fn insert_delivery(txn: &WriteTransaction, d: &Delivery, encoded: &[u8]) -> Resu
         .insert((d.rule_id.as_str(), d.id.as_str()), ())?;
     txn.open_table(DELIVERIES_BY_EVENT)?
         .insert((d.event_id.as_str(), d.id.as_str()), ())?;
+    if d.status == DeliveryStatus::ConditionError {
+        super::stats::count_condition_error(txn, d)?;
+    }
     set_open(txn, d)
 }
 
@@ -411,10 +414,14 @@ fn insert_delivery(txn: &WriteTransaction, d: &Delivery, encoded: &[u8]) -> Resu
 pub(super) fn set_open(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
     let mut open = txn.open_table(OPEN_DELIVERIES)?;
     let queued = if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_at) {
-        open.insert(d.id.as_str(), due)?;
+        if open.insert(d.id.as_str(), due)?.is_none() {
+            super::stats::count_open(txn, &d.workspace_id, true)?;
+        }
         true
     } else {
-        open.remove(d.id.as_str())?;
+        if open.remove(d.id.as_str())?.is_some() {
+            super::stats::count_open(txn, &d.workspace_id, false)?;
+        }
         false
     };
     if let Some(key) = &d.ordering_key {

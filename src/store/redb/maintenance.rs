@@ -47,7 +47,7 @@ impl MaintenanceStore for RedbStore {
                 codec::decode::<IdempotencyRecord>("idempotency", v)
                     .is_ok_and(|r| r.expires_at > now)
             })?;
-            Ok(())
+            super::stats::prune_condition_errors(txn, cutoff_ms)
         })?;
         Ok((deliveries, events))
     }

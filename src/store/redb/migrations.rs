@@ -4,16 +4,17 @@ use redb::{Database, ReadableTable};
 
 use super::StoreError;
 use super::tables::{
-    API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE,
-    DISCLOSURES, EVENT_TYPES, EVENTS, HOURLY_OUTCOMES, IDEMPOTENCY, META, OPEN_BY_ORDERING_KEY,
-    OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULE_ALERTS, RULE_DRAFTS, RULE_FAILING_SINCE,
-    RULE_VERSIONS, RULES, SESSIONS, SUBJECT_EVENTS, USERS, USERS_BY_NAME, WORKSPACES,
+    API_KEY_HASHES, API_KEYS, ATTEMPTS, AUDIT, CONDITION_ERRORS_BY_HOUR, DELIVERIES,
+    DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, DISCLOSURES, EVENT_TYPES, EVENTS, HOURLY_OUTCOMES,
+    IDEMPOTENCY, META, OPEN_BY_ORDERING_KEY, OPEN_COUNTS, OPEN_DELIVERIES, ROUTINE_LAST_FIRED,
+    RULE_ALERTS, RULE_DRAFTS, RULE_FAILING_SINCE, RULE_VERSIONS, RULES, SESSIONS, SUBJECT_EVENTS,
+    USERS, USERS_BY_NAME, WORKSPACES,
 };
 use crate::domain::access::Workspace;
 use crate::domain::ids::WorkspaceId;
 use crate::store::codec;
 
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 pub const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
 
 /// Brings a new or older database up to `SCHEMA_VERSION`; returns the Default workspace id.
@@ -95,6 +96,14 @@ pub fn migrate(db: &Database, now: i64) -> Result<WorkspaceId, StoreError> {
         txn.open_table(RULE_VERSIONS)?;
         txn.open_table(RULE_DRAFTS)?;
         txn.open_table(META)?.insert("schema_version", "7")?;
+    }
+    if version < 8 {
+        // Version 8: the dashboard's open deliveries per workspace and condition errors per
+        // hour, counted from the rows already there.
+        txn.open_table(OPEN_COUNTS)?;
+        txn.open_table(CONDITION_ERRORS_BY_HOUR)?;
+        super::stats::fill_counters(&txn, now)?;
+        txn.open_table(META)?.insert("schema_version", "8")?;
     }
     let id = {
         let meta = txn.open_table(META)?;

@@ -108,3 +108,14 @@ pub const RULE_VERSIONS: TableDefinition<(&str, u32), &[u8]> =
 /// Key: rule id. Value: `RuleDraft` (secrets sealed). At most one per rule; removed when it
 /// is published or discarded, and with the rule.
 pub const RULE_DRAFTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rule-drafts-v1");
+
+/// Key: workspace id. Value: how many of its deliveries `OPEN_DELIVERIES` holds. Kept with
+/// the queue (`events::set_open`), so the dashboard's "waiting" figure is one read per
+/// workspace instead of a walk of a backlog that may hold a million rows.
+pub const OPEN_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("open-counts-v1");
+
+/// Key: (workspace id, Unix hour, rule id). Value: (deliveries made `condition_error` in that
+/// hour, when the latest was made). Written with each such delivery, so the dashboard's "last
+/// 24 hours" reads a handful of rows instead of scanning the log; pruned with it.
+pub const CONDITION_ERRORS_BY_HOUR: TableDefinition<(&str, i64, &str), (u64, i64)> =
+    TableDefinition::new("condition-errors-by-hour-v1");

@@ -269,3 +269,75 @@ fn erasure_leaves_no_sealed_copy_of_the_subjects_data_in_the_file() {
     );
     store.shutdown();
 }
+
+/// A file from before schema version 8 gets its dashboard counters from its rows: the open
+/// deliveries per workspace, and the day's condition errors.
+#[test]
+fn migrating_to_version_8_counts_the_open_deliveries_and_condition_errors_already_there() {
+    use super::tables::{CONDITION_ERRORS_BY_HOUR, META, OPEN_COUNTS};
+    use crate::domain::delivery::DeliveryStatus;
+    use crate::store::contract::{START, event, ingest_with, other_workspace, rule};
+
+    let dir = TempDir::new("migrate-8");
+    let clock = Clock::manual(START);
+    let open = || RedbStore::open_with_keys(&dir.0, || Keyring::load(&dir.0, None), clock.clone());
+    let (store, _) = open().unwrap();
+    let ws = store.default_workspace().clone();
+    let other = other_workspace();
+    let (r, s) = (rule(&ws, "r", &["x"]), rule(&other, "s", &["x"]));
+    ingest_with(
+        &store,
+        &event(&ws, "x", START - 10),
+        &[&r],
+        DeliveryStatus::Pending,
+    );
+    ingest_with(
+        &store,
+        &event(&ws, "x", START - 9),
+        &[&r],
+        DeliveryStatus::Retrying,
+    );
+    ingest_with(
+        &store,
+        &event(&other, "x", START - 8),
+        &[&s],
+        DeliveryStatus::Pending,
+    );
+    ingest_with(
+        &store,
+        &event(&ws, "x", START - 7),
+        &[&r],
+        DeliveryStatus::ConditionError,
+    );
+    // Two days old: outside the only window the dashboard shows.
+    ingest_with(
+        &store,
+        &event(&ws, "x", START - 48 * 3_600_000),
+        &[&r],
+        DeliveryStatus::ConditionError,
+    );
+    store.shutdown();
+    drop(store);
+
+    // As version 7 left it: no counters.
+    let db = Database::open(dir.0.join("tidings.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.delete_table(OPEN_COUNTS).unwrap();
+    txn.delete_table(CONDITION_ERRORS_BY_HOUR).unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert("schema_version", "7")
+        .unwrap();
+    txn.commit().unwrap();
+    drop(db);
+
+    let (store, _) = open().unwrap();
+    assert_eq!(store.open_count_in(&ws).unwrap(), 2);
+    assert_eq!(store.open_count_in(&other).unwrap(), 1);
+    let errors = store
+        .condition_errors_since(&ws, START - 24 * 3_600_000)
+        .unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].count, errors[0].latest_at), (1, START - 7));
+    store.shutdown();
+}
