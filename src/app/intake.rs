@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use crate::delivery::dispatcher::Dispatcher;
 use crate::domain::delivery::Delivery;
-use serde_json::{Map, Value};
 
 use crate::domain::event::{Event, EventType};
-use crate::domain::ids::{EventId, RuleId, WorkspaceId};
+use crate::domain::ids::{EventId, RuleId};
 use crate::domain::intake::deliveries_for;
 use crate::domain::rule::Rule;
 use crate::domain::subject::{Subject, SubjectHash};
@@ -105,46 +104,31 @@ impl Intake {
         subject: Option<Subject>,
         idempotency_key: Option<String>,
     ) -> Result<Accepted, StoreError> {
-        event.subject = if let Some(subject) = subject {
-            Some(self.subject_key.hash(&subject))
-        } else {
-            // A catalog read: off the threads that answer HTTP.
-            let intake = self.clone();
-            let (workspace, event_type) = (event.workspace_id.clone(), event.event_type.clone());
-            let data = event.data.clone();
-            let now = event.received_at;
-            tokio::task::spawn_blocking(move || {
-                intake.subject_from_path(&workspace, &event_type, &data, now)
-            })
-            .await
-            .map_err(|e| StoreError::Storage(format!("finding the subject failed: {e}")))??
+        event.subject = match subject {
+            Some(subject) => Some(self.subject_key.hash(&subject)),
+            None => self.subject_from_path(&event),
         };
         self.accept(event, Recipients::Matching, idempotency_key)
             .await
     }
 
-    /// The subject at the type's declared `subject_path`, hashed; a path that finds none is
-    /// noted in the catalog.
-    fn subject_from_path(
-        &self,
-        workspace: &WorkspaceId,
-        event_type: &EventType,
-        data: &Map<String, Value>,
-        now: i64,
-    ) -> Result<Option<SubjectHash>, StoreError> {
-        let declared = self.store.event_type(workspace, event_type)?;
-        let Some(path) = declared
-            .and_then(|t| t.declared)
-            .and_then(|d| d.subject_path)
-        else {
-            return Ok(None);
-        };
-        match path.resolve(data) {
-            Ok(subject) => Ok(Some(self.subject_key.hash(&subject))),
+    /// The subject at the type's declared `subject_path` (the store keeps the paths in
+    /// memory, so this neither waits on the disk nor leaves the request's thread), hashed; a
+    /// path that finds none is noted in the catalog.
+    fn subject_from_path(&self, event: &Event) -> Option<SubjectHash> {
+        let path = self
+            .store
+            .subject_path(&event.workspace_id, &event.event_type)?;
+        match path.resolve(&event.data) {
+            Ok(subject) => Some(self.subject_key.hash(&subject)),
             Err(reason) => {
-                self.store
-                    .note_subject_missing(workspace, event_type, reason, now);
-                Ok(None)
+                self.store.note_subject_missing(
+                    &event.workspace_id,
+                    &event.event_type,
+                    reason,
+                    event.received_at,
+                );
+                None
             }
         }
     }

@@ -1,12 +1,15 @@
-//! What every backend keeps in memory: the active rules every ingest and attempt reads, and
-//! the throttle on catalog "seen" writes. A backend owns when they are refreshed.
+//! What every backend keeps in memory: the active rules every ingest and attempt reads, the
+//! declared subject paths every ingest posted without a subject reads, and the throttle on
+//! catalog "seen" writes. A backend owns when they are refreshed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use crate::domain::catalog::StoredType;
 use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
 use crate::domain::rule::{Rule, Trigger};
+use crate::domain::subject::SubjectPath;
 
 /// Every rule by id, swapped whole on refresh.
 #[derive(Debug, Default)]
@@ -59,6 +62,65 @@ impl RuleCache {
             .filter(|r| r.active && matches!(r.trigger, Trigger::Schedule { .. }))
             .cloned()
             .collect()
+    }
+}
+
+/// Every declared `subject_path`, by workspace and event type: an ingest reads it without
+/// touching the disk or leaving its thread. Only declarations change it, and they are rare.
+#[derive(Default)]
+pub(in crate::store) struct SubjectPaths {
+    paths: RwLock<HashMap<(WorkspaceId, EventType), SubjectPath>>,
+    /// Held through a reload's read and install, so a reload that began before a
+    /// declaration committed cannot install its older rows after one that began later.
+    reloading: Mutex<()>,
+}
+
+/// A catalog row as a reload reads it.
+pub(in crate::store) type CatalogRow = (WorkspaceId, EventType, StoredType);
+
+impl SubjectPaths {
+    /// Replaces every path with those of the catalog rows `read` returns.
+    pub(in crate::store) fn reload<E>(
+        &self,
+        read: impl FnOnce() -> Result<Vec<CatalogRow>, E>,
+    ) -> Result<(), E> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let paths = read()?
+            .into_iter()
+            .filter_map(|(ws, name, row)| Some(((ws, name), row.declared?.subject_path?)))
+            .collect();
+        *self.paths.write().unwrap_or_else(PoisonError::into_inner) = paths;
+        Ok(())
+    }
+
+    /// Takes in a catalog row just written.
+    pub(in crate::store) fn update(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+        row: &StoredType,
+    ) {
+        let mut paths = self.paths.write().unwrap_or_else(PoisonError::into_inner);
+        let key = (workspace.clone(), name.clone());
+        match row.declared.as_ref().and_then(|d| d.subject_path.clone()) {
+            Some(path) => paths.insert(key, path),
+            None => paths.remove(&key),
+        };
+    }
+
+    pub(in crate::store) fn get(
+        &self,
+        workspace: &WorkspaceId,
+        name: &EventType,
+    ) -> Option<SubjectPath> {
+        self.paths
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(workspace.clone(), name.clone()))
+            .cloned()
     }
 }
 

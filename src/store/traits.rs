@@ -25,7 +25,7 @@ use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{ApiKeyId, AuditId, DeliveryId, EventId, RuleId, UserId, WorkspaceId};
 use crate::domain::rule::{Rule, RuleDraft, RuleVersion};
-use crate::domain::subject::{Disclosure, Erased, SubjectHash};
+use crate::domain::subject::{Disclosure, Erased, SubjectHash, SubjectPath};
 use crate::domain::user::{Session, User};
 
 /// Event rules and routines, with the in-memory view every ingest and attempt reads.
@@ -345,6 +345,11 @@ pub trait CatalogStore {
         workspace: &WorkspaceId,
         name: &EventType,
     ) -> Result<Option<StoredType>, StoreError>;
+
+    /// The type's declared `subject_path`, from memory: every ingest posted without a
+    /// subject asks. Kept true by `declare_event_type`, and on a shared store across nodes
+    /// within a second.
+    fn subject_path(&self, workspace: &WorkspaceId, name: &EventType) -> Option<SubjectPath>;
 
     /// Declares (or re-declares) a type with its description and sample; returns the row.
     fn declare_event_type(

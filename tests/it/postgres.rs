@@ -90,7 +90,7 @@ fn post_event(node_port: u16, key: &str, n: usize) -> u16 {
 }
 
 #[test]
-fn a_rule_made_on_one_node_is_in_force_on_the_other_within_a_second() {
+fn a_rule_a_key_and_a_subject_path_made_on_one_node_are_in_force_on_the_other_within_a_second() {
     let Some(db) = TestDb::new() else { return };
     let scratch = Scratch::new("pg-cache");
     let key = create_key(&scratch, &db);
@@ -118,6 +118,36 @@ fn a_rule_made_on_one_node_is_in_force_on_the_other_within_a_second() {
     let new_key = made.body["key"].as_str().expect("the new key").to_owned();
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(post_event(b.port, &new_key, 2), 202);
+    wait_until(Duration::from_secs(20), "B to deliver event 2", || {
+        (receiver.count() == 2).then_some(())
+    });
+
+    // A type's subject path declared on A names the subject of B's events within the second.
+    let declared = request(
+        "POST",
+        &a.url("/api/v1/event-types"),
+        Some(&key),
+        Some(&json!({"name": "order:placed", "subject_path": "n"})),
+    );
+    assert_eq!(declared.status, 201, "{}", declared.text);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(post_event(b.port, &key, 3), 202);
+    wait_until(Duration::from_secs(20), "B to deliver event 3", || {
+        (receiver.count() == 3).then_some(())
+    });
+    let listed = request(
+        "GET",
+        &b.url("/api/v1/subjects/3/disclosures"),
+        Some(&key),
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert_eq!(
+        listed.body["data"].as_array().map(Vec::len),
+        Some(1),
+        "event 3's subject came from the path declared on A: {}",
+        listed.text
+    );
 }
 
 #[test]

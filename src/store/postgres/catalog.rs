@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use serde_json::{Map, Value};
 
 use super::audit::append_audit;
+use super::changes::{Change, notify};
 use super::{PgStore, json_text};
 use crate::domain::audit::AuditEntry;
 use crate::domain::catalog::{Declared, StoredType, structure_only};
 use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
+use crate::domain::subject::SubjectPath;
 use crate::store::seal::RowSeal;
 use crate::store::{CatalogStore, ConditionErrorCount, StatsStore, StoreError, StoreFuture};
 
@@ -20,6 +22,29 @@ impl PgStore {
     fn open_type(&self, row: &postgres::Row) -> Result<StoredType, StoreError> {
         self.seal
             .open_event_type(row.get::<_, &str>("row").as_bytes())
+    }
+
+    /// Reloads every declared subject path: at start, after a declaration here, and when
+    /// another node says one changed.
+    pub(super) fn refresh_subject_paths(&self) -> Result<(), StoreError> {
+        self.reload_subject_paths(&mut *self.conn()?)
+    }
+
+    fn reload_subject_paths(&self, client: &mut postgres::Client) -> Result<(), StoreError> {
+        self.subject_paths.reload(|| {
+            let rows = client.query(
+                "SELECT workspace_id, name, row::text AS row FROM event_types",
+                &[],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (ws, name) = (row.get::<_, &str>("workspace_id"), row.get("name"));
+                if let (Some(ws), Ok(name)) = (WorkspaceId::parse(ws), EventType::parse(name)) {
+                    out.push((ws, name, self.open_type(row)?));
+                }
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -53,6 +78,10 @@ impl CatalogStore for PgStore {
         row.map(|r| self.open_type(&r)).transpose()
     }
 
+    fn subject_path(&self, workspace: &WorkspaceId, name: &EventType) -> Option<SubjectPath> {
+        self.subject_paths.get(workspace, name)
+    }
+
     fn declare_event_type(
         &self,
         workspace: WorkspaceId,
@@ -60,18 +89,29 @@ impl CatalogStore for PgStore {
         declared: Declared,
         audit: AuditEntry,
     ) -> StoreFuture<StoredType> {
-        let (writer, seal) = (self.writer.clone(), self.seal.clone());
+        let (writer, seal, store) = (self.writer.clone(), self.seal.clone(), self.clone());
         Box::pin(async move {
-            writer
+            let row = writer
                 .write_async(move |txn| {
                     let row = update_row(txn, &seal, &workspace, &name, |row| {
                         row.declared = Some(declared);
                         row.subject_missing = None;
                     })?;
                     append_audit(txn, &audit)?;
+                    notify(txn, Change::Catalog)?;
                     Ok(row)
                 })
-                .await
+                .await?;
+            // This node's copy at once, so its next ingest already uses the path: read on
+            // the writer's thread (the `postgres` client must not run on an async one) after
+            // the commit, so it holds this write. The others' when the notification reaches
+            // them.
+            let reader = store.clone();
+            store
+                .writer
+                .write_async(move |txn| reader.reload_subject_paths(txn.client()))
+                .await?;
+            Ok(row)
         })
     }
 

@@ -1,4 +1,5 @@
-//! Keeping every node's caches true: a write that changes rules or API keys notifies the
+//! Keeping every node's caches true: a write that changes rules, API keys or a type's
+//! declaration notifies the
 //! channel `tidings_changes` in its transaction (delivered at commit), and each serving node
 //! listens on a connection of its own and reloads what changed — within moments, well inside
 //! the second the spec allows. Each time the listener (re)connects it reloads everything,
@@ -28,6 +29,8 @@ const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 pub(super) enum Change {
     Rules,
     Keys,
+    /// A type's declaration (its `subject_path`).
+    Catalog,
 }
 
 impl Change {
@@ -35,6 +38,7 @@ impl Change {
         match self {
             Self::Rules => "rules",
             Self::Keys => "keys",
+            Self::Catalog => "catalog",
         }
     }
 }
@@ -81,6 +85,7 @@ fn subscribe(url: &str) -> Result<Client, StoreError> {
 fn follow(store: &PgStore, mut client: Client) -> Result<(), StoreError> {
     store.refresh_rules()?;
     store.refresh_keys()?;
+    store.refresh_subject_paths()?;
     while !store.stopping.load(Ordering::Acquire) {
         if client.is_closed() {
             return Err(StoreError::Storage(
@@ -99,11 +104,15 @@ fn follow(store: &PgStore, mut client: Client) -> Result<(), StoreError> {
         }
         let rules = payloads.iter().any(|p| p == Change::Rules.as_str());
         let keys = payloads.iter().any(|p| p == Change::Keys.as_str());
+        let catalog = payloads.iter().any(|p| p == Change::Catalog.as_str());
         if rules {
             store.refresh_rules()?;
         }
         if keys {
             store.refresh_keys()?;
+        }
+        if catalog {
+            store.refresh_subject_paths()?;
         }
     }
     Ok(())

@@ -38,7 +38,7 @@ use crate::domain::access::ApiKey;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey};
-use crate::store::cache::{RuleCache, SeenThrottle};
+use crate::store::cache::{RuleCache, SeenThrottle, SubjectPaths};
 use crate::store::seal::RowSeal;
 use crate::store::{Store, StoreError};
 use connect::{Pool, PooledClient};
@@ -68,6 +68,9 @@ pub struct PgStore {
     default_workspace: WorkspaceId,
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     seen_types: Arc<SeenThrottle>,
+    /// Declared subject paths, read by every ingest posted without a subject; reloaded when
+    /// any node declares a type (changes.rs).
+    subject_paths: Arc<SubjectPaths>,
     /// This node's hold on rules' concurrency slots (slots.rs).
     slots: Arc<slots::Slots>,
     /// When each event type's missing-subject note was last written (see catalog.rs).
@@ -158,6 +161,7 @@ impl PgStore {
             default_workspace,
             workspace_names: Arc::default(),
             seen_types: Arc::default(),
+            subject_paths: Arc::default(),
             slots: slots::Slots::new(&options.url),
             subject_misses: Arc::default(),
             seal,
@@ -179,6 +183,7 @@ impl PgStore {
         }
         store.refresh_rules()?;
         store.refresh_keys()?;
+        store.refresh_subject_paths()?;
         store.load_workspace_names()?;
         if serve {
             store.register_node()?;

@@ -1,6 +1,7 @@
 //! The event catalog's rows and routines' last fired slots.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use redb::{ReadableTable, WriteTransaction};
 use serde_json::{Map, Value};
@@ -13,8 +14,27 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::catalog::{Declared, StoredType, structure_only};
 use crate::domain::event::EventType;
 use crate::domain::ids::{RuleId, WorkspaceId};
+use crate::domain::subject::SubjectPath;
 use crate::store::seal::RowSeal;
 use crate::store::{CatalogStore, StoreError, StoreFuture};
+
+impl RedbStore {
+    /// Every declared subject path, read from the catalog (at open).
+    pub(super) fn refresh_subject_paths(&self) -> Result<(), StoreError> {
+        self.subject_paths.reload(|| {
+            let txn = self.read()?;
+            let mut rows = Vec::new();
+            for entry in txn.open_table(EVENT_TYPES)?.iter()? {
+                let (key, value) = entry?;
+                let (ws, name) = key.value();
+                if let (Some(ws), Ok(name)) = (WorkspaceId::parse(ws), EventType::parse(name)) {
+                    rows.push((ws, name, self.seal.open_event_type(value.value())?));
+                }
+            }
+            Ok(rows)
+        })
+    }
+}
 
 impl CatalogStore for RedbStore {
     /// Every stored catalog row of a workspace, by type name.
@@ -51,6 +71,10 @@ impl CatalogStore for RedbStore {
             .transpose()
     }
 
+    fn subject_path(&self, workspace: &WorkspaceId, name: &EventType) -> Option<SubjectPath> {
+        self.subject_paths.get(workspace, name)
+    }
+
     /// Declares (or re-declares) a type with its description and sample; returns the row.
     fn declare_event_type(
         &self,
@@ -60,8 +84,10 @@ impl CatalogStore for RedbStore {
         audit: AuditEntry,
     ) -> StoreFuture<StoredType> {
         let (writer, seal) = (self.writer.clone(), self.seal.clone());
+        let paths = Arc::clone(&self.subject_paths);
+        let (ws, type_name) = (workspace.clone(), name.clone());
         Box::pin(async move {
-            writer
+            let row = writer
                 .write_async(move |txn| {
                     let row = update_row(txn, &seal, &workspace, &name, |row| {
                         row.declared = Some(declared);
@@ -70,7 +96,10 @@ impl CatalogStore for RedbStore {
                     append_audit(txn, &audit)?;
                     Ok(row)
                 })
-                .await
+                .await?;
+            // One process owns the file: its memory is the only copy to keep true.
+            paths.update(&ws, &type_name, &row);
+            Ok(row)
         })
     }
 

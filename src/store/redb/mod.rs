@@ -32,7 +32,7 @@ use crate::domain::access::ApiKey;
 use crate::domain::ids::WorkspaceId;
 use crate::domain::time::Clock;
 use crate::security::crypto::{CryptoError, Keyring, MasterKey};
-use crate::store::cache::{RuleCache, SeenThrottle, SignInFailures};
+use crate::store::cache::{RuleCache, SeenThrottle, SignInFailures, SubjectPaths};
 use crate::store::seal::RowSeal;
 use crate::store::transfer::Sink;
 use crate::store::{Store, StoreError};
@@ -62,6 +62,8 @@ pub struct RedbStore {
     workspace_names: Arc<RwLock<HashMap<WorkspaceId, String>>>,
     /// When each event type's seen sample was last written (see catalog.rs).
     seen_types: Arc<SeenThrottle>,
+    /// Declared subject paths, read by every ingest posted without a subject.
+    subject_paths: Arc<SubjectPaths>,
     /// Failed sign-ins: in memory, since one process owns the file (see cache.rs).
     sign_in_failures: Arc<SignInFailures>,
     /// When each event type's missing-subject note was last written (see catalog.rs).
@@ -176,6 +178,7 @@ impl RedbStore {
             default_workspace,
             workspace_names: Arc::default(),
             seen_types: Arc::default(),
+            subject_paths: Arc::default(),
             sign_in_failures: Arc::default(),
             subject_misses: Arc::default(),
             seal,
@@ -183,6 +186,7 @@ impl RedbStore {
         };
         store.refresh_rules()?;
         store.refresh_keys()?;
+        store.refresh_subject_paths()?;
         Ok(store)
     }
 
