@@ -205,7 +205,8 @@ struct RuleView {
     payload_format: String,
     body_template: Option<String>,
     tls_verify: bool,
-    timeout_ms: u32,
+    /// The timeout in seconds, as the form takes it.
+    timeout: String,
     max_concurrency: u32,
     /// What the delivery log keeps, in words.
     log: String,
@@ -252,7 +253,7 @@ impl RuleView {
             payload_format: text(&w["webhook"]["payload_format"]),
             body_template: rule.webhook.body_template.clone(),
             tls_verify: rule.webhook.tls_verify,
-            timeout_ms: rule.webhook.timeout_ms,
+            timeout: form::seconds(u64::from(rule.webhook.timeout_ms)),
             max_concurrency: rule.max_concurrency,
             log: log_in_words(&rule.log),
             secret_hint: rule.secret_hint().to_owned(),
