@@ -108,3 +108,23 @@ fn the_timeout_is_typed_in_seconds_and_saved_in_milliseconds() {
     }
     assert_eq!(rule_count(&app), 1);
 }
+
+#[test]
+fn requests_at_once_is_explained_in_the_receivers_terms() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    let page = admin.get("/rules/new");
+    page.assert_status(200);
+    let help = page.by_id("max_concurrency-help").expect("a help line");
+    assert!(help.contains("at the same moment"), "{help}");
+    assert!(help.contains("wait their turn"), "{help}");
+    assert!(page.text.contains("aria-describedby=\"max_concurrency-help\""));
+    // With an error, the input is described by both.
+    let refused = admin.post("/rules/new", &fields(&[("max_concurrency", "0")]));
+    refused.assert_status(400);
+    assert!(
+        refused
+            .text
+            .contains("aria-describedby=\"err-max_concurrency max_concurrency-help\"")
+    );
+}
