@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::app::rules::{self as rule_cases, editable_json};
-use crate::app::{AppState, rule_versions};
+use crate::app::{AppState, catalog, rule_versions};
+use crate::domain::catalog::Entry;
 use crate::domain::rule::{
     AuthInput, DEFAULT_TIMEOUT_MS, FieldError, LogInput, MASK, MAX_TIMEOUT_MS, ReceiverAuth, Rule,
     RuleInput, RuleSpec, TriggerInput, WebhookInput,
@@ -21,6 +22,7 @@ use crate::web::auth::CsrfForm;
 use crate::web::{EditorUser, Fields, Layout, WebError, ok, render, see_other};
 
 use super::field_words::{FORM_ORDER, anchor, condition_message, expression_message, field_label};
+use super::from_catalog::{Pick, SampleHelp, picks, sample_help};
 use super::rule_id;
 
 /// The form's fields as typed, so a refused form comes back exactly as it was sent.
@@ -211,7 +213,7 @@ impl RuleForm {
             active: f.has("active"),
             max_concurrency: f.get("max_concurrency").trim().to_owned(),
             trigger_type: f.get("trigger_type").to_owned(),
-            events: f.get("events").to_owned(),
+            events: typed_and_picked(f),
             cron: f.get("cron").to_owned(),
             timezone: f.get("timezone").to_owned(),
             condition: f.get("condition").to_owned(),
@@ -411,6 +413,24 @@ impl RuleForm {
     }
 }
 
+/// The event patterns typed (one per line) and those ticked in the catalog's checklist
+/// (`event_pick`), one per line, each once.
+fn typed_and_picked(f: &Fields) -> String {
+    let mut patterns: Vec<&str> = Vec::new();
+    let typed = f.get("events");
+    let picked = f.all("event_pick");
+    for p in typed
+        .split(['\n', ','])
+        .chain(picked.iter().copied())
+        .map(str::trim)
+    {
+        if !p.is_empty() && !patterns.contains(&p) {
+            patterns.push(p);
+        }
+    }
+    patterns.join("\n")
+}
+
 /// Milliseconds as the form shows them, in seconds: `10000` is "10", `2500` is "2.5".
 pub(super) fn seconds(ms: u64) -> String {
     let (whole, frac) = (ms / 1000, ms % 1000);
@@ -561,6 +581,12 @@ struct RuleFormPage {
     /// None for a new rule.
     rule_id: Option<String>,
     f: RuleForm,
+    /// The catalog's types and families, ticked where the rule has them.
+    picks: Vec<Pick>,
+    /// The rule's patterns that are not in the checklist, for the text box.
+    typed_events: String,
+    /// Condition and template examples from the first event type's sample, if it has one.
+    sample: Option<SampleHelp>,
     /// Every field that was refused, in form order, with its field's label and input id.
     errors: Vec<(FieldError, &'static str, &'static str)>,
     header_rows: Vec<(String, String)>,
@@ -580,7 +606,24 @@ impl RuleFormPage {
         f: RuleForm,
         errors: Vec<FieldError>,
         existing: Option<&Rule>,
+        catalog: &[Entry],
     ) -> Self {
+        let patterns: Vec<&str> = f
+            .events
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let picks = picks(catalog, &patterns);
+        let typed_events = patterns
+            .iter()
+            .filter(|p| !picks.iter().any(|k| k.pattern == **p))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let sample = patterns
+            .first()
+            .and_then(|first| sample_help(catalog, first));
         // A few blank rows, so headers can be added without JavaScript.
         let mut header_rows = f.headers.clone();
         header_rows.extend((0..2).map(|_| (String::new(), String::new())));
@@ -609,6 +652,9 @@ impl RuleFormPage {
             l,
             rule_id,
             f,
+            picks,
+            typed_events,
+            sample,
             errors,
             header_rows,
             secret_rows,
@@ -677,12 +723,14 @@ pub(super) async fn new_form(
     if query.trigger.as_deref() == Some("schedule") {
         form.trigger_type = "schedule".into();
     }
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     let page = RuleFormPage::new(
         Layout::new(&state, Some(&me), "rules", "New rule"),
         None,
         form,
         Vec::new(),
         None,
+        &known,
     );
     ok(&page)
 }
@@ -700,6 +748,7 @@ pub(super) async fn create(
         },
         Err(errors) => errors,
     };
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     render(
         StatusCode::BAD_REQUEST,
         &RuleFormPage::new(
@@ -708,6 +757,7 @@ pub(super) async fn create(
             form,
             errors,
             None,
+            &known,
         ),
     )
 }
@@ -739,12 +789,14 @@ pub(super) async fn edit_form(
         rule_versions::draft_if_any(&state, me.workspace(), rule_id(&path)?).await?;
     // Editing a rule with a draft goes on from the draft.
     let base = draft.map_or(live, |d| d.rule);
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     let page = RuleFormPage::new(
         Layout::new(&state, Some(&me), "rules", &format!("Edit {}", base.name)),
         Some(base.id.to_string()),
         RuleForm::from_rule(&base),
         Vec::new(),
         Some(&base),
+        &known,
     );
     ok(&page)
 }
@@ -784,6 +836,7 @@ pub(super) async fn update(
         }
         Err(errors) => errors,
     };
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     render(
         StatusCode::BAD_REQUEST,
         &RuleFormPage::new(
@@ -792,6 +845,7 @@ pub(super) async fn update(
             form,
             errors,
             Some(&base),
+            &known,
         ),
     )
 }

@@ -22,6 +22,7 @@ use crate::store::DeliveryFilter;
 
 mod field_words;
 mod form;
+mod from_catalog;
 mod versions;
 
 use form::{create, edit_form, new_form, pairs, text, update};
