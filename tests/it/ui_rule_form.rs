@@ -341,3 +341,55 @@ fn condition_and_template_help_use_a_field_of_the_catalog_sample_with_no_real_va
     );
     assert!(refused.by_id("condition-example").is_none());
 }
+
+#[test]
+fn a_schedule_is_shown_in_words_beside_its_cron_on_the_rule_and_routines_pages() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    admin.get("/rules/new?trigger=schedule");
+    let mut made = Vec::new();
+    for (name, cron) in [
+        ("Morning digest", "0 9 * * MON-FRI"),
+        ("Odd one", "0,30 9 * * *"),
+    ] {
+        let posted = admin.post(
+            "/rules/new",
+            &fields(&[
+                ("name", name),
+                ("trigger_type", "schedule"),
+                ("cron", cron),
+                ("timezone", "America/New_York"),
+            ]),
+        );
+        posted.assert_status(303);
+        made.push(posted.location().to_owned());
+    }
+    let digest = admin.get(&made[0]);
+    assert_eq!(
+        digest.by_id("schedule-words").as_deref(),
+        Some("Weekdays at 09:00 (America/New_York)")
+    );
+    assert!(
+        digest
+            .text
+            .contains("schedule: 0 9 * * MON-FRI (America/New_York)")
+    );
+    // A shape the describer does not know: the expression alone, as typed.
+    let odd = admin.get(&made[1]);
+    assert!(odd.by_id("schedule-words").is_none());
+    assert!(
+        odd.text
+            .contains("schedule: 0,30 9 * * * (America/New_York)")
+    );
+
+    let routines = admin.get("/routines");
+    routines.assert_status(200);
+    assert!(
+        routines
+            .text
+            .contains("<span class=\"schedule-words\">Weekdays at 09:00</span><br><code>0 9 * * MON-FRI</code>"),
+        "{}",
+        routines.text
+    );
+    assert!(routines.text.contains("<td><code>0,30 9 * * *</code></td>"));
+}
