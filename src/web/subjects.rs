@@ -101,22 +101,18 @@ async fn page(
         .once
         .take(&me, SUBJECTS_PAGE, state.clock.now_ms())
         .and_then(|kept| serde_json::from_str::<ErasedNote>(kept.expose()).ok());
-    match note {
-        Some(note) => {
-            let erased = Erased {
-                events: note.events,
-                deliveries: note.deliveries,
-            };
-            show(&state, &me, note.subject, false, Some(erased)).await
-        }
-        None => {
-            let mut page = blank(&state, &me);
-            page.l = page.l.flash(Some(
-                "The subject was erased; its result was shown once. Look the subject up again to see its disclosures.".to_owned(),
-            ));
-            render(StatusCode::OK, &page)
-        }
+    if let Some(note) = note {
+        let erased = Erased {
+            events: note.events,
+            deliveries: note.deliveries,
+        };
+        return show(&state, &me, note.subject, false, Some(erased)).await;
     }
+    let mut page = blank(&state, &me);
+    page.l = page.l.flash(Some(
+        "The subject was erased; its result was shown once. Look the subject up again to see its disclosures.".to_owned(),
+    ));
+    render(StatusCode::OK, &page)
 }
 
 /// The page for `subject` with its disclosures, or with why it was refused.

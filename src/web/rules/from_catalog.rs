@@ -155,7 +155,7 @@ fn collect_leaves<'a>(
     }
 }
 
-/// Words CEL or MiniJinja read as something other than a field name.
+/// Words CEL or `MiniJinja` read as something other than a field name.
 const RESERVED: [&str; 25] = [
     "true",
     "false",

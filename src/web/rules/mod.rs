@@ -85,7 +85,7 @@ fn status_word(rule: &Rule, state: &AppState) -> String {
 }
 
 /// What triggers a rule, in words.
-/// A routine's schedule in words, such as "Weekdays at 09:00 (America/New_York)"; None
+/// A routine's schedule in words, such as `Weekdays at 09:00 (America/New_York)`; None
 /// for event rules and for expressions `schedule::describe` leaves as they are.
 fn schedule_words(rule: &Rule) -> Option<String> {
     match &rule.trigger {
