@@ -222,6 +222,151 @@ fn standard_weekdays(field: &str) -> Result<String, ScheduleError> {
     Ok(out.join(","))
 }
 
+/// A schedule in words for the common shapes — every N minutes, hourly at :MM, every N
+/// hours, daily, on weekdays, weekends or some days of the week, monthly on a day — such as
+/// "Weekdays at 09:00". None for anything else (and for an invalid expression): the page
+/// shows the expression itself. The zone is the caller's to add.
+pub fn describe(expression: &str) -> Option<String> {
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let fields = match fields.len() {
+        5 => &fields[..],
+        6 if fields[0] == "0" => &fields[1..],
+        7 if fields[0] == "0" && fields[6] == "*" => &fields[1..6],
+        _ => return None,
+    };
+    let [minute, hour, day, month, weekday] = fields else {
+        return None;
+    };
+    if *month != "*" {
+        return None;
+    }
+    let weekdays = days_of_week(weekday)?;
+    let every_day = weekdays.len() == 7;
+    let plural = |n: u32, one: &str| {
+        if n == 1 {
+            format!("every {one}")
+        } else {
+            format!("every {n} {one}s")
+        }
+    };
+    let step = |f: &str, most: u32| {
+        let n = if f == "*" {
+            1
+        } else {
+            f.strip_prefix("*/")?.parse::<u32>().ok()?
+        };
+        (1..=most).contains(&n).then_some(n)
+    };
+    // Every N minutes / hours: any day of the month and week only.
+    if *day == "*" && every_day {
+        if *hour == "*" {
+            if let Some(n) = step(minute, 59) {
+                return Some(capitalized(&plural(n, "minute")));
+            }
+            let m = number(minute, 59)?;
+            return Some(format!("Hourly at :{m:02}"));
+        }
+        if hour.starts_with("*/") {
+            let n = step(hour, 23)?;
+            let m = number(minute, 59)?;
+            return Some(capitalized(&format!("{} at :{m:02}", plural(n, "hour"))));
+        }
+    }
+    let m = number(minute, 59)?;
+    let mut hours = Vec::new();
+    for h in hour.split(',') {
+        hours.push(number(h, 23)?);
+    }
+    let times: Vec<String> = hours.iter().map(|h| format!("{h:02}:{m:02}")).collect();
+    let at = format!("at {}", joined(&times));
+    if *day != "*" {
+        let d = number(day, 31).filter(|d| *d >= 1)?;
+        return every_day.then(|| format!("Monthly on day {d} {at}"));
+    }
+    let days = match weekdays.as_slice() {
+        _ if every_day => "Daily".to_owned(),
+        [1, 2, 3, 4, 5] => "Weekdays".to_owned(),
+        [0, 6] => "Weekends".to_owned(),
+        _ => {
+            // In the week's order from Monday, as a calendar shows it.
+            let mut order: Vec<usize> = weekdays.iter().map(|d| (d + 6) % 7).collect();
+            order.sort_unstable();
+            let names: Vec<String> = order
+                .into_iter()
+                .map(|d| format!("{}s", WEEKDAY_WORDS[(d + 1) % 7]))
+                .collect();
+            format!("On {}", joined(&names))
+        }
+    };
+    Some(format!("{days} {at}"))
+}
+
+const WEEKDAY_WORDS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// A plain number within 0..=most (no lists, ranges or steps).
+fn number(field: &str, most: u32) -> Option<u32> {
+    all_digits(field)
+        .then(|| field.parse::<u32>().ok())
+        .flatten()
+        .filter(|n| *n <= most)
+}
+
+/// The days (0 = Sunday) a day-of-week field of single days and ranges names, sorted, each
+/// once; None for steps and the crate's other notations.
+fn days_of_week(field: &str) -> Option<Vec<usize>> {
+    if field == "*" || field == "?" {
+        return Some((0..7).collect());
+    }
+    let day = |s: &str| -> Option<usize> {
+        if all_digits(s) {
+            return s.parse::<usize>().ok().filter(|n| *n <= 7).map(|n| n % 7);
+        }
+        DAY_NAMES.iter().position(|n| n.eq_ignore_ascii_case(s))
+    };
+    let mut days = Vec::new();
+    for item in field.split(',') {
+        match item.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                // 7 (Sunday) may end a range: 5-7 is Friday to Sunday.
+                let b = if b == 0 && a > 0 { 7 } else { b };
+                if a > b {
+                    return None;
+                }
+                days.extend((a..=b).map(|d| d % 7));
+            }
+            None => days.push(day(item)?),
+        }
+    }
+    days.sort_unstable();
+    days.dedup();
+    Some(days)
+}
+
+/// "a", "a and b", "a, b and c".
+fn joined(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}
+
 fn all_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -294,6 +439,66 @@ fn check_ranges(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn common_schedules_read_in_words() {
+        for (cron, words) in [
+            ("0 9 * * MON-FRI", "Weekdays at 09:00"),
+            ("0 9 * * 1-5", "Weekdays at 09:00"),
+            ("30 8 * * mon-fri", "Weekdays at 08:30"),
+            ("*/15 * * * *", "Every 15 minutes"),
+            ("* * * * *", "Every minute"),
+            ("*/1 * * * *", "Every minute"),
+            ("5 * * * *", "Hourly at :05"),
+            ("0 */2 * * *", "Every 2 hours at :00"),
+            ("0 9 * * *", "Daily at 09:00"),
+            ("0 9,17 * * *", "Daily at 09:00 and 17:00"),
+            ("0 9 * * ?", "Daily at 09:00"),
+            ("0 0 1 * *", "Monthly on day 1 at 00:00"),
+            ("15 6 28 * *", "Monthly on day 28 at 06:15"),
+            ("0 10 * * SAT,SUN", "Weekends at 10:00"),
+            ("0 10 * * 6,0", "Weekends at 10:00"),
+            ("0 10 * * 6-7", "Weekends at 10:00"),
+            (
+                "0 7 * * 1,3,5",
+                "On Mondays, Wednesdays and Fridays at 07:00",
+            ),
+            ("0 7 * * SUN,MON", "On Mondays and Sundays at 07:00"),
+            ("0 7 * * 7", "On Sundays at 07:00"),
+            (
+                "0 7 * * TUE-THU",
+                "On Tuesdays, Wednesdays and Thursdays at 07:00",
+            ),
+            ("0 0 9 * * MON-FRI", "Weekdays at 09:00"),
+            ("0 0 9 * * MON-FRI *", "Weekdays at 09:00"),
+        ] {
+            assert_eq!(describe(cron).as_deref(), Some(words), "{cron}");
+            // Every one it describes is a schedule the scheduler reads.
+            Schedule::read(cron, "UTC").unwrap();
+        }
+    }
+
+    #[test]
+    fn other_schedules_are_not_put_in_words() {
+        for cron in [
+            "30 0 9 * * *",
+            "0 9 1 * MON",
+            "0 9 * 1 *",
+            "0 9-17 * * *",
+            "0 9 * * MON/2",
+            "0 9 L * *",
+            "0 9 1,15 * *",
+            "0,30 9 * * *",
+            "0 */0 * * *",
+            "0 9 * * * 2030",
+            "61 * * * *",
+            "0 25 * * *",
+            "nonsense",
+            "",
+        ] {
+            assert_eq!(describe(cron), None, "{cron}");
+        }
+    }
     use super::*;
 
     #[test]

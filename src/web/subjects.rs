@@ -1,19 +1,40 @@
 //! The subjects page (admins): find a subject's accounting of disclosures, print it or
 //! download it as CSV, and erase the subject after a confirmation that names what will be
 //! destroyed. Every step is a POST, so the subject (PHI) stays out of URLs and access logs;
-//! each calls the same `app::subjects` use case as the API, audited the same way.
+//! each calls the same `app::subjects` use case as the API, audited the same way. A
+//! confirmed erasure redirects (303) to the page, which shows its result once through the
+//! session's show-once slot, so a reload erases nothing.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use serde::{Deserialize, Serialize};
 
 use super::auth::CsrfForm;
-use super::{AdminUser, CurrentUser, Layout, WebError, fmt_time, render};
+use super::{AdminUser, CurrentUser, Layout, UiState, WebError, fmt_time, render, see_other};
 use crate::app::AppState;
 use crate::app::paging::MAX_PAGE;
 use crate::app::subjects::{self, DisclosureQuery};
 use crate::domain::subject::Erased;
 use crate::error::AppError;
+use crate::security::crypto::Secret;
+
+/// The page every step shows, and the show-once slot's key for an erasure's result.
+const SUBJECTS_PAGE: &str = "/subjects";
+
+/// An erasure's result, kept in the show-once slot (never in the URL: the subject is PHI)
+/// for the GET the erasure redirects to.
+#[derive(Serialize, Deserialize)]
+struct ErasedNote {
+    subject: String,
+    events: u64,
+    deliveries: u64,
+}
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -65,11 +86,33 @@ fn blank(state: &AppState, me: &CurrentUser) -> SubjectsPage {
     }
 }
 
+/// The page; after an erasure's redirect, on its first GET only, the erased subject's
+/// result and the disclosures that stay on record.
 async fn page(
     AdminUser(me): AdminUser,
+    query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
-    render(StatusCode::OK, &blank(&state, &me))
+    if query.done.as_deref() != Some("erased") {
+        return render(StatusCode::OK, &blank(&state, &me));
+    }
+    let note = ui
+        .once
+        .take(&me, SUBJECTS_PAGE, state.clock.now_ms())
+        .and_then(|kept| serde_json::from_str::<ErasedNote>(kept.expose()).ok());
+    if let Some(note) = note {
+        let erased = Erased {
+            events: note.events,
+            deliveries: note.deliveries,
+        };
+        return show(&state, &me, note.subject, false, Some(erased)).await;
+    }
+    let mut page = blank(&state, &me);
+    page.l = page.l.flash(Some(
+        "The subject was erased; its result was shown once. Look the subject up again to see its disclosures.".to_owned(),
+    ));
+    render(StatusCode::OK, &page)
 }
 
 /// The page for `subject` with its disclosures, or with why it was refused.
@@ -152,18 +195,30 @@ async fn csv(
     }
 }
 
-/// Without `confirm`, shows what erasing will destroy; with it, erases.
+/// Without `confirm`, shows what erasing will destroy; with it, erases and redirects to the
+/// page, which shows the result once.
 async fn erase(
     AdminUser(me): AdminUser,
     CsrfForm(fields): CsrfForm,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let subject = fields.get("subject").to_owned();
     if fields.get("confirm") != "yes" {
         return show(&state, &me, subject, true, None).await;
     }
     match subjects::erase(&state, me.workspace().clone(), me.actor(), &subject).await {
-        Ok(erased) => show(&state, &me, subject, false, Some(erased)).await,
+        Ok(erased) => {
+            let note = ErasedNote {
+                subject,
+                events: erased.events,
+                deliveries: erased.deliveries,
+            };
+            let kept = serde_json::to_string(&note).map_err(|e| WebError::Internal(e.into()))?;
+            ui.once
+                .put(&me, SUBJECTS_PAGE, Secret::new(kept), state.clock.now_ms());
+            Ok(see_other(&format!("{SUBJECTS_PAGE}?done=erased")))
+        }
         Err(AppError::Refused { .. }) => show(&state, &me, subject, false, None).await,
         Err(e) => Err(e.into()),
     }

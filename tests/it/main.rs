@@ -50,6 +50,7 @@ mod ui;
 mod ui_browser;
 mod ui_catalog_users;
 mod ui_receiver_auth;
+mod ui_rule_form;
 mod ui_rule_power;
 // Rule versions and drafts in the admin UI (SPEC §14).
 mod ui_rule_versions;

@@ -323,7 +323,7 @@ fn a_viewer_sees_everything_and_can_change_nothing() {
                 ("events", "ping"),
                 ("url", "http://127.0.0.1:9/"),
                 ("max_concurrency", "8"),
-                ("timeout_ms", "1000"),
+                ("timeout_s", "1"),
                 ("trigger_type", "event"),
             ],
         ),
@@ -334,7 +334,7 @@ fn a_viewer_sees_everything_and_can_change_nothing() {
                 ("events", "ping"),
                 ("url", "http://127.0.0.1:9/"),
                 ("max_concurrency", "8"),
-                ("timeout_ms", "1000"),
+                ("timeout_s", "1"),
                 ("trigger_type", "event"),
             ],
         ),
@@ -409,7 +409,7 @@ fn an_editor_manages_rules_but_not_users_or_keys() {
             ("signing", "hmac-sha256"),
             ("payload_format", "flat"),
             ("tls_verify", "true"),
-            ("timeout_ms", "5000"),
+            ("timeout_s", "5"),
             ("max_concurrency", "4"),
         ],
     );
@@ -491,7 +491,7 @@ pub(crate) fn form_fields<'a>(url: &'a str, name: &'a str) -> Vec<(&'a str, &'a 
         ("signing", "standard-webhooks"),
         ("payload_format", "envelope"),
         ("body_template", ""),
-        ("timeout_ms", "7000"),
+        ("timeout_s", "7"),
         ("max_concurrency", "3"),
     ]
 }
@@ -577,7 +577,7 @@ fn form_errors_are_shown_at_the_field_with_what_was_typed() {
         (vec![("name", "")], "err-name"),
         (vec![("url", "http://insecure.example/hook")], "err-url"),
         (vec![("events", "Not A Pattern")], "err-events"),
-        (vec![("timeout_ms", "soon")], "err-timeout_ms"),
+        (vec![("timeout_s", "soon")], "err-timeout_s"),
         (vec![("max_concurrency", "0")], "err-max_concurrency"),
         (
             vec![("header_name", "Host"), ("header_value", "x")],

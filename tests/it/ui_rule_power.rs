@@ -21,7 +21,7 @@ fn fields<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         ("payload_format", "flat"),
         ("body_template", ""),
         ("tls_verify", "true"),
-        ("timeout_ms", "5000"),
+        ("timeout_s", "5"),
         ("max_concurrency", "4"),
     ];
     for (k, v) in extra {

@@ -298,7 +298,7 @@ fn rule_form<'a>(over: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         ("payload_format", "flat"),
         ("body_template", ""),
         ("tls_verify", "true"),
-        ("timeout_ms", "10000"),
+        ("timeout_s", "10"),
         ("max_concurrency", "8"),
     ];
     for (k, v) in over {

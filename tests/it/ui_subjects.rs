@@ -80,6 +80,13 @@ fn an_admin_finds_a_subjects_disclosures_downloads_them_and_erases_after_confirm
         "/subjects/erase",
         &[("subject", "patient:42"), ("confirm", "yes")],
     );
+    done.assert_status(303);
+    assert_eq!(done.location(), "/subjects?done=erased");
+    assert!(
+        !done.location().contains("patient"),
+        "no subject in the URL"
+    );
+    let done = admin.get(done.location());
     done.assert_status(200);
     assert!(done.by_id("erased").unwrap().contains("1 event"));
     assert_eq!(
@@ -104,4 +111,69 @@ fn an_admin_finds_a_subjects_disclosures_downloads_them_and_erases_after_confirm
             .status,
         403
     );
+}
+
+fn audit_entries(app: &crate::support::app::TestApp) -> Vec<serde_json::Value> {
+    let resp = app.get("/api/v1/audit?limit=250");
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    resp.body["data"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_reload_after_erasing_erases_nothing_and_the_result_shows_once() {
+    let app = spawn_app();
+    let admin = setup_admin(&app, "anna");
+    let first =
+        app.ingest(&json!({"type": "lab.result", "subject": "patient:7", "data": {"v": 1}}));
+    assert_eq!(first.status, 202, "{}", first.text);
+    admin.get("/subjects");
+
+    let posted = admin.post(
+        "/subjects/erase",
+        &[("subject", "patient:7"), ("confirm", "yes")],
+    );
+    posted.assert_status(303);
+    assert_eq!(posted.location(), "/subjects?done=erased");
+    let shown = admin.get(posted.location());
+    shown.assert_status(200);
+    assert!(
+        shown.by_id("erased").unwrap().contains("1 event"),
+        "{}",
+        shown.text
+    );
+    assert!(shown.text.contains("patient:7"), "the subject it was about");
+
+    // A second event about the same person arrives after the erasure: a repeated erasure
+    // would destroy it, so its data surviving the reload shows nothing was erased again.
+    let second =
+        app.ingest(&json!({"type": "lab.result", "subject": "patient:7", "data": {"v": 2}}));
+    assert_eq!(second.status, 202, "{}", second.text);
+    let before = audit_entries(&app);
+    let reload = admin.get(posted.location());
+    reload.assert_status(200);
+    assert!(reload.by_id("erased").is_none(), "shown once only");
+    assert!(
+        !reload.text.contains("patient:7"),
+        "the subject is not kept for a reload"
+    );
+    assert!(reload.text.contains("shown once"), "{}", reload.text);
+    assert_eq!(audit_entries(&app), before, "a reload adds no audit entry");
+    let second_id = second.body["id"].as_str().unwrap();
+    let event = app.get(&format!("/api/v1/events/{second_id}"));
+    assert_eq!(event.body["erased"], false, "{}", event.text);
+    let erasures = before
+        .iter()
+        .filter(|e| e["action"] == "subject.erase")
+        .count();
+    assert_eq!(erasures, 1);
+
+    // Another admin session does not get this session's result.
+    let other = crate::support::ui::Browser::new(&app);
+    other.login("anna", crate::support::ui::PASSWORD);
+    let again = admin.post(
+        "/subjects/erase",
+        &[("subject", "patient:7"), ("confirm", "yes")],
+    );
+    again.assert_status(303);
+    assert!(other.get("/subjects?done=erased").by_id("erased").is_none());
 }

@@ -566,7 +566,7 @@ fn a_cron_error_on_the_routine_form_is_about_what_was_typed() {
             ("signing", "hmac-sha256"),
             ("payload_format", "flat"),
             ("tls_verify", "true"),
-            ("timeout_ms", "5000"),
+            ("timeout_s", "5"),
             ("max_concurrency", "4"),
         ],
     );
@@ -601,7 +601,7 @@ fn a_condition_syntax_error_on_the_form_points_at_the_column() {
             ("signing", "hmac-sha256"),
             ("payload_format", "flat"),
             ("tls_verify", "true"),
-            ("timeout_ms", "5000"),
+            ("timeout_s", "5"),
             ("max_concurrency", "4"),
         ],
     );

@@ -108,7 +108,7 @@ pub(super) fn anchor(field: &str) -> &'static str {
         "webhook.auth.private_key" => "private_key",
         "webhook.auth.scope" => "scope",
         "webhook.auth.audience" => "audience",
-        "webhook.timeout_ms" => "timeout_ms",
+        "webhook.timeout_ms" => "timeout_s",
         "log.store_bodies" => "log_bodies",
         "log.retention_days" => "log_retention_days",
         "log.redact" => "log_redact",

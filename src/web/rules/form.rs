@@ -11,16 +11,18 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::app::rules::{self as rule_cases, editable_json};
-use crate::app::{AppState, rule_versions};
+use crate::app::{AppState, catalog, rule_versions};
+use crate::domain::catalog::Entry;
 use crate::domain::rule::{
-    AuthInput, FieldError, LogInput, MASK, ReceiverAuth, Rule, RuleInput, RuleSpec, TriggerInput,
-    WebhookInput,
+    AuthInput, DEFAULT_TIMEOUT_MS, FieldError, LogInput, MASK, MAX_TIMEOUT_MS, ReceiverAuth, Rule,
+    RuleInput, RuleSpec, TriggerInput, WebhookInput,
 };
 use crate::error::AppError;
 use crate::web::auth::CsrfForm;
 use crate::web::{EditorUser, Fields, Layout, WebError, ok, render, see_other};
 
 use super::field_words::{FORM_ORDER, anchor, condition_message, expression_message, field_label};
+use super::from_catalog::{Pick, SampleHelp, picks, sample_help};
 use super::rule_id;
 
 /// The form's fields as typed, so a refused form comes back exactly as it was sent.
@@ -46,7 +48,8 @@ pub struct RuleForm {
     payload_format: String,
     body_template: String,
     tls_verify: bool,
-    timeout_ms: String,
+    /// `webhook.timeout_ms` in seconds, as the person reads it (decimals allowed).
+    timeout_s: String,
     /// `log.store_bodies`.
     log_bodies: bool,
     /// `log.retention_days`: blank for the server's.
@@ -91,7 +94,7 @@ impl Default for RuleForm {
             payload_format: "flat".into(),
             body_template: String::new(),
             tls_verify: true,
-            timeout_ms: "10000".into(),
+            timeout_s: seconds(u64::from(DEFAULT_TIMEOUT_MS)),
             log_bodies: true,
             log_retention_days: String::new(),
             log_redact: String::new(),
@@ -157,7 +160,9 @@ impl RuleForm {
             payload_format: text(&w["payload_format"]),
             body_template: text(&w["body_template"]),
             tls_verify: w["tls_verify"].as_bool().unwrap_or(true),
-            timeout_ms: text(&w["timeout_ms"]),
+            timeout_s: w["timeout_ms"]
+                .as_u64()
+                .map_or_else(|| text(&w["timeout_ms"]), seconds),
             log_bodies: rule.log.store_bodies,
             log_retention_days: rule
                 .log
@@ -208,7 +213,7 @@ impl RuleForm {
             active: f.has("active"),
             max_concurrency: f.get("max_concurrency").trim().to_owned(),
             trigger_type: f.get("trigger_type").to_owned(),
-            events: f.get("events").to_owned(),
+            events: typed_and_picked(f),
             cron: f.get("cron").to_owned(),
             timezone: f.get("timezone").to_owned(),
             condition: f.get("condition").to_owned(),
@@ -222,7 +227,7 @@ impl RuleForm {
             payload_format: f.get("payload_format").to_owned(),
             body_template: f.get("body_template").to_owned(),
             tls_verify: f.has("tls_verify"),
-            timeout_ms: f.get("timeout_ms").trim().to_owned(),
+            timeout_s: f.get("timeout_s").trim().to_owned(),
             log_bodies: f.has("log_bodies"),
             log_retention_days: f.get("log_retention_days").trim().to_owned(),
             log_redact: f.get("log_redact").to_owned(),
@@ -348,15 +353,8 @@ impl RuleForm {
                 ));
             })
             .ok();
-        let timeout_ms = self
-            .timeout_ms
-            .parse::<u64>()
-            .map_err(|_| {
-                errors.push(FieldError::new(
-                    "webhook.timeout_ms",
-                    "must be a whole number of milliseconds, such as 10000",
-                ));
-            })
+        let timeout_ms = milliseconds(&self.timeout_s)
+            .map_err(|message| errors.push(FieldError::new("webhook.timeout_ms", message)))
             .ok();
         let (headers, secret_headers) = self.header_maps(existing, &mut errors);
         let trigger = if self.trigger_type == "schedule" {
@@ -413,6 +411,66 @@ impl RuleForm {
         };
         (input, errors)
     }
+}
+
+/// The event patterns typed (one per line) and those ticked in the catalog's checklist
+/// (`event_pick`), one per line, each once.
+fn typed_and_picked(f: &Fields) -> String {
+    let mut patterns: Vec<&str> = Vec::new();
+    let typed = f.get("events");
+    let picked = f.all("event_pick");
+    for p in typed
+        .split(['\n', ','])
+        .chain(picked.iter().copied())
+        .map(str::trim)
+    {
+        if !p.is_empty() && !patterns.contains(&p) {
+            patterns.push(p);
+        }
+    }
+    patterns.join("\n")
+}
+
+/// Milliseconds as the form shows them, in seconds: `10000` is "10", `2500` is "2.5".
+pub(super) fn seconds(ms: u64) -> String {
+    let (whole, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{frac:03}")
+            .trim_end_matches('0')
+            .to_owned()
+    }
+}
+
+/// The timeout typed in seconds (such as 10 or 2.5, to the millisecond) as the API's
+/// `timeout_ms`, within the same bounds; refused in seconds words.
+fn milliseconds(typed: &str) -> Result<u64, String> {
+    let most = seconds(u64::from(MAX_TIMEOUT_MS));
+    let not_a_number =
+        || format!("must be a number of seconds, such as 10 or 2.5 (at most {most})");
+    let (whole, frac) = typed.split_once('.').unwrap_or((typed, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) {
+        return Err(not_a_number());
+    }
+    if frac.len() > 3 {
+        return Err("can be given to a thousandth of a second at most, such as 2.125".to_owned());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| not_a_number())?
+    };
+    let frac: u64 = format!("{frac:0<3}").parse().map_err(|_| not_a_number())?;
+    let ms = whole.saturating_mul(1000).saturating_add(frac);
+    if ms == 0 {
+        return Err("must be more than 0 seconds".to_owned());
+    }
+    if ms > u64::from(MAX_TIMEOUT_MS) {
+        return Err(format!("must be at most {most} seconds"));
+    }
+    Ok(ms)
 }
 
 impl RuleForm {
@@ -523,6 +581,12 @@ struct RuleFormPage {
     /// None for a new rule.
     rule_id: Option<String>,
     f: RuleForm,
+    /// The catalog's types and families, ticked where the rule has them.
+    picks: Vec<Pick>,
+    /// The rule's patterns that are not in the checklist, for the text box.
+    typed_events: String,
+    /// Condition and template examples from the first event type's sample, if it has one.
+    sample: Option<SampleHelp>,
     /// Every field that was refused, in form order, with its field's label and input id.
     errors: Vec<(FieldError, &'static str, &'static str)>,
     header_rows: Vec<(String, String)>,
@@ -542,7 +606,24 @@ impl RuleFormPage {
         f: RuleForm,
         errors: Vec<FieldError>,
         existing: Option<&Rule>,
+        catalog: &[Entry],
     ) -> Self {
+        let patterns: Vec<&str> = f
+            .events
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let picks = picks(catalog, &patterns);
+        let typed_events = patterns
+            .iter()
+            .filter(|p| !picks.iter().any(|k| k.pattern == **p))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let sample = patterns
+            .first()
+            .and_then(|first| sample_help(catalog, first));
         // A few blank rows, so headers can be added without JavaScript.
         let mut header_rows = f.headers.clone();
         header_rows.extend((0..2).map(|_| (String::new(), String::new())));
@@ -571,6 +652,9 @@ impl RuleFormPage {
             l,
             rule_id,
             f,
+            picks,
+            typed_events,
+            sample,
             errors,
             header_rows,
             secret_rows,
@@ -639,12 +723,14 @@ pub(super) async fn new_form(
     if query.trigger.as_deref() == Some("schedule") {
         form.trigger_type = "schedule".into();
     }
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     let page = RuleFormPage::new(
         Layout::new(&state, Some(&me), "rules", "New rule"),
         None,
         form,
         Vec::new(),
         None,
+        &known,
     );
     ok(&page)
 }
@@ -662,6 +748,7 @@ pub(super) async fn create(
         },
         Err(errors) => errors,
     };
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     render(
         StatusCode::BAD_REQUEST,
         &RuleFormPage::new(
@@ -670,6 +757,7 @@ pub(super) async fn create(
             form,
             errors,
             None,
+            &known,
         ),
     )
 }
@@ -701,12 +789,14 @@ pub(super) async fn edit_form(
         rule_versions::draft_if_any(&state, me.workspace(), rule_id(&path)?).await?;
     // Editing a rule with a draft goes on from the draft.
     let base = draft.map_or(live, |d| d.rule);
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     let page = RuleFormPage::new(
         Layout::new(&state, Some(&me), "rules", &format!("Edit {}", base.name)),
         Some(base.id.to_string()),
         RuleForm::from_rule(&base),
         Vec::new(),
         Some(&base),
+        &known,
     );
     ok(&page)
 }
@@ -746,6 +836,7 @@ pub(super) async fn update(
         }
         Err(errors) => errors,
     };
+    let known = catalog::list(&state, me.workspace().clone()).await?;
     render(
         StatusCode::BAD_REQUEST,
         &RuleFormPage::new(
@@ -754,6 +845,7 @@ pub(super) async fn update(
             form,
             errors,
             Some(&base),
+            &known,
         ),
     )
 }
@@ -778,7 +870,7 @@ mod tests {
     #[test]
     fn the_form_turns_into_the_api_input() {
         let f = Fields::parse(
-            b"name=A&trigger_type=event&events=member%3A*%0D%0Aping%2C+x&url=https%3A%2F%2Fe.com&max_concurrency=8&timeout_ms=100&header_name=X-A&header_value=1&header_name=&header_value=&secret_name=K&secret_value=",
+            b"name=A&trigger_type=event&events=member%3A*%0D%0Aping%2C+x&url=https%3A%2F%2Fe.com&max_concurrency=8&timeout_s=0.1&header_name=X-A&header_value=1&header_name=&header_value=&secret_name=K&secret_value=",
         );
         let form = RuleForm::from_fields(&f);
         assert!(
@@ -791,7 +883,7 @@ mod tests {
             "a new secret header needs a value"
         );
         let f = Fields::parse(
-            b"name=A&trigger_type=event&events=member%3A*%0D%0Aping%2C+x&url=https%3A%2F%2Fe.com&max_concurrency=8&timeout_ms=100&header_name=X-A&header_value=1",
+            b"name=A&trigger_type=event&events=member%3A*%0D%0Aping%2C+x&url=https%3A%2F%2Fe.com&max_concurrency=8&timeout_s=0.1&header_name=X-A&header_value=1",
         );
         let (input, errors) = RuleForm::from_fields(&f).to_input(None);
         assert!(errors.is_empty(), "{errors:?}");
@@ -806,7 +898,7 @@ mod tests {
     #[test]
     fn fields_the_chosen_options_hide_are_dropped_and_form_errors_all_collected() {
         let f = Fields::parse(
-            b"name=A&trigger_type=event&events=ping&cron=*+*&timezone=Mars&url=https%3A%2F%2Fe.com&payload_format=flat&body_template=%7B%7B+x&max_concurrency=lots&timeout_ms=soon&header_name=&header_value=1",
+            b"name=A&trigger_type=event&events=ping&cron=*+*&timezone=Mars&url=https%3A%2F%2Fe.com&payload_format=flat&body_template=%7B%7B+x&max_concurrency=lots&timeout_s=soon&header_name=&header_value=1",
         );
         let (input, errors) = RuleForm::from_fields(&f).to_input(None);
         let t = input.trigger.unwrap();
@@ -824,11 +916,57 @@ mod tests {
             fields,
             ["max_concurrency", "webhook.timeout_ms", "webhook.headers"]
         );
+        assert!(
+            errors[1].message.contains("number of seconds"),
+            "{errors:?}"
+        );
         let f = Fields::parse(b"trigger_type=schedule&events=ping&cron=0+9+*+*+*");
         let (input, _) = RuleForm::from_fields(&f).to_input(None);
         assert!(
             input.trigger.unwrap().events.is_none(),
             "no events on a routine"
         );
+    }
+
+    #[test]
+    fn the_timeout_is_typed_in_seconds_and_sent_in_milliseconds() {
+        for (typed, ms) in [
+            ("10", 10_000),
+            ("2.5", 2_500),
+            ("0.25", 250),
+            (".5", 500),
+            ("30", 30_000),
+            ("0.001", 1),
+            ("1.", 1_000),
+        ] {
+            assert_eq!(milliseconds(typed), Ok(ms), "{typed}");
+        }
+        for (ms, shown) in [
+            (10_000, "10"),
+            (2_500, "2.5"),
+            (250, "0.25"),
+            (1, "0.001"),
+            (30_000, "30"),
+        ] {
+            assert_eq!(seconds(ms), shown);
+            assert_eq!(milliseconds(shown), Ok(ms), "round trip of {shown}");
+        }
+        for (typed, says) in [
+            ("", "number of seconds"),
+            ("soon", "number of seconds"),
+            ("-1", "number of seconds"),
+            ("1,5", "number of seconds"),
+            (".", "number of seconds"),
+            ("1.2.3", "number of seconds"),
+            ("2.0001", "thousandth"),
+            ("0", "more than 0 seconds"),
+            ("0.000", "more than 0 seconds"),
+            ("30.001", "at most 30 seconds"),
+            ("99999999999999999999999", "number of seconds"),
+        ] {
+            let message = milliseconds(typed).unwrap_err();
+            assert!(message.contains(says), "{typed}: {message}");
+            assert!(!message.contains("millisecond"), "{typed}: {message}");
+        }
     }
 }

@@ -17,11 +17,13 @@ use crate::app::{AppState, deliveries};
 use crate::domain::ids::RuleId;
 use crate::domain::pattern::Pattern;
 use crate::domain::rule::{Rule, RuleInput, Signing, Trigger};
+use crate::domain::schedule::describe as describe_schedule;
 use crate::security::crypto::Secret;
 use crate::store::DeliveryFilter;
 
 mod field_words;
 mod form;
+mod from_catalog;
 mod versions;
 
 use form::{create, edit_form, new_form, pairs, text, update};
@@ -83,6 +85,17 @@ fn status_word(rule: &Rule, state: &AppState) -> String {
 }
 
 /// What triggers a rule, in words.
+/// A routine's schedule in words, such as `Weekdays at 09:00 (America/New_York)`; None
+/// for event rules and for expressions `schedule::describe` leaves as they are.
+fn schedule_words(rule: &Rule) -> Option<String> {
+    match &rule.trigger {
+        Trigger::Schedule { cron, timezone } => {
+            describe_schedule(cron).map(|words| format!("{words} ({timezone})"))
+        }
+        Trigger::Event { .. } => None,
+    }
+}
+
 fn trigger_label(rule: &Rule) -> String {
     match &rule.trigger {
         Trigger::Event { events } => {
@@ -205,7 +218,8 @@ struct RuleView {
     payload_format: String,
     body_template: Option<String>,
     tls_verify: bool,
-    timeout_ms: u32,
+    /// The timeout in seconds, as the form takes it.
+    timeout: String,
     max_concurrency: u32,
     /// What the delivery log keeps, in words.
     log: String,
@@ -220,6 +234,8 @@ struct RuleView {
     failing_since: Option<String>,
     /// A routine's next five fire times.
     next_runs: Vec<String>,
+    /// A routine's schedule in words with its zone, when it has a common shape.
+    schedule_words: Option<String>,
 }
 
 impl RuleView {
@@ -252,7 +268,7 @@ impl RuleView {
             payload_format: text(&w["webhook"]["payload_format"]),
             body_template: rule.webhook.body_template.clone(),
             tls_verify: rule.webhook.tls_verify,
-            timeout_ms: rule.webhook.timeout_ms,
+            timeout: form::seconds(u64::from(rule.webhook.timeout_ms)),
             max_concurrency: rule.max_concurrency,
             log: log_in_words(&rule.log),
             secret_hint: rule.secret_hint().to_owned(),
@@ -269,6 +285,7 @@ impl RuleView {
             updated: fmt_time(rule.updated_at),
             failing_since: failing_since.map(fmt_time),
             next_runs: next_runs(rule, state, 5),
+            schedule_words: schedule_words(rule),
         }
     }
 }
@@ -638,6 +655,8 @@ struct RoutineRow {
     id: String,
     name: String,
     cron: String,
+    /// The schedule in words (the zone is its own column), when it has a common shape.
+    words: Option<String>,
     timezone: String,
     status: String,
     next_run: Option<String>,
@@ -664,6 +683,7 @@ async fn routines(
                 id: r.id.to_string(),
                 name: r.name.clone(),
                 cron: cron.clone(),
+                words: describe_schedule(cron),
                 timezone: timezone.clone(),
                 status: status_word(r, &state),
                 next_run: next_runs(r, &state, 1).pop(),
