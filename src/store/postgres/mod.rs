@@ -30,7 +30,7 @@ mod users;
 mod versions;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -60,6 +60,9 @@ pub struct PgOptions {
 pub struct PgStore {
     pool: Pool,
     writer: PgWriter,
+    /// The writer's exchanges with the server so far (engine.rs), which tests count per write.
+    #[cfg(test)]
+    writer_round_trips: Arc<AtomicU64>,
     rules: Arc<RwLock<Arc<RuleCache>>>,
     /// API keys by hash: every request authenticates without a query.
     keys: Arc<RwLock<HashMap<String, ApiKey>>>,
@@ -147,11 +150,17 @@ impl PgStore {
         clock: Clock,
         serve: bool,
     ) -> Result<Self, StoreError> {
-        let writer = PgWriter::start(PgEngine::new(&options.url)?);
+        let writer_round_trips = Arc::new(AtomicU64::new(0));
+        let writer = PgWriter::start(PgEngine::new(
+            &options.url,
+            Arc::clone(&writer_round_trips),
+        )?);
         let node: Arc<str> = Arc::from(nodes::new_node_id(clock.now_ms()).as_str());
         let store = Self {
             pool,
             writer,
+            #[cfg(test)]
+            writer_round_trips,
             rules: Arc::default(),
             keys: Arc::default(),
             snapshots: Arc::default(),
