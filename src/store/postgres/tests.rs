@@ -251,6 +251,6 @@ fn each_ingest_and_attempt_is_one_round_trip() {
     );
     assert_eq!(
         (per_ingest, per_ingest_of_three, per_retry, per_success),
-        (50, 90, 50, 60)
+        (30, 30, 30, 30)
     );
 }
