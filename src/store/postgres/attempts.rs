@@ -95,19 +95,19 @@ impl AttemptStore for PgStore {
                 .unwrap_or_default();
             (rule_name, attempt.clone(), self.seal.clone())
         });
-        self.writer.submit_lazy(
+        self.writer.submit_lazy_rerunnable(
             move |txn| {
-                let (delivery, encoded_attempt) = match subject_part {
-                    None => (delivery, encoded_attempt),
-                    Some((rule_name, attempt, seal)) => subjects::record_subject_attempt(
-                        txn,
-                        &seal,
-                        delivery,
-                        &attempt,
-                        &rule_name,
-                        encoded_attempt,
-                    )?,
+                let Some((rule_name, attempt, seal)) = &subject_part else {
+                    return record(txn, &delivery, number, &encoded_attempt, &node);
                 };
+                let (delivery, encoded_attempt) = subjects::record_subject_attempt(
+                    txn,
+                    seal,
+                    delivery.clone(),
+                    attempt,
+                    rule_name,
+                    encoded_attempt.clone(),
+                )?;
                 record(txn, &delivery, number, &encoded_attempt, &node)
             },
             done,

@@ -1,6 +1,8 @@
 //! The PostgreSQL side of the group-commit writer (store/writer.rs): a batch is one
-//! transaction on the writer's own connection; each write in it runs inside a savepoint, so
-//! a refused write (a conflict found by a query) is undone alone. A batch of only lazy
+//! transaction on the writer's own connection. A write that runs once runs inside a
+//! savepoint, so its refusal (a conflict found by a query) is undone alone; the rerunnable
+//! ones (ingests, attempts: one statement each) run without, and a refusal among them rolls
+//! the batch back to run again with savepoints (`Engine::TRY_UNISOLATED`). A batch of only lazy
 //! writes commits with `synchronous_commit` off: as on redb, a crash can then only repeat an
 //! attempt, never lose an accepted event.
 
@@ -135,6 +137,9 @@ impl PgTxn {
 
 impl Engine for PgEngine {
     type Txn = PgTxn;
+
+    /// A savepoint is two round trips (`SAVEPOINT`, `RELEASE`) on top of a write's one.
+    const TRY_UNISOLATED: bool = true;
 
     fn batch(
         &mut self,

@@ -8,6 +8,7 @@ use super::{MAX_PAGE, PgStore, decode, json_text};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::subject::SubjectHash;
 use crate::store::codec::encode_str;
 use crate::store::seal::RowSeal;
 use crate::store::types::not_found;
@@ -36,7 +37,7 @@ impl EventStore for PgStore {
         Box::pin(async move {
             let encoded = encoded?;
             writer
-                .write_async(move |txn| ingest(txn, &new, &encoded, &node))
+                .write_async_rerunnable(move |txn| ingest(txn, &new, &encoded, &node))
                 .await
         })
     }
@@ -45,7 +46,7 @@ impl EventStore for PgStore {
         let encoded = EncodedIngest::new(&new, &self.seal)?;
         let node = self.node.clone();
         self.writer
-            .write(move |txn| ingest(txn, &new, &encoded, &node))
+            .write_rerunnable(move |txn| ingest(txn, &new, &encoded, &node))
     }
 
     fn insert_test_delivery(
@@ -392,7 +393,7 @@ fn insert_event(
     let queued_due: Vec<i64> = queued.iter().filter_map(|d| queue_due(d)).collect();
     let queued_keys: Vec<Option<&str>> = queued.iter().map(|d| d.ordering_key.as_deref()).collect();
     txn.execute(
-        r#"WITH e AS (
+        "WITH e AS (
                INSERT INTO events (id, workspace_id, row) VALUES ($1, $2, $3::text::json)
            ), s AS (
                INSERT INTO subject_events (workspace_id, subject, event_id)
@@ -410,7 +411,7 @@ fn insert_event(
            SELECT id, rule_id, due_at, $13::text, ordering_key
            FROM unnest($14::text[], $15::text[], $16::bigint[], $17::text[])
                AS q(id, rule_id, due_at, ordering_key)
-           ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node"#,
+           ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node",
         &[
             &event.id.as_str(),
             &event.workspace_id.as_str(),
@@ -419,7 +420,7 @@ fn insert_event(
                 .subject
                 .as_ref()
                 .filter(|_| indexed)
-                .map(|s| s.as_str()),
+                .map(SubjectHash::as_str),
             &rows.ids,
             &rows.workspaces,
             &rows.rules,

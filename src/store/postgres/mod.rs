@@ -1,7 +1,8 @@
 //! The PostgreSQL backend (`store.url = "postgres://…"`): the same rows as redb (JSON, payloads
 //! sealed by `store/seal.rs`) in plain SQL tables, so any number of `tidings serve` can share
 //! one database. Reads come from a connection pool; every write goes through the group-commit
-//! writer (`store/writer.rs`) on a connection of its own, where each write is a savepoint.
+//! writer (`store/writer.rs`) on a connection of its own (engine.rs: one transaction a
+//! batch, a savepoint per write where one is needed).
 //!
 //! Several nodes: each registers in `nodes` and renews its heartbeat (nodes.rs); the open
 //! deliveries it queued are its claims until its heartbeat is older than `store.lease`, when

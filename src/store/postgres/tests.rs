@@ -8,6 +8,7 @@ use std::sync::{Arc, mpsc};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
+use super::engine::PgTxn;
 use super::{PgOptions, PgStore};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::rule::Rule;
@@ -193,7 +194,7 @@ fn attempt_round_trips(
             let moved = Delivery {
                 status,
                 attempts: d.attempts + 1,
-                attempts_left: if open { 1 } else { 0 },
+                attempts_left: u32::from(open),
                 next_attempt_at: open.then_some(START + 60_000),
                 updated_at: START + 100,
                 ..d.clone()
@@ -251,6 +252,160 @@ fn each_ingest_and_attempt_is_one_round_trip() {
     );
     assert_eq!(
         (per_ingest, per_ingest_of_three, per_retry, per_success),
-        (30, 30, 30, 30)
+        (10, 10, 10, 10)
     );
+}
+
+/// A write for the batch tests: stores `key` in `tidings_meta`, then, if `refuse`, refuses
+/// (by its own logic, after its change). Storing a key already stored is refused by the
+/// database.
+fn meta_write(
+    key: &'static str,
+    refuse: bool,
+) -> impl Fn(&mut PgTxn) -> Result<&'static str, StoreError> + Send + 'static {
+    move |txn| {
+        txn.execute(
+            "INSERT INTO tidings_meta (key, value) VALUES ($1, 'batch test')",
+            &[&key],
+        )?;
+        if refuse {
+            return Err(StoreError::Conflict(format!("{key} refused")));
+        }
+        Ok(key)
+    }
+}
+
+/// How a batch test's writes are queued.
+enum Queue {
+    /// `submit_lazy_rerunnable`: may run without a savepoint.
+    Rerunnable(&'static str, bool),
+    /// `submit`: runs once, in a savepoint.
+    Once(&'static str, bool),
+}
+
+/// Queues `writes` as one batch; returns what each write's caller was told (each exactly
+/// once; a refusal as its conflict's message), and the keys the batch left in `tidings_meta`.
+fn one_batch(pg: &PgStore, writes: &[Queue]) -> (Vec<Result<&'static str, String>>, Vec<String>) {
+    let release = hold_writer(pg);
+    let receivers: Vec<_> = writes
+        .iter()
+        .map(|write| {
+            let (tx, rx) = mpsc::channel();
+            let done = move |r: Result<&'static str, StoreError>| {
+                tx.send(r.map_err(|e| match e {
+                    StoreError::Conflict(why) => why,
+                    other => format!("not a conflict: {other:?}"),
+                }))
+                .unwrap();
+            };
+            match *write {
+                Queue::Rerunnable(key, refuse) => {
+                    pg.writer
+                        .submit_lazy_rerunnable(meta_write(key, refuse), done);
+                }
+                Queue::Once(key, refuse) => pg.writer.submit(meta_write(key, refuse), done),
+            }
+            rx
+        })
+        .collect();
+    drop(release);
+    let told = receivers
+        .iter()
+        .map(|rx| {
+            let told = rx.recv_timeout(Duration::from_secs(10)).expect("told");
+            assert!(rx.try_recv().is_err(), "a caller is told once");
+            told
+        })
+        .collect();
+    let stored = pg
+        .conn()
+        .unwrap()
+        .query(
+            "SELECT key FROM tidings_meta WHERE value = 'batch test' ORDER BY key",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    pg.conn()
+        .unwrap()
+        .execute("DELETE FROM tidings_meta WHERE value = 'batch test'", &[])
+        .unwrap();
+    assert!(
+        pg.writer.failure().is_none(),
+        "a refused write is no storage failure"
+    );
+    (told, stored)
+}
+
+/// Without savepoints, a batch of rerunnable writes is all or nothing: a write refused by
+/// its own logic after a change, or by the database (which aborts the transaction), is
+/// undone alone by applying the batch again, each write in a savepoint; every caller is told
+/// once, and the others' writes commit. A write that runs once keeps its savepoint.
+#[test]
+fn a_refused_write_is_undone_alone_and_the_rest_of_its_batch_commits() {
+    use Queue::{Once, Rerunnable};
+    let Some((pg, _db)) = open_pg_store(Clock::manual(START)) else {
+        return;
+    };
+    let duplicate =
+        "already exists: duplicate key value violates unique constraint \"tidings_meta_pkey\"";
+
+    let (told, stored) = one_batch(&pg, &[Rerunnable("a", false), Rerunnable("b", false)]);
+    assert_eq!(told, [Ok("a"), Ok("b")]);
+    assert_eq!(stored, ["a", "b"]);
+
+    let (told, stored) = one_batch(
+        &pg,
+        &[
+            Rerunnable("a", false),
+            Rerunnable("b", true),
+            Rerunnable("a", false),
+            Rerunnable("d", false),
+        ],
+    );
+    assert_eq!(
+        told,
+        [
+            Ok("a"),
+            Err("b refused".to_owned()),
+            Err(duplicate.to_owned()),
+            Ok("d")
+        ]
+    );
+    assert_eq!(stored, ["a", "d"]);
+
+    // A write that runs once, first: the rerunnable ones after it are isolated too.
+    let (told, stored) = one_batch(
+        &pg,
+        &[
+            Once("e", false),
+            Rerunnable("f", true),
+            Rerunnable("g", false),
+        ],
+    );
+    assert_eq!(told, [Ok("e"), Err("f refused".to_owned()), Ok("g")]);
+    assert_eq!(stored, ["e", "g"]);
+
+    // Rerunnable ones before it, refused after it: undone alone.
+    let (told, stored) = one_batch(
+        &pg,
+        &[
+            Rerunnable("h", false),
+            Once("i", true),
+            Rerunnable("h", false),
+            Rerunnable("j", false),
+        ],
+    );
+    assert_eq!(
+        told,
+        [
+            Ok("h"),
+            Err("i refused".to_owned()),
+            Err(duplicate.to_owned()),
+            Ok("j")
+        ]
+    );
+    assert_eq!(stored, ["h", "j"]);
 }
