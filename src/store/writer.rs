@@ -16,6 +16,7 @@
 //! What a transaction is belongs to the backend, behind `Engine`: redb's write transaction,
 //! or a PostgreSQL connection inside `BEGIN`.
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,6 +39,12 @@ pub(in crate::store) trait Engine: Send + 'static {
         apply: &mut dyn FnMut(&mut Self::Txn) -> Option<StoreError>,
     ) -> Result<(), StoreError>;
 
+    /// Whether a batch's rerunnable writes (`Writer::write_rerunnable` and the like) are
+    /// first applied without `isolated`, all or nothing: when one of them is refused, the
+    /// batch is rolled back and applied again with every write isolated. For an engine whose
+    /// isolation costs something (a PostgreSQL savepoint is two round trips a write).
+    const TRY_UNISOLATED: bool = false;
+
     /// Applies one write so that its refusal (an `Err`) leaves the transaction as it found
     /// it. redb writes check before they change anything; PostgreSQL needs a savepoint.
     fn isolated<T>(
@@ -55,10 +62,63 @@ type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// One queued write: applied inside the batch's transaction, or refused unapplied.
 trait Job<E: Engine>: Send {
-    /// Applies the write; a storage failure poisons the batch.
+    /// Applies the write, isolated; a storage failure poisons the batch.
     fn apply(self: Box<Self>, txn: &mut E::Txn) -> (Completion, Option<StoreError>);
     /// Tells the caller the write was never applied, and why.
     fn refuse(self: Box<Self>, why: StoreError);
+}
+
+/// A queued write that may be applied more than once: it changes nothing but the
+/// transaction, so a batch rolled back may apply it again.
+trait Rerun<E: Engine>: Job<E> {
+    /// Applies it without isolation, keeping its result for `finish`; false if it was
+    /// refused (the transaction must then be rolled back: it may hold part of the write).
+    fn try_apply(&mut self, txn: &mut E::Txn) -> bool;
+    /// Tells the caller how the batch that `try_apply` applied it in ended.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+/// A write as the writer holds it: applied once, or possibly again.
+enum Queued<E: Engine> {
+    Once(Box<dyn Job<E>>),
+    Again(Box<dyn Rerun<E>>),
+}
+
+impl<E: Engine> Queued<E> {
+    fn refuse(self, why: StoreError) {
+        match self {
+            Self::Once(job) => job.refuse(why),
+            Self::Again(job) => job.refuse(why),
+        }
+    }
+
+    fn into_job(self) -> Box<dyn Job<E>> {
+        match self {
+            Self::Once(job) => job,
+            Self::Again(job) => job,
+        }
+    }
+}
+
+/// Applies `apply` isolated; its outcome goes to `done` once the batch has committed.
+fn apply_isolated<E, T>(
+    txn: &mut E::Txn,
+    apply: impl FnOnce(&mut E::Txn) -> Result<T, StoreError>,
+    done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+) -> (Completion, Option<StoreError>)
+where
+    E: Engine,
+    T: Send + 'static,
+{
+    let result = E::isolated(txn, apply);
+    let poison = match &result {
+        Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_))) => Some(e.clone()),
+        _ => None,
+    };
+    let completion: Completion = Box::new(move |commit| {
+        done(commit.and(result));
+    });
+    (completion, poison)
 }
 
 struct Write<A, D, T> {
@@ -76,15 +136,7 @@ where
 {
     fn apply(self: Box<Self>, txn: &mut E::Txn) -> (Completion, Option<StoreError>) {
         let Self { apply, done, .. } = *self;
-        let result = E::isolated(txn, apply);
-        let poison = match &result {
-            Err(e @ (StoreError::Storage(_) | StoreError::Corrupt(_))) => Some(e.clone()),
-            _ => None,
-        };
-        let completion: Completion = Box::new(move |commit| {
-            done(commit.and(result));
-        });
-        (completion, poison)
+        apply_isolated::<E, T>(txn, apply, done)
     }
 
     fn refuse(self: Box<Self>, why: StoreError) {
@@ -92,9 +144,55 @@ where
     }
 }
 
+/// A rerunnable write, with the result of its last unisolated application.
+struct RerunWrite<A, D, T> {
+    apply: A,
+    done: D,
+    result: Option<Result<T, StoreError>>,
+}
+
+impl<E, A, D, T> Job<E> for RerunWrite<A, D, T>
+where
+    E: Engine,
+    A: Fn(&mut E::Txn) -> Result<T, StoreError> + Send,
+    D: FnOnce(Result<T, StoreError>) + Send + 'static,
+    T: Send + 'static,
+{
+    fn apply(self: Box<Self>, txn: &mut E::Txn) -> (Completion, Option<StoreError>) {
+        let Self { apply, done, .. } = *self;
+        apply_isolated::<E, T>(txn, apply, done)
+    }
+
+    fn refuse(self: Box<Self>, why: StoreError) {
+        (self.done)(Err(why));
+    }
+}
+
+impl<E, A, D, T> Rerun<E> for RerunWrite<A, D, T>
+where
+    E: Engine,
+    A: Fn(&mut E::Txn) -> Result<T, StoreError> + Send,
+    D: FnOnce(Result<T, StoreError>) + Send + 'static,
+    T: Send + 'static,
+{
+    fn try_apply(&mut self, txn: &mut E::Txn) -> bool {
+        let result = (self.apply)(txn);
+        let applied = result.is_ok();
+        self.result = Some(result);
+        applied
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(StoreError::Storage("the write was never applied".into())));
+        (self.done)(commit.and(result));
+    }
+}
+
 enum Msg<E: Engine> {
     Write {
-        job: Box<dyn Job<E>>,
+        job: Queued<E>,
         /// Whether the caller needs this write on disk before it hears back.
         durable: bool,
     },
@@ -147,6 +245,18 @@ pub(in crate::store) trait Apply<E: Engine, T>:
 
 impl<E: Engine, T, F> Apply<E, T> for F where
     F: FnOnce(&mut E::Txn) -> Result<T, StoreError> + Send + 'static
+{
+}
+
+/// A write that may be applied more than once (see `Engine::TRY_UNISOLATED`): it changes
+/// nothing but the transaction it is given, and gives the same result from the same rows.
+pub(in crate::store) trait Rerunnable<E: Engine, T>:
+    Fn(&mut E::Txn) -> Result<T, StoreError> + Send + 'static
+{
+}
+
+impl<E: Engine, T, F> Rerunnable<E, T> for F where
+    F: Fn(&mut E::Txn) -> Result<T, StoreError> + Send + 'static
 {
 }
 
@@ -235,6 +345,42 @@ impl<E: Engine> Writer<E> {
         self.queue(apply, done, false, Full::Refuse);
     }
 
+    /// `submit_lazy` of a write that may be applied more than once, which spares it its
+    /// isolation where that costs something (`Engine::TRY_UNISOLATED`).
+    pub fn submit_lazy_rerunnable<T: Send + 'static>(
+        &self,
+        apply: impl Rerunnable<E, T>,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        self.queue_job(rerun(apply, done), false, Full::Wait);
+    }
+
+    /// `write` of a write that may be applied more than once (`submit_lazy_rerunnable`).
+    pub fn write_rerunnable<T: Send + 'static>(
+        &self,
+        apply: impl Rerunnable<E, T>,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let done = move |r| {
+            let _ = tx.send(r);
+        };
+        self.queue_job(rerun(apply, done), true, Full::Wait);
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// `write_async` of a write that may be applied more than once (`submit_lazy_rerunnable`).
+    pub async fn write_async_rerunnable<T: Send + 'static>(
+        &self,
+        apply: impl Rerunnable<E, T>,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = move |r| {
+            let _ = tx.send(r);
+        };
+        self.queue_job(rerun(apply, done), true, Full::Refuse);
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
     fn queue<T: Send + 'static>(
         &self,
         apply: impl Apply<E, T>,
@@ -242,11 +388,15 @@ impl<E: Engine> Writer<E> {
         durable: bool,
         full: Full,
     ) {
-        let job: Box<dyn Job<E>> = Box::new(Write {
+        let job = Queued::Once(Box::new(Write {
             apply,
             done,
             result: PhantomData,
-        });
+        }));
+        self.queue_job(job, durable, full);
+    }
+
+    fn queue_job(&self, job: Queued<E>, durable: bool, full: Full) {
         let refused = match self.tx.try_send(Msg::Write { job, durable }) {
             Ok(()) => return,
             Err(TrySendError::Disconnected(msg)) => (msg, StoreError::Closed),
@@ -304,6 +454,17 @@ impl<E: Engine> Writer<E> {
         );
         rx.await.unwrap_or(Err(StoreError::Closed))
     }
+}
+
+fn rerun<E: Engine, T: Send + 'static>(
+    apply: impl Rerunnable<E, T>,
+    done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+) -> Queued<E> {
+    Queued::Again(Box::new(RerunWrite {
+        apply,
+        done,
+        result: None,
+    }))
 }
 
 type Failure = Mutex<Option<StoreError>>;
@@ -385,42 +546,82 @@ fn sync<E: Engine>(engine: &mut E, failure: &Failure) {
 }
 
 /// Applies and commits one batch, then tells every op how it went; true if it committed.
+///
+/// Where the engine asks for it (`TRY_UNISOLATED`), the rerunnable writes at the batch's
+/// head, up to its first write that runs only once, are applied without isolation. If one of
+/// them is refused, the transaction is rolled back (nothing that runs once has been applied
+/// yet) and the batch is applied again with every write isolated, so that write alone is
+/// undone and the others commit.
 fn commit_batch<E: Engine>(
     engine: &mut E,
-    batch: Vec<(Box<dyn Job<E>>, bool)>,
+    batch: Vec<(Queued<E>, bool)>,
     durable: bool,
     failure: &Failure,
 ) -> bool {
-    let mut jobs = batch.into_iter().map(|(job, _)| job);
-    let mut completions = Vec::new();
-    let outcome = engine.batch(durable, &mut |txn| {
-        let mut poison = None;
-        for job in jobs.by_ref() {
-            let (completion, poisoned) = job.apply(txn);
-            completions.push(completion);
-            if poison.is_none() {
-                poison = poisoned;
+    let mut queue: VecDeque<Queued<E>> = batch.into_iter().map(|(job, _)| job).collect();
+    let mut isolate_all = !E::TRY_UNISOLATED;
+    loop {
+        let mut tried: Vec<Box<dyn Rerun<E>>> = Vec::new();
+        let mut completions = Vec::new();
+        let mut refused = false;
+        let outcome = engine.batch(durable, &mut |txn| {
+            let mut poison = None;
+            let mut isolate = isolate_all;
+            while let Some(job) = queue.pop_front() {
+                match job {
+                    Queued::Again(mut job) if !isolate => {
+                        let applied = job.try_apply(txn);
+                        tried.push(job);
+                        if !applied {
+                            refused = true;
+                            return Some(StoreError::Conflict(
+                                "a write was refused: the batch is applied again, each write isolated"
+                                    .into(),
+                            ));
+                        }
+                    }
+                    job => {
+                        isolate = true;
+                        let (completion, poisoned) = job.into_job().apply(txn);
+                        completions.push(completion);
+                        if poison.is_none() {
+                            poison = poisoned;
+                        }
+                    }
+                }
             }
+            poison
+        });
+        if refused {
+            // Only the unisolated head was applied: back to the front of the queue, in order.
+            for job in tried.into_iter().rev() {
+                queue.push_front(Queued::Again(job));
+            }
+            isolate_all = true;
+            continue;
         }
-        poison
-    });
-    if let Err(e) = &outcome {
-        tracing::error!(error = %e, "write batch not committed");
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "write batch not committed");
+        }
+        let committed = outcome.is_ok();
+        let mut failure = failure.lock().unwrap_or_else(PoisonError::into_inner);
+        match &outcome {
+            Ok(()) => *failure = None,
+            Err(e @ StoreError::Storage(_)) => *failure = Some(e.clone()),
+            // A damaged record poisoned the batch: that says nothing about the disk.
+            Err(_) => {}
+        }
+        drop(failure);
+        // Writes the batch never reached (it could not begin) are dropped with their reply
+        // channels, which callers see as Closed.
+        drop(queue);
+        // In the order they were applied: the unisolated head came first.
+        for job in tried {
+            job.finish(outcome.clone());
+        }
+        for completion in completions {
+            completion(outcome.clone());
+        }
+        return committed;
     }
-    let committed = outcome.is_ok();
-    let mut failure = failure.lock().unwrap_or_else(PoisonError::into_inner);
-    match &outcome {
-        Ok(()) => *failure = None,
-        Err(e @ StoreError::Storage(_)) => *failure = Some(e.clone()),
-        // A damaged record poisoned the batch: that says nothing about the disk.
-        Err(_) => {}
-    }
-    drop(failure);
-    // Writes the batch never reached (it could not begin) are dropped with their reply
-    // channels, which callers see as Closed.
-    drop(jobs);
-    for completion in completions {
-        completion(outcome.clone());
-    }
-    committed
 }

@@ -2,36 +2,76 @@
 //! delivery's new state, its place in the open queue and the hourly counters.
 
 use super::engine::PgTxn;
-use super::events::put_delivery;
+use super::events::queue_due;
 use super::{PgStore, json_text, subjects};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::ids::DeliveryId;
+use crate::store::codec::encode_str;
 use crate::store::{AttemptStore, RuleStore, StoreError, WriteDone};
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Counts a delivery that has just finished in the hour it finished (as redb's stats.rs:
-/// test sends and open deliveries are left out; a re-send that finishes again counts again).
-fn count_finished(txn: &mut PgTxn, d: &Delivery) -> Result<(), StoreError> {
+/// Whether a delivery that has just finished counts in the hour it finished, as failed or
+/// not (as redb's stats.rs: test sends, erased and open deliveries are left out; a re-send
+/// that finishes again counts again).
+fn finished(d: &Delivery) -> Option<bool> {
     let failed = match d.status {
         DeliveryStatus::Succeeded => false,
         DeliveryStatus::Failed | DeliveryStatus::Blocked => true,
-        _ => return Ok(()),
+        _ => return None,
     };
-    if d.test {
-        return Ok(());
-    }
-    let (ok, bad) = if failed { (0_i64, 1_i64) } else { (1, 0) };
+    (!d.test && !d.erased).then_some(failed)
+}
+
+/// An attempt's log row, the delivery's new state, its place in the queue and the hourly
+/// counter, in one statement: one round trip, where the writer is the serial point of every
+/// write.
+fn record(
+    txn: &mut PgTxn,
+    d: &Delivery,
+    number: i32,
+    encoded_attempt: &str,
+    node: &str,
+) -> Result<(), StoreError> {
+    let finished = finished(d);
+    let (ok, bad) = match finished {
+        Some(true) => (0_i64, 1_i64),
+        Some(false) => (1, 0),
+        None => (0, 0),
+    };
     txn.execute(
-        "INSERT INTO hourly_outcomes (workspace_id, hour, succeeded, failed) VALUES ($1, $2, $3, $4)
+        "WITH a AS (
+             INSERT INTO attempts (delivery_id, number, row) VALUES ($1, $2, $3::text::json)
+             ON CONFLICT (delivery_id, number) DO UPDATE SET row = EXCLUDED.row
+         ), d AS (
+             UPDATE deliveries SET status = $4, row = $5::text::json WHERE id = $1
+         ), q AS (
+             INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
+             SELECT $1::text, $6::text, $7::bigint, $8::text, $9::text WHERE $7::bigint IS NOT NULL
+             ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node
+         ), x AS (
+             DELETE FROM open_deliveries WHERE delivery_id = $1 AND $7::bigint IS NULL
+         )
+         INSERT INTO hourly_outcomes (workspace_id, hour, succeeded, failed)
+         SELECT $10::text, $11::bigint, $12::bigint, $13::bigint WHERE $14::boolean
          ON CONFLICT (workspace_id, hour) DO UPDATE SET
              succeeded = hourly_outcomes.succeeded + EXCLUDED.succeeded,
              failed = hourly_outcomes.failed + EXCLUDED.failed",
         &[
+            &d.id.as_str(),
+            &number,
+            &encoded_attempt,
+            &d.status.as_str(),
+            &encode_str(d),
+            &d.rule_id.as_str(),
+            &queue_due(d),
+            &node,
+            &d.ordering_key.as_deref(),
             &d.workspace_id.as_str(),
             &d.updated_at.div_euclid(HOUR_MS),
             &ok,
             &bad,
+            &finished.is_some(),
         ],
     )?;
     Ok(())
@@ -55,29 +95,20 @@ impl AttemptStore for PgStore {
                 .unwrap_or_default();
             (rule_name, attempt.clone(), self.seal.clone())
         });
-        self.writer.submit_lazy(
+        self.writer.submit_lazy_rerunnable(
             move |txn| {
-                let (delivery, encoded_attempt) = match subject_part {
-                    None => (delivery, encoded_attempt),
-                    Some((rule_name, attempt, seal)) => subjects::record_subject_attempt(
-                        txn,
-                        &seal,
-                        delivery,
-                        &attempt,
-                        &rule_name,
-                        encoded_attempt,
-                    )?,
+                let Some((rule_name, attempt, seal)) = &subject_part else {
+                    return record(txn, &delivery, number, &encoded_attempt, &node);
                 };
-                txn.execute(
-                    "INSERT INTO attempts (delivery_id, number, row) VALUES ($1, $2, $3::text::json)
-                     ON CONFLICT (delivery_id, number) DO UPDATE SET row = EXCLUDED.row",
-                    &[&delivery.id.as_str(), &number, &encoded_attempt],
+                let (delivery, encoded_attempt) = subjects::record_subject_attempt(
+                    txn,
+                    seal,
+                    delivery.clone(),
+                    attempt,
+                    rule_name,
+                    encoded_attempt.clone(),
                 )?;
-                put_delivery(txn, &delivery, &node)?;
-                if delivery.erased {
-                    return Ok(());
-                }
-                count_finished(txn, &delivery)
+                record(txn, &delivery, number, &encoded_attempt, &node)
             },
             done,
         );

@@ -1,10 +1,14 @@
 //! The PostgreSQL side of the group-commit writer (store/writer.rs): a batch is one
-//! transaction on the writer's own connection; each write in it runs inside a savepoint, so
-//! a refused write (a conflict found by a query) is undone alone. A batch of only lazy
+//! transaction on the writer's own connection. A write that runs once runs inside a
+//! savepoint, so its refusal (a conflict found by a query) is undone alone; the rerunnable
+//! ones (ingests, attempts: one statement each) run without, and a refusal among them rolls
+//! the batch back to run again with savepoints (`Engine::TRY_UNISOLATED`). A batch of only lazy
 //! writes commits with `synchronous_commit` off: as on redb, a crash can then only repeat an
 //! attempt, never lose an accepted event.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
@@ -15,6 +19,7 @@ use crate::store::writer::{Engine, Writer};
 
 pub(super) struct PgEngine {
     url: String,
+    round_trips: Arc<AtomicU64>,
     /// Dropped when it breaks; the next batch connects again (with no statements prepared).
     client: Option<PgTxn>,
 }
@@ -25,16 +30,28 @@ pub(super) struct PgEngine {
 pub(super) struct PgTxn {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    /// Every exchange with the server this connection has waited for (a statement prepared,
+    /// run, or sent as text), the writer's cost in latency; counted for the store's tests.
+    /// Statements run on `client()` directly are not counted.
+    round_trips: Arc<AtomicU64>,
 }
 
 /// Parameters of a statement, as the `postgres` crate takes them.
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl PgTxn {
+    /// One more exchange with the server.
+    fn trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The statement prepared, and the exchange that runs it counted.
     fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        self.trip();
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
         }
+        self.trip();
         let statement = self.client.prepare(sql)?;
         self.prepared.insert(sql, statement.clone());
         Ok(statement)
@@ -78,6 +95,7 @@ impl PgTxn {
 
     /// Statements without parameters, sent as text (transaction control, DDL).
     pub(super) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.trip();
         self.client.batch_execute(sql)
     }
 
@@ -90,32 +108,38 @@ impl PgTxn {
 pub(super) type PgWriter = Writer<PgEngine>;
 
 impl PgEngine {
-    pub(super) fn new(url: &str) -> Result<Self, StoreError> {
+    /// The writer's engine; `round_trips` counts its exchanges with the server (`PgTxn`).
+    pub(super) fn new(url: &str, round_trips: Arc<AtomicU64>) -> Result<Self, StoreError> {
         Ok(Self {
             url: url.to_owned(),
-            client: Some(PgTxn::connect(url)?),
+            client: Some(PgTxn::connect(url, Arc::clone(&round_trips))?),
+            round_trips,
         })
     }
 
     fn client(&mut self) -> Result<&mut PgTxn, StoreError> {
         if self.client.as_ref().is_none_or(|c| c.client.is_closed()) {
-            self.client = Some(PgTxn::connect(&self.url)?);
+            self.client = Some(PgTxn::connect(&self.url, Arc::clone(&self.round_trips))?);
         }
         Ok(self.client.as_mut().expect("just connected"))
     }
 }
 
 impl PgTxn {
-    fn connect(url: &str) -> Result<Self, StoreError> {
+    fn connect(url: &str, round_trips: Arc<AtomicU64>) -> Result<Self, StoreError> {
         Ok(Self {
             client: connect::client(url)?,
             prepared: HashMap::new(),
+            round_trips,
         })
     }
 }
 
 impl Engine for PgEngine {
     type Txn = PgTxn;
+
+    /// A savepoint is two round trips (`SAVEPOINT`, `RELEASE`) on top of a write's one.
+    const TRY_UNISOLATED: bool = true;
 
     fn batch(
         &mut self,

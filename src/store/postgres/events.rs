@@ -8,6 +8,7 @@ use super::{MAX_PAGE, PgStore, decode, json_text};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
+use crate::domain::subject::SubjectHash;
 use crate::store::codec::encode_str;
 use crate::store::seal::RowSeal;
 use crate::store::types::not_found;
@@ -36,7 +37,7 @@ impl EventStore for PgStore {
         Box::pin(async move {
             let encoded = encoded?;
             writer
-                .write_async(move |txn| ingest(txn, &new, &encoded, &node))
+                .write_async_rerunnable(move |txn| ingest(txn, &new, &encoded, &node))
                 .await
         })
     }
@@ -45,7 +46,7 @@ impl EventStore for PgStore {
         let encoded = EncodedIngest::new(&new, &self.seal)?;
         let node = self.node.clone();
         self.writer
-            .write(move |txn| ingest(txn, &new, &encoded, &node))
+            .write_rerunnable(move |txn| ingest(txn, &new, &encoded, &node))
     }
 
     fn insert_test_delivery(
@@ -63,8 +64,15 @@ impl EventStore for PgStore {
             let (encoded_event, encoded_attempt) = encoded?;
             writer
                 .write_async(move |txn| {
-                    insert_event(txn, &event, &encoded_event)?;
-                    insert_delivery(txn, &delivery, &node)?;
+                    // A test send's event is in no subject's index.
+                    insert_event(
+                        txn,
+                        &event,
+                        &encoded_event,
+                        false,
+                        std::slice::from_ref(&delivery),
+                        &node,
+                    )?;
                     txn.execute(
                         "INSERT INTO attempts (delivery_id, number, row) VALUES ($1, $2, $3::text::json)",
                         &[
@@ -360,69 +368,131 @@ fn ingest(
             return Ok(IngestOutcome::Duplicate(seen));
         }
     }
-    insert_event(txn, event, &encoded.event)?;
-    super::subjects::index_event(txn, event)?;
-    for d in &new.deliveries {
-        insert_delivery(txn, d, node)?;
-    }
+    insert_event(txn, event, &encoded.event, true, &new.deliveries, node)?;
     Ok(IngestOutcome::Created)
 }
 
-fn insert_event(txn: &mut PgTxn, event: &Event, encoded: &str) -> Result<(), StoreError> {
+/// An event with its deliveries, each queued if it is due, and (`indexed`) its subject's
+/// index row, in one statement: one round trip, where the writer is the serial point of
+/// every write. A new delivery has no queue row to remove, so one not due is only stored.
+fn insert_event(
+    txn: &mut PgTxn,
+    event: &Event,
+    encoded: &str,
+    indexed: bool,
+    deliveries: &[Delivery],
+    node: &str,
+) -> Result<(), StoreError> {
+    let rows = DeliveryColumns::new(deliveries);
+    let queued: Vec<&Delivery> = deliveries
+        .iter()
+        .filter(|d| queue_due(d).is_some())
+        .collect();
+    let queued_ids: Vec<&str> = queued.iter().map(|d| d.id.as_str()).collect();
+    let queued_rules: Vec<&str> = queued.iter().map(|d| d.rule_id.as_str()).collect();
+    let queued_due: Vec<i64> = queued.iter().filter_map(|d| queue_due(d)).collect();
+    let queued_keys: Vec<Option<&str>> = queued.iter().map(|d| d.ordering_key.as_deref()).collect();
     txn.execute(
-        "INSERT INTO events (id, workspace_id, row) VALUES ($1, $2, $3::text::json)",
-        &[&event.id.as_str(), &event.workspace_id.as_str(), &encoded],
+        "WITH e AS (
+               INSERT INTO events (id, workspace_id, row) VALUES ($1, $2, $3::text::json)
+           ), s AS (
+               INSERT INTO subject_events (workspace_id, subject, event_id)
+               SELECT $2::text, $4::text, $1::text WHERE $4::text IS NOT NULL
+               ON CONFLICT DO NOTHING
+           ), d AS (
+               INSERT INTO deliveries
+                   (id, workspace_id, rule_id, event_id, event_type, status, test, row)
+               SELECT id, workspace_id, rule_id, event_id, event_type, status, test, row::json
+               FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                           $10::text[], $11::bool[], $12::text[])
+                   AS d(id, workspace_id, rule_id, event_id, event_type, status, test, row)
+           )
+           INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
+           SELECT id, rule_id, due_at, $13::text, ordering_key
+           FROM unnest($14::text[], $15::text[], $16::bigint[], $17::text[])
+               AS q(id, rule_id, due_at, ordering_key)
+           ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node",
+        &[
+            &event.id.as_str(),
+            &event.workspace_id.as_str(),
+            &encoded,
+            &event
+                .subject
+                .as_ref()
+                .filter(|_| indexed)
+                .map(SubjectHash::as_str),
+            &rows.ids,
+            &rows.workspaces,
+            &rows.rules,
+            &rows.events,
+            &rows.types,
+            &rows.statuses,
+            &rows.tests,
+            &rows.rows,
+            &node,
+            &queued_ids,
+            &queued_rules,
+            &queued_due,
+            &queued_keys,
+        ],
     )?;
     Ok(())
 }
 
-fn insert_delivery(txn: &mut PgTxn, d: &Delivery, node: &str) -> Result<(), StoreError> {
-    txn.execute(
-        "INSERT INTO deliveries (id, workspace_id, rule_id, event_id, event_type, status, test, row)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::json)",
-        &[
-            &d.id.as_str(),
-            &d.workspace_id.as_str(),
-            &d.rule_id.as_str(),
-            &d.event_id.as_str(),
-            &d.event_type.as_str(),
-            &d.status.as_str(),
-            &d.test,
-            &encode_str(d),
-        ],
-    )?;
-    set_open(txn, d, node)
+/// Deliveries as one array per column, for `unnest`.
+struct DeliveryColumns<'a> {
+    ids: Vec<&'a str>,
+    workspaces: Vec<&'a str>,
+    rules: Vec<&'a str>,
+    events: Vec<&'a str>,
+    types: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    tests: Vec<bool>,
+    rows: Vec<String>,
 }
 
-/// Stores a delivery's new state (its status column with it) and keeps the queue in step.
+impl<'a> DeliveryColumns<'a> {
+    fn new(deliveries: &'a [Delivery]) -> Self {
+        Self {
+            ids: deliveries.iter().map(|d| d.id.as_str()).collect(),
+            workspaces: deliveries.iter().map(|d| d.workspace_id.as_str()).collect(),
+            rules: deliveries.iter().map(|d| d.rule_id.as_str()).collect(),
+            events: deliveries.iter().map(|d| d.event_id.as_str()).collect(),
+            types: deliveries.iter().map(|d| d.event_type.as_str()).collect(),
+            statuses: deliveries.iter().map(|d| d.status.as_str()).collect(),
+            tests: deliveries.iter().map(|d| d.test).collect(),
+            rows: deliveries.iter().map(encode_str).collect(),
+        }
+    }
+}
+
+/// When the durable queue holds `d` ("open deliveries and when they are due"), or `None`
+/// when it holds no row for it.
+pub(super) fn queue_due(d: &Delivery) -> Option<i64> {
+    d.next_attempt_at.filter(|_| d.status.is_open())
+}
+
+/// Stores a delivery's new state (its status column with it) and keeps the queue in step
+/// (a queued one is held by `node`), in one statement.
 pub(super) fn put_delivery(txn: &mut PgTxn, d: &Delivery, node: &str) -> Result<(), StoreError> {
     txn.execute(
-        "UPDATE deliveries SET status = $2, row = $3::text::json WHERE id = $1",
-        &[&d.id.as_str(), &d.status.as_str(), &encode_str(d)],
+        "WITH d AS (
+             UPDATE deliveries SET status = $2, row = $3::text::json WHERE id = $1
+         ), q AS (
+             INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
+             SELECT $1::text, $4::text, $5::bigint, $6::text, $7::text WHERE $5::bigint IS NOT NULL
+             ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node
+         )
+         DELETE FROM open_deliveries WHERE delivery_id = $1 AND $5::bigint IS NULL",
+        &[
+            &d.id.as_str(),
+            &d.status.as_str(),
+            &encode_str(d),
+            &d.rule_id.as_str(),
+            &queue_due(d),
+            &node,
+            &d.ordering_key.as_deref(),
+        ],
     )?;
-    set_open(txn, d, node)
-}
-
-/// Keeps the durable queue equal to "open deliveries and when they are due"; a queued one
-/// is held by `node`.
-fn set_open(txn: &mut PgTxn, d: &Delivery, node: &str) -> Result<(), StoreError> {
-    match (d.status.is_open(), d.next_attempt_at) {
-        (true, Some(due)) => txn.execute(
-            "INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node",
-            &[
-                &d.id.as_str(),
-                &d.rule_id.as_str(),
-                &due,
-                &node,
-                &d.ordering_key.as_deref(),
-            ],
-        )?,
-        _ => txn.execute(
-            "DELETE FROM open_deliveries WHERE delivery_id = $1",
-            &[&d.id.as_str()],
-        )?,
-    };
     Ok(())
 }

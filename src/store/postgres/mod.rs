@@ -1,7 +1,8 @@
 //! The PostgreSQL backend (`store.url = "postgres://…"`): the same rows as redb (JSON, payloads
 //! sealed by `store/seal.rs`) in plain SQL tables, so any number of `tidings serve` can share
 //! one database. Reads come from a connection pool; every write goes through the group-commit
-//! writer (`store/writer.rs`) on a connection of its own, where each write is a savepoint.
+//! writer (`store/writer.rs`) on a connection of its own (engine.rs: one transaction a
+//! batch, a savepoint per write where one is needed).
 //!
 //! Several nodes: each registers in `nodes` and renews its heartbeat (nodes.rs); the open
 //! deliveries it queued are its claims until its heartbeat is older than `store.lease`, when
@@ -30,7 +31,7 @@ mod users;
 mod versions;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ pub struct PgOptions {
 pub struct PgStore {
     pool: Pool,
     writer: PgWriter,
+    /// The writer's exchanges with the server so far (engine.rs), which tests count per write.
+    #[cfg(test)]
+    writer_round_trips: Arc<AtomicU64>,
     rules: Arc<RwLock<Arc<RuleCache>>>,
     /// API keys by hash: every request authenticates without a query.
     keys: Arc<RwLock<HashMap<String, ApiKey>>>,
@@ -150,11 +154,17 @@ impl PgStore {
         clock: Clock,
         serve: bool,
     ) -> Result<Self, StoreError> {
-        let writer = PgWriter::start(PgEngine::new(&options.url)?);
+        let writer_round_trips = Arc::new(AtomicU64::new(0));
+        let writer = PgWriter::start(PgEngine::new(
+            &options.url,
+            Arc::clone(&writer_round_trips),
+        )?);
         let node: Arc<str> = Arc::from(nodes::new_node_id(clock.now_ms()).as_str());
         let store = Self {
             pool,
             writer,
+            #[cfg(test)]
+            writer_round_trips,
             rules: Arc::default(),
             keys: Arc::default(),
             snapshots: Arc::default(),

@@ -247,7 +247,7 @@ impl RuleStore for PgStore {
 
     fn set_rule_failing_since(&self, id: &RuleId, since: Option<i64>) {
         let id = id.clone();
-        self.writer.submit_lazy(
+        self.writer.submit_lazy_rerunnable(
             move |txn| {
                 match since {
                     Some(at) => txn.execute(

@@ -13,7 +13,6 @@ use super::events::put_delivery;
 use super::{MAX_PAGE, PgStore, decode, json_text};
 use crate::domain::audit::AuditEntry;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
-use crate::domain::event::Event;
 use crate::domain::ids::{DeliveryId, WorkspaceId};
 use crate::domain::subject::{Disclosure, Erased, SubjectHash};
 use crate::store::codec::encode_str;
@@ -96,22 +95,6 @@ impl SubjectStore for PgStore {
             Ok(erased)
         })
     }
-}
-
-/// Adds an event to its subject's index (in the ingest's transaction, after the event row).
-pub(super) fn index_event(txn: &mut PgTxn, event: &Event) -> Result<(), StoreError> {
-    if let Some(subject) = &event.subject {
-        txn.execute(
-            "INSERT INTO subject_events (workspace_id, subject, event_id) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[
-                &event.workspace_id.as_str(),
-                &subject.as_str(),
-                &event.id.as_str(),
-            ],
-        )?;
-    }
-    Ok(())
 }
 
 /// The attempt log's part for a delivery of a subject's event, in the attempt's transaction:

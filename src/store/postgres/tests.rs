@@ -3,13 +3,22 @@
 //! throwaway one), and what only a shared store has: nodes taking over claims, caches kept
 //! true across nodes. Without the variable they skip, unless `TIDINGS_REQUIRE_EXTERNAL=1`.
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
+use super::engine::PgTxn;
 use super::{PgOptions, PgStore};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::rule::Rule;
 use crate::domain::time::Clock;
 use crate::security::crypto::Keyring;
-use crate::store::Store;
-use crate::store::contract::store_contract_tests;
+use crate::store::contract::{
+    START, attempt, block_on, delivery, event, new_event, rule, store_contract_tests,
+};
+use crate::store::seal::RowSeal;
+use crate::store::{IngestOutcome, Store, StoreError};
 
 /// A database made for one test, dropped (connections and all) with the guard.
 pub(crate) struct TempDb {
@@ -149,4 +158,319 @@ fn migration_8_logs_the_condition_errors_already_there() {
     assert_eq!(errors.len(), 1);
     assert_eq!((errors[0].count, errors[0].latest_at), (2, START + 5));
     store.shutdown();
+}
+
+/// The store as its own type (not behind `Store`), for what only the PostgreSQL one has.
+fn open_pg_store(clock: Clock) -> Option<(PgStore, TempDb)> {
+    let db = TempDb::new()?;
+    let options = db.options(Duration::from_secs(60));
+    let pool = super::connect::pool(&options.url).expect("connect");
+    let workspace = super::schema::migrate(&pool, clock.now_ms()).expect("migrate");
+    let key = super::schema::check_master_key(&pool, || Ok(keyring())).expect("the key");
+    let store = PgStore::start_with_pool(
+        pool,
+        workspace,
+        &options,
+        RowSeal::new(Some(key)),
+        clock,
+        false,
+    )
+    .expect("open the PostgreSQL store");
+    Some((store, db))
+}
+
+/// Keeps the writer thread busy (in a write's completion, after its batch has committed)
+/// until the returned sender is dropped or sent to: writes queued meanwhile make one batch.
+fn hold_writer(store: &PgStore) -> mpsc::Sender<()> {
+    let (started_tx, started) = mpsc::channel();
+    let (release, wait) = mpsc::channel::<()>();
+    store.writer.submit(
+        |_| Ok(()),
+        move |_: Result<(), StoreError>| {
+            let _ = started_tx.send(());
+            let _ = wait.recv();
+        },
+    );
+    started.recv().expect("the writer ran the holding write");
+    release
+}
+
+/// The writer's round trips for the writes `queue` submits (returning how many) while the
+/// writer is held, so that they commit as one batch; less the batch's BEGIN and COMMIT.
+fn round_trips_in_one_batch(store: &PgStore, queue: impl FnOnce() -> Box<dyn FnOnce()>) -> u64 {
+    let release = hold_writer(store);
+    let before = store.writer_round_trips.load(Ordering::Relaxed);
+    let wait = queue();
+    drop(release);
+    wait();
+    let trips = store.writer_round_trips.load(Ordering::Relaxed) - before;
+    assert!(trips >= 2, "a batch begins and commits");
+    trips - 2
+}
+
+/// Ingests `events` events of `rules` deliveries each in one batch; returns the round trips
+/// of the writes (the batch's BEGIN and COMMIT not counted) and the deliveries.
+fn ingest_round_trips(
+    pg: &PgStore,
+    store: &Store,
+    events: usize,
+    rules: &[&Rule],
+) -> (u64, Vec<Delivery>) {
+    let ws = store.default_workspace().clone();
+    let mut created = Vec::new();
+    let trips = round_trips_in_one_batch(pg, || {
+        let mut futures: Vec<_> = (0..events)
+            .map(|_| {
+                let e = event(&ws, "x", START);
+                let ds: Vec<Delivery> = rules
+                    .iter()
+                    .map(|r| delivery(&e, r, DeliveryStatus::Pending))
+                    .collect();
+                created.extend(ds.iter().cloned());
+                store.ingest(new_event(e, ds))
+            })
+            .collect();
+        // Polled once, each ingest is queued at the writer and waits for its commit.
+        let mut cx = Context::from_waker(Waker::noop());
+        for f in &mut futures {
+            assert!(f.as_mut().poll(&mut cx).is_pending(), "the writer is held");
+        }
+        Box::new(move || {
+            for f in futures {
+                assert_eq!(block_on(f).unwrap(), IngestOutcome::Created);
+            }
+        })
+    });
+    (trips, created)
+}
+
+/// Records one attempt for each delivery, moving it to `status`, in one batch; returns the
+/// writes' round trips.
+fn attempt_round_trips(
+    pg: &PgStore,
+    store: &Store,
+    ds: &[Delivery],
+    status: DeliveryStatus,
+) -> u64 {
+    round_trips_in_one_batch(pg, || {
+        let (tx, rx) = mpsc::channel();
+        for d in ds {
+            let open = status.is_open();
+            let moved = Delivery {
+                status,
+                attempts: d.attempts + 1,
+                attempts_left: u32::from(open),
+                next_attempt_at: open.then_some(START + 60_000),
+                updated_at: START + 100,
+                ..d.clone()
+            };
+            let tx = tx.clone();
+            let a = attempt(d.attempts + 1, START + 50, 503);
+            store.record_attempt(&moved, &a, Box::new(move |r| tx.send(r).unwrap()));
+        }
+        let n = ds.len();
+        Box::new(move || {
+            for _ in 0..n {
+                rx.recv_timeout(Duration::from_secs(10))
+                    .expect("the attempt was recorded")
+                    .unwrap();
+            }
+        })
+    })
+}
+
+/// What the writer costs per write, in round trips to the server (the writer is the one
+/// serial point of every node's writes, and each round trip is a wait): an ingest and an
+/// attempt are each one statement.
+#[test]
+fn each_ingest_and_attempt_is_one_round_trip() {
+    let Some((pg, _db)) = open_pg_store(Clock::manual(START)) else {
+        return;
+    };
+    let store: Store = Arc::new(pg.clone());
+    let ws = store.default_workspace().clone();
+    let rules: Vec<Rule> = (0..3)
+        .map(|i| rule(&ws, &format!("r{i}"), &["x"]))
+        .collect();
+    let one = [&rules[0]];
+    let three: Vec<&Rule> = rules.iter().collect();
+    // Each statement's first run prepares it (one more round trip): not what is measured.
+    let (_, warm) = ingest_round_trips(&pg, &store, 1, &three);
+    ingest_round_trips(&pg, &store, 1, &one);
+
+    let (per_ingest, open) = ingest_round_trips(&pg, &store, 10, &one);
+    let (per_ingest_of_three, _) = ingest_round_trips(&pg, &store, 10, &three);
+
+    attempt_round_trips(&pg, &store, &warm[..1], DeliveryStatus::Retrying);
+    attempt_round_trips(&pg, &store, &warm[1..], DeliveryStatus::Succeeded);
+    let per_retry = attempt_round_trips(&pg, &store, &open, DeliveryStatus::Retrying);
+    let retried: Vec<Delivery> = open
+        .iter()
+        .map(|d| Delivery {
+            attempts: d.attempts + 1,
+            ..d.clone()
+        })
+        .collect();
+    let per_success = attempt_round_trips(&pg, &store, &retried, DeliveryStatus::Succeeded);
+    eprintln!(
+        "writer round trips for 10 writes: ingest of 1 rule {per_ingest}, of 3 rules {per_ingest_of_three}, attempt retrying {per_retry}, succeeding {per_success}"
+    );
+    assert_eq!(
+        (per_ingest, per_ingest_of_three, per_retry, per_success),
+        (10, 10, 10, 10)
+    );
+}
+
+/// A write for the batch tests: stores `key` in `tidings_meta`, then, if `refuse`, refuses
+/// (by its own logic, after its change). Storing a key already stored is refused by the
+/// database.
+fn meta_write(
+    key: &'static str,
+    refuse: bool,
+) -> impl Fn(&mut PgTxn) -> Result<&'static str, StoreError> + Send + 'static {
+    move |txn| {
+        txn.execute(
+            "INSERT INTO tidings_meta (key, value) VALUES ($1, 'batch test')",
+            &[&key],
+        )?;
+        if refuse {
+            return Err(StoreError::Conflict(format!("{key} refused")));
+        }
+        Ok(key)
+    }
+}
+
+/// How a batch test's writes are queued.
+enum Queue {
+    /// `submit_lazy_rerunnable`: may run without a savepoint.
+    Rerunnable(&'static str, bool),
+    /// `submit`: runs once, in a savepoint.
+    Once(&'static str, bool),
+}
+
+/// Queues `writes` as one batch; returns what each write's caller was told (each exactly
+/// once; a refusal as its conflict's message), and the keys the batch left in `tidings_meta`.
+fn one_batch(pg: &PgStore, writes: &[Queue]) -> (Vec<Result<&'static str, String>>, Vec<String>) {
+    let release = hold_writer(pg);
+    let receivers: Vec<_> = writes
+        .iter()
+        .map(|write| {
+            let (tx, rx) = mpsc::channel();
+            let done = move |r: Result<&'static str, StoreError>| {
+                tx.send(r.map_err(|e| match e {
+                    StoreError::Conflict(why) => why,
+                    other => format!("not a conflict: {other:?}"),
+                }))
+                .unwrap();
+            };
+            match *write {
+                Queue::Rerunnable(key, refuse) => {
+                    pg.writer
+                        .submit_lazy_rerunnable(meta_write(key, refuse), done);
+                }
+                Queue::Once(key, refuse) => pg.writer.submit(meta_write(key, refuse), done),
+            }
+            rx
+        })
+        .collect();
+    drop(release);
+    let told = receivers
+        .iter()
+        .map(|rx| {
+            let told = rx.recv_timeout(Duration::from_secs(10)).expect("told");
+            assert!(rx.try_recv().is_err(), "a caller is told once");
+            told
+        })
+        .collect();
+    let stored = pg
+        .conn()
+        .unwrap()
+        .query(
+            "SELECT key FROM tidings_meta WHERE value = 'batch test' ORDER BY key",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    pg.conn()
+        .unwrap()
+        .execute("DELETE FROM tidings_meta WHERE value = 'batch test'", &[])
+        .unwrap();
+    assert!(
+        pg.writer.failure().is_none(),
+        "a refused write is no storage failure"
+    );
+    (told, stored)
+}
+
+/// Without savepoints, a batch of rerunnable writes is all or nothing: a write refused by
+/// its own logic after a change, or by the database (which aborts the transaction), is
+/// undone alone by applying the batch again, each write in a savepoint; every caller is told
+/// once, and the others' writes commit. A write that runs once keeps its savepoint.
+#[test]
+fn a_refused_write_is_undone_alone_and_the_rest_of_its_batch_commits() {
+    use Queue::{Once, Rerunnable};
+    let Some((pg, _db)) = open_pg_store(Clock::manual(START)) else {
+        return;
+    };
+    let duplicate =
+        "already exists: duplicate key value violates unique constraint \"tidings_meta_pkey\"";
+
+    let (told, stored) = one_batch(&pg, &[Rerunnable("a", false), Rerunnable("b", false)]);
+    assert_eq!(told, [Ok("a"), Ok("b")]);
+    assert_eq!(stored, ["a", "b"]);
+
+    let (told, stored) = one_batch(
+        &pg,
+        &[
+            Rerunnable("a", false),
+            Rerunnable("b", true),
+            Rerunnable("a", false),
+            Rerunnable("d", false),
+        ],
+    );
+    assert_eq!(
+        told,
+        [
+            Ok("a"),
+            Err("b refused".to_owned()),
+            Err(duplicate.to_owned()),
+            Ok("d")
+        ]
+    );
+    assert_eq!(stored, ["a", "d"]);
+
+    // A write that runs once, first: the rerunnable ones after it are isolated too.
+    let (told, stored) = one_batch(
+        &pg,
+        &[
+            Once("e", false),
+            Rerunnable("f", true),
+            Rerunnable("g", false),
+        ],
+    );
+    assert_eq!(told, [Ok("e"), Err("f refused".to_owned()), Ok("g")]);
+    assert_eq!(stored, ["e", "g"]);
+
+    // Rerunnable ones before it, refused after it: undone alone.
+    let (told, stored) = one_batch(
+        &pg,
+        &[
+            Rerunnable("h", false),
+            Once("i", true),
+            Rerunnable("h", false),
+            Rerunnable("j", false),
+        ],
+    );
+    assert_eq!(
+        told,
+        [
+            Ok("h"),
+            Err("i refused".to_owned()),
+            Err(duplicate.to_owned()),
+            Ok("j")
+        ]
+    );
+    assert_eq!(stored, ["h", "j"]);
 }
