@@ -79,6 +79,12 @@ impl RowSeal {
         self.0.as_ref().ok_or_else(no_key)
     }
 
+    /// Whether sealed values can be opened: commands that open the store without the key
+    /// (backup, migrate, rotation) never ingest, so they skip what only ingest needs.
+    pub(in crate::store) fn can_open(&self) -> bool {
+        self.0.is_some()
+    }
+
     pub(in crate::store) fn event(&self, event: &Event) -> Result<Vec<u8>, StoreError> {
         let mut row = to_value(event);
         seal_event_row(&mut row, self.key()?);

@@ -31,6 +31,9 @@ impl PgStore {
     }
 
     fn reload_subject_paths(&self, client: &mut postgres::Client) -> Result<(), StoreError> {
+        if !self.seal.can_open() {
+            return Ok(());
+        }
         self.subject_paths.reload(|| {
             let rows = client.query(
                 "SELECT workspace_id, name, row::text AS row FROM event_types",

@@ -21,6 +21,9 @@ use crate::store::{CatalogStore, StoreError, StoreFuture};
 impl RedbStore {
     /// Every declared subject path, read from the catalog (at open).
     pub(super) fn refresh_subject_paths(&self) -> Result<(), StoreError> {
+        if !self.seal.can_open() {
+            return Ok(());
+        }
         self.subject_paths.reload(|| {
             let txn = self.read()?;
             let mut rows = Vec::new();
