@@ -14,6 +14,7 @@ use crate::app::{AppState, audit, keys, users};
 use crate::domain::audit::{Actor, AuditEntry};
 use crate::domain::ids::{ApiKeyId, AuditId};
 use crate::error::{AppError, Code};
+use crate::security::crypto::Secret;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -217,11 +218,25 @@ fn masked_toml(toml: &str) -> String {
         .join("\n")
 }
 
+/// The settings page (the show-once slot's key too, for a test mail's outcome).
+const SETTINGS_PAGE: &str = "/settings";
+
+/// The page; after a test mail's redirect, on its first GET only, whom it went to.
 async fn settings(
     AdminUser(me): AdminUser,
+    query: web::Query<DoneQuery>,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
-    settings_page(&state, &me, StatusCode::OK, None)
+    let flash = (query.done.as_deref() == Some("test-mail")).then(|| {
+        ui.once
+            .take(&me, SETTINGS_PAGE, state.clock.now_ms())
+            .map_or_else(
+                || "The test mail was sent; whom it went to was shown once.".to_owned(),
+                |sent| sent.expose().to_owned(),
+            )
+    });
+    settings_page(&state, &me, StatusCode::OK, flash)
 }
 
 fn settings_page(
@@ -244,20 +259,24 @@ fn settings_page(
     )
 }
 
-/// The settings page's "Send a test mail" button.
+/// The settings page's "Send a test mail" button. A sent mail redirects (303) to the page,
+/// which says once whom it went to, so a reload sends no second mail. A refusal (mail is
+/// off, the server did not take it) sent nothing, so it is shown in place with its status,
+/// like a form's bad value.
 async fn test_email(
     AdminUser(me): AdminUser,
     CsrfForm(_): CsrfForm,
     state: web::Data<AppState>,
+    ui: web::Data<UiState>,
 ) -> Result<HttpResponse, WebError> {
     let by = format!("{} in the admin UI", me.user.username);
     match crate::app::alerts::send_test_email(&state, me.workspace().clone(), by).await {
-        Ok(to) => settings_page(
-            &state,
-            &me,
-            StatusCode::OK,
-            Some(format!("Test mail sent to {}.", to.join(", "))),
-        ),
+        Ok(to) => {
+            let sent = format!("Test mail sent to {}.", to.join(", "));
+            ui.once
+                .put(&me, SETTINGS_PAGE, Secret::new(sent), state.clock.now_ms());
+            Ok(see_other(&format!("{SETTINGS_PAGE}?done=test-mail")))
+        }
         Err(AppError::Refused { code, message }) => {
             let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_GATEWAY);
             settings_page(

@@ -354,6 +354,27 @@ fn alert_mail_goes_out_over_starttls_with_auth_and_no_event_data() {
         json!(["office@clinic.example", "anna@clinic.example"])
     );
 
+    // The settings page's button sends the same mail, then redirects to the page, which says
+    // once whom it went to: a reload shows no names and sends nothing.
+    anna.get("/settings").assert_status(200);
+    let sent = anna.post("/settings/test-email", &[]);
+    assert_eq!(sent.status, 303, "{}", sent.text);
+    assert_eq!(sent.location(), "/settings?done=test-mail");
+    let page = anna.get(sent.location());
+    page.assert_status(200);
+    assert!(
+        page.text
+            .contains("Test mail sent to office@clinic.example, anna@clinic.example."),
+        "{}",
+        page.text
+    );
+    assert_eq!(smtp.wait_for_mail(WAIT)["subject"], "[tidings] Test mail");
+    let again = anna.get(sent.location());
+    again.assert_status(200);
+    assert!(!again.text.contains("Test mail sent to"), "{}", again.text);
+    assert!(again.text.contains("was shown once"), "{}", again.text);
+    smtp.expect_no_mail(Duration::from_millis(300));
+
     // Opting out again leaves the configured address only.
     let page = anna.post("/account", &[("alert_email", "anna@clinic.example")]);
     assert_eq!(page.status, 303, "{}", page.text);
@@ -390,6 +411,16 @@ fn a_mail_the_server_refuses_is_a_502_mail_failed() {
         "{}",
         resp.text
     );
+    smtp.expect_no_mail(Duration::from_millis(300));
+
+    // The settings page's button shows the refusal in place, with its status: nothing was
+    // sent, so there is nothing for a redirect to protect from a reload.
+    let anna = setup_admin(&app, "anna");
+    anna.get("/settings").assert_status(200);
+    let page = anna.post("/settings/test-email", &[]);
+    assert_eq!(page.status, 502, "{}", page.text);
+    assert!(page.text.contains("No test mail was sent"), "{}", page.text);
+    assert!(page.text.contains("did not take the mail"), "{}", page.text);
     smtp.expect_no_mail(Duration::from_millis(300));
 }
 
