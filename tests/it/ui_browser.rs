@@ -156,6 +156,27 @@ fn setup_sign_in_rule_test_event_rotation_and_sign_out_in_chromium() {
         d.wait_for_text(marker);
         d.screenshot(name);
     }
+    // At a phone's width no page makes a person scroll sideways (wide tables scroll in
+    // their own box).
+    d.set_window(PHONE.0, PHONE.1);
+    for path in [
+        "/".to_owned(),
+        "/rules".to_owned(),
+        "/rules/new".to_owned(),
+        format!("/rules/{rule_id}"),
+        "/routines".to_owned(),
+        "/deliveries".to_owned(),
+        "/event-types".to_owned(),
+        "/keys".to_owned(),
+        "/users".to_owned(),
+        "/subjects".to_owned(),
+        "/audit".to_owned(),
+        "/settings".to_owned(),
+        "/account".to_owned(),
+    ] {
+        d.goto(&format!("{base}{path}"));
+        assert_eq!(d.sideways_overflow(), 0, "{path} at {}px", PHONE.0);
+    }
     // Tablet width: the same page still reads.
     d.set_window(820, 1180);
     d.goto(&format!("{base}/rules/{rule_id}"));
@@ -715,4 +736,81 @@ fn an_ed25519_rule_page_in_chromium_copies_its_public_key() {
     d.set_window(PHONE.0, PHONE.1);
     d.scroll_to("#public-key");
     d.screenshot("rule-public-key-phone");
+}
+
+#[test]
+fn the_rule_form_in_chromium_picks_types_from_the_catalog_and_speaks_in_seconds_and_words() {
+    let Some(chromedriver) = available() else {
+        return;
+    };
+    let (app, receiver, d) = admin_in_chromium(&chromedriver);
+    let base = app.url("");
+    d.goto(&format!("{base}/rules/new"));
+    assert!(
+        d.displayed("#event-picks"),
+        "the catalog's types are offered"
+    );
+    d.type_into("#name", "New members");
+    d.click("input[name=\"event_pick\"][value=\"member:created\"]");
+    d.type_into("#url", &receiver.url("/hook"));
+    d.type_into("#timeout_s", "2.5");
+    assert!(
+        d.text("#max_concurrency-help")
+            .contains("at the same moment")
+    );
+    d.screenshot("words-rule-form-picks");
+    d.click("#save-rule");
+    d.wait_for_text("Rule created");
+    let id = d
+        .current_url()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let rule = app.get(&format!("/api/v1/rules/{id}")).body;
+    assert_eq!(
+        rule["trigger"]["events"],
+        serde_json::json!(["member:created"])
+    );
+    assert_eq!(rule["webhook"]["timeout_ms"], 2500);
+
+    // Editing it: the pick is ticked, the timeout reads in seconds, and the help's examples
+    // come from the type's sample.
+    d.goto(&format!("{base}/rules/{id}/edit"));
+    let done = "arguments[arguments.length - 1]";
+    let ticked = format!(
+        "{done}(document.querySelector('input[name=\"event_pick\"][value=\"member:created\"]').checked);"
+    );
+    assert_eq!(d.execute_async(&ticked), serde_json::json!(true));
+    let timeout = format!("{done}(document.getElementById('timeout_s').value);");
+    assert_eq!(d.execute_async(&timeout), serde_json::json!("2.5"));
+    assert!(d.exists("#condition-example"));
+    d.set_window(PHONE.0, PHONE.1);
+    d.scroll_to("#event-picks");
+    d.screenshot("words-rule-form-picks-phone");
+    assert_eq!(d.sideways_overflow(), 0, "the form fits a phone's width");
+    d.set_window(1366, 900);
+
+    // A routine typed in the form is shown in words on its page and on Routines.
+    d.goto(&format!("{base}/rules/new"));
+    d.type_into("#name", "Morning digest");
+    d.click("#trigger-schedule");
+    d.type_into("#cron", "0 9 * * MON-FRI");
+    d.type_into("#timezone", "America/New_York");
+    d.type_into("#url", &receiver.url("/digest"));
+    d.click("#save-rule");
+    d.wait_for_text("Rule created");
+    assert_eq!(
+        d.text("#schedule-words"),
+        "Weekdays at 09:00 (America/New_York)"
+    );
+    d.screenshot("words-routine");
+    d.goto(&format!("{base}/routines"));
+    d.wait_for_text("Weekdays at 09:00");
+    d.screenshot("words-routines");
+    d.set_window(PHONE.0, PHONE.1);
+    d.screenshot("words-routines-phone");
 }

@@ -351,6 +351,14 @@ impl Driver {
         );
     }
 
+    /// How many CSS pixels the page is wider than the window (0 when nothing makes a person
+    /// scroll sideways; a wide table scrolling inside its own box does not count).
+    pub fn sideways_overflow(&self) -> i64 {
+        let script = "const e = document.documentElement; \
+                      arguments[arguments.length - 1](e.scrollWidth - e.clientWidth);";
+        self.execute_async(script).as_i64().unwrap_or(i64::MAX)
+    }
+
     /// Saves a PNG of the viewport to `target/screenshots/<name>.png`.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let b64 = self.session_call("GET", "/screenshot", None);
