@@ -104,15 +104,7 @@ fn setup_sign_in_rule_test_event_rotation_and_sign_out_in_chromium() {
     assert_eq!(got[0].header("authorization"), Some("Bearer s3cret"));
     assert_eq!(got[0].header("x-clinic"), Some("north"));
     assert_eq!(got[0].header("x-extra"), Some("yes"));
-    let delivery_id = d
-        .current_url()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let delivery_id = last_path_segment(&d);
 
     // It is in the rule's delivery history and in the log.
     d.goto(&format!("{base}/rules/{rule_id}"));
@@ -260,6 +252,13 @@ fn audit_count(app: &crate::support::app::TestApp, action: &str) -> usize {
         .iter()
         .filter(|e| e["action"] == action && e["actor"]["type"] == "user")
         .count()
+}
+
+/// The id at the end of the page's address (a rule's or a delivery's), without the query.
+fn last_path_segment(d: &Driver) -> String {
+    let url = d.current_url();
+    let path = url.split('?').next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
 const PHONE: (u32, u32) = (390, 844);
@@ -448,15 +447,7 @@ fn the_rule_form_in_chromium_shows_every_error_at_once() {
     d.type_into("#condition", "has(data.member.id)");
     d.click("#save-rule");
     d.wait_for_text("Rule created");
-    let id = d
-        .current_url()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = last_path_segment(&d);
     let rule = app.get(&format!("/api/v1/rules/{id}")).body;
     assert_eq!(rule["webhook"]["body_template"], serde_json::Value::Null);
     assert_eq!(rule["condition"], "has(data.member.id)");
@@ -761,15 +752,7 @@ fn the_rule_form_in_chromium_picks_types_from_the_catalog_and_speaks_in_seconds_
     d.screenshot("words-rule-form-picks");
     d.click("#save-rule");
     d.wait_for_text("Rule created");
-    let id = d
-        .current_url()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = last_path_segment(&d);
     let rule = app.get(&format!("/api/v1/rules/{id}")).body;
     assert_eq!(
         rule["trigger"]["events"],
