@@ -23,10 +23,12 @@ use crate::store::DeliveryFilter;
 
 mod field_words;
 mod form;
+mod form_page;
 mod from_catalog;
 mod versions;
 
-use form::{create, edit_form, new_form, pairs, text, update};
+use form::{pairs, text};
+use form_page::{create, edit_form, new_form, update};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/rules").route(web::get().to(list)))
