@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::PgStore;
 use crate::domain::ids::{DeliveryId, RuleId};
@@ -18,6 +18,10 @@ use crate::store::{DueDelivery, ReclaimSink, StoreError};
 
 /// The database's "now" in Unix ms.
 pub(super) const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// How often the heartbeat thread counts the live nodes for the concurrency slots' shares: a
+/// node that joins gets its share of a busy rule's slots within about this long.
+pub(super) const SLOT_TENDING: Duration = Duration::from_millis(250);
 
 /// Most claims one takeover moves; the next heartbeat takes the rest.
 const TAKEOVER_BATCH: i64 = 10_000;
@@ -64,21 +68,44 @@ impl PgStore {
     }
 
     /// Renews this node's heartbeat and takes over the claims of silent nodes, every quarter
-    /// lease, until `shutdown`.
+    /// lease, until `shutdown`; in between, every `SLOT_TENDING`, counts the live nodes and
+    /// gives back the concurrency slots this node keeps beyond its share (slots.rs).
     pub(super) fn start_heartbeat(&self) -> JoinHandle<()> {
         let store = self.clone();
         let every = (self.lease / 4).max(Duration::from_millis(100));
         std::thread::Builder::new()
             .name("store-heartbeat".into())
             .spawn(move || {
+                let mut next_beat = Instant::now();
                 while !store.stopping.load(Ordering::Acquire) {
-                    if let Err(e) = store.beat() {
-                        tracing::warn!(error = %e, "node heartbeat failed; retrying");
+                    if Instant::now() >= next_beat {
+                        if let Err(e) = store.beat() {
+                            tracing::warn!(error = %e, "node heartbeat failed; retrying");
+                        }
+                        next_beat = Instant::now() + every;
                     }
-                    sleep_unless_stopping(&store, every);
+                    if let Err(e) = store.tend_slots() {
+                        tracing::warn!(error = %e, "could not count the live nodes");
+                    }
+                    sleep_unless_stopping(&store, SLOT_TENDING.min(every));
                 }
             })
             .expect("spawn the store heartbeat")
+    }
+
+    /// Tells the slots how many nodes share each rule's, and lets them give back the idle.
+    fn tend_slots(&self) -> Result<(), StoreError> {
+        let live: i64 = self
+            .conn()?
+            .query_one(
+                &format!("SELECT count(*) FROM nodes WHERE heartbeat_at > {DB_NOW_MS} - $1"),
+                &[&self.lease_ms()],
+            )?
+            .get(0);
+        self.slots
+            .set_live_nodes(usize::try_from(live).unwrap_or(1));
+        self.slots.tend();
+        Ok(())
     }
 
     fn beat(&self) -> Result<(), StoreError> {
