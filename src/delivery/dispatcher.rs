@@ -49,8 +49,6 @@ pub const HANGING_SHARE: usize = WORKERS / 2;
 /// The longest a waiting worker sleeps without re-checking, so shutdown and health stay prompt.
 /// (A manual clock wakes the workers whenever it moves.)
 const MAX_WAIT: Duration = Duration::from_secs(1);
-/// How soon a delivery whose rule had no slot free on any node is looked at again.
-const SLOT_RETRY_MS: i64 = 50;
 
 /// What the dispatcher needs besides the store.
 #[derive(Clone)]
@@ -557,9 +555,10 @@ impl Shared {
         }
     }
 
-    /// Puts a job whose rule has no slot free on any node back in the queue, due shortly.
-    fn hold_back(&self, job: &Job) {
-        let due_at = self.settings.clock.now_ms() + SLOT_RETRY_MS;
+    /// Puts a job that could not go now (its rule had no slot free on any node, or the
+    /// store could not be read) back in the queue, due `after_ms` from now.
+    fn hold_back(&self, job: &Job, after_ms: i64) {
+        let due_at = self.settings.clock.now_ms() + after_ms;
         self.enqueue([DueDelivery {
             id: job.id.clone(),
             rule_id: job.rule.clone(),

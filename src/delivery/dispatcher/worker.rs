@@ -17,6 +17,11 @@ use crate::domain::system::is_system;
 use crate::domain::time::to_rfc3339;
 use crate::store::{DueDelivery, Slot, StoreError};
 
+/// How soon a delivery whose rule had no slot free on any node is looked at again.
+const SLOT_RETRY_MS: i64 = 50;
+/// How soon a delivery that could not be read from the store is tried again.
+const STORE_RETRY_MS: i64 = 1_000;
+
 /// A worker thread: takes jobs until shutdown, one attempt each.
 pub(super) fn run(shared: &Arc<Shared>) {
     let transport = shared.settings.transport.for_worker();
@@ -29,7 +34,7 @@ pub(super) fn run(shared: &Arc<Shared>) {
         {
             Slot::Busy => {
                 shared.finish(&job, None);
-                shared.hold_back(&job);
+                shared.hold_back(&job, SLOT_RETRY_MS);
                 continue;
             }
             held => held,
@@ -40,6 +45,14 @@ pub(super) fn run(shared: &Arc<Shared>) {
         }));
         let signal = match outcome {
             Ok(Ok(signal)) => signal,
+            // The store could not be read (PostgreSQL away, a connection cut): asked again
+            // shortly, as often as it takes; the delivery is still owed.
+            Ok(Err(e)) if matches!(e.downcast_ref(), Some(StoreError::Storage(_))) => {
+                tracing::warn!(delivery = %id, error = %e, "delivery could not be read; trying again shortly");
+                shared.finish(&job, None);
+                shared.hold_back(&job, STORE_RETRY_MS);
+                continue;
+            }
             // The delivery stays in the durable queue and is retried after a restart.
             Ok(Err(e)) => {
                 tracing::error!(delivery = %id, error = %e, "delivery attempt could not be processed");

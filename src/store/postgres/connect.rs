@@ -76,6 +76,10 @@ pub(super) fn pool(url: &str) -> Result<Pool, StoreError> {
     let manager = PostgresConnectionManager::new(config, tls()?);
     r2d2_postgres::r2d2::Pool::builder()
         .max_size(POOL_SIZE)
+        // Not asked whether it is alive at each check-out (a round trip before every read):
+        // a connection that broke is dropped when a read on it fails, and the next read
+        // gets another. The dispatcher asks again after a failed read (worker.rs).
+        .test_on_check_out(false)
         .min_idle(Some(1))
         .connection_timeout(CONNECT_TIMEOUT)
         .build(manager)

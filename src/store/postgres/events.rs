@@ -2,6 +2,8 @@
 //! delivery log and its filters, and the durable queue of open deliveries
 //! (`open_deliveries`, with the node that holds each) that every delivery write keeps in step.
 
+use postgres::types::Type;
+
 use super::engine::PgTxn;
 
 use super::{MAX_PAGE, PgStore, decode, json_text};
@@ -188,10 +190,11 @@ impl EventStore for PgStore {
         &self,
         id: &DeliveryId,
     ) -> Result<Option<(Delivery, Event)>, StoreError> {
-        let rows = self.conn()?.query(
+        // Typed: parsed and run in one round trip (every attempt reads this).
+        let rows = self.conn()?.query_typed(
             "SELECT d.row::text AS row, e.row::text AS event FROM deliveries d
              LEFT JOIN events e ON e.id = d.event_id WHERE d.id = $1",
-            &[&id.as_str()],
+            &[(&id.as_str(), Type::TEXT)],
         )?;
         let Some(row) = rows.first() else {
             return Ok(None);
