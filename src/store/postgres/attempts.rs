@@ -1,6 +1,8 @@
 //! The attempt log: each attempt's request and response (bodies sealed), written with the
 //! delivery's new state, its place in the open queue and the hourly counters.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use super::engine::PgTxn;
 use super::events::queue_due;
 use super::{PgStore, json_text, subjects};
@@ -23,58 +25,186 @@ fn finished(d: &Delivery) -> Option<bool> {
     (!d.test && !d.erased).then_some(failed)
 }
 
-/// An attempt's log row, the delivery's new state, its place in the queue and the hourly
-/// counter, in one statement: one round trip, where the writer is the serial point of every
-/// write.
-fn record(
-    txn: &mut PgTxn,
-    d: &Delivery,
+/// One attempt's rows as the writer stores them: its log row, the delivery's new state and
+/// place in the queue, and the hourly counter.
+struct AttemptRow {
+    delivery: Delivery,
     number: i32,
-    encoded_attempt: &str,
-    node: &str,
-) -> Result<(), StoreError> {
-    let finished = finished(d);
-    let (ok, bad) = match finished {
-        Some(true) => (0_i64, 1_i64),
-        Some(false) => (1, 0),
-        None => (0, 0),
-    };
+    encoded_attempt: String,
+}
+
+/// Attempts' rows, the deliveries' new states, their places in the queue and the hourly
+/// counters, for many attempts in one statement: one round trip, where the writer is the
+/// serial point of every write. No two rows may be of one delivery (`in_rounds`).
+fn record_all(txn: &mut PgTxn, rows: &[&AttemptRow], node: &str) -> Result<(), StoreError> {
+    let text = |f: fn(&AttemptRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
+    let ids = text(|r| r.delivery.id.as_str());
+    let numbers: Vec<i32> = rows.iter().map(|r| r.number).collect();
+    let attempts = text(|r| &r.encoded_attempt);
+    let statuses = text(|r| r.delivery.status.as_str());
+    let deliveries: Vec<String> = rows.iter().map(|r| encode_str(&r.delivery)).collect();
+    let rules = text(|r| r.delivery.rule_id.as_str());
+    let due: Vec<Option<i64>> = rows.iter().map(|r| queue_due(&r.delivery)).collect();
+    let keys: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.delivery.ordering_key.as_deref())
+        .collect();
+    let workspaces = text(|r| r.delivery.workspace_id.as_str());
+    let hours: Vec<i64> = rows
+        .iter()
+        .map(|r| r.delivery.updated_at.div_euclid(HOUR_MS))
+        .collect();
+    let outcome: Vec<Option<bool>> = rows.iter().map(|r| finished(&r.delivery)).collect();
+    let ok: Vec<i64> = outcome
+        .iter()
+        .map(|f| i64::from(*f == Some(false)))
+        .collect();
+    let bad: Vec<i64> = outcome
+        .iter()
+        .map(|f| i64::from(*f == Some(true)))
+        .collect();
+    let counted: Vec<bool> = outcome.iter().map(Option::is_some).collect();
     txn.execute(
-        "WITH a AS (
-             INSERT INTO attempts (delivery_id, number, row) VALUES ($1, $2, $3::text::json)
+        "WITH i AS (
+             SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[],
+                                  $6::text[], $7::bigint[], $8::text[], $9::text[],
+                                  $10::bigint[], $11::bigint[], $12::bigint[], $13::bool[])
+                 AS i(delivery_id, number, attempt, status, row, rule_id, due_at,
+                      ordering_key, workspace_id, hour, ok, bad, counted)
+         ), a AS (
+             INSERT INTO attempts (delivery_id, number, row)
+             SELECT delivery_id, number, attempt::json FROM i
              ON CONFLICT (delivery_id, number) DO UPDATE SET row = EXCLUDED.row
          ), d AS (
-             UPDATE deliveries SET status = $4, row = $5::text::json WHERE id = $1
+             UPDATE deliveries d SET status = i.status, row = i.row::json
+             FROM i WHERE d.id = i.delivery_id
          ), q AS (
              INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
-             SELECT $1::text, $6::text, $7::bigint, $8::text, $9::text WHERE $7::bigint IS NOT NULL
+             SELECT delivery_id, rule_id, due_at, $14::text, ordering_key FROM i
+             WHERE due_at IS NOT NULL
              ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node
          ), x AS (
-             DELETE FROM open_deliveries WHERE delivery_id = $1 AND $7::bigint IS NULL
+             DELETE FROM open_deliveries o USING i
+             WHERE o.delivery_id = i.delivery_id AND i.due_at IS NULL
          )
          INSERT INTO hourly_outcomes (workspace_id, hour, succeeded, failed)
-         SELECT $10::text, $11::bigint, $12::bigint, $13::bigint WHERE $14::boolean
+         SELECT workspace_id, hour, sum(ok)::bigint, sum(bad)::bigint FROM i WHERE counted
+         GROUP BY workspace_id, hour
          ON CONFLICT (workspace_id, hour) DO UPDATE SET
              succeeded = hourly_outcomes.succeeded + EXCLUDED.succeeded,
              failed = hourly_outcomes.failed + EXCLUDED.failed",
         &[
-            &d.id.as_str(),
-            &number,
-            &encoded_attempt,
-            &d.status.as_str(),
-            &encode_str(d),
-            &d.rule_id.as_str(),
-            &queue_due(d),
-            &node,
-            &d.ordering_key.as_deref(),
-            &d.workspace_id.as_str(),
-            &d.updated_at.div_euclid(HOUR_MS),
+            &ids,
+            &numbers,
+            &attempts,
+            &statuses,
+            &deliveries,
+            &rules,
+            &due,
+            &keys,
+            &workspaces,
+            &hours,
             &ok,
             &bad,
-            &finished.is_some(),
+            &counted,
+            &node,
         ],
     )?;
     Ok(())
+}
+
+/// Splits rows so that no statement holds two of one delivery (a row may not be changed
+/// twice by one statement). The dispatcher logs an attempt before it makes the next, so
+/// one round is the rule; a second is only for safety.
+fn in_rounds(rows: &[AttemptRow]) -> Vec<Vec<&AttemptRow>> {
+    let mut rounds: Vec<(std::collections::HashSet<&str>, Vec<&AttemptRow>)> = Vec::new();
+    for row in rows {
+        let id = row.delivery.id.as_str();
+        match rounds.iter_mut().find(|(ids, _)| !ids.contains(id)) {
+            Some((ids, round)) => {
+                ids.insert(id);
+                round.push(row);
+            }
+            None => rounds.push((std::iter::once(id).collect(), vec![row])),
+        }
+    }
+    rounds.into_iter().map(|(_, round)| round).collect()
+}
+
+/// Attempts waiting for the writer. The first one queued when none waits queues one write;
+/// that write, when the writer applies it, takes every attempt waiting by then and stores
+/// them in one statement, and tells each how the batch ended. A busy writer thus writes
+/// the attempts of many workers in one round trip instead of one each.
+#[derive(Default)]
+pub(super) struct PendingAttempts {
+    waiting: Mutex<Vec<(AttemptRow, WriteDone)>>,
+}
+
+/// What one write took from the waiting attempts (kept, should its batch be applied again).
+#[derive(Default)]
+struct Taken {
+    rows: Option<Vec<AttemptRow>>,
+    dones: Vec<WriteDone>,
+}
+
+impl PgStore {
+    fn queue_attempt(&self, row: AttemptRow, done: WriteDone) {
+        let pending = Arc::clone(&self.pending_attempts);
+        let first = {
+            let mut waiting = pending
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            waiting.push((row, done));
+            waiting.len() == 1
+        };
+        if !first {
+            return; // the write queued for the first takes this one too
+        }
+        let taken = Arc::new(Mutex::new(Taken::default()));
+        let (apply_taken, done_taken, node) = (Arc::clone(&taken), taken, self.node.clone());
+        let (apply_pending, done_pending) = (Arc::clone(&pending), pending);
+        self.writer.submit_lazy_rerunnable(
+            move |txn| {
+                let mut taken = apply_taken.lock().unwrap_or_else(PoisonError::into_inner);
+                if taken.rows.is_none() {
+                    let waiting = std::mem::take(
+                        &mut *apply_pending
+                            .waiting
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner),
+                    );
+                    let (rows, dones) = waiting.into_iter().unzip();
+                    taken.rows = Some(rows);
+                    taken.dones = dones;
+                }
+                for round in in_rounds(taken.rows.as_deref().unwrap_or_default()) {
+                    record_all(txn, &round, &node)?;
+                }
+                Ok(())
+            },
+            move |result: Result<(), StoreError>| {
+                let mut taken = done_taken.lock().unwrap_or_else(PoisonError::into_inner);
+                let dones = if taken.rows.is_some() {
+                    std::mem::take(&mut taken.dones)
+                } else {
+                    // Refused before it was applied (the store shut down): the attempts
+                    // waiting for it hear so, and the next one queues a write of its own.
+                    let waiting = std::mem::take(
+                        &mut *done_pending
+                            .waiting
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner),
+                    );
+                    waiting.into_iter().map(|(_, done)| done).collect()
+                };
+                drop(taken);
+                for done in dones {
+                    done(result.clone());
+                }
+            },
+        );
+    }
 }
 
 impl AttemptStore for PgStore {
@@ -85,30 +215,42 @@ impl AttemptStore for PgStore {
             Err(e) => return done(Err(e)),
         };
         let number = i32::try_from(attempt.number).unwrap_or(i32::MAX);
-        let (delivery, node) = (delivery.clone(), self.node.clone());
+        if delivery.subject.is_none() {
+            let row = AttemptRow {
+                delivery: delivery.clone(),
+                number,
+                encoded_attempt,
+            };
+            return self.queue_attempt(row, done);
+        }
         // A subject's delivery also keeps its disclosure record, which names the rule as
         // it was when the data went out.
-        let subject_part = delivery.subject.is_some().then(|| {
-            let rule_name = self
-                .cached_rule(&delivery.rule_id)
-                .map(|r| r.name.clone())
-                .unwrap_or_default();
-            (rule_name, attempt.clone(), self.seal.clone())
-        });
+        let rule_name = self
+            .cached_rule(&delivery.rule_id)
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        let (delivery, attempt, seal, node) = (
+            delivery.clone(),
+            attempt.clone(),
+            self.seal.clone(),
+            self.node.clone(),
+        );
         self.writer.submit_lazy_rerunnable(
             move |txn| {
-                let Some((rule_name, attempt, seal)) = &subject_part else {
-                    return record(txn, &delivery, number, &encoded_attempt, &node);
-                };
                 let (delivery, encoded_attempt) = subjects::record_subject_attempt(
                     txn,
-                    seal,
+                    &seal,
                     delivery.clone(),
-                    attempt,
-                    rule_name,
+                    &attempt,
+                    &rule_name,
                     encoded_attempt.clone(),
                 )?;
-                record(txn, &delivery, number, &encoded_attempt, &node)
+                let row = AttemptRow {
+                    delivery,
+                    number,
+                    encoded_attempt,
+                };
+                record_all(txn, &[&row], &node)
             },
             done,
         );

@@ -77,6 +77,8 @@ pub struct PgStore {
     subject_paths: Arc<SubjectPaths>,
     /// This node's hold on rules' concurrency slots (slots.rs).
     slots: Arc<slots::Slots>,
+    /// Attempts waiting for the writer, stored together (attempts.rs).
+    pending_attempts: Arc<attempts::PendingAttempts>,
     /// When each event type's missing-subject note was last written (see catalog.rs).
     subject_misses: Arc<SeenThrottle>,
     seal: RowSeal,
@@ -173,6 +175,7 @@ impl PgStore {
             seen_types: Arc::default(),
             subject_paths: Arc::default(),
             slots: slots::Slots::new(&options.url),
+            pending_attempts: Arc::default(),
             subject_misses: Arc::default(),
             seal,
             clock,
