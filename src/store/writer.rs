@@ -612,9 +612,13 @@ fn commit_batch<E: Engine>(
             Err(_) => {}
         }
         drop(failure);
-        // Writes the batch never reached (it could not begin) are dropped with their reply
-        // channels, which callers see as Closed.
-        drop(queue);
+        // Writes the batch never reached (it could not begin: the database away) are told
+        // so, as a refused write is: a lazy write's caller has no reply channel to see close.
+        if let Err(e) = &outcome {
+            for job in queue {
+                job.refuse(e.clone());
+            }
+        }
         // In the order they were applied: the unisolated head came first.
         for job in tried {
             job.finish(outcome.clone());

@@ -284,6 +284,58 @@ fn readiness_follows_the_database_and_the_node_reconnects_by_itself() {
     });
 }
 
+/// The database goes away while an attempt is in flight: the attempt cannot be logged, and
+/// the delivery, still open in the store, is sent again once the database is back (at least
+/// once: the receiver sees it twice, with one webhook id), not left until a restart.
+#[test]
+fn an_attempt_that_could_not_be_logged_is_sent_again_once_the_database_is_back() {
+    let Some(db) = TestDb::new() else { return };
+    let scratch = Scratch::new("pg-unlogged");
+    let key = create_key(&scratch, &db);
+    let node = start_node(&scratch, "a", &db, &fast_retry_config(5));
+    let receiver = TestReceiver::start();
+    receiver.reply_sequence(vec![Reply::status(200).delay(Duration::from_secs(2))]);
+    create_rule(&node, &key, &receiver.url("/hook"), &["order:*"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(post_event(node.port, &key, 1), 202);
+    receiver.wait_for(1, Duration::from_secs(20));
+
+    // Cut while the receiver holds its answer, for longer than the node waits before it
+    // sends again (10 s): the second send can take neither the rule's slot nor read the
+    // delivery meanwhile, and asks again, as often as it takes.
+    let mut admin = db.admin();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {0} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+            db.name
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(13));
+    assert_eq!(
+        receiver.count(),
+        1,
+        "nothing is sent while the database is away"
+    );
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            db.name
+        ))
+        .unwrap();
+
+    let sent = receiver.wait_for(2, Duration::from_secs(30));
+    assert_eq!(sent[0].header("webhook-id"), sent[1].header("webhook-id"));
+    let log = node.log();
+    assert!(log.contains("attempt could not be logged"), "{log}");
+    let status = wait_until(Duration::from_secs(20), "the delivery to be logged", || {
+        let listed = request("GET", &node.url("/api/v1/deliveries"), Some(&key), None);
+        let status = listed.body["data"][0]["status"].as_str().map(str::to_owned);
+        status.filter(|s| s == "succeeded")
+    });
+    assert_eq!(status, "succeeded");
+}
+
 #[test]
 fn a_routine_on_three_nodes_fires_once_per_slot() {
     let Some(db) = TestDb::new() else { return };

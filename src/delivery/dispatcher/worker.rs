@@ -21,6 +21,10 @@ use crate::store::{DueDelivery, Slot, StoreError};
 const SLOT_RETRY_MS: i64 = 50;
 /// How soon a delivery that could not be read from the store is tried again.
 const STORE_RETRY_MS: i64 = 1_000;
+/// How soon a delivery whose attempt could not be logged is sent again. Its receiver may
+/// have had it (a duplicate, as at least once allows), so not every second while a store
+/// stays broken (redb refuses every write after a failed one until it is reopened).
+const LOG_RETRY_MS: i64 = 10_000;
 
 /// A worker thread: takes jobs until shutdown, one attempt each.
 pub(super) fn run(shared: &Arc<Shared>) {
@@ -136,21 +140,11 @@ fn deliver(
         track_failing(shared, &rule, &attempt, system_event);
     }
     let signal = Signal::of(&attempt);
-    let outcome = verdict.next_state();
-    let retry = outcome.next_attempt_at.map(|due| DueDelivery {
-        id: id.clone(),
-        rule_id: rule_id.clone(),
-        due_at: due,
-    });
-    let shared_after = Arc::clone(shared);
-    let delivery_id = id.clone();
-    let updated = delivery.advanced(attempt.number, outcome, settings.clock.now_ms());
-    // Finished for good: the next delivery of its ordering key may go once this is on disk.
-    let released = updated
-        .ordering_key
-        .clone()
-        .filter(|_| !updated.status.is_open())
-        .map(|key| (rule_id.clone(), key));
+    let updated = delivery.advanced(
+        attempt.number,
+        verdict.next_state(),
+        settings.clock.now_ms(),
+    );
     #[allow(clippy::cast_precision_loss)] // milliseconds well within f64's exact range
     let seconds = attempt.duration_ms as f64 / 1000.0;
     settings.metrics.attempt(
@@ -159,9 +153,30 @@ fn deliver(
         rule_id.as_str(),
         seconds,
     );
-    store.record_attempt(
-        &updated,
-        &attempt,
+    log_attempt(shared, &updated, &attempt);
+    Ok(Some(signal))
+}
+
+/// Logs the attempt with the delivery's new state; once that is stored, queues its retry
+/// and frees its ordering key. If it cannot be stored, the delivery is still open in the
+/// store as it was before the attempt, and is sent again later.
+fn log_attempt(shared: &Arc<Shared>, updated: &Delivery, attempt: &Attempt) {
+    let shared_after = Arc::clone(shared);
+    let retry = updated.next_attempt_at.map(|due_at| DueDelivery {
+        id: updated.id.clone(),
+        rule_id: updated.rule_id.clone(),
+        due_at,
+    });
+    // Finished for good: the next delivery of its ordering key may go once this is on disk.
+    let released = updated
+        .ordering_key
+        .clone()
+        .filter(|_| !updated.status.is_open())
+        .map(|key| (updated.rule_id.clone(), key));
+    let (id, rule_id) = (updated.id.clone(), updated.rule_id.clone());
+    shared.store.record_attempt(
+        updated,
+        attempt,
         Box::new(move |r| match r {
             Ok(()) => {
                 shared_after.enqueue(retry);
@@ -170,11 +185,12 @@ fn deliver(
                 }
             }
             Err(e) => {
-                tracing::error!(delivery = %delivery_id, error = %e, "attempt could not be logged");
+                tracing::error!(delivery = %id, error = %e, "attempt could not be logged; sending it again in 10 s");
+                let due_at = shared_after.settings.clock.now_ms() + LOG_RETRY_MS;
+                shared_after.enqueue([DueDelivery { id, rule_id, due_at }]);
             }
         }),
     );
-    Ok(Some(signal))
 }
 
 /// Whether an ordered delivery must wait for an older open one of its key (SPEC §15); if so,

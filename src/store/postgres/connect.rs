@@ -2,18 +2,19 @@
 //! certificate checked against the system's trust store), a pool of connections for reads,
 //! and PostgreSQL's errors as `StoreError`.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use r2d2_postgres::PostgresConnectionManager;
+use r2d2_postgres::r2d2::ManageConnection;
 use rustls_platform_verifier::BuilderVerifierExt;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::StoreError;
 
-pub(super) type Pool = r2d2_postgres::r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
-pub(super) type PooledClient =
-    r2d2_postgres::r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
+pub(super) type Pool = r2d2_postgres::r2d2::Pool<ReadConnections>;
+pub(super) type PooledClient = r2d2_postgres::r2d2::PooledConnection<ReadConnections>;
 
 /// Connections the pool keeps for reads: request handlers, the dispatcher's workers, the
 /// scheduler and retention read at once.
@@ -21,6 +22,58 @@ const POOL_SIZE: u32 = 16;
 /// How long a read waits for a connection (or for the database to answer a new one) before
 /// it fails: readiness then says the database is away instead of hanging.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection given back less than this long ago is lent again without asking the
+/// server whether it is alive (a round trip before every read, when every attempt reads).
+const TRUSTED_AFTER_USE: Duration = Duration::from_secs(1);
+
+/// The read pool's connections: PostgreSQL's, each remembering when it was last given back,
+/// so that only one idle for a while, which the server may have cut meanwhile (a restart,
+/// an admin), is pinged before it is lent.
+pub(super) struct ReadConnections(PostgresConnectionManager<MakeRustlsConnect>);
+
+pub(super) struct ReadClient {
+    client: postgres::Client,
+    given_back: Instant,
+}
+
+impl Deref for ReadClient {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        &self.client
+    }
+}
+
+impl DerefMut for ReadClient {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+impl ManageConnection for ReadConnections {
+    type Connection = ReadClient;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<ReadClient, postgres::Error> {
+        Ok(ReadClient {
+            client: self.0.connect()?,
+            given_back: Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, conn: &mut ReadClient) -> Result<(), postgres::Error> {
+        if conn.given_back.elapsed() < TRUSTED_AFTER_USE {
+            return Ok(());
+        }
+        self.0.is_valid(&mut conn.client)
+    }
+
+    /// Called each time a connection is given back (r2d2's contract), hence the stamp.
+    fn has_broken(&self, conn: &mut ReadClient) -> bool {
+        conn.given_back = Instant::now();
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 /// PostgreSQL's SQLSTATE for a unique-key violation.
 const UNIQUE_VIOLATION: &str = "23505";
@@ -73,13 +126,9 @@ pub(super) fn client(url: &str) -> Result<postgres::Client, StoreError> {
 pub(super) fn pool(url: &str) -> Result<Pool, StoreError> {
     let mut config = config(url)?;
     config.connect_timeout(CONNECT_TIMEOUT);
-    let manager = PostgresConnectionManager::new(config, tls()?);
+    let manager = ReadConnections(PostgresConnectionManager::new(config, tls()?));
     r2d2_postgres::r2d2::Pool::builder()
         .max_size(POOL_SIZE)
-        // Not asked whether it is alive at each check-out (a round trip before every read):
-        // a connection that broke is dropped when a read on it fails, and the next read
-        // gets another. The dispatcher asks again after a failed read (worker.rs).
-        .test_on_check_out(false)
         .min_idle(Some(1))
         .connection_timeout(CONNECT_TIMEOUT)
         .build(manager)

@@ -146,13 +146,20 @@ impl Engine for PgEngine {
         durable: bool,
         apply: &mut dyn FnMut(&mut PgTxn) -> Option<StoreError>,
     ) -> Result<(), StoreError> {
-        let client = self.client()?;
         let begin = if durable {
             "BEGIN"
         } else {
             "BEGIN; SET LOCAL synchronous_commit TO off"
         };
-        client.batch_execute(begin)?;
+        if let Err(e) = self.client()?.batch_execute(begin) {
+            // A connection cut while it was idle (the server restarted, an admin ended it)
+            // shows only here; nothing was applied, so the batch begins on a new one.
+            if !self.client.as_ref().is_some_and(|c| c.client.is_closed()) {
+                return Err(e.into());
+            }
+            self.client()?.batch_execute(begin)?;
+        }
+        let client = self.client()?;
         if let Some(poison) = apply(client) {
             // A broken connection is replaced at the next batch. The statements are prepared
             // afresh: one may have failed because the schema changed under it (another node

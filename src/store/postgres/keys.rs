@@ -22,7 +22,7 @@ impl PgStore {
     /// changed.
     pub(super) fn refresh_keys(&self) -> Result<(), StoreError> {
         let ticket = self.snapshots.ticket();
-        let keys = keys_of(&mut *self.conn()?, None)?;
+        let keys = keys_of(&mut **self.conn()?, None)?;
         self.install_keys((ticket, keys));
         Ok(())
     }
@@ -141,7 +141,7 @@ impl KeyStore for PgStore {
     }
 
     fn api_keys(&self, workspace: &WorkspaceId) -> Result<Vec<ApiKey>, StoreError> {
-        keys_of(&mut *self.conn()?, Some(workspace))
+        keys_of(&mut **self.conn()?, Some(workspace))
     }
 
     fn insert_api_key(&self, key: ApiKey, audit: AuditEntry) -> Result<(), StoreError> {

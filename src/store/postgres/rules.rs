@@ -25,7 +25,7 @@ impl PgStore {
     /// node says rules changed.
     pub(super) fn refresh_rules(&self) -> Result<(), StoreError> {
         let ticket = self.snapshots.ticket();
-        let rules = rules_of(&mut *self.conn()?, None)?;
+        let rules = rules_of(&mut **self.conn()?, None)?;
         self.install_rules((ticket, rules));
         Ok(())
     }
@@ -118,7 +118,7 @@ impl RuleStore for PgStore {
     }
 
     fn rules(&self, workspace: &WorkspaceId) -> Result<Vec<Rule>, StoreError> {
-        rules_of(&mut *self.conn()?, Some(workspace))
+        rules_of(&mut **self.conn()?, Some(workspace))
     }
 
     fn save_rule(&self, rule: Rule, expect_existing: bool, audit: AuditEntry) -> StoreFuture<Rule> {

@@ -274,7 +274,7 @@ pub(super) fn check_master_key(
     keys: impl FnOnce() -> Result<Keyring, CryptoError>,
 ) -> Result<MasterKey, StoreError> {
     let mut conn = connect::get(pool)?;
-    let check = meta_get(&mut *conn, KEY_CHECK)?;
+    let check = meta_get(&mut **conn, KEY_CHECK)?;
     let keyring = keys()
         .and_then(|k| k.settle(check.is_some()))
         .map_err(|e| StoreError::MasterKey(e.to_string()))?;
@@ -302,7 +302,7 @@ pub(super) fn check_master_key(
             "INSERT INTO tidings_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
             &[&KEY_CHECK, &mine],
         )?;
-        meta_get(&mut *conn, KEY_CHECK)?.unwrap_or(mine)
+        meta_get(&mut **conn, KEY_CHECK)?.unwrap_or(mine)
     };
     if !opens(&stored) {
         return Err(StoreError::MasterKey(
@@ -315,7 +315,7 @@ pub(super) fn check_master_key(
         "INSERT INTO tidings_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
         &[&SUBJECT_SEED, &mine],
     )?;
-    let stored = meta_get(&mut *conn, SUBJECT_SEED)?.unwrap_or(mine);
+    let stored = meta_get(&mut **conn, SUBJECT_SEED)?.unwrap_or(mine);
     let seed = open_subject_seed(&stored, &[&key])?;
     Ok(key.with_subject_seed(&seed))
 }

@@ -49,6 +49,26 @@ impl TempDb {
         Some(Self { admin, name, url })
     }
 
+    /// Cuts every connection to the database and refuses new ones (`away`), or lets them
+    /// in again.
+    fn set_away(&self, away: bool) {
+        let mut client = postgres::Client::connect(&self.admin, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "ALTER DATABASE {} ALLOW_CONNECTIONS {}",
+                self.name, !away
+            ))
+            .unwrap();
+        if away {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    &[&self.name],
+                )
+                .unwrap();
+        }
+    }
+
     pub(crate) fn options(&self, lease: Duration) -> PgOptions {
         PgOptions {
             url: self.url.clone(),
@@ -370,6 +390,59 @@ fn two_attempts_of_one_delivery_waiting_together_are_written_in_turn() {
         .map(|a| a.number)
         .collect();
     assert_eq!(numbers, [1, 2]);
+}
+
+/// A batch that cannot even begin (the database away) still tells each of its writes that
+/// it failed: an attempt's caller learns it was not logged, and sends it again.
+#[test]
+fn the_writes_of_a_batch_that_cannot_begin_hear_that_they_failed() {
+    let Some((pg, db)) = open_pg_store(Clock::manual(START)) else {
+        return;
+    };
+    let store: Store = Arc::new(pg.clone());
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "r", &["x"]);
+    let (_, made) = ingest_round_trips(&pg, &store, 1, &[&r]);
+    let release = hold_writer(&pg);
+    let (tx, rx) = mpsc::channel();
+    let d = &made[0];
+    let moved = Delivery {
+        status: DeliveryStatus::Retrying,
+        attempts: 1,
+        ..d.clone()
+    };
+    store.record_attempt(
+        &moved,
+        &attempt(1, START, 503),
+        Box::new(move |r| tx.send(r).unwrap()),
+    );
+    db.set_away(true);
+    drop(release);
+    let heard = rx.recv_timeout(Duration::from_secs(30));
+    db.set_away(false);
+    let Ok(Err(StoreError::Storage(why))) = heard else {
+        panic!("the attempt's caller heard {heard:?}");
+    };
+    eprintln!("the attempt heard: {why}");
+    // Once the database is back, writes go through again.
+    let (tx, rx) = mpsc::channel();
+    store.record_attempt(
+        &moved,
+        &attempt(1, START, 503),
+        Box::new(move |r| tx.send(r).unwrap()),
+    );
+    rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    // Read on a connection of its own: a pooled one used just before the cut would fail
+    // once (connect.rs pings only connections idle for a second).
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let logged: i64 = client
+        .query_one(
+            "SELECT count(*) FROM attempts WHERE delivery_id = $1",
+            &[&d.id.as_str()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 1);
 }
 
 /// A write for the batch tests: stores `key` in `tidings_meta`, then, if `refuse`, refuses
