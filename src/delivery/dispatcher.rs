@@ -126,6 +126,10 @@ struct Queue {
     /// Of `busy`, the attempts of rules whose breaker was not closed when they started.
     busy_hanging: usize,
     breakers: HashMap<RuleIx, Breaker>,
+    /// Rules whose concurrency slots were all held (by other nodes of a shared store) when
+    /// a worker asked: each runs no more than it had in flight then, until the time given,
+    /// so idle workers do not ask the database again for every delivery of the rule.
+    slot_caps: HashMap<RuleIx, (u32, i64)>,
     compact: Compact,
     /// What each rule's cached version allows, kept while the cache hands out the same
     /// version, so a turn does not parse the rule's URL again.
@@ -187,9 +191,16 @@ impl Queue {
     }
 
     fn allowance(&self, rule: RuleIx, now: i64) -> u32 {
-        self.breakers
+        let breaker = self
+            .breakers
             .get(&rule)
-            .map_or(u32::MAX, |b| b.allowance(now))
+            .map_or(u32::MAX, |b| b.allowance(now));
+        let slots = self
+            .slot_caps
+            .get(&rule)
+            .filter(|(_, until)| *until > now)
+            .map_or(u32::MAX, |(cap, _)| *cap);
+        breaker.min(slots)
     }
 }
 
@@ -498,9 +509,16 @@ impl Shared {
                 .iter()
                 .filter_map(|r| q.breakers.get(r).and_then(|b| b.reopens_at(now)))
                 .min();
+            let slots_asked_again = q
+                .turns
+                .iter()
+                .filter_map(|r| q.slot_caps.get(r).map(|(_, until)| *until))
+                .filter(|until| *until > now)
+                .min();
             let wait = next_due
                 .into_iter()
                 .chain(reopens)
+                .chain(slots_asked_again)
                 .chain(recheck)
                 .min()
                 .map_or(MAX_WAIT, |at| {
@@ -555,8 +573,24 @@ impl Shared {
         }
     }
 
-    /// Puts a job that could not go now (its rule had no slot free on any node, or the
-    /// store could not be read) back in the queue, due `after_ms` from now.
+    /// A finished job whose rule had no slot free on any node: back in the queue, due now,
+    /// and the rule held to what it has in flight on this node for `for_ms`, when a worker
+    /// asks the store again.
+    fn slot_busy(&self, job: &Job, for_ms: i64) {
+        let mut q = self.lock();
+        let now = self.settings.clock.now_ms();
+        let running = q.in_flight.get(&job.rule_ix).copied().unwrap_or(0);
+        q.slot_caps.insert(job.rule_ix, (running, now + for_ms));
+        q.slot_caps.retain(|_, (_, until)| *until > now);
+        let added = q.push_due(&job.id, &job.rule, now);
+        drop(q);
+        if added {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Puts a job that could not go now (the store could not be read) back in the queue,
+    /// due `after_ms` from now.
     fn hold_back(&self, job: &Job, after_ms: i64) {
         let due_at = self.settings.clock.now_ms() + after_ms;
         self.enqueue([DueDelivery {

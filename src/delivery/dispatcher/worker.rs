@@ -17,7 +17,8 @@ use crate::domain::system::is_system;
 use crate::domain::time::to_rfc3339;
 use crate::store::{DueDelivery, Slot, StoreError};
 
-/// How soon a delivery whose rule had no slot free on any node is looked at again.
+/// How long a rule that had no slot free on any node is held to what it has in flight
+/// here, before a worker asks the store for a slot again.
 const SLOT_RETRY_MS: i64 = 50;
 /// How soon a delivery that could not be read from the store is tried again.
 const STORE_RETRY_MS: i64 = 1_000;
@@ -38,7 +39,7 @@ pub(super) fn run(shared: &Arc<Shared>) {
         {
             Slot::Busy => {
                 shared.finish(&job, None);
-                shared.hold_back(&job, SLOT_RETRY_MS);
+                shared.slot_busy(&job, SLOT_RETRY_MS);
                 continue;
             }
             held => held,
