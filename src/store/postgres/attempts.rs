@@ -34,7 +34,8 @@ struct AttemptRow {
 }
 
 /// Attempts' rows, the deliveries' new states, their places in the queue and the hourly
-/// counters, for many attempts in one statement: one round trip, where the writer is the
+/// counters (this node's row of each hour: nodes do not wait on each other for it), for
+/// many attempts in one statement: one round trip, where the writer is the
 /// serial point of every write. No two rows may be of one delivery (`in_rounds`).
 fn record_all(txn: &mut PgTxn, rows: &[&AttemptRow], node: &str) -> Result<(), StoreError> {
     let text = |f: fn(&AttemptRow) -> &str| rows.iter().map(|r| f(r)).collect::<Vec<&str>>();
@@ -87,10 +88,10 @@ fn record_all(txn: &mut PgTxn, rows: &[&AttemptRow], node: &str) -> Result<(), S
              DELETE FROM open_deliveries o USING i
              WHERE o.delivery_id = i.delivery_id AND i.due_at IS NULL
          )
-         INSERT INTO hourly_outcomes (workspace_id, hour, succeeded, failed)
-         SELECT workspace_id, hour, sum(ok)::bigint, sum(bad)::bigint FROM i WHERE counted
-         GROUP BY workspace_id, hour
-         ON CONFLICT (workspace_id, hour) DO UPDATE SET
+         INSERT INTO hourly_outcomes (workspace_id, hour, node, succeeded, failed)
+         SELECT workspace_id, hour, $14::text, sum(ok)::bigint, sum(bad)::bigint FROM i
+         WHERE counted GROUP BY workspace_id, hour
+         ON CONFLICT (workspace_id, hour, node) DO UPDATE SET
              succeeded = hourly_outcomes.succeeded + EXCLUDED.succeeded,
              failed = hourly_outcomes.failed + EXCLUDED.failed",
         &[

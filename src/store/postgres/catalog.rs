@@ -256,8 +256,8 @@ impl StatsStore for PgStore {
         let first = last - hours + 1;
         let mut out: Vec<(i64, u64, u64)> = (first..=last).map(|h| (h * HOUR_MS, 0, 0)).collect();
         let rows = self.conn()?.query(
-            "SELECT hour, succeeded, failed FROM hourly_outcomes
-             WHERE workspace_id = $1 AND hour BETWEEN $2 AND $3",
+            "SELECT hour, sum(succeeded)::bigint, sum(failed)::bigint FROM hourly_outcomes
+             WHERE workspace_id = $1 AND hour BETWEEN $2 AND $3 GROUP BY hour",
             &[&workspace.as_str(), &first, &last],
         )?;
         for row in &rows {

@@ -200,6 +200,13 @@ CREATE TRIGGER deliveries_log_condition_errors AFTER INSERT ON deliveries
     FOR EACH ROW WHEN (NEW.status = 'condition_error')
     EXECUTE FUNCTION tidings_log_condition_error();
 "#,
+    // 9: the hourly counters one row per node: with one row per hour, every node's writer
+    // updated the same row and waited for the other's transaction to commit. Read summed.
+    r#"
+ALTER TABLE hourly_outcomes ADD COLUMN node text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE hourly_outcomes DROP CONSTRAINT hourly_outcomes_pkey;
+ALTER TABLE hourly_outcomes ADD PRIMARY KEY (workspace_id, hour, node);
+"#,
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";

@@ -160,7 +160,10 @@ fn migration_8_logs_the_condition_errors_already_there() {
             "DROP TRIGGER deliveries_log_condition_errors ON deliveries;
              DROP FUNCTION tidings_log_condition_error();
              DROP TABLE condition_error_log;
-             DELETE FROM tidings_schema WHERE version = 8;",
+             ALTER TABLE hourly_outcomes DROP CONSTRAINT hourly_outcomes_pkey;
+             ALTER TABLE hourly_outcomes DROP COLUMN node;
+             ALTER TABLE hourly_outcomes ADD PRIMARY KEY (workspace_id, hour);
+             DELETE FROM tidings_schema WHERE version >= 8;",
         )
         .unwrap();
     drop(client);
@@ -183,11 +186,16 @@ fn migration_8_logs_the_condition_errors_already_there() {
 /// The store as its own type (not behind `Store`), for what only the PostgreSQL one has.
 fn open_pg_store(clock: Clock) -> Option<(PgStore, TempDb)> {
     let db = TempDb::new()?;
+    Some((open_pg_node(&db, clock), db))
+}
+
+/// A node (a store of its own, as a process has) on the database `db`.
+fn open_pg_node(db: &TempDb, clock: Clock) -> PgStore {
     let options = db.options(Duration::from_secs(60));
     let pool = super::connect::pool(&options.url).expect("connect");
     let workspace = super::schema::migrate(&pool, clock.now_ms()).expect("migrate");
     let key = super::schema::check_master_key(&pool, || Ok(keyring())).expect("the key");
-    let store = PgStore::start_with_pool(
+    PgStore::start_with_pool(
         pool,
         workspace,
         &options,
@@ -195,8 +203,38 @@ fn open_pg_store(clock: Clock) -> Option<(PgStore, TempDb)> {
         clock,
         false,
     )
-    .expect("open the PostgreSQL store");
-    Some((store, db))
+    .expect("open the PostgreSQL store")
+}
+
+/// Each node counts the deliveries it finished in its own row of the hour (so that nodes'
+/// writers never wait on each other for one row), and the dashboard reads them summed.
+#[test]
+fn two_nodes_count_an_hour_in_rows_of_their_own_read_together() {
+    let Some(db) = TempDb::new() else {
+        return;
+    };
+    let clock = Clock::manual(START);
+    let (a, b) = (open_pg_node(&db, clock.clone()), open_pg_node(&db, clock));
+    let (store_a, store_b): (Store, Store) = (Arc::new(a.clone()), Arc::new(b.clone()));
+    let ws = store_a.default_workspace().clone();
+    let r = rule(&ws, "r", &["x"]);
+    let (_, made) = ingest_round_trips(&a, &store_a, 3, &[&r]);
+    attempt_round_trips(&a, &store_a, &made[..1], DeliveryStatus::Succeeded);
+    attempt_round_trips(&b, &store_b, &made[1..2], DeliveryStatus::Succeeded);
+    attempt_round_trips(&b, &store_b, &made[2..], DeliveryStatus::Failed);
+    let hour = START.div_euclid(3_600_000) * 3_600_000;
+    for store in [&store_a, &store_b] {
+        assert_eq!(
+            store.hourly_outcomes(&ws, START + 100, 1).unwrap(),
+            [(hour, 2, 1)]
+        );
+    }
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM hourly_outcomes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 2, "one row per node");
 }
 
 /// Keeps the writer thread busy (in a write's completion, after its batch has committed)
