@@ -355,6 +355,16 @@ impl<E: Engine> Writer<E> {
         self.queue_job(rerun(apply, done), false, Full::Wait);
     }
 
+    /// `submit` of a write that may be applied more than once (`submit_lazy_rerunnable`),
+    /// for a request thread: a full queue refuses it (`done` gets `Overloaded`).
+    pub fn try_submit_rerunnable<T: Send + 'static>(
+        &self,
+        apply: impl Rerunnable<E, T>,
+        done: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) {
+        self.queue_job(rerun(apply, done), true, Full::Refuse);
+    }
+
     /// `write` of a write that may be applied more than once (`submit_lazy_rerunnable`).
     pub fn write_rerunnable<T: Send + 'static>(
         &self,

@@ -1,8 +1,6 @@
 //! The attempt log: each attempt's request and response (bodies sealed), written with the
 //! delivery's new state, its place in the open queue and the hourly counters.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
 use super::engine::PgTxn;
 use super::events::queue_due;
 use super::{PgStore, json_text, subjects};
@@ -27,7 +25,7 @@ fn finished(d: &Delivery) -> Option<bool> {
 
 /// One attempt's rows as the writer stores them: its log row, the delivery's new state and
 /// place in the queue, and the hourly counter.
-struct AttemptRow {
+pub(super) struct AttemptRow {
     delivery: Delivery,
     number: i32,
     encoded_attempt: String,
@@ -132,79 +130,19 @@ fn in_rounds(rows: &[AttemptRow]) -> Vec<Vec<&AttemptRow>> {
     rounds.into_iter().map(|(_, round)| round).collect()
 }
 
-/// Attempts waiting for the writer. The first one queued when none waits queues one write;
-/// that write, when the writer applies it, takes every attempt waiting by then and stores
-/// them in one statement, and tells each how the batch ended. A busy writer thus writes
-/// the attempts of many workers in one round trip instead of one each.
-#[derive(Default)]
-pub(super) struct PendingAttempts {
-    waiting: Mutex<Vec<(AttemptRow, WriteDone)>>,
-}
-
-/// What one write took from the waiting attempts (kept, should its batch be applied again).
-#[derive(Default)]
-struct Taken {
-    rows: Option<Vec<AttemptRow>>,
-    dones: Vec<WriteDone>,
-}
-
 impl PgStore {
+    /// Queues the attempt with the others waiting for the writer (gather.rs).
     fn queue_attempt(&self, row: AttemptRow, done: WriteDone) {
-        let pending = Arc::clone(&self.pending_attempts);
-        let first = {
-            let mut waiting = pending
-                .waiting
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            waiting.push((row, done));
-            waiting.len() == 1
-        };
-        if !first {
-            return; // the write queued for the first takes this one too
+        let node = self.node.clone();
+        let write = self.pending_attempts.add(row, done, move |txn, rows| {
+            for round in in_rounds(rows) {
+                record_all(txn, &round, &node)?;
+            }
+            Ok(())
+        });
+        if let Some((apply, done)) = write {
+            self.writer.submit_lazy_rerunnable(apply, done);
         }
-        let taken = Arc::new(Mutex::new(Taken::default()));
-        let (apply_taken, done_taken, node) = (Arc::clone(&taken), taken, self.node.clone());
-        let (apply_pending, done_pending) = (Arc::clone(&pending), pending);
-        self.writer.submit_lazy_rerunnable(
-            move |txn| {
-                let mut taken = apply_taken.lock().unwrap_or_else(PoisonError::into_inner);
-                if taken.rows.is_none() {
-                    let waiting = std::mem::take(
-                        &mut *apply_pending
-                            .waiting
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner),
-                    );
-                    let (rows, dones) = waiting.into_iter().unzip();
-                    taken.rows = Some(rows);
-                    taken.dones = dones;
-                }
-                for round in in_rounds(taken.rows.as_deref().unwrap_or_default()) {
-                    record_all(txn, &round, &node)?;
-                }
-                Ok(())
-            },
-            move |result: Result<(), StoreError>| {
-                let mut taken = done_taken.lock().unwrap_or_else(PoisonError::into_inner);
-                let dones = if taken.rows.is_some() {
-                    std::mem::take(&mut taken.dones)
-                } else {
-                    // Refused before it was applied (the store shut down): the attempts
-                    // waiting for it hear so, and the next one queues a write of its own.
-                    let waiting = std::mem::take(
-                        &mut *done_pending
-                            .waiting
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner),
-                    );
-                    waiting.into_iter().map(|(_, done)| done).collect()
-                };
-                drop(taken);
-                for done in dones {
-                    done(result.clone());
-                }
-            },
-        );
     }
 }
 

@@ -6,11 +6,11 @@ use postgres::types::Type;
 
 use super::engine::PgTxn;
 
+use super::ingests::{IngestRow, insert_event};
 use super::{MAX_PAGE, PgStore, decode, json_text};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
-use crate::domain::subject::SubjectHash;
 use crate::store::codec::encode_str;
 use crate::store::seal::RowSeal;
 use crate::store::types::not_found;
@@ -35,6 +35,13 @@ impl EventStore for PgStore {
     fn ingest(&self, new: NewEvent) -> StoreFuture<IngestOutcome> {
         // Sealed here, on the caller's thread, before the writer sees it.
         let encoded = EncodedIngest::new(&new, &self.seal);
+        if new.idempotency_key.is_none() && new.routine_slot.is_none() {
+            // Nothing to check first: stored with the other ingests waiting (ingests.rs).
+            return match encoded {
+                Ok(encoded) => self.queue_ingest(IngestRow { new, encoded }),
+                Err(e) => Box::pin(async move { Err(e) }),
+            };
+        }
         let (writer, node) = (self.writer.clone(), self.node.clone());
         Box::pin(async move {
             let encoded = encoded?;
@@ -311,8 +318,8 @@ fn reopen(txn: &mut PgTxn, mut d: Delivery, now: i64, node: &str) -> Result<Deli
 
 /// An ingest's rows, serialised and sealed on the caller's thread so the writer (the one
 /// serial point of every write) only sends text.
-struct EncodedIngest {
-    event: String,
+pub(super) struct EncodedIngest {
+    pub(super) event: String,
 }
 
 impl EncodedIngest {
@@ -373,100 +380,6 @@ fn ingest(
     }
     insert_event(txn, event, &encoded.event, true, &new.deliveries, node)?;
     Ok(IngestOutcome::Created)
-}
-
-/// An event with its deliveries, each queued if it is due, and (`indexed`) its subject's
-/// index row, in one statement: one round trip, where the writer is the serial point of
-/// every write. A new delivery has no queue row to remove, so one not due is only stored.
-fn insert_event(
-    txn: &mut PgTxn,
-    event: &Event,
-    encoded: &str,
-    indexed: bool,
-    deliveries: &[Delivery],
-    node: &str,
-) -> Result<(), StoreError> {
-    let rows = DeliveryColumns::new(deliveries);
-    let queued: Vec<&Delivery> = deliveries
-        .iter()
-        .filter(|d| queue_due(d).is_some())
-        .collect();
-    let queued_ids: Vec<&str> = queued.iter().map(|d| d.id.as_str()).collect();
-    let queued_rules: Vec<&str> = queued.iter().map(|d| d.rule_id.as_str()).collect();
-    let queued_due: Vec<i64> = queued.iter().filter_map(|d| queue_due(d)).collect();
-    let queued_keys: Vec<Option<&str>> = queued.iter().map(|d| d.ordering_key.as_deref()).collect();
-    txn.execute(
-        "WITH e AS (
-               INSERT INTO events (id, workspace_id, row) VALUES ($1, $2, $3::text::json)
-           ), s AS (
-               INSERT INTO subject_events (workspace_id, subject, event_id)
-               SELECT $2::text, $4::text, $1::text WHERE $4::text IS NOT NULL
-               ON CONFLICT DO NOTHING
-           ), d AS (
-               INSERT INTO deliveries
-                   (id, workspace_id, rule_id, event_id, event_type, status, test, row)
-               SELECT id, workspace_id, rule_id, event_id, event_type, status, test, row::json
-               FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                           $10::text[], $11::bool[], $12::text[])
-                   AS d(id, workspace_id, rule_id, event_id, event_type, status, test, row)
-           )
-           INSERT INTO open_deliveries (delivery_id, rule_id, due_at, node, ordering_key)
-           SELECT id, rule_id, due_at, $13::text, ordering_key
-           FROM unnest($14::text[], $15::text[], $16::bigint[], $17::text[])
-               AS q(id, rule_id, due_at, ordering_key)
-           ON CONFLICT (delivery_id) DO UPDATE SET due_at = EXCLUDED.due_at, node = EXCLUDED.node",
-        &[
-            &event.id.as_str(),
-            &event.workspace_id.as_str(),
-            &encoded,
-            &event
-                .subject
-                .as_ref()
-                .filter(|_| indexed)
-                .map(SubjectHash::as_str),
-            &rows.ids,
-            &rows.workspaces,
-            &rows.rules,
-            &rows.events,
-            &rows.types,
-            &rows.statuses,
-            &rows.tests,
-            &rows.rows,
-            &node,
-            &queued_ids,
-            &queued_rules,
-            &queued_due,
-            &queued_keys,
-        ],
-    )?;
-    Ok(())
-}
-
-/// Deliveries as one array per column, for `unnest`.
-struct DeliveryColumns<'a> {
-    ids: Vec<&'a str>,
-    workspaces: Vec<&'a str>,
-    rules: Vec<&'a str>,
-    events: Vec<&'a str>,
-    types: Vec<&'a str>,
-    statuses: Vec<&'a str>,
-    tests: Vec<bool>,
-    rows: Vec<String>,
-}
-
-impl<'a> DeliveryColumns<'a> {
-    fn new(deliveries: &'a [Delivery]) -> Self {
-        Self {
-            ids: deliveries.iter().map(|d| d.id.as_str()).collect(),
-            workspaces: deliveries.iter().map(|d| d.workspace_id.as_str()).collect(),
-            rules: deliveries.iter().map(|d| d.rule_id.as_str()).collect(),
-            events: deliveries.iter().map(|d| d.event_id.as_str()).collect(),
-            types: deliveries.iter().map(|d| d.event_type.as_str()).collect(),
-            statuses: deliveries.iter().map(|d| d.status.as_str()).collect(),
-            tests: deliveries.iter().map(|d| d.test).collect(),
-            rows: deliveries.iter().map(encode_str).collect(),
-        }
-    }
 }
 
 /// When the durable queue holds `d` ("open deliveries and when they are due"), or `None`

@@ -16,7 +16,9 @@ mod changes;
 mod connect;
 mod engine;
 mod events;
+mod gather;
 pub(super) mod import;
+mod ingests;
 mod keys;
 mod maintenance;
 mod nodes;
@@ -77,8 +79,10 @@ pub struct PgStore {
     subject_paths: Arc<SubjectPaths>,
     /// This node's hold on rules' concurrency slots (slots.rs).
     slots: Arc<slots::Slots>,
-    /// Attempts waiting for the writer, stored together (attempts.rs).
-    pending_attempts: Arc<attempts::PendingAttempts>,
+    /// Attempts waiting for the writer, stored together (attempts.rs, gather.rs).
+    pending_attempts: Arc<gather::Gathered<attempts::AttemptRow>>,
+    /// Ingests waiting for the writer, stored together (ingests.rs, gather.rs).
+    pending_ingests: Arc<gather::Gathered<ingests::IngestRow>>,
     /// When each event type's missing-subject note was last written (see catalog.rs).
     subject_misses: Arc<SeenThrottle>,
     seal: RowSeal,
@@ -176,6 +180,7 @@ impl PgStore {
             subject_paths: Arc::default(),
             slots: slots::Slots::new(&options.url),
             pending_attempts: Arc::default(),
+            pending_ingests: Arc::default(),
             subject_misses: Arc::default(),
             seal,
             clock,
