@@ -27,8 +27,21 @@ fn finished(d: &Delivery) -> Option<bool> {
 /// place in the queue, and the hourly counter.
 pub(super) struct AttemptRow {
     delivery: Delivery,
+    /// The delivery's row, serialised off the writer's thread where it can be.
+    encoded_delivery: String,
     number: i32,
     encoded_attempt: String,
+}
+
+impl AttemptRow {
+    fn new(delivery: Delivery, number: i32, encoded_attempt: String) -> Self {
+        Self {
+            encoded_delivery: encode_str(&delivery),
+            delivery,
+            number,
+            encoded_attempt,
+        }
+    }
 }
 
 /// Attempts' rows, the deliveries' new states, their places in the queue and the hourly
@@ -41,7 +54,7 @@ fn record_all(txn: &mut PgTxn, rows: &[&AttemptRow], node: &str) -> Result<(), S
     let numbers: Vec<i32> = rows.iter().map(|r| r.number).collect();
     let attempts = text(|r| &r.encoded_attempt);
     let statuses = text(|r| r.delivery.status.as_str());
-    let deliveries: Vec<String> = rows.iter().map(|r| encode_str(&r.delivery)).collect();
+    let deliveries = text(|r| &r.encoded_delivery);
     let rules = text(|r| r.delivery.rule_id.as_str());
     let due: Vec<Option<i64>> = rows.iter().map(|r| queue_due(&r.delivery)).collect();
     let keys: Vec<Option<&str>> = rows
@@ -155,11 +168,7 @@ impl AttemptStore for PgStore {
         };
         let number = i32::try_from(attempt.number).unwrap_or(i32::MAX);
         if delivery.subject.is_none() {
-            let row = AttemptRow {
-                delivery: delivery.clone(),
-                number,
-                encoded_attempt,
-            };
+            let row = AttemptRow::new(delivery.clone(), number, encoded_attempt);
             return self.queue_attempt(row, done);
         }
         // A subject's delivery also keeps its disclosure record, which names the rule as
@@ -184,11 +193,8 @@ impl AttemptStore for PgStore {
                     &rule_name,
                     encoded_attempt.clone(),
                 )?;
-                let row = AttemptRow {
-                    delivery,
-                    number,
-                    encoded_attempt,
-                };
+                // Its row changed in the transaction: serialised here.
+                let row = AttemptRow::new(delivery, number, encoded_attempt);
                 record_all(txn, &[&row], &node)
             },
             done,

@@ -64,20 +64,19 @@ impl EventStore for PgStore {
         delivery: Delivery,
         attempt: Attempt,
     ) -> StoreFuture<()> {
-        let encoded = self
-            .seal
-            .event(&event)
-            .and_then(|e| Ok((json_text(e), json_text(self.seal.attempt(&attempt)?))));
+        let deliveries = std::slice::from_ref(&delivery);
+        let encoded = EncodedIngest::of(&event, deliveries, &self.seal)
+            .and_then(|rows| Ok((rows, json_text(self.seal.attempt(&attempt)?))));
         let (writer, node) = (self.writer.clone(), self.node.clone());
         Box::pin(async move {
-            let (encoded_event, encoded_attempt) = encoded?;
+            let (encoded_rows, encoded_attempt) = encoded?;
             writer
                 .write_async(move |txn| {
                     // A test send's event is in no subject's index.
                     insert_event(
                         txn,
                         &event,
-                        &encoded_event,
+                        &encoded_rows,
                         false,
                         std::slice::from_ref(&delivery),
                         &node,
@@ -320,12 +319,19 @@ fn reopen(txn: &mut PgTxn, mut d: Delivery, now: i64, node: &str) -> Result<Deli
 /// serial point of every write) only sends text.
 pub(super) struct EncodedIngest {
     pub(super) event: String,
+    /// Each delivery's row, in the order of the deliveries.
+    pub(super) deliveries: Vec<String>,
 }
 
 impl EncodedIngest {
     fn new(new: &NewEvent, seal: &RowSeal) -> Result<Self, StoreError> {
+        Self::of(&new.event, &new.deliveries, seal)
+    }
+
+    fn of(event: &Event, deliveries: &[Delivery], seal: &RowSeal) -> Result<Self, StoreError> {
         Ok(Self {
-            event: json_text(seal.event(&new.event)?),
+            event: json_text(seal.event(event)?),
+            deliveries: deliveries.iter().map(encode_str).collect(),
         })
     }
 }
@@ -378,7 +384,7 @@ fn ingest(
             return Ok(IngestOutcome::Duplicate(seen));
         }
     }
-    insert_event(txn, event, &encoded.event, true, &new.deliveries, node)?;
+    insert_event(txn, event, encoded, true, &new.deliveries, node)?;
     Ok(IngestOutcome::Created)
 }
 

@@ -7,7 +7,6 @@ use super::{PgStore, engine::PgTxn};
 use crate::domain::delivery::Delivery;
 use crate::domain::event::Event;
 use crate::domain::subject::SubjectHash;
-use crate::store::codec::encode_str;
 use crate::store::{IngestOutcome, NewEvent, StoreError, StoreFuture};
 
 /// An ingest as it waits to be stored with the others.
@@ -30,7 +29,7 @@ impl PgStore {
                 .iter()
                 .map(|r| NewRows {
                     event: &r.new.event,
-                    encoded: &r.encoded.event,
+                    encoded: &r.encoded,
                     indexed: true,
                     deliveries: &r.new.deliveries,
                 })
@@ -51,8 +50,8 @@ impl PgStore {
 /// One new event's rows.
 pub(super) struct NewRows<'a> {
     pub(super) event: &'a Event,
-    /// The event's sealed row.
-    pub(super) encoded: &'a str,
+    /// The event's sealed row and its deliveries' rows.
+    pub(super) encoded: &'a EncodedIngest,
     /// Whether its subject (if any) gets an index row (a test send's does not).
     pub(super) indexed: bool,
     pub(super) deliveries: &'a [Delivery],
@@ -62,7 +61,7 @@ pub(super) struct NewRows<'a> {
 pub(super) fn insert_event(
     txn: &mut PgTxn,
     event: &Event,
-    encoded: &str,
+    encoded: &EncodedIngest,
     indexed: bool,
     deliveries: &[Delivery],
     node: &str,
@@ -90,7 +89,7 @@ pub(super) fn insert_events(
         .iter()
         .map(|e| e.event.workspace_id.as_str())
         .collect();
-    let encoded: Vec<&str> = events.iter().map(|e| e.encoded).collect();
+    let encoded: Vec<&str> = events.iter().map(|e| e.encoded.event.as_str()).collect();
     let subjects: Vec<Option<&str>> = events
         .iter()
         .map(|e| {
@@ -102,7 +101,12 @@ pub(super) fn insert_events(
         })
         .collect();
     let all: Vec<&Delivery> = events.iter().flat_map(|e| e.deliveries).collect();
-    let d = DeliveryColumns::new(&all);
+    let encoded_deliveries = events
+        .iter()
+        .flat_map(|e| &e.encoded.deliveries)
+        .map(String::as_str)
+        .collect();
+    let d = DeliveryColumns::new(&all, encoded_deliveries);
     let queued: Vec<&Delivery> = all
         .iter()
         .copied()
@@ -168,11 +172,12 @@ struct DeliveryColumns<'a> {
     types: Vec<&'a str>,
     statuses: Vec<&'a str>,
     tests: Vec<bool>,
-    rows: Vec<String>,
+    /// Serialised on the caller's thread (`EncodedIngest`), not the writer's.
+    rows: Vec<&'a str>,
 }
 
 impl<'a> DeliveryColumns<'a> {
-    fn new(deliveries: &[&'a Delivery]) -> Self {
+    fn new(deliveries: &[&'a Delivery], rows: Vec<&'a str>) -> Self {
         Self {
             ids: deliveries.iter().map(|d| d.id.as_str()).collect(),
             workspaces: deliveries.iter().map(|d| d.workspace_id.as_str()).collect(),
@@ -181,7 +186,7 @@ impl<'a> DeliveryColumns<'a> {
             types: deliveries.iter().map(|d| d.event_type.as_str()).collect(),
             statuses: deliveries.iter().map(|d| d.status.as_str()).collect(),
             tests: deliveries.iter().map(|d| d.test).collect(),
-            rows: deliveries.iter().map(|d| encode_str(*d)).collect(),
+            rows,
         }
     }
 }

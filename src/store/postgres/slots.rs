@@ -39,7 +39,8 @@ fn rule_key(rule: &RuleId) -> i32 {
 /// released with it).
 pub(super) struct Slots {
     url: String,
-    /// Nodes with a live heartbeat, this one included (nodes.rs counts them at each beat).
+    /// Nodes with a live heartbeat, this one included (nodes.rs counts them every
+    /// `SLOT_TENDING`).
     live_nodes: AtomicUsize,
     client: Mutex<Connection>,
 }
@@ -88,7 +89,7 @@ impl Slots {
         })
     }
 
-    /// Told by each heartbeat how many nodes are live, so each keeps only its share.
+    /// Told by the heartbeat thread how many nodes are live, so each keeps only its share.
     pub(super) fn set_live_nodes(&self, nodes: usize) {
         self.live_nodes.store(nodes.max(1), Ordering::Relaxed);
     }
@@ -127,12 +128,15 @@ impl Slots {
         slots.limit = limit;
         // Slots numbered past a lowered limit are not used again.
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let (keep, beyond): (Vec<_>, Vec<_>) = slots.idle.drain(..).partition(|(s, _)| *s < limit);
-        slots.idle = keep;
-        for (slot, _) in beyond {
-            if !unlock(client, key, slot) {
-                connection.end_session();
-                return Slot::Busy;
+        if slots.idle.iter().any(|(s, _)| *s >= limit) {
+            let (keep, beyond): (Vec<_>, Vec<_>) =
+                slots.idle.drain(..).partition(|(s, _)| *s < limit);
+            slots.idle = keep;
+            for (slot, _) in beyond {
+                if !unlock(client, key, slot) {
+                    connection.end_session();
+                    return Slot::Busy;
+                }
             }
         }
         let slot = if let Some((slot, _)) = slots.idle.pop() {
