@@ -71,21 +71,16 @@ impl Breaker {
         self.allowance(now) == 0
     }
 
-    /// Notes an attempt's outcome; true if the allowance grew (waiting workers should look).
-    pub fn record(&mut self, signal: Signal, now: i64, policy: &BreakerPolicy) -> bool {
+    /// Notes an attempt's outcome.
+    pub fn record(&mut self, signal: Signal, now: i64, policy: &BreakerPolicy) {
         match signal {
-            Signal::Answered => {
-                let grew = self.hung > 0;
-                *self = Self::default();
-                grew
-            }
+            Signal::Answered => *self = Self::default(),
             Signal::Hung => {
                 self.hung = self.hung.saturating_add(1);
                 if self.hung >= policy.failures.max(1) {
                     let cooldown = i64::try_from(policy.cooldown.as_millis()).unwrap_or(i64::MAX);
                     self.open_until = Some(now.saturating_add(cooldown));
                 }
-                false
             }
         }
     }
@@ -122,7 +117,7 @@ mod tests {
         assert_eq!(b.allowance(40_000), 0);
         assert_eq!(b.allowance(70_000), 1);
         // It answers: closed, full allowance again.
-        assert!(b.record(Signal::Answered, 71_000, &POLICY));
+        b.record(Signal::Answered, 71_000, &POLICY);
         assert_eq!(b.allowance(71_000), u32::MAX);
         assert!(b.is_closed());
     }
@@ -140,7 +135,7 @@ mod tests {
             1,
             "two in a row, not four: narrowed, not open"
         );
-        assert!(b.record(Signal::Answered, 0, &POLICY));
+        b.record(Signal::Answered, 0, &POLICY);
         assert!(b.is_closed());
     }
 }

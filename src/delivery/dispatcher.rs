@@ -123,6 +123,9 @@ struct Queue {
     /// Attempts in flight per destination (host:port).
     at_destination: HashMap<Arc<str>, u32>,
     busy: usize,
+    /// Workers waiting for work (in `next_job`'s wait), so a wake-up is sent only when one
+    /// is there to hear it.
+    idle: usize,
     /// Of `busy`, the attempts of rules whose breaker was not closed when they started.
     busy_hanging: usize,
     breakers: HashMap<RuleIx, Breaker>,
@@ -142,6 +145,11 @@ struct Queue {
 }
 
 impl Queue {
+    /// When the earliest delivery not yet due falls due.
+    fn next_due(&self) -> Option<i64> {
+        self.due.peek().map(|Reverse((due, ..))| *due)
+    }
+
     /// Moves what has fallen due into its rule's ready queue.
     fn promote(&mut self, now: i64) {
         while let Some(Reverse((due, ..))) = self.due.peek() {
@@ -367,18 +375,47 @@ impl Shared {
 
     fn enqueue(&self, deliveries: impl IntoIterator<Item = DueDelivery>) {
         let mut q = self.lock();
-        let mut added = 0;
+        let head_before = q.next_due();
+        let mut added = false;
         for d in deliveries {
-            if q.push_due(&d.id, &d.rule_id, d.due_at) {
-                added += 1;
+            added |= q.push_due(&d.id, &d.rule_id, d.due_at);
+        }
+        if added {
+            self.wake_one_for(q, head_before);
+        }
+    }
+
+    /// Wakes one waiting worker if there is one and work it may start now, or a due time
+    /// sooner than `head_before`, the one the waiting workers sleep until. One at a time: a worker that takes a job passes the wake-up
+    /// on while more may start (`next_job`), so an attempt wakes no worker that would
+    /// only find the rule at its limit and sleep again (with 32 workers and a rule held to
+    /// 8, waking them all cost more kernel time than the attempts' own HTTP).
+    fn wake_one_for(&self, mut q: MutexGuard<'_, Queue>, head_before: Option<i64>) {
+        if q.idle == 0 {
+            return;
+        }
+        let now = self.settings.clock.now_ms();
+        q.promote(now);
+        let sooner = q
+            .next_due()
+            .is_some_and(|due| head_before.is_none_or(|before| due < before));
+        let wanted = sooner || self.any_may_start(&mut q, now);
+        drop(q);
+        if wanted {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether any rule with due work may take a worker now.
+    fn any_may_start(&self, q: &mut Queue, now: i64) -> bool {
+        for i in 0..q.turns.len() {
+            let rule = q.turns[i];
+            let admission = self.admission(q, rule);
+            if self.may_start(q, rule, &admission, now) {
+                return true;
             }
         }
-        drop(q);
-        match added {
-            0 => {}
-            1 => self.wake.notify_one(),
-            _ => self.wake.notify_all(),
-        }
+        false
     }
 
     /// What the rule's current version allows; a deleted rule gets the defaults (its
@@ -494,14 +531,21 @@ impl Shared {
                 q.busy += 1;
                 let hanging = q.is_hanging(rule);
                 q.busy_hanging += usize::from(hanging);
-                return Some(Job {
+                let job = Job {
                     id: q.compact.take(id),
                     rule: q.compact.rule_id(rule).clone(),
                     rule_ix: rule,
                     max_concurrency: admission.max_concurrency,
                     destination: admission.destination,
                     hanging,
-                });
+                };
+                // Passes the wake-up on while more may start (see `wake_one_for`).
+                let more = q.idle > 0 && self.any_may_start(&mut q, now);
+                drop(q);
+                if more {
+                    self.wake.notify_one();
+                }
+                return Some(job);
             }
             let next_due = q.due.peek().map(|Reverse((due, ..))| *due);
             let reopens = q
@@ -524,11 +568,13 @@ impl Shared {
                 .map_or(MAX_WAIT, |at| {
                     Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(MAX_WAIT)
                 });
+            q.idle += 1;
             q = self
                 .wake
                 .wait_timeout(q, wait)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
+            q.idle -= 1;
         }
     }
 
@@ -553,10 +599,9 @@ impl Shared {
         if q.ordering.wait(rule, key, id, epoch, now) {
             return;
         }
-        let added = q.push_due(id, rule, now);
-        drop(q);
-        if added {
-            self.wake.notify_one();
+        let head_before = q.next_due();
+        if q.push_due(id, rule, now) {
+            self.wake_one_for(q, head_before);
         }
     }
 
@@ -566,10 +611,9 @@ impl Shared {
         let mut q = self.lock();
         let next = q.ordering.release(rule, key);
         let now = self.settings.clock.now_ms();
-        let added = next.is_some_and(|id| q.push_due(&id, rule, now));
-        drop(q);
-        if added {
-            self.wake.notify_one();
+        let head_before = q.next_due();
+        if next.is_some_and(|id| q.push_due(&id, rule, now)) {
+            self.wake_one_for(q, head_before);
         }
     }
 
@@ -582,10 +626,9 @@ impl Shared {
         let running = q.in_flight.get(&job.rule_ix).copied().unwrap_or(0);
         q.slot_caps.insert(job.rule_ix, (running, now + for_ms));
         q.slot_caps.retain(|_, (_, until)| *until > now);
-        let added = q.push_due(&job.id, &job.rule, now);
-        drop(q);
-        if added {
-            self.wake.notify_one();
+        let head_before = q.next_due();
+        if q.push_due(&job.id, &job.rule, now) {
+            self.wake_one_for(q, head_before);
         }
     }
 
@@ -600,8 +643,8 @@ impl Shared {
         }]);
     }
 
-    /// Frees the job's worker, notes what the attempt said about the receiver (`signal`:
-    /// None when no attempt was made), and lets a waiting worker look again.
+    /// Frees the job's worker and notes what the attempt said about the receiver (`signal`:
+    /// None when no attempt was made).
     fn finish(&self, job: &Job, signal: Option<Signal>) {
         let mut q = self.lock();
         let now = self.settings.clock.now_ms();
@@ -614,20 +657,15 @@ impl Shared {
         if let Some(d) = &job.destination {
             release(&mut q.at_destination, d);
         }
-        let widened = signal.is_some_and(|signal| {
+        if let Some(signal) = signal {
             let breaker = q.breakers.entry(job.rule_ix).or_default();
-            let widened = breaker.record(signal, now, &self.settings.fairness.breaker);
+            breaker.record(signal, now, &self.settings.fairness.breaker);
             if breaker.is_closed() {
                 q.breakers.remove(&job.rule_ix);
             }
-            widened
-        });
-        drop(q);
-        if widened {
-            self.wake.notify_all();
-        } else {
-            self.wake.notify_one();
         }
+        // No wake-up: this worker goes straight back to `next_job`, which takes what the
+        // freed place (or a widened breaker) lets start and wakes another if more may.
     }
 }
 

@@ -347,6 +347,30 @@ fn max_concurrency_limits_requests_in_flight_per_rule() {
     assert!(started.elapsed() >= Duration::from_millis(550));
 }
 
+/// Workers are woken one at a time (each one that takes a job wakes the next while more may
+/// start): a burst of fan-out must still reach every free worker at once, not one each
+/// worker re-check (a second) later.
+#[test]
+fn a_burst_goes_out_on_as_many_workers_as_its_rules_allow_at_once() {
+    let app = spawn_app();
+    let receiver = TestReceiver::start();
+    receiver.set_default(Reply::status(200).delay(Duration::from_millis(500)));
+    for i in 0..4 {
+        app.create_rule_with(json!({"name": format!("fan {i}"), "max_concurrency": 2,
+            "trigger": {"type": "event", "events": ["burst"]}, "webhook": {"url": receiver.url("/")}}));
+    }
+    // Two events, four rules: eight deliveries, two per rule, all of which may go at once.
+    for _ in 0..2 {
+        assert_eq!(app.ingest(&json!({"type": "burst"})).status, 202);
+    }
+    let got = receiver.wait_for(8, WAIT);
+    let span = got[7].at - got[0].at;
+    assert!(
+        span < Duration::from_millis(400),
+        "the eight requests should overlap, but the last came {span:?} after the first"
+    );
+}
+
 #[test]
 fn a_failed_delivery_can_be_resent_by_hand() {
     let app = spawn_app_with(|c| c.retry.max_attempts = 2);
