@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::receiver::TestReceiver;
-use super::{App, agent, event, post};
+use super::{App, agent, event};
 
 /// Connections the load generator keeps open in the saturation scenarios.
 const SATURATION_CONNS: usize = 64;
@@ -29,6 +29,8 @@ const TICKS_PER_SEC: f64 = 100.0;
 
 #[path = "backlog.rs"]
 pub mod backlog;
+#[path = "poster.rs"]
+mod poster;
 
 fn wall_ns() -> u128 {
     SystemTime::now()
@@ -168,7 +170,7 @@ fn load_role() {
             .map(|c| {
                 let (url, key) = (&urls[c % urls.len()], &key);
                 s.spawn(move || {
-                    let agent = agent();
+                    let mut poster = poster::Poster::connect(url, key);
                     let mut took = Vec::with_capacity(total / conns + 1);
                     for seq in (c..total).step_by(conns) {
                         if let Some(interval) = interval {
@@ -180,8 +182,9 @@ fn load_role() {
                         }
                         let mut body = event(seq);
                         body["data"]["sent_ns"] = Value::String(wall_ns().to_string());
+                        let bytes = serde_json::to_vec(&body).expect("serialize");
                         let at = Instant::now();
-                        let (status, text) = post(&agent, url, key, &body);
+                        let (status, text) = poster.post(&bytes);
                         assert_eq!(status, 202, "event {seq}: {text}");
                         took.push(at.elapsed().as_secs_f64() * 1000.0);
                     }
