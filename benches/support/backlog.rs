@@ -35,16 +35,8 @@ fn pages() -> [&'static str; 6] {
 
 pub fn backlog() {
     let events = env_or("BENCH_BACKLOG", DEFAULT_BACKLOG);
-    // As the packaged systemd unit runs it (packaging/systemd/tidings.service), unless
-    // BENCH_MALLOC_ARENAS says otherwise ("default": glibc's own choice).
-    let arenas = std::env::var("BENCH_MALLOC_ARENAS").unwrap_or_else(|_| "2".to_owned());
-    let env: Vec<(&str, &str)> = if arenas == "default" {
-        Vec::new()
-    } else {
-        vec![("MALLOC_ARENA_MAX", arenas.as_str())]
-    };
-    println!("n. backlog: MALLOC_ARENA_MAX={arenas}");
-    let app = App::spawn_with_ui_user(PASSWORD, &env);
+    // As the packaged systemd unit runs it (packaging/systemd/tidings.service).
+    let app = App::spawn_with_ui_user(PASSWORD, &[("MIMALLOC_ALLOW_THP", "0")]);
     let pid = app.child_pid().expect("tidings serve runs as a child");
     // A free port, left closed until the receiver comes back.
     let port = TcpListener::bind("127.0.0.1:0")
