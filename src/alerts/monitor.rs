@@ -33,6 +33,11 @@ use crate::store::{Store, StoreError};
 /// How often readiness is looked at (and the longest `stop` waits).
 const TICK: Duration = Duration::from_secs(1);
 
+/// After an observation, how long the thread lets more gather before it takes them all: at
+/// thousands of attempts a second, waking for each one cost more than the alerts' own work.
+/// Failing episodes count in seconds and minutes, so this delay is not seen.
+const GATHER: Duration = Duration::from_millis(20);
+
 /// How often every rule's client certificate is looked at (a store read of the rules), for
 /// rules with no attempts to look at it after. Expiry is counted in days, so a minute is soon.
 const CERT_SWEEP: Duration = Duration::from_secs(60);
@@ -155,7 +160,13 @@ impl Alerts {
                 while !stopping.load(Ordering::Relaxed) {
                     let wait = next_check.saturating_duration_since(Instant::now());
                     match observations.recv_timeout(wait) {
-                        Ok(observation) => monitor.observed(observation),
+                        Ok(observation) => {
+                            monitor.observed(observation);
+                            std::thread::sleep(GATHER);
+                            for observation in observations.try_iter() {
+                                monitor.observed(observation);
+                            }
+                        }
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
