@@ -539,12 +539,9 @@ impl Shared {
                     destination: admission.destination,
                     hanging,
                 };
-                // Passes the wake-up on while more may start (see `wake_one_for`).
-                let more = q.idle > 0 && self.any_may_start(&mut q, now);
-                drop(q);
-                if more {
-                    self.wake.notify_one();
-                }
+                // Passes the wake-up on while more may start.
+                let head = q.next_due();
+                self.wake_one_for(q, head);
                 return Some(job);
             }
             let next_due = q.next_due();
