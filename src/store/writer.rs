@@ -11,7 +11,9 @@
 //! The queue is bounded. When it is full, a request handler's write (`write_async`, or a
 //! `try_` submission) is refused at once with `StoreError::Overloaded` rather than holding
 //! an actix thread; writers on plain threads wait for room, which slows them to the disk's
-//! pace. `shutdown` commits what is queued, syncs and joins the thread.
+//! pace, and may hold only a share of the queue (`gate.rs`), so that a drain's attempt logs
+//! never leave an ingest without room. `shutdown` commits what is queued, syncs and joins
+//! the thread.
 //!
 //! What a transaction is belongs to the backend, behind `Engine`: redb's write transaction,
 //! or a PostgreSQL connection inside `BEGIN`.
@@ -24,6 +26,9 @@ use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::store::StoreError;
+
+mod gate;
+use gate::Gate;
 
 /// A backend's side of the writer: how a batch's transaction begins, isolates each write,
 /// and commits.
@@ -195,6 +200,8 @@ enum Msg<E: Engine> {
         job: Queued<E>,
         /// Whether the caller needs this write on disk before it hears back.
         durable: bool,
+        /// It holds a place in the waiting writers' share (`Gate`), freed when it is taken.
+        gated: bool,
     },
     /// Reclaim the space of deleted rows between batches (see `compact_async`).
     Compact(tokio::sync::oneshot::Sender<Result<(), StoreError>>),
@@ -209,13 +216,19 @@ enum Full {
     Refuse,
 }
 
-/// Most writes one transaction takes; bounds commit latency under a flood.
-const MAX_BATCH: usize = 2048;
+/// Most writes one transaction takes; bounds commit latency under a flood, and the pages a
+/// transaction holds dirty in memory (a backlog's drain peaked 22 MiB higher at 2048, one
+/// pair of runs).
+const MAX_BATCH: usize = 512;
 const QUEUE_DEPTH: usize = 8192;
+/// Of `QUEUE_DEPTH`, what writers that wait for room may hold: two full batches, so the
+/// writer never waits for them, and a few MiB of queued rows rather than tens.
+const WAITING_SHARE: usize = 2 * MAX_BATCH;
 /// Longest a lazy write may stay unsynced.
 const MAX_UNSYNCED: Duration = Duration::from_millis(200);
 pub struct Writer<E: Engine> {
     tx: SyncSender<Msg<E>>,
+    gate: Arc<Gate>,
     /// Why the last batch could not be committed, until one commits again. Reads may still
     /// answer from cache after an I/O error (redb then refuses every write until reopened),
     /// so readiness asks this too. `Closed` once the writer has been shut down.
@@ -230,6 +243,7 @@ impl<E: Engine> Clone for Writer<E> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            gate: Arc::clone(&self.gate),
             failure: Arc::clone(&self.failure),
             thread: Arc::clone(&self.thread),
             thread_id: self.thread_id,
@@ -262,20 +276,34 @@ impl<E: Engine, T, F> Rerunnable<E, T> for F where
 
 impl<E: Engine> Writer<E> {
     pub fn start(engine: E) -> Self {
-        Self::with_depth(engine, QUEUE_DEPTH)
+        Self::with_limits(engine, QUEUE_DEPTH, WAITING_SHARE)
     }
 
-    /// A writer whose queue holds `depth` writes (tests fill a small one).
-    pub(in crate::store) fn with_depth(mut engine: E, depth: usize) -> Self {
+    /// A writer whose queue holds `depth` writes, all of which writers that wait for room
+    /// may take (tests fill a small one).
+    #[cfg(test)]
+    pub(in crate::store) fn with_depth(engine: E, depth: usize) -> Self {
+        Self::with_limits(engine, depth, depth)
+    }
+
+    /// A writer whose queue holds `depth` writes, of which writers that wait for room may
+    /// hold `waiting_share`.
+    pub(in crate::store) fn with_limits(mut engine: E, depth: usize, waiting_share: usize) -> Self {
         let (tx, rx) = sync_channel::<Msg<E>>(depth);
+        let gate = Arc::new(Gate::new(waiting_share));
         let failure = Arc::new(Mutex::new(None));
         let writer_failure = Arc::clone(&failure);
+        let writer_gate = Arc::clone(&gate);
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(&mut engine, &rx, &writer_failure))
+            .spawn(move || {
+                run(&mut engine, &rx, &writer_failure, &writer_gate);
+                writer_gate.close();
+            })
             .expect("spawn store writer");
         Self {
             tx,
+            gate,
             failure,
             thread_id: thread.thread().id(),
             thread: Arc::new(Mutex::new(Some(thread))),
@@ -407,7 +435,16 @@ impl<E: Engine> Writer<E> {
     }
 
     fn queue_job(&self, job: Queued<E>, durable: bool, full: Full) {
-        let refused = match self.tx.try_send(Msg::Write { job, durable }) {
+        let gated = full == Full::Wait;
+        if gated {
+            self.gate.enter();
+        }
+        let msg = Msg::Write {
+            job,
+            durable,
+            gated,
+        };
+        let refused = match self.tx.try_send(msg) {
             Ok(()) => return,
             Err(TrySendError::Disconnected(msg)) => (msg, StoreError::Closed),
             Err(TrySendError::Full(msg)) if full == Full::Refuse => (msg, StoreError::Overloaded),
@@ -479,7 +516,7 @@ fn rerun<E: Engine, T: Send + 'static>(
 
 type Failure = Mutex<Option<StoreError>>;
 
-fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
+fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure, gate: &Gate) {
     let mut last_sync = Instant::now();
     let mut unsynced = false;
     let mut stopping = false;
@@ -510,7 +547,16 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure) {
         let mut next = first;
         loop {
             match next {
-                Some(Msg::Write { job, durable }) => batch.push((job, durable)),
+                Some(Msg::Write {
+                    job,
+                    durable,
+                    gated,
+                }) => {
+                    if gated {
+                        gate.leave();
+                    }
+                    batch.push((job, durable));
+                }
                 Some(Msg::Compact(reply)) => {
                     compactions.push(reply);
                     // Writes queued after it wait for the compaction.

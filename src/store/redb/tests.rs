@@ -70,15 +70,11 @@ fn temp_db(dir: &TempDir) -> (SharedDb, PathBuf) {
     )
 }
 
-#[test]
-fn a_full_queue_refuses_async_writes_at_once_and_blocking_ones_wait() {
-    let dir = TempDir::new("overload");
-    let (db, _) = temp_db(&dir);
-    let writer = RedbWriter::with_depth(RedbEngine(Arc::clone(&db)), 2);
-    // Hold the writer thread inside a write until released.
+/// Holds the writer thread inside a write until the returned sender sends (or is dropped).
+fn hold_writer(writer: &RedbWriter) -> std::sync::mpsc::Sender<()> {
     let (started, is_started) = channel();
     let (release, released) = channel::<()>();
-    writer.submit(
+    writer.submit_lazy(
         move |_txn| {
             started.send(()).unwrap();
             released.recv_timeout(Duration::from_secs(10)).ok();
@@ -87,6 +83,15 @@ fn a_full_queue_refuses_async_writes_at_once_and_blocking_ones_wait() {
         |_| {},
     );
     is_started.recv_timeout(Duration::from_secs(10)).unwrap();
+    release
+}
+
+#[test]
+fn a_full_queue_refuses_async_writes_at_once_and_blocking_ones_wait() {
+    let dir = TempDir::new("overload");
+    let (db, _) = temp_db(&dir);
+    let writer = RedbWriter::with_depth(RedbEngine(Arc::clone(&db)), 2);
+    let release = hold_writer(&writer);
     // Fill the queue's two places.
     writer.submit_lazy(insert(1), |r| r.unwrap());
     writer.submit_lazy(insert(2), |r| r.unwrap());
@@ -118,6 +123,74 @@ fn a_full_queue_refuses_async_writes_at_once_and_blocking_ones_wait() {
     block_on(writer.write_async(insert(6))).unwrap();
     assert_eq!(count(&shared(&db)), 4, "1, 2, 5 and 6; never 3 or 4");
     writer.shutdown();
+}
+
+#[test]
+fn writers_that_wait_hold_only_their_share_of_the_queue_and_requests_keep_the_rest() {
+    let dir = TempDir::new("share");
+    let (db, _) = temp_db(&dir);
+    let writer = RedbWriter::with_limits(RedbEngine(Arc::clone(&db)), 4, 2);
+    let release = hold_writer(&writer);
+    // The waiting writers' two places.
+    writer.submit_lazy(insert(1), |r| r.unwrap());
+    writer.submit_lazy(insert(2), |r| r.unwrap());
+    // A third waits at the gate although the queue has room.
+    let (queued, was_queued) = channel();
+    let third = {
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            writer.submit_lazy(insert(3), |r| r.unwrap());
+            queued.send(()).unwrap();
+        })
+    };
+    assert!(
+        was_queued.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the third waiting writer got in beyond its share"
+    );
+    // A request handler's write still finds room, at once.
+    let (told, was_told) = channel();
+    writer.try_submit_lazy(insert(4), move |r| told.send(r).unwrap());
+    assert!(
+        was_told.try_recv().is_err(),
+        "not refused: it waits in the queue for its batch"
+    );
+
+    release.send(()).unwrap();
+    was_queued.recv_timeout(Duration::from_secs(10)).unwrap();
+    third.join().unwrap();
+    was_told
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .unwrap();
+    writer.write(insert(5)).unwrap();
+    assert_eq!(count(&shared(&db)), 5, "every write committed");
+    writer.shutdown();
+}
+
+#[test]
+fn a_writer_waiting_at_the_gate_is_refused_when_the_writer_ends() {
+    let dir = TempDir::new("gate-end");
+    let (db, _) = temp_db(&dir);
+    let writer = RedbWriter::with_limits(RedbEngine(Arc::clone(&db)), 4, 1);
+    let release = hold_writer(&writer);
+    writer.submit_lazy(insert(1), |r| r.unwrap());
+    let waiting = {
+        let writer = writer.clone();
+        std::thread::spawn(move || writer.write(insert(2)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let stopping = {
+        let writer = writer.clone();
+        std::thread::spawn(move || writer.shutdown())
+    };
+    release.send(()).unwrap();
+    stopping.join().unwrap();
+    // Let in once a place came free, or refused as the writer ended: never left waiting.
+    let outcome = waiting.join().unwrap();
+    assert!(
+        matches!(outcome, Ok(()) | Err(StoreError::Closed)),
+        "{outcome:?}"
+    );
 }
 
 #[test]
