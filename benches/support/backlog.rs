@@ -20,6 +20,9 @@ const PASSWORD: &str = "bench backlog password";
 const DRAINED_PER_MILLE: usize = 999;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1_800);
 const PAGE_RUNS: usize = 5;
+/// Posted, paced, from the receiver's return: ten seconds of a busy clinic's events.
+const MEANWHILE_EVENTS: usize = 2_000;
+const MEANWHILE_RATE: usize = 200;
 
 /// The pages an office manager opens while a backlog waits.
 fn pages() -> [&'static str; 6] {
@@ -80,6 +83,18 @@ pub fn backlog() {
         ],
     );
     assert_eq!(receiver.line(), format!("PORT {port}"));
+    // The clinic keeps posting while the backlog drains: are those events still accepted?
+    let mut meanwhile = Role::start(
+        "load",
+        &[
+            ("BENCH_BASE", app.base.clone()),
+            ("BENCH_KEY", app.key.clone()),
+            ("BENCH_TOTAL", MEANWHILE_EVENTS.to_string()),
+            ("BENCH_CONNS", "4".to_owned()),
+            ("BENCH_RATE", MEANWHILE_RATE.to_string()),
+            ("BENCH_REFUSALS_OK", "1".to_owned()),
+        ],
+    );
     let target = events * DRAINED_PER_MILLE / 1000;
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     let mut mid_drain_done = false;
@@ -99,6 +114,14 @@ pub fn backlog() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let last_ns: u128 = receiver.ask("last_ns").parse().expect("a time");
+    let posted: Value = serde_json::from_str(&meanwhile.line()).expect("the poster's report");
+    println!(
+        "n. posted during the drain: {MEANWHILE_EVENTS} events at {MEANWHILE_RATE}/s, {} \
+         refused (503), POST p50 {:.1} ms, p99 {:.1} ms",
+        posted["refused"],
+        posted["post_p50"].as_f64().unwrap_or(f64::NAN),
+        posted["post_p99"].as_f64().unwrap_or(f64::NAN),
+    );
     let drain_s = last_ns.saturating_sub(back_ns) as f64 / 1e9;
     println!(
         "n. backlog drained: {target} deliveries ({DRAINED_PER_MILLE}‰) in {drain_s:.0} s from \
