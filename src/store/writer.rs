@@ -435,7 +435,9 @@ impl<E: Engine> Writer<E> {
     }
 
     fn queue_job(&self, job: Queued<E>, durable: bool, full: Full) {
-        let gated = full == Full::Wait;
+        // The writer thread itself (a completion that writes again) must not wait at the
+        // gate: only it frees the places it would wait for.
+        let gated = full == Full::Wait && std::thread::current().id() != self.thread_id;
         if gated {
             self.gate.enter();
         }

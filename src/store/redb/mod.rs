@@ -43,7 +43,8 @@ use reseal::Rotation;
 /// process to that size on a small clinic server; the hot data (open deliveries, recent
 /// log pages, rules) fits well within this, and the kernel's page cache holds the rest of
 /// the file. Measured in the backlog scenario (README, "A backlog of a million"): 32 MiB
-/// peaked at 175 – 185 MiB, 16 MiB at 152 – 154, 8 MiB at 139, with the same drain rate.
+/// peaked at 175 – 214 MiB, 16 MiB at 152 – 154, 8 MiB at 139 – 143, with the same drain
+/// rate.
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most rows one delivery-list or audit page may examine, so a filter that matches little

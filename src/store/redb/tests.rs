@@ -168,7 +168,7 @@ fn writers_that_wait_hold_only_their_share_of_the_queue_and_requests_keep_the_re
 }
 
 #[test]
-fn a_writer_waiting_at_the_gate_is_refused_when_the_writer_ends() {
+fn a_writer_waiting_at_the_gate_as_the_writer_stops_is_let_in_or_refused_not_left_waiting() {
     let dir = TempDir::new("gate-end");
     let (db, _) = temp_db(&dir);
     let writer = RedbWriter::with_limits(RedbEngine(Arc::clone(&db)), 4, 1);
@@ -191,6 +191,39 @@ fn a_writer_waiting_at_the_gate_is_refused_when_the_writer_ends() {
         matches!(outcome, Ok(()) | Err(StoreError::Closed)),
         "{outcome:?}"
     );
+}
+
+#[test]
+fn a_completion_that_writes_again_with_the_share_full_does_not_wait_for_itself() {
+    let dir = TempDir::new("gate-self");
+    let (db, _) = temp_db(&dir);
+    let writer = RedbWriter::with_limits(RedbEngine(Arc::clone(&db)), 8, 1);
+    let release = hold_writer(&writer);
+    let (done, is_done) = channel();
+    let (placed, is_placed) = channel();
+    let again = writer.clone();
+    // Its completion runs on the writer thread once another write holds the one place.
+    writer.submit_lazy(insert(1), move |r| {
+        r.unwrap();
+        is_placed.recv_timeout(Duration::from_secs(10)).unwrap();
+        again.submit_lazy(insert(2), move |r| done.send(r).unwrap());
+    });
+    // Waits at the gate until the writer takes 1, then holds the place.
+    let filler = {
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            writer.submit_lazy(insert(3), |r| r.unwrap());
+            placed.send(()).unwrap();
+        })
+    };
+    release.send(()).unwrap();
+    is_done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the writer thread did not wait at its own gate")
+        .unwrap();
+    filler.join().unwrap();
+    writer.shutdown();
+    assert_eq!(count(&shared(&db)), 3);
 }
 
 #[test]
