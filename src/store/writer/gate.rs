@@ -36,14 +36,20 @@ impl Gate {
         }
     }
 
-    /// The writer thread took a write that entered: its place is free again.
+    /// The writer thread took a write that entered: its place is free again. Only a full
+    /// share can have writers waiting, so only then is one woken: a wake-up is a system
+    /// call, and this runs for every write the writer takes.
     pub fn leave(&self) {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = held.as_mut() {
-            *n = n.saturating_sub(1);
-        }
+        let Some(n) = held.as_mut() else {
+            return;
+        };
+        let was_full = *n >= self.share;
+        *n = n.saturating_sub(1);
         drop(held);
-        self.room.notify_one();
+        if was_full {
+            self.room.notify_one();
+        }
     }
 
     /// The writer thread has ended: nobody waits for room any more.
