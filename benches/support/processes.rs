@@ -415,34 +415,51 @@ fn print_line(label: &str, ran: (usize, usize, usize, usize, usize), m: &Measure
     );
 }
 
+/// Whether scenario `letter` runs: all of them unless `BENCH_SCENARIOS` lists some (e.g.
+/// `BENCH_SCENARIOS=ij`, to profile one without waiting for the others).
+fn wanted(letter: char) -> bool {
+    std::env::var("BENCH_SCENARIOS").map_or(true, |only| only.contains(letter))
+}
+
 /// The separate-process scenarios, h–k, and with `BENCH_POSTGRES` l–m on two nodes.
 pub fn all(events: usize) {
     let fan_out = 10;
-    scenario(
-        "h. end-to-end, 1 rule, saturation",
-        1,
-        events,
-        0,
-        SATURATION_CONNS,
-    );
-    scenario(
-        "i. end-to-end, 10 rules, saturation",
-        fan_out,
-        (events / fan_out).max(1),
-        0,
-        SATURATION_CONNS,
-    );
+    if wanted('h') {
+        scenario(
+            "h. end-to-end, 1 rule, saturation",
+            1,
+            events,
+            0,
+            SATURATION_CONNS,
+        );
+    }
+    if wanted('i') {
+        scenario(
+            "i. end-to-end, 10 rules, saturation",
+            fan_out,
+            (events / fan_out).max(1),
+            0,
+            SATURATION_CONNS,
+        );
+    }
     let paced = PACED_RATE * PACED_SECS;
-    scenario("j. latency, 1 rule", 1, paced, PACED_RATE, PACED_CONNS);
-    scenario(
-        "k. latency, 10 rules",
-        fan_out,
-        paced,
-        PACED_RATE,
-        PACED_CONNS,
-    );
+    if wanted('j') {
+        scenario("j. latency, 1 rule", 1, paced, PACED_RATE, PACED_CONNS);
+    }
+    if wanted('k') {
+        scenario(
+            "k. latency, 10 rules",
+            fan_out,
+            paced,
+            PACED_RATE,
+            PACED_CONNS,
+        );
+    }
     // l–m: h and j again on two nodes sharing the database (issue 10: no slower than one).
-    if std::env::var_os("BENCH_POSTGRES").is_some() {
+    if std::env::var_os("BENCH_POSTGRES").is_none() {
+        return;
+    }
+    if wanted('l') {
         on_nodes(
             "l. end-to-end, 1 rule, saturation, two nodes",
             2,
@@ -451,6 +468,8 @@ pub fn all(events: usize) {
             0,
             SATURATION_CONNS,
         );
+    }
+    if wanted('m') {
         on_nodes(
             "m. latency, 1 rule, two nodes",
             2,

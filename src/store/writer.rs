@@ -546,6 +546,7 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure, gate
         };
         let mut batch = Vec::with_capacity(64);
         let mut compactions = Vec::new();
+        let mut taken_through_gate = 0;
         let mut next = first;
         loop {
             match next {
@@ -554,9 +555,7 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure, gate
                     durable,
                     gated,
                 }) => {
-                    if gated {
-                        gate.leave();
-                    }
+                    taken_through_gate += usize::from(gated);
                     batch.push((job, durable));
                 }
                 Some(Msg::Compact(reply)) => {
@@ -575,6 +574,9 @@ fn run<E: Engine>(engine: &mut E, rx: &Receiver<Msg<E>>, failure: &Failure, gate
                 Err(_) => break,
             }
         }
+        // Their places free before the commit, so waiting writers queue the next batch
+        // while this one commits.
+        gate.leave(taken_through_gate);
         // Once stopping, every batch is synced, so the last one leaves nothing unsynced.
         let durable = stopping
             || batch.is_empty()

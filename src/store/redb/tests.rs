@@ -168,6 +168,40 @@ fn writers_that_wait_hold_only_their_share_of_the_queue_and_requests_keep_the_re
 }
 
 #[test]
+fn every_writer_waiting_at_a_full_share_gets_in_once_the_writer_takes_the_share() {
+    let dir = TempDir::new("gate-all");
+    let (db, _) = temp_db(&dir);
+    let writer = RedbWriter::with_limits(RedbEngine(Arc::clone(&db)), 64, 4);
+    let release = hold_writer(&writer);
+    for n in 0..4 {
+        writer.submit_lazy(insert(n), |r| r.unwrap());
+    }
+    // Four more wait at the full share; the writer takes the four queued in one batch.
+    let (queued, was_queued) = channel();
+    let waiters: Vec<_> = (4..8)
+        .map(|n| {
+            let (writer, queued) = (writer.clone(), queued.clone());
+            std::thread::spawn(move || {
+                writer.submit_lazy(insert(n), |r| r.unwrap());
+                queued.send(()).unwrap();
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    release.send(()).unwrap();
+    for _ in 0..4 {
+        was_queued
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a writer was left asleep at the gate with its share free");
+    }
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+    writer.shutdown();
+    assert_eq!(count(&shared(&db)), 8);
+}
+
+#[test]
 fn a_writer_waiting_at_the_gate_as_the_writer_stops_is_let_in_or_refused_not_left_waiting() {
     let dir = TempDir::new("gate-end");
     let (db, _) = temp_db(&dir);

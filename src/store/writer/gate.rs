@@ -7,9 +7,18 @@
 
 use std::sync::{Condvar, Mutex, PoisonError};
 
+/// Places taken and writers waiting; `closed` once the writer thread has ended.
+#[derive(Default)]
+struct State {
+    /// Writes let through and not yet taken by the writer thread.
+    held: usize,
+    /// Writers asleep in `enter`, waiting for a place.
+    waiting: usize,
+    closed: bool,
+}
+
 pub(super) struct Gate {
-    /// Writes let through and not yet taken by the writer thread; None once it has ended.
-    held: Mutex<Option<usize>>,
+    state: Mutex<State>,
     room: Condvar,
     share: usize,
 }
@@ -17,7 +26,7 @@ pub(super) struct Gate {
 impl Gate {
     pub fn new(share: usize) -> Self {
         Self {
-            held: Mutex::new(Some(0)),
+            state: Mutex::new(State::default()),
             room: Condvar::new(),
             share: share.max(1),
         }
@@ -26,35 +35,52 @@ impl Gate {
     /// Waits until the share has room and takes a place in it; at once once the writer has
     /// ended (its queue then refuses the write as `Closed`).
     pub fn enter(&self) {
-        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut held = self
-            .room
-            .wait_while(held, |held| held.is_some_and(|n| n >= self.share))
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = held.as_mut() {
-            *n += 1;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while !state.closed && state.held >= self.share {
+            state.waiting += 1;
+            state = self
+                .room
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
+        }
+        if !state.closed {
+            state.held += 1;
         }
     }
 
-    /// The writer thread took a write that entered: its place is free again. Only a full
-    /// share can have writers waiting, so only then is one woken: a wake-up is a system
-    /// call, and this runs for every write the writer takes.
-    pub fn leave(&self) {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(n) = held.as_mut() else {
+    /// The writer thread took `taken` writes that entered: their places are free again.
+    /// Called once per batch, not per write, and it wakes writers only when some wait (a
+    /// wake-up is a system call): as many as there are places freed, since a woken writer
+    /// takes one place and wakes nobody. (Waking only when the share had been full, one
+    /// writer for a batch's worth of freed places, left all but one delivery worker asleep
+    /// behind a full share that never filled again.)
+    pub fn leave(&self, taken: usize) {
+        if taken == 0 {
             return;
-        };
-        let was_full = *n >= self.share;
-        *n = n.saturating_sub(1);
-        drop(held);
-        if was_full {
-            self.room.notify_one();
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.held = state.held.saturating_sub(taken);
+        let waiting = state.waiting;
+        drop(state);
+        if waiting == 0 {
+            return;
+        }
+        if taken >= waiting {
+            self.room.notify_all();
+        } else {
+            for _ in 0..taken {
+                self.room.notify_one();
+            }
         }
     }
 
     /// The writer thread has ended: nobody waits for room any more.
     pub fn close(&self) {
-        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
         self.room.notify_all();
     }
 }
