@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use ureq::Agent;
 use ureq::tls::{ClientCert, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, RustlsConnector, TcpConnector};
 
 use crate::delivery::attempt::{PreparedRequest, user_agent};
 use crate::delivery::client_agents::ClientAgents;
 use crate::delivery::oauth_token::{Fetcher, OAuth2, TokenCache};
+use crate::delivery::one_write::OneWriteConnector;
 use crate::delivery::transport::{
     Failure, RESPONSE_LOG_LIMIT, Received, SendOptions, Sent, Transport,
 };
@@ -166,11 +167,13 @@ fn agent(policy: &Arc<AddressPolicy>, verify: bool, client: Option<ClientCert>) 
         .output_buffer_size(BUFFER_SIZE)
         .max_response_header_size(BUFFER_SIZE)
         .build();
-    Agent::with_parts(
-        config,
-        DefaultConnector::default(),
-        VettingResolver::new(Arc::clone(policy)),
-    )
+    // ureq's default chain minus the proxy steps (proxies are off), with `OneWriteConnector`
+    // on top so a request leaves in one write.
+    let connector =
+        ().chain(TcpConnector::default())
+            .chain(RustlsConnector::default())
+            .chain(OneWriteConnector);
+    Agent::with_parts(config, connector, VettingResolver::new(Arc::clone(policy)))
 }
 
 /// `bearer` is the OAuth 2 token, which takes the place of the masked `Authorization`

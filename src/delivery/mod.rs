@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod http;
 pub mod oauth_token;
 pub mod observer;
+pub mod one_write;
 pub mod ordering;
 pub mod outcome;
 pub mod retry;
