@@ -9,6 +9,7 @@ mod cache;
 mod codec;
 #[cfg(test)]
 pub(crate) mod contract;
+mod opened_events;
 mod postgres;
 mod redb;
 mod seal;

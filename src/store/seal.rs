@@ -10,12 +10,16 @@
 //! in and rows from earlier versions (plain) still read: an event's `data`, always an object,
 //! is stored as the sealed string; a body, a string or null, as `{"sealed": "xc1:…"}`.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
+use super::opened_events::OpenedEvents;
 use super::{StoreError, codec};
 use crate::domain::catalog::StoredType;
 use crate::domain::delivery::Attempt;
 use crate::domain::event::Event;
+use crate::domain::ids::EventId;
 use crate::security::crypto::{MasterKey, Sealed, Secret};
 
 /// The known text sealed under `master_key_check`, so a wrong key is refused at open
@@ -45,8 +49,12 @@ const SAMPLE_PATHS: [&[&str]; 2] = [&["seen_sample"], &["declared", "sample"]];
 
 /// Seals and opens the PHI fields of rows. Without a key (a command such as `key create`
 /// that never touches payloads), reading or writing them is refused.
+/// Clones share `opened`, the events lately opened for delivery.
 #[derive(Clone)]
-pub(in crate::store) struct RowSeal(Option<MasterKey>);
+pub(in crate::store) struct RowSeal {
+    key: Option<MasterKey>,
+    opened: Arc<OpenedEvents>,
+}
 
 fn no_key() -> StoreError {
     StoreError::MasterKey(
@@ -72,17 +80,20 @@ fn open_str(key: &MasterKey, table: &str, sealed: &str) -> Result<String, StoreE
 
 impl RowSeal {
     pub(in crate::store) fn new(key: Option<MasterKey>) -> Self {
-        Self(key)
+        Self {
+            key,
+            opened: Arc::default(),
+        }
     }
 
     fn key(&self) -> Result<&MasterKey, StoreError> {
-        self.0.as_ref().ok_or_else(no_key)
+        self.key.as_ref().ok_or_else(no_key)
     }
 
     /// Whether sealed values can be opened: commands that open the store without the key
     /// (backup, migrate, rotation) never ingest, so they skip what only ingest needs.
     pub(in crate::store) fn can_open(&self) -> bool {
-        self.0.is_some()
+        self.key.is_some()
     }
 
     pub(in crate::store) fn event(&self, event: &Event) -> Result<Vec<u8>, StoreError> {
@@ -100,6 +111,16 @@ impl RowSeal {
             *data = serde_json::from_str(&plain).map_err(|e| corrupt("events", e))?;
         }
         serde_json::from_value(row).map_err(|e| corrupt("events", e))
+    }
+
+    /// `open_event` for an attempt: the event's fan-out shares one opening (see
+    /// `opened_events.rs`).
+    pub(in crate::store) fn open_event_to_deliver(
+        &self,
+        id: &EventId,
+        bytes: &[u8],
+    ) -> Result<Arc<Event>, StoreError> {
+        self.opened.open(id, bytes, |row| self.open_event(row))
     }
 
     pub(in crate::store) fn attempt(&self, attempt: &Attempt) -> Result<Vec<u8>, StoreError> {

@@ -174,9 +174,12 @@ pub trait EventStore {
     /// one that may be sent; the others of that key wait for it. Every node sees the same.
     fn ordering_head(&self, rule: &RuleId, key: &str) -> Result<Option<DeliveryId>, StoreError>;
 
-    /// A delivery and its event, read together for an attempt.
-    fn delivery_with_event(&self, id: &DeliveryId)
-    -> Result<Option<(Delivery, Event)>, StoreError>;
+    /// A delivery and its event, read together for an attempt. The event is shared: the
+    /// attempts of its fan-out may get the same one.
+    fn delivery_with_event(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<(Delivery, Arc<Event>)>, StoreError>;
 
     /// Closes an open delivery without an attempt (its rule was deleted).
     fn close_delivery(&self, id: &DeliveryId, status: DeliveryStatus) -> Result<(), StoreError>;

@@ -42,7 +42,7 @@ pub fn ingest_stores_the_event_with_its_deliveries(store: &Store, _clock: &Clock
         let got = store.delivery(&ws, &d.id).unwrap();
         assert_eq!((got.rule_id, got.status), (d.rule_id.clone(), d.status));
         let (with, ev) = store.delivery_with_event(&d.id).unwrap().unwrap();
-        assert_eq!((with.id, ev.id), (d.id.clone(), e.id.clone()));
+        assert_eq!((with.id, ev.id.clone()), (d.id.clone(), e.id.clone()));
     }
     assert_eq!(
         due(store),

@@ -2,6 +2,8 @@
 //! delivery log and its filters, and the durable queue of open deliveries
 //! (`open_deliveries`, with the node that holds each) that every delivery write keeps in step.
 
+use std::sync::Arc;
+
 use postgres::types::Type;
 
 use super::engine::PgTxn;
@@ -195,7 +197,7 @@ impl EventStore for PgStore {
     fn delivery_with_event(
         &self,
         id: &DeliveryId,
-    ) -> Result<Option<(Delivery, Event)>, StoreError> {
+    ) -> Result<Option<(Delivery, Arc<Event>)>, StoreError> {
         // Typed: parsed and run in one round trip (every attempt reads this).
         let rows = self.conn()?.query_typed(
             "SELECT d.row::text AS row, e.row::text AS event FROM deliveries d
@@ -209,7 +211,9 @@ impl EventStore for PgStore {
         let event = row
             .get::<_, Option<&str>>("event")
             .ok_or_else(|| not_found("event", delivery.event_id.as_str()))?;
-        let event = self.seal.open_event(event.as_bytes())?;
+        let event = self
+            .seal
+            .open_event_to_deliver(&delivery.event_id, event.as_bytes())?;
         Ok(Some((delivery, event)))
     }
 

@@ -2,6 +2,8 @@
 //! delivery log and its filters, and the durable queue of open deliveries (`OPEN_DELIVERIES`)
 //! that every delivery write keeps in step.
 
+use std::sync::Arc;
+
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -231,14 +233,18 @@ impl EventStore for RedbStore {
     fn delivery_with_event(
         &self,
         id: &DeliveryId,
-    ) -> Result<Option<(Delivery, Event)>, StoreError> {
+    ) -> Result<Option<(Delivery, Arc<Event>)>, StoreError> {
         let txn = self.read()?;
         let Some(delivery) = get::<Delivery>(&txn, DELIVERIES, id.as_str())? else {
             return Ok(None);
         };
-        let event = self
-            .get_event(&txn, &delivery.event_id)?
-            .ok_or_else(|| not_found("event", delivery.event_id.as_str()))?;
+        let event_id = &delivery.event_id;
+        let event = txn
+            .open_table(EVENTS)?
+            .get(event_id.as_str())?
+            .map(|row| self.seal.open_event_to_deliver(event_id, row.value()))
+            .transpose()?
+            .ok_or_else(|| not_found("event", event_id.as_str()))?;
         Ok(Some((delivery, event)))
     }
 
