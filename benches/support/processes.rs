@@ -283,6 +283,9 @@ pub struct Measured {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub cpu_us_per_delivery: f64,
+    /// The receiver's and load generator's CPU per delivery: on one box, what the rest of
+    /// the run takes from the same cores.
+    pub others_cpu_us_per_delivery: f64,
     pub rss_mib: f64,
     pub repeats: usize,
 }
@@ -333,6 +336,8 @@ fn on_nodes(
     for _ in 0..rules {
         app.rule(&setup, &format!("http://127.0.0.1:{port}/hook"), false);
     }
+    let receiver_pid = receiver.child.id();
+    let receiver_before = cpu_secs(receiver_pid).unwrap_or(f64::NAN);
     let cpu_before = cpu_now();
     let mut load = Role::start(
         "load",
@@ -359,6 +364,9 @@ fn on_nodes(
         std::thread::sleep(Duration::from_millis(20));
     }
     let cpu = cpu_now() - cpu_before;
+    // The load generator has finished (or is about to) and is not reaped until dropped.
+    let helpers_cpu = cpu_secs(receiver_pid).unwrap_or(f64::NAN) - receiver_before
+        + cpu_secs(load.child.id()).unwrap_or(f64::NAN);
     let report: Value = serde_json::from_str(&receiver.ask("report")).expect("the report");
     let ns = |v: &Value| v.as_str().and_then(|s| s.parse::<u128>().ok()).unwrap_or(0);
     #[allow(clippy::cast_precision_loss)]
@@ -374,6 +382,7 @@ fn on_nodes(
         p99_ms: f(&report["p99"]),
         max_ms: f(&report["max"]),
         cpu_us_per_delivery: cpu * 1e6 / expected as f64,
+        others_cpu_us_per_delivery: helpers_cpu * 1e6 / expected as f64,
         rss_mib: std::iter::once(&app)
             .chain(&others)
             .filter_map(App::child_peak_rss_mib)
@@ -395,7 +404,7 @@ fn print_line(label: &str, ran: (usize, usize, usize, usize, usize), m: &Measure
         "{label}: {nodes} node(s), {events} events × {rules} rule(s) at {} over {conns} connections: \
          {:.0} deliveries/s, ingest {:.0} events/s (POST p50 {:.1} ms, p99 {:.1} ms), \
          ingest→receipt p50 {:.1} ms · p90 {:.1} · p99 {:.1} · max {:.1}, \
-         tidings CPU {:.0} µs/delivery, peak RSS {:.0} MiB, {} repeats",
+         tidings CPU {:.0} µs/delivery (receiver + load {:.0}), peak RSS {:.0} MiB, {} repeats",
         if rate == 0 {
             "saturation".to_owned()
         } else {
@@ -410,6 +419,7 @@ fn print_line(label: &str, ran: (usize, usize, usize, usize, usize), m: &Measure
         m.p99_ms,
         m.max_ms,
         m.cpu_us_per_delivery,
+        m.others_cpu_us_per_delivery,
         m.rss_mib,
         m.repeats,
     );

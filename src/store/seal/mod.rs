@@ -10,6 +10,8 @@
 //! in and rows from earlier versions (plain) still read: an event's `data`, always an object,
 //! is stored as the sealed string; a body, a string or null, as `{"sealed": "xc1:…"}`.
 
+mod attempt_row;
+
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -124,9 +126,7 @@ impl RowSeal {
     }
 
     pub(in crate::store) fn attempt(&self, attempt: &Attempt) -> Result<Vec<u8>, StoreError> {
-        let mut row = to_value(attempt);
-        seal_attempt_row(&mut row, self.key()?);
-        Ok(codec::encode(&row))
+        Ok(attempt_row::encode(attempt, self.key()?))
     }
 
     pub(in crate::store) fn open_attempt(&self, bytes: &[u8]) -> Result<Attempt, StoreError> {
@@ -341,5 +341,60 @@ mod tests {
         assert!(row["response"]["body"].is_null());
         assert_eq!(row["error"], "xc1:x", "look-alike user text is not touched");
         assert!(reseal_row(Rows::Attempts, &sealed, Some(&old), &new).is_some());
+    }
+
+    #[test]
+    fn the_typed_row_is_the_row_the_value_route_writes() {
+        use crate::domain::delivery::{ErrorKind, LoggedRequest, LoggedResponse};
+        let seal = RowSeal::new(Some(key(1)));
+        let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        let answered = LoggedResponse {
+            status: 500,
+            headers: headers.clone(),
+            body: Some("oops".into()),
+            truncated: true,
+        };
+        for (body, response) in [
+            (Some(r#"{"name":"Jane"}"#.to_owned()), Some(answered)),
+            (None, None),
+        ] {
+            let attempt = Attempt {
+                number: 2,
+                started_at: 3,
+                duration_ms: 4,
+                status_code: Some(500),
+                error_kind: Some(ErrorKind::Timeout),
+                error: Some("slow".into()),
+                request: LoggedRequest {
+                    url: "https://example.test/hook".into(),
+                    method: "POST".into(),
+                    headers: headers.clone(),
+                    body,
+                },
+                response,
+            };
+            let typed = seal.attempt(&attempt).unwrap();
+            let mut row = to_value(&attempt);
+            seal_attempt_row(&mut row, &key(1));
+            let by_value = codec::encode(&row);
+            // The same bytes but for the ciphertexts (each seal draws a new nonce).
+            let shape = |bytes: &[u8]| {
+                let mut row: Value = serde_json::from_slice(bytes).unwrap();
+                for path in BODY_PATHS {
+                    if let Some(body) = field(&mut row, &path)
+                        && body.is_object()
+                    {
+                        *body = json!({SEALED_FIELD: "…"});
+                    }
+                }
+                serde_json::to_string(&row).unwrap()
+            };
+            assert_eq!(shape(&typed), shape(&by_value));
+            assert!(!String::from_utf8_lossy(&typed).contains("Jane"));
+            assert_eq!(
+                to_value(&seal.open_attempt(&typed).unwrap()),
+                to_value(&attempt)
+            );
+        }
     }
 }
