@@ -1,5 +1,5 @@
 //! The PostgreSQL backend (`store.url = "postgres://…"`): the same rows as redb (JSON, payloads
-//! sealed by `store/seal.rs`) in plain SQL tables, so any number of `tidings serve` can share
+//! sealed by `store/seal/`) in plain SQL tables, so any number of `tidings serve` can share
 //! one database. Reads come from a connection pool; every write goes through the group-commit
 //! writer (`store/writer.rs`) on a connection of its own (engine.rs: one transaction a
 //! batch, a savepoint per write where one is needed).

@@ -19,7 +19,7 @@ pub const API_KEY_HASHES: TableDefinition<&str, &str> = TableDefinition::new("ap
 /// Key: rule id. Value: `Rule` (secrets sealed).
 pub const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rules-v1");
 
-/// Key: event id. Value: `Event`, its `data` sealed (see store/seal.rs).
+/// Key: event id. Value: `Event`, its `data` sealed (see store/seal/).
 pub const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("events-v1");
 
 /// Key: (workspace id, idempotency key). Value: `IdempotencyRecord`.
@@ -38,7 +38,7 @@ pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("deliveries-by-event-v1");
 
 /// Key: (delivery id, attempt number). Value: `Attempt`, its request and response bodies
-/// sealed (see store/seal.rs).
+/// sealed (see store/seal/).
 pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts-v1");
 
 /// Key: audit entry id (time-sortable). Value: `AuditEntry`. Append-only.
