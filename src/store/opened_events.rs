@@ -1,6 +1,7 @@
 //! Events lately opened for delivery, so an event's fan-out opens it once: with ten rules
 //! an event is read for ten attempts, and opening it (decrypting `data`, parsing the row)
-//! was a tenth of a delivery worker's time.
+//! was a tenth of a delivery worker's time. Ingest puts in each event it seals that has
+//! deliveries, so even a single attempt does not open what ingest had in hand.
 //!
 //! An entry is used only while the stored row is byte for byte the one it was opened from:
 //! the row is still read from the store for every attempt, so an event erased or re-sealed
@@ -58,6 +59,16 @@ impl OpenedEvents {
             self.lock().keep(id, row, &event);
         }
         Ok(event)
+    }
+
+    /// Keeps `event`, just sealed as `row` at ingest, so its first attempts need not open
+    /// what was in hand. Kept before the row is written: should the write fail, no row
+    /// with these bytes exists to be served for.
+    pub(in crate::store) fn remember(&self, row: &[u8], event: Event) {
+        if row.len() <= LARGEST_ROW {
+            let id = event.id.clone();
+            self.lock().keep(&id, row, &Arc::new(event));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -129,6 +140,17 @@ mod tests {
         let after = cache.open(&id, &erased, counting).unwrap();
         assert_eq!(opened.get(), 2);
         assert_eq!(after.data["name"], "");
+    }
+
+    #[test]
+    fn an_event_remembered_at_ingest_is_not_opened_again() {
+        let cache = OpenedEvents::default();
+        let (id, row) = event("evt_0000000000000000000000002", "Jane");
+        cache.remember(&row, decode(&row).unwrap());
+        let opened = cache
+            .open(&id, &row, |_| panic!("opened what ingest had in hand"))
+            .unwrap();
+        assert_eq!(opened.data["name"], "Jane");
     }
 
     #[test]

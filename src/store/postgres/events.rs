@@ -334,7 +334,11 @@ impl EncodedIngest {
 
     fn of(event: &Event, deliveries: &[Delivery], seal: &RowSeal) -> Result<Self, StoreError> {
         Ok(Self {
-            event: json_text(seal.event(event)?),
+            event: json_text(if deliveries.is_empty() {
+                seal.event(event)?
+            } else {
+                seal.event_to_deliver(event)?
+            }),
             deliveries: deliveries.iter().map(encode_str).collect(),
         })
     }

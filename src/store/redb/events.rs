@@ -356,7 +356,11 @@ struct EncodedIngest {
 impl EncodedIngest {
     fn new(new: &NewEvent, seal: &RowSeal) -> Result<Self, StoreError> {
         Ok(Self {
-            event: seal.event(&new.event)?,
+            event: if new.deliveries.is_empty() {
+                seal.event(&new.event)?
+            } else {
+                seal.event_to_deliver(&new.event)?
+            },
             deliveries: new.deliveries.iter().map(codec::encode).collect(),
         })
     }

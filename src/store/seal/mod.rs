@@ -104,6 +104,13 @@ impl RowSeal {
         Ok(codec::encode(&row))
     }
 
+    /// `event` for an ingest that owes deliveries: sealed, and kept opened for them.
+    pub(in crate::store) fn event_to_deliver(&self, event: &Event) -> Result<Vec<u8>, StoreError> {
+        let row = self.event(event)?;
+        self.opened.remember(&row, event.clone());
+        Ok(row)
+    }
+
     pub(in crate::store) fn open_event(&self, bytes: &[u8]) -> Result<Event, StoreError> {
         let mut row: Value = codec::decode("events", bytes)?;
         if let Some(data) = row.get_mut("data")
@@ -396,5 +403,25 @@ mod tests {
                 to_value(&attempt)
             );
         }
+    }
+
+    #[test]
+    fn an_event_sealed_at_ingest_is_delivered_as_opening_its_row_would_give_it() {
+        let seal = RowSeal::new(Some(key(1)));
+        let event: Event = serde_json::from_value(json!({
+            "id": "evt_2", "workspace_id": "wsp_1", "type": "patient:admitted",
+            "occurred_at": 1, "received_at": 2, "test": true,
+            "data": {"name": "Zoë", "age": 41, "weight": 70.5, "big": u64::MAX,
+                     "tags": ["a", {"b": null}], "z": 1, "a": 2},
+        }))
+        .unwrap();
+        let row = seal.event_to_deliver(&event).unwrap();
+        let kept = seal.open_event_to_deliver(&event.id, &row).unwrap();
+        let opened = seal.open_event(&row).unwrap();
+        assert_eq!(to_value(&*kept), to_value(&opened));
+        assert_eq!(to_value(&*kept), to_value(&event));
+        // The same Arc again: nothing was opened for it.
+        let again = seal.open_event_to_deliver(&event.id, &row).unwrap();
+        assert!(Arc::ptr_eq(&kept, &again));
     }
 }
