@@ -7,8 +7,8 @@
 //! the row is still read from the store for every attempt, so an event erased or re-sealed
 //! since (on this node or another) reads as new bytes and is opened afresh. What a cached
 //! entry returns is therefore exactly what opening the row would. The cache is small and
-//! bounded in bytes (payloads are PHI: it holds no more of them than a burst of fan-out
-//! needs), and an event too large to keep is simply opened every time.
+//! bounded in bytes (payloads are PHI: it holds no more of them than the fan-outs in flight
+//! need), and an event too large to keep is simply opened every time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,11 +17,18 @@ use crate::domain::event::Event;
 use crate::domain::ids::EventId;
 use crate::store::StoreError;
 
-/// How many stored bytes (rows as read) the cache keeps, all entries together. A decoded
-/// event is a few times its row, so this bounds the memory at a few MiB.
-const BUDGET_BYTES: usize = 1024 * 1024;
+/// How many stored bytes (rows as read) the cache keeps, all entries together: a few
+/// hundred small events, enough for the fan-outs in flight (an event's deliveries are
+/// queued together and taken within moments). Small on purpose, since entries coming and
+/// going among the attempts' short-lived data pin the allocator's pages: at 1 MiB, with
+/// every attempt putting its event in, a backlog's drain peaked 46 MiB higher.
+const BUDGET_BYTES: usize = 256 * 1024;
+/// An event opened by an attempt is kept only if it was received this recently: a fresh
+/// event's fan-out is under way, while an old one's attempts (retries, a backlog's drain)
+/// are spread out and would only churn the cache.
+const FRESH_MS: i64 = 10_000;
 /// Rows larger than this are not kept: a few large events would push out every small one.
-const LARGEST_ROW: usize = 64 * 1024;
+const LARGEST_ROW: usize = 16 * 1024;
 
 #[derive(Default)]
 pub(in crate::store) struct OpenedEvents {
@@ -47,6 +54,7 @@ impl OpenedEvents {
         &self,
         id: &EventId,
         row: &[u8],
+        now_ms: i64,
         open: impl FnOnce(&[u8]) -> Result<Event, StoreError>,
     ) -> Result<Arc<Event>, StoreError> {
         if let Some(entry) = self.lock().by_id.get(id)
@@ -55,7 +63,7 @@ impl OpenedEvents {
             return Ok(Arc::clone(&entry.event));
         }
         let event = Arc::new(open(row)?);
-        if row.len() <= LARGEST_ROW {
+        if row.len() <= LARGEST_ROW && event.received_at >= now_ms - FRESH_MS {
             self.lock().keep(id, row, &event);
         }
         Ok(event)
@@ -130,16 +138,27 @@ mod tests {
             decode(row)
         };
         let (id, row) = event("evt_0000000000000000000000001", "Jane");
-        let first = cache.open(&id, &row, counting).unwrap();
-        let again = cache.open(&id, &row, counting).unwrap();
+        let first = cache.open(&id, &row, 1, counting).unwrap();
+        let again = cache.open(&id, &row, 1, counting).unwrap();
         assert_eq!(opened.get(), 1);
         assert!(Arc::ptr_eq(&first, &again));
 
         // Erased (or re-sealed) since: the new bytes are opened, never the old event.
         let (_, erased) = event("evt_0000000000000000000000001", "");
-        let after = cache.open(&id, &erased, counting).unwrap();
+        let after = cache.open(&id, &erased, 1, counting).unwrap();
         assert_eq!(opened.get(), 2);
         assert_eq!(after.data["name"], "");
+    }
+
+    #[test]
+    fn an_old_event_opened_by_an_attempt_is_not_kept() {
+        let cache = OpenedEvents::default();
+        let (id, row) = event("evt_0000000000000000000000003", "Jane");
+        // received_at is 1: seen from FRESH_MS later it is old, a retry or a backlog's.
+        cache.open(&id, &row, 1 + FRESH_MS + 1, decode).unwrap();
+        assert!(!cache.lock().by_id.contains_key(&id));
+        cache.open(&id, &row, 1 + FRESH_MS, decode).unwrap();
+        assert!(cache.lock().by_id.contains_key(&id));
     }
 
     #[test]
@@ -148,7 +167,7 @@ mod tests {
         let (id, row) = event("evt_0000000000000000000000002", "Jane");
         cache.remember(&row, decode(&row).unwrap());
         let opened = cache
-            .open(&id, &row, |_| panic!("opened what ingest had in hand"))
+            .open(&id, &row, 1, |_| panic!("opened what ingest had in hand"))
             .unwrap();
         assert_eq!(opened.data["name"], "Jane");
     }
@@ -158,7 +177,7 @@ mod tests {
         let cache = OpenedEvents::default();
         for n in 0..5_000 {
             let (id, row) = event(&format!("evt_{n:025}"), "Jane");
-            cache.open(&id, &row, decode).unwrap();
+            cache.open(&id, &row, 1, decode).unwrap();
         }
         let held = cache.lock();
         assert!(held.bytes <= BUDGET_BYTES);
@@ -170,7 +189,7 @@ mod tests {
         drop(held);
 
         let (id, row) = event("evt_9999999999999999999999999", &"x".repeat(LARGEST_ROW));
-        cache.open(&id, &row, decode).unwrap();
+        cache.open(&id, &row, 1, decode).unwrap();
         assert!(!cache.lock().by_id.contains_key(&id));
     }
 }

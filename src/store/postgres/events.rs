@@ -211,9 +211,11 @@ impl EventStore for PgStore {
         let event = row
             .get::<_, Option<&str>>("event")
             .ok_or_else(|| not_found("event", delivery.event_id.as_str()))?;
-        let event = self
-            .seal
-            .open_event_to_deliver(&delivery.event_id, event.as_bytes())?;
+        let event = self.seal.open_event_to_deliver(
+            &delivery.event_id,
+            event.as_bytes(),
+            self.clock.now_ms(),
+        )?;
         Ok(Some((delivery, event)))
     }
 

@@ -242,7 +242,10 @@ impl EventStore for RedbStore {
         let event = txn
             .open_table(EVENTS)?
             .get(event_id.as_str())?
-            .map(|row| self.seal.open_event_to_deliver(event_id, row.value()))
+            .map(|row| {
+                self.seal
+                    .open_event_to_deliver(event_id, row.value(), self.clock.now_ms())
+            })
             .transpose()?
             .ok_or_else(|| not_found("event", event_id.as_str()))?;
         Ok(Some((delivery, event)))

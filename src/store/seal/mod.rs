@@ -128,8 +128,10 @@ impl RowSeal {
         &self,
         id: &EventId,
         bytes: &[u8],
+        now_ms: i64,
     ) -> Result<Arc<Event>, StoreError> {
-        self.opened.open(id, bytes, |row| self.open_event(row))
+        self.opened
+            .open(id, bytes, now_ms, |row| self.open_event(row))
     }
 
     pub(in crate::store) fn attempt(&self, attempt: &Attempt) -> Result<Vec<u8>, StoreError> {
@@ -416,12 +418,12 @@ mod tests {
         }))
         .unwrap();
         let row = seal.event_to_deliver(&event).unwrap();
-        let kept = seal.open_event_to_deliver(&event.id, &row).unwrap();
+        let kept = seal.open_event_to_deliver(&event.id, &row, 2).unwrap();
         let opened = seal.open_event(&row).unwrap();
         assert_eq!(to_value(&*kept), to_value(&opened));
         assert_eq!(to_value(&*kept), to_value(&event));
         // The same Arc again: nothing was opened for it.
-        let again = seal.open_event_to_deliver(&event.id, &row).unwrap();
+        let again = seal.open_event_to_deliver(&event.id, &row, 2).unwrap();
         assert!(Arc::ptr_eq(&kept, &again));
     }
 }
