@@ -6,7 +6,8 @@
 //! An entry is used only while the stored row is byte for byte the one it was opened from:
 //! the row is still read from the store for every attempt, so an event erased or re-sealed
 //! since (on this node or another) reads as new bytes and is opened afresh. What a cached
-//! entry returns is therefore exactly what opening the row would. The cache is small and
+//! entry returns is therefore exactly what opening the row would. An erasure also clears
+//! the cache, so erased payloads do not linger in memory. The cache is small and
 //! bounded in bytes (payloads are PHI: it holds no more of them than the fan-outs in flight
 //! need), and an event too large to keep is simply opened every time.
 
@@ -77,6 +78,13 @@ impl OpenedEvents {
             let id = event.id.clone();
             self.lock().keep(&id, row, &Arc::new(event));
         }
+    }
+
+    /// Drops every entry: after an erasure, so the plain payloads of the erased events do
+    /// not stay in memory until traffic pushes them out (an entry is never served for a
+    /// changed row anyway). Another node's entries leave with its next few hundred events.
+    pub(in crate::store) fn clear(&self) {
+        *self.lock() = Entries::default();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -170,6 +178,16 @@ mod tests {
             .open(&id, &row, 1, |_| panic!("opened what ingest had in hand"))
             .unwrap();
         assert_eq!(opened.data["name"], "Jane");
+    }
+
+    #[test]
+    fn clearing_drops_every_entry() {
+        let cache = OpenedEvents::default();
+        let (id, row) = event("evt_0000000000000000000000004", "Jane");
+        cache.open(&id, &row, 1, decode).unwrap();
+        cache.clear();
+        let held = cache.lock();
+        assert!(held.by_id.is_empty() && held.order.is_empty() && held.bytes == 0);
     }
 
     #[test]

@@ -85,6 +85,7 @@ macro_rules! store_contract_tests {
             disclosures_page_oldest_first_and_filter_by_first_attempt,
             erase_subject_destroys_data_and_bodies_closes_open_deliveries_and_keeps_disclosures,
             erase_of_an_unknown_subject_erases_nothing_and_is_audited,
+            an_attempt_after_an_erasure_reads_the_event_erased,
             disclosures_outlive_the_pruning_of_the_delivery_log,
             catalog_notes_why_a_subject_path_found_no_subject,
         );

@@ -292,6 +292,25 @@ pub fn erase_subject_destroys_data_and_bodies_closes_open_deliveries_and_keeps_d
     assert_eq!(again.unwrap(), Erased::default(), "nothing is erased twice");
 }
 
+/// An event read for an attempt before its subject's erasure (and kept opened for the
+/// fan-out, see `store/opened_events.rs`) is read erased by the next attempt.
+pub fn an_attempt_after_an_erasure_reads_the_event_erased(store: &Store, clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let (crm, lab) = (saved_rule(store, &ws, "crm"), saved_rule(store, &ws, "lab"));
+    let who = subject(6);
+    let (event, ds) = ingest_about(store, &ws, &who, START, &[&crm, &lab]);
+    let (_, in_hand) = store.delivery_with_event(&ds[0].id).unwrap().unwrap();
+    assert_eq!(in_hand.data, event.data);
+
+    clock.advance(60_000);
+    block_on(store.erase_subject(ws.clone(), who, audit(&ws, "subject.erase"))).unwrap();
+    for d in &ds {
+        let (_, read) = store.delivery_with_event(&d.id).unwrap().unwrap();
+        assert!(read.erased, "read erased, not as opened before");
+        assert!(read.data.is_empty());
+    }
+}
+
 pub fn erase_of_an_unknown_subject_erases_nothing_and_is_audited(store: &Store, _clock: &Clock) {
     let ws = store.default_workspace().clone();
     let crm = saved_rule(store, &ws, "crm");

@@ -68,6 +68,7 @@ impl SubjectStore for PgStore {
             self.node.clone(),
         );
         let pool = self.pool.clone();
+        let opened = self.seal.clone();
         Box::pin(async move {
             let erased = writer
                 .write_async(move |txn| {
@@ -80,6 +81,7 @@ impl SubjectStore for PgStore {
                     Ok(erased)
                 })
                 .await?;
+            opened.forget_opened_events();
             // On a pool connection, not the writer's: a VACUUM of a large delivery log takes
             // a while, and writes need not wait for it (it locks out no reader or writer).
             // Always, even when nothing was erased now, so asking again finishes the job.

@@ -64,6 +64,7 @@ impl SubjectStore for RedbStore {
         audit: AuditEntry,
     ) -> StoreFuture<Erased> {
         let (writer, seal, clock) = (self.writer.clone(), self.seal.clone(), self.clock.clone());
+        let opened = self.seal.clone();
         Box::pin(async move {
             let erased = writer
                 .write_async(move |txn| {
@@ -76,6 +77,7 @@ impl SubjectStore for RedbStore {
                     Ok(erased)
                 })
                 .await?;
+            opened.forget_opened_events();
             // Always, even when nothing was erased now: an earlier erasure whose compaction
             // failed (a long backup held a snapshot) is finished by asking again.
             writer.compact_async().await?;

@@ -134,6 +134,11 @@ impl RowSeal {
             .open(id, bytes, now_ms, |row| self.open_event(row))
     }
 
+    /// After an erasure: no opened event is kept (see `OpenedEvents::clear`).
+    pub(in crate::store) fn forget_opened_events(&self) {
+        self.opened.clear();
+    }
+
     pub(in crate::store) fn attempt(&self, attempt: &Attempt) -> Result<Vec<u8>, StoreError> {
         Ok(attempt_row::encode(attempt, self.key()?))
     }
