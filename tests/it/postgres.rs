@@ -135,18 +135,21 @@ fn a_rule_a_key_and_a_subject_path_made_on_one_node_are_in_force_on_the_other_wi
     wait_until(Duration::from_secs(20), "B to deliver event 3", || {
         (receiver.count() == 3).then_some(())
     });
-    let listed = request(
-        "GET",
-        &b.url("/api/v1/subjects/3/disclosures"),
-        Some(&key),
-        None,
-    );
-    assert_eq!(listed.status, 200, "{}", listed.text);
-    assert_eq!(
-        listed.body["data"].as_array().map(Vec::len),
-        Some(1),
-        "event 3's subject came from the path declared on A: {}",
-        listed.text
+    // The disclosure is written with the attempt's log, which commits after the receiver
+    // has the request: wait for it rather than race it.
+    wait_until(
+        Duration::from_secs(5),
+        "event 3's disclosure, its subject from the path declared on A",
+        || {
+            let listed = request(
+                "GET",
+                &b.url("/api/v1/subjects/3/disclosures"),
+                Some(&key),
+                None,
+            );
+            assert_eq!(listed.status, 200, "{}", listed.text);
+            (listed.body["data"].as_array().map(Vec::len) == Some(1)).then_some(())
+        },
     );
 }
 
