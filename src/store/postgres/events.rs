@@ -336,11 +336,7 @@ impl EncodedIngest {
 
     fn of(event: &Event, deliveries: &[Delivery], seal: &RowSeal) -> Result<Self, StoreError> {
         Ok(Self {
-            event: json_text(if deliveries.is_empty() {
-                seal.event(event)?
-            } else {
-                seal.event_to_deliver(event)?
-            }),
+            event: json_text(seal.ingested_event(event, !deliveries.is_empty())?),
             deliveries: deliveries.iter().map(encode_str).collect(),
         })
     }

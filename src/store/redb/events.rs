@@ -359,11 +359,7 @@ struct EncodedIngest {
 impl EncodedIngest {
     fn new(new: &NewEvent, seal: &RowSeal) -> Result<Self, StoreError> {
         Ok(Self {
-            event: if new.deliveries.is_empty() {
-                seal.event(&new.event)?
-            } else {
-                seal.event_to_deliver(&new.event)?
-            },
+            event: seal.ingested_event(&new.event, !new.deliveries.is_empty())?,
             deliveries: new.deliveries.iter().map(codec::encode).collect(),
         })
     }

@@ -104,10 +104,17 @@ impl RowSeal {
         Ok(codec::encode(&row))
     }
 
-    /// `event` for an ingest that owes deliveries: sealed, and kept opened for them.
-    pub(in crate::store) fn event_to_deliver(&self, event: &Event) -> Result<Vec<u8>, StoreError> {
+    /// `event` as an ingest stores it: sealed, and kept opened for its deliveries if it
+    /// owes any.
+    pub(in crate::store) fn ingested_event(
+        &self,
+        event: &Event,
+        owes_deliveries: bool,
+    ) -> Result<Vec<u8>, StoreError> {
         let row = self.event(event)?;
-        self.opened.remember(&row, event.clone());
+        if owes_deliveries {
+            self.opened.remember(&row, event.clone());
+        }
         Ok(row)
     }
 
@@ -422,7 +429,7 @@ mod tests {
                      "tags": ["a", {"b": null}], "z": 1, "a": 2},
         }))
         .unwrap();
-        let row = seal.event_to_deliver(&event).unwrap();
+        let row = seal.ingested_event(&event, true).unwrap();
         let kept = seal.open_event_to_deliver(&event.id, &row, 2).unwrap();
         let opened = seal.open_event(&row).unwrap();
         assert_eq!(to_value(&*kept), to_value(&opened));
