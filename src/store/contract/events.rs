@@ -444,6 +444,110 @@ pub fn list_deliveries_filters_and_pages_newest_first(store: &Store, _clock: &Cl
     );
 }
 
+/// The status filter follows each delivery through its life (created, tried, closed,
+/// re-sent, erased, pruned) and pages like the unfiltered log.
+pub fn the_status_filter_follows_a_delivery_through_its_life(store: &Store, clock: &Clock) {
+    let ws = store.default_workspace().clone();
+    let r = rule(&ws, "r", &["x"]);
+    let at = |n: i64| START + n * 1_000;
+    let made: Vec<Delivery> = (0..4)
+        .flat_map(|n| {
+            ingest_with(
+                store,
+                &event(&ws, "x", at(n)),
+                &[&r],
+                DeliveryStatus::Pending,
+            )
+        })
+        .collect();
+    ingest_with(
+        store,
+        &event(&other_workspace(), "x", at(1)),
+        &[&r],
+        DeliveryStatus::Retrying,
+    );
+    let with = |status, before: Option<DeliveryId>, limit| {
+        let filter = DeliveryFilter {
+            status: Some(status),
+            before,
+            limit,
+            ..DeliveryFilter::default()
+        };
+        let (page, cursor) = store.list_deliveries(&ws, &filter).unwrap();
+        (ids(&page), cursor)
+    };
+    let status = |s| with(s, None, 50).0;
+    let id = |n: usize| made[n].id.clone();
+    assert_eq!(
+        status(DeliveryStatus::Pending),
+        [id(3), id(2), id(1), id(0)]
+    );
+    assert!(
+        status(DeliveryStatus::Retrying).is_empty(),
+        "another workspace's retrying delivery is not ours"
+    );
+
+    let retrying = Delivery {
+        status: DeliveryStatus::Retrying,
+        attempts: 1,
+        next_attempt_at: Some(at(60)),
+        ..made[1].clone()
+    };
+    record(store, &retrying, &attempt(1, at(5), 503)).unwrap();
+    record(store, &retrying, &attempt(2, at(6), 503)).unwrap();
+    let succeeded = Delivery {
+        status: DeliveryStatus::Succeeded,
+        attempts: 1,
+        attempts_left: 0,
+        next_attempt_at: None,
+        ..made[2].clone()
+    };
+    record(store, &succeeded, &attempt(1, at(7), 200)).unwrap();
+    store
+        .close_delivery(&id(3), DeliveryStatus::Failed)
+        .unwrap();
+    assert_eq!(status(DeliveryStatus::Pending), [id(0)]);
+    assert_eq!(
+        status(DeliveryStatus::Retrying),
+        [id(1)],
+        "still retrying after its second attempt: listed once"
+    );
+    assert_eq!(status(DeliveryStatus::Succeeded), [id(2)]);
+    assert_eq!(status(DeliveryStatus::Failed), [id(3)]);
+
+    clock.set(at(10));
+    block_on(store.redeliver(ws.clone(), id(3))).unwrap();
+    block_on(store.redeliver(ws.clone(), id(2))).unwrap();
+    assert_eq!(status(DeliveryStatus::Pending), [id(3), id(2), id(0)]);
+    assert!(status(DeliveryStatus::Failed).is_empty());
+    assert!(status(DeliveryStatus::Succeeded).is_empty());
+    // Pages of one, by cursor, as the unfiltered log pages.
+    let (page, cursor) = with(DeliveryStatus::Pending, None, 1);
+    assert_eq!((page, cursor.clone()), (vec![id(3)], Some(id(3))));
+    let (page, cursor) = with(DeliveryStatus::Pending, cursor, 2);
+    assert_eq!((page, cursor.clone()), (vec![id(2), id(0)], Some(id(0))));
+    assert_eq!(with(DeliveryStatus::Pending, cursor, 2), (vec![], None));
+
+    for n in [0, 2, 3] {
+        store
+            .close_delivery(&id(n), DeliveryStatus::Failed)
+            .unwrap();
+    }
+    store
+        .close_delivery(&id(1), DeliveryStatus::Blocked)
+        .unwrap();
+    assert_eq!(status(DeliveryStatus::Failed), [id(3), id(2), id(0)]);
+    assert_eq!(status(DeliveryStatus::Blocked), [id(1)]);
+    assert!(status(DeliveryStatus::Pending).is_empty());
+    assert!(status(DeliveryStatus::Retrying).is_empty());
+    assert_eq!(store.prune_before(at(3)).unwrap().0, 3);
+    assert_eq!(status(DeliveryStatus::Failed), [id(3)]);
+    assert!(
+        status(DeliveryStatus::Blocked).is_empty(),
+        "a pruned delivery leaves the filter"
+    );
+}
+
 pub fn test_deliveries_are_logged_finished(store: &Store, _clock: &Clock) {
     let ws = store.default_workspace().clone();
     let r = rule(&ws, "r", &["x"]);

@@ -62,6 +62,7 @@ macro_rules! store_contract_tests {
             ordering_head_is_the_oldest_open_delivery_of_a_key,
             redeliver_failed_reopens_a_rules_failures_in_a_time_range,
             list_deliveries_filters_and_pages_newest_first,
+            the_status_filter_follows_a_delivery_through_its_life,
             test_deliveries_are_logged_finished,
             workspaces_start_with_the_default_one,
             workspaces_are_added_listed_and_named_once,

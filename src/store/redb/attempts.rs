@@ -1,8 +1,8 @@
 //! The attempt log: each attempt's request and response (bodies sealed), written with the
 //! delivery's new state, its place in the open queue and the hourly counters.
 
-use super::events::set_open;
-use super::tables::{ATTEMPTS, DELIVERIES};
+use super::delivery_rows::store_delivery;
+use super::tables::ATTEMPTS;
 use super::{RedbStore, stats, subjects};
 use crate::domain::delivery::{Attempt, Delivery};
 use crate::domain::ids::DeliveryId;
@@ -45,12 +45,10 @@ impl AttemptStore for RedbStore {
                 let id = delivery.id.as_str();
                 txn.open_table(ATTEMPTS)?
                     .insert((id, number), encoded_attempt.as_slice())?;
-                txn.open_table(DELIVERIES)?
-                    .insert(id, encoded_delivery.as_slice())?;
                 if !delivery.erased {
                     stats::count_finished(txn, &delivery)?;
                 }
-                set_open(txn, &delivery)
+                store_delivery(txn, &delivery, &encoded_delivery)
             },
             done,
         );

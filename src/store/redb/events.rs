@@ -1,16 +1,17 @@
 //! Events and their deliveries: ingest (with idempotency keys and routine slots), the
-//! delivery log and its filters, and the durable queue of open deliveries (`OPEN_DELIVERIES`)
-//! that every delivery write keeps in step.
+//! delivery log and its filters, the open deliveries (`OPEN_DELIVERIES`) a restart resumes,
+//! closing and re-sending. Rows are written through `delivery_rows`.
 
 use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::rows::{get, get_from, get_w, id_at, put};
+use super::delivery_rows::{put_delivery, store_delivery};
+use super::rows::{get, get_from, get_w, id_at};
 use super::tables::{
-    ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, EVENTS, IDEMPOTENCY,
-    OPEN_BY_ORDERING_KEY, OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULES,
+    ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, DELIVERIES_BY_STATUS, EVENTS,
+    IDEMPOTENCY, OPEN_BY_ORDERING_KEY, OPEN_DELIVERIES, ROUTINE_LAST_FIRED, RULES,
 };
 use super::{MAX_SCAN, RedbStore};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
@@ -148,13 +149,30 @@ impl EventStore for RedbStore {
         let mut scanned = 0;
         let mut last_seen: Option<String> = None;
         let mut exhausted = true;
-        if let Some(rule) = &filter.rule_id {
-            let index = txn.open_table(DELIVERIES_BY_RULE)?;
-            let range =
-                index.range((rule.as_str(), lower.as_str())..(rule.as_str(), upper.as_str()))?;
-            for entry in range.rev() {
-                let (key, ()) = entry.map(|(k, v)| (k, v.value()))?;
-                let id = key.value().1.to_owned();
+        // Through an index when the filter names a rule or a status, newest first: each
+        // entry a delivery id whose row is then read.
+        let by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
+        let by_status = txn.open_table(DELIVERIES_BY_STATUS)?;
+        let indexed: Option<Box<dyn Iterator<Item = Result<String, StoreError>>>> =
+            if let Some(rule) = &filter.rule_id {
+                let range = by_rule
+                    .range((rule.as_str(), lower.as_str())..(rule.as_str(), upper.as_str()))?;
+                Some(Box::new(range.rev().map(|entry| {
+                    Ok(entry.map(|(key, _)| key.value().1.to_owned())?)
+                })))
+            } else if let Some(status) = filter.status {
+                let (ws, status) = (workspace.as_str(), status.as_str());
+                let range =
+                    by_status.range((ws, status, lower.as_str())..(ws, status, upper.as_str()))?;
+                Some(Box::new(range.rev().map(|entry| {
+                    Ok(entry.map(|(key, _)| key.value().2.to_owned())?)
+                })))
+            } else {
+                None
+            };
+        if let Some(ids) = indexed {
+            for id in ids {
+                let id = id?;
                 scanned += 1;
                 if let Some(d) = get_from::<Delivery>(&deliveries, "deliveries", &id)?
                     && keep(&d)
@@ -259,8 +277,7 @@ impl EventStore for RedbStore {
                 d.next_attempt_at = None;
                 d.attempts_left = 0;
                 d.updated_at = clock.now_ms();
-                put(txn, DELIVERIES, id.as_str(), &d)?;
-                set_open(txn, &d)?;
+                put_delivery(txn, &d)?;
             }
             Ok(())
         })
@@ -344,8 +361,7 @@ fn reopen(txn: &WriteTransaction, mut d: Delivery, now: i64) -> Result<Delivery,
     d.attempts_left = 1;
     d.next_attempt_at = Some(now);
     d.updated_at = now;
-    put(txn, DELIVERIES, d.id.as_str(), &d)?;
-    set_open(txn, &d)?;
+    put_delivery(txn, &d)?;
     Ok(d)
 }
 
@@ -407,40 +423,13 @@ fn ingest(
 }
 
 fn insert_delivery(txn: &WriteTransaction, d: &Delivery, encoded: &[u8]) -> Result<(), StoreError> {
-    txn.open_table(DELIVERIES)?.insert(d.id.as_str(), encoded)?;
+    store_delivery(txn, d, encoded)?;
     txn.open_table(DELIVERIES_BY_RULE)?
         .insert((d.rule_id.as_str(), d.id.as_str()), ())?;
     txn.open_table(DELIVERIES_BY_EVENT)?
         .insert((d.event_id.as_str(), d.id.as_str()), ())?;
     if d.status == DeliveryStatus::ConditionError {
         super::stats::count_condition_error(txn, d)?;
-    }
-    set_open(txn, d)
-}
-
-/// Keeps the durable queue equal to "open deliveries and when they are due", and the
-/// ordered ones' index with it.
-pub(super) fn set_open(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
-    let mut open = txn.open_table(OPEN_DELIVERIES)?;
-    let queued = if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_at) {
-        if open.insert(d.id.as_str(), due)?.is_none() {
-            super::stats::count_open(txn, &d.workspace_id, true)?;
-        }
-        true
-    } else {
-        if open.remove(d.id.as_str())?.is_some() {
-            super::stats::count_open(txn, &d.workspace_id, false)?;
-        }
-        false
-    };
-    if let Some(key) = &d.ordering_key {
-        let mut ordered = txn.open_table(OPEN_BY_ORDERING_KEY)?;
-        let entry = (d.rule_id.as_str(), key.as_str(), d.id.as_str());
-        if queued {
-            ordered.insert(entry, ())?;
-        } else {
-            ordered.remove(entry)?;
-        }
     }
     Ok(())
 }

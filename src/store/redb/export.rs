@@ -1,6 +1,6 @@
 //! The embedded database's rows for `tidings migrate` (store/transfer.rs), read from one
 //! snapshot, as stored. Indexes the importer rebuilds from the rows themselves (API key
-//! hashes, users by name, deliveries by rule and event) are not exported.
+//! hashes, users by name, deliveries by rule, event and status) are not exported.
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition};
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::RedbStore;
+use super::delivery_rows::remove_finished_delivery;
 use super::events::IdempotencyRecord;
 use super::rows::id_at;
 use super::tables::{
@@ -96,8 +97,8 @@ impl RedbStore {
                 (batch, next)
             };
             if !batch.is_empty() {
-                removed += batch.len();
-                self.writer
+                removed += self
+                    .writer
                     .write(move |txn| remove_deliveries(txn, &batch))?;
             }
             match next {
@@ -185,9 +186,8 @@ impl RedbStore {
                 (batch, next)
             };
             if !batch.is_empty() {
-                deliveries += batch.len();
-                events += self.writer.write(move |txn| {
-                    remove_deliveries(txn, &batch)?;
+                let (gone, orphaned) = self.writer.write(move |txn| {
+                    let gone = remove_deliveries(txn, &batch)?;
                     let mut orphans: Vec<String> = Vec::new();
                     {
                         let by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
@@ -204,8 +204,10 @@ impl RedbStore {
                         }
                     }
                     remove_events(txn, &orphans)?;
-                    Ok(orphans.len())
+                    Ok((gone, orphans.len()))
                 })?;
+                deliveries += gone;
+                events += orphaned;
             }
             match next {
                 Some(n) if n != from => from = n,
@@ -215,20 +217,24 @@ impl RedbStore {
     }
 }
 
-/// Removes deliveries with their attempts and index entries.
-fn remove_deliveries(txn: &WriteTransaction, batch: &[Delivery]) -> Result<(), StoreError> {
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let mut attempts = txn.open_table(ATTEMPTS)?;
-    let mut by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
-    let mut by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+/// Removes finished deliveries with their attempts and index entries; returns how many (one
+/// re-sent since the batch was read stays, open).
+fn remove_deliveries(txn: &WriteTransaction, batch: &[Delivery]) -> Result<usize, StoreError> {
+    let mut removed = 0;
     for d in batch {
         let id = d.id.as_str();
-        deliveries.remove(id)?;
-        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-        by_rule.remove((d.rule_id.as_str(), id))?;
-        by_event.remove((d.event_id.as_str(), id))?;
+        if !remove_finished_delivery(txn, id)? {
+            continue;
+        }
+        removed += 1;
+        txn.open_table(ATTEMPTS)?
+            .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+        txn.open_table(DELIVERIES_BY_RULE)?
+            .remove((d.rule_id.as_str(), id))?;
+        txn.open_table(DELIVERIES_BY_EVENT)?
+            .remove((d.event_id.as_str(), id))?;
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Removes events, taking them out of their subject's index.

@@ -5,6 +5,7 @@
 mod attempts;
 mod audit;
 mod catalog;
+mod delivery_rows;
 mod engine;
 mod events;
 mod export;

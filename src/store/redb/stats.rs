@@ -37,7 +37,7 @@ pub(super) fn count_finished(txn: &WriteTransaction, d: &Delivery) -> Result<(),
 }
 
 /// One more (`queued`) or one fewer open delivery in the workspace; called by the queue's
-/// only writer (`events::set_open`) when an entry is added or removed.
+/// only writer (`delivery_rows::set_open`) when an entry is added or removed.
 pub(super) fn count_open(
     txn: &WriteTransaction,
     workspace: &WorkspaceId,

@@ -6,8 +6,8 @@ use redb::{ReadableTable, WriteTransaction};
 use serde_json::Map;
 
 use super::audit::append_audit;
-use super::events::set_open;
-use super::rows::{get_w, put};
+use super::delivery_rows::put_delivery;
+use super::rows::get_w;
 use super::tables::{
     ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DISCLOSURES, EVENTS, SUBJECT_EVENTS,
 };
@@ -243,8 +243,7 @@ fn erase_deliveries(
         }
         d.erased = true;
         d.updated_at = now;
-        put(txn, DELIVERIES, &id, &d)?;
-        set_open(txn, &d)?;
+        put_delivery(txn, &d)?;
         let mut attempts = txn.open_table(ATTEMPTS)?;
         let logged: Vec<(u32, Attempt)> = attempts
             .range((id.as_str(), 0)..=(id.as_str(), u32::MAX))?

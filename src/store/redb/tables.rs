@@ -33,6 +33,12 @@ pub const DELIVERIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliv
 pub const DELIVERIES_BY_RULE: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("deliveries-by-rule-v1");
 
+/// Key: (workspace id, status, delivery id). Value: nothing. Index for the delivery log's
+/// status filter, so a status that matches little is a range read, not a scan of the log.
+/// Written with every delivery row (`delivery_rows`).
+pub const DELIVERIES_BY_STATUS: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("deliveries-by-status-v1");
+
 /// Key: (event id, delivery id). Value: nothing. Index for an event's deliveries.
 pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("deliveries-by-event-v1");
@@ -110,7 +116,7 @@ pub const RULE_VERSIONS: TableDefinition<(&str, u32), &[u8]> =
 pub const RULE_DRAFTS: TableDefinition<&str, &[u8]> = TableDefinition::new("rule-drafts-v1");
 
 /// Key: workspace id. Value: how many of its deliveries `OPEN_DELIVERIES` holds. Kept with
-/// the queue (`events::set_open`), so the dashboard's "waiting" figure is one read per
+/// the queue (`delivery_rows::set_open`), so the dashboard's "waiting" figure is one read per
 /// workspace instead of a walk of a backlog that may hold a million rows.
 pub const OPEN_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("open-counts-v1");
 

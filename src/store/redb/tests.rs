@@ -481,3 +481,117 @@ fn migrating_to_version_8_counts_the_open_deliveries_and_condition_errors_alread
     assert_eq!((errors[0].count, errors[0].latest_at), (1, START - 7));
     store.shutdown();
 }
+
+/// A file from before schema version 9 gets its status index from its rows, per workspace.
+#[test]
+fn migrating_to_version_9_indexes_the_deliveries_already_there_by_status() {
+    use super::tables::{DELIVERIES_BY_STATUS, META};
+    use crate::domain::delivery::DeliveryStatus;
+    use crate::store::DeliveryFilter;
+    use crate::store::contract::{START, event, ids, ingest_with, other_workspace, rule};
+
+    let dir = TempDir::new("migrate-9");
+    let clock = Clock::manual(START);
+    let open = || RedbStore::open_with_keys(&dir.0, || Keyring::load(&dir.0, None), clock.clone());
+    let (store, _) = open().unwrap();
+    let ws = store.default_workspace().clone();
+    let other = other_workspace();
+    let (r, s) = (rule(&ws, "r", &["x"]), rule(&other, "s", &["x"]));
+    let mut made = Vec::new();
+    for (n, status) in [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Retrying,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = START + i64::try_from(n).unwrap();
+        made.extend(ingest_with(&store, &event(&ws, "x", at), &[&r], status));
+    }
+    ingest_with(
+        &store,
+        &event(&other, "x", START),
+        &[&s],
+        DeliveryStatus::Retrying,
+    );
+    store.shutdown();
+    drop(store);
+
+    // As version 8 left it: no status index.
+    let db = Database::open(dir.0.join("tidings.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.delete_table(DELIVERIES_BY_STATUS).unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert("schema_version", "8")
+        .unwrap();
+    txn.commit().unwrap();
+    drop(db);
+
+    let (store, _) = open().unwrap();
+    let with = |status| {
+        let filter = DeliveryFilter {
+            status: Some(status),
+            limit: 10,
+            ..DeliveryFilter::default()
+        };
+        ids(&store.list_deliveries(&ws, &filter).unwrap().0)
+    };
+    assert_eq!(
+        with(DeliveryStatus::Retrying),
+        [made[3].id.clone(), made[1].id.clone()]
+    );
+    assert_eq!(with(DeliveryStatus::Pending), [made[0].id.clone()]);
+    assert_eq!(with(DeliveryStatus::Failed), [made[2].id.clone()]);
+    store.shutdown();
+}
+
+/// The status index holds exactly one entry per delivery row, under the row's status: no
+/// stale entry is left behind as a delivery moves through its life and is pruned.
+#[test]
+fn the_status_index_matches_the_rows_after_a_deliverys_life() {
+    use redb::ReadableTable;
+
+    use super::tables::{DELIVERIES, DELIVERIES_BY_STATUS};
+    use crate::domain::delivery::Delivery;
+    use crate::store::codec;
+    use crate::store::contract::{START, the_status_filter_follows_a_delivery_through_its_life};
+
+    let dir = TempDir::new("status-index");
+    let clock = Clock::manual(START);
+    let (store, _) =
+        RedbStore::open_with_keys(&dir.0, || Keyring::load(&dir.0, None), clock.clone()).unwrap();
+    the_status_filter_follows_a_delivery_through_its_life(&store, &clock);
+    store.shutdown();
+    drop(store);
+
+    let db = Database::open(dir.0.join("tidings.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let mut from_rows = Vec::new();
+    for entry in txn.open_table(DELIVERIES).unwrap().iter().unwrap() {
+        let (_, row) = entry.unwrap();
+        let d: Delivery = codec::decode("deliveries", row.value()).unwrap();
+        let (ws, status) = (d.workspace_id.as_str().to_owned(), d.status.as_str());
+        from_rows.push((ws, status.to_owned(), d.id.as_str().to_owned()));
+    }
+    let mut indexed = Vec::new();
+    for entry in txn
+        .open_table(DELIVERIES_BY_STATUS)
+        .unwrap()
+        .iter()
+        .unwrap()
+    {
+        let (key, ()) = entry.map(|(k, v)| (k, v.value())).unwrap();
+        let (ws, status, id) = key.value();
+        indexed.push((ws.to_owned(), status.to_owned(), id.to_owned()));
+    }
+    from_rows.sort();
+    assert_eq!(
+        from_rows.len(),
+        2,
+        "two deliveries are left: one ours, one another's"
+    );
+    assert_eq!(indexed, from_rows);
+}

@@ -1,0 +1,122 @@
+//! A delivery's row and what is derived from its status, written together so they never
+//! disagree: the log's status index (`DELIVERIES_BY_STATUS`), the durable queue of open
+//! deliveries (`OPEN_DELIVERIES`) and the ordered ones' index. Every write of a delivery row
+//! goes through `store_delivery`, every removal through `remove_finished_delivery`.
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::Deserialize;
+
+use super::tables::{DELIVERIES, DELIVERIES_BY_STATUS, OPEN_BY_ORDERING_KEY, OPEN_DELIVERIES};
+use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::store::{StoreError, codec};
+
+/// The two fields of a stored row the status index needs, read without building the rest.
+#[derive(Deserialize)]
+struct StatusOf {
+    workspace_id: String,
+    status: DeliveryStatus,
+}
+
+fn status_of(row: &[u8]) -> Result<StatusOf, StoreError> {
+    codec::decode("deliveries", row)
+}
+
+/// Encodes `d` and stores it; see `store_delivery`.
+pub(super) fn put_delivery(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
+    store_delivery(txn, d, &codec::encode(d))
+}
+
+/// Stores `d` (`encoded` is its row) and moves it in the status index and the queue to
+/// where its status now puts it.
+pub(super) fn store_delivery(
+    txn: &WriteTransaction,
+    d: &Delivery,
+    encoded: &[u8],
+) -> Result<(), StoreError> {
+    let was = txn
+        .open_table(DELIVERIES)?
+        .insert(d.id.as_str(), encoded)?
+        .map(|old| status_of(old.value()))
+        .transpose()?;
+    // Most writes of a delivery change its status (created, then tried once and closed);
+    // the few that do not (a retry still retrying) leave the index alone.
+    if was.as_ref().is_none_or(|w| w.status != d.status) {
+        let mut index = txn.open_table(DELIVERIES_BY_STATUS)?;
+        let (workspace, id) = (d.workspace_id.as_str(), d.id.as_str());
+        if let Some(was) = was {
+            index.remove((workspace, was.status.as_str(), id))?;
+        }
+        index.insert((workspace, d.status.as_str(), id), ())?;
+    }
+    set_open(txn, d)
+}
+
+/// Removes a finished delivery's row and its status index entry; false if it is gone, or
+/// open again (re-sent since the caller chose it), and then left as it is.
+pub(super) fn remove_finished_delivery(
+    txn: &WriteTransaction,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let Some(was) = deliveries
+        .get(id)?
+        .map(|row| status_of(row.value()))
+        .transpose()?
+    else {
+        return Ok(false);
+    };
+    if was.status.is_open() {
+        return Ok(false);
+    }
+    deliveries.remove(id)?;
+    txn.open_table(DELIVERIES_BY_STATUS)?.remove((
+        was.workspace_id.as_str(),
+        was.status.as_str(),
+        id,
+    ))?;
+    Ok(true)
+}
+
+/// Indexes every stored delivery by status: the migration that adds the index.
+pub(super) fn fill_status_index(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let deliveries = txn.open_table(DELIVERIES)?;
+    let mut index = txn.open_table(DELIVERIES_BY_STATUS)?;
+    let mut rows = 0;
+    for entry in deliveries.iter()? {
+        let (id, row) = entry?;
+        let of = status_of(row.value())?;
+        index.insert(
+            (of.workspace_id.as_str(), of.status.as_str(), id.value()),
+            (),
+        )?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Keeps the durable queue equal to "open deliveries and when they are due", and the
+/// ordered ones' index with it.
+fn set_open(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
+    let mut open = txn.open_table(OPEN_DELIVERIES)?;
+    let queued = if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_at) {
+        if open.insert(d.id.as_str(), due)?.is_none() {
+            super::stats::count_open(txn, &d.workspace_id, true)?;
+        }
+        true
+    } else {
+        if open.remove(d.id.as_str())?.is_some() {
+            super::stats::count_open(txn, &d.workspace_id, false)?;
+        }
+        false
+    };
+    if let Some(key) = &d.ordering_key {
+        let mut ordered = txn.open_table(OPEN_BY_ORDERING_KEY)?;
+        let entry = (d.rule_id.as_str(), key.as_str(), d.id.as_str());
+        if queued {
+            ordered.insert(entry, ())?;
+        } else {
+            ordered.remove(entry)?;
+        }
+    }
+    Ok(())
+}
