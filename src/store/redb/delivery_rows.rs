@@ -1,9 +1,9 @@
 //! A delivery's row and what is derived from its status, written together so they never
 //! disagree: the log's status index (`DELIVERIES_BY_STATUS`), the durable queue of open
 //! deliveries (`OPEN_DELIVERIES`) and the ordered ones' index. Every write of a delivery row
-//! goes through `store_delivery`, every removal through `remove_finished_delivery`.
+//! goes through `DeliveryTables::store`, every removal through `remove_finished_delivery`.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use serde::Deserialize;
 
 use super::tables::{DELIVERIES, DELIVERIES_BY_STATUS, OPEN_BY_ORDERING_KEY, OPEN_DELIVERIES};
@@ -21,34 +21,88 @@ fn status_of(row: &[u8]) -> Result<StatusOf, StoreError> {
     codec::decode("deliveries", row)
 }
 
-/// Encodes `d` and stores it; see `store_delivery`.
+/// Encodes `d` and stores it; see `DeliveryTables::store`.
 pub(super) fn put_delivery(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
     store_delivery(txn, d, &codec::encode(d))
 }
 
-/// Stores `d` (`encoded` is its row) and moves it in the status index and the queue to
-/// where its status now puts it.
+/// Stores one delivery; see `DeliveryTables::store`.
 pub(super) fn store_delivery(
     txn: &WriteTransaction,
     d: &Delivery,
     encoded: &[u8],
 ) -> Result<(), StoreError> {
-    let was = txn
-        .open_table(DELIVERIES)?
-        .insert(d.id.as_str(), encoded)?
-        .map(|old| status_of(old.value()))
-        .transpose()?;
-    // Most writes of a delivery change its status (created, then tried once and closed);
-    // the few that do not (a retry still retrying) leave the index alone.
-    if was.as_ref().is_none_or(|w| w.status != d.status) {
-        let mut index = txn.open_table(DELIVERIES_BY_STATUS)?;
-        let (workspace, id) = (d.workspace_id.as_str(), d.id.as_str());
-        if let Some(was) = was {
-            index.remove((workspace, was.status.as_str(), id))?;
-        }
-        index.insert((workspace, d.status.as_str(), id), ())?;
+    DeliveryTables::open(txn)?.store(d, encoded)
+}
+
+/// The tables every write of a delivery row touches, opened once for a run of writes (an
+/// event's fan-out): each `open_table` looks its table up in redb's table tree, and with
+/// ten rules that was a tenth of the writer's time. While it is held, these tables cannot
+/// be opened again in the transaction.
+pub(super) struct DeliveryTables<'txn> {
+    txn: &'txn WriteTransaction,
+    deliveries: Table<'txn, &'static str, &'static [u8]>,
+    by_status: Table<'txn, (&'static str, &'static str, &'static str), ()>,
+    open: Table<'txn, &'static str, i64>,
+}
+
+impl<'txn> DeliveryTables<'txn> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            txn,
+            deliveries: txn.open_table(DELIVERIES)?,
+            by_status: txn.open_table(DELIVERIES_BY_STATUS)?,
+            open: txn.open_table(OPEN_DELIVERIES)?,
+        })
     }
-    set_open(txn, d)
+
+    /// Stores `d` (`encoded` is its row) and moves it in the status index and the queue to
+    /// where its status now puts it.
+    pub(super) fn store(&mut self, d: &Delivery, encoded: &[u8]) -> Result<(), StoreError> {
+        let was = self
+            .deliveries
+            .insert(d.id.as_str(), encoded)?
+            .map(|old| status_of(old.value()))
+            .transpose()?;
+        // Most writes of a delivery change its status (created, then tried once and
+        // closed); the few that do not (a retry still retrying) leave the index alone.
+        if was.as_ref().is_none_or(|w| w.status != d.status) {
+            let (workspace, id) = (d.workspace_id.as_str(), d.id.as_str());
+            if let Some(was) = was {
+                self.by_status
+                    .remove((workspace, was.status.as_str(), id))?;
+            }
+            self.by_status
+                .insert((workspace, d.status.as_str(), id), ())?;
+        }
+        self.set_open(d)
+    }
+
+    /// Keeps the durable queue equal to "open deliveries and when they are due", and the
+    /// ordered ones' index with it.
+    fn set_open(&mut self, d: &Delivery) -> Result<(), StoreError> {
+        let queued = if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_at) {
+            if self.open.insert(d.id.as_str(), due)?.is_none() {
+                super::stats::count_open(self.txn, &d.workspace_id, true)?;
+            }
+            true
+        } else {
+            if self.open.remove(d.id.as_str())?.is_some() {
+                super::stats::count_open(self.txn, &d.workspace_id, false)?;
+            }
+            false
+        };
+        if let Some(key) = &d.ordering_key {
+            let mut ordered = self.txn.open_table(OPEN_BY_ORDERING_KEY)?;
+            let entry = (d.rule_id.as_str(), key.as_str(), d.id.as_str());
+            if queued {
+                ordered.insert(entry, ())?;
+            } else {
+                ordered.remove(entry)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Removes a finished delivery's row and its status index entry; false if it is gone, or
@@ -92,31 +146,4 @@ pub(super) fn fill_status_index(txn: &WriteTransaction) -> Result<u64, StoreErro
         rows += 1;
     }
     Ok(rows)
-}
-
-/// Keeps the durable queue equal to "open deliveries and when they are due", and the
-/// ordered ones' index with it.
-fn set_open(txn: &WriteTransaction, d: &Delivery) -> Result<(), StoreError> {
-    let mut open = txn.open_table(OPEN_DELIVERIES)?;
-    let queued = if let (true, Some(due)) = (d.status.is_open(), d.next_attempt_at) {
-        if open.insert(d.id.as_str(), due)?.is_none() {
-            super::stats::count_open(txn, &d.workspace_id, true)?;
-        }
-        true
-    } else {
-        if open.remove(d.id.as_str())?.is_some() {
-            super::stats::count_open(txn, &d.workspace_id, false)?;
-        }
-        false
-    };
-    if let Some(key) = &d.ordering_key {
-        let mut ordered = txn.open_table(OPEN_BY_ORDERING_KEY)?;
-        let entry = (d.rule_id.as_str(), key.as_str(), d.id.as_str());
-        if queued {
-            ordered.insert(entry, ())?;
-        } else {
-            ordered.remove(entry)?;
-        }
-    }
-    Ok(())
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::delivery_rows::{put_delivery, store_delivery};
+use super::delivery_rows::{DeliveryTables, put_delivery};
 use super::rows::{get, get_from, get_w, id_at};
 use super::tables::{
     ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, DELIVERIES_BY_STATUS, EVENTS,
@@ -78,7 +78,8 @@ impl EventStore for RedbStore {
                 .write_async(move |txn| {
                     txn.open_table(EVENTS)?
                         .insert(event.id.as_str(), encoded_event.as_slice())?;
-                    insert_delivery(txn, &delivery, &codec::encode(&delivery))?;
+                    let row = codec::encode(&delivery);
+                    insert_deliveries(txn, std::iter::once((&delivery, &row)))?;
                     txn.open_table(ATTEMPTS)?.insert(
                         (delivery.id.as_str(), attempt.number),
                         encoded_attempt.as_slice(),
@@ -416,20 +417,26 @@ fn ingest(
     txn.open_table(EVENTS)?
         .insert(event.id.as_str(), encoded.event.as_slice())?;
     super::subjects::index_event(txn, event)?;
-    for (d, bytes) in new.deliveries.iter().zip(&encoded.deliveries) {
-        insert_delivery(txn, d, bytes)?;
-    }
+    insert_deliveries(txn, new.deliveries.iter().zip(&encoded.deliveries))?;
     Ok(IngestOutcome::Created)
 }
 
-fn insert_delivery(txn: &WriteTransaction, d: &Delivery, encoded: &[u8]) -> Result<(), StoreError> {
-    store_delivery(txn, d, encoded)?;
-    txn.open_table(DELIVERIES_BY_RULE)?
-        .insert((d.rule_id.as_str(), d.id.as_str()), ())?;
-    txn.open_table(DELIVERIES_BY_EVENT)?
-        .insert((d.event_id.as_str(), d.id.as_str()), ())?;
-    if d.status == DeliveryStatus::ConditionError {
-        super::stats::count_condition_error(txn, d)?;
+/// New deliveries (each with its encoded row), with their indexes; the tables opened once
+/// for all of them.
+fn insert_deliveries<'a>(
+    txn: &WriteTransaction,
+    deliveries: impl Iterator<Item = (&'a Delivery, &'a Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let mut rows = DeliveryTables::open(txn)?;
+    let mut by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
+    let mut by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+    for (d, encoded) in deliveries {
+        rows.store(d, encoded)?;
+        by_rule.insert((d.rule_id.as_str(), d.id.as_str()), ())?;
+        by_event.insert((d.event_id.as_str(), d.id.as_str()), ())?;
+        if d.status == DeliveryStatus::ConditionError {
+            super::stats::count_condition_error(txn, d)?;
+        }
     }
     Ok(())
 }
