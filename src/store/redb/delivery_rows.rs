@@ -1,5 +1,5 @@
 //! A delivery's row and what is derived from its status, written together so they never
-//! disagree: the log's status index (`DELIVERIES_BY_STATUS`), the durable queue of open
+//! disagree: the log's status index (`DELIVERIES_BY_STATUS`, the rarer statuses), the durable queue of open
 //! deliveries (`OPEN_DELIVERIES`) and the ordered ones' index. Every write of a delivery row
 //! goes through `DeliveryTables::store`, every removal through `remove_finished_delivery`.
 
@@ -10,14 +10,32 @@ use super::tables::{DELIVERIES, DELIVERIES_BY_STATUS, OPEN_BY_ORDERING_KEY, OPEN
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::store::{StoreError, codec};
 
-/// The two fields of a stored row the status index needs, read without building the rest.
+/// Whether the status index holds deliveries in `status`: the statuses an admin looks for
+/// when something is wrong, rare in a healthy log. The two every delivery passes through
+/// are left out, so a delivery that succeeds at its first attempt writes no index entry:
+/// the pending ones are all in the durable queue (`OPEN_DELIVERIES`, by id), which the
+/// log's filter reads instead, and succeeded is what most of the log is.
+pub(super) fn status_indexed(status: DeliveryStatus) -> bool {
+    !matches!(status, DeliveryStatus::Pending | DeliveryStatus::Succeeded)
+}
+
+/// A stored row's status, read without building the rest of the delivery.
+fn status_of(row: &[u8]) -> Result<DeliveryStatus, StoreError> {
+    #[derive(Deserialize)]
+    struct Status {
+        status: DeliveryStatus,
+    }
+    Ok(codec::decode::<Status>("deliveries", row)?.status)
+}
+
+/// A stored row's workspace and status: where it sits in the status index.
 #[derive(Deserialize)]
-struct StatusOf {
+struct Placed {
     workspace_id: String,
     status: DeliveryStatus,
 }
 
-fn status_of(row: &[u8]) -> Result<StatusOf, StoreError> {
+fn placed(row: &[u8]) -> Result<Placed, StoreError> {
     codec::decode("deliveries", row)
 }
 
@@ -42,7 +60,8 @@ pub(super) fn store_delivery(
 pub(super) struct DeliveryTables<'txn> {
     txn: &'txn WriteTransaction,
     deliveries: Table<'txn, &'static str, &'static [u8]>,
-    by_status: Table<'txn, (&'static str, &'static str, &'static str), ()>,
+    /// Opened at the first write that changes it: most never do.
+    by_status: Option<Table<'txn, (&'static str, &'static str, &'static str), ()>>,
     open: Table<'txn, &'static str, i64>,
 }
 
@@ -51,7 +70,7 @@ impl<'txn> DeliveryTables<'txn> {
         Ok(Self {
             txn,
             deliveries: txn.open_table(DELIVERIES)?,
-            by_status: txn.open_table(DELIVERIES_BY_STATUS)?,
+            by_status: None,
             open: txn.open_table(OPEN_DELIVERIES)?,
         })
     }
@@ -64,18 +83,28 @@ impl<'txn> DeliveryTables<'txn> {
             .insert(d.id.as_str(), encoded)?
             .map(|old| status_of(old.value()))
             .transpose()?;
-        // Most writes of a delivery change its status (created, then tried once and
-        // closed); the few that do not (a retry still retrying) leave the index alone.
-        if was.as_ref().is_none_or(|w| w.status != d.status) {
-            let (workspace, id) = (d.workspace_id.as_str(), d.id.as_str());
-            if let Some(was) = was {
-                self.by_status
-                    .remove((workspace, was.status.as_str(), id))?;
-            }
-            self.by_status
+        if was == Some(d.status) {
+            return self.set_open(d);
+        }
+        let (workspace, id) = (d.workspace_id.as_str(), d.id.as_str());
+        if let Some(was) = was.filter(|w| status_indexed(*w)) {
+            self.by_status()?.remove((workspace, was.as_str(), id))?;
+        }
+        if status_indexed(d.status) {
+            self.by_status()?
                 .insert((workspace, d.status.as_str(), id), ())?;
         }
         self.set_open(d)
+    }
+
+    fn by_status(
+        &mut self,
+    ) -> Result<&mut Table<'txn, (&'static str, &'static str, &'static str), ()>, StoreError> {
+        let table = match self.by_status.take() {
+            Some(table) => table,
+            None => self.txn.open_table(DELIVERIES_BY_STATUS)?,
+        };
+        Ok(self.by_status.insert(table))
     }
 
     /// Keeps the durable queue equal to "open deliveries and when they are due", and the
@@ -114,7 +143,7 @@ pub(super) fn remove_finished_delivery(
     let mut deliveries = txn.open_table(DELIVERIES)?;
     let Some(was) = deliveries
         .get(id)?
-        .map(|row| status_of(row.value()))
+        .map(|row| placed(row.value()))
         .transpose()?
     else {
         return Ok(false);
@@ -123,27 +152,30 @@ pub(super) fn remove_finished_delivery(
         return Ok(false);
     }
     deliveries.remove(id)?;
-    txn.open_table(DELIVERIES_BY_STATUS)?.remove((
-        was.workspace_id.as_str(),
-        was.status.as_str(),
-        id,
-    ))?;
+    if status_indexed(was.status) {
+        txn.open_table(DELIVERIES_BY_STATUS)?.remove((
+            was.workspace_id.as_str(),
+            was.status.as_str(),
+            id,
+        ))?;
+    }
     Ok(true)
 }
 
-/// Indexes every stored delivery by status: the migration that adds the index.
+/// Indexes the stored deliveries by status: the migration that adds the index. Returns
+/// how many it indexed.
 pub(super) fn fill_status_index(txn: &WriteTransaction) -> Result<u64, StoreError> {
     let deliveries = txn.open_table(DELIVERIES)?;
     let mut index = txn.open_table(DELIVERIES_BY_STATUS)?;
     let mut rows = 0;
     for entry in deliveries.iter()? {
         let (id, row) = entry?;
-        let of = status_of(row.value())?;
-        index.insert(
-            (of.workspace_id.as_str(), of.status.as_str(), id.value()),
-            (),
-        )?;
-        rows += 1;
+        let of = placed(row.value())?;
+        if status_indexed(of.status) {
+            let key = (of.workspace_id.as_str(), of.status.as_str(), id.value());
+            index.insert(key, ())?;
+            rows += 1;
+        }
     }
     Ok(rows)
 }

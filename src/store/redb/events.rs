@@ -7,7 +7,7 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::delivery_rows::{DeliveryTables, put_delivery};
+use super::delivery_rows::{DeliveryTables, put_delivery, status_indexed};
 use super::rows::{get, get_from, get_w, id_at};
 use super::tables::{
     ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, DELIVERIES_BY_STATUS, EVENTS,
@@ -151,9 +151,11 @@ impl EventStore for RedbStore {
         let mut last_seen: Option<String> = None;
         let mut exhausted = true;
         // Through an index when the filter names a rule or a status, newest first: each
-        // entry a delivery id whose row is then read.
+        // entry a delivery id whose row is then read. Pending ones are all in the queue;
+        // succeeded, the bulk of the log, is a scan (see `status_indexed`).
         let by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
         let by_status = txn.open_table(DELIVERIES_BY_STATUS)?;
+        let open = txn.open_table(OPEN_DELIVERIES)?;
         let indexed: Option<Box<dyn Iterator<Item = Result<String, StoreError>>>> =
             if let Some(rule) = &filter.rule_id {
                 let range = by_rule
@@ -161,7 +163,12 @@ impl EventStore for RedbStore {
                 Some(Box::new(range.rev().map(|entry| {
                     Ok(entry.map(|(key, _)| key.value().1.to_owned())?)
                 })))
-            } else if let Some(status) = filter.status {
+            } else if filter.status == Some(DeliveryStatus::Pending) {
+                let range = open.range(lower.as_str()..upper.as_str())?;
+                Some(Box::new(range.rev().map(|entry| {
+                    Ok(entry.map(|(key, _)| key.value().to_owned())?)
+                })))
+            } else if let Some(status) = filter.status.filter(|s| status_indexed(*s)) {
                 let (ws, status) = (workspace.as_str(), status.as_str());
                 let range =
                     by_status.range((ws, status, lower.as_str())..(ws, status, upper.as_str()))?;

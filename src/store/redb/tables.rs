@@ -34,7 +34,8 @@ pub const DELIVERIES_BY_RULE: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("deliveries-by-rule-v1");
 
 /// Key: (workspace id, status, delivery id). Value: nothing. Index for the delivery log's
-/// status filter, so a status that matches little is a range read, not a scan of the log.
+/// status filter, so a status that matches little is a range read, not a scan of the log:
+/// of `retrying`, `failed`, `blocked` and `condition_error` only (`delivery_rows::status_indexed`).
 /// Written with every delivery row (`delivery_rows`).
 pub const DELIVERIES_BY_STATUS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("deliveries-by-status-v1");

@@ -548,8 +548,9 @@ fn migrating_to_version_9_indexes_the_deliveries_already_there_by_status() {
     store.shutdown();
 }
 
-/// The status index holds exactly one entry per delivery row, under the row's status: no
-/// stale entry is left behind as a delivery moves through its life and is pruned.
+/// The status index holds exactly one entry per delivery row in an indexed status, under
+/// that status: no stale entry is left behind as a delivery moves through its life and is
+/// pruned.
 #[test]
 fn the_status_index_matches_the_rows_after_a_deliverys_life() {
     use redb::ReadableTable;
@@ -573,8 +574,10 @@ fn the_status_index_matches_the_rows_after_a_deliverys_life() {
     for entry in txn.open_table(DELIVERIES).unwrap().iter().unwrap() {
         let (_, row) = entry.unwrap();
         let d: Delivery = codec::decode("deliveries", row.value()).unwrap();
-        let (ws, status) = (d.workspace_id.as_str().to_owned(), d.status.as_str());
-        from_rows.push((ws, status.to_owned(), d.id.as_str().to_owned()));
+        if super::delivery_rows::status_indexed(d.status) {
+            let (ws, status) = (d.workspace_id.as_str().to_owned(), d.status.as_str());
+            from_rows.push((ws, status.to_owned(), d.id.as_str().to_owned()));
+        }
     }
     let mut indexed = Vec::new();
     for entry in txn
