@@ -219,4 +219,6 @@ fn rows_stored_in_clear_by_an_earlier_version_still_read_and_are_sealed_at_start
     for phi in [PATIENT, DIAGNOSIS, RECEIVER_ECHO] {
         assert!(!contains(&file, phi), "{phi:?} is still stored in clear");
     }
+    // Stopped for good: the dir was kept only to read its files.
+    std::fs::remove_dir_all(&data_dir).ok();
 }

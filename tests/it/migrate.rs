@@ -295,6 +295,8 @@ fn a_migrated_store_reads_the_same_on_postgresql_and_sends_what_was_owed() {
         let found = get(&format!("/api/v1/subjects/{SUBJECT}/disclosures"));
         (found["data"].as_array().unwrap().len() == 2).then_some(())
     });
+    // Stopped for good: the dir was kept only to read its files.
+    std::fs::remove_dir_all(&data_dir).ok();
 }
 
 /// The deliveries page without the one still owed at the copy.
@@ -355,4 +357,6 @@ fn migrate_refuses_bad_input_and_changes_nothing() {
     assert!(!ran.success(), "{ran:?}");
     assert!(ran.stderr.contains("empty database only"), "{}", ran.stderr);
     assert_eq!(count(&db, "rules"), 1);
+    // Stopped for good: the dir was kept only to read its files.
+    std::fs::remove_dir_all(&data_dir).ok();
 }

@@ -308,6 +308,8 @@ fn an_interrupted_rotation_is_finished_at_the_next_start() {
     let data_dir = app.stop();
     let payload = stored_payload(&data_dir, &before.event_id);
     assert!(old.open(&payload).is_err() && new.open(&payload).is_ok());
+    // Stopped for good: the dir was kept only to read its files.
+    std::fs::remove_dir_all(&data_dir).ok();
 }
 
 #[test]
@@ -450,4 +452,6 @@ fn rotation_refuses_bad_input_and_changes_nothing() {
         key_before
     );
     assert!(!data_dir.join("master.key.new").exists());
+    // Stopped for good: the dir was kept only to read its files.
+    std::fs::remove_dir_all(&data_dir).ok();
 }

@@ -23,11 +23,16 @@ pub struct TestApp {
     keep_dir: bool,
 }
 
-/// A unique empty folder under the system temp dir. A `TestApp` removes its data dir when it
-/// is dropped, unless its test is failing (left behind to inspect) or `stop` handed the dir on.
+/// A unique empty folder under the system temp dir, named after the test that made it (the
+/// harness names each test's thread after it). A `TestApp` removes its data dir when it is
+/// dropped, unless its test is failing (left behind to inspect) or `stop` handed the dir on.
 pub fn temp_dir(tag: &str) -> PathBuf {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("main")
+        .replace("::", "-");
     let dir = std::env::temp_dir().join(format!(
-        "tidings-it-{tag}-{}-{:x}",
+        "tidings-it-{tag}-{test}-{}-{:x}",
         std::process::id(),
         rand::random::<u64>()
     ));
