@@ -410,11 +410,24 @@ fn erasure_leaves_no_sealed_copy_of_the_subjects_data_in_the_file() {
     store.shutdown();
 }
 
+/// Takes the store file in `dir` back to how schema `version` left it: `undo` removes what
+/// later versions added, and the recorded version is set back, so the next open migrates.
+fn rewind_to_version(dir: &TempDir, version: u32, undo: impl FnOnce(&redb::WriteTransaction)) {
+    let db = Database::open(dir.0.join("tidings.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    undo(&txn);
+    txn.open_table(super::tables::META)
+        .unwrap()
+        .insert("schema_version", version.to_string().as_str())
+        .unwrap();
+    txn.commit().unwrap();
+}
+
 /// A file from before schema version 8 gets its dashboard counters from its rows: the open
 /// deliveries per workspace, and the day's condition errors.
 #[test]
 fn migrating_to_version_8_counts_the_open_deliveries_and_condition_errors_already_there() {
-    use super::tables::{CONDITION_ERRORS_BY_HOUR, META, OPEN_COUNTS};
+    use super::tables::{CONDITION_ERRORS_BY_HOUR, OPEN_COUNTS};
     use crate::domain::delivery::DeliveryStatus;
     use crate::store::contract::{START, event, ingest_with, other_workspace, rule};
 
@@ -460,16 +473,10 @@ fn migrating_to_version_8_counts_the_open_deliveries_and_condition_errors_alread
     drop(store);
 
     // As version 7 left it: no counters.
-    let db = Database::open(dir.0.join("tidings.redb")).unwrap();
-    let txn = db.begin_write().unwrap();
-    txn.delete_table(OPEN_COUNTS).unwrap();
-    txn.delete_table(CONDITION_ERRORS_BY_HOUR).unwrap();
-    txn.open_table(META)
-        .unwrap()
-        .insert("schema_version", "7")
-        .unwrap();
-    txn.commit().unwrap();
-    drop(db);
+    rewind_to_version(&dir, 7, |txn| {
+        txn.delete_table(OPEN_COUNTS).unwrap();
+        txn.delete_table(CONDITION_ERRORS_BY_HOUR).unwrap();
+    });
 
     let (store, _) = open().unwrap();
     assert_eq!(store.open_count_in(&ws).unwrap(), 2);
@@ -485,7 +492,7 @@ fn migrating_to_version_8_counts_the_open_deliveries_and_condition_errors_alread
 /// A file from before schema version 9 gets its status index from its rows, per workspace.
 #[test]
 fn migrating_to_version_9_indexes_the_deliveries_already_there_by_status() {
-    use super::tables::{DELIVERIES_BY_STATUS, META};
+    use super::tables::DELIVERIES_BY_STATUS;
     use crate::domain::delivery::DeliveryStatus;
     use crate::store::DeliveryFilter;
     use crate::store::contract::{START, event, ids, ingest_with, other_workspace, rule};
@@ -520,15 +527,9 @@ fn migrating_to_version_9_indexes_the_deliveries_already_there_by_status() {
     drop(store);
 
     // As version 8 left it: no status index.
-    let db = Database::open(dir.0.join("tidings.redb")).unwrap();
-    let txn = db.begin_write().unwrap();
-    txn.delete_table(DELIVERIES_BY_STATUS).unwrap();
-    txn.open_table(META)
-        .unwrap()
-        .insert("schema_version", "8")
-        .unwrap();
-    txn.commit().unwrap();
-    drop(db);
+    rewind_to_version(&dir, 8, |txn| {
+        txn.delete_table(DELIVERIES_BY_STATUS).unwrap();
+    });
 
     let (store, _) = open().unwrap();
     let with = |status| {
