@@ -11,6 +11,7 @@
 //! is stored as the sealed string; a body, a string or null, as `{"sealed": "xc1:…"}`.
 
 mod attempt_row;
+mod event_row;
 
 use std::sync::Arc;
 
@@ -99,9 +100,7 @@ impl RowSeal {
     }
 
     pub(in crate::store) fn event(&self, event: &Event) -> Result<Vec<u8>, StoreError> {
-        let mut row = to_value(event);
-        seal_event_row(&mut row, self.key()?);
-        Ok(codec::encode(&row))
+        Ok(event_row::encode(event, self.key()?))
     }
 
     /// `event` as an ingest stores it: sealed, and kept opened for its deliveries if it
@@ -415,6 +414,39 @@ mod tests {
             assert_eq!(
                 to_value(&seal.open_attempt(&typed).unwrap()),
                 to_value(&attempt)
+            );
+        }
+    }
+
+    #[test]
+    fn the_typed_event_row_is_the_row_the_value_route_writes() {
+        let seal = RowSeal::new(Some(key(1)));
+        let plain = json!({
+            "id": "evt_3", "workspace_id": "wsp_1", "type": "patient:admitted",
+            "occurred_at": 1, "received_at": 2,
+            "data": {"name": "Jane", "n": 1, "nested": {"z": [1, 2], "a": null}},
+        });
+        let mut with_all = plain.clone();
+        with_all["test"] = json!(true);
+        with_all["subject"] = json!("sub_0123456789abcdef");
+        with_all["erased"] = json!(true);
+        for given in [plain, with_all] {
+            let event: Event = serde_json::from_value(given).unwrap();
+            let typed = seal.event(&event).unwrap();
+            let mut row = to_value(&event);
+            assert!(seal_event_row(&mut row, &key(1)));
+            let by_value = codec::encode(&row);
+            // The same bytes but for the ciphertext (each seal draws a new nonce).
+            let shape = |bytes: &[u8]| {
+                let mut row: Value = serde_json::from_slice(bytes).unwrap();
+                assert!(row["data"].as_str().is_some_and(|d| !d.contains("Jane")));
+                row["data"] = json!("…");
+                serde_json::to_string(&row).unwrap()
+            };
+            assert_eq!(shape(&typed), shape(&by_value));
+            assert_eq!(
+                to_value(&seal.open_event(&typed).unwrap()),
+                to_value(&event)
             );
         }
     }
