@@ -1,7 +1,8 @@
 //! A delivery's row and what is derived from its status, written together so they never
-//! disagree: the log's status index (`DELIVERIES_BY_STATUS`, the rarer statuses), the durable queue of open
-//! deliveries (`OPEN_DELIVERIES`) and the ordered ones' index. Every write of a delivery row
-//! goes through `DeliveryTables::store`, every removal through `remove_finished_delivery`.
+//! disagree: the log's status index (`DELIVERIES_BY_STATUS`, of the rarer statuses), the
+//! durable queue of open deliveries (`OPEN_DELIVERIES`) and the ordered ones' index. Every
+//! write of a delivery row goes through `DeliveryTables::store`, every removal through
+//! `DeliveryTables::remove_finished`.
 
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::Deserialize;
@@ -97,6 +98,28 @@ impl<'txn> DeliveryTables<'txn> {
         self.set_open(d)
     }
 
+    /// Removes a finished delivery's row and its status index entry; false if it is gone,
+    /// or open again (re-sent since the caller chose it), and then left as it is.
+    pub(super) fn remove_finished(&mut self, id: &str) -> Result<bool, StoreError> {
+        let Some(was) = self
+            .deliveries
+            .get(id)?
+            .map(|row| placed(row.value()))
+            .transpose()?
+        else {
+            return Ok(false);
+        };
+        if was.status.is_open() {
+            return Ok(false);
+        }
+        self.deliveries.remove(id)?;
+        if status_indexed(was.status) {
+            let entry = (was.workspace_id.as_str(), was.status.as_str(), id);
+            self.by_status()?.remove(entry)?;
+        }
+        Ok(true)
+    }
+
     fn by_status(
         &mut self,
     ) -> Result<&mut Table<'txn, (&'static str, &'static str, &'static str), ()>, StoreError> {
@@ -132,34 +155,6 @@ impl<'txn> DeliveryTables<'txn> {
         }
         Ok(())
     }
-}
-
-/// Removes a finished delivery's row and its status index entry; false if it is gone, or
-/// open again (re-sent since the caller chose it), and then left as it is.
-pub(super) fn remove_finished_delivery(
-    txn: &WriteTransaction,
-    id: &str,
-) -> Result<bool, StoreError> {
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let Some(was) = deliveries
-        .get(id)?
-        .map(|row| placed(row.value()))
-        .transpose()?
-    else {
-        return Ok(false);
-    };
-    if was.status.is_open() {
-        return Ok(false);
-    }
-    deliveries.remove(id)?;
-    if status_indexed(was.status) {
-        txn.open_table(DELIVERIES_BY_STATUS)?.remove((
-            was.workspace_id.as_str(),
-            was.status.as_str(),
-            id,
-        ))?;
-    }
-    Ok(true)
 }
 
 /// Indexes the stored deliveries by status: the migration that adds the index. Returns

@@ -6,7 +6,7 @@ use std::path::Path;
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::RedbStore;
-use super::delivery_rows::remove_finished_delivery;
+use super::delivery_rows::DeliveryTables;
 use super::events::IdempotencyRecord;
 use super::rows::id_at;
 use super::tables::{
@@ -220,19 +220,20 @@ impl RedbStore {
 /// Removes finished deliveries with their attempts and index entries; returns how many (one
 /// re-sent since the batch was read stays, open).
 fn remove_deliveries(txn: &WriteTransaction, batch: &[Delivery]) -> Result<usize, StoreError> {
+    let mut rows = DeliveryTables::open(txn)?;
+    let mut attempts = txn.open_table(ATTEMPTS)?;
+    let mut by_rule = txn.open_table(DELIVERIES_BY_RULE)?;
+    let mut by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
     let mut removed = 0;
     for d in batch {
         let id = d.id.as_str();
-        if !remove_finished_delivery(txn, id)? {
+        if !rows.remove_finished(id)? {
             continue;
         }
         removed += 1;
-        txn.open_table(ATTEMPTS)?
-            .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
-        txn.open_table(DELIVERIES_BY_RULE)?
-            .remove((d.rule_id.as_str(), id))?;
-        txn.open_table(DELIVERIES_BY_EVENT)?
-            .remove((d.event_id.as_str(), id))?;
+        attempts.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+        by_rule.remove((d.rule_id.as_str(), id))?;
+        by_event.remove((d.event_id.as_str(), id))?;
     }
     Ok(removed)
 }
