@@ -207,9 +207,6 @@ ALTER TABLE hourly_outcomes ADD COLUMN node text COLLATE "C" NOT NULL DEFAULT ''
 ALTER TABLE hourly_outcomes DROP CONSTRAINT hourly_outcomes_pkey;
 ALTER TABLE hourly_outcomes ADD PRIMARY KEY (workspace_id, hour, node);
 "#,
-    // 10: the delivery log's status filter as an index range, so a status that matches
-    // little (`retrying` behind a million `pending`) does not walk the log to say so.
-    "CREATE INDEX deliveries_by_status ON deliveries (workspace_id, status, id);",
 ];
 
 const DEFAULT_WORKSPACE_KEY: &str = "default_workspace";
