@@ -46,6 +46,16 @@ pub(crate) fn workspace_name_taken(taken: &crate::domain::access::Workspace) -> 
     ))
 }
 
+/// Whether a backend keeps an index of deliveries in `status` for the log's status filter:
+/// the statuses an admin looks for when something is wrong, rare in a healthy log. The two
+/// every delivery passes through are left out, so a delivery that succeeds at its first
+/// attempt writes no index entry: the pending ones are all in the queue of open
+/// deliveries, which the filter reads instead, and succeeded is what most of a log is.
+pub(crate) fn status_indexed(status: crate::domain::delivery::DeliveryStatus) -> bool {
+    use crate::domain::delivery::DeliveryStatus;
+    !matches!(status, DeliveryStatus::Pending | DeliveryStatus::Succeeded)
+}
+
 pub(crate) fn not_found(what: &'static str, id: &str) -> StoreError {
     StoreError::NotFound {
         what,

@@ -444,6 +444,25 @@ pub fn list_deliveries_filters_and_pages_newest_first(store: &Store, _clock: &Cl
     );
 }
 
+/// A page of the default workspace's deliveries in `status`, and its cursor.
+fn in_status(
+    store: &Store,
+    status: DeliveryStatus,
+    before: Option<DeliveryId>,
+    limit: usize,
+) -> (Vec<DeliveryId>, Option<DeliveryId>) {
+    let filter = DeliveryFilter {
+        status: Some(status),
+        before,
+        limit,
+        ..DeliveryFilter::default()
+    };
+    let (page, cursor) = store
+        .list_deliveries(store.default_workspace(), &filter)
+        .unwrap();
+    (ids(&page), cursor)
+}
+
 /// The status filter follows each delivery through its life (created, tried, closed,
 /// re-sent, erased, pruned) and pages like the unfiltered log.
 pub fn the_status_filter_follows_a_delivery_through_its_life(store: &Store, clock: &Clock) {
@@ -466,16 +485,14 @@ pub fn the_status_filter_follows_a_delivery_through_its_life(store: &Store, cloc
         &[&r],
         DeliveryStatus::Retrying,
     );
-    let with = |status, before: Option<DeliveryId>, limit| {
-        let filter = DeliveryFilter {
-            status: Some(status),
-            before,
-            limit,
-            ..DeliveryFilter::default()
-        };
-        let (page, cursor) = store.list_deliveries(&ws, &filter).unwrap();
-        (ids(&page), cursor)
-    };
+    let broken = ingest_with(
+        store,
+        &event(&ws, "x", at(5)),
+        &[&r],
+        DeliveryStatus::ConditionError,
+    )
+    .remove(0);
+    let with = |status, before, limit| in_status(store, status, before, limit);
     let status = |s| with(s, None, 50).0;
     let id = |n: usize| made[n].id.clone();
     assert_eq!(
@@ -485,6 +502,10 @@ pub fn the_status_filter_follows_a_delivery_through_its_life(store: &Store, cloc
     assert!(
         status(DeliveryStatus::Retrying).is_empty(),
         "another workspace's retrying delivery is not ours"
+    );
+    assert_eq!(
+        status(DeliveryStatus::ConditionError),
+        std::slice::from_ref(&broken.id)
     );
 
     let retrying = Delivery {
@@ -546,6 +567,7 @@ pub fn the_status_filter_follows_a_delivery_through_its_life(store: &Store, cloc
         status(DeliveryStatus::Blocked).is_empty(),
         "a pruned delivery leaves the filter"
     );
+    assert_eq!(status(DeliveryStatus::ConditionError), [broken.id]);
 }
 
 pub fn test_deliveries_are_logged_finished(store: &Store, _clock: &Clock) {

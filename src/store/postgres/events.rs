@@ -15,7 +15,7 @@ use crate::domain::event::{Event, EventType};
 use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
 use crate::store::codec::encode_str;
 use crate::store::seal::RowSeal;
-use crate::store::types::not_found;
+use crate::store::types::{not_found, status_indexed};
 use crate::store::{
     DeliveryFilter, DueDelivery, EventStore, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
     ReclaimSink, Slot, StoreError, StoreFuture,
@@ -141,30 +141,58 @@ impl EventStore for PgStore {
         {
             before.as_str().clone_into(&mut upper);
         }
-        let limit = filter.limit.min(MAX_PAGE);
-        let rows = self.conn()?.query(
-            "SELECT row::text AS row FROM deliveries
-             WHERE workspace_id = $1 AND id >= $2 AND id < $3
-               AND ($4::text IS NULL OR rule_id = $4)
-               AND ($5::text IS NULL OR status = $5)
-               AND ($6::text IS NULL OR event_type = $6)
-             ORDER BY id DESC LIMIT $7",
-            &[
-                &workspace.as_str(),
-                &lower,
-                &upper,
-                &filter.rule_id.as_ref().map(RuleId::as_str),
-                &filter.status.map(DeliveryStatus::as_str),
-                &filter.event_type.as_ref().map(EventType::as_str),
-                &i64::try_from(limit).unwrap_or(i64::MAX),
-            ],
-        )?;
+        let limit = i64::try_from(filter.limit.min(MAX_PAGE)).unwrap_or(i64::MAX);
+        let (rule, event_type) = (
+            filter.rule_id.as_ref().map(RuleId::as_str),
+            filter.event_type.as_ref().map(EventType::as_str),
+        );
+        let ws = workspace.as_str();
+        let mut conn = self.conn()?;
+        // A status with no rule: the rarer ones from their side table, pending ones from
+        // the queue (see `status_indexed`); everything else by workspace or rule.
+        let rows = match filter.status {
+            Some(status) if rule.is_none() && status_indexed(status) => conn.query(
+                "SELECT d.row::text AS row FROM delivery_statuses s
+                 JOIN deliveries d ON d.id = s.delivery_id
+                 WHERE s.workspace_id = $1 AND s.status = $2
+                   AND s.delivery_id >= $3 AND s.delivery_id < $4
+                   AND ($5::text IS NULL OR d.event_type = $5)
+                 ORDER BY s.delivery_id DESC LIMIT $6",
+                &[&ws, &status.as_str(), &lower, &upper, &event_type, &limit],
+            )?,
+            Some(DeliveryStatus::Pending) if rule.is_none() => conn.query(
+                "SELECT d.row::text AS row FROM open_deliveries o
+                 JOIN deliveries d ON d.id = o.delivery_id
+                 WHERE o.delivery_id >= $2 AND o.delivery_id < $3
+                   AND d.workspace_id = $1 AND d.status = 'pending'
+                   AND ($4::text IS NULL OR d.event_type = $4)
+                 ORDER BY o.delivery_id DESC LIMIT $5",
+                &[&ws, &lower, &upper, &event_type, &limit],
+            )?,
+            status => conn.query(
+                "SELECT row::text AS row FROM deliveries
+                 WHERE workspace_id = $1 AND id >= $2 AND id < $3
+                   AND ($4::text IS NULL OR rule_id = $4)
+                   AND ($5::text IS NULL OR status = $5)
+                   AND ($6::text IS NULL OR event_type = $6)
+                 ORDER BY id DESC LIMIT $7",
+                &[
+                    &ws,
+                    &lower,
+                    &upper,
+                    &rule,
+                    &status.map(DeliveryStatus::as_str),
+                    &event_type,
+                    &limit,
+                ],
+            )?,
+        };
         let page: Vec<Delivery> = rows
             .iter()
             .map(|r| decode("deliveries", r))
             .collect::<Result<_, _>>()?;
         // A full page may have more below it: its last id is the cursor.
-        let cursor = (limit > 0 && page.len() == limit)
+        let cursor = (limit > 0 && i64::try_from(page.len()) == Ok(limit))
             .then(|| page.last().map(|d| d.id.clone()))
             .flatten();
         Ok((page, cursor))

@@ -115,8 +115,9 @@ fn open_pg(clock: Clock) -> Option<(Store, TempDb)> {
 
 store_contract_tests!(open_pg);
 
-/// A database from before migration 8 gets its condition-error log from the deliveries
-/// already there, and the trigger notes the ones made after.
+/// A database from before migration 8 gets its condition-error log (and, from migration 10,
+/// its table of the rarer statuses) from the deliveries already there, and the triggers
+/// note the ones made after.
 #[test]
 fn migration_8_logs_the_condition_errors_already_there() {
     use crate::domain::delivery::DeliveryStatus;
@@ -153,7 +154,7 @@ fn migration_8_logs_the_condition_errors_already_there() {
     store.shutdown();
     drop(store);
 
-    // As migration 7 left it.
+    // As migration 7 left it (8, 9 and 10 undone).
     let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
     client
         .batch_execute(
@@ -163,6 +164,11 @@ fn migration_8_logs_the_condition_errors_already_there() {
              ALTER TABLE hourly_outcomes DROP CONSTRAINT hourly_outcomes_pkey;
              ALTER TABLE hourly_outcomes DROP COLUMN node;
              ALTER TABLE hourly_outcomes ADD PRIMARY KEY (workspace_id, hour);
+             DROP TRIGGER deliveries_track_status_insert ON deliveries;
+             DROP TRIGGER deliveries_track_status_update ON deliveries;
+             DROP TRIGGER deliveries_track_status_delete ON deliveries;
+             DROP FUNCTION tidings_track_delivery_status();
+             DROP TABLE delivery_statuses;
              DELETE FROM tidings_schema WHERE version >= 8;",
         )
         .unwrap();
@@ -180,6 +186,13 @@ fn migration_8_logs_the_condition_errors_already_there() {
         .unwrap();
     assert_eq!(errors.len(), 1);
     assert_eq!((errors[0].count, errors[0].latest_at), (2, START + 5));
+    // Migration 10 indexed the one made before it, the trigger the one made after.
+    let filter = crate::store::DeliveryFilter {
+        status: Some(DeliveryStatus::ConditionError),
+        limit: 10,
+        ..crate::store::DeliveryFilter::default()
+    };
+    assert_eq!(store.list_deliveries(&ws, &filter).unwrap().0.len(), 2);
     store.shutdown();
 }
 
@@ -635,4 +648,35 @@ fn a_refused_write_is_undone_alone_and_the_rest_of_its_batch_commits() {
         ]
     );
     assert_eq!(stored, ["h", "j"]);
+}
+
+/// The side table of the rarer statuses holds exactly the deliveries in them, under their
+/// status, after a delivery's whole life (the triggers keep it; nothing else writes it).
+#[test]
+fn the_status_table_matches_the_deliveries_after_their_life() {
+    use crate::store::contract::{START, the_status_filter_follows_a_delivery_through_its_life};
+
+    let clock = Clock::manual(START);
+    let Some((store, db)) = open_pg(clock.clone()) else {
+        return;
+    };
+    the_status_filter_follows_a_delivery_through_its_life(&store, &clock);
+    store.shutdown();
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let mut listed = |sql: &str| -> Vec<(String, String, String)> {
+        client
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let kept =
+        listed("SELECT workspace_id, status, delivery_id FROM delivery_statuses ORDER BY 1, 2, 3");
+    let rows = listed(
+        "SELECT workspace_id, status, id FROM deliveries
+         WHERE status IN ('retrying', 'failed', 'blocked', 'condition_error') ORDER BY 1, 2, 3",
+    );
+    assert_eq!(rows.len(), 3, "two of ours, one of another workspace");
+    assert_eq!(kept, rows);
 }

@@ -9,16 +9,8 @@ use serde::Deserialize;
 
 use super::tables::{DELIVERIES, DELIVERIES_BY_STATUS, OPEN_BY_ORDERING_KEY, OPEN_DELIVERIES};
 use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::store::types::status_indexed;
 use crate::store::{StoreError, codec};
-
-/// Whether the status index holds deliveries in `status`: the statuses an admin looks for
-/// when something is wrong, rare in a healthy log. The two every delivery passes through
-/// are left out, so a delivery that succeeds at its first attempt writes no index entry:
-/// the pending ones are all in the durable queue (`OPEN_DELIVERIES`, by id), which the
-/// log's filter reads instead, and succeeded is what most of the log is.
-pub(super) fn status_indexed(status: DeliveryStatus) -> bool {
-    !matches!(status, DeliveryStatus::Pending | DeliveryStatus::Succeeded)
-}
 
 /// A stored row's status, read without building the rest of the delivery.
 fn status_of(row: &[u8]) -> Result<DeliveryStatus, StoreError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::delivery_rows::{DeliveryTables, put_delivery, status_indexed};
+use super::delivery_rows::{DeliveryTables, put_delivery};
 use super::rows::{get, get_from, get_w, id_at};
 use super::tables::{
     ATTEMPTS, DELIVERIES, DELIVERIES_BY_EVENT, DELIVERIES_BY_RULE, DELIVERIES_BY_STATUS, EVENTS,
@@ -20,7 +20,7 @@ use crate::domain::ids::{DeliveryId, EventId, RuleId, WorkspaceId};
 use crate::domain::rule::Rule;
 use crate::store::codec;
 use crate::store::seal::RowSeal;
-use crate::store::types::not_found;
+use crate::store::types::{not_found, status_indexed};
 use crate::store::{
     DeliveryFilter, DueDelivery, EventStore, IDEMPOTENCY_TTL_MS, IngestOutcome, NewEvent,
     ReclaimSink, Slot, StoreError, StoreFuture,

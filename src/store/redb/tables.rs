@@ -35,7 +35,7 @@ pub const DELIVERIES_BY_RULE: TableDefinition<(&str, &str), ()> =
 
 /// Key: (workspace id, status, delivery id). Value: nothing. Index for the delivery log's
 /// status filter, so a status that matches little is a range read, not a scan of the log:
-/// of `retrying`, `failed`, `blocked` and `condition_error` only (`delivery_rows::status_indexed`).
+/// of `retrying`, `failed`, `blocked` and `condition_error` only (`store::types::status_indexed`).
 /// Written with every delivery row (`delivery_rows`).
 pub const DELIVERIES_BY_STATUS: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("deliveries-by-status-v1");
