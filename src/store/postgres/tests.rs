@@ -169,6 +169,7 @@ fn migration_8_logs_the_condition_errors_already_there() {
              DROP TRIGGER deliveries_track_status_delete ON deliveries;
              DROP FUNCTION tidings_track_delivery_status();
              DROP TABLE delivery_statuses;
+             DROP FUNCTION tidings_status_indexed(text);
              DELETE FROM tidings_schema WHERE version >= 8;",
         )
         .unwrap();
