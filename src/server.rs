@@ -23,6 +23,7 @@ use crate::domain::time::Clock;
 use crate::retention::Retention;
 use crate::routines::Routines;
 use crate::security::crypto::Keyring;
+use crate::security::opened_secrets::OpenedSecrets;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -150,7 +151,7 @@ pub fn run_with_clock(
         Settings {
             retry: retry.clone(),
             policy: Arc::clone(&policy),
-            master_key: master_key.clone(),
+            secrets: OpenedSecrets::new(master_key.clone()),
             store_bodies: config.logs.store_bodies,
             disable_after: config.alerts.disable_after,
             stuck_after: config.alerts.dispatcher_stuck_after,

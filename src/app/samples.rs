@@ -19,6 +19,7 @@ use crate::domain::rule::{ROUTINE_FIRED, Rule, Trigger};
 use crate::domain::template::TemplateError;
 use crate::domain::time::to_rfc3339;
 use crate::error::AppError;
+use crate::security::opened_secrets::OpenedSecrets;
 use crate::store::StoreError;
 
 /// What a test or preview sends: a given event type and data, or the rule's sample.
@@ -104,7 +105,8 @@ async fn sample(state: &AppState, rule: Rule, req: SampleRequest) -> Result<Samp
         &event,
         &workspace_name,
         delivery.id.as_str(),
-        &state.master_key,
+        // A preview or a test send opens its rule's secrets once: nothing to remember.
+        &OpenedSecrets::new(state.master_key.clone()),
         state.clock.now_ms(),
     ) {
         Ok(request) => Ok(request),

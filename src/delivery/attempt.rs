@@ -14,7 +14,8 @@ use crate::domain::payload::{self, Context};
 use crate::domain::rule::{MASK, ReceiverAuth, Rule, Signing};
 use crate::domain::template::TemplateError;
 use crate::domain::time::Clock;
-use crate::security::crypto::{CryptoError, MasterKey, Secret};
+use crate::security::crypto::CryptoError;
+use crate::security::opened_secrets::OpenedSecrets;
 use crate::security::ssrf::{AddressPolicy, UrlProblem};
 
 /// The User-Agent every request carries.
@@ -64,7 +65,7 @@ pub fn prepare(
     event: &Event,
     workspace_name: &str,
     delivery_id: &str,
-    key: &MasterKey,
+    secrets: &OpenedSecrets,
     now_ms: i64,
 ) -> Result<PreparedRequest, PrepareError> {
     let context = Context {
@@ -94,11 +95,11 @@ pub fn prepare(
     } else {
         rule.live_secrets(now_ms).collect()
     };
-    let secrets = live
+    let opened = live
         .into_iter()
-        .map(|s| key.open(&s.sealed))
+        .map(|s| secrets.open(&s.sealed))
         .collect::<Result<Vec<_>, _>>()?;
-    let secret_strs: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+    let secret_strs: Vec<&str> = opened.iter().map(|s| s.expose()).collect();
     headers.extend(signature_headers(
         webhook.signing,
         &secret_strs,
@@ -113,7 +114,7 @@ pub fn prepare(
         headers.push(("Authorization".to_owned(), format!("Bearer {MASK}")));
     }
     for (name, sealed) in &webhook.secret_headers {
-        headers.push((name.clone(), key.open(sealed)?.expose().to_owned()));
+        headers.push((name.clone(), secrets.open(sealed)?.expose().to_owned()));
         secret_names.push(name.clone());
     }
     Ok(PreparedRequest {

@@ -26,7 +26,7 @@ use crate::domain::delivery::Delivery;
 use crate::domain::ids::{DeliveryId, RuleId};
 use crate::domain::rule::{DEFAULT_MAX_CONCURRENCY, Rule};
 use crate::domain::time::Clock;
-use crate::security::crypto::MasterKey;
+use crate::security::opened_secrets::OpenedSecrets;
 use crate::security::ssrf::AddressPolicy;
 use crate::store::{DueDelivery, Store};
 use crate::telemetry::Metrics;
@@ -55,7 +55,8 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 pub struct Settings {
     pub retry: RetryPolicy,
     pub policy: Arc<AddressPolicy>,
-    pub master_key: MasterKey,
+    /// The master key, remembering the rule secrets it has opened for attempts.
+    pub secrets: OpenedSecrets,
     pub store_bodies: bool,
     /// A rule whose attempts have all failed this long is deactivated (`alerts.disable_after`).
     pub disable_after: Duration,

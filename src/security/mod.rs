@@ -1,10 +1,11 @@
-//! Security pieces with one job each: network safety, encryption at rest, signing secrets,
-//! ed25519 signing key pairs, TLS client certificates, owner-only files.
+//! Security pieces with one job each: network safety, encryption at rest, signing secrets
+//! opened once, ed25519 signing key pairs, TLS client certificates, owner-only files.
 
 pub mod client_assertion;
 pub mod client_cert;
 pub mod crypto;
 pub mod files;
 pub mod keypair;
+pub mod opened_secrets;
 pub mod passwords;
 pub mod ssrf;

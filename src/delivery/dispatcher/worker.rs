@@ -110,7 +110,7 @@ fn deliver(
         &event,
         &workspace_name,
         id.as_str(),
-        &settings.master_key,
+        &settings.secrets,
         settings.clock.now_ms(),
     ) {
         Ok(request) => perform(&env, &rule, &request, &delivery),
