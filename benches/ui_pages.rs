@@ -120,7 +120,7 @@ fn main() {
                 async move {
                     store
                         .ingest(NewEvent {
-                            event,
+                            event: event.into(),
                             deliveries: vec![delivery],
                             idempotency_key: None,
                             routine_slot: None,

@@ -223,7 +223,7 @@ impl Intake {
         let deliveries =
             deliveries_for(&event, rules, &workspace_name, self.max_attempts, &key_hash);
         Ok(NewEvent {
-            event,
+            event: Arc::new(event),
             deliveries,
             idempotency_key,
             routine_slot,

@@ -73,10 +73,9 @@ impl OpenedEvents {
     /// Keeps `event`, just sealed as `row` at ingest, so its first attempts need not open
     /// what was in hand. Kept before the row is written: should the write fail, no row
     /// with these bytes exists to be served for.
-    pub(in crate::store) fn remember(&self, row: &[u8], event: Event) {
+    pub(in crate::store) fn remember(&self, row: &[u8], event: &Arc<Event>) {
         if row.len() <= LARGEST_ROW {
-            let id = event.id.clone();
-            self.lock().keep(&id, row, &Arc::new(event));
+            self.lock().keep(&event.id, row, event);
         }
     }
 
@@ -173,7 +172,7 @@ mod tests {
     fn an_event_remembered_at_ingest_is_not_opened_again() {
         let cache = OpenedEvents::default();
         let (id, row) = event("evt_0000000000000000000000002", "Jane");
-        cache.remember(&row, decode(&row).unwrap());
+        cache.remember(&row, &Arc::new(decode(&row).unwrap()));
         let opened = cache
             .open(&id, &row, 1, |_| panic!("opened what ingest had in hand"))
             .unwrap();

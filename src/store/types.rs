@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::domain::delivery::{Delivery, DeliveryStatus};
 use crate::domain::event::{Event, EventType};
@@ -90,7 +91,8 @@ pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// An accepted event and the deliveries it owes, written together.
 #[derive(Debug)]
 pub struct NewEvent {
-    pub event: Event,
+    /// Shared with the opened-event cache, which keeps it for the event's deliveries.
+    pub event: Arc<Event>,
     pub deliveries: Vec<Delivery>,
     pub idempotency_key: Option<String>,
     /// For a routine's firing: the routine and the slot fired, recorded with the event so a

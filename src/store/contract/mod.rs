@@ -283,7 +283,7 @@ pub fn delivery(event: &Event, rule: &Rule, status: DeliveryStatus) -> Delivery 
 /// A new event with its deliveries and nothing else.
 pub fn new_event(event: Event, deliveries: Vec<Delivery>) -> NewEvent {
     NewEvent {
-        event,
+        event: Arc::new(event),
         deliveries,
         idempotency_key: None,
         routine_slot: None,

@@ -66,6 +66,7 @@ impl EventStore for PgStore {
         delivery: Delivery,
         attempt: Attempt,
     ) -> StoreFuture<()> {
+        let event = Arc::new(event);
         let deliveries = std::slice::from_ref(&delivery);
         let encoded = EncodedIngest::of(&event, deliveries, &self.seal)
             .and_then(|rows| Ok((rows, json_text(self.seal.attempt(&attempt)?))));
@@ -362,7 +363,7 @@ impl EncodedIngest {
         Self::of(&new.event, &new.deliveries, seal)
     }
 
-    fn of(event: &Event, deliveries: &[Delivery], seal: &RowSeal) -> Result<Self, StoreError> {
+    fn of(event: &Arc<Event>, deliveries: &[Delivery], seal: &RowSeal) -> Result<Self, StoreError> {
         Ok(Self {
             event: json_text(seal.ingested_event(event, !deliveries.is_empty())?),
             deliveries: deliveries.iter().map(encode_str).collect(),

@@ -107,12 +107,12 @@ impl RowSeal {
     /// owes any.
     pub(in crate::store) fn ingested_event(
         &self,
-        event: &Event,
+        event: &Arc<Event>,
         owes_deliveries: bool,
     ) -> Result<Vec<u8>, StoreError> {
         let row = self.event(event)?;
         if owes_deliveries {
-            self.opened.remember(&row, event.clone());
+            self.opened.remember(&row, event);
         }
         Ok(row)
     }
@@ -461,11 +461,12 @@ mod tests {
                      "tags": ["a", {"b": null}], "z": 1, "a": 2},
         }))
         .unwrap();
+        let event = Arc::new(event);
         let row = seal.ingested_event(&event, true).unwrap();
         let kept = seal.open_event_to_deliver(&event.id, &row, 2).unwrap();
         let opened = seal.open_event(&row).unwrap();
         assert_eq!(to_value(&*kept), to_value(&opened));
-        assert_eq!(to_value(&*kept), to_value(&event));
+        assert_eq!(to_value(&*kept), to_value(&*event));
         // The same Arc again: nothing was opened for it.
         let again = seal.open_event_to_deliver(&event.id, &row, 2).unwrap();
         assert!(Arc::ptr_eq(&kept, &again));
