@@ -226,10 +226,7 @@ impl Rule {
 
     /// Why the stored URL may not be used under the current policy, if it may not.
     pub fn url_problem(&self, policy: &AddressPolicy) -> Option<UrlProblem> {
-        match url::Url::parse(&self.webhook.url) {
-            Ok(url) => policy.check_url(&url).err(),
-            Err(_) => Some(UrlProblem::MissingHost),
-        }
+        policy.check_url_text(&self.webhook.url).err()
     }
 
     /// Secrets that sign now: the current one and any previous one still inside its overlap.

@@ -6,6 +6,7 @@ pub mod client_cert;
 pub mod crypto;
 pub mod files;
 pub mod keypair;
+pub mod memo;
 pub mod opened_secrets;
 pub mod passwords;
 pub mod ssrf;

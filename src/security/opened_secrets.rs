@@ -9,10 +9,10 @@
 //! attempt; values are zeroed when dropped, and the cache is emptied when it fills, so the
 //! secrets of deleted rules do not accumulate.
 
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use crate::security::crypto::{CryptoError, MasterKey, Sealed, Secret};
+use crate::security::memo::Memo;
 
 /// More opened values than any appliance's live rules have (each has at most two live
 /// signing secrets and a few secret headers); past it the cache starts again empty.
@@ -22,7 +22,7 @@ const MAX_ENTRIES: usize = 4096;
 #[derive(Clone)]
 pub struct OpenedSecrets {
     key: MasterKey,
-    opened: Arc<RwLock<HashMap<String, Arc<Secret>>>>,
+    opened: Arc<Memo<Arc<Secret>>>,
 }
 
 impl std::fmt::Debug for OpenedSecrets {
@@ -35,33 +35,19 @@ impl OpenedSecrets {
     pub fn new(key: MasterKey) -> Self {
         Self {
             key,
-            opened: Arc::default(),
+            opened: Arc::new(Memo::new(MAX_ENTRIES)),
         }
     }
 
     /// `sealed` opened, from the cache when it has been opened before.
     pub fn open(&self, sealed: &Sealed) -> Result<Arc<Secret>, CryptoError> {
-        let text = sealed.as_str();
-        if let Some(secret) = self.read().get(text) {
-            return Ok(Arc::clone(secret));
-        }
-        let secret = Arc::new(self.key.open(sealed)?);
-        let mut opened = self.opened.write().unwrap_or_else(PoisonError::into_inner);
-        if opened.len() >= MAX_ENTRIES {
-            opened.clear();
-        }
-        opened.insert(text.to_owned(), Arc::clone(&secret));
-        Ok(secret)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Secret>>> {
-        // A panic elsewhere while holding the lock leaves a map that is still whole.
-        self.opened.read().unwrap_or_else(PoisonError::into_inner)
+        self.opened
+            .get_or_try(sealed.as_str(), || self.key.open(sealed).map(Arc::new))
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.read().len()
+        self.opened.len()
     }
 }
 
@@ -93,17 +79,5 @@ mod tests {
         let foreign = key(8).seal("whsec_other");
         assert!(secrets.open(&foreign).is_err());
         assert_eq!(secrets.len(), 0);
-    }
-
-    #[test]
-    fn a_full_cache_starts_again_empty() {
-        let key = key(7);
-        let secrets = OpenedSecrets::new(key.clone());
-        for n in 0..MAX_ENTRIES {
-            secrets.open(&key.seal(&format!("s{n}"))).unwrap();
-        }
-        assert_eq!(secrets.len(), MAX_ENTRIES);
-        secrets.open(&key.seal("one more")).unwrap();
-        assert_eq!(secrets.len(), 1);
     }
 }

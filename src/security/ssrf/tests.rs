@@ -332,7 +332,15 @@ fn check_url_cases() {
     ];
     for (policy, input, expected) in cases {
         assert_eq!(policy.check_url(&url(input)), expected, "{input}");
+        // The remembered answer is the same, asked once or twice, and each policy has its own.
+        assert_eq!(policy.check_url_text(input), expected, "{input}");
+        assert_eq!(policy.check_url_text(input), expected, "{input} again");
     }
+    assert_eq!(
+        prod.check_url_text("https://"),
+        Err(UrlProblem::MissingHost),
+        "a URL that does not parse"
+    );
     // Plain usernames count too, and dev mode still refuses non-local literals.
     assert_eq!(
         prod.check_url(&url("https://token@example.com/")),
