@@ -126,36 +126,14 @@ pub fn flat(event: &Event, ctx: &Context<'_>) -> Map<String, Value> {
 mod tests {
     use super::*;
     use crate::domain::event::RESERVED_KEYS;
-    use crate::domain::ids::{EventId, RuleId, WorkspaceId};
+    use crate::domain::ids::{EventId, WorkspaceId};
 
-    fn rule(format: &str) -> Rule {
-        serde_json::from_value(json!({
-            "id": RuleId::generate(1_000),
-            "workspace_id": WorkspaceId::generate(1_000),
-            "name": "CRM \"sync\"",
-            "description": "",
-            "active": true,
-            "max_concurrency": 8,
-            "condition": null,
-            "trigger": {"type": "event", "events": ["member.*"]},
-            "webhook": {
-                "url": "https://receiver.example/hook",
-                "method": "POST",
-                "content_type": "application/json",
-                "headers": {},
-                "secret_headers": {},
-                "signing": "none",
-                "payload_format": format,
-                "body_template": null,
-                "tls_verify": true,
-                "timeout_ms": 10000,
-            },
-            "signing_secrets": [],
-            "created_at": 1_000,
-            "updated_at": 1_000,
-            "status_reason": null,
-        }))
-        .expect("a valid rule")
+    /// The store contract's sample rule (flat), in `format`.
+    fn rule(format: PayloadFormat) -> Rule {
+        let workspace = WorkspaceId::generate(1_000);
+        let mut rule = crate::store::contract::rule(&workspace, "CRM \"sync\"", &["member.*"]);
+        rule.webhook.payload_format = format;
+        rule
     }
 
     fn event(data: Value) -> Event {
@@ -186,7 +164,7 @@ mod tests {
 
     #[test]
     fn the_flat_body_is_the_flat_payload_as_written_by_serde_json() {
-        let rule = rule("flat");
+        let rule = rule(PayloadFormat::Flat);
         let ctx = Context {
             rule: &rule,
             workspace_name: "Main clinic",
@@ -216,6 +194,6 @@ mod tests {
             "payload": event.data,
         }))
         .unwrap();
-        assert_eq!(body_of(&rule("envelope"), &event), expected);
+        assert_eq!(body_of(&rule(PayloadFormat::Envelope), &event), expected);
     }
 }
