@@ -24,6 +24,24 @@ const PAGE_RUNS: usize = 5;
 const MEANWHILE_EVENTS: usize = 2_000;
 const MEANWHILE_RATE: usize = 200;
 
+/// The packaged systemd unit's `Environment=` lines, so that n runs `tidings serve` as the
+/// unit does (its allocator settings decide the memory measured here) and cannot drift from it.
+fn unit_environment() -> Vec<(String, String)> {
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/systemd/tidings.service"
+    );
+    let text = std::fs::read_to_string(unit).expect("the packaged systemd unit");
+    let env: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Environment="))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert!(!env.is_empty(), "the unit sets tidings' environment");
+    env
+}
+
 /// The pages an office manager opens while a backlog waits.
 fn pages() -> [&'static str; 6] {
     [
@@ -38,8 +56,12 @@ fn pages() -> [&'static str; 6] {
 
 pub fn backlog() {
     let events = env_or("BENCH_BACKLOG", DEFAULT_BACKLOG);
-    // As the packaged systemd unit runs it (packaging/systemd/tidings.service).
-    let app = App::spawn_with_ui_user(PASSWORD, &[("MIMALLOC_ALLOW_THP", "0")]);
+    let unit_env = unit_environment();
+    let env: Vec<(&str, &str)> = unit_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let app = App::spawn_with_ui_user(PASSWORD, &env);
     let pid = app.child_pid().expect("tidings serve runs as a child");
     // A free port, left closed until the receiver comes back.
     let port = TcpListener::bind("127.0.0.1:0")
