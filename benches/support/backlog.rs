@@ -26,6 +26,7 @@ const MEANWHILE_RATE: usize = 200;
 
 /// The packaged systemd unit's `Environment=` lines, so that n runs `tidings serve` as the
 /// unit does (its allocator settings decide the memory measured here) and cannot drift from it.
+/// One unquoted assignment a line, as the unit writes them.
 fn unit_environment() -> Vec<(String, String)> {
     let unit = concat!(
         env!("CARGO_MANIFEST_DIR"),
